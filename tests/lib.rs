@@ -1,0 +1,1 @@
+//! End-to-end and platform tests live in `suite/`; this library is empty on purpose.
