@@ -18,13 +18,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set();
 
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
-    fs::write(out_dir.join("crm_descriptor.bin"), descriptors.encode_to_vec())?;
+    fs::write(
+        out_dir.join("crm_descriptor.bin"),
+        descriptors.encode_to_vec(),
+    )?;
 
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .compile_fds(descriptors)?;
+        .compile_fds_with_config(descriptors, type_names())?;
     Ok(())
+}
+
+/// Messages implement `prost::Name`, so events know their full type name.
+fn type_names() -> prost_build::Config {
+    let mut config = prost_build::Config::new();
+    config.enable_type_names();
+    config
 }
 
 /// Every `.proto` file below `dir`, sorted so that builds are reproducible.

@@ -1,0 +1,32 @@
+//! What every role of the CRM suite shares.
+//!
+//! - [`config`]: typed settings read once from the environment, with errors naming each bad variable.
+//! - [`role`]: the roles by name, their schemas and default ports.
+//! - [`db`]: a Postgres pool per role (confined to its schema, retried at start) and migrations.
+//! - [`outbox`]: the transactional outbox and the commit-ordered event feed read from it.
+//! - [`feed_api`]: the `Subscribe` / `ListEvents` RPCs every role serves over its outbox.
+//! - [`error`]: one error type, mapped to `tonic::Status` with google.rpc details.
+//! - [`page_token`]: opaque page tokens bound to their query.
+//! - [`server`]: the gRPC server builder (health, reflection, limits, request ids, drain).
+//! - [`metrics`]: RED metrics per RPC and the `/metrics` endpoint.
+//! - [`telemetry`]: tracing subscriber, OTLP export, meter provider.
+//! - [`context`]: what the binary hands to a role when it starts it.
+//! - [`shutdown`]: SIGTERM / SIGINT.
+
+pub mod config;
+pub mod context;
+pub mod db;
+pub mod error;
+pub mod feed_api;
+pub mod metrics;
+pub mod outbox;
+pub mod page_token;
+pub mod role;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use config::Config;
+pub use context::RoleContext;
+pub use error::Error;
+pub use role::Role;

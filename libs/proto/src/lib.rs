@@ -10,7 +10,8 @@
 #![allow(clippy::all, clippy::pedantic)]
 
 /// Every compiled contract (with its imports), as an encoded `FileDescriptorSet`.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/crm_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/crm_descriptor.bin"));
 
 pub mod common {
     pub mod v1 {

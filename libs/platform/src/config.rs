@@ -1,0 +1,456 @@
+//! Typed configuration, read once from the environment and injected everywhere.
+//!
+//! [`Config::from_vars`] takes the variables as a map so that tests never set
+//! process variables; [`Config::from_env`] is the one place that reads them.
+//! Every bad value is reported at once, each naming its variable.
+
+use std::{
+    collections::HashMap, fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration,
+};
+
+use crate::role::Role;
+
+/// A value that must never be printed: its `Debug` and `Display` are redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, for production.
+    Json,
+    /// Human-readable, for a terminal.
+    Pretty,
+    /// Pretty on a terminal, JSON otherwise.
+    Auto,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "json" => Ok(LogFormat::Json),
+            "pretty" => Ok(LogFormat::Pretty),
+            "auto" => Ok(LogFormat::Auto),
+            _ => Err("expected json, pretty or auto".into()),
+        }
+    }
+}
+
+/// How the PostgreSQL pool of each role behaves.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DbSettings {
+    /// Connections per role pool.
+    pub max_connections: u32,
+    /// How long start-up keeps retrying an unreachable database before giving up.
+    pub connect_timeout: Duration,
+}
+
+/// Limits every gRPC server applies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerSettings {
+    /// Deadline for a unary call (and the head of a streaming call) when the
+    /// client sends none shorter.
+    pub request_timeout: Duration,
+    /// Largest message a server decodes or encodes.
+    pub max_message_bytes: usize,
+    /// Requests served at once on one connection; more wait.
+    pub max_concurrent_requests: usize,
+    /// How long shutdown waits for in-flight calls before it cuts them.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            request_timeout: Duration::from_secs(30),
+            max_message_bytes: 4 * 1024 * 1024,
+            max_concurrent_requests: 256,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Where traces and metrics go by OTLP, when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OtlpSettings {
+    pub endpoint: String,
+    pub service_name: String,
+}
+
+/// The whole configuration of a `crm` process.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `DATABASE_URL`; when unset, `crm up` and the tests start a private PostgreSQL.
+    pub database_url: Option<Secret>,
+    pub db: DbSettings,
+    /// Listen address of each role (`CRM_<ROLE>_ADDR`).
+    pub listen: HashMap<Role, SocketAddr>,
+    /// Upstream URLs the gateway routes each domain role to
+    /// (`CRM_<ROLE>_UPSTREAMS`, comma-separated; default: the role's listen address).
+    pub upstreams: HashMap<Role, Vec<String>>,
+    /// Where `/metrics` is served (`CRM_METRICS_ADDR`); `None` when set to `off`.
+    pub metrics_addr: Option<SocketAddr>,
+    /// `tracing` filter directives (`CRM_LOG`, e.g. `info,crm_gateway=debug`).
+    pub log_filter: String,
+    pub log_format: LogFormat,
+    pub otlp: Option<OtlpSettings>,
+    pub server: ServerSettings,
+    /// Shared by every replica: signs page tokens and the gateway's identity
+    /// headers. Must be the same on every process of one install.
+    pub internal_secret: Option<Secret>,
+    /// The API key that is an admin before any other key exists.
+    pub bootstrap_admin_key: Option<Secret>,
+    /// Where `crm up` keeps its private PostgreSQL and generated secrets.
+    pub data_dir: PathBuf,
+}
+
+/// One bad variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: String,
+    pub reason: String,
+}
+
+/// Every bad variable found, so that one run tells the operator all of them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for error in &self.0 {
+            writeln!(f, "  {}: {}", error.variable, error.reason)?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads the process environment. Call once, in `main`.
+    pub fn from_env() -> Result<Config, ConfigErrors> {
+        Config::from_vars(&std::env::vars().collect())
+    }
+
+    /// Builds the configuration from a map of variables.
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Config, ConfigErrors> {
+        let mut reader = Reader {
+            vars,
+            errors: Vec::new(),
+        };
+        let defaults = ServerSettings::default();
+
+        let database_url = reader.text("DATABASE_URL").map(Secret);
+        if let Some(url) = &database_url
+            && !(url.0.starts_with("postgres://") || url.0.starts_with("postgresql://"))
+        {
+            reader.fail(
+                "DATABASE_URL",
+                "must start with postgres:// or postgresql://",
+            );
+        }
+        let db = DbSettings {
+            max_connections: reader.parsed("CRM_DB_MAX_CONNECTIONS", 10, at_least(1)),
+            connect_timeout: reader.duration("CRM_DB_CONNECT_TIMEOUT", Duration::from_secs(30)),
+        };
+
+        let mut listen = HashMap::new();
+        let mut upstreams = HashMap::new();
+        for role in Role::ALL {
+            let variable = format!("{}_ADDR", role.env_prefix());
+            let default_addr = SocketAddr::from(([127, 0, 0, 1], role.default_port()));
+            let addr = reader.parsed(&variable, default_addr, |_| Ok(()));
+            listen.insert(role, addr);
+            if role != Role::Gateway {
+                upstreams.insert(role, reader.upstreams(role, addr));
+            }
+        }
+
+        let metrics_addr = match reader.text("CRM_METRICS_ADDR").as_deref() {
+            Some("off") => None,
+            _ => Some(reader.parsed(
+                "CRM_METRICS_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 9464)),
+                |_| Ok(()),
+            )),
+        };
+
+        let otlp = reader
+            .text("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .map(|endpoint| OtlpSettings {
+                endpoint,
+                service_name: reader
+                    .text("OTEL_SERVICE_NAME")
+                    .unwrap_or_else(|| "crm".into()),
+            });
+
+        let config = Config {
+            database_url,
+            db,
+            listen,
+            upstreams,
+            metrics_addr,
+            log_filter: reader.text("CRM_LOG").unwrap_or_else(|| "info".into()),
+            log_format: reader.parsed("CRM_LOG_FORMAT", LogFormat::Auto, |_| Ok(())),
+            otlp,
+            server: ServerSettings {
+                request_timeout: reader.duration("CRM_REQUEST_TIMEOUT", defaults.request_timeout),
+                max_message_bytes: reader.parsed(
+                    "CRM_MAX_MESSAGE_BYTES",
+                    defaults.max_message_bytes,
+                    at_least(1024),
+                ),
+                max_concurrent_requests: reader.parsed(
+                    "CRM_MAX_CONCURRENT_REQUESTS",
+                    defaults.max_concurrent_requests,
+                    at_least(1),
+                ),
+                shutdown_grace: reader.duration("CRM_SHUTDOWN_GRACE", defaults.shutdown_grace),
+            },
+            internal_secret: reader.secret("CRM_INTERNAL_SECRET", 32),
+            bootstrap_admin_key: reader.secret("CRM_BOOTSTRAP_ADMIN_KEY", 24),
+            data_dir: reader
+                .text("CRM_DATA_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(default_data_dir),
+        };
+        if reader.errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(reader.errors))
+        }
+    }
+}
+
+/// `$XDG_DATA_HOME/crm`, else `~/.local/share/crm`, else `./.crm`.
+fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(dir).join("crm");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/crm"),
+        None => PathBuf::from(".crm"),
+    }
+}
+
+fn at_least<T: PartialOrd + fmt::Display + Copy>(minimum: T) -> impl Fn(&T) -> Result<(), String> {
+    move |value| {
+        if *value >= minimum {
+            Ok(())
+        } else {
+            Err(format!("must be at least {minimum}"))
+        }
+    }
+}
+
+/// Reads variables and collects every error instead of stopping at the first.
+struct Reader<'a> {
+    vars: &'a HashMap<String, String>,
+    errors: Vec<ConfigError>,
+}
+
+impl Reader<'_> {
+    fn fail(&mut self, variable: &str, reason: impl Into<String>) {
+        self.errors.push(ConfigError {
+            variable: variable.into(),
+            reason: reason.into(),
+        });
+    }
+
+    /// The trimmed value; an empty value counts as unset.
+    fn text(&self, variable: &str) -> Option<String> {
+        self.vars
+            .get(variable)
+            .map(|value| value.trim().to_string())
+            .filter(|value| !value.is_empty())
+    }
+
+    fn parsed<T>(
+        &mut self,
+        variable: &str,
+        default: T,
+        check: impl Fn(&T) -> Result<(), String>,
+    ) -> T
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        let Some(raw) = self.text(variable) else {
+            return default;
+        };
+        match raw
+            .parse::<T>()
+            .map_err(|error| error.to_string())
+            .and_then(|value| check(&value).map(|()| value))
+        {
+            Ok(value) => value,
+            Err(reason) => {
+                self.fail(variable, format!("{raw:?} is not valid: {reason}"));
+                default
+            }
+        }
+    }
+
+    fn duration(&mut self, variable: &str, default: Duration) -> Duration {
+        let Some(raw) = self.text(variable) else {
+            return default;
+        };
+        match humantime::parse_duration(&raw) {
+            Ok(value) if !value.is_zero() => value,
+            Ok(_) => {
+                self.fail(
+                    variable,
+                    format!("{raw:?} is not valid: must be longer than zero"),
+                );
+                default
+            }
+            Err(error) => {
+                self.fail(
+                    variable,
+                    format!("{raw:?} is not a duration ({error}); write e.g. 30s, 500ms or 2m"),
+                );
+                default
+            }
+        }
+    }
+
+    fn secret(&mut self, variable: &str, min_len: usize) -> Option<Secret> {
+        let value = self.text(variable)?;
+        if value.len() < min_len {
+            // Never echo a secret, not even a bad one.
+            self.fail(
+                variable,
+                format!("must be at least {min_len} characters long"),
+            );
+            return None;
+        }
+        Some(Secret(value))
+    }
+
+    fn upstreams(&mut self, role: Role, listen: SocketAddr) -> Vec<String> {
+        let variable = format!("{}_UPSTREAMS", role.env_prefix());
+        let Some(raw) = self.text(&variable) else {
+            return vec![format!("http://{listen}")];
+        };
+        let urls: Vec<String> = raw
+            .split(',')
+            .map(|url| url.trim().to_string())
+            .filter(|url| !url.is_empty())
+            .collect();
+        for url in &urls {
+            if !(url.starts_with("http://") || url.starts_with("https://"))
+                || url.parse::<http::Uri>().is_err()
+            {
+                self.fail(
+                    &variable,
+                    format!("{url:?} is not an http:// or https:// URL"),
+                );
+            }
+        }
+        urls
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_variables() {
+        let config = Config::from_vars(&vars(&[])).unwrap();
+        assert!(config.database_url.is_none());
+        assert_eq!(config.listen[&Role::Gateway].port(), 50051);
+        assert_eq!(
+            config.upstreams[&Role::Contacts],
+            vec!["http://127.0.0.1:50061".to_string()]
+        );
+        assert_eq!(config.server, ServerSettings::default());
+        assert_eq!(config.log_format, LogFormat::Auto);
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_with_its_variable() {
+        let errors = Config::from_vars(&vars(&[
+            ("DATABASE_URL", "mysql://nope"),
+            ("CRM_DB_MAX_CONNECTIONS", "0"),
+            ("CRM_GATEWAY_ADDR", "localhost"),
+            ("CRM_REQUEST_TIMEOUT", "soon"),
+            ("CRM_SHUTDOWN_GRACE", "0s"),
+            ("CRM_LOG_FORMAT", "xml"),
+            ("CRM_CONTACTS_UPSTREAMS", "http://10.0.0.1:50061, ftp://x"),
+            ("CRM_INTERNAL_SECRET", "short-secret-value"),
+        ]))
+        .unwrap_err();
+        let named: Vec<&str> = errors
+            .0
+            .iter()
+            .map(|error| error.variable.as_str())
+            .collect();
+        assert_eq!(
+            named,
+            [
+                "DATABASE_URL",
+                "CRM_DB_MAX_CONNECTIONS",
+                "CRM_CONTACTS_UPSTREAMS",
+                "CRM_GATEWAY_ADDR",
+                "CRM_LOG_FORMAT",
+                "CRM_REQUEST_TIMEOUT",
+                "CRM_SHUTDOWN_GRACE",
+                "CRM_INTERNAL_SECRET",
+            ]
+        );
+        let message = errors.to_string();
+        assert!(message.contains("\"soon\" is not a duration"), "{message}");
+        assert!(message.contains("must be at least 1"), "{message}");
+        assert!(
+            !message.contains("short-secret-value"),
+            "secrets are never echoed: {message}"
+        );
+    }
+
+    #[test]
+    fn values_are_read_and_secrets_are_redacted() {
+        let config = Config::from_vars(&vars(&[
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1/crm"),
+            ("CRM_METRICS_ADDR", "off"),
+            ("CRM_REQUEST_TIMEOUT", "500ms"),
+            ("CRM_CONTACTS_UPSTREAMS", "http://a:1, http://b:2"),
+            ("CRM_INTERNAL_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+        ]))
+        .unwrap();
+        assert_eq!(config.metrics_addr, None);
+        assert_eq!(config.server.request_timeout, Duration::from_millis(500));
+        assert_eq!(
+            config.upstreams[&Role::Contacts],
+            vec!["http://a:1".to_string(), "http://b:2".to_string()]
+        );
+        assert_eq!(config.otlp.unwrap().service_name, "crm");
+        let printed = format!("{:?}", config.internal_secret);
+        assert!(!printed.contains("0123456789"), "{printed}");
+    }
+}

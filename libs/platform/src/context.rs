@@ -1,0 +1,29 @@
+//! What the binary hands to each role when it starts it.
+
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::ServerSettings, metrics::RpcMetrics, outbox::Feed, page_token::PageTokens, role::Role,
+};
+
+/// Everything a domain role needs to serve: its migrated pool, the shared
+/// secrets and limits, the process's metrics, and the shutdown signal.
+#[derive(Clone)]
+pub struct RoleContext {
+    pub role: Role,
+    /// A pool whose `search_path` is the role's own schema, already migrated.
+    pub pool: PgPool,
+    pub page_tokens: PageTokens,
+    pub server: ServerSettings,
+    pub metrics: RpcMetrics,
+    /// Cancelled when the role must stop; the role drains and returns.
+    pub shutdown: CancellationToken,
+}
+
+impl RoleContext {
+    /// Starts following the role's outbox (NOTIFY wake-ups until shutdown).
+    pub async fn feed(&self) -> anyhow::Result<Feed> {
+        Feed::start(self.pool.clone(), self.role, self.shutdown.clone()).await
+    }
+}

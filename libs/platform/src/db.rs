@@ -1,0 +1,117 @@
+//! PostgreSQL for one role: a pool confined to the role's schema, opened with
+//! retries at start-up, and the role's migrations, run under an advisory lock.
+//!
+//! Each role's pool sets `search_path` to its own schema, so a role's SQL
+//! names its tables unqualified and cannot reach another role's by accident.
+
+use std::{str::FromStr, time::Duration};
+
+use anyhow::Context;
+use sqlx::{
+    AssertSqlSafe, PgPool,
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+use tokio::time::{Instant, sleep};
+
+use crate::{config::DbSettings, role::Role};
+
+/// Opens a pool for `role`, retrying with backoff until `settings.connect_timeout`
+/// passes, so that the suite can start before its database is up.
+#[tracing::instrument(skip(database_url, settings), fields(role = %role))]
+pub async fn connect(
+    database_url: &str,
+    role: Role,
+    settings: &DbSettings,
+) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(database_url)
+        .context("DATABASE_URL is not a valid PostgreSQL URL")?
+        .application_name(&format!("crm-{role}"))
+        .options([("search_path", role.schema())]);
+    let deadline = Instant::now() + settings.connect_timeout;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let attempt = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await;
+        match attempt {
+            Ok(pool) => return Ok(pool),
+            Err(error) if Instant::now() + delay < deadline && is_transient(&error) => {
+                tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "database not reachable yet");
+                sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(error) => {
+                return Err(error).with_context(|| {
+                    format!("could not connect to PostgreSQL for the {role} role; check DATABASE_URL and that the server is up")
+                });
+            }
+        }
+    }
+}
+
+/// Connection refusals and timeouts pass; bad credentials or a missing database do not.
+fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        // 57P03: the database system is starting up.
+        sqlx::Error::Database(db) => db.code().as_deref() == Some("57P03"),
+        _ => false,
+    }
+}
+
+/// The migrations every role shares (its outbox and feed cursors).
+fn platform_migrator() -> Migrator {
+    sqlx::migrate!("./migrations")
+}
+
+/// Applies the platform's and then the role's migrations to the role's schema.
+///
+/// Safe to run twice and concurrently: a session advisory lock per schema
+/// serialises runners, and each migration set records what it applied in a
+/// table of its own inside the schema.
+#[tracing::instrument(skip(pool, role_migrator), fields(role = %role))]
+pub async fn migrate(pool: &PgPool, role: Role, role_migrator: Migrator) -> anyhow::Result<()> {
+    let schema = role.schema();
+    let mut conn = pool
+        .acquire()
+        .await
+        .context("acquiring a connection for migrations")?;
+    sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
+        .bind(format!("crm.migrate.{schema}"))
+        .execute(&mut *conn)
+        .await
+        .context("taking the migration lock")?;
+
+    let outcome = async {
+        // `schema` comes from the Role enum, never from input.
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+        )))
+        .execute(&mut *conn)
+        .await
+        .with_context(|| format!("creating schema {schema}"))?;
+        for (set, mut migrator) in [("platform", platform_migrator()), ("role", role_migrator)] {
+            migrator.set_locking(false); // we hold our own, per-schema lock
+            migrator.dangerous_set_table_name(format!("\"{schema}\"._{set}_migrations"));
+            migrator
+                .run(&mut *conn)
+                .await
+                .with_context(|| format!("applying the {set} migrations of {schema}"))?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
+        .bind(format!("crm.migrate.{schema}"))
+        .execute(&mut *conn)
+        .await;
+    if unlocked.is_err() {
+        // A session lock dies with its session: never return this connection to the pool.
+        conn.detach();
+    }
+    outcome
+}

@@ -1,0 +1,294 @@
+//! One error type for every role, mapped to `tonic::Status` in one place.
+//!
+//! Handlers return [`Error`]; `From<Error> for Status` chooses the gRPC code
+//! and attaches google.rpc details (`ErrorInfo` always, `BadRequest` field
+//! violations, `RetryInfo` where a retry can succeed, `PreconditionFailure`
+//! for stale etags). Internal causes are logged with their whole chain and
+//! never reach the client.
+
+use std::{collections::HashMap, time::Duration};
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+/// The `ErrorInfo.domain` of every error the suite returns.
+pub const ERROR_DOMAIN: &str = "crm";
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// One or more fields of the request are wrong; all of them are listed.
+    #[error("invalid argument: {}", describe(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    #[error("{resource} {id} not found")]
+    NotFound { resource: &'static str, id: String },
+    /// The resource (or a likely duplicate of it) exists already.
+    #[error("{message}")]
+    AlreadyExists {
+        reason: &'static str,
+        message: String,
+        metadata: HashMap<String, String>,
+    },
+    /// The resource changed since the caller read it (stale etag); read it again.
+    #[error(
+        "{resource} {id} was changed by someone else; read it again and retry with the new etag"
+    )]
+    StaleEtag { resource: &'static str, id: String },
+    /// The system is not in a state that allows the call.
+    #[error("{message}")]
+    FailedPrecondition {
+        reason: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// Too many requests; retry after the delay.
+    #[error("{message}")]
+    ResourceExhausted {
+        message: String,
+        retry_after: Duration,
+    },
+    /// A dependency is unreachable or the call conflicted with another; retry after the delay.
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        retry_after: Duration,
+    },
+    /// A bug or an unexpected failure: logged in full, reported to the client as INTERNAL.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+fn describe(violations: &[FieldViolation]) -> String {
+    let parts: Vec<String> = violations
+        .iter()
+        .map(|violation| format!("{}: {}", violation.field, violation.description))
+        .collect();
+    parts.join("; ")
+}
+
+impl Error {
+    /// One wrong field.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Error {
+        Error::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+}
+
+/// Collects every field violation of a request before failing, so that a
+/// caller learns about all of its mistakes at once.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    pub fn new() -> Self {
+        Violations::default()
+    }
+
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation::new(field, description));
+    }
+
+    /// `Ok(())` when nothing was wrong, else INVALID_ARGUMENT listing every violation.
+    pub fn into_result(self) -> Result<(), Error> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(self.0))
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    /// SQLSTATEs are mapped here and nowhere else.
+    fn from(error: sqlx::Error) -> Self {
+        let code = error
+            .as_database_error()
+            .and_then(|db| db.code())
+            .map(|code| code.into_owned());
+        match (code.as_deref(), &error) {
+            // serialization_failure, deadlock_detected: the transaction can simply be retried.
+            (Some("40001" | "40P01"), _) => Error::Unavailable {
+                message: "the change conflicted with a concurrent one; retry it".into(),
+                retry_after: Duration::from_millis(50),
+            },
+            (_, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed) => {
+                Error::Unavailable {
+                    message: "the database is unavailable; retry shortly".into(),
+                    retry_after: Duration::from_secs(1),
+                }
+            }
+            _ => Error::Internal(anyhow::Error::new(error).context("database query failed")),
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Status {
+        let mut details = ErrorDetails::new();
+        let (code, reason, message) = match error {
+            Error::InvalidArgument(violations) => {
+                let message = format!("invalid argument: {}", describe(&violations));
+                details.set_bad_request(violations);
+                (Code::InvalidArgument, "INVALID_ARGUMENT", message)
+            }
+            error @ Error::NotFound { .. } => (Code::NotFound, "NOT_FOUND", error.to_string()),
+            Error::AlreadyExists {
+                reason,
+                message,
+                metadata,
+            } => {
+                details.set_error_info(reason, ERROR_DOMAIN, metadata);
+                return Status::with_error_details(Code::AlreadyExists, message, details);
+            }
+            Error::StaleEtag { resource, ref id } => {
+                let message = error.to_string();
+                details.add_precondition_failure_violation(
+                    "ETAG",
+                    format!("{resource}/{id}"),
+                    "the etag is stale",
+                );
+                (Code::Aborted, "STALE_ETAG", message)
+            }
+            Error::FailedPrecondition { reason, message } => {
+                (Code::FailedPrecondition, reason, message)
+            }
+            Error::Unauthenticated(message) => (Code::Unauthenticated, "UNAUTHENTICATED", message),
+            Error::PermissionDenied(message) => {
+                (Code::PermissionDenied, "PERMISSION_DENIED", message)
+            }
+            Error::ResourceExhausted {
+                message,
+                retry_after,
+            } => {
+                details.set_retry_info(Some(retry_after));
+                (Code::ResourceExhausted, "RESOURCE_EXHAUSTED", message)
+            }
+            Error::Unavailable {
+                message,
+                retry_after,
+            } => {
+                details.set_retry_info(Some(retry_after));
+                (Code::Unavailable, "UNAVAILABLE", message)
+            }
+            Error::Internal(cause) => {
+                // The chain can hold SQL and internals: log it, never send it.
+                tracing::error!(error = format!("{cause:#}"), "internal error");
+                (
+                    Code::Internal,
+                    "INTERNAL",
+                    "internal error; the server logged the cause".to_string(),
+                )
+            }
+        };
+        details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+        Status::with_error_details(code, message, details)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_argument_lists_every_field_violation() {
+        let mut violations = Violations::new();
+        violations.add("emails[0].address", "is not an email address");
+        violations.add("given_name", "must not be empty");
+        let status = Status::from(violations.into_result().unwrap_err());
+
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            status.message().contains("given_name: must not be empty"),
+            "{}",
+            status.message()
+        );
+        let details = status.check_error_details().unwrap();
+        let fields: Vec<&str> = details
+            .bad_request()
+            .unwrap()
+            .field_violations
+            .iter()
+            .map(|violation| violation.field.as_str())
+            .collect();
+        assert_eq!(fields, ["emails[0].address", "given_name"]);
+        assert_eq!(details.error_info().unwrap().reason, "INVALID_ARGUMENT");
+        assert_eq!(details.error_info().unwrap().domain, ERROR_DOMAIN);
+    }
+
+    #[test]
+    fn no_violations_is_ok() {
+        assert!(Violations::new().into_result().is_ok());
+    }
+
+    #[test]
+    fn retryable_errors_carry_retry_info() {
+        let status = Status::from(Error::ResourceExhausted {
+            message: "rate limit of key k1 exceeded".into(),
+            retry_after: Duration::from_millis(250),
+        });
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        let retry = status
+            .check_error_details()
+            .unwrap()
+            .retry_info()
+            .cloned()
+            .unwrap();
+        assert_eq!(retry.retry_delay, Some(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn stale_etag_is_aborted_with_a_precondition_failure() {
+        let status = Status::from(Error::StaleEtag {
+            resource: "contact",
+            id: "c1".into(),
+        });
+        assert_eq!(status.code(), Code::Aborted);
+        let details = status.check_error_details().unwrap();
+        assert_eq!(
+            details.precondition_failure().unwrap().violations[0].subject,
+            "contact/c1"
+        );
+        assert_eq!(details.error_info().unwrap().reason, "STALE_ETAG");
+    }
+
+    #[test]
+    fn already_exists_keeps_its_reason_and_metadata() {
+        let metadata = HashMap::from([("candidates".to_string(), "c1:0.97".to_string())]);
+        let status = Status::from(Error::AlreadyExists {
+            reason: "LIKELY_DUPLICATE",
+            message: "a likely duplicate exists".into(),
+            metadata,
+        });
+        assert_eq!(status.code(), Code::AlreadyExists);
+        let info = status
+            .check_error_details()
+            .unwrap()
+            .error_info()
+            .cloned()
+            .unwrap();
+        assert_eq!(info.reason, "LIKELY_DUPLICATE");
+        assert_eq!(info.metadata["candidates"], "c1:0.97");
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let cause = anyhow::anyhow!("relation \"contacts.secret_table\" does not exist")
+            .context("loading contact");
+        let status = Status::from(Error::Internal(cause));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(
+            !status.message().contains("secret_table"),
+            "{}",
+            status.message()
+        );
+    }
+
+    #[test]
+    fn pool_timeouts_are_retryable_unavailable() {
+        let status = Status::from(Error::from(sqlx::Error::PoolTimedOut));
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(status.check_error_details().unwrap().retry_info().is_some());
+    }
+}

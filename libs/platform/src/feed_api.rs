@@ -1,0 +1,147 @@
+//! The `Subscribe` and `ListEvents` RPCs that every role serves over its own
+//! outbox. A role's generated service trait delegates both methods here.
+
+use std::pin::Pin;
+
+use crm_proto::events::v1 as pb;
+use futures_util::{Stream, StreamExt};
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use crate::{
+    error::{Error, Violations},
+    outbox::{Feed, Position},
+    page_token::{PageTokens, Query},
+};
+
+/// Largest `page_size` honoured; larger values are lowered to it (AIP-158).
+pub const MAX_PAGE_SIZE: i32 = 1000;
+const DEFAULT_PAGE_SIZE: i32 = 100;
+const MAX_FILTER_VALUES: usize = 100;
+const MAX_FILTER_VALUE_LEN: usize = 200;
+
+/// The stream type of every role's `Subscribe`.
+pub type SubscribeStream =
+    Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
+
+/// A role's event-feed API.
+#[derive(Clone)]
+pub struct FeedApi {
+    feed: Feed,
+    tokens: PageTokens,
+    /// Full service name, e.g. `crm.contacts.v1.ContactsService`; binds page tokens to it.
+    service: &'static str,
+    /// Cancelled at shutdown: open `Subscribe` streams then end cleanly so the server can drain.
+    shutdown: CancellationToken,
+}
+
+impl FeedApi {
+    pub fn new(
+        feed: Feed,
+        tokens: PageTokens,
+        service: &'static str,
+        shutdown: CancellationToken,
+    ) -> Self {
+        FeedApi {
+            feed,
+            tokens,
+            service,
+            shutdown,
+        }
+    }
+
+    /// `Subscribe`: the feed from `after`, then new events as they commit.
+    pub fn subscribe(&self, request: pb::SubscribeRequest) -> Result<SubscribeStream, Error> {
+        let mut violations = Violations::new();
+        check_filter_values(&mut violations, "event_types", &request.event_types);
+        violations.into_result()?;
+        let events = self.feed.follow(
+            Position::from(request.after),
+            request.event_types,
+            self.shutdown.clone(),
+        );
+        Ok(Box::pin(events.map(|event| match event {
+            Ok(event) => Ok(pb::SubscribeResponse { event: Some(event) }),
+            Err(error) => Err(Status::from(error)),
+        })))
+    }
+
+    /// `ListEvents`: one page of the feed.
+    pub async fn list_events(
+        &self,
+        request: pb::ListEventsRequest,
+    ) -> Result<pb::ListEventsResponse, Error> {
+        let mut violations = Violations::new();
+        if request.page_size < 0 {
+            violations.add("page_size", "must not be negative");
+        }
+        check_filter_values(&mut violations, "event_types", &request.event_types);
+        if request.aggregate_id.len() > MAX_FILTER_VALUE_LEN {
+            violations.add(
+                "aggregate_id",
+                format!("must be at most {MAX_FILTER_VALUE_LEN} bytes long"),
+            );
+        }
+        violations.into_result()?;
+
+        let page_size = match request.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            size => size.min(MAX_PAGE_SIZE),
+        };
+        let query = self.list_query(&request);
+        let after = if request.page_token.is_empty() {
+            Position::from(request.after)
+        } else {
+            self.tokens
+                .decode::<Position>(&query, &request.page_token)?
+        };
+        let aggregate_id = Some(request.aggregate_id.as_str()).filter(|id| !id.is_empty());
+        let batch = self
+            .feed
+            .read(after, aggregate_id, i64::from(page_size))
+            .await?;
+        let events = batch
+            .events
+            .into_iter()
+            .filter(|event| {
+                request.event_types.is_empty() || request.event_types.contains(&event.r#type)
+            })
+            .collect();
+        let next_page_token = if batch.full {
+            self.tokens.encode(&query, &batch.scanned_to)
+        } else {
+            String::new()
+        };
+        Ok(pb::ListEventsResponse {
+            events,
+            next_page_token,
+        })
+    }
+
+    /// What a `ListEvents` page token is bound to: everything but the page size and token.
+    fn list_query(&self, request: &pb::ListEventsRequest) -> Query {
+        let after = Position::from(request.after);
+        Query::new(&format!("{}/ListEvents", self.service))
+            .field("after", format!("{}.{}", after.transaction, after.sequence))
+            .field("event_types", request.event_types.join("\n"))
+            .field("aggregate_id", &request.aggregate_id)
+            .build()
+    }
+}
+
+fn check_filter_values(violations: &mut Violations, field: &str, values: &[String]) {
+    if values.len() > MAX_FILTER_VALUES {
+        violations.add(
+            field,
+            format!("must have at most {MAX_FILTER_VALUES} entries"),
+        );
+    }
+    for (index, value) in values.iter().enumerate() {
+        if value.is_empty() || value.len() > MAX_FILTER_VALUE_LEN {
+            violations.add(
+                format!("{field}[{index}]"),
+                format!("must be 1 to {MAX_FILTER_VALUE_LEN} bytes long"),
+            );
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! RED metrics for every RPC, and the `/metrics` endpoint that serves them.
+//!
+//! [`RpcMetricsLayer`] counts each call when it ends: for a unary call when
+//! its response is done, for a stream when its last message or its trailers
+//! are sent. The gRPC status comes from the headers (errors before any
+//! message) or from the trailers; a call the client abandons counts as
+//! CANCELLED.
+//!
+//! Exported (Prometheus names): `crm_rpc_requests_total{rpc_service,rpc_method,rpc_grpc_status}`,
+//! `crm_rpc_errors_total{..}` (status other than OK) and
+//! `crm_rpc_duration_seconds{..}` (histogram).
+
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use http_body::{Body, Frame};
+use opentelemetry::{
+    KeyValue,
+    metrics::{Counter, Histogram, MeterProvider},
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::{Layer, Service};
+
+use crate::telemetry::Telemetry;
+
+/// The RPC instruments, shared by every server of the process.
+#[derive(Clone)]
+pub struct RpcMetrics {
+    requests: Counter<u64>,
+    errors: Counter<u64>,
+    duration: Histogram<f64>,
+}
+
+impl RpcMetrics {
+    pub fn new(telemetry: &Telemetry) -> Self {
+        let meter = telemetry.meter_provider.meter("crm");
+        RpcMetrics {
+            requests: meter
+                .u64_counter("crm.rpc.requests")
+                .with_description("RPCs served, by status")
+                .build(),
+            errors: meter
+                .u64_counter("crm.rpc.errors")
+                .with_description("RPCs that ended with a status other than OK")
+                .build(),
+            duration: meter
+                .f64_histogram("crm.rpc.duration")
+                .with_unit("s")
+                .with_description("RPC duration until the last response message")
+                .with_boundaries(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0,
+                ])
+                .build(),
+        }
+    }
+
+    fn record(&self, call: &CallInfo, status: &str) {
+        let attributes = [
+            KeyValue::new("rpc.service", call.service.clone()),
+            KeyValue::new("rpc.method", call.method.clone()),
+            KeyValue::new("rpc.grpc.status", status.to_string()),
+        ];
+        self.requests.add(1, &attributes);
+        if status != "OK" {
+            self.errors.add(1, &attributes);
+        }
+        self.duration
+            .record(call.started.elapsed().as_secs_f64(), &attributes);
+    }
+}
+
+/// Records [`RpcMetrics`] around every call of the wrapped service.
+#[derive(Clone)]
+pub struct RpcMetricsLayer(RpcMetrics);
+
+impl RpcMetricsLayer {
+    pub fn new(metrics: RpcMetrics) -> Self {
+        RpcMetricsLayer(metrics)
+    }
+}
+
+impl<S> Layer<S> for RpcMetricsLayer {
+    type Service = RpcMetricsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcMetricsService {
+            inner,
+            metrics: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RpcMetricsService<S> {
+    inner: S,
+    metrics: RpcMetrics,
+}
+
+struct CallInfo {
+    service: String,
+    method: String,
+    started: Instant,
+}
+
+impl CallInfo {
+    /// `/pkg.Service/Method` → (`pkg.Service`, `Method`).
+    fn from_path(path: &str) -> CallInfo {
+        let mut parts = path.trim_start_matches('/').splitn(2, '/');
+        let service = parts.next().unwrap_or_default().to_string();
+        let method = parts.next().unwrap_or_default().to_string();
+        CallInfo {
+            service,
+            method,
+            started: Instant::now(),
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for RpcMetricsService<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<MeteredBody<ResBody>>;
+    type Error = S::Error;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let call = CallInfo::from_path(request.uri().path());
+        let metrics = self.metrics.clone();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            let recorder = Arc::new(Recorder {
+                metrics,
+                call,
+                done: std::sync::atomic::AtomicBool::new(false),
+            });
+            // Trailers-only responses (errors before any message) carry the status in the headers.
+            if let Some(status) = grpc_status_name(response.headers()) {
+                recorder.finish(status);
+            }
+            Ok(response.map(|body| MeteredBody {
+                inner: body,
+                recorder,
+            }))
+        })
+    }
+}
+
+/// Records a call exactly once: at its status, at the end of its body, or when dropped.
+struct Recorder {
+    metrics: RpcMetrics,
+    call: CallInfo,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl Recorder {
+    fn finish(&self, status: &str) {
+        if !self.done.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            self.metrics.record(&self.call, status);
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        // The body was dropped before it ended: the client went away.
+        self.finish("CANCELLED");
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that reports the call's status when it ends.
+    pub struct MeteredBody<B> {
+        #[pin]
+        inner: B,
+        recorder: Arc<Recorder>,
+    }
+}
+
+impl<B: Body> Body for MeteredBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(status) = frame.trailers_ref().and_then(grpc_status_name) {
+                    this.recorder.finish(status);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.recorder.finish("INTERNAL"),
+            Poll::Ready(None) => this.recorder.finish("OK"),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The canonical name of the `grpc-status` in `headers`, if there is one.
+fn grpc_status_name(headers: &http::HeaderMap) -> Option<&'static str> {
+    let value = headers.get("grpc-status")?;
+    let code = value.to_str().ok()?.parse::<i32>().ok()?;
+    Some(match tonic::Code::from_i32(code) {
+        tonic::Code::Ok => "OK",
+        tonic::Code::Cancelled => "CANCELLED",
+        tonic::Code::Unknown => "UNKNOWN",
+        tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
+        tonic::Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        tonic::Code::NotFound => "NOT_FOUND",
+        tonic::Code::AlreadyExists => "ALREADY_EXISTS",
+        tonic::Code::PermissionDenied => "PERMISSION_DENIED",
+        tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
+        tonic::Code::Aborted => "ABORTED",
+        tonic::Code::OutOfRange => "OUT_OF_RANGE",
+        tonic::Code::Unimplemented => "UNIMPLEMENTED",
+        tonic::Code::Internal => "INTERNAL",
+        tonic::Code::Unavailable => "UNAVAILABLE",
+        tonic::Code::DataLoss => "DATA_LOSS",
+        tonic::Code::Unauthenticated => "UNAUTHENTICATED",
+    })
+}
+
+/// Serves `GET /metrics` in the Prometheus text format until `shutdown`.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    registry: prometheus::Registry,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let registry = registry.clone();
+            async move {
+                let mut text = String::new();
+                let encoded =
+                    prometheus::TextEncoder::new().encode_utf8(&registry.gather(), &mut text);
+                match encoded {
+                    Ok(()) => (http::StatusCode::OK, text),
+                    Err(error) => (http::StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+                }
+            }
+        }),
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    Ok(())
+}

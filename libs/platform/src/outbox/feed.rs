@@ -1,0 +1,243 @@
+//! Reading the outbox in commit order, and following it as it grows.
+
+use std::time::Duration;
+
+use crm_proto::events::v1 as pb;
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use sqlx::{PgPool, Row, postgres::PgListener};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::{error::Error, role::Role};
+
+/// How many rows one read takes.
+const BATCH: i64 = 500;
+/// A follower re-reads at least this often even without a NOTIFY, as a safety net.
+const FALLBACK_POLL: Duration = Duration::from_secs(5);
+/// While committed events wait behind an older running transaction, a follower
+/// re-reads with a backoff between these bounds.
+const HORIZON_RETRY_MIN: Duration = Duration::from_millis(5);
+const HORIZON_RETRY_MAX: Duration = Duration::from_millis(500);
+
+/// A place in the feed: compares as `(transaction, sequence)`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Position {
+    pub transaction: u64,
+    pub sequence: u64,
+}
+
+impl From<Option<pb::EventPosition>> for Position {
+    fn from(position: Option<pb::EventPosition>) -> Self {
+        position
+            .map(|p| Position {
+                transaction: p.transaction,
+                sequence: p.sequence,
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl From<Position> for pb::EventPosition {
+    fn from(position: Position) -> Self {
+        pb::EventPosition {
+            transaction: position.transaction,
+            sequence: position.sequence,
+        }
+    }
+}
+
+/// One read of the feed.
+#[derive(Debug)]
+pub struct Batch {
+    /// The events read, in feed order.
+    pub events: Vec<pb::Event>,
+    /// The position of the last row examined; resume after it.
+    pub scanned_to: Position,
+    /// True when the read hit its limit: more events are ready now.
+    pub full: bool,
+    /// True when committed events exist beyond the horizon, waiting for an
+    /// older transaction to finish.
+    pub held_back: bool,
+}
+
+/// The feed of one role's outbox.
+#[derive(Clone)]
+pub struct Feed {
+    pool: PgPool,
+    wakeups: watch::Receiver<u64>,
+}
+
+impl Feed {
+    /// Starts listening for the role's NOTIFY wake-ups; the listener stops with `shutdown`.
+    pub async fn start(
+        pool: PgPool,
+        role: Role,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Feed> {
+        let mut listener = PgListener::connect_with(&pool).await?;
+        listener
+            .listen(&format!("crm_outbox_{}", role.schema()))
+            .await?;
+        let (wake, wakeups) = watch::channel(0u64);
+        tokio::spawn(async move {
+            loop {
+                let received = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    received = listener.try_recv() => received,
+                };
+                match received {
+                    // Ok(None): the connection dropped and notifications may have
+                    // been missed; the next try_recv reconnects. Wake everyone anyway.
+                    Ok(_) => wake.send_modify(|count| *count += 1),
+                    Err(error) => {
+                        tracing::warn!(%error, "outbox listener failed; retrying");
+                        wake.send_modify(|count| *count += 1);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Ok(Feed { pool, wakeups })
+    }
+
+    /// Reads up to `limit` events after `after`, optionally about one aggregate only.
+    pub async fn read(
+        &self,
+        after: Position,
+        aggregate_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Batch, Error> {
+        let rows = sqlx::query(
+            "SELECT transaction_id::text::bigint AS transaction, sequence, id, event_type, aggregate_type,
+                    aggregate_id, occurred_at, payload, request_id
+             FROM outbox
+             WHERE (transaction_id, sequence) > ($1::bigint::text::xid8, $2)
+               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+               AND ($3::text IS NULL OR aggregate_id = $3)
+             ORDER BY transaction_id, sequence
+             LIMIT $4",
+        )
+        .bind(to_i64(after.transaction))
+        .bind(to_i64(after.sequence))
+        .bind(aggregate_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+
+        let full = rows.len() as i64 == limit;
+        let mut scanned_to = after;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            let event = event_from_row(&row)?;
+            scanned_to = Position::from(event.position);
+            events.push(event);
+        }
+        let held_back = !full && self.held_back(scanned_to).await?;
+        Ok(Batch {
+            events,
+            scanned_to,
+            full,
+            held_back,
+        })
+    }
+
+    /// Whether committed events exist after `after` that the horizon still hides.
+    async fn held_back(&self, after: Position) -> Result<bool, Error> {
+        let held_back: bool = sqlx::query_scalar(
+            "SELECT EXISTS (
+                SELECT 1 FROM outbox
+                WHERE (transaction_id, sequence) > ($1::bigint::text::xid8, $2)
+                  AND transaction_id >= pg_snapshot_xmin(pg_current_snapshot()))",
+        )
+        .bind(to_i64(after.transaction))
+        .bind(to_i64(after.sequence))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(held_back)
+    }
+
+    /// Follows the feed from `after`: every event, once, in commit order, for
+    /// as long as the caller listens or until `stop` is cancelled (then the
+    /// stream ends cleanly). `event_types`, when not empty, filters by type.
+    pub fn follow(
+        &self,
+        after: Position,
+        event_types: Vec<String>,
+        stop: CancellationToken,
+    ) -> impl Stream<Item = Result<pb::Event, Error>> + Send + 'static {
+        let feed = self.clone();
+        async_stream::stream! {
+            let mut cursor = after;
+            let mut wakeups = feed.wakeups.clone();
+            let mut horizon_retry = HORIZON_RETRY_MIN;
+            loop {
+                // Mark before reading: a NOTIFY that lands during the read wakes the next wait.
+                wakeups.mark_unchanged();
+                let batch = match feed.read(cursor, None, BATCH).await {
+                    Ok(batch) => batch,
+                    Err(error) => {
+                        yield Err(error);
+                        return;
+                    }
+                };
+                cursor = batch.scanned_to;
+                for event in batch.events {
+                    if event_types.is_empty() || event_types.contains(&event.r#type) {
+                        yield Ok(event);
+                    }
+                }
+                if batch.full {
+                    continue;
+                }
+                let wait = if batch.held_back {
+                    let wait = horizon_retry;
+                    horizon_retry = (horizon_retry * 2).min(HORIZON_RETRY_MAX);
+                    wait
+                } else {
+                    horizon_retry = HORIZON_RETRY_MIN;
+                    FALLBACK_POLL
+                };
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = wakeups.changed() => {}
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Positions are stored as PostgreSQL bigints; values past i64 cannot exist in the table.
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn event_from_row(row: &sqlx::postgres::PgRow) -> Result<pb::Event, Error> {
+    let transaction: i64 = row.try_get("transaction")?;
+    let sequence: i64 = row.try_get("sequence")?;
+    let occurred_at: chrono::DateTime<chrono::Utc> = row.try_get("occurred_at")?;
+    let event_type: String = row.try_get("event_type")?;
+    let id: uuid::Uuid = row.try_get("id")?;
+    Ok(pb::Event {
+        id: id.to_string(),
+        position: Some(pb::EventPosition {
+            transaction: transaction as u64,
+            sequence: sequence as u64,
+        }),
+        occurred_at: Some(prost_types::Timestamp {
+            seconds: occurred_at.timestamp(),
+            nanos: occurred_at.timestamp_subsec_nanos() as i32,
+        }),
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        payload: Some(prost_types::Any {
+            type_url: format!("type.googleapis.com/{event_type}"),
+            value: row.try_get("payload")?,
+        }),
+        request_id: row.try_get("request_id")?,
+        r#type: event_type,
+    })
+}

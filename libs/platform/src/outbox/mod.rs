@@ -1,0 +1,22 @@
+//! The transactional outbox and the event feed read from it.
+//!
+//! - [`append`] writes events in the caller's transaction, so an event exists
+//!   if and only if the change that caused it committed.
+//! - [`Feed`] reads them back in commit order and follows new ones, woken by
+//!   NOTIFY within milliseconds of their commit.
+//!
+//! # Why the feed cannot lose an event
+//! A sequence number is taken at insert, not at commit: transaction A may take
+//! sequence 5 and commit after B has committed sequence 6. A reader that
+//! handed out 6 and moved its cursor past it would never see 5. So the feed is
+//! ordered by `(transaction_id, sequence)`, and a reader only takes rows whose
+//! transaction id is below `pg_snapshot_xmin(pg_current_snapshot())`: every
+//! transaction below that horizon has finished, so no row can ever appear
+//! behind a cursor. The cost: a long transaction anywhere in the cluster holds
+//! the horizon, and with it the feed, back until it ends.
+
+mod feed;
+mod writer;
+
+pub use feed::{Batch, Feed, Position};
+pub use writer::{NewEvent, append};

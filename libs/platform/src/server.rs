@@ -1,0 +1,230 @@
+//! The gRPC server every role runs, built the same way for all of them.
+//!
+//! Besides the role's own services it serves `grpc.health.v1.Health` (one
+//! entry per service, plus the empty name for the whole server) and server
+//! reflection over every contract of the suite. Around them, in order:
+//!
+//! 1. request id: keeps the caller's `x-request-id` or mints a UUIDv7, and returns it;
+//! 2. a `tracing` span per RPC carrying the request id;
+//! 3. RED metrics per RPC;
+//! 4. tonic's own deadline (`grpc-timeout`, capped by the configured request
+//!    timeout) and per-connection concurrency limit.
+//!
+//! On shutdown every service turns NOT_SERVING, the listener closes, and
+//! in-flight calls drain for up to the grace period before they are cut.
+
+use std::{convert::Infallible, time::Duration};
+
+use axum::response::IntoResponse;
+use http::{HeaderValue, Request};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{
+    body::Body,
+    server::NamedService,
+    service::{Routes, RoutesBuilder},
+    transport::Server,
+};
+use tower::{Service, ServiceBuilder};
+use tower_http::{
+    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
+    trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer},
+};
+use tracing::Level;
+
+use crate::{
+    config::ServerSettings,
+    metrics::{RpcMetrics, RpcMetricsLayer},
+};
+
+/// The header that carries the request id, in and out.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The services of one server, and the names health reports on.
+pub struct GrpcServer {
+    name: &'static str,
+    routes: RoutesBuilder,
+    service_names: Vec<&'static str>,
+    /// True when another task sets the statuses of `service_names` (the
+    /// gateway reports its upstreams' health, not its own).
+    mirrored_health: bool,
+    /// Where calls to services not added here go.
+    fallback: Option<axum::Router>,
+}
+
+impl GrpcServer {
+    /// A server named `name` in logs.
+    pub fn new(name: &'static str) -> Self {
+        GrpcServer {
+            name,
+            routes: RoutesBuilder::default(),
+            service_names: Vec::new(),
+            mirrored_health: false,
+            fallback: None,
+        }
+    }
+
+    /// Adds a generated tonic service; health reports it by its full name.
+    pub fn add_service<S>(mut self, service: S) -> Self
+    where
+        S: Service<Request<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: IntoResponse,
+        S::Future: Send + 'static,
+    {
+        self.service_names.push(S::NAME);
+        self.routes.add_service(service);
+        self
+    }
+
+    /// Sends every call that no added service takes to `fallback` (the
+    /// gateway's proxy), which answers for `service_names`; their health is
+    /// set by the caller through the reporter it passes to [`GrpcServer::serve`].
+    pub fn with_fallback(
+        mut self,
+        fallback: axum::Router,
+        service_names: Vec<&'static str>,
+    ) -> Self {
+        self.fallback = Some(fallback);
+        self.service_names.extend(service_names);
+        self.mirrored_health = true;
+        self
+    }
+
+    /// Serves on `listener` until `shutdown` is cancelled, then drains.
+    /// `health` lets the caller own the statuses (the gateway mirrors its
+    /// upstreams'); `None` makes a private one.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        settings: &ServerSettings,
+        metrics: RpcMetrics,
+        health: Option<tonic_health::server::HealthReporter>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let reporter = health.unwrap_or_default();
+        reporter
+            .set_service_status("", tonic_health::ServingStatus::Serving)
+            .await;
+        if !self.mirrored_health {
+            for name in &self.service_names {
+                reporter
+                    .set_service_status(*name, tonic_health::ServingStatus::Serving)
+                    .await;
+            }
+        }
+        let health_service = health_service_for(reporter.clone());
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crm_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crm_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        let mut routes = self.routes;
+        routes
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(reflection_alpha);
+        let mut routes = routes.routes();
+        if let Some(fallback) = self.fallback {
+            routes = Routes::from(routes.into_axum_router().fallback_service(fallback));
+        }
+
+        let layers = ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(
+                http::HeaderName::from_static(REQUEST_ID_HEADER),
+                MakeUuidV7,
+            ))
+            .layer(
+                TraceLayer::new_for_grpc()
+                    .make_span_with(rpc_span)
+                    .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+                    .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
+            )
+            .layer(PropagateRequestIdLayer::new(http::HeaderName::from_static(
+                REQUEST_ID_HEADER,
+            )))
+            .layer(RpcMetricsLayer::new(metrics));
+
+        let address = listener.local_addr()?;
+        tracing::info!(server = self.name, %address, services = ?self.service_names, "serving");
+        let signal = shutdown.clone();
+        let server = Server::builder()
+            .timeout(settings.request_timeout)
+            .concurrency_limit_per_connection(settings.max_concurrent_requests)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .layer(layers)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(listener),
+                signal.cancelled_owned(),
+            );
+        tokio::pin!(server);
+
+        tokio::select! {
+            result = &mut server => return result.map_err(Into::into),
+            () = shutdown.cancelled() => {}
+        }
+        reporter
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        for name in &self.service_names {
+            reporter
+                .set_service_status(*name, tonic_health::ServingStatus::NotServing)
+                .await;
+        }
+        tracing::info!(
+            server = self.name,
+            grace_s = settings.shutdown_grace.as_secs(),
+            "draining in-flight calls"
+        );
+        match tokio::time::timeout(settings.shutdown_grace, &mut server).await {
+            Ok(result) => result.map_err(Into::into),
+            Err(_) => {
+                tracing::warn!(
+                    server = self.name,
+                    "grace period over; cutting the calls still in flight"
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A health service that answers from `reporter`'s statuses.
+fn health_service_for(
+    reporter: tonic_health::server::HealthReporter,
+) -> tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService> {
+    tonic_health::pb::health_server::HealthServer::new(
+        tonic_health::server::HealthService::from_health_reporter(reporter),
+    )
+}
+
+/// Request ids are UUIDv7: unique, and sortable by time in logs.
+#[derive(Clone, Copy)]
+struct MakeUuidV7;
+
+impl MakeRequestId for MakeUuidV7 {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// One span per RPC, named by its method and carrying the request id.
+fn rpc_span<B>(request: &Request<B>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!("rpc", rpc.method = %request.uri().path(), request_id = %request_id, otel.kind = "server")
+}
