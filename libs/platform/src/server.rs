@@ -45,7 +45,7 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub struct GrpcServer {
     name: &'static str,
     routes: RoutesBuilder,
-    service_names: Vec<&'static str>,
+    service_names: Vec<String>,
     /// True when another task sets the statuses of `service_names` (the
     /// gateway reports its upstreams' health, not its own).
     mirrored_health: bool,
@@ -77,7 +77,7 @@ impl GrpcServer {
         S::Response: IntoResponse,
         S::Future: Send + 'static,
     {
-        self.service_names.push(S::NAME);
+        self.service_names.push(S::NAME.to_string());
         self.routes.add_service(service);
         self
     }
@@ -85,11 +85,7 @@ impl GrpcServer {
     /// Sends every call that no added service takes to `fallback` (the
     /// gateway's proxy), which answers for `service_names`; their health is
     /// set by the caller through the reporter it passes to [`GrpcServer::serve`].
-    pub fn with_fallback(
-        mut self,
-        fallback: axum::Router,
-        service_names: Vec<&'static str>,
-    ) -> Self {
+    pub fn with_fallback(mut self, fallback: axum::Router, service_names: Vec<String>) -> Self {
         self.fallback = Some(fallback);
         self.service_names.extend(service_names);
         self.mirrored_health = true;
@@ -114,7 +110,7 @@ impl GrpcServer {
         if !self.mirrored_health {
             for name in &self.service_names {
                 reporter
-                    .set_service_status(*name, tonic_health::ServingStatus::Serving)
+                    .set_service_status(name.as_str(), tonic_health::ServingStatus::Serving)
                     .await;
             }
         }
@@ -177,7 +173,7 @@ impl GrpcServer {
             .await;
         for name in &self.service_names {
             reporter
-                .set_service_status(*name, tonic_health::ServingStatus::NotServing)
+                .set_service_status(name.as_str(), tonic_health::ServingStatus::NotServing)
                 .await;
         }
         tracing::info!(

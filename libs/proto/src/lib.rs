@@ -54,3 +54,37 @@ pub mod gateway {
         tonic::include_proto!("crm.gateway.v1");
     }
 }
+
+/// A gRPC service of the suite, read from [`FILE_DESCRIPTOR_SET`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceInfo {
+    /// Protobuf package, e.g. `crm.contacts.v1`.
+    pub package: String,
+    /// Full service name, e.g. `crm.contacts.v1.ContactsService`.
+    pub name: String,
+    /// Method names, e.g. `Subscribe`.
+    pub methods: Vec<String>,
+}
+
+/// Every service of the suite's own contracts (package `crm.*`).
+pub fn services() -> Vec<ServiceInfo> {
+    use prost::Message;
+    let Ok(set) = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET) else {
+        return Vec::new();
+    };
+    set.file
+        .iter()
+        .filter(|file| file.package().starts_with("crm."))
+        .flat_map(|file| {
+            file.service.iter().map(move |service| ServiceInfo {
+                package: file.package().to_string(),
+                name: format!("{}.{}", file.package(), service.name()),
+                methods: service
+                    .method
+                    .iter()
+                    .map(|method| method.name().to_string())
+                    .collect(),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,125 @@
+//! Which role serves a call: the service path `/crm.<role>.v1.<Service>/<Method>`
+//! names the role, so a new service or method needs no change here.
+
+use std::{collections::HashMap, time::Duration};
+
+use crm_platform::Role;
+use tonic::transport::{Channel, Endpoint};
+
+/// A domain role's upstream: its load-balanced channel and the services it serves.
+#[derive(Clone)]
+pub struct Upstream {
+    pub role: Role,
+    pub channel: Channel,
+    pub services: Vec<String>,
+}
+
+/// Every domain role's upstream, by role.
+#[derive(Clone)]
+pub struct RoutingTable {
+    upstreams: HashMap<Role, Upstream>,
+}
+
+impl RoutingTable {
+    /// Builds lazy channels: the gateway starts even when a role is down, and
+    /// calls to it fail with UNAVAILABLE until it is back.
+    pub fn connect(urls: &HashMap<Role, Vec<String>>) -> anyhow::Result<RoutingTable> {
+        let services = crm_proto::services();
+        let mut upstreams = HashMap::new();
+        for (role, role_urls) in urls {
+            let endpoints = role_urls
+                .iter()
+                .map(|url| {
+                    Ok(Endpoint::from_shared(url.clone())?
+                        .connect_timeout(Duration::from_secs(2))
+                        .tcp_nodelay(true)
+                        .http2_keep_alive_interval(Duration::from_secs(30)))
+                })
+                .collect::<anyhow::Result<Vec<Endpoint>>>()?;
+            let channel = Channel::balance_list(endpoints.into_iter());
+            let package = format!("crm.{}.", role.as_str());
+            let role_services = services
+                .iter()
+                .filter(|service| service.name.starts_with(&package))
+                .map(|s| s.name.clone())
+                .collect();
+            upstreams.insert(
+                *role,
+                Upstream {
+                    role: *role,
+                    channel,
+                    services: role_services,
+                },
+            );
+        }
+        Ok(RoutingTable { upstreams })
+    }
+
+    /// The upstream that serves `path` (`/crm.contacts.v1.ContactsService/Subscribe`).
+    pub fn route(&self, path: &str) -> Option<&Upstream> {
+        self.upstreams.get(&role_of_path(path)?)
+    }
+
+    pub fn upstreams(&self) -> impl Iterator<Item = &Upstream> {
+        self.upstreams.values()
+    }
+
+    /// Every service name the gateway proxies.
+    pub fn service_names(&self) -> Vec<String> {
+        self.upstreams
+            .values()
+            .flat_map(|upstream| upstream.services.iter().cloned())
+            .collect()
+    }
+}
+
+/// `/crm.contacts.v1.ContactsService/Get` → `Contacts`; anything else → `None`.
+pub fn role_of_path(path: &str) -> Option<Role> {
+    let service = path.strip_prefix('/')?.split('/').next()?;
+    let role = service.strip_prefix("crm.")?.split('.').next()?;
+    role.parse::<Role>()
+        .ok()
+        .filter(|role| *role != Role::Gateway)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_package_names_the_role() {
+        assert_eq!(
+            role_of_path("/crm.contacts.v1.ContactsService/Subscribe"),
+            Some(Role::Contacts)
+        );
+        assert_eq!(
+            role_of_path("/crm.alerting.v2.NewService/Method"),
+            Some(Role::Alerting)
+        );
+        assert_eq!(
+            role_of_path("/crm.gateway.v1.GatewayAdminService/ListEvents"),
+            None
+        );
+        assert_eq!(role_of_path("/crm.billing.v1.X/Y"), None);
+        assert_eq!(role_of_path("/other.v1.X/Y"), None);
+        assert_eq!(role_of_path(""), None);
+    }
+
+    #[tokio::test]
+    async fn every_domain_role_has_its_services() {
+        let urls = Role::DOMAIN
+            .iter()
+            .map(|role| (*role, vec!["http://127.0.0.1:1".to_string()]))
+            .collect();
+        let table = RoutingTable::connect(&urls).unwrap();
+        for role in Role::DOMAIN {
+            let upstream = table.upstreams.get(&role).unwrap();
+            assert!(!upstream.services.is_empty(), "{role} has no services");
+        }
+        assert!(
+            table
+                .service_names()
+                .contains(&"crm.contacts.v1.ContactsService".to_string())
+        );
+    }
+}
