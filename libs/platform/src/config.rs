@@ -207,7 +207,7 @@ impl Config {
             listen,
             upstreams,
             metrics_addr,
-            log_filter: reader.text("CRM_LOG").unwrap_or_else(|| "info".into()),
+            log_filter: reader.text("CRM_LOG").unwrap_or_else(|| "info,sqlx::postgres::notice=warn".into()),
             log_format: reader.parsed("CRM_LOG_FORMAT", LogFormat::Auto, |_| Ok(())),
             otlp,
             server: ServerSettings {
@@ -239,8 +239,12 @@ impl Config {
     }
 }
 
+/// `/var/lib/crm` for root (PostgreSQL's own user must reach it), else
 /// `$XDG_DATA_HOME/crm`, else `~/.local/share/crm`, else `./.crm`.
 fn default_data_dir() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/crm");
+    }
     if let Some(dir) = std::env::var_os("XDG_DATA_HOME") {
         return PathBuf::from(dir).join("crm");
     }

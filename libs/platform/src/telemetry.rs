@@ -82,7 +82,7 @@ impl Telemetry {
         }
     }
 
-    /// Installs the global `tracing` subscriber: JSON or pretty logs filtered
+    /// Installs the global `tracing` subscriber: JSON or pretty logs on stderr, filtered
     /// by `CRM_LOG`, plus spans to OTLP when configured. Call once, from `main`.
     pub fn install_subscriber(&self, config: &Config) -> anyhow::Result<()> {
         let filter = EnvFilter::try_new(&config.log_filter).with_context(|| {
@@ -91,16 +91,17 @@ impl Telemetry {
         let json = match config.log_format {
             LogFormat::Json => true,
             LogFormat::Pretty => false,
-            LogFormat::Auto => !std::io::stdout().is_terminal(),
+            LogFormat::Auto => !std::io::stderr().is_terminal(),
         };
         let logs = if json {
             tracing_subscriber::fmt::layer()
                 .json()
                 .flatten_event(true)
                 .with_current_span(true)
+                .with_writer(std::io::stderr)
                 .boxed()
         } else {
-            tracing_subscriber::fmt::layer().boxed()
+            tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed()
         };
         let traces = self
             .tracer_provider

@@ -1,1 +1,11 @@
+//! The `crm` binary's library: everything `main` does, reusable by tests.
+//!
+//! - [`cli`]: the command line (`up`, `serve --target`, `migrate`).
+//! - [`commands`]: what each command does.
+//! - [`suite`]: starting a set of roles in this process and stopping them in order.
+//! - [`secrets`]: secrets `crm up` generates once and keeps.
 
+pub mod cli;
+pub mod commands;
+pub mod secrets;
+pub mod suite;

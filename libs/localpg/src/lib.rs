@@ -1,0 +1,199 @@
+//! A private PostgreSQL cluster, run from the machine's own PostgreSQL
+//! binaries in a data directory that is kept and reused on the next start.
+//!
+//! - Finds `initdb`/`pg_ctl` (`CRM_PG_BIN_DIR`, `pg_config --bindir`,
+//!   `/usr/lib/postgresql/<newest>/bin`, then `PATH`), and says what to
+//!   install when there are none.
+//! - As root (PostgreSQL refuses to run as root) it runs them as the
+//!   `postgres` user through `runuser`, on a directory that user owns.
+//! - Listens on 127.0.0.1 only, trust authentication, no Unix socket.
+//! - A server already running on the directory (left by an earlier run) is reused.
+
+use std::{
+    fs,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, bail};
+
+/// How to start the cluster.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// `fsync=off`: much faster, loses data on a machine crash. Tests only, never `crm up`.
+    pub unsafe_no_fsync: bool,
+}
+
+/// A running private cluster. Dropping it leaves the server running; call [`LocalPostgres::stop`].
+#[derive(Debug)]
+pub struct LocalPostgres {
+    bin_dir: PathBuf,
+    data_dir: PathBuf,
+    port: u16,
+    /// `Some("postgres")` when we are root and must switch user.
+    run_as: Option<String>,
+}
+
+impl LocalPostgres {
+    /// Starts (or reuses) the cluster in `dir`, creating it on first use.
+    pub fn start(dir: &Path, options: &Options) -> anyhow::Result<LocalPostgres> {
+        let bin_dir = find_binaries()?;
+        let run_as = if nix::unistd::geteuid().is_root() { Some("postgres".to_string()) } else { None };
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let data_dir = dir.join("pgdata");
+        let cluster = LocalPostgres { bin_dir, data_dir, port: 0, run_as };
+        cluster.prepare_ownership(dir)?;
+
+        if !cluster.data_dir.join("PG_VERSION").exists() {
+            tracing::info!(dir = %cluster.data_dir.display(), "creating a private PostgreSQL cluster");
+            cluster.run(
+                "initdb",
+                &["-D", &path_str(&cluster.data_dir)?, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-instructions"],
+            )?;
+        }
+        if let Some(port) = cluster.running_port() {
+            tracing::info!(port, "reusing the private PostgreSQL already running");
+            return Ok(LocalPostgres { port, ..cluster });
+        }
+        let port = free_port()?;
+        let mut server_options =
+            format!("-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=300");
+        if options.unsafe_no_fsync {
+            server_options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
+        let log = path_str(&dir.join("postgres.log"))?;
+        cluster.run("pg_ctl", &["start", "-w", "-t", "60", "-D", &path_str(&cluster.data_dir)?, "-l", &log, "-o", &server_options])
+            .with_context(|| format!("starting PostgreSQL; its log is {log}"))?;
+        tracing::info!(port, "private PostgreSQL started");
+        Ok(LocalPostgres { port, ..cluster })
+    }
+
+    /// A URL for the `postgres` database as the `postgres` superuser.
+    pub fn url(&self) -> String {
+        self.database_url("postgres")
+    }
+
+    /// A URL for database `name` as the `postgres` superuser.
+    pub fn database_url(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server (fast shutdown: running transactions roll back).
+    pub fn stop(&self) -> anyhow::Result<()> {
+        self.run("pg_ctl", &["stop", "-m", "fast", "-w", "-D", &path_str(&self.data_dir)?])
+    }
+
+    /// The port of a server already running on our data directory, if any.
+    fn running_port(&self) -> Option<u16> {
+        let status = self.command("pg_ctl").args(["status", "-D", &path_str(&self.data_dir).ok()?]).output().ok()?;
+        if !status.status.success() {
+            return None;
+        }
+        // postmaster.pid: line 4 is the port.
+        let pid_file = fs::read_to_string(self.data_dir.join("postmaster.pid")).ok()?;
+        pid_file.lines().nth(3)?.trim().parse().ok()
+    }
+
+    /// As root, hands `dir` to the `postgres` user and checks that it can reach it.
+    fn prepare_ownership(&self, dir: &Path) -> anyhow::Result<()> {
+        let Some(user_name) = &self.run_as else { return Ok(()) };
+        let user = nix::unistd::User::from_name(user_name)
+            .context("looking up the postgres user")?
+            .with_context(|| {
+                format!("running as root needs a `{user_name}` user to run PostgreSQL as; install PostgreSQL from your distribution's packages (it creates one), or run as a normal user")
+            })?;
+        std::os::unix::fs::chown(dir, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+            .with_context(|| format!("giving {} to the {user_name} user", dir.display()))?;
+        let reachable = Command::new("runuser")
+            .args(["-u", user_name, "--", "test", "-w"])
+            .arg(dir)
+            .status()
+            .context("running runuser (from util-linux) to switch to the postgres user")?;
+        if !reachable.success() {
+            bail!(
+                "the {user_name} user cannot write to {}: a parent directory is closed to it; choose another CRM_DATA_DIR (e.g. under /var/lib)",
+                dir.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// A command for one PostgreSQL program, as the `postgres` user when we are root.
+    fn command(&self, program: &str) -> Command {
+        let binary = self.bin_dir.join(program);
+        match &self.run_as {
+            Some(user) => {
+                let mut command = Command::new("runuser");
+                command.args(["-u", user, "--"]).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        }
+    }
+
+    /// Runs one PostgreSQL program and fails with its output when it fails.
+    fn run(&self, program: &str, args: &[&str]) -> anyhow::Result<()> {
+        let output = self.command(program).args(args).output().with_context(|| format!("running {program}"))?;
+        if !output.status.success() {
+            bail!(
+                "{program} failed ({}): {} {}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout).trim(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The directory holding `initdb` and `pg_ctl`.
+fn find_binaries() -> anyhow::Result<PathBuf> {
+    let has_tools = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
+    if let Some(dir) = std::env::var_os("CRM_PG_BIN_DIR").map(PathBuf::from) {
+        if has_tools(&dir) {
+            return Ok(dir);
+        }
+        bail!("CRM_PG_BIN_DIR={} holds no initdb and pg_ctl", dir.display());
+    }
+    if let Ok(output) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        if output.status.success() && has_tools(&dir) {
+            return Ok(dir);
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| Some((entry.file_name().to_str()?.parse().ok()?, entry.path().join("bin"))))
+        .filter(|(_, dir)| has_tools(dir))
+        .collect();
+    versions.sort();
+    if let Some((_, dir)) = versions.pop() {
+        return Ok(dir);
+    }
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        if has_tools(&dir) {
+            return Ok(dir);
+        }
+    }
+    bail!(
+        "no PostgreSQL server binaries (initdb, pg_ctl) found. Install them (Debian/Ubuntu: `apt-get install postgresql`; \
+         Fedora: `dnf install postgresql-server`; macOS: `brew install postgresql`), set CRM_PG_BIN_DIR to their directory, \
+         or set DATABASE_URL to an existing server"
+    )
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port for PostgreSQL")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn path_str(path: &Path) -> anyhow::Result<String> {
+    path.to_str().map(str::to_string).with_context(|| format!("{} is not valid UTF-8", path.display()))
+}

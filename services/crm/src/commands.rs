@@ -1,0 +1,136 @@
+//! What each subcommand does.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use crm_localpg::{LocalPostgres, Options};
+use crm_platform::{Config, Role, config::Secret, telemetry::Telemetry};
+
+use crate::{
+    cli::Command,
+    secrets,
+    suite::{self, Install, RunningSuite},
+};
+
+/// Runs `command` until it is done or the process is asked to stop.
+pub async fn run(command: Command, config: Config, telemetry: &Telemetry) -> anyhow::Result<()> {
+    match command {
+        Command::Up { data_dir } => up(config, data_dir, telemetry).await,
+        Command::Serve { target } => {
+            let install = install_for_serve(config)?;
+            serve_until_signal(&install, &target.0, telemetry, None).await
+        }
+        Command::Migrate { target } => suite::migrate(&install_for_serve(config)?, &target.0).await,
+    }
+}
+
+/// `crm serve` and `crm migrate` need a database; the secrets must be shared by every replica.
+fn install_for_serve(config: Config) -> anyhow::Result<Install> {
+    let database_url = config.database_url.clone().context(
+        "DATABASE_URL is not set; point it at PostgreSQL (postgres://user:password@host:5432/crm), or use `crm up`, which starts its own",
+    )?;
+    let internal_secret = config.internal_secret.clone().unwrap_or_else(|| {
+        tracing::warn!("CRM_INTERNAL_SECRET is not set: page tokens will not survive a restart or work across replicas");
+        secrets::ephemeral()
+    });
+    let admin_key = config.bootstrap_admin_key.clone();
+    Ok(Install { config, database_url, internal_secret, admin_key })
+}
+
+/// `crm up`: every role, a private PostgreSQL when needed, and the bootstrap credential printed.
+async fn up(mut config: Config, data_dir: Option<PathBuf>, telemetry: &Telemetry) -> anyhow::Result<()> {
+    if let Some(dir) = data_dir {
+        config.data_dir = dir;
+    }
+    let dir = config.data_dir.clone();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating the data directory {}", dir.display()))?;
+
+    let mut local_postgres = None;
+    let database_url = match config.database_url.clone() {
+        Some(url) => url,
+        None => {
+            let pg_dir = dir.join("postgres");
+            let cluster = tokio::task::spawn_blocking(move || LocalPostgres::start(&pg_dir, &Options::default()))
+                .await??;
+            ensure_database(&cluster.url(), "crm").await?;
+            let url = Secret::new(cluster.database_url("crm"));
+            local_postgres = Some(cluster);
+            url
+        }
+    };
+    let internal_secret = match config.internal_secret.clone() {
+        Some(secret) => secret,
+        None => secrets::load_or_create(&dir.join("internal-secret"), "")?,
+    };
+    let admin_key = match config.bootstrap_admin_key.clone() {
+        Some(key) => key,
+        None => secrets::load_or_create(&dir.join("admin-key"), "crm_admin_")?,
+    };
+    let install = Install { config, database_url, internal_secret, admin_key: Some(admin_key.clone()) };
+
+    let outcome = serve_until_signal(&install, &Role::ALL, telemetry, Some((&admin_key, local_postgres.as_ref()))).await;
+    if let Some(cluster) = local_postgres
+        && let Err(error) = tokio::task::spawn_blocking(move || cluster.stop()).await?
+    {
+        tracing::warn!(error = format!("{error:#}"), "stopping the private PostgreSQL failed");
+    }
+    outcome
+}
+
+/// Creates database `name` on the server of `admin_url` if it is missing.
+async fn ensure_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
+    use sqlx::{Connection, PgConnection};
+    let mut conn = PgConnection::connect(admin_url).await.context("connecting to the private PostgreSQL")?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(name)
+        .fetch_one(&mut conn)
+        .await?;
+    if !exists {
+        // `name` is ours, not input.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await?;
+    }
+    conn.close().await?;
+    Ok(())
+}
+
+/// Starts `roles`, prints where they are, and stops them in order on SIGTERM/SIGINT.
+async fn serve_until_signal(
+    install: &Install,
+    roles: &[Role],
+    telemetry: &Telemetry,
+    banner: Option<(&Secret, Option<&LocalPostgres>)>,
+) -> anyhow::Result<()> {
+    let mut suite = RunningSuite::start(install, roles, telemetry).await?;
+    if let Some((admin_key, local_postgres)) = banner {
+        print_banner(&suite, admin_key, local_postgres, &install.config);
+    }
+    let failure = tokio::select! {
+        () = crm_platform::shutdown::signal() => None,
+        failure = suite.wait_for_failure() => Some(failure),
+    };
+    let stopped = suite.shutdown().await;
+    match failure {
+        Some(failure) => failure,
+        None => stopped,
+    }
+}
+
+fn print_banner(suite: &RunningSuite, admin_key: &Secret, local_postgres: Option<&LocalPostgres>, config: &Config) {
+    let gateway = suite.address(Role::Gateway).map(|addr| addr.to_string()).unwrap_or_default();
+    println!("CRM suite is up.");
+    println!("  gateway (gRPC):   {gateway}");
+    println!("  admin API key:    {}", admin_key.expose());
+    if let Some(metrics) = suite.metrics_address() {
+        println!("  metrics:          http://{metrics}/metrics");
+    }
+    match local_postgres {
+        Some(cluster) => println!(
+            "  database:         private PostgreSQL on 127.0.0.1:{} in {}",
+            cluster.port(),
+            config.data_dir.join("postgres").display()
+        ),
+        None => println!("  database:         DATABASE_URL"),
+    }
+    println!("Try: grpcurl -plaintext {gateway} grpc.health.v1.Health/Check");
+    println!("Stop with Ctrl-C; calls in flight finish first.");
+}

@@ -1,0 +1,175 @@
+//! Starting and stopping a set of roles in this process.
+//!
+//! Each role gets its own pool (confined to its schema), its migrations, its
+//! listener and its shutdown token. The gateway routes to the roles running
+//! here by their bound addresses and to the others by configured upstreams.
+//! Shutdown is ordered: the gateway drains first, so the calls it is still
+//! proxying can finish on roles that are still up; then the roles drain.
+
+use std::{collections::HashMap, net::SocketAddr};
+
+use anyhow::Context;
+use crm_platform::{
+    Config, Role, RoleContext, config::Secret, db, metrics::RpcMetrics, page_token::PageTokens, telemetry::Telemetry,
+};
+use sqlx::migrate::Migrator;
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+/// What every role of one install shares, resolved from the configuration.
+pub struct Install {
+    pub config: Config,
+    pub database_url: Secret,
+    /// Signs page tokens (and, with issue #5, gateway identity).
+    pub internal_secret: Secret,
+    /// The gateway's bootstrap admin key; required when the gateway runs here.
+    pub admin_key: Option<Secret>,
+}
+
+/// The roles running in this process.
+pub struct RunningSuite {
+    addresses: HashMap<Role, SocketAddr>,
+    /// In shutdown order: the gateway first.
+    tasks: Vec<(Role, CancellationToken, JoinHandle<anyhow::Result<()>>)>,
+    metrics: Option<(SocketAddr, CancellationToken, JoinHandle<anyhow::Result<()>>)>,
+}
+
+/// The migrations of `role`'s schema.
+pub fn migrator(role: Role) -> Migrator {
+    match role {
+        Role::Gateway => crm_gateway::migrator(),
+        Role::Contacts => crm_contacts::migrator(),
+        Role::Interactions => crm_interactions::migrator(),
+        Role::Segmentation => crm_segmentation::migrator(),
+        Role::Alerting => crm_alerting::migrator(),
+    }
+}
+
+/// Applies the migrations of `roles` and returns.
+pub async fn migrate(install: &Install, roles: &[Role]) -> anyhow::Result<()> {
+    for role in roles {
+        let pool = db::connect(install.database_url.expose(), *role, &install.config.db).await?;
+        db::migrate(&pool, *role, migrator(*role)).await?;
+        pool.close().await;
+        tracing::info!(%role, "migrations applied");
+    }
+    Ok(())
+}
+
+impl RunningSuite {
+    /// Migrates and starts `roles` on their configured addresses (port 0 picks a free one).
+    pub async fn start(install: &Install, roles: &[Role], telemetry: &Telemetry) -> anyhow::Result<RunningSuite> {
+        let metrics = RpcMetrics::new(telemetry);
+        let page_tokens = PageTokens::new(install.internal_secret.expose().as_bytes());
+        let mut suite = RunningSuite { addresses: HashMap::new(), tasks: Vec::new(), metrics: None };
+
+        if let Some(addr) = install.config.metrics_addr {
+            let listener = TcpListener::bind(addr).await.with_context(|| format!("binding /metrics on {addr}"))?;
+            let token = CancellationToken::new();
+            let bound = listener.local_addr()?;
+            let task = tokio::spawn(crm_platform::metrics::serve_metrics(listener, telemetry.registry.clone(), token.clone()));
+            tracing::info!(address = %bound, "serving /metrics");
+            suite.metrics = Some((bound, token, task));
+        }
+
+        // Domain roles first, so that the gateway can route to them from its first call.
+        for role in Role::ALL.into_iter().filter(|role| roles.contains(role)) {
+            let addr = install.config.listen[&role];
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the {role} role on {addr}; set CRM_{}_ADDR to a free address", role.as_str().to_uppercase()))?;
+            let bound = listener.local_addr()?;
+            let pool = db::connect(install.database_url.expose(), role, &install.config.db).await?;
+            db::migrate(&pool, role, migrator(role)).await?;
+            let ctx = RoleContext {
+                role,
+                pool,
+                page_tokens: page_tokens.clone(),
+                server: install.config.server.clone(),
+                metrics: metrics.clone(),
+                shutdown: CancellationToken::new(),
+            };
+            let token = ctx.shutdown.clone();
+            let task = match role {
+                Role::Gateway => {
+                    let gateway = crm_gateway::GatewayContext {
+                        role: ctx,
+                        upstreams: suite.upstreams(&install.config),
+                        admin_key: install
+                            .admin_key
+                            .clone()
+                            .context("the gateway needs CRM_BOOTSTRAP_ADMIN_KEY (at least 24 characters)")?,
+                    };
+                    tokio::spawn(crm_gateway::serve(gateway, listener))
+                }
+                Role::Contacts => tokio::spawn(crm_contacts::serve(ctx, listener)),
+                Role::Interactions => tokio::spawn(crm_interactions::serve(ctx, listener)),
+                Role::Segmentation => tokio::spawn(crm_segmentation::serve(ctx, listener)),
+                Role::Alerting => tokio::spawn(crm_alerting::serve(ctx, listener)),
+            };
+            suite.addresses.insert(role, bound);
+            suite.tasks.insert(if role == Role::Gateway { 0 } else { suite.tasks.len() }, (role, token, task));
+        }
+        Ok(suite)
+    }
+
+    /// Where each domain role is reached: here if it runs here, else its configured upstreams.
+    fn upstreams(&self, config: &Config) -> HashMap<Role, Vec<String>> {
+        Role::DOMAIN
+            .into_iter()
+            .map(|role| match self.addresses.get(&role) {
+                Some(addr) => (role, vec![format!("http://{addr}")]),
+                None => (role, config.upstreams[&role].clone()),
+            })
+            .collect()
+    }
+
+    /// The address `role` listens on, if it runs here.
+    pub fn address(&self, role: Role) -> Option<SocketAddr> {
+        self.addresses.get(&role).copied()
+    }
+
+    /// The `/metrics` address, if served.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(addr, _, _)| *addr)
+    }
+
+    /// Completes when any role stops by itself (a failure), with its result.
+    pub async fn wait_for_failure(&mut self) -> anyhow::Result<()> {
+        if self.tasks.is_empty() {
+            return std::future::pending().await;
+        }
+        let (result, index, _) = futures_util::future::select_all(self.tasks.iter_mut().map(|(_, _, task)| task)).await;
+        // A finished task must not be awaited again by `shutdown`.
+        let (role, _, _) = self.tasks.remove(index);
+        match result {
+            Ok(Ok(())) => anyhow::bail!("the {role} role stopped unexpectedly"),
+            Ok(Err(error)) => Err(error.context(format!("the {role} role failed"))),
+            Err(join_error) => Err(anyhow::Error::new(join_error).context(format!("the {role} role panicked"))),
+        }
+    }
+
+    /// Stops every role in order, each draining its in-flight calls.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let mut first_error = None;
+        for (role, token, task) in self.tasks {
+            token.cancel();
+            let outcome = match task.await {
+                Ok(result) => result,
+                Err(join_error) => Err(join_error.into()),
+            };
+            match outcome {
+                Ok(()) => tracing::info!(%role, "stopped"),
+                Err(error) => {
+                    tracing::error!(%role, error = format!("{error:#}"), "stopped with an error");
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        if let Some((_, token, task)) = self.metrics {
+            token.cancel();
+            let _ = task.await;
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
