@@ -1,1 +1,12 @@
+//! The test harness: real PostgreSQL, real servers, generated clients.
+//!
+//! - [`TestDb`]: a fresh database per test on the server in `DATABASE_URL`
+//!   (or on a private cluster when it is unset), dropped when the test ends.
+//! - [`TestSuite`]: any set of roles started in-process on ephemeral ports,
+//!   with typed clients that reach them through the gateway.
 
+mod database;
+mod suite;
+
+pub use database::TestDb;
+pub use suite::{Authed, TestSuite};

@@ -1,0 +1,91 @@
+//! A fresh database per test.
+
+use std::sync::OnceLock;
+
+use anyhow::Context;
+use crm_localpg::{LocalPostgres, Options};
+use crm_platform::{Role, config::DbSettings, db};
+use sqlx::{Connection, PgConnection, PgPool};
+
+/// The server tests create their databases on: `DATABASE_URL`, else a private
+/// cluster (fsync off) kept under the temp directory and reused by later runs.
+fn server_url() -> anyhow::Result<String> {
+    static SERVER: OnceLock<Result<String, String>> = OnceLock::new();
+    SERVER
+        .get_or_init(|| match std::env::var("DATABASE_URL") {
+            Ok(url) if !url.is_empty() => Ok(url),
+            _ => {
+                let dir = std::env::temp_dir().join(format!("crm-testkit-pg-{}", nix::unistd::geteuid()));
+                LocalPostgres::start(&dir, &Options { unsafe_no_fsync: true })
+                    .map(|cluster| cluster.url())
+                    .map_err(|error| format!("{error:#}"))
+            }
+        })
+        .clone()
+        .map_err(|error| anyhow::anyhow!("no PostgreSQL for the tests: {error}"))
+}
+
+/// A database that exists for one test and is dropped after it.
+pub struct TestDb {
+    /// URL of the test's own database.
+    pub url: String,
+    name: String,
+    server_url: String,
+}
+
+impl TestDb {
+    /// Creates an empty database with a fresh name.
+    pub async fn create() -> anyhow::Result<TestDb> {
+        let server_url = server_url()?;
+        let name = format!("crm_test_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = PgConnection::connect(&server_url).await.context("connecting to the test server")?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut admin).await?;
+        admin.close().await?;
+        Ok(TestDb { url: with_database(&server_url, &name), name, server_url })
+    }
+
+    /// A pool confined to `role`'s schema, with the role's migrations applied.
+    pub async fn role_pool(&self, role: Role) -> anyhow::Result<PgPool> {
+        let settings = DbSettings { max_connections: 20, connect_timeout: std::time::Duration::from_secs(10) };
+        let pool = db::connect(&self.url, role, &settings).await?;
+        db::migrate(&pool, role, crm::suite::migrator(role)).await?;
+        Ok(pool)
+    }
+
+    /// A plain connection to the test database, for what a test does behind the suite's back.
+    pub async fn connect(&self) -> anyhow::Result<PgConnection> {
+        Ok(PgConnection::connect(&self.url).await?)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (server_url, name) = (self.server_url.clone(), self.name.clone());
+        // Drop runs inside the test's runtime: do the async work on a thread of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect(&server_url).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+                    .execute(&mut admin)
+                    .await?;
+                anyhow::Ok(())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("warning: could not drop test database {}", self.name);
+        }
+    }
+}
+
+/// `url` with its database replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let authority_start = base.find("://").map_or(0, |index| index + 3);
+    let authority_end = base[authority_start..].find('/').map_or(base.len(), |index| authority_start + index);
+    format!("{}/{name}{query}", &base[..authority_end])
+}
