@@ -1,1 +1,8 @@
+//! Every suite of tests in one binary (link time dominates on 2 cores).
+//! Each test gets its own database and its own servers on ephemeral ports.
 
+mod event_feed;
+mod gateway;
+mod migrations;
+mod outbox;
+mod support;

@@ -49,7 +49,16 @@ impl LocalPostgres {
             tracing::info!(dir = %cluster.data_dir.display(), "creating a private PostgreSQL cluster");
             cluster.run(
                 "initdb",
-                &["-D", &path_str(&cluster.data_dir)?, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-instructions"],
+                &[
+                    "-D",
+                    &path_str(&cluster.data_dir)?,
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-instructions",
+                ],
             )?;
         }
         if let Some(port) = cluster.running_port() {
@@ -63,7 +72,11 @@ impl LocalPostgres {
             server_options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
         }
         let log = path_str(&dir.join("postgres.log"))?;
-        cluster.run("pg_ctl", &["start", "-w", "-t", "60", "-D", &path_str(&cluster.data_dir)?, "-l", &log, "-o", &server_options])
+        cluster
+            .run(
+                "pg_ctl",
+                &["start", "-w", "-t", "60", "-D", &path_str(&cluster.data_dir)?, "-l", &log, "-o", &server_options],
+            )
             .with_context(|| format!("starting PostgreSQL; its log is {log}"))?;
         tracing::info!(port, "private PostgreSQL started");
         Ok(LocalPostgres { port, ..cluster })

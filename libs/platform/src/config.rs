@@ -4,9 +4,7 @@
 //! process variables; [`Config::from_env`] is the one place that reads them.
 //! Every bad value is reported at once, each naming its variable.
 
-use std::{
-    collections::HashMap, fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration,
-};
+use std::{collections::HashMap, fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use crate::role::Role;
 
@@ -151,20 +149,14 @@ impl Config {
 
     /// Builds the configuration from a map of variables.
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Config, ConfigErrors> {
-        let mut reader = Reader {
-            vars,
-            errors: Vec::new(),
-        };
+        let mut reader = Reader { vars, errors: Vec::new() };
         let defaults = ServerSettings::default();
 
         let database_url = reader.text("DATABASE_URL").map(Secret);
         if let Some(url) = &database_url
             && !(url.0.starts_with("postgres://") || url.0.starts_with("postgresql://"))
         {
-            reader.fail(
-                "DATABASE_URL",
-                "must start with postgres:// or postgresql://",
-            );
+            reader.fail("DATABASE_URL", "must start with postgres:// or postgresql://");
         }
         let db = DbSettings {
             max_connections: reader.parsed("CRM_DB_MAX_CONNECTIONS", 10, at_least(1)),
@@ -185,21 +177,13 @@ impl Config {
 
         let metrics_addr = match reader.text("CRM_METRICS_ADDR").as_deref() {
             Some("off") => None,
-            _ => Some(reader.parsed(
-                "CRM_METRICS_ADDR",
-                SocketAddr::from(([127, 0, 0, 1], 9464)),
-                |_| Ok(()),
-            )),
+            _ => Some(reader.parsed("CRM_METRICS_ADDR", SocketAddr::from(([127, 0, 0, 1], 9464)), |_| Ok(()))),
         };
 
-        let otlp = reader
-            .text("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .map(|endpoint| OtlpSettings {
-                endpoint,
-                service_name: reader
-                    .text("OTEL_SERVICE_NAME")
-                    .unwrap_or_else(|| "crm".into()),
-            });
+        let otlp = reader.text("OTEL_EXPORTER_OTLP_ENDPOINT").map(|endpoint| OtlpSettings {
+            endpoint,
+            service_name: reader.text("OTEL_SERVICE_NAME").unwrap_or_else(|| "crm".into()),
+        });
 
         let config = Config {
             database_url,
@@ -212,11 +196,7 @@ impl Config {
             otlp,
             server: ServerSettings {
                 request_timeout: reader.duration("CRM_REQUEST_TIMEOUT", defaults.request_timeout),
-                max_message_bytes: reader.parsed(
-                    "CRM_MAX_MESSAGE_BYTES",
-                    defaults.max_message_bytes,
-                    at_least(1024),
-                ),
+                max_message_bytes: reader.parsed("CRM_MAX_MESSAGE_BYTES", defaults.max_message_bytes, at_least(1024)),
                 max_concurrent_requests: reader.parsed(
                     "CRM_MAX_CONCURRENT_REQUESTS",
                     defaults.max_concurrent_requests,
@@ -226,16 +206,9 @@ impl Config {
             },
             internal_secret: reader.secret("CRM_INTERNAL_SECRET", 32),
             bootstrap_admin_key: reader.secret("CRM_BOOTSTRAP_ADMIN_KEY", 24),
-            data_dir: reader
-                .text("CRM_DATA_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(default_data_dir),
+            data_dir: reader.text("CRM_DATA_DIR").map(PathBuf::from).unwrap_or_else(default_data_dir),
         };
-        if reader.errors.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigErrors(reader.errors))
-        }
+        if reader.errors.is_empty() { Ok(config) } else { Err(ConfigErrors(reader.errors)) }
     }
 }
 
@@ -256,11 +229,7 @@ fn default_data_dir() -> PathBuf {
 
 fn at_least<T: PartialOrd + fmt::Display + Copy>(minimum: T) -> impl Fn(&T) -> Result<(), String> {
     move |value| {
-        if *value >= minimum {
-            Ok(())
-        } else {
-            Err(format!("must be at least {minimum}"))
-        }
+        if *value >= minimum { Ok(()) } else { Err(format!("must be at least {minimum}")) }
     }
 }
 
@@ -272,26 +241,15 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn fail(&mut self, variable: &str, reason: impl Into<String>) {
-        self.errors.push(ConfigError {
-            variable: variable.into(),
-            reason: reason.into(),
-        });
+        self.errors.push(ConfigError { variable: variable.into(), reason: reason.into() });
     }
 
     /// The trimmed value; an empty value counts as unset.
     fn text(&self, variable: &str) -> Option<String> {
-        self.vars
-            .get(variable)
-            .map(|value| value.trim().to_string())
-            .filter(|value| !value.is_empty())
+        self.vars.get(variable).map(|value| value.trim().to_string()).filter(|value| !value.is_empty())
     }
 
-    fn parsed<T>(
-        &mut self,
-        variable: &str,
-        default: T,
-        check: impl Fn(&T) -> Result<(), String>,
-    ) -> T
+    fn parsed<T>(&mut self, variable: &str, default: T, check: impl Fn(&T) -> Result<(), String>) -> T
     where
         T: FromStr,
         T::Err: fmt::Display,
@@ -299,11 +257,7 @@ impl Reader<'_> {
         let Some(raw) = self.text(variable) else {
             return default;
         };
-        match raw
-            .parse::<T>()
-            .map_err(|error| error.to_string())
-            .and_then(|value| check(&value).map(|()| value))
-        {
+        match raw.parse::<T>().map_err(|error| error.to_string()).and_then(|value| check(&value).map(|()| value)) {
             Ok(value) => value,
             Err(reason) => {
                 self.fail(variable, format!("{raw:?} is not valid: {reason}"));
@@ -319,17 +273,11 @@ impl Reader<'_> {
         match humantime::parse_duration(&raw) {
             Ok(value) if !value.is_zero() => value,
             Ok(_) => {
-                self.fail(
-                    variable,
-                    format!("{raw:?} is not valid: must be longer than zero"),
-                );
+                self.fail(variable, format!("{raw:?} is not valid: must be longer than zero"));
                 default
             }
             Err(error) => {
-                self.fail(
-                    variable,
-                    format!("{raw:?} is not a duration ({error}); write e.g. 30s, 500ms or 2m"),
-                );
+                self.fail(variable, format!("{raw:?} is not a duration ({error}); write e.g. 30s, 500ms or 2m"));
                 default
             }
         }
@@ -339,10 +287,7 @@ impl Reader<'_> {
         let value = self.text(variable)?;
         if value.len() < min_len {
             // Never echo a secret, not even a bad one.
-            self.fail(
-                variable,
-                format!("must be at least {min_len} characters long"),
-            );
+            self.fail(variable, format!("must be at least {min_len} characters long"));
             return None;
         }
         Some(Secret(value))
@@ -353,19 +298,11 @@ impl Reader<'_> {
         let Some(raw) = self.text(&variable) else {
             return vec![format!("http://{listen}")];
         };
-        let urls: Vec<String> = raw
-            .split(',')
-            .map(|url| url.trim().to_string())
-            .filter(|url| !url.is_empty())
-            .collect();
+        let urls: Vec<String> =
+            raw.split(',').map(|url| url.trim().to_string()).filter(|url| !url.is_empty()).collect();
         for url in &urls {
-            if !(url.starts_with("http://") || url.starts_with("https://"))
-                || url.parse::<http::Uri>().is_err()
-            {
-                self.fail(
-                    &variable,
-                    format!("{url:?} is not an http:// or https:// URL"),
-                );
+            if !(url.starts_with("http://") || url.starts_with("https://")) || url.parse::<http::Uri>().is_err() {
+                self.fail(&variable, format!("{url:?} is not an http:// or https:// URL"));
             }
         }
         urls
@@ -377,10 +314,7 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(key, value)| (key.to_string(), value.to_string()))
-            .collect()
+        pairs.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect()
     }
 
     #[test]
@@ -388,10 +322,7 @@ mod tests {
         let config = Config::from_vars(&vars(&[])).unwrap();
         assert!(config.database_url.is_none());
         assert_eq!(config.listen[&Role::Gateway].port(), 50051);
-        assert_eq!(
-            config.upstreams[&Role::Contacts],
-            vec!["http://127.0.0.1:50061".to_string()]
-        );
+        assert_eq!(config.upstreams[&Role::Contacts], vec!["http://127.0.0.1:50061".to_string()]);
         assert_eq!(config.server, ServerSettings::default());
         assert_eq!(config.log_format, LogFormat::Auto);
     }
@@ -409,11 +340,7 @@ mod tests {
             ("CRM_INTERNAL_SECRET", "short-secret-value"),
         ]))
         .unwrap_err();
-        let named: Vec<&str> = errors
-            .0
-            .iter()
-            .map(|error| error.variable.as_str())
-            .collect();
+        let named: Vec<&str> = errors.0.iter().map(|error| error.variable.as_str()).collect();
         assert_eq!(
             named,
             [
@@ -430,10 +357,7 @@ mod tests {
         let message = errors.to_string();
         assert!(message.contains("\"soon\" is not a duration"), "{message}");
         assert!(message.contains("must be at least 1"), "{message}");
-        assert!(
-            !message.contains("short-secret-value"),
-            "secrets are never echoed: {message}"
-        );
+        assert!(!message.contains("short-secret-value"), "secrets are never echoed: {message}");
     }
 
     #[test]
@@ -449,10 +373,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.metrics_addr, None);
         assert_eq!(config.server.request_timeout, Duration::from_millis(500));
-        assert_eq!(
-            config.upstreams[&Role::Contacts],
-            vec!["http://a:1".to_string(), "http://b:2".to_string()]
-        );
+        assert_eq!(config.upstreams[&Role::Contacts], vec!["http://a:1".to_string(), "http://b:2".to_string()]);
         assert_eq!(config.otlp.unwrap().service_name, "crm");
         let printed = format!("{:?}", config.internal_secret);
         assert!(!printed.contains("0123456789"), "{printed}");

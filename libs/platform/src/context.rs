@@ -3,9 +3,7 @@
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    config::ServerSettings, metrics::RpcMetrics, outbox::Feed, page_token::PageTokens, role::Role,
-};
+use crate::{config::ServerSettings, metrics::RpcMetrics, outbox::Feed, page_token::PageTokens, role::Role};
 
 /// Everything a domain role needs to serve: its migrated pool, the shared
 /// secrets and limits, the process's metrics, and the shutdown signal.

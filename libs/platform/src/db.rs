@@ -19,11 +19,7 @@ use crate::{config::DbSettings, role::Role};
 /// Opens a pool for `role`, retrying with backoff until `settings.connect_timeout`
 /// passes, so that the suite can start before its database is up.
 #[tracing::instrument(skip(database_url, settings), fields(role = %role))]
-pub async fn connect(
-    database_url: &str,
-    role: Role,
-    settings: &DbSettings,
-) -> anyhow::Result<PgPool> {
+pub async fn connect(database_url: &str, role: Role, settings: &DbSettings) -> anyhow::Result<PgPool> {
     let options = PgConnectOptions::from_str(database_url)
         .context("DATABASE_URL is not a valid PostgreSQL URL")?
         .application_name(&format!("crm-{role}"))
@@ -75,10 +71,7 @@ fn platform_migrator() -> Migrator {
 #[tracing::instrument(skip(pool, role_migrator), fields(role = %role))]
 pub async fn migrate(pool: &PgPool, role: Role, role_migrator: Migrator) -> anyhow::Result<()> {
     let schema = role.schema();
-    let mut conn = pool
-        .acquire()
-        .await
-        .context("acquiring a connection for migrations")?;
+    let mut conn = pool.acquire().await.context("acquiring a connection for migrations")?;
     sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
         .bind(format!("crm.migrate.{schema}"))
         .execute(&mut *conn)
@@ -87,19 +80,14 @@ pub async fn migrate(pool: &PgPool, role: Role, role_migrator: Migrator) -> anyh
 
     let outcome = async {
         // `schema` comes from the Role enum, never from input.
-        sqlx::query(AssertSqlSafe(format!(
-            "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
-        )))
-        .execute(&mut *conn)
-        .await
-        .with_context(|| format!("creating schema {schema}"))?;
+        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")))
+            .execute(&mut *conn)
+            .await
+            .with_context(|| format!("creating schema {schema}"))?;
         for (set, mut migrator) in [("platform", platform_migrator()), ("role", role_migrator)] {
             migrator.set_locking(false); // we hold our own, per-schema lock
             migrator.dangerous_set_table_name(format!("\"{schema}\"._{set}_migrations"));
-            migrator
-                .run(&mut *conn)
-                .await
-                .with_context(|| format!("applying the {set} migrations of {schema}"))?;
+            migrator.run(&mut *conn).await.with_context(|| format!("applying the {set} migrations of {schema}"))?;
         }
         anyhow::Ok(())
     }

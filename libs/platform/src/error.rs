@@ -24,48 +24,31 @@ pub enum Error {
     NotFound { resource: &'static str, id: String },
     /// The resource (or a likely duplicate of it) exists already.
     #[error("{message}")]
-    AlreadyExists {
-        reason: &'static str,
-        message: String,
-        metadata: HashMap<String, String>,
-    },
+    AlreadyExists { reason: &'static str, message: String, metadata: HashMap<String, String> },
     /// The resource changed since the caller read it (stale etag); read it again.
-    #[error(
-        "{resource} {id} was changed by someone else; read it again and retry with the new etag"
-    )]
+    #[error("{resource} {id} was changed by someone else; read it again and retry with the new etag")]
     StaleEtag { resource: &'static str, id: String },
     /// The system is not in a state that allows the call.
     #[error("{message}")]
-    FailedPrecondition {
-        reason: &'static str,
-        message: String,
-    },
+    FailedPrecondition { reason: &'static str, message: String },
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
     PermissionDenied(String),
     /// Too many requests; retry after the delay.
     #[error("{message}")]
-    ResourceExhausted {
-        message: String,
-        retry_after: Duration,
-    },
+    ResourceExhausted { message: String, retry_after: Duration },
     /// A dependency is unreachable or the call conflicted with another; retry after the delay.
     #[error("{message}")]
-    Unavailable {
-        message: String,
-        retry_after: Duration,
-    },
+    Unavailable { message: String, retry_after: Duration },
     /// A bug or an unexpected failure: logged in full, reported to the client as INTERNAL.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
 fn describe(violations: &[FieldViolation]) -> String {
-    let parts: Vec<String> = violations
-        .iter()
-        .map(|violation| format!("{}: {}", violation.field, violation.description))
-        .collect();
+    let parts: Vec<String> =
+        violations.iter().map(|violation| format!("{}: {}", violation.field, violation.description)).collect();
     parts.join("; ")
 }
 
@@ -92,33 +75,24 @@ impl Violations {
 
     /// `Ok(())` when nothing was wrong, else INVALID_ARGUMENT listing every violation.
     pub fn into_result(self) -> Result<(), Error> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::InvalidArgument(self.0))
-        }
+        if self.0.is_empty() { Ok(()) } else { Err(Error::InvalidArgument(self.0)) }
     }
 }
 
 impl From<sqlx::Error> for Error {
     /// SQLSTATEs are mapped here and nowhere else.
     fn from(error: sqlx::Error) -> Self {
-        let code = error
-            .as_database_error()
-            .and_then(|db| db.code())
-            .map(|code| code.into_owned());
+        let code = error.as_database_error().and_then(|db| db.code()).map(|code| code.into_owned());
         match (code.as_deref(), &error) {
             // serialization_failure, deadlock_detected: the transaction can simply be retried.
             (Some("40001" | "40P01"), _) => Error::Unavailable {
                 message: "the change conflicted with a concurrent one; retry it".into(),
                 retry_after: Duration::from_millis(50),
             },
-            (_, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed) => {
-                Error::Unavailable {
-                    message: "the database is unavailable; retry shortly".into(),
-                    retry_after: Duration::from_secs(1),
-                }
-            }
+            (_, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed) => Error::Unavailable {
+                message: "the database is unavailable; retry shortly".into(),
+                retry_after: Duration::from_secs(1),
+            },
             _ => Error::Internal(anyhow::Error::new(error).context("database query failed")),
         }
     }
@@ -134,52 +108,30 @@ impl From<Error> for Status {
                 (Code::InvalidArgument, "INVALID_ARGUMENT", message)
             }
             error @ Error::NotFound { .. } => (Code::NotFound, "NOT_FOUND", error.to_string()),
-            Error::AlreadyExists {
-                reason,
-                message,
-                metadata,
-            } => {
+            Error::AlreadyExists { reason, message, metadata } => {
                 details.set_error_info(reason, ERROR_DOMAIN, metadata);
                 return Status::with_error_details(Code::AlreadyExists, message, details);
             }
             Error::StaleEtag { resource, ref id } => {
                 let message = error.to_string();
-                details.add_precondition_failure_violation(
-                    "ETAG",
-                    format!("{resource}/{id}"),
-                    "the etag is stale",
-                );
+                details.add_precondition_failure_violation("ETAG", format!("{resource}/{id}"), "the etag is stale");
                 (Code::Aborted, "STALE_ETAG", message)
             }
-            Error::FailedPrecondition { reason, message } => {
-                (Code::FailedPrecondition, reason, message)
-            }
+            Error::FailedPrecondition { reason, message } => (Code::FailedPrecondition, reason, message),
             Error::Unauthenticated(message) => (Code::Unauthenticated, "UNAUTHENTICATED", message),
-            Error::PermissionDenied(message) => {
-                (Code::PermissionDenied, "PERMISSION_DENIED", message)
-            }
-            Error::ResourceExhausted {
-                message,
-                retry_after,
-            } => {
+            Error::PermissionDenied(message) => (Code::PermissionDenied, "PERMISSION_DENIED", message),
+            Error::ResourceExhausted { message, retry_after } => {
                 details.set_retry_info(Some(retry_after));
                 (Code::ResourceExhausted, "RESOURCE_EXHAUSTED", message)
             }
-            Error::Unavailable {
-                message,
-                retry_after,
-            } => {
+            Error::Unavailable { message, retry_after } => {
                 details.set_retry_info(Some(retry_after));
                 (Code::Unavailable, "UNAVAILABLE", message)
             }
             Error::Internal(cause) => {
                 // The chain can hold SQL and internals: log it, never send it.
                 tracing::error!(error = format!("{cause:#}"), "internal error");
-                (
-                    Code::Internal,
-                    "INTERNAL",
-                    "internal error; the server logged the cause".to_string(),
-                )
+                (Code::Internal, "INTERNAL", "internal error; the server logged the cause".to_string())
             }
         };
         details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
@@ -199,19 +151,10 @@ mod tests {
         let status = Status::from(violations.into_result().unwrap_err());
 
         assert_eq!(status.code(), Code::InvalidArgument);
-        assert!(
-            status.message().contains("given_name: must not be empty"),
-            "{}",
-            status.message()
-        );
+        assert!(status.message().contains("given_name: must not be empty"), "{}", status.message());
         let details = status.check_error_details().unwrap();
-        let fields: Vec<&str> = details
-            .bad_request()
-            .unwrap()
-            .field_violations
-            .iter()
-            .map(|violation| violation.field.as_str())
-            .collect();
+        let fields: Vec<&str> =
+            details.bad_request().unwrap().field_violations.iter().map(|violation| violation.field.as_str()).collect();
         assert_eq!(fields, ["emails[0].address", "given_name"]);
         assert_eq!(details.error_info().unwrap().reason, "INVALID_ARGUMENT");
         assert_eq!(details.error_info().unwrap().domain, ERROR_DOMAIN);
@@ -229,27 +172,16 @@ mod tests {
             retry_after: Duration::from_millis(250),
         });
         assert_eq!(status.code(), Code::ResourceExhausted);
-        let retry = status
-            .check_error_details()
-            .unwrap()
-            .retry_info()
-            .cloned()
-            .unwrap();
+        let retry = status.check_error_details().unwrap().retry_info().cloned().unwrap();
         assert_eq!(retry.retry_delay, Some(Duration::from_millis(250)));
     }
 
     #[test]
     fn stale_etag_is_aborted_with_a_precondition_failure() {
-        let status = Status::from(Error::StaleEtag {
-            resource: "contact",
-            id: "c1".into(),
-        });
+        let status = Status::from(Error::StaleEtag { resource: "contact", id: "c1".into() });
         assert_eq!(status.code(), Code::Aborted);
         let details = status.check_error_details().unwrap();
-        assert_eq!(
-            details.precondition_failure().unwrap().violations[0].subject,
-            "contact/c1"
-        );
+        assert_eq!(details.precondition_failure().unwrap().violations[0].subject, "contact/c1");
         assert_eq!(details.error_info().unwrap().reason, "STALE_ETAG");
     }
 
@@ -262,27 +194,17 @@ mod tests {
             metadata,
         });
         assert_eq!(status.code(), Code::AlreadyExists);
-        let info = status
-            .check_error_details()
-            .unwrap()
-            .error_info()
-            .cloned()
-            .unwrap();
+        let info = status.check_error_details().unwrap().error_info().cloned().unwrap();
         assert_eq!(info.reason, "LIKELY_DUPLICATE");
         assert_eq!(info.metadata["candidates"], "c1:0.97");
     }
 
     #[test]
     fn internal_errors_hide_their_cause() {
-        let cause = anyhow::anyhow!("relation \"contacts.secret_table\" does not exist")
-            .context("loading contact");
+        let cause = anyhow::anyhow!("relation \"contacts.secret_table\" does not exist").context("loading contact");
         let status = Status::from(Error::Internal(cause));
         assert_eq!(status.code(), Code::Internal);
-        assert!(
-            !status.message().contains("secret_table"),
-            "{}",
-            status.message()
-        );
+        assert!(!status.message().contains("secret_table"), "{}", status.message());
     }
 
     #[test]

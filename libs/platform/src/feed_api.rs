@@ -21,8 +21,7 @@ const MAX_FILTER_VALUES: usize = 100;
 const MAX_FILTER_VALUE_LEN: usize = 200;
 
 /// The stream type of every role's `Subscribe`.
-pub type SubscribeStream =
-    Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
+pub type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
 
 /// A role's event-feed API.
 #[derive(Clone)]
@@ -36,18 +35,8 @@ pub struct FeedApi {
 }
 
 impl FeedApi {
-    pub fn new(
-        feed: Feed,
-        tokens: PageTokens,
-        service: &'static str,
-        shutdown: CancellationToken,
-    ) -> Self {
-        FeedApi {
-            feed,
-            tokens,
-            service,
-            shutdown,
-        }
+    pub fn new(feed: Feed, tokens: PageTokens, service: &'static str, shutdown: CancellationToken) -> Self {
+        FeedApi { feed, tokens, service, shutdown }
     }
 
     /// `Subscribe`: the feed from `after`, then new events as they commit.
@@ -55,11 +44,7 @@ impl FeedApi {
         let mut violations = Violations::new();
         check_filter_values(&mut violations, "event_types", &request.event_types);
         violations.into_result()?;
-        let events = self.feed.follow(
-            Position::from(request.after),
-            request.event_types,
-            self.shutdown.clone(),
-        );
+        let events = self.feed.follow(Position::from(request.after), request.event_types, self.shutdown.clone());
         Ok(Box::pin(events.map(|event| match event {
             Ok(event) => Ok(pb::SubscribeResponse { event: Some(event) }),
             Err(error) => Err(Status::from(error)),
@@ -67,20 +52,14 @@ impl FeedApi {
     }
 
     /// `ListEvents`: one page of the feed.
-    pub async fn list_events(
-        &self,
-        request: pb::ListEventsRequest,
-    ) -> Result<pb::ListEventsResponse, Error> {
+    pub async fn list_events(&self, request: pb::ListEventsRequest) -> Result<pb::ListEventsResponse, Error> {
         let mut violations = Violations::new();
         if request.page_size < 0 {
             violations.add("page_size", "must not be negative");
         }
         check_filter_values(&mut violations, "event_types", &request.event_types);
         if request.aggregate_id.len() > MAX_FILTER_VALUE_LEN {
-            violations.add(
-                "aggregate_id",
-                format!("must be at most {MAX_FILTER_VALUE_LEN} bytes long"),
-            );
+            violations.add("aggregate_id", format!("must be at most {MAX_FILTER_VALUE_LEN} bytes long"));
         }
         violations.into_result()?;
 
@@ -92,36 +71,23 @@ impl FeedApi {
         let after = if request.page_token.is_empty() {
             Position::from(request.after)
         } else {
-            self.tokens
-                .decode::<Position>(&query, &request.page_token)?
+            self.tokens.decode::<Position>(&query, &request.page_token)?
         };
         let aggregate_id = Some(request.aggregate_id.as_str()).filter(|id| !id.is_empty());
-        let batch = self
-            .feed
-            .read(after, aggregate_id, i64::from(page_size))
-            .await?;
+        let batch = self.feed.read(after, aggregate_id, i64::from(page_size)).await?;
         let events = batch
             .events
             .into_iter()
-            .filter(|event| {
-                request.event_types.is_empty() || request.event_types.contains(&event.r#type)
-            })
+            .filter(|event| request.event_types.is_empty() || request.event_types.contains(&event.r#type))
             .collect();
-        let next_page_token = if batch.full {
-            self.tokens.encode(&query, &batch.scanned_to)
-        } else {
-            String::new()
-        };
-        Ok(pb::ListEventsResponse {
-            events,
-            next_page_token,
-        })
+        let next_page_token = if batch.full { self.tokens.encode(&query, &batch.scanned_to) } else { String::new() };
+        Ok(pb::ListEventsResponse { events, next_page_token })
     }
 
     /// What a `ListEvents` page token is bound to: everything but the page size and token.
     fn list_query(&self, request: &pb::ListEventsRequest) -> Query {
         let after = Position::from(request.after);
-        Query::new(&format!("{}/ListEvents", self.service))
+        Query::builder(&format!("{}/ListEvents", self.service))
             .field("after", format!("{}.{}", after.transaction, after.sequence))
             .field("event_types", request.event_types.join("\n"))
             .field("aggregate_id", &request.aggregate_id)
@@ -131,17 +97,11 @@ impl FeedApi {
 
 fn check_filter_values(violations: &mut Violations, field: &str, values: &[String]) {
     if values.len() > MAX_FILTER_VALUES {
-        violations.add(
-            field,
-            format!("must have at most {MAX_FILTER_VALUES} entries"),
-        );
+        violations.add(field, format!("must have at most {MAX_FILTER_VALUES} entries"));
     }
     for (index, value) in values.iter().enumerate() {
         if value.is_empty() || value.len() > MAX_FILTER_VALUE_LEN {
-            violations.add(
-                format!("{field}[{index}]"),
-                format!("must be 1 to {MAX_FILTER_VALUE_LEN} bytes long"),
-            );
+            violations.add(format!("{field}[{index}]"), format!("must be 1 to {MAX_FILTER_VALUE_LEN} bytes long"));
         }
     }
 }

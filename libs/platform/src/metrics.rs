@@ -6,7 +6,7 @@
 //! message) or from the trailers; a call the client abandons counts as
 //! CANCELLED.
 //!
-//! Exported (Prometheus names): `crm_rpc_requests_total{rpc_service,rpc_method,rpc_grpc_status}`,
+//! Exported (Prometheus names): `crm_rpc_requests_total{server,rpc_service,rpc_method,rpc_grpc_status}`,
 //! `crm_rpc_errors_total{..}` (status other than OK) and
 //! `crm_rpc_duration_seconds{..}` (histogram).
 
@@ -40,10 +40,7 @@ impl RpcMetrics {
     pub fn new(telemetry: &Telemetry) -> Self {
         let meter = telemetry.meter_provider.meter("crm");
         RpcMetrics {
-            requests: meter
-                .u64_counter("crm.rpc.requests")
-                .with_description("RPCs served, by status")
-                .build(),
+            requests: meter.u64_counter("crm.rpc.requests").with_description("RPCs served, by status").build(),
             errors: meter
                 .u64_counter("crm.rpc.errors")
                 .with_description("RPCs that ended with a status other than OK")
@@ -53,8 +50,7 @@ impl RpcMetrics {
                 .with_unit("s")
                 .with_description("RPC duration until the last response message")
                 .with_boundaries(vec![
-                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                    10.0,
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                 ])
                 .build(),
         }
@@ -62,6 +58,7 @@ impl RpcMetrics {
 
     fn record(&self, call: &CallInfo, status: &str) {
         let attributes = [
+            KeyValue::new("server", call.server),
             KeyValue::new("rpc.service", call.service.clone()),
             KeyValue::new("rpc.method", call.method.clone()),
             KeyValue::new("rpc.grpc.status", status.to_string()),
@@ -70,18 +67,22 @@ impl RpcMetrics {
         if status != "OK" {
             self.errors.add(1, &attributes);
         }
-        self.duration
-            .record(call.started.elapsed().as_secs_f64(), &attributes);
+        self.duration.record(call.started.elapsed().as_secs_f64(), &attributes);
     }
 }
 
 /// Records [`RpcMetrics`] around every call of the wrapped service.
 #[derive(Clone)]
-pub struct RpcMetricsLayer(RpcMetrics);
+pub struct RpcMetricsLayer {
+    metrics: RpcMetrics,
+    /// Which server recorded the call (`gateway`, `contacts`, …): in
+    /// `--target all` a proxied call is counted by the gateway and by its role.
+    server: &'static str,
+}
 
 impl RpcMetricsLayer {
-    pub fn new(metrics: RpcMetrics) -> Self {
-        RpcMetricsLayer(metrics)
+    pub fn new(metrics: RpcMetrics, server: &'static str) -> Self {
+        RpcMetricsLayer { metrics, server }
     }
 }
 
@@ -89,10 +90,7 @@ impl<S> Layer<S> for RpcMetricsLayer {
     type Service = RpcMetricsService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RpcMetricsService {
-            inner,
-            metrics: self.0.clone(),
-        }
+        RpcMetricsService { inner, metrics: self.metrics.clone(), server: self.server }
     }
 }
 
@@ -100,9 +98,11 @@ impl<S> Layer<S> for RpcMetricsLayer {
 pub struct RpcMetricsService<S> {
     inner: S,
     metrics: RpcMetrics,
+    server: &'static str,
 }
 
 struct CallInfo {
+    server: &'static str,
     service: String,
     method: String,
     started: Instant,
@@ -110,15 +110,11 @@ struct CallInfo {
 
 impl CallInfo {
     /// `/pkg.Service/Method` → (`pkg.Service`, `Method`).
-    fn from_path(path: &str) -> CallInfo {
+    fn new(server: &'static str, path: &str) -> CallInfo {
         let mut parts = path.trim_start_matches('/').splitn(2, '/');
         let service = parts.next().unwrap_or_default().to_string();
         let method = parts.next().unwrap_or_default().to_string();
-        CallInfo {
-            service,
-            method,
-            started: Instant::now(),
-        }
+        CallInfo { server, service, method, started: Instant::now() }
     }
 }
 
@@ -130,32 +126,24 @@ where
 {
     type Response = http::Response<MeteredBody<ResBody>>;
     type Error = S::Error;
-    type Future =
-        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, S::Error>> + Send>>;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<Self::Response, S::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let call = CallInfo::from_path(request.uri().path());
+        let call = CallInfo::new(self.server, request.uri().path());
         let metrics = self.metrics.clone();
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await?;
-            let recorder = Arc::new(Recorder {
-                metrics,
-                call,
-                done: std::sync::atomic::AtomicBool::new(false),
-            });
+            let recorder = Arc::new(Recorder { metrics, call, done: std::sync::atomic::AtomicBool::new(false) });
             // Trailers-only responses (errors before any message) carry the status in the headers.
             if let Some(status) = grpc_status_name(response.headers()) {
                 recorder.finish(status);
             }
-            Ok(response.map(|body| MeteredBody {
-                inner: body,
-                recorder,
-            }))
+            Ok(response.map(|body| MeteredBody { inner: body, recorder }))
         })
     }
 }
@@ -195,10 +183,7 @@ impl<B: Body> Body for MeteredBody<B> {
     type Data = B::Data;
     type Error = B::Error;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
         let polled = this.inner.poll_frame(cx);
         match &polled {
@@ -260,8 +245,7 @@ pub async fn serve_metrics(
             let registry = registry.clone();
             async move {
                 let mut text = String::new();
-                let encoded =
-                    prometheus::TextEncoder::new().encode_utf8(&registry.gather(), &mut text);
+                let encoded = prometheus::TextEncoder::new().encode_utf8(&registry.gather(), &mut text);
                 match encoded {
                     Ok(()) => (http::StatusCode::OK, text),
                     Err(error) => (http::StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
@@ -269,8 +253,6 @@ pub async fn serve_metrics(
             }
         }),
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
     Ok(())
 }

@@ -24,7 +24,7 @@ pub struct Query([u8; FINGERPRINT_LEN]);
 
 impl Query {
     /// Starts a fingerprint for `method` (e.g. `crm.contacts.v1.ContactsService/ListEvents`).
-    pub fn new(method: &str) -> QueryBuilder {
+    pub fn builder(method: &str) -> QueryBuilder {
         QueryBuilder(Sha256::new()).field("method", method)
     }
 }
@@ -56,15 +56,12 @@ pub struct PageTokens {
 
 impl PageTokens {
     pub fn new(secret: &[u8]) -> Self {
-        PageTokens {
-            key: secret.to_vec(),
-        }
+        PageTokens { key: secret.to_vec() }
     }
 
     fn mac(&self) -> HmacSha256 {
         // HMAC takes keys of any length, so this cannot fail.
-        HmacSha256::new_from_slice(&self.key)
-            .unwrap_or_else(|_| unreachable!("hmac accepts any key length"))
+        HmacSha256::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!("hmac accepts any key length"))
     }
 
     /// A token that resumes `query` at `cursor`.
@@ -80,25 +77,19 @@ impl PageTokens {
     /// The cursor inside `token`, if the token was minted here for this very query.
     pub fn decode<C: DeserializeOwned>(&self, query: &Query, token: &str) -> Result<C, Error> {
         let invalid = |why: &str| Error::invalid("page_token", why.to_string());
-        let bytes = URL_SAFE_NO_PAD
-            .decode(token)
-            .map_err(|_| invalid("is not a page token returned by this API"))?;
+        let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid("is not a page token returned by this API"))?;
         if bytes.len() < FINGERPRINT_LEN + MAC_LEN {
             return Err(invalid("is not a page token returned by this API"));
         }
         let (signed, tag) = bytes.split_at(bytes.len() - MAC_LEN);
         let mut mac = self.mac();
         mac.update(signed);
-        mac.verify_slice(tag)
-            .map_err(|_| invalid("is not a page token returned by this API"))?;
+        mac.verify_slice(tag).map_err(|_| invalid("is not a page token returned by this API"))?;
         let (cursor, fingerprint) = signed.split_at(signed.len() - FINGERPRINT_LEN);
         if fingerprint != query.0 {
-            return Err(invalid(
-                "belongs to a different query; send the same filters as the request that returned it",
-            ));
+            return Err(invalid("belongs to a different query; send the same filters as the request that returned it"));
         }
-        serde_json::from_slice(cursor)
-            .map_err(|_| invalid("is not a page token returned by this API"))
+        serde_json::from_slice(cursor).map_err(|_| invalid("is not a page token returned by this API"))
     }
 }
 
@@ -107,9 +98,7 @@ mod tests {
     use super::*;
 
     fn query(types: &str) -> Query {
-        Query::new("crm.contacts.v1.ContactsService/ListEvents")
-            .field("event_types", types)
-            .build()
+        Query::builder("crm.contacts.v1.ContactsService/ListEvents").field("event_types", types).build()
     }
 
     fn field_of(error: Error) -> String {
@@ -123,19 +112,14 @@ mod tests {
     fn a_token_resumes_its_own_query() {
         let tokens = PageTokens::new(b"secret");
         let token = tokens.encode(&query("a"), &(42u64, 7u64));
-        assert_eq!(
-            tokens.decode::<(u64, u64)>(&query("a"), &token).unwrap(),
-            (42, 7)
-        );
+        assert_eq!(tokens.decode::<(u64, u64)>(&query("a"), &token).unwrap(), (42, 7));
     }
 
     #[test]
     fn a_token_is_refused_by_another_query() {
         let tokens = PageTokens::new(b"secret");
         let token = tokens.encode(&query("a"), &(42u64, 7u64));
-        let error = tokens
-            .decode::<(u64, u64)>(&query("b"), &token)
-            .unwrap_err();
+        let error = tokens.decode::<(u64, u64)>(&query("b"), &token).unwrap_err();
         assert_eq!(field_of(error), "page_token");
     }
 
@@ -147,23 +131,15 @@ mod tests {
         bytes[1] ^= 0x01; // "[42,7]" becomes "[52,7]"
         let forged = URL_SAFE_NO_PAD.encode(&bytes);
         assert!(tokens.decode::<(u64, u64)>(&query("a"), &forged).is_err());
-        assert!(
-            PageTokens::new(b"other")
-                .decode::<(u64, u64)>(&query("a"), &token)
-                .is_err()
-        );
-        assert!(
-            tokens
-                .decode::<(u64, u64)>(&query("a"), "not-a-token!")
-                .is_err()
-        );
+        assert!(PageTokens::new(b"other").decode::<(u64, u64)>(&query("a"), &token).is_err());
+        assert!(tokens.decode::<(u64, u64)>(&query("a"), "not-a-token!").is_err());
         assert!(tokens.decode::<(u64, u64)>(&query("a"), "").is_err());
     }
 
     #[test]
     fn fields_are_length_prefixed() {
-        let left = Query::new("m").field("ab", "c").build();
-        let right = Query::new("m").field("a", "bc").build();
+        let left = Query::builder("m").field("ab", "c").build();
+        let right = Query::builder("m").field("a", "bc").build();
         assert_ne!(left, right);
     }
 }

@@ -15,21 +15,10 @@ pub enum Role {
 impl Role {
     /// Every role, in start-up order: the domain roles first, the gateway last
     /// (so that it never routes to a role that is not listening yet).
-    pub const ALL: [Role; 5] = [
-        Role::Contacts,
-        Role::Interactions,
-        Role::Segmentation,
-        Role::Alerting,
-        Role::Gateway,
-    ];
+    pub const ALL: [Role; 5] = [Role::Contacts, Role::Interactions, Role::Segmentation, Role::Alerting, Role::Gateway];
 
     /// The domain roles, which the gateway routes to.
-    pub const DOMAIN: [Role; 4] = [
-        Role::Contacts,
-        Role::Interactions,
-        Role::Segmentation,
-        Role::Alerting,
-    ];
+    pub const DOMAIN: [Role; 4] = [Role::Contacts, Role::Interactions, Role::Segmentation, Role::Alerting];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -73,16 +62,10 @@ impl FromStr for Role {
     type Err = String;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Role::ALL
-            .into_iter()
-            .find(|role| role.as_str() == name)
-            .ok_or_else(|| {
-                let known: Vec<&str> = Role::ALL.iter().map(|role| role.as_str()).collect();
-                format!(
-                    "unknown role {name:?}; expected one of {}",
-                    known.join(", ")
-                )
-            })
+        Role::ALL.into_iter().find(|role| role.as_str() == name).ok_or_else(|| {
+            let known: Vec<&str> = Role::ALL.iter().map(|role| role.as_str()).collect();
+            format!("unknown role {name:?}; expected one of {}", known.join(", "))
+        })
     }
 }
 

@@ -45,10 +45,11 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub struct GrpcServer {
     name: &'static str,
     routes: RoutesBuilder,
+    /// Services served here; health reports them SERVING while the server runs.
     service_names: Vec<String>,
-    /// True when another task sets the statuses of `service_names` (the
-    /// gateway reports its upstreams' health, not its own).
-    mirrored_health: bool,
+    /// Services the fallback answers for (the gateway's upstreams): another
+    /// task sets their health, from the upstreams' own.
+    fallback_service_names: Vec<String>,
     /// Where calls to services not added here go.
     fallback: Option<axum::Router>,
 }
@@ -60,7 +61,7 @@ impl GrpcServer {
             name,
             routes: RoutesBuilder::default(),
             service_names: Vec::new(),
-            mirrored_health: false,
+            fallback_service_names: Vec::new(),
             fallback: None,
         }
     }
@@ -68,12 +69,7 @@ impl GrpcServer {
     /// Adds a generated tonic service; health reports it by its full name.
     pub fn add_service<S>(mut self, service: S) -> Self
     where
-        S: Service<Request<Body>, Error = Infallible>
-            + NamedService
-            + Clone
-            + Send
-            + Sync
-            + 'static,
+        S: Service<Request<Body>, Error = Infallible> + NamedService + Clone + Send + Sync + 'static,
         S::Response: IntoResponse,
         S::Future: Send + 'static,
     {
@@ -87,8 +83,7 @@ impl GrpcServer {
     /// set by the caller through the reporter it passes to [`GrpcServer::serve`].
     pub fn with_fallback(mut self, fallback: axum::Router, service_names: Vec<String>) -> Self {
         self.fallback = Some(fallback);
-        self.service_names.extend(service_names);
-        self.mirrored_health = true;
+        self.fallback_service_names = service_names;
         self
     }
 
@@ -104,15 +99,9 @@ impl GrpcServer {
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let reporter = health.unwrap_or_default();
-        reporter
-            .set_service_status("", tonic_health::ServingStatus::Serving)
-            .await;
-        if !self.mirrored_health {
-            for name in &self.service_names {
-                reporter
-                    .set_service_status(name.as_str(), tonic_health::ServingStatus::Serving)
-                    .await;
-            }
+        reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
+        for name in &self.service_names {
+            reporter.set_service_status(name.as_str(), tonic_health::ServingStatus::Serving).await;
         }
         let health_service = health_service_for(reporter.clone());
         let reflection = tonic_reflection::server::Builder::configure()
@@ -124,33 +113,25 @@ impl GrpcServer {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
         let mut routes = self.routes;
-        routes
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(reflection_alpha);
+        routes.add_service(health_service).add_service(reflection).add_service(reflection_alpha);
         let mut routes = routes.routes();
         if let Some(fallback) = self.fallback {
             routes = Routes::from(routes.into_axum_router().fallback_service(fallback));
         }
 
         let layers = ServiceBuilder::new()
-            .layer(SetRequestIdLayer::new(
-                http::HeaderName::from_static(REQUEST_ID_HEADER),
-                MakeUuidV7,
-            ))
+            .layer(SetRequestIdLayer::new(http::HeaderName::from_static(REQUEST_ID_HEADER), MakeUuidV7))
             .layer(
                 TraceLayer::new_for_grpc()
                     .make_span_with(rpc_span)
                     .on_response(DefaultOnResponse::new().level(Level::DEBUG))
                     .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
             )
-            .layer(PropagateRequestIdLayer::new(http::HeaderName::from_static(
-                REQUEST_ID_HEADER,
-            )))
-            .layer(RpcMetricsLayer::new(metrics));
+            .layer(PropagateRequestIdLayer::new(http::HeaderName::from_static(REQUEST_ID_HEADER)))
+            .layer(RpcMetricsLayer::new(metrics, self.name));
 
         let address = listener.local_addr()?;
-        tracing::info!(server = self.name, %address, services = ?self.service_names, "serving");
+        tracing::info!(server = self.name, %address, services = ?self.service_names, proxied = ?self.fallback_service_names, "serving");
         let signal = shutdown.clone();
         let server = Server::builder()
             .timeout(settings.request_timeout)
@@ -158,36 +139,22 @@ impl GrpcServer {
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .layer(layers)
             .add_routes(routes)
-            .serve_with_incoming_shutdown(
-                TcpListenerStream::new(listener),
-                signal.cancelled_owned(),
-            );
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal.cancelled_owned());
         tokio::pin!(server);
 
         tokio::select! {
             result = &mut server => return result.map_err(Into::into),
             () = shutdown.cancelled() => {}
         }
-        reporter
-            .set_service_status("", tonic_health::ServingStatus::NotServing)
-            .await;
-        for name in &self.service_names {
-            reporter
-                .set_service_status(name.as_str(), tonic_health::ServingStatus::NotServing)
-                .await;
+        reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+        for name in self.service_names.iter().chain(&self.fallback_service_names) {
+            reporter.set_service_status(name.as_str(), tonic_health::ServingStatus::NotServing).await;
         }
-        tracing::info!(
-            server = self.name,
-            grace_s = settings.shutdown_grace.as_secs(),
-            "draining in-flight calls"
-        );
+        tracing::info!(server = self.name, grace_s = settings.shutdown_grace.as_secs(), "draining in-flight calls");
         match tokio::time::timeout(settings.shutdown_grace, &mut server).await {
             Ok(result) => result.map_err(Into::into),
             Err(_) => {
-                tracing::warn!(
-                    server = self.name,
-                    "grace period over; cutting the calls still in flight"
-                );
+                tracing::warn!(server = self.name, "grace period over; cutting the calls still in flight");
                 Ok(())
             }
         }
@@ -198,9 +165,9 @@ impl GrpcServer {
 fn health_service_for(
     reporter: tonic_health::server::HealthReporter,
 ) -> tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService> {
-    tonic_health::pb::health_server::HealthServer::new(
-        tonic_health::server::HealthService::from_health_reporter(reporter),
-    )
+    tonic_health::pb::health_server::HealthServer::new(tonic_health::server::HealthService::from_health_reporter(
+        reporter,
+    ))
 }
 
 /// Request ids are UUIDv7: unique, and sortable by time in logs.
@@ -209,18 +176,12 @@ struct MakeUuidV7;
 
 impl MakeRequestId for MakeUuidV7 {
     fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
-        HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
-            .ok()
-            .map(RequestId::new)
+        HeaderValue::from_str(&uuid::Uuid::now_v7().to_string()).ok().map(RequestId::new)
     }
 }
 
 /// One span per RPC, named by its method and carrying the request id.
 fn rpc_span<B>(request: &Request<B>) -> tracing::Span {
-    let request_id = request
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("");
+    let request_id = request.headers().get(REQUEST_ID_HEADER).and_then(|value| value.to_str().ok()).unwrap_or("");
     tracing::info_span!("rpc", rpc.method = %request.uri().path(), request_id = %request_id, otel.kind = "server")
 }

@@ -35,59 +35,39 @@ impl Telemetry {
         let mut meters = SdkMeterProvider::builder().with_reader(prometheus_reader);
         let mut tracer_provider = None;
         if let Some(otlp) = &config.otlp {
-            let resource = Resource::builder()
-                .with_service_name(otlp.service_name.clone())
-                .build();
+            let resource = Resource::builder().with_service_name(otlp.service_name.clone()).build();
             let metric_exporter = opentelemetry_otlp::MetricExporter::builder()
                 .with_tonic()
                 .with_endpoint(&otlp.endpoint)
                 .build()
                 .context("building the OTLP metric exporter")?;
-            meters = meters
-                .with_periodic_exporter(metric_exporter)
-                .with_resource(resource.clone());
+            meters = meters.with_periodic_exporter(metric_exporter).with_resource(resource.clone());
             let span_exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
                 .with_endpoint(&otlp.endpoint)
                 .build()
                 .context("building the OTLP span exporter")?;
-            tracer_provider = Some(
-                SdkTracerProvider::builder()
-                    .with_batch_exporter(span_exporter)
-                    .with_resource(resource)
-                    .build(),
-            );
+            tracer_provider =
+                Some(SdkTracerProvider::builder().with_batch_exporter(span_exporter).with_resource(resource).build());
         }
-        Ok(Telemetry {
-            registry,
-            meter_provider: meters.build(),
-            tracer_provider,
-        })
+        Ok(Telemetry { registry, meter_provider: meters.build(), tracer_provider })
     }
 
     /// Telemetry that exports nothing but `/metrics`, for tests.
     pub fn for_tests() -> Telemetry {
         let registry = prometheus::Registry::new();
-        let meter_provider = match opentelemetry_prometheus::exporter()
-            .with_registry(registry.clone())
-            .build()
-        {
+        let meter_provider = match opentelemetry_prometheus::exporter().with_registry(registry.clone()).build() {
             Ok(reader) => SdkMeterProvider::builder().with_reader(reader).build(),
             Err(_) => SdkMeterProvider::builder().build(),
         };
-        Telemetry {
-            registry,
-            meter_provider,
-            tracer_provider: None,
-        }
+        Telemetry { registry, meter_provider, tracer_provider: None }
     }
 
     /// Installs the global `tracing` subscriber: JSON or pretty logs on stderr, filtered
     /// by `CRM_LOG`, plus spans to OTLP when configured. Call once, from `main`.
     pub fn install_subscriber(&self, config: &Config) -> anyhow::Result<()> {
-        let filter = EnvFilter::try_new(&config.log_filter).with_context(|| {
-            format!("CRM_LOG {:?} is not a valid log filter", config.log_filter)
-        })?;
+        let filter = EnvFilter::try_new(&config.log_filter)
+            .with_context(|| format!("CRM_LOG {:?} is not a valid log filter", config.log_filter))?;
         let json = match config.log_format {
             LogFormat::Json => true,
             LogFormat::Pretty => false,

@@ -10,8 +10,7 @@
 #![allow(clippy::all, clippy::pedantic)]
 
 /// Every compiled contract (with its imports), as an encoded `FileDescriptorSet`.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/crm_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/crm_descriptor.bin"));
 
 pub mod common {
     pub mod v1 {
@@ -79,11 +78,7 @@ pub fn services() -> Vec<ServiceInfo> {
             file.service.iter().map(move |service| ServiceInfo {
                 package: file.package().to_string(),
                 name: format!("{}.{}", file.package(), service.name()),
-                methods: service
-                    .method
-                    .iter()
-                    .map(|method| method.name().to_string())
-                    .collect(),
+                methods: service.method.iter().map(|method| method.name().to_string()).collect(),
             })
         })
         .collect()

@@ -50,7 +50,11 @@ impl TestSuite {
 
     /// `roles` in one process, with extra configuration variables (e.g.
     /// `CRM_CONTACTS_UPSTREAMS` pointing at roles of another `TestSuite`).
-    pub async fn start_roles(db: &TestDb, roles: &[Role], extra_vars: &[(String, String)]) -> anyhow::Result<TestSuite> {
+    pub async fn start_roles(
+        db: &TestDb,
+        roles: &[Role],
+        extra_vars: &[(String, String)],
+    ) -> anyhow::Result<TestSuite> {
         let admin_key = format!("crm_test_{}", uuid::Uuid::now_v7().simple());
         let mut vars: HashMap<String, String> = HashMap::from([
             ("DATABASE_URL".into(), db.url.clone()),

@@ -27,10 +27,7 @@ impl AlertingServiceApi {
 impl AlertingService for AlertingServiceApi {
     type SubscribeStream = SubscribeStream;
 
-    async fn subscribe(
-        &self,
-        request: Request<events::SubscribeRequest>,
-    ) -> Result<Response<SubscribeStream>, Status> {
+    async fn subscribe(&self, request: Request<events::SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
         Ok(Response::new(self.feed.subscribe(request.into_inner())?))
     }
 
@@ -38,8 +35,6 @@ impl AlertingService for AlertingServiceApi {
         &self,
         request: Request<events::ListEventsRequest>,
     ) -> Result<Response<events::ListEventsResponse>, Status> {
-        Ok(Response::new(
-            self.feed.list_events(request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.feed.list_events(request.into_inner()).await?))
     }
 }

@@ -27,10 +27,7 @@ impl ContactsServiceApi {
 impl ContactsService for ContactsServiceApi {
     type SubscribeStream = SubscribeStream;
 
-    async fn subscribe(
-        &self,
-        request: Request<events::SubscribeRequest>,
-    ) -> Result<Response<SubscribeStream>, Status> {
+    async fn subscribe(&self, request: Request<events::SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
         Ok(Response::new(self.feed.subscribe(request.into_inner())?))
     }
 
@@ -38,8 +35,6 @@ impl ContactsService for ContactsServiceApi {
         &self,
         request: Request<events::ListEventsRequest>,
     ) -> Result<Response<events::ListEventsResponse>, Status> {
-        Ok(Response::new(
-            self.feed.list_events(request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.feed.list_events(request.into_inner()).await?))
     }
 }

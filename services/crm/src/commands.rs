@@ -30,7 +30,9 @@ fn install_for_serve(config: Config) -> anyhow::Result<Install> {
         "DATABASE_URL is not set; point it at PostgreSQL (postgres://user:password@host:5432/crm), or use `crm up`, which starts its own",
     )?;
     let internal_secret = config.internal_secret.clone().unwrap_or_else(|| {
-        tracing::warn!("CRM_INTERNAL_SECRET is not set: page tokens will not survive a restart or work across replicas");
+        tracing::warn!(
+            "CRM_INTERNAL_SECRET is not set: page tokens will not survive a restart or work across replicas"
+        );
         secrets::ephemeral()
     });
     let admin_key = config.bootstrap_admin_key.clone();
@@ -50,8 +52,8 @@ async fn up(mut config: Config, data_dir: Option<PathBuf>, telemetry: &Telemetry
         Some(url) => url,
         None => {
             let pg_dir = dir.join("postgres");
-            let cluster = tokio::task::spawn_blocking(move || LocalPostgres::start(&pg_dir, &Options::default()))
-                .await??;
+            let cluster =
+                tokio::task::spawn_blocking(move || LocalPostgres::start(&pg_dir, &Options::default())).await??;
             ensure_database(&cluster.url(), "crm").await?;
             let url = Secret::new(cluster.database_url("crm"));
             local_postgres = Some(cluster);
@@ -68,7 +70,8 @@ async fn up(mut config: Config, data_dir: Option<PathBuf>, telemetry: &Telemetry
     };
     let install = Install { config, database_url, internal_secret, admin_key: Some(admin_key.clone()) };
 
-    let outcome = serve_until_signal(&install, &Role::ALL, telemetry, Some((&admin_key, local_postgres.as_ref()))).await;
+    let outcome =
+        serve_until_signal(&install, &Role::ALL, telemetry, Some((&admin_key, local_postgres.as_ref()))).await;
     if let Some(cluster) = local_postgres
         && let Err(error) = tokio::task::spawn_blocking(move || cluster.stop()).await?
     {

@@ -32,6 +32,8 @@ pub struct RunningSuite {
     /// In shutdown order: the gateway first.
     tasks: Vec<(Role, CancellationToken, JoinHandle<anyhow::Result<()>>)>,
     metrics: Option<(SocketAddr, CancellationToken, JoinHandle<anyhow::Result<()>>)>,
+    /// Kept alive while the roles run: dropping the last meter provider stops recording.
+    _telemetry: Telemetry,
 }
 
 /// The migrations of `role`'s schema.
@@ -61,13 +63,15 @@ impl RunningSuite {
     pub async fn start(install: &Install, roles: &[Role], telemetry: &Telemetry) -> anyhow::Result<RunningSuite> {
         let metrics = RpcMetrics::new(telemetry);
         let page_tokens = PageTokens::new(install.internal_secret.expose().as_bytes());
-        let mut suite = RunningSuite { addresses: HashMap::new(), tasks: Vec::new(), metrics: None };
+        let mut suite =
+            RunningSuite { addresses: HashMap::new(), tasks: Vec::new(), metrics: None, _telemetry: telemetry.clone() };
 
         if let Some(addr) = install.config.metrics_addr {
             let listener = TcpListener::bind(addr).await.with_context(|| format!("binding /metrics on {addr}"))?;
             let token = CancellationToken::new();
             let bound = listener.local_addr()?;
-            let task = tokio::spawn(crm_platform::metrics::serve_metrics(listener, telemetry.registry.clone(), token.clone()));
+            let task =
+                tokio::spawn(crm_platform::metrics::serve_metrics(listener, telemetry.registry.clone(), token.clone()));
             tracing::info!(address = %bound, "serving /metrics");
             suite.metrics = Some((bound, token, task));
         }
@@ -75,9 +79,12 @@ impl RunningSuite {
         // Domain roles first, so that the gateway can route to them from its first call.
         for role in Role::ALL.into_iter().filter(|role| roles.contains(role)) {
             let addr = install.config.listen[&role];
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding the {role} role on {addr}; set CRM_{}_ADDR to a free address", role.as_str().to_uppercase()))?;
+            let listener = TcpListener::bind(addr).await.with_context(|| {
+                format!(
+                    "binding the {role} role on {addr}; set CRM_{}_ADDR to a free address",
+                    role.as_str().to_uppercase()
+                )
+            })?;
             let bound = listener.local_addr()?;
             let pool = db::connect(install.database_url.expose(), role, &install.config.db).await?;
             db::migrate(&pool, role, migrator(role)).await?;

@@ -4,9 +4,7 @@ use crm_platform::{
     RoleContext,
     feed_api::{FeedApi, SubscribeStream},
 };
-use crm_proto::{
-    events::v1 as events, gateway::v1::gateway_admin_service_server::GatewayAdminService,
-};
+use crm_proto::{events::v1 as events, gateway::v1::gateway_admin_service_server::GatewayAdminService};
 use tonic::{Request, Response, Status};
 
 pub struct GatewayAdminApi {
@@ -29,10 +27,7 @@ impl GatewayAdminApi {
 impl GatewayAdminService for GatewayAdminApi {
     type SubscribeStream = SubscribeStream;
 
-    async fn subscribe(
-        &self,
-        request: Request<events::SubscribeRequest>,
-    ) -> Result<Response<SubscribeStream>, Status> {
+    async fn subscribe(&self, request: Request<events::SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
         Ok(Response::new(self.feed.subscribe(request.into_inner())?))
     }
 
@@ -40,8 +35,6 @@ impl GatewayAdminService for GatewayAdminApi {
         &self,
         request: Request<events::ListEventsRequest>,
     ) -> Result<Response<events::ListEventsResponse>, Status> {
-        Ok(Response::new(
-            self.feed.list_events(request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.feed.list_events(request.into_inner()).await?))
     }
 }

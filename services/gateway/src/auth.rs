@@ -16,28 +16,16 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(admin_key: Secret) -> Self {
-        Authenticator {
-            admin_key: Arc::new(admin_key),
-        }
+        Authenticator { admin_key: Arc::new(admin_key) }
     }
 
     /// `Ok` when `headers` carry a valid bearer key.
     pub fn check(&self, headers: &http::HeaderMap) -> Result<(), Error> {
         let Some(value) = headers.get(http::header::AUTHORIZATION) else {
-            return Err(Error::Unauthenticated(
-                "send an API key as `authorization: Bearer <key>`".into(),
-            ));
+            return Err(Error::Unauthenticated("send an API key as `authorization: Bearer <key>`".into()));
         };
-        let presented = value
-            .to_str()
-            .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if bool::from(
-            presented
-                .as_bytes()
-                .ct_eq(self.admin_key.expose().as_bytes()),
-        ) {
+        let presented = value.to_str().ok().and_then(|value| value.strip_prefix("Bearer ")).unwrap_or("");
+        if bool::from(presented.as_bytes().ct_eq(self.admin_key.expose().as_bytes())) {
             Ok(())
         } else {
             Err(Error::Unauthenticated("the API key is not valid".into()))
@@ -45,9 +33,7 @@ impl Authenticator {
     }
 
     /// The same check as a tonic interceptor, for the services the gateway serves itself.
-    pub fn interceptor(
-        &self,
-    ) -> impl Fn(tonic::Request<()>) -> Result<tonic::Request<()>, Status> + Clone + use<> {
+    pub fn interceptor(&self) -> impl Fn(tonic::Request<()>) -> Result<tonic::Request<()>, Status> + Clone + use<> {
         let authenticator = self.clone();
         move |request: tonic::Request<()>| {
             let headers = MetadataMap::into_headers(request.metadata().clone());

@@ -40,8 +40,7 @@ pub struct GatewayContext {
 
 /// Serves the gateway on `listener` until shutdown, then drains.
 pub async fn serve(ctx: GatewayContext, listener: TcpListener) -> anyhow::Result<()> {
-    let routes =
-        routing::RoutingTable::connect(&ctx.upstreams).context("building upstream channels")?;
+    let routes = routing::RoutingTable::connect(&ctx.upstreams).context("building upstream channels")?;
     let authenticator = auth::Authenticator::new(ctx.admin_key.clone());
     let health = tonic_health::server::HealthReporter::new();
     upstream_health::spawn(&routes, health.clone(), ctx.role.shutdown.clone());
@@ -50,22 +49,12 @@ pub async fn serve(ctx: GatewayContext, listener: TcpListener) -> anyhow::Result
     let admin = GatewayAdminServiceServer::new(admin)
         .max_decoding_message_size(ctx.role.server.max_message_bytes)
         .max_encoding_message_size(ctx.role.server.max_message_bytes);
-    let admin =
-        tonic::service::interceptor::InterceptedService::new(admin, authenticator.interceptor());
+    let admin = tonic::service::interceptor::InterceptedService::new(admin, authenticator.interceptor());
     let proxied_services = routes.service_names();
     let proxy = proxy::Proxy::new(routes, authenticator);
     GrpcServer::new("gateway")
         .add_service(admin)
-        .with_fallback(
-            axum::Router::new().fallback_service(proxy),
-            proxied_services,
-        )
-        .serve(
-            listener,
-            &ctx.role.server,
-            ctx.role.metrics.clone(),
-            Some(health),
-            ctx.role.shutdown.clone(),
-        )
+        .with_fallback(axum::Router::new().fallback_service(proxy), proxied_services)
+        .serve(listener, &ctx.role.server, ctx.role.metrics.clone(), Some(health), ctx.role.shutdown.clone())
         .await
 }

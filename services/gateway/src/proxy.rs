@@ -18,10 +18,7 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn new(routes: RoutingTable, authenticator: Authenticator) -> Self {
-        Proxy {
-            routes,
-            authenticator,
-        }
+        Proxy { routes, authenticator }
     }
 }
 
@@ -37,9 +34,7 @@ impl Service<http::Request<axum::body::Body>> for Proxy {
     fn call(&mut self, request: http::Request<axum::body::Body>) -> Self::Future {
         let path = request.uri().path().to_string();
         let Some(upstream) = self.routes.route(&path).cloned() else {
-            return ready(Status::unimplemented(format!(
-                "no service of the suite serves {path}"
-            )));
+            return ready(Status::unimplemented(format!("no service of the suite serves {path}")));
         };
         if let Err(error) = self.authenticator.check(request.headers()) {
             return ready(Status::from(error));
@@ -54,19 +49,14 @@ impl Service<http::Request<axum::body::Body>> for Proxy {
                 Ok(response) => Ok(response),
                 Err(error) => {
                     tracing::warn!(role = %upstream.role, error = %error, "upstream call failed");
-                    Ok(Status::unavailable(format!(
-                        "the {} role is unavailable; retry shortly",
-                        upstream.role
-                    ))
-                    .into_http())
+                    Ok(Status::unavailable(format!("the {} role is unavailable; retry shortly", upstream.role))
+                        .into_http())
                 }
             }
         })
     }
 }
 
-fn ready(
-    status: Status,
-) -> Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>> {
+fn ready(status: Status) -> Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>> {
     Box::pin(std::future::ready(Ok(status.into_http())))
 }

@@ -38,19 +38,9 @@ impl RoutingTable {
                 .collect::<anyhow::Result<Vec<Endpoint>>>()?;
             let channel = Channel::balance_list(endpoints.into_iter());
             let package = format!("crm.{}.", role.as_str());
-            let role_services = services
-                .iter()
-                .filter(|service| service.name.starts_with(&package))
-                .map(|s| s.name.clone())
-                .collect();
-            upstreams.insert(
-                *role,
-                Upstream {
-                    role: *role,
-                    channel,
-                    services: role_services,
-                },
-            );
+            let role_services =
+                services.iter().filter(|service| service.name.starts_with(&package)).map(|s| s.name.clone()).collect();
+            upstreams.insert(*role, Upstream { role: *role, channel, services: role_services });
         }
         Ok(RoutingTable { upstreams })
     }
@@ -66,10 +56,7 @@ impl RoutingTable {
 
     /// Every service name the gateway proxies.
     pub fn service_names(&self) -> Vec<String> {
-        self.upstreams
-            .values()
-            .flat_map(|upstream| upstream.services.iter().cloned())
-            .collect()
+        self.upstreams.values().flat_map(|upstream| upstream.services.iter().cloned()).collect()
     }
 }
 
@@ -77,9 +64,7 @@ impl RoutingTable {
 pub fn role_of_path(path: &str) -> Option<Role> {
     let service = path.strip_prefix('/')?.split('/').next()?;
     let role = service.strip_prefix("crm.")?.split('.').next()?;
-    role.parse::<Role>()
-        .ok()
-        .filter(|role| *role != Role::Gateway)
+    role.parse::<Role>().ok().filter(|role| *role != Role::Gateway)
 }
 
 #[cfg(test)]
@@ -88,18 +73,9 @@ mod tests {
 
     #[test]
     fn the_package_names_the_role() {
-        assert_eq!(
-            role_of_path("/crm.contacts.v1.ContactsService/Subscribe"),
-            Some(Role::Contacts)
-        );
-        assert_eq!(
-            role_of_path("/crm.alerting.v2.NewService/Method"),
-            Some(Role::Alerting)
-        );
-        assert_eq!(
-            role_of_path("/crm.gateway.v1.GatewayAdminService/ListEvents"),
-            None
-        );
+        assert_eq!(role_of_path("/crm.contacts.v1.ContactsService/Subscribe"), Some(Role::Contacts));
+        assert_eq!(role_of_path("/crm.alerting.v2.NewService/Method"), Some(Role::Alerting));
+        assert_eq!(role_of_path("/crm.gateway.v1.GatewayAdminService/ListEvents"), None);
         assert_eq!(role_of_path("/crm.billing.v1.X/Y"), None);
         assert_eq!(role_of_path("/other.v1.X/Y"), None);
         assert_eq!(role_of_path(""), None);
@@ -107,19 +83,12 @@ mod tests {
 
     #[tokio::test]
     async fn every_domain_role_has_its_services() {
-        let urls = Role::DOMAIN
-            .iter()
-            .map(|role| (*role, vec!["http://127.0.0.1:1".to_string()]))
-            .collect();
+        let urls = Role::DOMAIN.iter().map(|role| (*role, vec!["http://127.0.0.1:1".to_string()])).collect();
         let table = RoutingTable::connect(&urls).unwrap();
         for role in Role::DOMAIN {
             let upstream = table.upstreams.get(&role).unwrap();
             assert!(!upstream.services.is_empty(), "{role} has no services");
         }
-        assert!(
-            table
-                .service_names()
-                .contains(&"crm.contacts.v1.ContactsService".to_string())
-        );
+        assert!(table.service_names().contains(&"crm.contacts.v1.ContactsService".to_string()));
     }
 }

@@ -47,9 +47,7 @@ pub fn spawn(routes: &RoutingTable, reporter: HealthReporter, shutdown: Cancella
 async fn check(upstream: &Upstream) -> ServingStatus {
     let mut client = HealthClient::new(upstream.channel.clone());
     for service in &upstream.services {
-        let request = HealthCheckRequest {
-            service: service.clone(),
-        };
+        let request = HealthCheckRequest { service: service.clone() };
         let answer = tokio::time::timeout(CHECK_TIMEOUT, client.check(request)).await;
         let serving = matches!(
             answer,

@@ -4,9 +4,7 @@ use crm_platform::{
     RoleContext,
     feed_api::{FeedApi, SubscribeStream},
 };
-use crm_proto::{
-    events::v1 as events, interactions::v1::interactions_service_server::InteractionsService,
-};
+use crm_proto::{events::v1 as events, interactions::v1::interactions_service_server::InteractionsService};
 use tonic::{Request, Response, Status};
 
 pub struct InteractionsServiceApi {
@@ -29,10 +27,7 @@ impl InteractionsServiceApi {
 impl InteractionsService for InteractionsServiceApi {
     type SubscribeStream = SubscribeStream;
 
-    async fn subscribe(
-        &self,
-        request: Request<events::SubscribeRequest>,
-    ) -> Result<Response<SubscribeStream>, Status> {
+    async fn subscribe(&self, request: Request<events::SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
         Ok(Response::new(self.feed.subscribe(request.into_inner())?))
     }
 
@@ -40,8 +35,6 @@ impl InteractionsService for InteractionsServiceApi {
         &self,
         request: Request<events::ListEventsRequest>,
     ) -> Result<Response<events::ListEventsResponse>, Status> {
-        Ok(Response::new(
-            self.feed.list_events(request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.feed.list_events(request.into_inner()).await?))
     }
 }

@@ -24,12 +24,6 @@ pub async fn serve(ctx: RoleContext, listener: TcpListener) -> anyhow::Result<()
         .max_encoding_message_size(ctx.server.max_message_bytes);
     GrpcServer::new("interactions")
         .add_service(service)
-        .serve(
-            listener,
-            &ctx.server,
-            ctx.metrics.clone(),
-            None,
-            ctx.shutdown.clone(),
-        )
+        .serve(listener, &ctx.server, ctx.metrics.clone(), None, ctx.shutdown.clone())
         .await
 }

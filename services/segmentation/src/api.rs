@@ -4,9 +4,7 @@ use crm_platform::{
     RoleContext,
     feed_api::{FeedApi, SubscribeStream},
 };
-use crm_proto::{
-    events::v1 as events, segmentation::v1::segmentation_service_server::SegmentationService,
-};
+use crm_proto::{events::v1 as events, segmentation::v1::segmentation_service_server::SegmentationService};
 use tonic::{Request, Response, Status};
 
 pub struct SegmentationServiceApi {
@@ -29,10 +27,7 @@ impl SegmentationServiceApi {
 impl SegmentationService for SegmentationServiceApi {
     type SubscribeStream = SubscribeStream;
 
-    async fn subscribe(
-        &self,
-        request: Request<events::SubscribeRequest>,
-    ) -> Result<Response<SubscribeStream>, Status> {
+    async fn subscribe(&self, request: Request<events::SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
         Ok(Response::new(self.feed.subscribe(request.into_inner())?))
     }
 
@@ -40,8 +35,6 @@ impl SegmentationService for SegmentationServiceApi {
         &self,
         request: Request<events::ListEventsRequest>,
     ) -> Result<Response<events::ListEventsResponse>, Status> {
-        Ok(Response::new(
-            self.feed.list_events(request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.feed.list_events(request.into_inner()).await?))
     }
 }

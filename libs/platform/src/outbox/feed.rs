@@ -21,9 +21,7 @@ const HORIZON_RETRY_MIN: Duration = Duration::from_millis(5);
 const HORIZON_RETRY_MAX: Duration = Duration::from_millis(500);
 
 /// A place in the feed: compares as `(transaction, sequence)`.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Position {
     pub transaction: u64,
     pub sequence: u64,
@@ -31,21 +29,13 @@ pub struct Position {
 
 impl From<Option<pb::EventPosition>> for Position {
     fn from(position: Option<pb::EventPosition>) -> Self {
-        position
-            .map(|p| Position {
-                transaction: p.transaction,
-                sequence: p.sequence,
-            })
-            .unwrap_or_default()
+        position.map(|p| Position { transaction: p.transaction, sequence: p.sequence }).unwrap_or_default()
     }
 }
 
 impl From<Position> for pb::EventPosition {
     fn from(position: Position) -> Self {
-        pb::EventPosition {
-            transaction: position.transaction,
-            sequence: position.sequence,
-        }
+        pb::EventPosition { transaction: position.transaction, sequence: position.sequence }
     }
 }
 
@@ -72,15 +62,9 @@ pub struct Feed {
 
 impl Feed {
     /// Starts listening for the role's NOTIFY wake-ups; the listener stops with `shutdown`.
-    pub async fn start(
-        pool: PgPool,
-        role: Role,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<Feed> {
+    pub async fn start(pool: PgPool, role: Role, shutdown: CancellationToken) -> anyhow::Result<Feed> {
         let mut listener = PgListener::connect_with(&pool).await?;
-        listener
-            .listen(&format!("crm_outbox_{}", role.schema()))
-            .await?;
+        listener.listen(&format!("crm_outbox_{}", role.schema())).await?;
         let (wake, wakeups) = watch::channel(0u64);
         tokio::spawn(async move {
             loop {
@@ -104,12 +88,7 @@ impl Feed {
     }
 
     /// Reads up to `limit` events after `after`, optionally about one aggregate only.
-    pub async fn read(
-        &self,
-        after: Position,
-        aggregate_id: Option<&str>,
-        limit: i64,
-    ) -> Result<Batch, Error> {
+    pub async fn read(&self, after: Position, aggregate_id: Option<&str>, limit: i64) -> Result<Batch, Error> {
         let rows = sqlx::query(
             "SELECT transaction_id::text::bigint AS transaction, sequence, id, event_type, aggregate_type,
                     aggregate_id, occurred_at, payload, request_id
@@ -136,12 +115,7 @@ impl Feed {
             events.push(event);
         }
         let held_back = !full && self.held_back(scanned_to).await?;
-        Ok(Batch {
-            events,
-            scanned_to,
-            full,
-            held_back,
-        })
+        Ok(Batch { events, scanned_to, full, held_back })
     }
 
     /// Whether committed events exist after `after` that the horizon still hides.
@@ -223,10 +197,7 @@ fn event_from_row(row: &sqlx::postgres::PgRow) -> Result<pb::Event, Error> {
     let id: uuid::Uuid = row.try_get("id")?;
     Ok(pb::Event {
         id: id.to_string(),
-        position: Some(pb::EventPosition {
-            transaction: transaction as u64,
-            sequence: sequence as u64,
-        }),
+        position: Some(pb::EventPosition { transaction: transaction as u64, sequence: sequence as u64 }),
         occurred_at: Some(prost_types::Timestamp {
             seconds: occurred_at.timestamp(),
             nanos: occurred_at.timestamp_subsec_nanos() as i32,

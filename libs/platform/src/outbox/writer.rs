@@ -42,23 +42,11 @@ pub async fn append(tx: &mut PgConnection, events: &[NewEvent]) -> Result<(), sq
         return Ok(());
     }
     let ids: Vec<Uuid> = events.iter().map(|event| event.id).collect();
-    let types: Vec<&str> = events
-        .iter()
-        .map(|event| event.event_type.as_str())
-        .collect();
+    let types: Vec<&str> = events.iter().map(|event| event.event_type.as_str()).collect();
     let aggregate_types: Vec<&str> = events.iter().map(|event| event.aggregate_type).collect();
-    let aggregate_ids: Vec<&str> = events
-        .iter()
-        .map(|event| event.aggregate_id.as_str())
-        .collect();
-    let payloads: Vec<&[u8]> = events
-        .iter()
-        .map(|event| event.payload.as_slice())
-        .collect();
-    let request_ids: Vec<&str> = events
-        .iter()
-        .map(|event| event.request_id.as_str())
-        .collect();
+    let aggregate_ids: Vec<&str> = events.iter().map(|event| event.aggregate_id.as_str()).collect();
+    let payloads: Vec<&[u8]> = events.iter().map(|event| event.payload.as_slice()).collect();
+    let request_ids: Vec<&str> = events.iter().map(|event| event.request_id.as_str()).collect();
     sqlx::query(
         "INSERT INTO outbox (id, event_type, aggregate_type, aggregate_id, payload, request_id)
          SELECT id, event_type, aggregate_type, aggregate_id, payload, request_id

@@ -1,0 +1,135 @@
+//! Every role's `Subscribe` and `ListEvents`, called through the gateway.
+
+use std::time::Duration;
+
+use crm_platform::Role;
+use crm_proto::events::v1::{EventPosition, ListEventsRequest, SubscribeRequest};
+use crm_testkit::{TestDb, TestSuite};
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::support::{commit_events, test_event};
+
+fn amount_of(event: &crm_proto::events::v1::Event) -> i64 {
+    use prost::Message;
+    let payload = event.payload.as_ref().unwrap();
+    assert_eq!(payload.type_url, "type.googleapis.com/crm.common.v1.Money");
+    crm_proto::common::v1::Money::decode(payload.value.as_slice()).unwrap().minor_units
+}
+
+#[tokio::test]
+async fn subscribe_delivers_history_then_live_events_and_resumes_after_a_position() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let pool = test_db.role_pool(Role::Contacts).await.unwrap();
+    for amount in 1..=5 {
+        commit_events(&pool, &[test_event("c1", amount)]).await;
+    }
+
+    let mut contacts = suite.contacts().await.unwrap();
+    let mut stream = contacts.subscribe(SubscribeRequest::default()).await.unwrap().into_inner();
+    let mut history = Vec::new();
+    for _ in 0..5 {
+        history.push(stream.message().await.unwrap().unwrap().event.unwrap());
+    }
+    assert_eq!(history.iter().map(amount_of).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    assert_eq!(history[0].r#type, "crm.common.v1.Money");
+    assert_eq!(history[0].aggregate_id, "c1");
+    assert_eq!(history[0].request_id, "req-test");
+
+    // A new commit reaches the open stream (woken by NOTIFY).
+    commit_events(&pool, &[test_event("c1", 6)]).await;
+    let live = tokio::time::timeout(Duration::from_secs(30), stream.message()).await.unwrap().unwrap().unwrap();
+    assert_eq!(amount_of(&live.event.unwrap()), 6);
+    drop(stream);
+
+    // A consumer that stopped after the third event resumes exactly there.
+    let after: EventPosition = history[2].position.unwrap();
+    let mut resumed =
+        contacts.subscribe(SubscribeRequest { after: Some(after), event_types: vec![] }).await.unwrap().into_inner();
+    let mut amounts = Vec::new();
+    for _ in 0..3 {
+        amounts.push(amount_of(&resumed.message().await.unwrap().unwrap().event.unwrap()));
+    }
+    assert_eq!(amounts, [4, 5, 6]);
+    suite.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn list_events_pages_with_tokens_bound_to_their_query() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let pool = test_db.role_pool(Role::Interactions).await.unwrap();
+    for amount in 1..=5 {
+        commit_events(&pool, &[test_event("i1", amount)]).await;
+    }
+    let mut interactions = suite.interactions().await.unwrap();
+
+    let mut amounts = Vec::new();
+    let mut request = ListEventsRequest { page_size: 2, ..Default::default() };
+    let mut pages = 0;
+    loop {
+        let page = interactions.list_events(request.clone()).await.unwrap().into_inner();
+        amounts.extend(page.events.iter().map(amount_of));
+        pages += 1;
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        request.page_token = page.next_page_token;
+    }
+    assert_eq!(amounts, [1, 2, 3, 4, 5]);
+    assert_eq!(pages, 3);
+
+    // The token of the first page, replayed with another filter, is refused.
+    let first = interactions.list_events(ListEventsRequest { page_size: 2, ..Default::default() }).await.unwrap();
+    let forged = ListEventsRequest {
+        page_size: 2,
+        page_token: first.into_inner().next_page_token,
+        aggregate_id: "someone-else".into(),
+        ..Default::default()
+    };
+    let status = interactions.list_events(forged).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let violations = status.check_error_details().unwrap().bad_request().unwrap().field_violations.clone();
+    assert_eq!(violations[0].field, "page_token");
+
+    // Bad input names every wrong field.
+    let bad = ListEventsRequest { page_size: -1, event_types: vec![String::new()], ..Default::default() };
+    let status = interactions.list_events(bad).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let fields: Vec<String> = status
+        .check_error_details()
+        .unwrap()
+        .bad_request()
+        .unwrap()
+        .field_violations
+        .iter()
+        .map(|violation| violation.field.clone())
+        .collect();
+    assert_eq!(fields, ["page_size", "event_types[0]"]);
+
+    // Filters: by aggregate, and by type.
+    let by_aggregate = ListEventsRequest { aggregate_id: "nobody".into(), ..Default::default() };
+    assert!(interactions.list_events(by_aggregate).await.unwrap().into_inner().events.is_empty());
+    let by_type = ListEventsRequest { event_types: vec!["crm.common.v1.Money".into()], ..Default::default() };
+    assert_eq!(interactions.list_events(by_type).await.unwrap().into_inner().events.len(), 5);
+    suite.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn each_role_serves_only_its_own_feed() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let pool = test_db.role_pool(Role::Segmentation).await.unwrap();
+    commit_events(&pool, &[test_event("s1", 1)]).await;
+
+    let segmentation = suite.segmentation().await.unwrap().list_events(ListEventsRequest::default()).await.unwrap();
+    assert_eq!(segmentation.into_inner().events.len(), 1);
+    let alerting = suite.alerting().await.unwrap().list_events(ListEventsRequest::default()).await.unwrap();
+    assert!(alerting.into_inner().events.is_empty());
+    let contacts = suite.contacts().await.unwrap().list_events(ListEventsRequest::default()).await.unwrap();
+    assert!(contacts.into_inner().events.is_empty());
+    let gateway = suite.gateway_admin().await.unwrap().list_events(ListEventsRequest::default()).await.unwrap();
+    assert!(gateway.into_inner().events.is_empty());
+    suite.shutdown().await.unwrap();
+}

@@ -1,0 +1,195 @@
+//! The suite through its front door: health of every role, authentication,
+//! routing, graceful shutdown, a split topology, and metrics.
+
+use std::time::Duration;
+
+use crm_platform::Role;
+use crm_proto::{
+    contacts::v1::contacts_service_client::ContactsServiceClient,
+    events::v1::{ListEventsRequest, ListEventsResponse},
+};
+use crm_testkit::{TestDb, TestSuite};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::Code;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+
+use crate::support::eventually;
+
+/// Waits until the gateway reports every service of the suite as SERVING.
+async fn wait_until_serving(suite: &TestSuite) {
+    let mut health = suite.gateway_health().await.unwrap();
+    let mut names: Vec<String> = crm_proto::services().into_iter().map(|service| service.name).collect();
+    names.push(String::new()); // the gateway itself
+    for name in names {
+        eventually(Duration::from_secs(15), &format!("{name:?} to be SERVING at the gateway"), || {
+            let mut health = health.clone();
+            let name = name.clone();
+            async move {
+                let answer = health.check(HealthCheckRequest { service: name }).await;
+                matches!(answer, Ok(response) if response.get_ref().status() == ServingStatus::Serving)
+            }
+        })
+        .await;
+    }
+    // A service that does not exist is NOT_FOUND, not SERVING.
+    let unknown = health.check(HealthCheckRequest { service: "crm.billing.v1.Nope".into() }).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn every_role_answers_health_through_the_gateway() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    wait_until_serving(&suite).await;
+    suite.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_call_without_a_valid_key_is_unauthenticated() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+
+    let mut anonymous = ContactsServiceClient::new(suite.channel(Role::Gateway).await.unwrap());
+    let status = anonymous.list_events(ListEventsRequest::default()).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    let mut request = tonic::Request::new(ListEventsRequest::default());
+    request.metadata_mut().insert("authorization", "Bearer not-the-key".parse().unwrap());
+    let status = anonymous.list_events(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    let mut admin_anonymous = crm_proto::gateway::v1::gateway_admin_service_client::GatewayAdminServiceClient::new(
+        suite.channel(Role::Gateway).await.unwrap(),
+    );
+    let status = admin_anonymous.list_events(ListEventsRequest::default()).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    // With the key, the same call goes through.
+    suite.contacts().await.unwrap().list_events(ListEventsRequest::default()).await.unwrap();
+    suite.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_service_no_role_serves_is_unimplemented() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let mut grpc = tonic::client::Grpc::new(suite.authed(Role::Gateway).await.unwrap());
+    grpc.ready().await.unwrap();
+    let status = grpc
+        .unary::<ListEventsRequest, ListEventsResponse, _>(
+            tonic::Request::new(ListEventsRequest::default()),
+            http::uri::PathAndQuery::from_static("/crm.billing.v1.BillingService/ListEvents"),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented);
+    suite.shutdown().await.unwrap();
+}
+
+/// A call is held in flight by a table lock; shutdown starts and closes the
+/// listener; the lock is released; the call still completes with OK.
+#[tokio::test]
+async fn shutdown_drains_a_call_in_flight() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    wait_until_serving(&suite).await;
+    let gateway = suite.address(Role::Gateway);
+    let mut contacts = suite.contacts().await.unwrap();
+
+    let mut blocker = test_db.connect().await.unwrap();
+    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
+    sqlx::query("LOCK TABLE contacts.outbox IN ACCESS EXCLUSIVE MODE").execute(&mut blocker).await.unwrap();
+
+    let in_flight = tokio::spawn(async move { contacts.list_events(ListEventsRequest::default()).await });
+    let watcher = sqlx::PgPool::connect(&test_db.url).await.unwrap();
+    eventually(Duration::from_secs(15), "the call to wait on the lock", || {
+        let watcher = watcher.clone();
+        async move {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&watcher)
+            .await
+            .unwrap();
+            waiting > 0
+        }
+    })
+    .await;
+
+    let shutdown = tokio::spawn(suite.shutdown());
+    eventually(Duration::from_secs(15), "the gateway to stop accepting connections", || async move {
+        tokio::net::TcpStream::connect(gateway).await.is_err()
+    })
+    .await;
+    assert!(!in_flight.is_finished(), "the call is still in flight while the suite shuts down");
+
+    sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
+    let response = in_flight.await.unwrap().expect("the call in flight completes");
+    assert!(response.into_inner().events.is_empty());
+    shutdown.await.unwrap().unwrap();
+}
+
+/// The same calls work when the gateway and the roles run in different processes' worth of servers.
+#[tokio::test]
+async fn a_split_topology_routes_to_remote_roles() {
+    let test_db = TestDb::create().await.unwrap();
+    let roles = TestSuite::start_roles(&test_db, &Role::DOMAIN, &[]).await.unwrap();
+    let upstreams: Vec<(String, String)> = Role::DOMAIN
+        .iter()
+        .map(|role| (format!("{}_UPSTREAMS", role.env_prefix()), format!("http://{}", roles.address(*role))))
+        .collect();
+    let gateway = TestSuite::start_roles(&test_db, &[Role::Gateway], &upstreams).await.unwrap();
+
+    wait_until_serving(&gateway).await;
+    let page = gateway.alerting().await.unwrap().list_events(ListEventsRequest::default()).await.unwrap();
+    assert!(page.into_inner().events.is_empty());
+
+    gateway.shutdown().await.unwrap();
+    roles.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn metrics_count_calls_by_server_method_and_status() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let mut contacts = suite.contacts().await.unwrap();
+    contacts.list_events(ListEventsRequest::default()).await.unwrap();
+    let bad = ListEventsRequest { page_size: -5, ..Default::default() };
+    assert_eq!(contacts.list_events(bad).await.unwrap_err().code(), Code::InvalidArgument);
+
+    let metrics = scrape(suite.metrics_address().unwrap()).await;
+    let has_line = |prefix: &str, parts: &[&str]| {
+        metrics.lines().any(|line| line.starts_with(prefix) && parts.iter().all(|part| line.contains(part)))
+    };
+    for server in ["gateway", "contacts"] {
+        let server_label = format!("server=\"{server}\"");
+        assert!(
+            has_line(
+                "crm_rpc_requests_total{",
+                &[&server_label, "rpc_method=\"ListEvents\"", "rpc_grpc_status=\"OK\""]
+            ),
+            "{metrics}"
+        );
+        assert!(
+            has_line(
+                "crm_rpc_errors_total{",
+                &[&server_label, "rpc_method=\"ListEvents\"", "rpc_grpc_status=\"INVALID_ARGUMENT\""]
+            ),
+            "{metrics}"
+        );
+    }
+    assert!(has_line("crm_rpc_duration_seconds_bucket{", &["rpc_service=\"crm.contacts.v1.ContactsService\""]));
+    suite.shutdown().await.unwrap();
+}
+
+/// `GET /metrics` over a plain TCP connection.
+async fn scrape(address: std::net::SocketAddr) -> String {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: crm\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}

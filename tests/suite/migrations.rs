@@ -1,0 +1,50 @@
+//! Migrations are idempotent and safe to run concurrently.
+
+use crm_platform::{Role, config::DbSettings, db};
+use crm_testkit::TestDb;
+
+#[tokio::test]
+async fn migrations_run_twice_and_concurrently() {
+    let test_db = TestDb::create().await.unwrap();
+    let settings = DbSettings { max_connections: 8, connect_timeout: std::time::Duration::from_secs(10) };
+    let pool = db::connect(&test_db.url, Role::Contacts, &settings).await.unwrap();
+
+    // Four runners at once on an empty database: the schema, the tables and the
+    // bookkeeping must each be created exactly once.
+    let runs = (0..4).map(|_| db::migrate(&pool, Role::Contacts, crm::suite::migrator(Role::Contacts)));
+    for outcome in futures_util::future::join_all(runs).await {
+        outcome.unwrap();
+    }
+    // And again, later: nothing to do, no error.
+    db::migrate(&pool, Role::Contacts, crm::suite::migrator(Role::Contacts)).await.unwrap();
+
+    let applied: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM contacts._platform_migrations").fetch_one(&pool).await.unwrap();
+    assert_eq!(applied, 1, "each platform migration is recorded once");
+    let outbox_exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('contacts.outbox') IS NOT NULL").fetch_one(&pool).await.unwrap();
+    assert!(outbox_exists);
+}
+
+#[tokio::test]
+async fn every_role_migrates_into_its_own_schema_only() {
+    let test_db = TestDb::create().await.unwrap();
+    for role in Role::ALL {
+        test_db.role_pool(role).await.unwrap();
+    }
+    let mut conn = test_db.connect().await.unwrap();
+    let schemas: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT table_schema::text FROM information_schema.tables
+         WHERE table_name = 'outbox' ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(schemas, ["alerting", "contacts", "gateway", "interactions", "segmentation"]);
+    let in_public: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(in_public, 0, "no role writes into the public schema");
+}

@@ -1,0 +1,154 @@
+//! The outbox feed: nothing lost, nothing repeated, commit order kept, even
+//! when transactions take sequence numbers in one order and commit in another.
+
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use crm_platform::{
+    Role,
+    outbox::{self, Feed, Position},
+};
+use crm_testkit::TestDb;
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{commit_events, eventually, test_event};
+
+/// The classic outbox bug: B commits a higher sequence while A still holds a
+/// lower one. A reader that delivered B and moved past it would lose A.
+#[tokio::test]
+async fn a_later_commit_waits_behind_an_open_transaction_and_nothing_is_skipped() {
+    let test_db = TestDb::create().await.unwrap();
+    let pool = test_db.role_pool(Role::Contacts).await.unwrap();
+    let feed = Feed::start(pool.clone(), Role::Contacts, CancellationToken::new()).await.unwrap();
+
+    let mut open = pool.begin().await.unwrap();
+    outbox::append(&mut open, &[test_event("a", 1)]).await.unwrap();
+    commit_events(&pool, &[test_event("b", 2)]).await;
+
+    let while_open = feed.read(Position::default(), None, 100).await.unwrap();
+    assert!(while_open.events.is_empty(), "B must not be delivered while A, which took an earlier number, is open");
+    assert!(while_open.held_back, "the reader knows committed events wait behind the horizon");
+
+    open.commit().await.unwrap();
+    let after_commit = feed.read(Position::default(), None, 100).await.unwrap();
+    let aggregates: Vec<&str> = after_commit.events.iter().map(|event| event.aggregate_id.as_str()).collect();
+    assert_eq!(aggregates, ["a", "b"]);
+    assert!(!after_commit.held_back);
+}
+
+/// A transaction that rolls back leaves a gap in the sequence; the feed must not wait for it.
+#[tokio::test]
+async fn a_rolled_back_transaction_neither_appears_nor_blocks() {
+    let test_db = TestDb::create().await.unwrap();
+    let pool = test_db.role_pool(Role::Contacts).await.unwrap();
+    let feed = Feed::start(pool.clone(), Role::Contacts, CancellationToken::new()).await.unwrap();
+
+    let mut doomed = pool.begin().await.unwrap();
+    outbox::append(&mut doomed, &[test_event("rolled-back", 1)]).await.unwrap();
+    doomed.rollback().await.unwrap();
+    commit_events(&pool, &[test_event("kept", 2)]).await;
+
+    let batch = feed.read(Position::default(), None, 100).await.unwrap();
+    let aggregates: Vec<&str> = batch.events.iter().map(|event| event.aggregate_id.as_str()).collect();
+    assert_eq!(aggregates, ["kept"]);
+}
+
+/// One committed transaction, as the writers saw it.
+struct Committed {
+    event_ids: Vec<String>,
+    /// Ticket drawn before the transaction began.
+    began: u64,
+    /// Ticket drawn after its commit returned.
+    committed: u64,
+}
+
+#[tokio::test]
+async fn concurrent_writers_lose_no_event_and_the_feed_keeps_commit_order() {
+    const WRITERS: usize = 8;
+    const TRANSACTIONS_PER_WRITER: usize = 40;
+
+    let test_db = TestDb::create().await.unwrap();
+    let pool = test_db.role_pool(Role::Contacts).await.unwrap();
+    let feed = Feed::start(pool.clone(), Role::Contacts, CancellationToken::new()).await.unwrap();
+
+    // A follower runs during the whole write storm, as a subscriber would.
+    let delivered = Arc::new(Mutex::new(Vec::new()));
+    let stop = CancellationToken::new();
+    let follower = {
+        let delivered = delivered.clone();
+        let mut events = Box::pin(feed.follow(Position::default(), Vec::new(), stop.clone()));
+        tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                delivered.lock().unwrap().push(event.unwrap());
+            }
+        })
+    };
+
+    let tickets = Arc::new(AtomicU64::new(0));
+    let writers = (0..WRITERS).map(|writer| {
+        let (pool, tickets) = (pool.clone(), tickets.clone());
+        tokio::spawn(async move {
+            let mut committed = Vec::new();
+            for transaction in 0..TRANSACTIONS_PER_WRITER {
+                let began = tickets.fetch_add(1, Ordering::SeqCst);
+                let events: Vec<_> = (0..1 + transaction % 3)
+                    .map(|n| test_event(&format!("w{writer}-t{transaction}"), n as i64))
+                    .collect();
+                let mut tx = pool.begin().await.unwrap();
+                outbox::append(&mut tx, &events).await.unwrap();
+                // Hold the transaction open a little, so that sequence order and commit order differ.
+                sqlx::query("SELECT pg_sleep(random() * 0.004)").execute(&mut *tx).await.unwrap();
+                tx.commit().await.unwrap();
+                let committed_ticket = tickets.fetch_add(1, Ordering::SeqCst);
+                committed.push(Committed {
+                    event_ids: events.iter().map(|event| event.id.to_string()).collect(),
+                    began,
+                    committed: committed_ticket,
+                });
+            }
+            committed
+        })
+    });
+    let mut transactions = Vec::new();
+    for writer in futures_util::future::join_all(writers).await {
+        transactions.extend(writer.unwrap());
+    }
+    let written: usize = transactions.iter().map(|transaction| transaction.event_ids.len()).sum();
+
+    eventually(Duration::from_secs(60), "the follower to receive every committed event", || {
+        let delivered = delivered.clone();
+        async move { delivered.lock().unwrap().len() >= written }
+    })
+    .await;
+    stop.cancel();
+    follower.await.unwrap();
+
+    let delivered = delivered.lock().unwrap();
+    assert_eq!(delivered.len(), written, "no event repeated");
+    let delivered_ids: HashSet<&str> = delivered.iter().map(|event| event.id.as_str()).collect();
+    let written_ids: HashSet<&str> =
+        transactions.iter().flat_map(|transaction| transaction.event_ids.iter().map(String::as_str)).collect();
+    assert_eq!(delivered_ids, written_ids, "no event lost");
+
+    let positions: Vec<Position> = delivered.iter().map(|event| Position::from(event.position)).collect();
+    assert!(positions.windows(2).all(|pair| pair[0] < pair[1]), "positions strictly increase");
+
+    // Commit order: a transaction that committed before another began is delivered before it.
+    let index_of = |id: &str| delivered.iter().position(|event| event.id == id).unwrap();
+    let first_index: Vec<(usize, &Committed)> =
+        transactions.iter().map(|transaction| (index_of(&transaction.event_ids[0]), transaction)).collect();
+    for (earlier_index, earlier) in &first_index {
+        for (later_index, later) in &first_index {
+            if earlier.committed < later.began {
+                assert!(earlier_index < later_index, "a transaction committed earlier was delivered later");
+            }
+        }
+    }
+}
