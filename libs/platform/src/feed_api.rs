@@ -6,9 +6,10 @@ use std::pin::Pin;
 use crm_proto::events::v1 as pb;
 use futures_util::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
-use tonic::Status;
+use tonic::{Request, Response, Status};
 
 use crate::{
+    RoleContext,
     error::{Error, Violations},
     outbox::{Feed, Position},
     page_token::{PageTokens, Query},
@@ -39,8 +40,26 @@ impl FeedApi {
         FeedApi { feed, tokens, service, shutdown }
     }
 
-    /// `Subscribe`: the feed from `after`, then new events as they commit.
-    pub fn subscribe(&self, request: pb::SubscribeRequest) -> Result<SubscribeStream, Error> {
+    /// The feed API of `ctx`'s role, served by `service` (its full name).
+    pub async fn start(ctx: &RoleContext, service: &'static str) -> anyhow::Result<Self> {
+        Ok(FeedApi::new(ctx.feed().await?, ctx.page_tokens.clone(), service, ctx.shutdown.clone()))
+    }
+
+    /// `Subscribe`, as the generated service trait calls it.
+    pub fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
+        Ok(Response::new(self.follow(request.into_inner())?))
+    }
+
+    /// `ListEvents`, as the generated service trait calls it.
+    pub async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        Ok(Response::new(self.page(request.into_inner()).await?))
+    }
+
+    /// The feed from `after`, then new events as they commit.
+    fn follow(&self, request: pb::SubscribeRequest) -> Result<SubscribeStream, Error> {
         let mut violations = Violations::new();
         check_filter_values(&mut violations, "event_types", &request.event_types);
         violations.into_result()?;
@@ -51,8 +70,8 @@ impl FeedApi {
         })))
     }
 
-    /// `ListEvents`: one page of the feed.
-    pub async fn list_events(&self, request: pb::ListEventsRequest) -> Result<pb::ListEventsResponse, Error> {
+    /// One page of the feed.
+    async fn page(&self, request: pb::ListEventsRequest) -> Result<pb::ListEventsResponse, Error> {
         let mut violations = Violations::new();
         if request.page_size < 0 {
             violations.add("page_size", "must not be negative");

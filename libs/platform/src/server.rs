@@ -87,6 +87,11 @@ impl GrpcServer {
         self
     }
 
+    /// Serves a domain role's services with the role's limits, metrics and shutdown.
+    pub async fn serve_role(self, ctx: &crate::RoleContext, listener: TcpListener) -> anyhow::Result<()> {
+        self.serve(listener, &ctx.server, ctx.metrics.clone(), None, ctx.shutdown.clone()).await
+    }
+
     /// Serves on `listener` until `shutdown` is cancelled, then drains.
     /// `health` lets the caller own the statuses (the gateway mirrors its
     /// upstreams'); `None` makes a private one.

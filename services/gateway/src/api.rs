@@ -1,10 +1,14 @@
 //! `crm.gateway.v1.GatewayAdminService`: each RPC validates, calls the store, maps the result.
+//! The event feed is the platform's; this role only names its service.
 
 use crm_platform::{
     RoleContext,
     feed_api::{FeedApi, SubscribeStream},
 };
-use crm_proto::{events::v1 as events, gateway::v1::gateway_admin_service_server::GatewayAdminService};
+use crm_proto::{
+    events::v1::{ListEventsRequest, ListEventsResponse, SubscribeRequest},
+    gateway::v1::gateway_admin_service_server::{GatewayAdminService, SERVICE_NAME},
+};
 use tonic::{Request, Response, Status};
 
 pub struct GatewayAdminApi {
@@ -13,13 +17,7 @@ pub struct GatewayAdminApi {
 
 impl GatewayAdminApi {
     pub async fn new(ctx: &RoleContext) -> anyhow::Result<Self> {
-        let feed = FeedApi::new(
-            ctx.feed().await?,
-            ctx.page_tokens.clone(),
-            "crm.gateway.v1.GatewayAdminService",
-            ctx.shutdown.clone(),
-        );
-        Ok(GatewayAdminApi { feed })
+        Ok(GatewayAdminApi { feed: FeedApi::start(ctx, SERVICE_NAME).await? })
     }
 }
 
@@ -27,14 +25,11 @@ impl GatewayAdminApi {
 impl GatewayAdminService for GatewayAdminApi {
     type SubscribeStream = SubscribeStream;
 
-    async fn subscribe(&self, request: Request<events::SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
-        Ok(Response::new(self.feed.subscribe(request.into_inner())?))
+    async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
+        self.feed.subscribe(request)
     }
 
-    async fn list_events(
-        &self,
-        request: Request<events::ListEventsRequest>,
-    ) -> Result<Response<events::ListEventsResponse>, Status> {
-        Ok(Response::new(self.feed.list_events(request.into_inner()).await?))
+    async fn list_events(&self, request: Request<ListEventsRequest>) -> Result<Response<ListEventsResponse>, Status> {
+        self.feed.list_events(request).await
     }
 }

@@ -1,40 +1,35 @@
 //! `crm.interactions.v1.InteractionsService`: each RPC validates, calls the store, maps the result.
+//! The event feed is the platform's; this role only names its service.
 
 use crm_platform::{
     RoleContext,
     feed_api::{FeedApi, SubscribeStream},
 };
-use crm_proto::{events::v1 as events, interactions::v1::interactions_service_server::InteractionsService};
+use crm_proto::{
+    events::v1::{ListEventsRequest, ListEventsResponse, SubscribeRequest},
+    interactions::v1::interactions_service_server::{InteractionsService, SERVICE_NAME},
+};
 use tonic::{Request, Response, Status};
 
-pub struct InteractionsServiceApi {
+pub struct InteractionsApi {
     feed: FeedApi,
 }
 
-impl InteractionsServiceApi {
+impl InteractionsApi {
     pub async fn new(ctx: &RoleContext) -> anyhow::Result<Self> {
-        let feed = FeedApi::new(
-            ctx.feed().await?,
-            ctx.page_tokens.clone(),
-            "crm.interactions.v1.InteractionsService",
-            ctx.shutdown.clone(),
-        );
-        Ok(InteractionsServiceApi { feed })
+        Ok(InteractionsApi { feed: FeedApi::start(ctx, SERVICE_NAME).await? })
     }
 }
 
 #[tonic::async_trait]
-impl InteractionsService for InteractionsServiceApi {
+impl InteractionsService for InteractionsApi {
     type SubscribeStream = SubscribeStream;
 
-    async fn subscribe(&self, request: Request<events::SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
-        Ok(Response::new(self.feed.subscribe(request.into_inner())?))
+    async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
+        self.feed.subscribe(request)
     }
 
-    async fn list_events(
-        &self,
-        request: Request<events::ListEventsRequest>,
-    ) -> Result<Response<events::ListEventsResponse>, Status> {
-        Ok(Response::new(self.feed.list_events(request.into_inner()).await?))
+    async fn list_events(&self, request: Request<ListEventsRequest>) -> Result<Response<ListEventsResponse>, Status> {
+        self.feed.list_events(request).await
     }
 }

@@ -1,40 +1,35 @@
 //! `crm.segmentation.v1.SegmentationService`: each RPC validates, calls the store, maps the result.
+//! The event feed is the platform's; this role only names its service.
 
 use crm_platform::{
     RoleContext,
     feed_api::{FeedApi, SubscribeStream},
 };
-use crm_proto::{events::v1 as events, segmentation::v1::segmentation_service_server::SegmentationService};
+use crm_proto::{
+    events::v1::{ListEventsRequest, ListEventsResponse, SubscribeRequest},
+    segmentation::v1::segmentation_service_server::{SERVICE_NAME, SegmentationService},
+};
 use tonic::{Request, Response, Status};
 
-pub struct SegmentationServiceApi {
+pub struct SegmentationApi {
     feed: FeedApi,
 }
 
-impl SegmentationServiceApi {
+impl SegmentationApi {
     pub async fn new(ctx: &RoleContext) -> anyhow::Result<Self> {
-        let feed = FeedApi::new(
-            ctx.feed().await?,
-            ctx.page_tokens.clone(),
-            "crm.segmentation.v1.SegmentationService",
-            ctx.shutdown.clone(),
-        );
-        Ok(SegmentationServiceApi { feed })
+        Ok(SegmentationApi { feed: FeedApi::start(ctx, SERVICE_NAME).await? })
     }
 }
 
 #[tonic::async_trait]
-impl SegmentationService for SegmentationServiceApi {
+impl SegmentationService for SegmentationApi {
     type SubscribeStream = SubscribeStream;
 
-    async fn subscribe(&self, request: Request<events::SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
-        Ok(Response::new(self.feed.subscribe(request.into_inner())?))
+    async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
+        self.feed.subscribe(request)
     }
 
-    async fn list_events(
-        &self,
-        request: Request<events::ListEventsRequest>,
-    ) -> Result<Response<events::ListEventsResponse>, Status> {
-        Ok(Response::new(self.feed.list_events(request.into_inner()).await?))
+    async fn list_events(&self, request: Request<ListEventsRequest>) -> Result<Response<ListEventsResponse>, Status> {
+        self.feed.list_events(request).await
     }
 }

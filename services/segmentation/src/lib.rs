@@ -18,12 +18,9 @@ pub fn migrator() -> sqlx::migrate::Migrator {
 /// Serves the role on `listener` until `ctx.shutdown` is cancelled, then drains.
 /// Expects `ctx.pool` to be migrated.
 pub async fn serve(ctx: RoleContext, listener: TcpListener) -> anyhow::Result<()> {
-    let api = api::SegmentationServiceApi::new(&ctx).await?;
+    let api = api::SegmentationApi::new(&ctx).await?;
     let service = SegmentationServiceServer::new(api)
         .max_decoding_message_size(ctx.server.max_message_bytes)
         .max_encoding_message_size(ctx.server.max_message_bytes);
-    GrpcServer::new("segmentation")
-        .add_service(service)
-        .serve(listener, &ctx.server, ctx.metrics.clone(), None, ctx.shutdown.clone())
-        .await
+    GrpcServer::new("segmentation").add_service(service).serve_role(&ctx, listener).await
 }
