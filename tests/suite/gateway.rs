@@ -6,7 +6,8 @@ use std::time::Duration;
 use crm_platform::Role;
 use crm_proto::{
     contacts::v1::contacts_service_client::ContactsServiceClient,
-    events::v1::{ListEventsRequest, ListEventsResponse},
+    events::v1::{ListEventsRequest, ListEventsResponse, SubscribeRequest},
+    interactions::v1::interactions_service_client::InteractionsServiceClient,
 };
 use crm_testkit::{TestDb, TestSuite};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -129,6 +130,35 @@ async fn shutdown_drains_a_call_in_flight() {
     let response = in_flight.await.unwrap().expect("the call in flight completes");
     assert!(response.into_inner().events.is_empty());
     shutdown.await.unwrap().unwrap();
+}
+
+/// Feeds never end by themselves; shutdown must end them (with UNAVAILABLE, so
+/// consumers resume elsewhere) instead of waiting out the grace period.
+#[tokio::test]
+async fn shutdown_ends_open_feeds_with_unavailable() {
+    let test_db = TestDb::create().await.unwrap();
+    // A grace period far longer than the bound below: only ending the streams lets shutdown finish in time.
+    let long_grace = [("CRM_SHUTDOWN_GRACE".to_string(), "1h".to_string())];
+    let suite = TestSuite::start_roles(&test_db, &Role::ALL, &long_grace).await.unwrap();
+    wait_until_serving(&suite).await;
+
+    let mut through_gateway =
+        suite.contacts().await.unwrap().subscribe(SubscribeRequest::default()).await.unwrap().into_inner();
+    let direct_channel = suite.channel(Role::Interactions).await.unwrap();
+    let mut direct = InteractionsServiceClient::new(direct_channel)
+        .subscribe(SubscribeRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+
+    tokio::time::timeout(Duration::from_secs(60), suite.shutdown())
+        .await
+        .expect("shutdown does not wait for open feeds")
+        .unwrap();
+    for stream in [&mut through_gateway, &mut direct] {
+        let ended = tokio::time::timeout(Duration::from_secs(10), stream.message()).await.unwrap();
+        assert_eq!(ended.unwrap_err().code(), Code::Unavailable);
+    }
 }
 
 /// The same calls work when the gateway and the roles run in different processes' worth of servers.

@@ -48,3 +48,27 @@ async fn every_role_migrates_into_its_own_schema_only() {
             .unwrap();
     assert_eq!(in_public, 0, "no role writes into the public schema");
 }
+
+#[tokio::test]
+async fn connecting_retries_until_its_deadline_then_says_what_to_check() {
+    // Nothing listens on this port: every attempt is refused, so start-up retries, then gives up.
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let settings = DbSettings { max_connections: 1, connect_timeout: std::time::Duration::from_millis(700) };
+    let url = format!("postgres://postgres@127.0.0.1:{closed_port}/crm");
+    let error = db::connect(&url, Role::Contacts, &settings).await.unwrap_err();
+    let message = format!("{error:#}");
+    assert!(message.contains("check DATABASE_URL and that the server is up"), "{message}");
+}
+
+#[tokio::test]
+async fn connecting_does_not_retry_a_database_that_does_not_exist() {
+    let test_db = TestDb::create().await.unwrap();
+    let missing = test_db.url.replace("crm_test_", "crm_missing_");
+    let settings = DbSettings { max_connections: 1, connect_timeout: std::time::Duration::from_secs(600) };
+    // With a 10-minute retry window, only an immediate failure lets this finish within the bound.
+    let outcome =
+        tokio::time::timeout(std::time::Duration::from_secs(60), db::connect(&missing, Role::Contacts, &settings))
+            .await
+            .expect("a missing database is not retried");
+    assert!(format!("{:#}", outcome.unwrap_err()).contains("does not exist"));
+}

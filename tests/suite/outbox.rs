@@ -85,8 +85,9 @@ async fn concurrent_writers_lose_no_event_and_the_feed_keeps_commit_order() {
         let delivered = delivered.clone();
         let mut events = Box::pin(feed.follow(Position::default(), Vec::new(), stop.clone()));
         tokio::spawn(async move {
-            while let Some(event) = events.next().await {
-                delivered.lock().unwrap().push(event.unwrap());
+            // The stream ends with UNAVAILABLE when `stop` is cancelled.
+            while let Some(Ok(event)) = events.next().await {
+                delivered.lock().unwrap().push(event);
             }
         })
     };

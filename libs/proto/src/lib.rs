@@ -61,8 +61,23 @@ pub struct ServiceInfo {
     pub package: String,
     /// Full service name, e.g. `crm.contacts.v1.ContactsService`.
     pub name: String,
-    /// Method names, e.g. `Subscribe`.
-    pub methods: Vec<String>,
+    pub methods: Vec<MethodInfo>,
+}
+
+/// One method of a [`ServiceInfo`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MethodInfo {
+    /// e.g. `Subscribe`.
+    pub name: String,
+    pub client_streaming: bool,
+    pub server_streaming: bool,
+}
+
+impl ServiceInfo {
+    /// The gRPC path of `method`: `/crm.contacts.v1.ContactsService/Subscribe`.
+    pub fn path(&self, method: &MethodInfo) -> String {
+        format!("/{}/{}", self.name, method.name)
+    }
 }
 
 /// Every service of the suite's own contracts (package `crm.*`).
@@ -78,7 +93,15 @@ pub fn services() -> Vec<ServiceInfo> {
             file.service.iter().map(move |service| ServiceInfo {
                 package: file.package().to_string(),
                 name: format!("{}.{}", file.package(), service.name()),
-                methods: service.method.iter().map(|method| method.name().to_string()).collect(),
+                methods: service
+                    .method
+                    .iter()
+                    .map(|method| MethodInfo {
+                        name: method.name().to_string(),
+                        client_streaming: method.client_streaming(),
+                        server_streaming: method.server_streaming(),
+                    })
+                    .collect(),
             })
         })
         .collect()

@@ -51,7 +51,7 @@ pub async fn serve(ctx: GatewayContext, listener: TcpListener) -> anyhow::Result
         .max_encoding_message_size(ctx.role.server.max_message_bytes);
     let admin = tonic::service::interceptor::InterceptedService::new(admin, authenticator.interceptor());
     let proxied_services = routes.service_names();
-    let proxy = proxy::Proxy::new(routes, authenticator);
+    let proxy = proxy::Proxy::new(routes, authenticator, ctx.role.shutdown.clone());
     GrpcServer::new("gateway")
         .add_service(admin)
         .with_fallback(axum::Router::new().fallback_service(proxy), proxied_services)

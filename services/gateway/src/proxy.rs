@@ -1,9 +1,14 @@
 //! The transparent proxy: forwards any gRPC call (unary, client-, server- or
 //! bidirectional streaming) to the role that serves it, body and trailers
-//! untouched, without knowing the method.
+//! untouched, without per-method code. When the gateway shuts down, the
+//! response streams it is relaying end with UNAVAILABLE at their next pause,
+//! so that draining is not held up by feeds that never end.
 
 use std::{convert::Infallible, future::Future, pin::Pin, task::Context, task::Poll};
 
+use bytes::Bytes;
+use http_body::Frame;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::{Status, body::Body};
 use tower::{Service, ServiceExt};
 
@@ -14,11 +19,13 @@ use crate::{auth::Authenticator, routing::RoutingTable};
 pub struct Proxy {
     routes: RoutingTable,
     authenticator: Authenticator,
+    /// The gateway's shutdown: relayed response streams end when it fires.
+    shutdown: CancellationToken,
 }
 
 impl Proxy {
-    pub fn new(routes: RoutingTable, authenticator: Authenticator) -> Self {
-        Proxy { routes, authenticator }
+    pub fn new(routes: RoutingTable, authenticator: Authenticator, shutdown: CancellationToken) -> Self {
+        Proxy { routes, authenticator, shutdown }
     }
 }
 
@@ -43,9 +50,14 @@ impl Service<http::Request<axum::body::Body>> for Proxy {
         // The credential stops here: roles learn who the caller is from the gateway, not from the key.
         parts.headers.remove(http::header::AUTHORIZATION);
         let forwarded = http::Request::from_parts(parts, Body::new(body));
+        let streaming = self.routes.is_server_streaming(&path);
+        let shutdown = self.shutdown.clone();
         Box::pin(async move {
             let channel = upstream.channel.clone();
             match channel.oneshot(forwarded).await {
+                Ok(response) if streaming => Ok(response.map(|body| {
+                    Body::new(EndOnShutdown { inner: body, shutdown: shutdown.cancelled_owned(), ended: false })
+                })),
                 Ok(response) => Ok(response),
                 Err(error) => {
                     tracing::warn!(role = %upstream.role, error = %error, "upstream call failed");
@@ -59,4 +71,43 @@ impl Service<http::Request<axum::body::Body>> for Proxy {
 
 fn ready(status: Status) -> Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>> {
     Box::pin(std::future::ready(Ok(status.into_http())))
+}
+
+pin_project_lite::pin_project! {
+    /// A relayed response stream that ends with UNAVAILABLE trailers once the
+    /// gateway shuts down and the upstream has nothing ready to send.
+    struct EndOnShutdown {
+        #[pin]
+        inner: Body,
+        #[pin]
+        shutdown: WaitForCancellationFutureOwned,
+        ended: bool,
+    }
+}
+
+impl http_body::Body for EndOnShutdown {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let this = self.project();
+        if *this.ended {
+            return Poll::Ready(None);
+        }
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(frame),
+            Poll::Pending => match this.shutdown.poll(cx) {
+                Poll::Ready(()) => {
+                    *this.ended = true;
+                    let status = Status::unavailable(
+                        "the gateway is shutting down; subscribe again after the last position you handled",
+                    );
+                    let mut trailers = http::HeaderMap::new();
+                    let _ = status.add_header(&mut trailers);
+                    Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
 }

@@ -1,7 +1,10 @@
 //! Which role serves a call: the service path `/crm.<role>.v1.<Service>/<Method>`
 //! names the role, so a new service or method needs no change here.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use crm_platform::Role;
 use tonic::transport::{Channel, Endpoint};
@@ -18,6 +21,9 @@ pub struct Upstream {
 #[derive(Clone)]
 pub struct RoutingTable {
     upstreams: HashMap<Role, Upstream>,
+    /// Paths of the server-streaming methods, which the gateway ends itself
+    /// when it shuts down (they would otherwise outlive any grace period).
+    server_streaming: HashSet<String>,
 }
 
 impl RoutingTable {
@@ -42,12 +48,23 @@ impl RoutingTable {
                 services.iter().filter(|service| service.name.starts_with(&package)).map(|s| s.name.clone()).collect();
             upstreams.insert(*role, Upstream { role: *role, channel, services: role_services });
         }
-        Ok(RoutingTable { upstreams })
+        let server_streaming = services
+            .iter()
+            .flat_map(|service| {
+                service.methods.iter().filter(|method| method.server_streaming).map(|method| service.path(method))
+            })
+            .collect();
+        Ok(RoutingTable { upstreams, server_streaming })
     }
 
     /// The upstream that serves `path` (`/crm.contacts.v1.ContactsService/Subscribe`).
     pub fn route(&self, path: &str) -> Option<&Upstream> {
         self.upstreams.get(&role_of_path(path)?)
+    }
+
+    /// Whether the method at `path` streams its responses.
+    pub fn is_server_streaming(&self, path: &str) -> bool {
+        self.server_streaming.contains(path)
     }
 
     pub fn upstreams(&self) -> impl Iterator<Item = &Upstream> {
@@ -90,5 +107,7 @@ mod tests {
             assert!(!upstream.services.is_empty(), "{role} has no services");
         }
         assert!(table.service_names().contains(&"crm.contacts.v1.ContactsService".to_string()));
+        assert!(table.is_server_streaming("/crm.contacts.v1.ContactsService/Subscribe"));
+        assert!(!table.is_server_streaming("/crm.contacts.v1.ContactsService/ListEvents"));
     }
 }

@@ -134,8 +134,9 @@ impl Feed {
     }
 
     /// Follows the feed from `after`: every event, once, in commit order, for
-    /// as long as the caller listens or until `stop` is cancelled (then the
-    /// stream ends cleanly). `event_types`, when not empty, filters by type.
+    /// as long as the caller listens. When `stop` is cancelled (shutdown) the
+    /// stream ends with UNAVAILABLE, telling the consumer to resume from its
+    /// last position elsewhere. `event_types`, when not empty, filters by type.
     pub fn follow(
         &self,
         after: Position,
@@ -148,6 +149,10 @@ impl Feed {
             let mut wakeups = feed.wakeups.clone();
             let mut horizon_retry = HORIZON_RETRY_MIN;
             loop {
+                if stop.is_cancelled() {
+                    yield Err(shutting_down());
+                    return;
+                }
                 // Mark before reading: a NOTIFY that lands during the read wakes the next wait.
                 wakeups.mark_unchanged();
                 let batch = match feed.read(cursor, None, BATCH).await {
@@ -175,12 +180,23 @@ impl Feed {
                     FALLBACK_POLL
                 };
                 tokio::select! {
-                    () = stop.cancelled() => return,
+                    () = stop.cancelled() => {
+                        yield Err(shutting_down());
+                        return;
+                    }
                     _ = wakeups.changed() => {}
                     () = tokio::time::sleep(wait) => {}
                 }
             }
         }
+    }
+}
+
+/// What a follower gets when the server stops under it.
+pub fn shutting_down() -> Error {
+    Error::Unavailable {
+        message: "the server is shutting down; subscribe again after the last position you handled".into(),
+        retry_after: Duration::from_secs(1),
     }
 }
 

@@ -18,5 +18,5 @@
 mod feed;
 mod writer;
 
-pub use feed::{Batch, Feed, Position};
+pub use feed::{Batch, Feed, Position, shutting_down};
 pub use writer::{NewEvent, append};

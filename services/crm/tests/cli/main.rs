@@ -1,0 +1,4 @@
+//! The `crm` binary run as an operator runs it, in one test binary.
+
+mod commands;
+mod up;
