@@ -99,7 +99,7 @@ impl FeedApi {
             .into_iter()
             .filter(|event| request.event_types.is_empty() || request.event_types.contains(&event.r#type))
             .collect();
-        let next_page_token = if batch.full { self.tokens.encode(&query, &batch.scanned_to) } else { String::new() };
+        let next_page_token = if batch.full { self.tokens.encode(&query, &batch.scanned_to)? } else { String::new() };
         Ok(pb::ListEventsResponse { events, next_page_token })
     }
 

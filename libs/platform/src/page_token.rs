@@ -65,13 +65,14 @@ impl PageTokens {
     }
 
     /// A token that resumes `query` at `cursor`.
-    pub fn encode<C: Serialize>(&self, query: &Query, cursor: &C) -> String {
-        let mut bytes = serde_json::to_vec(cursor).unwrap_or_default();
+    pub fn encode<C: Serialize>(&self, query: &Query, cursor: &C) -> Result<String, Error> {
+        let mut bytes = serde_json::to_vec(cursor)
+            .map_err(|error| Error::Internal(anyhow::Error::new(error).context("encoding a page token")))?;
         bytes.extend_from_slice(&query.0);
         let mut mac = self.mac();
         mac.update(&bytes);
         bytes.extend_from_slice(&mac.finalize().into_bytes());
-        URL_SAFE_NO_PAD.encode(bytes)
+        Ok(URL_SAFE_NO_PAD.encode(bytes))
     }
 
     /// The cursor inside `token`, if the token was minted here for this very query.
@@ -111,14 +112,14 @@ mod tests {
     #[test]
     fn a_token_resumes_its_own_query() {
         let tokens = PageTokens::new(b"secret");
-        let token = tokens.encode(&query("a"), &(42u64, 7u64));
+        let token = tokens.encode(&query("a"), &(42u64, 7u64)).unwrap();
         assert_eq!(tokens.decode::<(u64, u64)>(&query("a"), &token).unwrap(), (42, 7));
     }
 
     #[test]
     fn a_token_is_refused_by_another_query() {
         let tokens = PageTokens::new(b"secret");
-        let token = tokens.encode(&query("a"), &(42u64, 7u64));
+        let token = tokens.encode(&query("a"), &(42u64, 7u64)).unwrap();
         let error = tokens.decode::<(u64, u64)>(&query("b"), &token).unwrap_err();
         assert_eq!(field_of(error), "page_token");
     }
@@ -126,7 +127,7 @@ mod tests {
     #[test]
     fn a_tampered_token_or_a_foreign_key_is_refused() {
         let tokens = PageTokens::new(b"secret");
-        let token = tokens.encode(&query("a"), &(42u64, 7u64));
+        let token = tokens.encode(&query("a"), &(42u64, 7u64)).unwrap();
         let mut bytes = URL_SAFE_NO_PAD.decode(&token).unwrap();
         bytes[1] ^= 0x01; // "[42,7]" becomes "[52,7]"
         let forged = URL_SAFE_NO_PAD.encode(&bytes);
