@@ -3,13 +3,16 @@
 
 use std::time::Duration;
 
-use crm_platform::Role;
+use crm_platform::{
+    Role,
+    principal::{AccessRole, Principal},
+};
 use crm_proto::{
     contacts::v1::contacts_service_client::ContactsServiceClient,
     events::v1::{ListEventsRequest, ListEventsResponse, SubscribeRequest},
     interactions::v1::interactions_service_client::InteractionsServiceClient,
 };
-use crm_testkit::{TestDb, TestSuite};
+use crm_testkit::{INTERNAL_SECRET, TestDb, TestSuite};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
@@ -144,7 +147,8 @@ async fn shutdown_ends_open_feeds_with_unavailable() {
 
     let mut through_gateway =
         suite.contacts().await.unwrap().subscribe(SubscribeRequest::default()).await.unwrap().into_inner();
-    let direct_channel = suite.channel(Role::Interactions).await.unwrap();
+    let principal = Principal { key_id: "test".into(), roles: vec![AccessRole::Admin] };
+    let direct_channel = suite.signed(Role::Interactions, principal, INTERNAL_SECRET).await.unwrap();
     let mut direct = InteractionsServiceClient::new(direct_channel)
         .subscribe(SubscribeRequest::default())
         .await

@@ -1,6 +1,7 @@
 //! Every suite of tests in one binary (link time dominates on 2 cores).
 //! Each test gets its own database and its own servers on ephemeral ports.
 
+mod access;
 mod event_feed;
 mod gateway;
 mod migrations;

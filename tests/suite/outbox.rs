@@ -43,6 +43,28 @@ async fn a_later_commit_waits_behind_an_open_transaction_and_nothing_is_skipped(
     assert!(!after_commit.held_back);
 }
 
+/// Other databases of the cluster cannot write to this outbox, so their long
+/// transactions must not hold this feed back (they would with a cluster-wide
+/// `pg_snapshot_xmin` horizon).
+#[tokio::test]
+async fn an_open_transaction_in_another_database_does_not_hold_the_feed_back() {
+    let test_db = TestDb::create().await.unwrap();
+    let other_db = TestDb::create().await.unwrap();
+    let pool = test_db.role_pool(Role::Contacts).await.unwrap();
+    let feed = Feed::start(pool.clone(), Role::Contacts, CancellationToken::new()).await.unwrap();
+
+    let mut elsewhere = other_db.connect().await.unwrap();
+    sqlx::query("BEGIN").execute(&mut elsewhere).await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()").execute(&mut elsewhere).await.unwrap(); // now holds an xid
+    commit_events(&pool, &[test_event("here", 1)]).await;
+
+    let batch = feed.read(Position::default(), None, 100).await.unwrap();
+    let aggregates: Vec<&str> = batch.events.iter().map(|event| event.aggregate_id.as_str()).collect();
+    assert_eq!(aggregates, ["here"]);
+    assert!(!batch.held_back);
+    sqlx::query("ROLLBACK").execute(&mut elsewhere).await.unwrap();
+}
+
 /// A transaction that rolls back leaves a gap in the sequence; the feed must not wait for it.
 #[tokio::test]
 async fn a_rolled_back_transaction_neither_appears_nor_blocks() {

@@ -3,7 +3,10 @@
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::ServerSettings, metrics::RpcMetrics, outbox::Feed, page_token::PageTokens, role::Role};
+use crate::{
+    config::ServerSettings, metrics::RpcMetrics, outbox::Feed, page_token::PageTokens, principal::IdentitySigner,
+    role::Role,
+};
 
 /// Everything a domain role needs to serve: its migrated pool, the shared
 /// secrets and limits, the process's metrics, and the shutdown signal.
@@ -13,6 +16,8 @@ pub struct RoleContext {
     /// A pool whose `search_path` is the role's own schema, already migrated.
     pub pool: PgPool,
     pub page_tokens: PageTokens,
+    /// Signs (gateway) and verifies (roles) the caller's identity between roles.
+    pub identity: IdentitySigner,
     pub server: ServerSettings,
     pub metrics: RpcMetrics,
     /// Cancelled when the role must stop; the role drains and returns.

@@ -31,6 +31,9 @@ pub enum Error {
     /// The system is not in a state that allows the call.
     #[error("{message}")]
     FailedPrecondition { reason: &'static str, message: String },
+    /// No such method or service.
+    #[error("{0}")]
+    Unimplemented(String),
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
@@ -118,6 +121,7 @@ impl From<Error> for Status {
                 (Code::Aborted, "STALE_ETAG", message)
             }
             Error::FailedPrecondition { reason, message } => (Code::FailedPrecondition, reason, message),
+            Error::Unimplemented(message) => (Code::Unimplemented, "UNIMPLEMENTED", message),
             Error::Unauthenticated(message) => (Code::Unauthenticated, "UNAUTHENTICATED", message),
             Error::PermissionDenied(message) => (Code::PermissionDenied, "PERMISSION_DENIED", message),
             Error::ResourceExhausted { message, retry_after } => {

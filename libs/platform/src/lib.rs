@@ -7,6 +7,7 @@
 //! - [`feed_api`]: the `Subscribe` / `ListEvents` RPCs every role serves over its outbox.
 //! - [`error`]: one error type, mapped to `tonic::Status` with google.rpc details.
 //! - [`page_token`]: opaque page tokens bound to their query.
+//! - [`principal`]: the caller, as the gateway signs it and the roles verify it.
 //! - [`server`]: the gRPC server builder (health, reflection, limits, request ids, drain).
 //! - [`metrics`]: RED metrics per RPC and the `/metrics` endpoint.
 //! - [`telemetry`]: tracing subscriber, OTLP export, meter provider.
@@ -21,6 +22,7 @@ pub mod feed_api;
 pub mod metrics;
 pub mod outbox;
 pub mod page_token;
+pub mod principal;
 pub mod role;
 pub mod server;
 pub mod shutdown;

@@ -36,6 +36,7 @@ use tracing::Level;
 use crate::{
     config::ServerSettings,
     metrics::{RpcMetrics, RpcMetricsLayer},
+    principal::{IdentitySigner, VerifyIdentityLayer},
 };
 
 /// The header that carries the request id, in and out.
@@ -52,6 +53,11 @@ pub struct GrpcServer {
     fallback_service_names: Vec<String>,
     /// Where calls to services not added here go.
     fallback: Option<axum::Router>,
+    /// Who owns the health statuses; by default a private reporter.
+    health: Option<tonic_health::server::HealthReporter>,
+    /// When set, every call but health and reflection must carry a principal
+    /// signed by a gateway (the domain roles).
+    identity: Option<IdentitySigner>,
 }
 
 impl GrpcServer {
@@ -63,6 +69,8 @@ impl GrpcServer {
             service_names: Vec::new(),
             fallback_service_names: Vec::new(),
             fallback: None,
+            health: None,
+            identity: None,
         }
     }
 
@@ -87,23 +95,35 @@ impl GrpcServer {
         self
     }
 
-    /// Serves a domain role's services with the role's limits, metrics and shutdown.
+    /// Lets the caller own the health statuses (the gateway mirrors its upstreams').
+    pub fn with_health(mut self, reporter: tonic_health::server::HealthReporter) -> Self {
+        self.health = Some(reporter);
+        self
+    }
+
+    /// Refuses calls whose principal a gateway did not sign (see [`crate::principal`]).
+    pub fn verify_identity(mut self, signer: IdentitySigner) -> Self {
+        self.identity = Some(signer);
+        self
+    }
+
+    /// Serves a domain role's services with the role's limits, metrics and
+    /// shutdown, accepting only calls that come through a gateway.
     pub async fn serve_role(self, ctx: &crate::RoleContext, listener: TcpListener) -> anyhow::Result<()> {
-        self.serve(listener, &ctx.server, ctx.metrics.clone(), None, ctx.shutdown.clone()).await
+        self.verify_identity(ctx.identity.clone())
+            .serve(listener, &ctx.server, ctx.metrics.clone(), ctx.shutdown.clone())
+            .await
     }
 
     /// Serves on `listener` until `shutdown` is cancelled, then drains.
-    /// `health` lets the caller own the statuses (the gateway mirrors its
-    /// upstreams'); `None` makes a private one.
     pub async fn serve(
         self,
         listener: TcpListener,
         settings: &ServerSettings,
         metrics: RpcMetrics,
-        health: Option<tonic_health::server::HealthReporter>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let reporter = health.unwrap_or_default();
+        let reporter = self.health.unwrap_or_default();
         reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
         for name in &self.service_names {
             reporter.set_service_status(name.as_str(), tonic_health::ServingStatus::Serving).await;
@@ -133,7 +153,8 @@ impl GrpcServer {
                     .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
             )
             .layer(PropagateRequestIdLayer::new(http::HeaderName::from_static(REQUEST_ID_HEADER)))
-            .layer(RpcMetricsLayer::new(metrics, self.name));
+            .layer(RpcMetricsLayer::new(metrics, self.name))
+            .option_layer(self.identity.map(VerifyIdentityLayer::new));
 
         let address = listener.local_addr()?;
         tracing::info!(server = self.name, %address, services = ?self.service_names, proxied = ?self.fallback_service_names, "serving");

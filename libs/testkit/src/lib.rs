@@ -9,4 +9,4 @@ mod database;
 mod suite;
 
 pub use database::TestDb;
-pub use suite::{Authed, TestSuite};
+pub use suite::{Authed, INTERNAL_SECRET, SignedChannel, TestSuite};

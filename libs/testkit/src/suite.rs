@@ -4,7 +4,12 @@ use std::{collections::HashMap, net::SocketAddr};
 
 use anyhow::Context;
 use crm::suite::{Install, RunningSuite};
-use crm_platform::{Config, Role, config::Secret, telemetry::Telemetry};
+use crm_platform::{
+    Config, Role,
+    config::Secret,
+    principal::{IdentitySigner, Principal},
+    telemetry::Telemetry,
+};
 use crm_proto::{
     alerting::v1::alerting_service_client::AlertingServiceClient,
     contacts::v1::contacts_service_client::ContactsServiceClient,
@@ -21,6 +26,9 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::TestDb;
 
+/// The internal secret every test suite shares (it signs page tokens and identity).
+pub const INTERNAL_SECRET: &str = "test-internal-secret-0123456789abcdef";
+
 /// A channel that sends the suite's admin key with every call.
 pub type Authed = InterceptedService<Channel, BearerKey>;
 
@@ -32,6 +40,30 @@ impl tonic::service::Interceptor for BearerKey {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         request.metadata_mut().insert("authorization", self.0.clone());
         Ok(request)
+    }
+}
+
+/// A channel that adds a principal signed as a gateway would sign it.
+#[derive(Clone)]
+pub struct SignedChannel {
+    inner: Channel,
+    signer: IdentitySigner,
+    principal: Principal,
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for SignedChannel {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = tonic::transport::Error;
+    type Future = <Channel as tower::Service<http::Request<tonic::body::Body>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
+        let path = request.uri().path().to_string();
+        self.signer.sign(&self.principal, &path, request.headers_mut());
+        self.inner.call(request)
     }
 }
 
@@ -62,7 +94,7 @@ impl TestSuite {
             ("CRM_SHUTDOWN_GRACE".into(), "20s".into()),
             ("CRM_DB_MAX_CONNECTIONS".into(), "5".into()),
             ("CRM_BOOTSTRAP_ADMIN_KEY".into(), admin_key.clone()),
-            ("CRM_INTERNAL_SECRET".into(), "test-internal-secret-0123456789abcdef".into()),
+            ("CRM_INTERNAL_SECRET".into(), INTERNAL_SECRET.into()),
         ]);
         for role in Role::ALL {
             vars.insert(format!("{}_ADDR", role.env_prefix()), "127.0.0.1:0".into());
@@ -99,8 +131,23 @@ impl TestSuite {
 
     /// `channel` carrying the admin key.
     pub async fn authed(&self, role: Role) -> anyhow::Result<Authed> {
-        let key = AsciiMetadataValue::try_from(format!("Bearer {}", self.admin_key))?;
+        self.with_key(role, &self.admin_key.clone()).await
+    }
+
+    /// `channel` carrying `key` as its bearer credential.
+    pub async fn with_key(&self, role: Role, key: &str) -> anyhow::Result<Authed> {
+        let key = AsciiMetadataValue::try_from(format!("Bearer {key}"))?;
         Ok(InterceptedService::new(self.channel(role).await?, BearerKey(key)))
+    }
+
+    /// A channel straight to `role` that signs `principal` the way a gateway
+    /// does, with `secret` (the suite's own secret is [`INTERNAL_SECRET`]).
+    pub async fn signed(&self, role: Role, principal: Principal, secret: &str) -> anyhow::Result<SignedChannel> {
+        Ok(SignedChannel {
+            inner: self.channel(role).await?,
+            signer: IdentitySigner::new(secret.as_bytes()),
+            principal,
+        })
     }
 
     /// Health of the suite, asked of the gateway.

@@ -10,7 +10,8 @@ use std::{collections::HashMap, net::SocketAddr};
 
 use anyhow::Context;
 use crm_platform::{
-    Config, Role, RoleContext, config::Secret, db, metrics::RpcMetrics, page_token::PageTokens, telemetry::Telemetry,
+    Config, Role, RoleContext, config::Secret, db, metrics::RpcMetrics, page_token::PageTokens,
+    principal::IdentitySigner, telemetry::Telemetry,
 };
 use sqlx::migrate::Migrator;
 use tokio::{net::TcpListener, task::JoinHandle};
@@ -63,6 +64,7 @@ impl RunningSuite {
     pub async fn start(install: &Install, roles: &[Role], telemetry: &Telemetry) -> anyhow::Result<RunningSuite> {
         let metrics = RpcMetrics::new(telemetry);
         let page_tokens = PageTokens::new(install.internal_secret.expose().as_bytes());
+        let identity = IdentitySigner::new(install.internal_secret.expose().as_bytes());
         let mut suite =
             RunningSuite { addresses: HashMap::new(), tasks: Vec::new(), metrics: None, _telemetry: telemetry.clone() };
 
@@ -92,6 +94,7 @@ impl RunningSuite {
                 role,
                 pool,
                 page_tokens: page_tokens.clone(),
+                identity: identity.clone(),
                 server: install.config.server.clone(),
                 metrics: metrics.clone(),
                 shutdown: CancellationToken::new(),
@@ -102,7 +105,7 @@ impl RunningSuite {
                     let gateway = crm_gateway::GatewayContext {
                         role: ctx,
                         upstreams: suite.upstreams(&install.config),
-                        admin_key: install
+                        bootstrap_key: install
                             .admin_key
                             .clone()
                             .context("the gateway needs CRM_BOOTSTRAP_ADMIN_KEY (at least 24 characters)")?,

@@ -1,28 +1,132 @@
-//! `crm.gateway.v1.GatewayAdminService`: each RPC validates, calls the store, maps the result.
-//! The event feed is the platform's; this role only names its service.
+//! `crm.gateway.v1.GatewayAdminService`: API keys, and the gateway's own feed.
 
 use crm_platform::{
-    RoleContext,
+    Error, RoleContext,
+    error::Violations,
     feed_api::{FeedApi, SubscribeStream},
+    outbox::Feed,
+    page_token::{PageTokens, Query},
+    principal::{AccessRole, Principal},
+    server::REQUEST_ID_HEADER,
 };
 use crm_proto::{
     events::v1::{ListEventsRequest, ListEventsResponse, SubscribeRequest},
-    gateway::v1::gateway_admin_service_server::{GatewayAdminService, SERVICE_NAME},
+    gateway::v1::{
+        ApiKey, CreateApiKeyRequest, CreateApiKeyResponse, GetApiKeyRequest, ListApiKeysRequest, ListApiKeysResponse,
+        RevokeApiKeyRequest,
+        gateway_admin_service_server::{GatewayAdminService, SERVICE_NAME},
+    },
 };
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::keys::{cache::KeyCache, secret, store::KeyStore};
+
+const MAX_DISPLAY_NAME: usize = 200;
+const DEFAULT_PAGE_SIZE: i32 = 50;
+const MAX_PAGE_SIZE: i32 = 500;
 
 pub struct GatewayAdminApi {
     feed: FeedApi,
+    store: KeyStore,
+    cache: KeyCache,
+    tokens: PageTokens,
 }
 
 impl GatewayAdminApi {
-    pub async fn new(ctx: &RoleContext) -> anyhow::Result<Self> {
-        Ok(GatewayAdminApi { feed: FeedApi::start(ctx, SERVICE_NAME).await? })
+    pub fn new(ctx: &RoleContext, feed: Feed, store: KeyStore, cache: KeyCache) -> Self {
+        let feed = FeedApi::new(feed, ctx.page_tokens.clone(), SERVICE_NAME, ctx.shutdown.clone());
+        GatewayAdminApi { feed, store, cache, tokens: ctx.page_tokens.clone() }
     }
+}
+
+/// Who is calling (set by the guard) and the request id, for the record.
+fn caller<T>(request: &Request<T>) -> Result<(String, String), Error> {
+    let principal = request
+        .extensions()
+        .get::<Principal>()
+        .ok_or_else(|| Error::Unauthenticated("the call was not authenticated".into()))?;
+    let request_id = request.metadata().get(REQUEST_ID_HEADER).and_then(|value| value.to_str().ok()).unwrap_or("");
+    Ok((principal.actor().to_string(), request_id.to_string()))
+}
+
+fn parse_id(field: &str, id: &str) -> Result<Uuid, Error> {
+    Uuid::try_parse(id).map_err(|_| Error::invalid(field, "must be an API key id (a UUID)"))
 }
 
 #[tonic::async_trait]
 impl GatewayAdminService for GatewayAdminApi {
+    async fn create_api_key(
+        &self,
+        request: Request<CreateApiKeyRequest>,
+    ) -> Result<Response<CreateApiKeyResponse>, Status> {
+        let (creator, request_id) = caller(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::new();
+        let display_name = body.display_name.trim();
+        if display_name.is_empty() || display_name.chars().count() > MAX_DISPLAY_NAME {
+            violations.add("display_name", format!("must be 1 to {MAX_DISPLAY_NAME} characters"));
+        }
+        if body.roles.is_empty() {
+            violations.add("roles", "must name at least one access role");
+        }
+        let mut roles: Vec<AccessRole> = Vec::new();
+        for (index, name) in body.roles.iter().enumerate() {
+            match name.parse::<AccessRole>() {
+                Ok(role) if !roles.contains(&role) => roles.push(role),
+                Ok(_) => {}
+                Err(reason) => violations.add(format!("roles[{index}]"), reason),
+            }
+        }
+        violations.into_result()?;
+
+        let id = Uuid::now_v7();
+        let secret = secret::generate(id);
+        let api_key =
+            self.store.create(id, display_name, &roles, &secret::hash(&secret), &creator, &request_id).await?;
+        tracing::info!(key_id = %id, roles = ?body.roles, "api key created");
+        Ok(Response::new(CreateApiKeyResponse { api_key: Some(api_key), secret }))
+    }
+
+    async fn get_api_key(&self, request: Request<GetApiKeyRequest>) -> Result<Response<ApiKey>, Status> {
+        let id = parse_id("id", &request.get_ref().id)?;
+        Ok(Response::new(self.store.get(id).await?))
+    }
+
+    async fn list_api_keys(
+        &self,
+        request: Request<ListApiKeysRequest>,
+    ) -> Result<Response<ListApiKeysResponse>, Status> {
+        let body = request.into_inner();
+        if body.page_size < 0 {
+            return Err(Error::invalid("page_size", "must not be negative").into());
+        }
+        let page_size = if body.page_size == 0 { DEFAULT_PAGE_SIZE } else { body.page_size.min(MAX_PAGE_SIZE) };
+        let query = Query::builder(&format!("{SERVICE_NAME}/ListApiKeys"))
+            .field("show_revoked", if body.show_revoked { "1" } else { "0" })
+            .build();
+        let before: Option<Uuid> =
+            if body.page_token.is_empty() { None } else { Some(self.tokens.decode(&query, &body.page_token)?) };
+        let mut api_keys = self.store.list(before, i64::from(page_size) + 1, body.show_revoked).await?;
+        let more = api_keys.len() > page_size as usize;
+        api_keys.truncate(page_size as usize);
+        let next_page_token = match api_keys.last() {
+            Some(last) if more => self.tokens.encode(&query, &parse_id("page_token", &last.id)?)?,
+            _ => String::new(),
+        };
+        Ok(Response::new(ListApiKeysResponse { api_keys, next_page_token }))
+    }
+
+    async fn revoke_api_key(&self, request: Request<RevokeApiKeyRequest>) -> Result<Response<ApiKey>, Status> {
+        let (revoker, request_id) = caller(&request)?;
+        let id = parse_id("id", &request.get_ref().id)?;
+        let api_key = self.store.revoke(id, &revoker, &request_id).await?;
+        // This replica stops accepting the key now; the others when the event reaches them.
+        self.cache.forget(id);
+        tracing::info!(key_id = %id, "api key revoked");
+        Ok(Response::new(api_key))
+    }
+
     type SubscribeStream = SubscribeStream;
 
     async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {

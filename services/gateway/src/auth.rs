@@ -1,44 +1,47 @@
-//! Who the caller is. For now one credential exists, the bootstrap admin API
-//! key, sent as `authorization: Bearer <key>`; the key store, scopes and JWT
-//! arrive with the gateway issue (#5) and replace this check.
+//! Who the caller is: a bearer API key (`authorization: Bearer <secret>`),
+//! either the configured bootstrap admin key or a key from the key store.
 
-use std::sync::Arc;
-
-use crm_platform::{Error, config::Secret};
+use crm_platform::{
+    Error,
+    config::Secret,
+    principal::{AccessRole, Principal},
+};
 use subtle::ConstantTimeEq;
-use tonic::{Status, metadata::MetadataMap};
 
-/// Checks credentials in constant time.
+use crate::keys::{cache::KeyCache, secret};
+
+/// The key id recorded for calls made with the bootstrap admin key.
+pub const BOOTSTRAP_KEY_ID: &str = "bootstrap";
+
 #[derive(Clone)]
 pub struct Authenticator {
-    admin_key: Arc<Secret>,
+    bootstrap: Secret,
+    keys: KeyCache,
 }
 
 impl Authenticator {
-    pub fn new(admin_key: Secret) -> Self {
-        Authenticator { admin_key: Arc::new(admin_key) }
+    pub fn new(bootstrap: Secret, keys: KeyCache) -> Self {
+        Authenticator { bootstrap, keys }
     }
 
-    /// `Ok` when `headers` carry a valid bearer key.
-    pub fn check(&self, headers: &http::HeaderMap) -> Result<(), Error> {
+    /// The principal behind the bearer key in `headers`.
+    pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal, Error> {
+        let invalid = || Error::Unauthenticated("the API key is not valid".into());
         let Some(value) = headers.get(http::header::AUTHORIZATION) else {
             return Err(Error::Unauthenticated("send an API key as `authorization: Bearer <key>`".into()));
         };
-        let presented = value.to_str().ok().and_then(|value| value.strip_prefix("Bearer ")).unwrap_or("");
-        if bool::from(presented.as_bytes().ct_eq(self.admin_key.expose().as_bytes())) {
-            Ok(())
-        } else {
-            Err(Error::Unauthenticated("the API key is not valid".into()))
+        let presented = value.to_str().ok().and_then(|value| value.strip_prefix("Bearer ")).ok_or_else(invalid)?;
+        if bool::from(presented.as_bytes().ct_eq(self.bootstrap.expose().as_bytes())) {
+            return Ok(Principal { key_id: BOOTSTRAP_KEY_ID.into(), roles: vec![AccessRole::Admin] });
         }
-    }
-
-    /// The same check as a tonic interceptor, for the services the gateway serves itself.
-    pub fn interceptor(&self) -> impl Fn(tonic::Request<()>) -> Result<tonic::Request<()>, Status> + Clone + use<> {
-        let authenticator = self.clone();
-        move |request: tonic::Request<()>| {
-            let headers = MetadataMap::into_headers(request.metadata().clone());
-            authenticator.check(&headers).map_err(Status::from)?;
-            Ok(request)
+        let id = secret::key_id(presented).ok_or_else(invalid)?;
+        let record = self.keys.get(id).await?.ok_or_else(invalid)?;
+        if !bool::from(secret::hash(presented).ct_eq(&record.secret_sha256)) {
+            return Err(invalid());
         }
+        if record.revoked {
+            return Err(Error::Unauthenticated("the API key was revoked".into()));
+        }
+        Ok(Principal { key_id: record.id.to_string(), roles: record.roles })
     }
 }

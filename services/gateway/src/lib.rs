@@ -4,14 +4,20 @@
 //! - [`proxy`]: the transparent proxy: every call kind, no per-method code.
 //! - [`upstream_health`]: mirrors each role's health into the gateway's, so
 //!   `grpc.health.v1.Health/Check` at the gateway answers for the whole suite.
-//! - [`auth`]: who the caller is (bearer API key).
+//! - [`auth`]: who the caller is (bearer API key: bootstrap or from the store).
+//! - [`keys`]: API keys: secrets, the table, the per-replica cache.
+//! - [`policy`]: the scope every method requires, and the scopes of each access role.
+//! - [`guard`]: authenticate, authorize, and pass the signed principal on.
 //! - `api`: `crm.gateway.v1.GatewayAdminService`, served by the gateway itself.
 //!
-//! A call goes: server layers (request id, span, metrics, deadline) → proxy
-//! (authenticate, route, strip the credential) → the role's channel → back.
+//! A call goes: server layers (request id, span, metrics, deadline) → guard
+//! (key, scope, signed principal) → proxy (route) → the role's channel → back.
 
 mod api;
 pub mod auth;
+pub mod guard;
+pub mod keys;
+pub mod policy;
 pub mod proxy;
 pub mod routing;
 pub mod upstream_health;
@@ -23,6 +29,11 @@ use crm_platform::{Role, RoleContext, config::Secret, server::GrpcServer};
 use crm_proto::gateway::v1::gateway_admin_service_server::GatewayAdminServiceServer;
 use tokio::net::TcpListener;
 
+use crate::{
+    guard::{Guard, Guarded},
+    keys::{cache::KeyCache, store::KeyStore},
+};
+
 /// The migrations of the `gateway` schema.
 pub fn migrator() -> sqlx::migrate::Migrator {
     sqlx::migrate!("./migrations")
@@ -30,31 +41,36 @@ pub fn migrator() -> sqlx::migrate::Migrator {
 
 /// What the gateway needs besides a role's usual context.
 pub struct GatewayContext {
-    /// The gateway's own schema, feed, limits and shutdown.
+    /// The gateway's own schema, feed, limits, identity signer and shutdown.
     pub role: RoleContext,
     /// Upstream URLs of each domain role; several URLs are load-balanced.
     pub upstreams: HashMap<Role, Vec<String>>,
-    /// The admin API key every call must present until issue #5's key store exists.
-    pub admin_key: Secret,
+    /// The admin API key that works before any key exists (`CRM_BOOTSTRAP_ADMIN_KEY`).
+    pub bootstrap_key: Secret,
 }
 
 /// Serves the gateway on `listener` until shutdown, then drains.
 pub async fn serve(ctx: GatewayContext, listener: TcpListener) -> anyhow::Result<()> {
+    let shutdown = ctx.role.shutdown.clone();
     let routes = routing::RoutingTable::connect(&ctx.upstreams).context("building upstream channels")?;
-    let authenticator = auth::Authenticator::new(ctx.admin_key.clone());
     let health = tonic_health::server::HealthReporter::new();
-    upstream_health::spawn(&routes, health.clone(), ctx.role.shutdown.clone());
+    upstream_health::spawn(&routes, health.clone(), shutdown.clone());
 
-    let admin = api::GatewayAdminApi::new(&ctx.role).await?;
-    let admin = GatewayAdminServiceServer::new(admin)
+    let store = KeyStore::new(ctx.role.pool.clone());
+    let cache = KeyCache::new(store.clone());
+    let feed = ctx.role.feed().await?;
+    cache.follow_revocations(feed.clone(), shutdown.clone()).await?;
+    let guard = Guard::new(auth::Authenticator::new(ctx.bootstrap_key, cache.clone()), ctx.role.identity.clone());
+
+    let admin = GatewayAdminServiceServer::new(api::GatewayAdminApi::new(&ctx.role, feed, store, cache))
         .max_decoding_message_size(ctx.role.server.max_message_bytes)
         .max_encoding_message_size(ctx.role.server.max_message_bytes);
-    let admin = tonic::service::interceptor::InterceptedService::new(admin, authenticator.interceptor());
     let proxied_services = routes.service_names();
-    let proxy = proxy::Proxy::new(routes, authenticator, ctx.role.shutdown.clone());
+    let proxy = Guarded::new(proxy::Proxy::new(routes, shutdown.clone()), guard.clone());
     GrpcServer::new("gateway")
-        .add_service(admin)
+        .add_service(Guarded::new(admin, guard))
         .with_fallback(axum::Router::new().fallback_service(proxy), proxied_services)
-        .serve(listener, &ctx.role.server, ctx.role.metrics.clone(), Some(health), ctx.role.shutdown.clone())
+        .with_health(health)
+        .serve(listener, &ctx.role.server, ctx.role.metrics.clone(), shutdown)
         .await
 }

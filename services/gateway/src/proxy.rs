@@ -12,20 +12,20 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::{Status, body::Body};
 use tower::{Service, ServiceExt};
 
-use crate::{auth::Authenticator, routing::RoutingTable};
+use crate::routing::RoutingTable;
 
-/// The gateway's fallback service: every call no local service takes.
+/// The gateway's fallback service: every call no local service takes. It
+/// sits behind the [`crate::guard::Guard`], which has already admitted the call.
 #[derive(Clone)]
 pub struct Proxy {
     routes: RoutingTable,
-    authenticator: Authenticator,
     /// The gateway's shutdown: relayed response streams end when it fires.
     shutdown: CancellationToken,
 }
 
 impl Proxy {
-    pub fn new(routes: RoutingTable, authenticator: Authenticator, shutdown: CancellationToken) -> Self {
-        Proxy { routes, authenticator, shutdown }
+    pub fn new(routes: RoutingTable, shutdown: CancellationToken) -> Self {
+        Proxy { routes, shutdown }
     }
 }
 
@@ -43,13 +43,7 @@ impl Service<http::Request<axum::body::Body>> for Proxy {
         let Some(upstream) = self.routes.route(&path).cloned() else {
             return ready(Status::unimplemented(format!("no service of the suite serves {path}")));
         };
-        if let Err(error) = self.authenticator.check(request.headers()) {
-            return ready(Status::from(error));
-        }
-        let (mut parts, body) = request.into_parts();
-        // The credential stops here: roles learn who the caller is from the gateway, not from the key.
-        parts.headers.remove(http::header::AUTHORIZATION);
-        let forwarded = http::Request::from_parts(parts, Body::new(body));
+        let forwarded = request.map(Body::new);
         let streaming = self.routes.is_server_streaming(&path);
         let shutdown = self.shutdown.clone();
         Box::pin(async move {

@@ -87,14 +87,41 @@ impl Feed {
         Ok(Feed { pool, wakeups })
     }
 
+    /// The horizon: every transaction of this database below it has finished,
+    /// so rows below it can be read without any earlier row appearing later.
+    ///
+    /// It is the oldest transaction the current snapshot still sees running,
+    /// leaving out those that `pg_stat_activity` places in another database
+    /// (they cannot write to this outbox; an xid it cannot place is kept), or,
+    /// with none left, the snapshot's xmax. A long transaction in another
+    /// database of the cluster therefore does not hold this feed back.
+    /// Must run as its own statement, before the read's snapshot is taken.
+    async fn horizon(&self) -> Result<i64, Error> {
+        let horizon: i64 = sqlx::query_scalar(
+            "WITH snap AS (SELECT pg_current_snapshot() AS s),
+                  ours AS (SELECT oid FROM pg_database WHERE datname = current_database()),
+                  running AS (
+                      SELECT x::text::bigint AS xid
+                      FROM snap, pg_snapshot_xip(snap.s) AS x
+                      WHERE NOT EXISTS (
+                          SELECT 1 FROM pg_stat_activity a, ours
+                          WHERE a.backend_xid = xid(x) AND a.datid IS NOT NULL AND a.datid <> ours.oid))
+             SELECT coalesce((SELECT min(xid) FROM running), (SELECT pg_snapshot_xmax(s)::text::bigint FROM snap))",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(horizon)
+    }
+
     /// Reads up to `limit` events after `after`, optionally about one aggregate only.
     pub async fn read(&self, after: Position, aggregate_id: Option<&str>, limit: i64) -> Result<Batch, Error> {
+        let horizon = self.horizon().await?;
         let rows = sqlx::query(
             "SELECT transaction_id::text::bigint AS transaction, sequence, id, event_type, aggregate_type,
                     aggregate_id, occurred_at, payload, request_id
              FROM outbox
              WHERE (transaction_id, sequence) > ($1::bigint::text::xid8, $2)
-               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+               AND transaction_id < $5::bigint::text::xid8
                AND ($3::text IS NULL OR aggregate_id = $3)
              ORDER BY transaction_id, sequence
              LIMIT $4",
@@ -103,6 +130,7 @@ impl Feed {
         .bind(to_i64(after.sequence))
         .bind(aggregate_id)
         .bind(limit)
+        .bind(horizon)
         .fetch_all(&self.pool)
         .await?;
 
@@ -114,20 +142,39 @@ impl Feed {
             scanned_to = Position::from(event.position);
             events.push(event);
         }
-        let held_back = !full && self.held_back(scanned_to).await?;
+        let held_back = !full && self.held_back(scanned_to, horizon).await?;
         Ok(Batch { events, scanned_to, full, held_back })
     }
 
+    /// The position of the newest event readers can see now: following from
+    /// it delivers exactly the events that become visible later.
+    pub async fn end(&self) -> Result<Position, Error> {
+        let horizon = self.horizon().await?;
+        let newest: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT transaction_id::text::bigint, sequence FROM outbox
+             WHERE transaction_id < $1::bigint::text::xid8
+             ORDER BY transaction_id DESC, sequence DESC
+             LIMIT 1",
+        )
+        .bind(horizon)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(newest
+            .map(|(transaction, sequence)| Position { transaction: transaction as u64, sequence: sequence as u64 })
+            .unwrap_or_default())
+    }
+
     /// Whether committed events exist after `after` that the horizon still hides.
-    async fn held_back(&self, after: Position) -> Result<bool, Error> {
+    async fn held_back(&self, after: Position, horizon: i64) -> Result<bool, Error> {
         let held_back: bool = sqlx::query_scalar(
             "SELECT EXISTS (
                 SELECT 1 FROM outbox
                 WHERE (transaction_id, sequence) > ($1::bigint::text::xid8, $2)
-                  AND transaction_id >= pg_snapshot_xmin(pg_current_snapshot()))",
+                  AND transaction_id >= $3::bigint::text::xid8)",
         )
         .bind(to_i64(after.transaction))
         .bind(to_i64(after.sequence))
+        .bind(horizon)
         .fetch_one(&self.pool)
         .await?;
         Ok(held_back)
@@ -142,7 +189,7 @@ impl Feed {
         after: Position,
         event_types: Vec<String>,
         stop: CancellationToken,
-    ) -> impl Stream<Item = Result<pb::Event, Error>> + Send + 'static {
+    ) -> impl Stream<Item = Result<pb::Event, Error>> + Send + use<> {
         let feed = self.clone();
         async_stream::stream! {
             let mut cursor = after;

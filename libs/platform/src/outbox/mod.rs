@@ -10,10 +10,11 @@
 //! sequence 5 and commit after B has committed sequence 6. A reader that
 //! handed out 6 and moved its cursor past it would never see 5. So the feed is
 //! ordered by `(transaction_id, sequence)`, and a reader only takes rows whose
-//! transaction id is below `pg_snapshot_xmin(pg_current_snapshot())`: every
-//! transaction below that horizon has finished, so no row can ever appear
-//! behind a cursor. The cost: a long transaction anywhere in the cluster holds
-//! the horizon, and with it the feed, back until it ends.
+//! transaction id is below a horizon under which every transaction of this
+//! database has finished (the snapshot's oldest running transaction of this
+//! database, else its xmax), so no row can ever appear behind a cursor. The
+//! cost: a long transaction in the same database holds the feed back until it
+//! ends; one in another database of the cluster does not.
 
 mod feed;
 mod writer;

@@ -1,0 +1,115 @@
+//! The gateway's checks in front of every service it offers, local or proxied,
+//! in order: authenticate the key, find the method's policy and check the
+//! scope, then hand the call on with the credential removed and the principal
+//! attached (in the request's extensions for local services, and signed in
+//! headers for the roles). Health and reflection stay open.
+
+use std::{
+    collections::HashSet,
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use crm_platform::{
+    Error,
+    principal::{IdentitySigner, is_public_path},
+};
+use tonic::{Status, body::Body, server::NamedService};
+use tower::Service;
+
+use crate::{auth::Authenticator, policy};
+
+/// What the gateway checks on every call.
+pub struct Guard {
+    authenticator: Authenticator,
+    signer: IdentitySigner,
+    /// Every method path in the contracts: a path outside it is UNIMPLEMENTED,
+    /// a path inside it without a policy is PERMISSION_DENIED.
+    methods: HashSet<String>,
+}
+
+impl Guard {
+    pub fn new(authenticator: Authenticator, signer: IdentitySigner) -> Arc<Guard> {
+        let methods = crm_proto::services()
+            .iter()
+            .flat_map(|service| service.methods.iter().map(|method| service.path(method)))
+            .collect();
+        Arc::new(Guard { authenticator, signer, methods })
+    }
+
+    /// Admits the call (and rewrites its headers) or says why not.
+    async fn admit<B>(&self, request: &mut http::Request<B>) -> Result<(), Error> {
+        let path = request.uri().path().to_string();
+        if is_public_path(&path) {
+            return Ok(());
+        }
+        // Authenticate first, so that strangers cannot probe which methods exist.
+        let principal = self.authenticator.authenticate(request.headers()).await?;
+        if !self.methods.contains(&path) {
+            return Err(Error::Unimplemented(format!("no service of the suite serves {path}")));
+        }
+        let Some(scope) = policy::required_scope(&path) else {
+            return Err(Error::PermissionDenied(format!("{path} has no access policy; no one may call it")));
+        };
+        if !policy::allows(&principal, scope) {
+            return Err(Error::PermissionDenied(format!(
+                "{path} needs the {} scope, which this key lacks",
+                scope.as_str()
+            )));
+        }
+        let headers = request.headers_mut();
+        // The credential stops here: the roles trust the signed principal instead.
+        headers.remove(http::header::AUTHORIZATION);
+        self.signer.sign(&principal, &path, headers);
+        request.extensions_mut().insert(principal);
+        Ok(())
+    }
+}
+
+/// `inner`, behind the [`Guard`].
+#[derive(Clone)]
+pub struct Guarded<S> {
+    inner: S,
+    guard: Arc<Guard>,
+}
+
+impl<S> Guarded<S> {
+    pub fn new(inner: S, guard: Arc<Guard>) -> Self {
+        Guarded { inner, guard }
+    }
+}
+
+impl<S: NamedService> NamedService for Guarded<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> Service<http::Request<B>> for Guarded<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // The clone is not ready; the service polled ready is the one we take.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let guard = self.guard.clone();
+        Box::pin(async move {
+            match guard.admit(&mut request).await {
+                Ok(()) => inner.call(request).await,
+                Err(error) => Ok(Status::from(error).into_http()),
+            }
+        })
+    }
+}

@@ -1,0 +1,139 @@
+//! Who may call what. Every method of every service needs exactly one scope,
+//! listed in [`POLICY`]; a method without a line there is refused, so a new
+//! RPC is unreachable until someone decides who may call it.
+
+use crm_platform::principal::{AccessRole, Principal};
+
+/// A permission a method requires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    ContactsRead,
+    ContactsWrite,
+    InteractionsRead,
+    InteractionsWrite,
+    /// Bulk ingest from billing and accounting.
+    InteractionsIngest,
+    SegmentsRead,
+    SegmentsWrite,
+    AlertsRead,
+    AlertsWrite,
+    /// API keys and the gateway's own feed.
+    GatewayAdmin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 10] = [
+        Scope::ContactsRead,
+        Scope::ContactsWrite,
+        Scope::InteractionsRead,
+        Scope::InteractionsWrite,
+        Scope::InteractionsIngest,
+        Scope::SegmentsRead,
+        Scope::SegmentsWrite,
+        Scope::AlertsRead,
+        Scope::AlertsWrite,
+        Scope::GatewayAdmin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::ContactsRead => "contacts.read",
+            Scope::ContactsWrite => "contacts.write",
+            Scope::InteractionsRead => "interactions.read",
+            Scope::InteractionsWrite => "interactions.write",
+            Scope::InteractionsIngest => "interactions.ingest",
+            Scope::SegmentsRead => "segments.read",
+            Scope::SegmentsWrite => "segments.write",
+            Scope::AlertsRead => "alerts.read",
+            Scope::AlertsWrite => "alerts.write",
+            Scope::GatewayAdmin => "gateway.admin",
+        }
+    }
+}
+
+/// The scopes each access role grants.
+pub fn scopes_of(role: AccessRole) -> &'static [Scope] {
+    use Scope::*;
+    match role {
+        AccessRole::Admin => &Scope::ALL,
+        AccessRole::Agent => {
+            &[ContactsRead, ContactsWrite, InteractionsRead, InteractionsWrite, SegmentsRead, AlertsRead]
+        }
+        AccessRole::Integration => {
+            &[ContactsRead, ContactsWrite, InteractionsRead, InteractionsWrite, InteractionsIngest]
+        }
+        AccessRole::Analyst => &[ContactsRead, InteractionsRead, SegmentsRead, SegmentsWrite, AlertsRead],
+        AccessRole::Sre => &[AlertsRead, AlertsWrite],
+    }
+}
+
+/// Every method of the suite and the scope it requires: one line per method.
+pub const POLICY: &[(&str, Scope)] = &[
+    ("/crm.contacts.v1.ContactsService/Subscribe", Scope::ContactsRead),
+    ("/crm.contacts.v1.ContactsService/ListEvents", Scope::ContactsRead),
+    ("/crm.interactions.v1.InteractionsService/Subscribe", Scope::InteractionsRead),
+    ("/crm.interactions.v1.InteractionsService/ListEvents", Scope::InteractionsRead),
+    ("/crm.segmentation.v1.SegmentationService/Subscribe", Scope::SegmentsRead),
+    ("/crm.segmentation.v1.SegmentationService/ListEvents", Scope::SegmentsRead),
+    ("/crm.alerting.v1.AlertingService/Subscribe", Scope::AlertsRead),
+    ("/crm.alerting.v1.AlertingService/ListEvents", Scope::AlertsRead),
+    ("/crm.gateway.v1.GatewayAdminService/CreateApiKey", Scope::GatewayAdmin),
+    ("/crm.gateway.v1.GatewayAdminService/GetApiKey", Scope::GatewayAdmin),
+    ("/crm.gateway.v1.GatewayAdminService/ListApiKeys", Scope::GatewayAdmin),
+    ("/crm.gateway.v1.GatewayAdminService/RevokeApiKey", Scope::GatewayAdmin),
+    ("/crm.gateway.v1.GatewayAdminService/Subscribe", Scope::GatewayAdmin),
+    ("/crm.gateway.v1.GatewayAdminService/ListEvents", Scope::GatewayAdmin),
+];
+
+/// The scope the method at `path` requires; `None` when it has no policy.
+pub fn required_scope(path: &str) -> Option<Scope> {
+    POLICY.iter().find(|(method, _)| *method == path).map(|(_, scope)| *scope)
+}
+
+/// Whether any of the principal's roles grants `scope`.
+pub fn allows(principal: &Principal, scope: Scope) -> bool {
+    principal.roles.iter().any(|role| scopes_of(*role).contains(&scope))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn every_method_in_the_contracts_has_a_policy() {
+        let mut missing = Vec::new();
+        for service in crm_proto::services() {
+            for method in &service.methods {
+                let path = service.path(method);
+                if required_scope(&path).is_none() {
+                    missing.push(path);
+                }
+            }
+        }
+        assert!(missing.is_empty(), "methods without an access policy (add them to POLICY): {missing:?}");
+    }
+
+    #[test]
+    fn every_policy_line_names_a_real_method_once() {
+        let real: HashSet<String> = crm_proto::services()
+            .iter()
+            .flat_map(|service| service.methods.iter().map(|method| service.path(method)))
+            .collect();
+        let mut seen = HashSet::new();
+        for (path, _) in POLICY {
+            assert!(real.contains(*path), "POLICY names {path}, which no contract defines");
+            assert!(seen.insert(*path), "POLICY lists {path} twice");
+        }
+    }
+
+    #[test]
+    fn admin_has_every_scope_and_sre_sees_no_customer_data() {
+        let admin = Principal { key_id: "a".into(), roles: vec![AccessRole::Admin] };
+        assert!(Scope::ALL.iter().all(|scope| allows(&admin, *scope)));
+        let sre = Principal { key_id: "s".into(), roles: vec![AccessRole::Sre] };
+        assert!(!allows(&sre, Scope::ContactsRead) && !allows(&sre, Scope::InteractionsRead));
+        assert!(allows(&sre, Scope::AlertsRead));
+    }
+}
