@@ -225,3 +225,57 @@ async fn a_role_refuses_identity_a_gateway_did_not_sign() {
     health.check(tonic_health::pb::HealthCheckRequest::default()).await.unwrap();
     suite.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn each_key_has_its_own_rate_limit_with_a_retry_delay() {
+    let test_db = TestDb::create().await.unwrap();
+    let limits = [("CRM_RATE_LIMITS".to_string(), "analyst=1/s:3".to_string())];
+    let suite = TestSuite::start_roles(&test_db, &Role::ALL, &limits).await.unwrap();
+    let (_, first_secret) = create_key(&suite, &["analyst"]).await;
+    let (_, second_secret) = create_key(&suite, &["analyst"]).await;
+    let mut first = ContactsServiceClient::new(suite.with_key(Role::Gateway, &first_secret).await.unwrap());
+
+    // A burst of 3 passes; well before 20 calls at one token per second the bucket is empty.
+    let mut outcomes = Vec::new();
+    for _ in 0..20 {
+        outcomes.push(first.list_events(ListEventsRequest::default()).await);
+    }
+    assert!(outcomes[..3].iter().all(Result::is_ok), "the burst is allowed: {outcomes:?}");
+    let limited = outcomes.iter().find_map(|outcome| outcome.as_ref().err()).expect("the limit is reached");
+    assert_eq!(limited.code(), Code::ResourceExhausted);
+    let retry = limited.check_error_details().unwrap().retry_info().cloned().expect("a retry delay");
+    let delay = retry.retry_delay.unwrap();
+    assert!(delay > Duration::ZERO && delay <= Duration::from_secs(1), "{delay:?}");
+
+    // Another key of the same role has its own bucket.
+    let mut second = ContactsServiceClient::new(suite.with_key(Role::Gateway, &second_secret).await.unwrap());
+    second.list_events(ListEventsRequest::default()).await.unwrap();
+    suite.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_key_may_hold_only_so_many_streams_open() {
+    let test_db = TestDb::create().await.unwrap();
+    let cap = [("CRM_MAX_STREAMS_PER_KEY".to_string(), "2".to_string())];
+    let suite = TestSuite::start_roles(&test_db, &Role::ALL, &cap).await.unwrap();
+    let (_, secret) = create_key(&suite, &["integration"]).await;
+    let mut contacts = ContactsServiceClient::new(suite.with_key(Role::Gateway, &secret).await.unwrap());
+    let subscribe = || crm_proto::events::v1::SubscribeRequest::default();
+
+    let first = contacts.subscribe(subscribe()).await.unwrap();
+    let _second = contacts.subscribe(subscribe()).await.unwrap();
+    let third = contacts.subscribe(subscribe()).await.unwrap_err();
+    assert_eq!(third.code(), Code::ResourceExhausted);
+    // Unary calls are not streams.
+    contacts.list_events(ListEventsRequest::default()).await.unwrap();
+    // Other keys are not affected.
+    suite.contacts().await.unwrap().subscribe(subscribe()).await.unwrap();
+
+    drop(first);
+    eventually(Duration::from_secs(10), "the closed stream to free its slot", || {
+        let mut contacts = contacts.clone();
+        async move { contacts.subscribe(subscribe()).await.is_ok() }
+    })
+    .await;
+    suite.shutdown().await.unwrap();
+}

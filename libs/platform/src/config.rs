@@ -6,7 +6,7 @@
 
 use std::{collections::HashMap, fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
-use crate::role::Role;
+use crate::{principal::AccessRole, role::Role};
 
 /// A value that must never be printed: its `Debug` and `Display` are redacted.
 #[derive(Clone, PartialEq, Eq)]
@@ -86,6 +86,39 @@ impl Default for ServerSettings {
     }
 }
 
+/// A token bucket: a steady rate and the burst it may briefly exceed it by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+/// Per-key limits the gateway applies, by the key's access role.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GatewayLimits {
+    /// Requests per second for one key of each access role; a key with several
+    /// roles gets the most generous of them.
+    pub rate: HashMap<AccessRole, RateLimit>,
+    /// Streaming calls one key may have open at once.
+    pub max_streams_per_key: usize,
+}
+
+impl Default for GatewayLimits {
+    fn default() -> Self {
+        let limit = |per_second| RateLimit { per_second, burst: per_second * 2 };
+        GatewayLimits {
+            rate: HashMap::from([
+                (AccessRole::Admin, limit(1000)),
+                (AccessRole::Agent, limit(200)),
+                (AccessRole::Integration, limit(2000)),
+                (AccessRole::Analyst, limit(100)),
+                (AccessRole::Sre, limit(100)),
+            ]),
+            max_streams_per_key: 32,
+        }
+    }
+}
+
 /// Where traces and metrics go by OTLP, when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OtlpSettings {
@@ -118,6 +151,7 @@ pub struct Config {
     pub bootstrap_admin_key: Option<Secret>,
     /// Where `crm up` keeps its private PostgreSQL and generated secrets.
     pub data_dir: PathBuf,
+    pub gateway_limits: GatewayLimits,
 }
 
 /// One bad variable.
@@ -207,6 +241,7 @@ impl Config {
             internal_secret: reader.secret("CRM_INTERNAL_SECRET", 32),
             bootstrap_admin_key: reader.secret("CRM_BOOTSTRAP_ADMIN_KEY", 24),
             data_dir: reader.text("CRM_DATA_DIR").map(PathBuf::from).unwrap_or_else(default_data_dir),
+            gateway_limits: reader.gateway_limits(),
         };
         if reader.errors.is_empty() { Ok(config) } else { Err(ConfigErrors(reader.errors)) }
     }
@@ -231,6 +266,30 @@ fn at_least<T: PartialOrd + fmt::Display + Copy>(minimum: T) -> impl Fn(&T) -> R
     move |value| {
         if *value >= minimum { Ok(()) } else { Err(format!("must be at least {minimum}")) }
     }
+}
+
+/// `agent=100/s` or `agent=100/s:250`.
+fn parse_rate_limit(entry: &str) -> Result<(AccessRole, RateLimit), String> {
+    let (role, limit) = entry.split_once('=').ok_or("write ROLE=RATE/s or ROLE=RATE/s:BURST")?;
+    let role = role.trim().parse::<AccessRole>()?;
+    let (rate, burst) = match limit.split_once(':') {
+        Some((rate, burst)) => (rate, Some(burst)),
+        None => (limit, None),
+    };
+    let per_second: u32 = rate
+        .trim()
+        .strip_suffix("/s")
+        .ok_or("the rate is per second: write e.g. 100/s")?
+        .parse()
+        .map_err(|_| "the rate must be a whole number")?;
+    let burst = match burst {
+        Some(burst) => burst.trim().parse().map_err(|_| "the burst must be a whole number")?,
+        None => per_second * 2,
+    };
+    if per_second == 0 || burst == 0 {
+        return Err("the rate and the burst must be at least 1".into());
+    }
+    Ok((role, RateLimit { per_second, burst }))
 }
 
 /// Reads variables and collects every error instead of stopping at the first.
@@ -291,6 +350,23 @@ impl Reader<'_> {
             return None;
         }
         Some(Secret(value))
+    }
+
+    /// `CRM_RATE_LIMITS` (`agent=100/s,integration=2000/s:5000`, each `role=RATE/s[:BURST]`,
+    /// overriding the defaults for the roles named) and `CRM_MAX_STREAMS_PER_KEY`.
+    fn gateway_limits(&mut self) -> GatewayLimits {
+        let mut limits = GatewayLimits::default();
+        limits.max_streams_per_key = self.parsed("CRM_MAX_STREAMS_PER_KEY", limits.max_streams_per_key, at_least(1));
+        let Some(raw) = self.text("CRM_RATE_LIMITS") else { return limits };
+        for entry in raw.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
+            match parse_rate_limit(entry) {
+                Ok((role, limit)) => {
+                    limits.rate.insert(role, limit);
+                }
+                Err(reason) => self.fail("CRM_RATE_LIMITS", format!("{entry:?} is not valid: {reason}")),
+            }
+        }
+        limits
     }
 
     fn upstreams(&mut self, role: Role, listen: SocketAddr) -> Vec<String> {
@@ -358,6 +434,24 @@ mod tests {
         assert!(message.contains("\"soon\" is not a duration"), "{message}");
         assert!(message.contains("must be at least 1"), "{message}");
         assert!(!message.contains("short-secret-value"), "secrets are never echoed: {message}");
+    }
+
+    #[test]
+    fn rate_limits_override_the_defaults_of_the_roles_they_name() {
+        let config = Config::from_vars(&vars(&[
+            ("CRM_RATE_LIMITS", "analyst=5/s:7, sre=3/s"),
+            ("CRM_MAX_STREAMS_PER_KEY", "4"),
+        ]))
+        .unwrap();
+        let rate = &config.gateway_limits.rate;
+        assert_eq!(rate[&AccessRole::Analyst], RateLimit { per_second: 5, burst: 7 });
+        assert_eq!(rate[&AccessRole::Sre], RateLimit { per_second: 3, burst: 6 });
+        assert_eq!(rate[&AccessRole::Admin], GatewayLimits::default().rate[&AccessRole::Admin]);
+        assert_eq!(config.gateway_limits.max_streams_per_key, 4);
+
+        let errors = Config::from_vars(&vars(&[("CRM_RATE_LIMITS", "root=5/s,agent=5,agent=0/s")])).unwrap_err();
+        assert_eq!(errors.0.len(), 3, "{errors}");
+        assert!(errors.0.iter().all(|error| error.variable == "CRM_RATE_LIMITS"));
     }
 
     #[test]

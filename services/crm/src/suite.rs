@@ -109,6 +109,7 @@ impl RunningSuite {
                             .admin_key
                             .clone()
                             .context("the gateway needs CRM_BOOTSTRAP_ADMIN_KEY (at least 24 characters)")?,
+                        limits: install.config.gateway_limits.clone(),
                     };
                     tokio::spawn(crm_gateway::serve(gateway, listener))
                 }

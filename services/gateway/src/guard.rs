@@ -1,11 +1,12 @@
 //! The gateway's checks in front of every service it offers, local or proxied,
 //! in order: authenticate the key, find the method's policy and check the
-//! scope, then hand the call on with the credential removed and the principal
+//! scope, take a token from the key's rate limit (and a stream slot for a
+//! streaming call), then hand the call on with the credential removed and the principal
 //! attached (in the request's extensions for local services, and signed in
 //! headers for the roles). Health and reflection stay open.
 
 use std::{
-    collections::HashSet,
+    collections::HashMap,
     convert::Infallible,
     future::Future,
     pin::Pin,
@@ -20,37 +21,49 @@ use crm_platform::{
 use tonic::{Status, body::Body, server::NamedService};
 use tower::Service;
 
-use crate::{auth::Authenticator, policy};
+use crate::{
+    auth::Authenticator,
+    limits::{Limits, SlotBody, StreamSlot},
+    policy,
+};
 
 /// What the gateway checks on every call.
 pub struct Guard {
     authenticator: Authenticator,
     signer: IdentitySigner,
-    /// Every method path in the contracts: a path outside it is UNIMPLEMENTED,
-    /// a path inside it without a policy is PERMISSION_DENIED.
-    methods: HashSet<String>,
+    limits: Arc<Limits>,
+    /// Every method path in the contracts, and whether it streams (either way):
+    /// a path outside it is UNIMPLEMENTED, one inside it without a policy is
+    /// PERMISSION_DENIED.
+    methods: HashMap<String, bool>,
 }
 
 impl Guard {
-    pub fn new(authenticator: Authenticator, signer: IdentitySigner) -> Arc<Guard> {
+    pub fn new(authenticator: Authenticator, signer: IdentitySigner, limits: Arc<Limits>) -> Arc<Guard> {
         let methods = crm_proto::services()
             .iter()
-            .flat_map(|service| service.methods.iter().map(|method| service.path(method)))
+            .flat_map(|service| {
+                service
+                    .methods
+                    .iter()
+                    .map(|method| (service.path(method), method.client_streaming || method.server_streaming))
+            })
             .collect();
-        Arc::new(Guard { authenticator, signer, methods })
+        Arc::new(Guard { authenticator, signer, limits, methods })
     }
 
-    /// Admits the call (and rewrites its headers) or says why not.
-    async fn admit<B>(&self, request: &mut http::Request<B>) -> Result<(), Error> {
+    /// Admits the call (rewriting its headers; for a stream, holding one of the
+    /// key's stream slots) or says why not.
+    async fn admit<B>(&self, request: &mut http::Request<B>) -> Result<Option<StreamSlot>, Error> {
         let path = request.uri().path().to_string();
         if is_public_path(&path) {
-            return Ok(());
+            return Ok(None);
         }
         // Authenticate first, so that strangers cannot probe which methods exist.
         let principal = self.authenticator.authenticate(request.headers()).await?;
-        if !self.methods.contains(&path) {
+        let Some(&streaming) = self.methods.get(&path) else {
             return Err(Error::Unimplemented(format!("no service of the suite serves {path}")));
-        }
+        };
         let Some(scope) = policy::required_scope(&path) else {
             return Err(Error::PermissionDenied(format!("{path} has no access policy; no one may call it")));
         };
@@ -60,12 +73,14 @@ impl Guard {
                 scope.as_str()
             )));
         }
+        self.limits.check_rate(&principal)?;
+        let slot = if streaming { Some(self.limits.open_stream(&principal)?) } else { None };
         let headers = request.headers_mut();
         // The credential stops here: the roles trust the signed principal instead.
         headers.remove(http::header::AUTHORIZATION);
         self.signer.sign(&principal, &path, headers);
         request.extensions_mut().insert(principal);
-        Ok(())
+        Ok(slot)
     }
 }
 
@@ -107,7 +122,11 @@ where
         let guard = self.guard.clone();
         Box::pin(async move {
             match guard.admit(&mut request).await {
-                Ok(()) => inner.call(request).await,
+                Ok(None) => inner.call(request).await,
+                Ok(Some(slot)) => {
+                    let response = inner.call(request).await?;
+                    Ok(response.map(|body| Body::new(SlotBody::new(body, slot))))
+                }
                 Err(error) => Ok(Status::from(error).into_http()),
             }
         })

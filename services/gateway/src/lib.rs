@@ -7,7 +7,8 @@
 //! - [`auth`]: who the caller is (bearer API key: bootstrap or from the store).
 //! - [`keys`]: API keys: secrets, the table, the per-replica cache.
 //! - [`policy`]: the scope every method requires, and the scopes of each access role.
-//! - [`guard`]: authenticate, authorize, and pass the signed principal on.
+//! - [`limits`]: per-key rate limits and the cap on open streams.
+//! - [`guard`]: authenticate, authorize, limit, and pass the signed principal on.
 //! - `api`: `crm.gateway.v1.GatewayAdminService`, served by the gateway itself.
 //!
 //! A call goes: server layers (request id, span, metrics, deadline) → guard
@@ -17,6 +18,7 @@ mod api;
 pub mod auth;
 pub mod guard;
 pub mod keys;
+pub mod limits;
 pub mod policy;
 pub mod proxy;
 pub mod routing;
@@ -25,7 +27,11 @@ pub mod upstream_health;
 use std::collections::HashMap;
 
 use anyhow::Context;
-use crm_platform::{Role, RoleContext, config::Secret, server::GrpcServer};
+use crm_platform::{
+    Role, RoleContext,
+    config::{GatewayLimits, Secret},
+    server::GrpcServer,
+};
 use crm_proto::gateway::v1::gateway_admin_service_server::GatewayAdminServiceServer;
 use tokio::net::TcpListener;
 
@@ -47,6 +53,7 @@ pub struct GatewayContext {
     pub upstreams: HashMap<Role, Vec<String>>,
     /// The admin API key that works before any key exists (`CRM_BOOTSTRAP_ADMIN_KEY`).
     pub bootstrap_key: Secret,
+    pub limits: GatewayLimits,
 }
 
 /// Serves the gateway on `listener` until shutdown, then drains.
@@ -60,7 +67,10 @@ pub async fn serve(ctx: GatewayContext, listener: TcpListener) -> anyhow::Result
     let cache = KeyCache::new(store.clone());
     let feed = ctx.role.feed().await?;
     cache.follow_revocations(feed.clone(), shutdown.clone()).await?;
-    let guard = Guard::new(auth::Authenticator::new(ctx.bootstrap_key, cache.clone()), ctx.role.identity.clone());
+    let limits = limits::Limits::new(ctx.limits);
+    spawn_idle_key_sweeper(limits.clone(), shutdown.clone());
+    let authenticator = auth::Authenticator::new(ctx.bootstrap_key, cache.clone());
+    let guard = Guard::new(authenticator, ctx.role.identity.clone(), limits);
 
     let admin = GatewayAdminServiceServer::new(api::GatewayAdminApi::new(&ctx.role, feed, store, cache))
         .max_decoding_message_size(ctx.role.server.max_message_bytes)
@@ -73,4 +83,16 @@ pub async fn serve(ctx: GatewayContext, listener: TcpListener) -> anyhow::Result
         .with_health(health)
         .serve(listener, &ctx.role.server, ctx.role.metrics.clone(), shutdown)
         .await
+}
+
+/// Drops the rate-limit buckets of keys idle for a while, every minute.
+fn spawn_idle_key_sweeper(limits: std::sync::Arc<limits::Limits>, shutdown: tokio_util::sync::CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(std::time::Duration::from_secs(60)) => limits.forget_idle_keys(),
+            }
+        }
+    });
 }
