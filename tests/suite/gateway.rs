@@ -218,12 +218,56 @@ async fn metrics_count_calls_by_server_method_and_status() {
     suite.shutdown().await.unwrap();
 }
 
-/// `GET /metrics` over a plain TCP connection.
-async fn scrape(address: std::net::SocketAddr) -> String {
+/// A web page's call: gRPC-Web over HTTP/1.1, after a CORS preflight.
+#[tokio::test]
+async fn a_browser_calls_the_suite_by_grpc_web() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let gateway = suite.address(Role::Gateway);
+
+    let preflight = http1_exchange(
+        gateway,
+        &format!(
+            "OPTIONS /crm.contacts.v1.ContactsService/ListEvents HTTP/1.1\r\nHost: {gateway}\r\n\
+             Origin: https://app.example\r\nAccess-Control-Request-Method: POST\r\n\
+             Access-Control-Request-Headers: authorization,content-type,x-grpc-web\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await
+    .to_ascii_lowercase();
+    assert!(preflight.starts_with("http/1.1 200"), "{preflight}");
+    assert!(preflight.contains("access-control-allow-origin: *"), "{preflight}");
+    assert!(preflight.contains("authorization"), "{preflight}");
+
+    // HTTP/1.1 only: the client cannot speak HTTP/2, so only gRPC-Web can work.
+    let http1 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<tonic_web::GrpcWebCall<tonic::body::Body>>();
+    let grpc_web = tower::ServiceBuilder::new().layer(tonic_web::GrpcWebClientLayer::new()).service(http1);
+    let origin = http::Uri::try_from(format!("http://{gateway}")).unwrap();
+    let mut contacts = ContactsServiceClient::with_origin(grpc_web, origin);
+
+    let mut request = tonic::Request::new(ListEventsRequest::default());
+    request.metadata_mut().insert("authorization", format!("Bearer {}", suite.admin_key).parse().unwrap());
+    let page = contacts.list_events(request).await.unwrap();
+    assert!(page.metadata().get("x-request-id").is_some(), "the request id comes back to the browser");
+    // Errors come back as gRPC statuses too.
+    let status = contacts.list_events(ListEventsRequest::default()).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    suite.shutdown().await.unwrap();
+}
+
+/// Sends one raw HTTP/1.1 request and reads the whole answer.
+async fn http1_exchange(address: std::net::SocketAddr, request: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: crm\r\nConnection: close\r\n\r\n").await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+/// `GET /metrics` over a plain TCP connection.
+async fn scrape(address: std::net::SocketAddr) -> String {
+    let response = http1_exchange(address, "GET /metrics HTTP/1.1\r\nHost: crm\r\nConnection: close\r\n\r\n").await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     response
 }

@@ -152,6 +152,9 @@ pub struct Config {
     /// Where `crm up` keeps its private PostgreSQL and generated secrets.
     pub data_dir: PathBuf,
     pub gateway_limits: GatewayLimits,
+    /// Origins whose web pages may call the gateway by gRPC-Web (`CRM_CORS_ALLOWED_ORIGINS`,
+    /// comma-separated; `*`, the default, allows any: keys travel in headers, not cookies).
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// One bad variable.
@@ -242,6 +245,10 @@ impl Config {
             bootstrap_admin_key: reader.secret("CRM_BOOTSTRAP_ADMIN_KEY", 24),
             data_dir: reader.text("CRM_DATA_DIR").map(PathBuf::from).unwrap_or_else(default_data_dir),
             gateway_limits: reader.gateway_limits(),
+            cors_allowed_origins: reader
+                .text("CRM_CORS_ALLOWED_ORIGINS")
+                .map(|raw| raw.split(',').map(|origin| origin.trim().to_string()).filter(|o| !o.is_empty()).collect())
+                .unwrap_or_else(|| vec!["*".to_string()]),
         };
         if reader.errors.is_empty() { Ok(config) } else { Err(ConfigErrors(reader.errors)) }
     }

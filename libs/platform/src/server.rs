@@ -4,6 +4,7 @@
 //! entry per service, plus the empty name for the whole server) and server
 //! reflection over every contract of the suite. Around them, in order:
 //!
+//! 0. for the gateway only: CORS and gRPC-Web translation, so browsers can call;
 //! 1. request id: keeps the caller's `x-request-id` or mints a UUIDv7, and returns it;
 //! 2. a `tracing` span per RPC carrying the request id;
 //! 3. RED metrics per RPC;
@@ -28,6 +29,7 @@ use tonic::{
 };
 use tower::{Service, ServiceBuilder};
 use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
     request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer},
 };
@@ -58,6 +60,8 @@ pub struct GrpcServer {
     /// When set, every call but health and reflection must carry a principal
     /// signed by a gateway (the domain roles).
     identity: Option<IdentitySigner>,
+    /// When set, browsers may call over gRPC-Web (HTTP/1.1) from these origins (the gateway).
+    browsers: Option<CorsLayer>,
 }
 
 impl GrpcServer {
@@ -71,6 +75,7 @@ impl GrpcServer {
             fallback: None,
             health: None,
             identity: None,
+            browsers: None,
         }
     }
 
@@ -105,6 +110,44 @@ impl GrpcServer {
     pub fn verify_identity(mut self, signer: IdentitySigner) -> Self {
         self.identity = Some(signer);
         self
+    }
+
+    /// Accepts gRPC-Web (over HTTP/1.1 or HTTP/2) besides gRPC, with CORS for
+    /// `allowed_origins` (`*` for any), so that a web page can call the server.
+    pub fn grpc_web(mut self, allowed_origins: &[String]) -> anyhow::Result<Self> {
+        let origins = if allowed_origins.iter().any(|origin| origin == "*") {
+            AllowOrigin::any()
+        } else {
+            let parsed = allowed_origins
+                .iter()
+                .map(|origin| HeaderValue::from_str(origin))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| anyhow::anyhow!("CRM_CORS_ALLOWED_ORIGINS holds a value that is not a header value"))?;
+            AllowOrigin::list(parsed)
+        };
+        let header = http::HeaderName::from_static;
+        self.browsers = Some(
+            CorsLayer::new()
+                .allow_origin(origins)
+                .allow_methods([http::Method::POST, http::Method::OPTIONS])
+                .allow_headers([
+                    http::header::AUTHORIZATION,
+                    http::header::CONTENT_TYPE,
+                    header("x-grpc-web"),
+                    header("x-user-agent"),
+                    header("grpc-timeout"),
+                    header(REQUEST_ID_HEADER),
+                    header("traceparent"),
+                ])
+                .expose_headers([
+                    header("grpc-status"),
+                    header("grpc-message"),
+                    header("grpc-status-details-bin"),
+                    header(REQUEST_ID_HEADER),
+                ])
+                .max_age(Duration::from_secs(24 * 3600)),
+        );
+        Ok(self)
     }
 
     /// Serves a domain role's services with the role's limits, metrics and
@@ -144,7 +187,14 @@ impl GrpcServer {
             routes = Routes::from(routes.into_axum_router().fallback_service(fallback));
         }
 
+        let accept_http1 = self.browsers.is_some();
+        let grpc_web = self.browsers.is_some().then(tonic_web::GrpcWebLayer::new);
         let layers = ServiceBuilder::new()
+            // Browsers: answer CORS preflights, then translate gRPC-Web into gRPC.
+            .option_layer(self.browsers)
+            .option_layer(grpc_web)
+            // One body type below, whichever layers are on.
+            .map_response(|response: http::Response<_>| response.map(Body::new))
             .layer(SetRequestIdLayer::new(http::HeaderName::from_static(REQUEST_ID_HEADER), MakeUuidV7))
             .layer(
                 TraceLayer::new_for_grpc()
@@ -160,6 +210,7 @@ impl GrpcServer {
         tracing::info!(server = self.name, %address, services = ?self.service_names, proxied = ?self.fallback_service_names, "serving");
         let signal = shutdown.clone();
         let server = Server::builder()
+            .accept_http1(accept_http1)
             .timeout(settings.request_timeout)
             .concurrency_limit_per_connection(settings.max_concurrent_requests)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))

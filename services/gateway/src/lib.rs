@@ -54,6 +54,8 @@ pub struct GatewayContext {
     /// The admin API key that works before any key exists (`CRM_BOOTSTRAP_ADMIN_KEY`).
     pub bootstrap_key: Secret,
     pub limits: GatewayLimits,
+    /// Origins allowed to call by gRPC-Web.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// Serves the gateway on `listener` until shutdown, then drains.
@@ -81,6 +83,7 @@ pub async fn serve(ctx: GatewayContext, listener: TcpListener) -> anyhow::Result
         .add_service(Guarded::new(admin, guard))
         .with_fallback(axum::Router::new().fallback_service(proxy), proxied_services)
         .with_health(health)
+        .grpc_web(&ctx.cors_allowed_origins)?
         .serve(listener, &ctx.role.server, ctx.role.metrics.clone(), shutdown)
         .await
 }
