@@ -271,3 +271,107 @@ async fn scrape(address: std::net::SocketAddr) -> String {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     response
 }
+
+/// Holds `contacts.outbox` locked so that feed reads wait, until dropped.
+struct OutboxLock(sqlx::PgConnection);
+
+impl OutboxLock {
+    async fn take(test_db: &TestDb) -> OutboxLock {
+        let mut conn = test_db.connect().await.unwrap();
+        sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+        sqlx::query("LOCK TABLE contacts.outbox IN ACCESS EXCLUSIVE MODE").execute(&mut conn).await.unwrap();
+        OutboxLock(conn)
+    }
+
+    async fn release(mut self) {
+        sqlx::query("ROLLBACK").execute(&mut self.0).await.unwrap();
+    }
+}
+
+fn timed_out(status: &tonic::Status) -> bool {
+    matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled)
+}
+
+#[tokio::test]
+async fn unary_calls_get_a_default_deadline_capped_at_the_maximum_and_streams_keep_none() {
+    let test_db = TestDb::create().await.unwrap();
+    let deadlines = [
+        ("CRM_REQUEST_TIMEOUT".to_string(), "1s".to_string()),
+        ("CRM_MAX_REQUEST_TIMEOUT".to_string(), "2s".to_string()),
+    ];
+    let suite = TestSuite::start_roles(&test_db, &Role::ALL, &deadlines).await.unwrap();
+    wait_until_serving(&suite).await;
+    let mut contacts = suite.contacts().await.unwrap();
+    let bound = Duration::from_secs(60); // a guard against hanging, not a speed check
+
+    // A feed opened before the lock is not cut by either deadline.
+    let mut feed = contacts.subscribe(SubscribeRequest::default()).await.unwrap().into_inner();
+
+    let lock = OutboxLock::take(&test_db).await;
+    let without = tokio::time::timeout(bound, contacts.list_events(ListEventsRequest::default())).await.unwrap();
+    let without = without.unwrap_err();
+    assert!(timed_out(&without), "a unary call without a deadline gets the default: {without:?}");
+    let mut long = tonic::Request::new(ListEventsRequest::default());
+    long.set_timeout(Duration::from_secs(3600));
+    let capped = tokio::time::timeout(bound, contacts.list_events(long)).await.unwrap();
+    assert!(timed_out(&capped.unwrap_err()), "an hour is cut to the maximum");
+    lock.release().await;
+
+    // Longer than both deadlines later, the feed still delivers.
+    let pool = test_db.role_pool(Role::Contacts).await.unwrap();
+    crate::support::commit_events(&pool, &[crate::support::test_event("late", 1)]).await;
+    let event = tokio::time::timeout(bound, feed.message()).await.unwrap().unwrap().unwrap().event.unwrap();
+    assert_eq!(event.aggregate_id, "late");
+    suite.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn trace_context_and_request_ids_come_back() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let mut contacts = suite.contacts().await.unwrap();
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut request = tonic::Request::new(ListEventsRequest::default());
+    request.metadata_mut().insert("traceparent", traceparent.parse().unwrap());
+    request.metadata_mut().insert("x-request-id", "req-42".parse().unwrap());
+    let response = contacts.list_events(request).await.unwrap();
+    assert_eq!(response.metadata().get("traceparent").unwrap(), traceparent);
+    assert_eq!(response.metadata().get("x-request-id").unwrap(), "req-42");
+
+    let minted = contacts.list_events(ListEventsRequest::default()).await.unwrap();
+    let request_id = minted.metadata().get("x-request-id").unwrap().to_str().unwrap();
+    assert!(uuid::Uuid::try_parse(request_id).is_ok(), "a request id is minted when none is sent: {request_id}");
+    suite.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn losing_a_role_gives_unavailable_until_it_returns() {
+    let test_db = TestDb::create().await.unwrap();
+    let roles = TestSuite::start_roles(&test_db, &Role::DOMAIN, &[]).await.unwrap();
+    let addresses: Vec<(Role, std::net::SocketAddr)> =
+        Role::DOMAIN.iter().map(|role| (*role, roles.address(*role))).collect();
+    let upstreams: Vec<(String, String)> = addresses
+        .iter()
+        .map(|(role, addr)| (format!("{}_UPSTREAMS", role.env_prefix()), format!("http://{addr}")))
+        .collect();
+    let gateway = TestSuite::start_roles(&test_db, &[Role::Gateway], &upstreams).await.unwrap();
+    let mut contacts = gateway.contacts().await.unwrap();
+    contacts.list_events(ListEventsRequest::default()).await.unwrap();
+
+    roles.shutdown().await.unwrap();
+    let lost = contacts.list_events(ListEventsRequest::default()).await.unwrap_err();
+    assert_eq!(lost.code(), Code::Unavailable, "{lost:?}");
+
+    // The roles come back on the same addresses; the gateway reconnects by itself.
+    let same_addresses: Vec<(String, String)> =
+        addresses.iter().map(|(role, addr)| (format!("{}_ADDR", role.env_prefix()), addr.to_string())).collect();
+    let back = TestSuite::start_roles(&test_db, &Role::DOMAIN, &same_addresses).await.unwrap();
+    eventually(Duration::from_secs(30), "calls through the gateway to succeed again", || {
+        let mut contacts = contacts.clone();
+        async move { contacts.list_events(ListEventsRequest::default()).await.is_ok() }
+    })
+    .await;
+    wait_until_serving(&gateway).await;
+    gateway.shutdown().await.unwrap();
+    back.shutdown().await.unwrap();
+}

@@ -64,9 +64,11 @@ pub struct DbSettings {
 /// Limits every gRPC server applies.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServerSettings {
-    /// Deadline for a unary call (and the head of a streaming call) when the
-    /// client sends none shorter.
+    /// Deadline the gateway gives a unary call that comes without one.
     pub request_timeout: Duration,
+    /// Longest deadline any call may have: longer ones are cut to it. Streams
+    /// without a deadline of their own keep none (a feed runs for days).
+    pub max_request_timeout: Duration,
     /// Largest message a server decodes or encodes.
     pub max_message_bytes: usize,
     /// Requests served at once on one connection; more wait.
@@ -79,6 +81,7 @@ impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {
             request_timeout: Duration::from_secs(30),
+            max_request_timeout: Duration::from_secs(300),
             max_message_bytes: 4 * 1024 * 1024,
             max_concurrent_requests: 256,
             shutdown_grace: Duration::from_secs(30),
@@ -233,6 +236,7 @@ impl Config {
             otlp,
             server: ServerSettings {
                 request_timeout: reader.duration("CRM_REQUEST_TIMEOUT", defaults.request_timeout),
+                max_request_timeout: reader.duration("CRM_MAX_REQUEST_TIMEOUT", defaults.max_request_timeout),
                 max_message_bytes: reader.parsed("CRM_MAX_MESSAGE_BYTES", defaults.max_message_bytes, at_least(1024)),
                 max_concurrent_requests: reader.parsed(
                     "CRM_MAX_CONCURRENT_REQUESTS",
@@ -250,6 +254,9 @@ impl Config {
                 .map(|raw| raw.split(',').map(|origin| origin.trim().to_string()).filter(|o| !o.is_empty()).collect())
                 .unwrap_or_else(|| vec!["*".to_string()]),
         };
+        if config.server.request_timeout > config.server.max_request_timeout {
+            reader.fail("CRM_REQUEST_TIMEOUT", "must not be longer than CRM_MAX_REQUEST_TIMEOUT");
+        }
         if reader.errors.is_empty() { Ok(config) } else { Err(ConfigErrors(reader.errors)) }
     }
 }

@@ -30,6 +30,7 @@ use tonic::{
 use tower::{Service, ServiceBuilder};
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},
+    propagate_header::PropagateHeaderLayer,
     request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer},
 };
@@ -203,6 +204,8 @@ impl GrpcServer {
                     .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
             )
             .layer(PropagateRequestIdLayer::new(http::HeaderName::from_static(REQUEST_ID_HEADER)))
+            // W3C trace context comes back to the caller as it went in.
+            .layer(PropagateHeaderLayer::new(http::HeaderName::from_static("traceparent")))
             .layer(RpcMetricsLayer::new(metrics, self.name))
             .option_layer(self.identity.map(VerifyIdentityLayer::new));
 
@@ -211,7 +214,8 @@ impl GrpcServer {
         let signal = shutdown.clone();
         let server = Server::builder()
             .accept_http1(accept_http1)
-            .timeout(settings.request_timeout)
+            // The cap: the gateway gives unary calls their default deadline (see its `deadline` module).
+            .timeout(settings.max_request_timeout)
             .concurrency_limit_per_connection(settings.max_concurrent_requests)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .layer(layers)

@@ -1,7 +1,7 @@
 //! The gateway's checks in front of every service it offers, local or proxied,
 //! in order: authenticate the key, find the method's policy and check the
-//! scope, take a token from the key's rate limit (and a stream slot for a
-//! streaming call), then hand the call on with the credential removed and the principal
+//! scope, take a token from the key's rate limit, set the call's deadline
+//! (and take a stream slot for a streaming call), then hand the call on with the credential removed and the principal
 //! attached (in the request's extensions for local services, and signed in
 //! headers for the roles). Health and reflection stay open.
 
@@ -23,6 +23,7 @@ use tower::Service;
 
 use crate::{
     auth::Authenticator,
+    deadline::Deadlines,
     limits::{Limits, SlotBody, StreamSlot},
     policy,
 };
@@ -32,6 +33,7 @@ pub struct Guard {
     authenticator: Authenticator,
     signer: IdentitySigner,
     limits: Arc<Limits>,
+    deadlines: Deadlines,
     /// Every method path in the contracts, and whether it streams (either way):
     /// a path outside it is UNIMPLEMENTED, one inside it without a policy is
     /// PERMISSION_DENIED.
@@ -39,7 +41,12 @@ pub struct Guard {
 }
 
 impl Guard {
-    pub fn new(authenticator: Authenticator, signer: IdentitySigner, limits: Arc<Limits>) -> Arc<Guard> {
+    pub fn new(
+        authenticator: Authenticator,
+        signer: IdentitySigner,
+        limits: Arc<Limits>,
+        deadlines: Deadlines,
+    ) -> Arc<Guard> {
         let methods = crm_proto::services()
             .iter()
             .flat_map(|service| {
@@ -49,7 +56,7 @@ impl Guard {
                     .map(|method| (service.path(method), method.client_streaming || method.server_streaming))
             })
             .collect();
-        Arc::new(Guard { authenticator, signer, limits, methods })
+        Arc::new(Guard { authenticator, signer, limits, deadlines, methods })
     }
 
     /// Admits the call (rewriting its headers; for a stream, holding one of the
@@ -74,8 +81,9 @@ impl Guard {
             )));
         }
         self.limits.check_rate(&principal)?;
-        let slot = if streaming { Some(self.limits.open_stream(&principal)?) } else { None };
         let headers = request.headers_mut();
+        self.deadlines.apply(headers, streaming)?;
+        let slot = if streaming { Some(self.limits.open_stream(&principal)?) } else { None };
         // The credential stops here: the roles trust the signed principal instead.
         headers.remove(http::header::AUTHORIZATION);
         self.signer.sign(&principal, &path, headers);

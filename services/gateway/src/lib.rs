@@ -8,7 +8,8 @@
 //! - [`keys`]: API keys: secrets, the table, the per-replica cache.
 //! - [`policy`]: the scope every method requires, and the scopes of each access role.
 //! - [`limits`]: per-key rate limits and the cap on open streams.
-//! - [`guard`]: authenticate, authorize, limit, and pass the signed principal on.
+//! - [`deadline`]: the default and maximum deadline of a call, passed on.
+//! - [`guard`]: authenticate, authorize, limit, set the deadline, and pass the signed principal on.
 //! - `api`: `crm.gateway.v1.GatewayAdminService`, served by the gateway itself.
 //!
 //! A call goes: server layers (request id, span, metrics, deadline) → guard
@@ -16,6 +17,7 @@
 
 mod api;
 pub mod auth;
+pub mod deadline;
 pub mod guard;
 pub mod keys;
 pub mod limits;
@@ -72,7 +74,9 @@ pub async fn serve(ctx: GatewayContext, listener: TcpListener) -> anyhow::Result
     let limits = limits::Limits::new(ctx.limits);
     spawn_idle_key_sweeper(limits.clone(), shutdown.clone());
     let authenticator = auth::Authenticator::new(ctx.bootstrap_key, cache.clone());
-    let guard = Guard::new(authenticator, ctx.role.identity.clone(), limits);
+    let deadlines =
+        deadline::Deadlines { default: ctx.role.server.request_timeout, max: ctx.role.server.max_request_timeout };
+    let guard = Guard::new(authenticator, ctx.role.identity.clone(), limits, deadlines);
 
     let admin = GatewayAdminServiceServer::new(api::GatewayAdminApi::new(&ctx.role, feed, store, cache))
         .max_decoding_message_size(ctx.role.server.max_message_bytes)

@@ -53,6 +53,9 @@ impl Service<http::Request<axum::body::Body>> for Proxy {
                     Body::new(EndOnShutdown { inner: body, shutdown: shutdown.cancelled_owned(), ended: false })
                 })),
                 Ok(response) => Ok(response),
+                Err(error) if deadline_expired(&error) => {
+                    Ok(Status::deadline_exceeded("the call's deadline expired before the role answered").into_http())
+                }
                 Err(error) => {
                     tracing::warn!(role = %upstream.role, error = %error, "upstream call failed");
                     Ok(Status::unavailable(format!("the {} role is unavailable; retry shortly", upstream.role))
@@ -61,6 +64,19 @@ impl Service<http::Request<axum::body::Body>> for Proxy {
             }
         })
     }
+}
+
+/// The channel enforces `grpc-timeout` itself: its expiry is the caller's
+/// deadline, not a sign that the role is down.
+fn deadline_expired(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if current.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
 }
 
 fn ready(status: Status) -> Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>> {
