@@ -375,3 +375,46 @@ async fn losing_a_role_gives_unavailable_until_it_returns() {
     gateway.shutdown().await.unwrap();
     back.shutdown().await.unwrap();
 }
+
+/// Two replicas of a role behind one gateway: when one dies it is ejected,
+/// calls keep succeeding on the other, and the role stays SERVING.
+#[tokio::test]
+async fn a_failing_replica_is_ejected_and_the_other_serves() {
+    let test_db = TestDb::create().await.unwrap();
+    let first = TestSuite::start_roles(&test_db, &Role::DOMAIN, &[]).await.unwrap();
+    let second = TestSuite::start_roles(&test_db, &[Role::Contacts], &[]).await.unwrap();
+    let mut upstreams: Vec<(String, String)> = Role::DOMAIN
+        .iter()
+        .map(|role| (format!("{}_UPSTREAMS", role.env_prefix()), format!("http://{}", first.address(*role))))
+        .collect();
+    upstreams.retain(|(name, _)| name != "CRM_CONTACTS_UPSTREAMS");
+    upstreams.push((
+        "CRM_CONTACTS_UPSTREAMS".into(),
+        format!("http://{},http://{}", first.address(Role::Contacts), second.address(Role::Contacts)),
+    ));
+    let gateway = TestSuite::start_roles(&test_db, &[Role::Gateway], &upstreams).await.unwrap();
+    wait_until_serving(&gateway).await;
+    let mut contacts = gateway.contacts().await.unwrap();
+    for _ in 0..10 {
+        contacts.list_events(ListEventsRequest::default()).await.unwrap();
+    }
+
+    second.shutdown().await.unwrap();
+    // Once the dead replica is out of the set, every call lands on the live one.
+    eventually(Duration::from_secs(30), "20 calls in a row to succeed on the remaining replica", || {
+        let mut contacts = contacts.clone();
+        async move {
+            for _ in 0..20 {
+                if contacts.list_events(ListEventsRequest::default()).await.is_err() {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+    wait_until_serving(&gateway).await;
+
+    gateway.shutdown().await.unwrap();
+    first.shutdown().await.unwrap();
+}

@@ -2,8 +2,8 @@
 //!
 //! - [`routing`]: which role serves a call, read from its service path.
 //! - [`proxy`]: the transparent proxy: every call kind, no per-method code.
-//! - [`upstream_health`]: mirrors each role's health into the gateway's, so
-//!   `grpc.health.v1.Health/Check` at the gateway answers for the whole suite.
+//! - [`upstream_health`]: checks every replica, ejects failing ones from the
+//!   balancer, and reports each role's health at the gateway.
 //! - [`auth`]: who the caller is (bearer API key: bootstrap or from the store).
 //! - [`keys`]: API keys: secrets, the table, the per-replica cache.
 //! - [`policy`]: the scope every method requires, and the scopes of each access role.
@@ -63,7 +63,7 @@ pub struct GatewayContext {
 /// Serves the gateway on `listener` until shutdown, then drains.
 pub async fn serve(ctx: GatewayContext, listener: TcpListener) -> anyhow::Result<()> {
     let shutdown = ctx.role.shutdown.clone();
-    let routes = routing::RoutingTable::connect(&ctx.upstreams).context("building upstream channels")?;
+    let routes = routing::RoutingTable::connect(&ctx.upstreams).await.context("building upstream channels")?;
     let health = tonic_health::server::HealthReporter::new();
     upstream_health::spawn(&routes, health.clone(), shutdown.clone());
 

@@ -43,6 +43,12 @@ impl Service<http::Request<axum::body::Body>> for Proxy {
         let Some(upstream) = self.routes.route(&path).cloned() else {
             return ready(Status::unimplemented(format!("no service of the suite serves {path}")));
         };
+        if !upstream.has_healthy_replica() {
+            return ready(Status::unavailable(format!(
+                "no replica of the {} role is healthy; retry shortly",
+                upstream.role
+            )));
+        }
         let forwarded = request.map(Body::new);
         let streaming = self.routes.is_server_streaming(&path);
         let shutdown = self.shutdown.clone();

@@ -1,20 +1,41 @@
 //! Which role serves a call: the service path `/crm.<role>.v1.<Service>/<Method>`
-//! names the role, so a new service or method needs no change here.
+//! names the role, so a new service or method needs no change here. Each
+//! role is a set of replicas behind one load-balanced channel; the
+//! [`crate::upstream_health`] checker removes a failing replica from the set
+//! and puts it back when it recovers.
 
 use std::{
     collections::{HashMap, HashSet},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
 use crm_platform::Role;
-use tonic::transport::{Channel, Endpoint};
+use tokio::sync::mpsc::Sender;
+use tonic::transport::{Channel, Endpoint, channel::Change};
 
-/// A domain role's upstream: its load-balanced channel and the services it serves.
+/// A domain role's upstream: its replicas, their balanced channel, and the services it serves.
 #[derive(Clone)]
 pub struct Upstream {
     pub role: Role,
+    /// Balances over the replicas currently in the set.
     pub channel: Channel,
     pub services: Vec<String>,
+    /// Every configured replica, by index.
+    pub replicas: Vec<Endpoint>,
+    /// Adds and removes replicas of `channel`'s set.
+    pub changes: Sender<Change<usize, Endpoint>>,
+    /// How many replicas are in the set; none means UNAVAILABLE at once.
+    pub healthy: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    pub fn has_healthy_replica(&self) -> bool {
+        self.healthy.load(Ordering::Acquire) > 0
+    }
 }
 
 /// Every domain role's upstream, by role.
@@ -27,13 +48,13 @@ pub struct RoutingTable {
 }
 
 impl RoutingTable {
-    /// Builds lazy channels: the gateway starts even when a role is down, and
-    /// calls to it fail with UNAVAILABLE until it is back.
-    pub fn connect(urls: &HashMap<Role, Vec<String>>) -> anyhow::Result<RoutingTable> {
+    /// Builds the channels with every replica in; connections are made on
+    /// demand, so the gateway starts even when a role is down.
+    pub async fn connect(urls: &HashMap<Role, Vec<String>>) -> anyhow::Result<RoutingTable> {
         let services = crm_proto::services();
         let mut upstreams = HashMap::new();
         for (role, role_urls) in urls {
-            let endpoints = role_urls
+            let replicas = role_urls
                 .iter()
                 .map(|url| {
                     Ok(Endpoint::from_shared(url.clone())?
@@ -42,11 +63,16 @@ impl RoutingTable {
                         .http2_keep_alive_interval(Duration::from_secs(30)))
                 })
                 .collect::<anyhow::Result<Vec<Endpoint>>>()?;
-            let channel = Channel::balance_list(endpoints.into_iter());
+            let (channel, changes) = Channel::balance_channel(replicas.len().max(1) * 2);
+            for (index, replica) in replicas.iter().enumerate() {
+                changes.send(Change::Insert(index, replica.clone())).await?;
+            }
             let package = format!("crm.{}.", role.as_str());
             let role_services =
                 services.iter().filter(|service| service.name.starts_with(&package)).map(|s| s.name.clone()).collect();
-            upstreams.insert(*role, Upstream { role: *role, channel, services: role_services });
+            let healthy = Arc::new(AtomicUsize::new(replicas.len()));
+            upstreams
+                .insert(*role, Upstream { role: *role, channel, services: role_services, replicas, changes, healthy });
         }
         let server_streaming = services
             .iter()
@@ -101,10 +127,11 @@ mod tests {
     #[tokio::test]
     async fn every_domain_role_has_its_services() {
         let urls = Role::DOMAIN.iter().map(|role| (*role, vec!["http://127.0.0.1:1".to_string()])).collect();
-        let table = RoutingTable::connect(&urls).unwrap();
+        let table = RoutingTable::connect(&urls).await.unwrap();
         for role in Role::DOMAIN {
             let upstream = table.upstreams.get(&role).unwrap();
             assert!(!upstream.services.is_empty(), "{role} has no services");
+            assert!(upstream.has_healthy_replica(), "replicas start in the set");
         }
         assert!(table.service_names().contains(&"crm.contacts.v1.ContactsService".to_string()));
         assert!(table.is_server_streaming("/crm.contacts.v1.ContactsService/Subscribe"));

@@ -1,10 +1,16 @@
-//! Mirrors each role's health into the gateway's health service, so that
-//! `Check` at the gateway for `crm.contacts.v1.ContactsService` says whether
-//! the contacts role can serve right now.
+//! Health of each role's replicas, checked from the gateway.
+//!
+//! One checker per role asks every replica, on a connection of its own,
+//! whether all the role's services are SERVING. A replica that fails leaves
+//! the role's load-balancing set (ejection) and rejoins when it answers again.
+//! The role is SERVING at the gateway's health service while at least one
+//! replica is, so `Check` at the gateway answers for the whole suite.
 
-use std::time::Duration;
+use std::{sync::atomic::Ordering, time::Duration};
 
+use futures_util::future::join_all;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, channel::Change};
 use tonic_health::{
     ServingStatus,
     pb::{HealthCheckRequest, health_check_response, health_client::HealthClient},
@@ -13,9 +19,9 @@ use tonic_health::{
 
 use crate::routing::{RoutingTable, Upstream};
 
-/// How often each role's health is checked.
+/// How often each replica is checked.
 const INTERVAL: Duration = Duration::from_millis(500);
-/// A role that does not answer within this is NOT_SERVING.
+/// A replica that does not answer within this is failing.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Starts one checker per role; they stop with `shutdown`.
@@ -24,16 +30,28 @@ pub fn spawn(routes: &RoutingTable, reporter: HealthReporter, shutdown: Cancella
         let reporter = reporter.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let mut last = None;
+            let probes: Vec<Channel> = upstream.replicas.iter().map(|replica| replica.connect_lazy()).collect();
+            let mut in_set = vec![true; probes.len()];
+            let mut reported = None;
             loop {
-                let status = check(&upstream).await;
-                if last != Some(status) {
-                    tracing::info!(role = %upstream.role, ?status, "upstream health changed");
-                    for service in &upstream.services {
-                        reporter.set_service_status(service, status).await;
+                let answers = join_all(probes.iter().map(|probe| serving(probe.clone(), &upstream.services))).await;
+                for (index, serving) in answers.into_iter().enumerate() {
+                    if serving != in_set[index] {
+                        tracing::info!(role = %upstream.role, replica = index, serving, "replica health changed");
+                        let change = if serving {
+                            Change::Insert(index, upstream.replicas[index].clone())
+                        } else {
+                            Change::Remove(index)
+                        };
+                        if upstream.changes.send(change).await.is_err() {
+                            return; // the channel is gone: the gateway is stopping
+                        }
+                        in_set[index] = serving;
                     }
-                    last = Some(status);
                 }
+                let healthy = in_set.iter().filter(|serving| **serving).count();
+                upstream.healthy.store(healthy, Ordering::Release);
+                report(&upstream, &reporter, healthy > 0, &mut reported).await;
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = tokio::time::sleep(INTERVAL) => {}
@@ -43,10 +61,23 @@ pub fn spawn(routes: &RoutingTable, reporter: HealthReporter, shutdown: Cancella
     }
 }
 
-/// SERVING only when the role says every one of its services is.
-async fn check(upstream: &Upstream) -> ServingStatus {
-    let mut client = HealthClient::new(upstream.channel.clone());
+/// Sets the role's services' status at the gateway when it changes.
+async fn report(upstream: &Upstream, reporter: &HealthReporter, serving: bool, reported: &mut Option<bool>) {
+    if *reported == Some(serving) {
+        return;
+    }
+    let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
+    tracing::info!(role = %upstream.role, ?status, "upstream health changed");
     for service in &upstream.services {
+        reporter.set_service_status(service, status).await;
+    }
+    *reported = Some(serving);
+}
+
+/// Whether the replica behind `probe` says every one of `services` is SERVING.
+async fn serving(probe: Channel, services: &[String]) -> bool {
+    let mut client = HealthClient::new(probe);
+    for service in services {
         let request = HealthCheckRequest { service: service.clone() };
         let answer = tokio::time::timeout(CHECK_TIMEOUT, client.check(request)).await;
         let serving = matches!(
@@ -54,8 +85,8 @@ async fn check(upstream: &Upstream) -> ServingStatus {
             Ok(Ok(response)) if response.get_ref().status() == health_check_response::ServingStatus::Serving
         );
         if !serving {
-            return ServingStatus::NotServing;
+            return false;
         }
     }
-    ServingStatus::Serving
+    true
 }
