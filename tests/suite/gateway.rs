@@ -418,3 +418,25 @@ async fn a_failing_replica_is_ejected_and_the_other_serves() {
     gateway.shutdown().await.unwrap();
     first.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_oversized_request_is_refused_through_the_gateway() {
+    let test_db = TestDb::create().await.unwrap();
+    let limit = [("CRM_MAX_MESSAGE_BYTES".to_string(), "4096".to_string())];
+    let suite = TestSuite::start_roles(&test_db, &Role::ALL, &limit).await.unwrap();
+    let mut contacts = suite.contacts().await.unwrap();
+    let oversized = ListEventsRequest { event_types: vec!["x".repeat(150); 40], ..Default::default() };
+    let status = contacts.list_events(oversized).await.unwrap_err();
+    assert!(
+        matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "a 6 kB message over a 4 kB limit is refused: {status:?}"
+    );
+    // The gateway's own service has the same limit.
+    let mut admin = suite.gateway_admin().await.unwrap();
+    let big_name = crm_proto::gateway::v1::CreateApiKeyRequest { display_name: "n".repeat(8000), roles: vec![] };
+    let status = admin.create_api_key(big_name).await.unwrap_err();
+    assert!(matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted), "{status:?}");
+    // Within the limit, the same call works.
+    contacts.list_events(ListEventsRequest::default()).await.unwrap();
+    suite.shutdown().await.unwrap();
+}
