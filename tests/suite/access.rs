@@ -279,3 +279,59 @@ async fn a_key_may_hold_only_so_many_streams_open() {
     .await;
     suite.shutdown().await.unwrap();
 }
+
+/// A token from the identity provider, signed with `secret` under key `kid`.
+fn jwt(secret: &[u8], kid: &str, claims: serde_json::Value) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some(kid.into());
+    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(secret)).unwrap()
+}
+
+#[tokio::test]
+async fn jwts_from_the_identity_provider_are_verified_against_its_jwks() {
+    use base64::Engine;
+    let test_db = TestDb::create().await.unwrap();
+    let secret = b"identity-provider-signing-secret-0123456789";
+    let jwks = serde_json::json!({"keys": [{
+        "kty": "oct", "kid": "k1", "alg": "HS256",
+        "k": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
+    }]});
+    let jwks_file = std::env::temp_dir().join(format!("crm-jwks-{}.json", uuid::Uuid::now_v7().simple()));
+    std::fs::write(&jwks_file, jwks.to_string()).unwrap();
+    let settings = [
+        ("CRM_JWT_JWKS_FILE".to_string(), jwks_file.display().to_string()),
+        ("CRM_JWT_ISSUER".to_string(), "https://id.example".to_string()),
+        ("CRM_JWT_AUDIENCE".to_string(), "crm".to_string()),
+    ];
+    let suite = TestSuite::start_roles(&test_db, &Role::ALL, &settings).await.unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let claims = |audience: &str, expires: u64| {
+        serde_json::json!({"sub": "alice", "iss": "https://id.example", "aud": audience, "exp": expires,
+                           "crm_roles": ["agent", "unknown-role"]})
+    };
+    let call = |token: String| {
+        let suite = &suite;
+        async move {
+            let mut contacts = ContactsServiceClient::new(suite.with_key(Role::Gateway, &token).await.unwrap());
+            contacts.list_events(ListEventsRequest::default()).await.map(|_| ())
+        }
+    };
+
+    call(jwt(secret, "k1", claims("crm", now + 600))).await.unwrap();
+    // The roles claim decides the scopes: an agent is no administrator.
+    let agent = jwt(secret, "k1", claims("crm", now + 600));
+    let mut admin = GatewayAdminServiceClient::new(suite.with_key(Role::Gateway, &agent).await.unwrap());
+    assert_eq!(admin.list_api_keys(ListApiKeysRequest::default()).await.unwrap_err().code(), Code::PermissionDenied);
+
+    for (why, token) in [
+        ("expired", jwt(secret, "k1", claims("crm", now - 3600))),
+        ("another audience", jwt(secret, "k1", claims("billing", now + 600))),
+        ("another signing key", jwt(b"someone-else-entirely-0123456789abcdef", "k1", claims("crm", now + 600))),
+        ("a key not in the JWKS", jwt(secret, "k2", claims("crm", now + 600))),
+    ] {
+        let status = call(token).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{why}: {status:?}");
+    }
+    suite.shutdown().await.unwrap();
+    std::fs::remove_file(jwks_file).unwrap();
+}

@@ -122,6 +122,19 @@ impl Default for GatewayLimits {
     }
 }
 
+/// Bearer JWTs the gateway accepts besides API keys, verified against a JWKS file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JwtSettings {
+    /// `CRM_JWT_JWKS_FILE`: the identity provider's keys (re-read when a token names an unknown key).
+    pub jwks_file: PathBuf,
+    /// `CRM_JWT_ISSUER`: the `iss` every token must carry.
+    pub issuer: String,
+    /// `CRM_JWT_AUDIENCE`: the `aud` every token must carry.
+    pub audience: String,
+    /// `CRM_JWT_ROLES_CLAIM` (default `crm_roles`): the claim listing the caller's access roles.
+    pub roles_claim: String,
+}
+
 /// Where traces and metrics go by OTLP, when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OtlpSettings {
@@ -158,6 +171,8 @@ pub struct Config {
     /// Origins whose web pages may call the gateway by gRPC-Web (`CRM_CORS_ALLOWED_ORIGINS`,
     /// comma-separated; `*`, the default, allows any: keys travel in headers, not cookies).
     pub cors_allowed_origins: Vec<String>,
+    /// Set when `CRM_JWT_JWKS_FILE` is.
+    pub jwt: Option<JwtSettings>,
 }
 
 /// One bad variable.
@@ -253,6 +268,7 @@ impl Config {
                 .text("CRM_CORS_ALLOWED_ORIGINS")
                 .map(|raw| raw.split(',').map(|origin| origin.trim().to_string()).filter(|o| !o.is_empty()).collect())
                 .unwrap_or_else(|| vec!["*".to_string()]),
+            jwt: reader.jwt(),
         };
         if config.server.request_timeout > config.server.max_request_timeout {
             reader.fail("CRM_REQUEST_TIMEOUT", "must not be longer than CRM_MAX_REQUEST_TIMEOUT");
@@ -383,6 +399,20 @@ impl Reader<'_> {
         limits
     }
 
+    fn jwt(&mut self) -> Option<JwtSettings> {
+        let jwks_file = PathBuf::from(self.text("CRM_JWT_JWKS_FILE")?);
+        let required = |reader: &mut Self, variable: &str| {
+            reader.text(variable).unwrap_or_else(|| {
+                reader.fail(variable, "must be set when CRM_JWT_JWKS_FILE is");
+                String::new()
+            })
+        };
+        let issuer = required(self, "CRM_JWT_ISSUER");
+        let audience = required(self, "CRM_JWT_AUDIENCE");
+        let roles_claim = self.text("CRM_JWT_ROLES_CLAIM").unwrap_or_else(|| "crm_roles".into());
+        Some(JwtSettings { jwks_file, issuer, audience, roles_claim })
+    }
+
     fn upstreams(&mut self, role: Role, listen: SocketAddr) -> Vec<String> {
         let variable = format!("{}_UPSTREAMS", role.env_prefix());
         let Some(raw) = self.text(&variable) else {
@@ -448,6 +478,20 @@ mod tests {
         assert!(message.contains("\"soon\" is not a duration"), "{message}");
         assert!(message.contains("must be at least 1"), "{message}");
         assert!(!message.contains("short-secret-value"), "secrets are never echoed: {message}");
+    }
+
+    #[test]
+    fn jwt_needs_an_issuer_and_an_audience() {
+        let errors = Config::from_vars(&vars(&[("CRM_JWT_JWKS_FILE", "/etc/crm/jwks.json")])).unwrap_err();
+        let named: Vec<&str> = errors.0.iter().map(|error| error.variable.as_str()).collect();
+        assert_eq!(named, ["CRM_JWT_ISSUER", "CRM_JWT_AUDIENCE"]);
+        let config = Config::from_vars(&vars(&[
+            ("CRM_JWT_JWKS_FILE", "/etc/crm/jwks.json"),
+            ("CRM_JWT_ISSUER", "https://id.example"),
+            ("CRM_JWT_AUDIENCE", "crm"),
+        ]))
+        .unwrap();
+        assert_eq!(config.jwt.unwrap().roles_claim, "crm_roles");
     }
 
     #[test]

@@ -111,6 +111,7 @@ impl RunningSuite {
                             .context("the gateway needs CRM_BOOTSTRAP_ADMIN_KEY (at least 24 characters)")?,
                         limits: install.config.gateway_limits.clone(),
                         cors_allowed_origins: install.config.cors_allowed_origins.clone(),
+                        jwt: install.config.jwt.clone(),
                     };
                     tokio::spawn(crm_gateway::serve(gateway, listener))
                 }

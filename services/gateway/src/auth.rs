@@ -1,5 +1,6 @@
-//! Who the caller is: a bearer API key (`authorization: Bearer <secret>`),
-//! either the configured bootstrap admin key or a key from the key store.
+//! Who the caller is, from `authorization: Bearer <credential>`: the
+//! configured bootstrap admin key, a key from the key store, or (when
+//! configured) a JWT from the identity provider.
 
 use crm_platform::{
     Error,
@@ -8,7 +9,12 @@ use crm_platform::{
 };
 use subtle::ConstantTimeEq;
 
-use crate::keys::{cache::KeyCache, secret};
+use std::sync::Arc;
+
+use crate::{
+    jwt::JwtVerifier,
+    keys::{cache::KeyCache, secret},
+};
 
 /// The key id recorded for calls made with the bootstrap admin key.
 pub const BOOTSTRAP_KEY_ID: &str = "bootstrap";
@@ -17,11 +23,13 @@ pub const BOOTSTRAP_KEY_ID: &str = "bootstrap";
 pub struct Authenticator {
     bootstrap: Secret,
     keys: KeyCache,
+    /// Set when JWTs are accepted (`CRM_JWT_JWKS_FILE`).
+    jwt: Option<Arc<JwtVerifier>>,
 }
 
 impl Authenticator {
-    pub fn new(bootstrap: Secret, keys: KeyCache) -> Self {
-        Authenticator { bootstrap, keys }
+    pub fn new(bootstrap: Secret, keys: KeyCache, jwt: Option<JwtVerifier>) -> Self {
+        Authenticator { bootstrap, keys, jwt: jwt.map(Arc::new) }
     }
 
     /// The principal behind the bearer key in `headers`.
@@ -33,6 +41,11 @@ impl Authenticator {
         let presented = value.to_str().ok().and_then(|value| value.strip_prefix("Bearer ")).ok_or_else(invalid)?;
         if bool::from(presented.as_bytes().ct_eq(self.bootstrap.expose().as_bytes())) {
             return Ok(Principal { key_id: BOOTSTRAP_KEY_ID.into(), roles: vec![AccessRole::Admin] });
+        }
+        if let Some(jwt) = &self.jwt
+            && JwtVerifier::looks_like_jwt(presented)
+        {
+            return jwt.verify(presented);
         }
         let id = secret::key_id(presented).ok_or_else(invalid)?;
         let record = self.keys.get(id).await?.ok_or_else(invalid)?;

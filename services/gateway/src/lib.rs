@@ -4,7 +4,8 @@
 //! - [`proxy`]: the transparent proxy: every call kind, no per-method code.
 //! - [`upstream_health`]: checks every replica, ejects failing ones from the
 //!   balancer, and reports each role's health at the gateway.
-//! - [`auth`]: who the caller is (bearer API key: bootstrap or from the store).
+//! - [`auth`]: who the caller is (bearer API key: bootstrap or from the store; or a JWT).
+//! - [`jwt`]: JWTs verified against the identity provider's JWKS file.
 //! - [`keys`]: API keys: secrets, the table, the per-replica cache.
 //! - [`policy`]: the scope every method requires, and the scopes of each access role.
 //! - [`limits`]: per-key rate limits and the cap on open streams.
@@ -19,6 +20,7 @@ mod api;
 pub mod auth;
 pub mod deadline;
 pub mod guard;
+pub mod jwt;
 pub mod keys;
 pub mod limits;
 pub mod policy;
@@ -31,7 +33,7 @@ use std::collections::HashMap;
 use anyhow::Context;
 use crm_platform::{
     Role, RoleContext,
-    config::{GatewayLimits, Secret},
+    config::{GatewayLimits, JwtSettings, Secret},
     server::GrpcServer,
 };
 use crm_proto::gateway::v1::gateway_admin_service_server::GatewayAdminServiceServer;
@@ -58,6 +60,8 @@ pub struct GatewayContext {
     pub limits: GatewayLimits,
     /// Origins allowed to call by gRPC-Web.
     pub cors_allowed_origins: Vec<String>,
+    /// JWTs accepted besides API keys, when configured.
+    pub jwt: Option<JwtSettings>,
 }
 
 /// Serves the gateway on `listener` until shutdown, then drains.
@@ -73,7 +77,8 @@ pub async fn serve(ctx: GatewayContext, listener: TcpListener) -> anyhow::Result
     cache.follow_revocations(feed.clone(), shutdown.clone()).await?;
     let limits = limits::Limits::new(ctx.limits);
     spawn_idle_key_sweeper(limits.clone(), shutdown.clone());
-    let authenticator = auth::Authenticator::new(ctx.bootstrap_key, cache.clone());
+    let jwt = ctx.jwt.map(jwt::JwtVerifier::load).transpose()?;
+    let authenticator = auth::Authenticator::new(ctx.bootstrap_key, cache.clone(), jwt);
     let deadlines =
         deadline::Deadlines { default: ctx.role.server.request_timeout, max: ctx.role.server.max_request_timeout };
     let guard = Guard::new(authenticator, ctx.role.identity.clone(), limits, deadlines);
