@@ -440,3 +440,26 @@ async fn an_oversized_request_is_refused_through_the_gateway() {
     contacts.list_events(ListEventsRequest::default()).await.unwrap();
     suite.shutdown().await.unwrap();
 }
+
+/// A feed through the gateway stays open for minutes, across idle gaps longer
+/// than the HTTP/2 keep-alive interval, and delivers every event.
+#[tokio::test]
+async fn a_feed_through_the_gateway_runs_for_minutes() {
+    const ROUNDS: i64 = 5;
+    const IDLE: Duration = Duration::from_secs(30);
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let pool = test_db.role_pool(Role::Contacts).await.unwrap();
+    let mut feed = suite.contacts().await.unwrap().subscribe(SubscribeRequest::default()).await.unwrap().into_inner();
+
+    for round in 0..ROUNDS {
+        tokio::time::sleep(IDLE).await;
+        crate::support::commit_events(&pool, &[crate::support::test_event("long-lived", round)]).await;
+        let message = tokio::time::timeout(Duration::from_secs(30), feed.message()).await;
+        let event = message.expect("the event arrives").expect("the stream is healthy").expect("the stream is open");
+        let payload = event.event.unwrap().payload.unwrap();
+        let amount = <crm_proto::common::v1::Money as prost::Message>::decode(payload.value.as_slice()).unwrap();
+        assert_eq!(amount.minor_units, round);
+    }
+    suite.shutdown().await.unwrap();
+}
