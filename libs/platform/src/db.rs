@@ -103,3 +103,26 @@ pub async fn migrate(pool: &PgPool, role: Role, role_migrator: Migrator) -> anyh
     }
     outcome
 }
+
+/// `url` with its database replaced by `name` (for scratch databases).
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let authority_start = base.find("://").map_or(0, |index| index + 3);
+    let authority_end = base[authority_start..].find('/').map_or(base.len(), |index| authority_start + index);
+    format!("{}/{name}{query}", &base[..authority_end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn the_database_is_replaced_and_the_rest_kept() {
+        assert_eq!(with_database("postgres://u@h:5432/postgres", "t1"), "postgres://u@h:5432/t1");
+        assert_eq!(with_database("postgres://u@h:5432", "t1"), "postgres://u@h:5432/t1");
+        assert_eq!(with_database("postgres://u:p@h/db?sslmode=disable", "t1"), "postgres://u:p@h/t1?sslmode=disable");
+    }
+}

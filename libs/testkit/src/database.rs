@@ -41,7 +41,7 @@ impl TestDb {
         let mut admin = PgConnection::connect(&server_url).await.context("connecting to the test server")?;
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut admin).await?;
         admin.close().await?;
-        Ok(TestDb { url: with_database(&server_url, &name), name, server_url })
+        Ok(TestDb { url: db::with_database(&server_url, &name), name, server_url })
     }
 
     /// A pool confined to `role`'s schema, with the role's migrations applied.
@@ -77,15 +77,4 @@ impl Drop for TestDb {
             eprintln!("warning: could not drop test database {}", self.name);
         }
     }
-}
-
-/// `url` with its database replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (url, String::new()),
-    };
-    let authority_start = base.find("://").map_or(0, |index| index + 3);
-    let authority_end = base[authority_start..].find('/').map_or(base.len(), |index| authority_start + index);
-    format!("{}/{name}{query}", &base[..authority_end])
 }

@@ -36,6 +36,32 @@ pub enum Command {
         #[arg(long, value_name = "ROLES", default_value = "all", value_parser = parse_targets)]
         target: Targets,
     },
+    /// Load the suite and report requests/s, p50/p90/p99/max and errors per method,
+    /// through the gateway and straight to a role, with the gateway's overhead.
+    ///
+    /// Without --gateway it starts a private suite on a scratch database
+    /// (DATABASE_URL's server, or a private PostgreSQL) and loads both ways.
+    Bench {
+        /// A running gateway to load (host:port).
+        #[arg(long, value_name = "ADDR")]
+        gateway: Option<String>,
+        /// API key for --gateway.
+        #[arg(long, env = "CRM_BENCH_KEY", hide_env_values = true)]
+        key: Option<String>,
+        /// Also load this contacts role address directly (host:port), signing
+        /// identity with CRM_INTERNAL_SECRET, and print the gateway's overhead.
+        #[arg(long, value_name = "ADDR")]
+        direct: Option<String>,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Length of each phase (saturation, then half of it), e.g. 10s.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// Operations and their weights, e.g. list_events=1.
+        #[arg(long, default_value = "list_events=1", value_parser = crate::bench::parse_mix)]
+        mix: crate::bench::Mix,
+    },
     /// Apply the migrations of every role (or of --target) to DATABASE_URL and exit.
     Migrate {
         /// Roles whose schemas to migrate: all, or a comma-separated list.

@@ -7,6 +7,7 @@ use crm_localpg::{LocalPostgres, Options};
 use crm_platform::{Config, Role, config::Secret, telemetry::Telemetry};
 
 use crate::{
+    bench,
     cli::Command,
     secrets,
     suite::{self, Install, RunningSuite},
@@ -21,6 +22,10 @@ pub async fn run(command: Command, config: Config, telemetry: &Telemetry) -> any
             serve_until_signal(&install, &target.0, telemetry, None).await
         }
         Command::Migrate { target } => suite::migrate(&install_for_serve(config)?, &target.0).await,
+        Command::Bench { gateway, key, direct, concurrency, duration, mix } => {
+            let options = bench::BenchOptions { gateway, key, direct, concurrency: concurrency.max(1), duration, mix };
+            bench::run(options, config).await
+        }
     }
 }
 

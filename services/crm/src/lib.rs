@@ -1,10 +1,12 @@
 //! The `crm` binary's library: everything `main` does, reusable by tests.
 //!
-//! - [`cli`]: the command line (`up`, `serve --target`, `migrate`).
+//! - [`cli`]: the command line (`up`, `serve --target`, `migrate`, `bench`).
+//! - [`bench`]: the load generator.
 //! - [`commands`]: what each command does.
 //! - [`suite`]: starting a set of roles in this process and stopping them in order.
 //! - [`secrets`]: secrets `crm up` generates once and keeps.
 
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod secrets;

@@ -69,3 +69,17 @@ async fn an_unknown_target_lists_the_roles() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("unknown role \"billing\"") && stderr.contains("contacts"), "{stderr}");
 }
+
+/// The load generator works end to end (a smoke test of the tool, not a benchmark: no figure is checked).
+#[tokio::test]
+async fn bench_loads_the_gateway_and_a_role_and_reports_both() {
+    let test_db = TestDb::create().await.unwrap();
+    let output = crm(&["bench", "--duration", "1s", "--concurrency", "2"], &[("DATABASE_URL", &test_db.url)]).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    for expected in ["saturation gateway", "saturation direct", "list_events", "gateway throughput at saturation"] {
+        let found = stdout.lines().any(|line| line.split_whitespace().collect::<Vec<_>>().join(" ").contains(expected));
+        assert!(found, "{expected:?} missing from:\n{stdout}");
+    }
+    assert!(!stdout.contains("Unauthenticated") && !stdout.contains("PermissionDenied"), "{stdout}");
+}

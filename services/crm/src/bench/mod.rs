@@ -1,0 +1,96 @@
+//! `crm bench`: a load generator for the suite.
+//!
+//! Each target (the gateway, and with `--direct` or self-hosting a role
+//! straight) is loaded twice: closed-loop by N clients as fast as they go
+//! (saturation), then open-loop at half the gateway's saturated rate (the
+//! same rate for both targets, so latencies compare). The report gives
+//! requests/s, p50/p90/p99/max and errors per method, then the gateway's
+//! throughput as a share of direct and its added latency.
+//!
+//! - [`operations`]: the calls a mix is made of.
+//! - `transport`: how calls reach a target (bearer key, or signed as a gateway).
+//! - [`load`]: the two load shapes and their measurements.
+//! - `report`: the table.
+//! - `self_hosted`: a private suite on a scratch database when no `--gateway` is given.
+
+pub mod load;
+pub mod operations;
+mod report;
+mod self_hosted;
+mod transport;
+
+use std::time::Duration;
+
+use crm_platform::{Config, Role};
+
+pub use operations::{Mix, Operation, parse_mix};
+use transport::Transport;
+
+/// What `crm bench` was asked to do.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// A running gateway (`host:port`); `None` starts a private suite.
+    pub gateway: Option<String>,
+    /// The API key for `gateway`.
+    pub key: Option<String>,
+    /// A role to load directly as well (`host:port`), signing identity with the install's secret.
+    pub direct: Option<String>,
+    pub concurrency: usize,
+    pub duration: Duration,
+    pub mix: Mix,
+}
+
+/// One target's results in both load shapes.
+pub struct TargetResult {
+    pub name: &'static str,
+    pub saturation: load::Measurement,
+    pub half_load: load::Measurement,
+}
+
+/// Runs the benchmark and prints the report.
+pub async fn run(options: BenchOptions, config: Config) -> anyhow::Result<()> {
+    match &options.gateway {
+        Some(gateway) => {
+            let key = options.key.clone().ok_or_else(|| anyhow::anyhow!("--gateway needs --key (or CRM_BENCH_KEY)"))?;
+            let gateway = Transport::with_key(gateway, &key).await?;
+            let direct = match &options.direct {
+                Some(address) => {
+                    let secret = config.internal_secret.as_ref().ok_or_else(|| {
+                        anyhow::anyhow!("--direct signs calls as a gateway: set CRM_INTERNAL_SECRET to the install's")
+                    })?;
+                    Some(Transport::signed(address, secret.expose()).await?)
+                }
+                None => None,
+            };
+            compare(&options, gateway, direct).await
+        }
+        None => {
+            let suite = self_hosted::SelfHosted::start(&config).await?;
+            let gateway = Transport::with_key(&suite.address(Role::Gateway), suite.admin_key()).await?;
+            let direct = Transport::signed(&suite.address(Role::Contacts), suite.internal_secret()).await?;
+            let outcome = compare(&options, gateway, Some(direct)).await;
+            suite.stop().await?;
+            outcome
+        }
+    }
+}
+
+async fn compare(options: &BenchOptions, gateway: Transport, direct: Option<Transport>) -> anyhow::Result<()> {
+    println!(
+        "crm bench: {} clients, {} per phase, mix {}",
+        options.concurrency,
+        humantime::format_duration(options.duration),
+        options.mix
+    );
+    let gateway_saturation = load::closed_loop(&gateway, &options.mix, options.concurrency, options.duration).await;
+    let half_rate = (gateway_saturation.throughput() / 2.0).max(1.0);
+    let gateway_half = load::open_loop(&gateway, &options.mix, options.concurrency, options.duration, half_rate).await;
+    let mut results = vec![TargetResult { name: "gateway", saturation: gateway_saturation, half_load: gateway_half }];
+    if let Some(direct) = direct {
+        let saturation = load::closed_loop(&direct, &options.mix, options.concurrency, options.duration).await;
+        let half_load = load::open_loop(&direct, &options.mix, options.concurrency, options.duration, half_rate).await;
+        results.push(TargetResult { name: "direct", saturation, half_load });
+    }
+    report::print(&results, half_rate);
+    Ok(())
+}
