@@ -132,10 +132,7 @@ async fn list_api_keys_pages_through_every_key() {
 async fn a_revoked_key_is_refused_by_every_gateway_replica() {
     let test_db = TestDb::create().await.unwrap();
     let roles = TestSuite::start_roles(&test_db, &Role::DOMAIN, &[]).await.unwrap();
-    let upstreams: Vec<(String, String)> = Role::DOMAIN
-        .iter()
-        .map(|role| (format!("{}_UPSTREAMS", role.env_prefix()), format!("http://{}", roles.address(*role))))
-        .collect();
+    let upstreams = roles.upstream_vars();
     let replica_a = TestSuite::start_roles(&test_db, &[Role::Gateway], &upstreams).await.unwrap();
     let replica_b = TestSuite::start_roles(&test_db, &[Role::Gateway], &upstreams).await.unwrap();
 

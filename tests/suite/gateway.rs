@@ -25,7 +25,7 @@ async fn wait_until_serving(suite: &TestSuite) {
     let mut names: Vec<String> = crm_proto::services().into_iter().map(|service| service.name).collect();
     names.push(String::new()); // the gateway itself
     for name in names {
-        eventually(Duration::from_secs(15), &format!("{name:?} to be SERVING at the gateway"), || {
+        eventually(Duration::from_secs(45), &format!("{name:?} to be SERVING at the gateway"), || {
             let mut health = health.clone();
             let name = name.clone();
             async move {
@@ -170,10 +170,7 @@ async fn shutdown_ends_open_feeds_with_unavailable() {
 async fn a_split_topology_routes_to_remote_roles() {
     let test_db = TestDb::create().await.unwrap();
     let roles = TestSuite::start_roles(&test_db, &Role::DOMAIN, &[]).await.unwrap();
-    let upstreams: Vec<(String, String)> = Role::DOMAIN
-        .iter()
-        .map(|role| (format!("{}_UPSTREAMS", role.env_prefix()), format!("http://{}", roles.address(*role))))
-        .collect();
+    let upstreams = roles.upstream_vars();
     let gateway = TestSuite::start_roles(&test_db, &[Role::Gateway], &upstreams).await.unwrap();
 
     wait_until_serving(&gateway).await;
@@ -350,10 +347,7 @@ async fn losing_a_role_gives_unavailable_until_it_returns() {
     let roles = TestSuite::start_roles(&test_db, &Role::DOMAIN, &[]).await.unwrap();
     let addresses: Vec<(Role, std::net::SocketAddr)> =
         Role::DOMAIN.iter().map(|role| (*role, roles.address(*role))).collect();
-    let upstreams: Vec<(String, String)> = addresses
-        .iter()
-        .map(|(role, addr)| (format!("{}_UPSTREAMS", role.env_prefix()), format!("http://{addr}")))
-        .collect();
+    let upstreams = roles.upstream_vars();
     let gateway = TestSuite::start_roles(&test_db, &[Role::Gateway], &upstreams).await.unwrap();
     let mut contacts = gateway.contacts().await.unwrap();
     contacts.list_events(ListEventsRequest::default()).await.unwrap();
@@ -383,10 +377,7 @@ async fn a_failing_replica_is_ejected_and_the_other_serves() {
     let test_db = TestDb::create().await.unwrap();
     let first = TestSuite::start_roles(&test_db, &Role::DOMAIN, &[]).await.unwrap();
     let second = TestSuite::start_roles(&test_db, &[Role::Contacts], &[]).await.unwrap();
-    let mut upstreams: Vec<(String, String)> = Role::DOMAIN
-        .iter()
-        .map(|role| (format!("{}_UPSTREAMS", role.env_prefix()), format!("http://{}", first.address(*role))))
-        .collect();
+    let mut upstreams = first.upstream_vars();
     upstreams.retain(|(name, _)| name != "CRM_CONTACTS_UPSTREAMS");
     upstreams.push((
         "CRM_CONTACTS_UPSTREAMS".into(),

@@ -120,6 +120,18 @@ impl TestSuite {
         self.running().address(role).unwrap_or_else(|| panic!("{role} does not run in this test suite"))
     }
 
+    /// Configuration that points a gateway started elsewhere at this suite's
+    /// domain roles (`CRM_<ROLE>_UPSTREAMS`), for split topologies.
+    pub fn upstream_vars(&self) -> Vec<(String, String)> {
+        Role::DOMAIN
+            .iter()
+            .filter_map(|role| {
+                let address = self.running().address(*role)?;
+                Some((format!("{}_UPSTREAMS", role.env_prefix()), format!("http://{address}")))
+            })
+            .collect()
+    }
+
     pub fn metrics_address(&self) -> Option<SocketAddr> {
         self.running().metrics_address()
     }

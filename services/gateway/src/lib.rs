@@ -67,7 +67,7 @@ pub struct GatewayContext {
 /// Serves the gateway on `listener` until shutdown, then drains.
 pub async fn serve(ctx: GatewayContext, listener: TcpListener) -> anyhow::Result<()> {
     let shutdown = ctx.role.shutdown.clone();
-    let routes = routing::RoutingTable::connect(&ctx.upstreams).await.context("building upstream channels")?;
+    let routes = routing::RoutingTable::connect(&ctx.upstreams).context("building upstream channels")?;
     let health = tonic_health::server::HealthReporter::new();
     upstream_health::spawn(&routes, health.clone(), shutdown.clone());
 

@@ -43,17 +43,16 @@ impl Service<http::Request<axum::body::Body>> for Proxy {
         let Some(upstream) = self.routes.route(&path).cloned() else {
             return ready(Status::unimplemented(format!("no service of the suite serves {path}")));
         };
-        if !upstream.has_healthy_replica() {
+        let Some(channel) = upstream.pick() else {
             return ready(Status::unavailable(format!(
                 "no replica of the {} role is healthy; retry shortly",
                 upstream.role
             )));
-        }
+        };
         let forwarded = request.map(Body::new);
         let streaming = self.routes.is_server_streaming(&path);
         let shutdown = self.shutdown.clone();
         Box::pin(async move {
-            let channel = upstream.channel.clone();
             match channel.oneshot(forwarded).await {
                 Ok(response) if streaming => Ok(response.map(|body| {
                     Body::new(EndOnShutdown { inner: body, shutdown: shutdown.cancelled_owned(), ended: false })

@@ -1,40 +1,54 @@
 //! Which role serves a call: the service path `/crm.<role>.v1.<Service>/<Method>`
 //! names the role, so a new service or method needs no change here. Each
-//! role is a set of replicas behind one load-balanced channel; the
-//! [`crate::upstream_health`] checker removes a failing replica from the set
-//! and puts it back when it recovers.
+//! role is a set of replicas; calls go round-robin to the healthy ones (the
+//! [`crate::upstream_health`] checker marks a failing replica unhealthy and
+//! healthy again when it recovers), each replica's channel multiplexing
+//! calls over HTTP/2.
 
 use std::{
     collections::{HashMap, HashSet},
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
 
 use crm_platform::Role;
-use tokio::sync::mpsc::Sender;
-use tonic::transport::{Channel, Endpoint, channel::Change};
+use tonic::transport::{Channel, Endpoint};
 
-/// A domain role's upstream: its replicas, their balanced channel, and the services it serves.
+/// One replica of a role: its connection and whether it passes health checks.
+pub struct Replica {
+    pub endpoint: Endpoint,
+    /// Connects on first use and reconnects by itself.
+    pub channel: Channel,
+    /// Set by the health checker; only healthy replicas get calls.
+    pub healthy: AtomicBool,
+}
+
+/// A domain role's upstream: its replicas and the services it serves.
 #[derive(Clone)]
 pub struct Upstream {
     pub role: Role,
-    /// Balances over the replicas currently in the set.
-    pub channel: Channel,
     pub services: Vec<String>,
-    /// Every configured replica, by index.
-    pub replicas: Vec<Endpoint>,
-    /// Adds and removes replicas of `channel`'s set.
-    pub changes: Sender<Change<usize, Endpoint>>,
-    /// How many replicas are in the set; none means UNAVAILABLE at once.
-    pub healthy: Arc<AtomicUsize>,
+    pub replicas: Arc<Vec<Replica>>,
+    /// Round-robin position.
+    next: Arc<AtomicUsize>,
 }
 
 impl Upstream {
-    pub fn has_healthy_replica(&self) -> bool {
-        self.healthy.load(Ordering::Acquire) > 0
+    /// The next healthy replica's channel, round-robin; `None` when none is healthy.
+    pub fn pick(&self) -> Option<Channel> {
+        self.pick_index().map(|index| self.replicas[index].channel.clone())
+    }
+
+    /// The index of the next healthy replica, round-robin.
+    fn pick_index(&self) -> Option<usize> {
+        let count = self.replicas.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..count)
+            .map(|offset| (start + offset) % count)
+            .find(|index| self.replicas[*index].healthy.load(Ordering::Acquire))
     }
 }
 
@@ -48,9 +62,9 @@ pub struct RoutingTable {
 }
 
 impl RoutingTable {
-    /// Builds the channels with every replica in; connections are made on
-    /// demand, so the gateway starts even when a role is down.
-    pub async fn connect(urls: &HashMap<Role, Vec<String>>) -> anyhow::Result<RoutingTable> {
+    /// Builds a channel per replica, each healthy until checked; connections
+    /// are made on demand, so the gateway starts even when a role is down.
+    pub fn connect(urls: &HashMap<Role, Vec<String>>) -> anyhow::Result<RoutingTable> {
         let services = crm_proto::services();
         let mut upstreams = HashMap::new();
         for (role, role_urls) in urls {
@@ -63,16 +77,20 @@ impl RoutingTable {
                         .http2_keep_alive_interval(Duration::from_secs(30)))
                 })
                 .collect::<anyhow::Result<Vec<Endpoint>>>()?;
-            let (channel, changes) = Channel::balance_channel(replicas.len().max(1) * 2);
-            for (index, replica) in replicas.iter().enumerate() {
-                changes.send(Change::Insert(index, replica.clone())).await?;
-            }
+            let replicas: Vec<Replica> = replicas
+                .into_iter()
+                .map(|endpoint| Replica { channel: endpoint.connect_lazy(), endpoint, healthy: AtomicBool::new(true) })
+                .collect();
             let package = format!("crm.{}.", role.as_str());
             let role_services =
                 services.iter().filter(|service| service.name.starts_with(&package)).map(|s| s.name.clone()).collect();
-            let healthy = Arc::new(AtomicUsize::new(replicas.len()));
-            upstreams
-                .insert(*role, Upstream { role: *role, channel, services: role_services, replicas, changes, healthy });
+            let upstream = Upstream {
+                role: *role,
+                services: role_services,
+                replicas: Arc::new(replicas),
+                next: Arc::new(AtomicUsize::new(0)),
+            };
+            upstreams.insert(*role, upstream);
         }
         let server_streaming = services
             .iter()
@@ -127,14 +145,38 @@ mod tests {
     #[tokio::test]
     async fn every_domain_role_has_its_services() {
         let urls = Role::DOMAIN.iter().map(|role| (*role, vec!["http://127.0.0.1:1".to_string()])).collect();
-        let table = RoutingTable::connect(&urls).await.unwrap();
+        let table = RoutingTable::connect(&urls).unwrap();
         for role in Role::DOMAIN {
             let upstream = table.upstreams.get(&role).unwrap();
             assert!(!upstream.services.is_empty(), "{role} has no services");
-            assert!(upstream.has_healthy_replica(), "replicas start in the set");
+            assert!(upstream.pick().is_some(), "replicas start healthy");
         }
         assert!(table.service_names().contains(&"crm.contacts.v1.ContactsService".to_string()));
         assert!(table.is_server_streaming("/crm.contacts.v1.ContactsService/Subscribe"));
         assert!(!table.is_server_streaming("/crm.contacts.v1.ContactsService/ListEvents"));
+    }
+}
+
+#[cfg(test)]
+mod round_robin_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn calls_go_round_robin_to_healthy_replicas_only() {
+        let urls = HashMap::from([(
+            Role::Contacts,
+            vec!["http://127.0.0.1:1".to_string(), "http://127.0.0.1:2".to_string(), "http://127.0.0.1:3".to_string()],
+        )]);
+        let table = RoutingTable::connect(&urls).unwrap();
+        let upstream = table.route("/crm.contacts.v1.ContactsService/ListEvents").unwrap();
+        let order: Vec<usize> = (0..4).filter_map(|_| upstream.pick_index()).collect();
+        assert_eq!(order, [0, 1, 2, 0]);
+        upstream.replicas[1].healthy.store(false, Ordering::Release);
+        let order: Vec<usize> = (0..4).filter_map(|_| upstream.pick_index()).collect();
+        assert!(!order.contains(&1) && order.len() == 4, "{order:?}");
+        for replica in upstream.replicas.iter() {
+            replica.healthy.store(false, Ordering::Release);
+        }
+        assert!(upstream.pick().is_none());
     }
 }

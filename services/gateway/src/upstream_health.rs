@@ -1,8 +1,8 @@
 //! Health of each role's replicas, checked from the gateway.
 //!
 //! One checker per role asks every replica, on a connection of its own,
-//! whether all the role's services are SERVING. A replica that fails leaves
-//! the role's load-balancing set (ejection) and rejoins when it answers again.
+//! whether all the role's services are SERVING. A replica that fails gets no
+//! more calls (ejection) until it answers again.
 //! The role is SERVING at the gateway's health service while at least one
 //! replica is, so `Check` at the gateway answers for the whole suite.
 
@@ -10,7 +10,7 @@ use std::{sync::atomic::Ordering, time::Duration};
 
 use futures_util::future::join_all;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, channel::Change};
+use tonic::transport::Channel;
 use tonic_health::{
     ServingStatus,
     pb::{HealthCheckRequest, health_check_response, health_client::HealthClient},
@@ -30,28 +30,24 @@ pub fn spawn(routes: &RoutingTable, reporter: HealthReporter, shutdown: Cancella
         let reporter = reporter.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let probes: Vec<Channel> = upstream.replicas.iter().map(|replica| replica.connect_lazy()).collect();
-            let mut in_set = vec![true; probes.len()];
+            // Probes use connections of their own, so that checks never queue behind calls.
+            let mut probes: Vec<Channel> =
+                upstream.replicas.iter().map(|replica| replica.endpoint.connect_lazy()).collect();
             let mut reported = None;
             loop {
                 let answers = join_all(probes.iter().map(|probe| serving(probe.clone(), &upstream.services))).await;
                 for (index, serving) in answers.into_iter().enumerate() {
-                    if serving != in_set[index] {
+                    let replica = &upstream.replicas[index];
+                    if !serving {
+                        // A fresh connection for the next check: nothing of a broken one carries over.
+                        probes[index] = replica.endpoint.connect_lazy();
+                    }
+                    if replica.healthy.swap(serving, Ordering::AcqRel) != serving {
                         tracing::info!(role = %upstream.role, replica = index, serving, "replica health changed");
-                        let change = if serving {
-                            Change::Insert(index, upstream.replicas[index].clone())
-                        } else {
-                            Change::Remove(index)
-                        };
-                        if upstream.changes.send(change).await.is_err() {
-                            return; // the channel is gone: the gateway is stopping
-                        }
-                        in_set[index] = serving;
                     }
                 }
-                let healthy = in_set.iter().filter(|serving| **serving).count();
-                upstream.healthy.store(healthy, Ordering::Release);
-                report(&upstream, &reporter, healthy > 0, &mut reported).await;
+                let any_healthy = upstream.replicas.iter().any(|replica| replica.healthy.load(Ordering::Acquire));
+                report(&upstream, &reporter, any_healthy, &mut reported).await;
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = tokio::time::sleep(INTERVAL) => {}
