@@ -332,3 +332,26 @@ async fn jwts_from_the_identity_provider_are_verified_against_its_jwks() {
     suite.shutdown().await.unwrap();
     std::fs::remove_file(jwks_file).unwrap();
 }
+
+/// Made-up keys cost a database lookup each; the gateway caps those lookups
+/// so that a flood of them cannot become a flood of queries.
+#[tokio::test]
+async fn a_flood_of_made_up_keys_is_capped_and_real_keys_still_work() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let channel = suite.channel(Role::Gateway).await.unwrap();
+    let attempts = (0..2000).map(|_| {
+        let mut contacts = ContactsServiceClient::new(channel.clone());
+        async move {
+            let made_up = format!("crm_{}_not-a-real-secret", uuid::Uuid::now_v7().simple());
+            let mut request = tonic::Request::new(ListEventsRequest::default());
+            request.metadata_mut().insert("authorization", format!("Bearer {made_up}").parse().unwrap());
+            contacts.list_events(request).await.unwrap_err().code()
+        }
+    });
+    let codes = futures_util::future::join_all(attempts).await;
+    assert!(codes.iter().all(|code| matches!(code, Code::Unauthenticated | Code::Unavailable)), "{codes:?}");
+    assert!(codes.contains(&Code::Unavailable), "lookups of unknown keys are capped");
+    suite.contacts().await.unwrap().list_events(ListEventsRequest::default()).await.unwrap();
+    suite.shutdown().await.unwrap();
+}

@@ -89,6 +89,32 @@ impl Principal {
     }
 }
 
+/// Who made a call and which request it was: what an audit entry records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub principal: Principal,
+    /// The request id (`x-request-id`), kept or minted by the server.
+    pub request_id: String,
+}
+
+impl Caller {
+    /// The caller of `request`, as the gateway signed it (roles) or authenticated it (the gateway).
+    pub fn of<T>(request: &tonic::Request<T>) -> Result<Caller, Error> {
+        let principal = request
+            .extensions()
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| Error::Unauthenticated("the call carries no authenticated caller".into()))?;
+        let request_id = request
+            .metadata()
+            .get(crate::server::REQUEST_ID_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        Ok(Caller { principal, request_id })
+    }
+}
+
 /// Signs principals (the gateway) and verifies them (the roles).
 #[derive(Clone)]
 pub struct IdentitySigner {

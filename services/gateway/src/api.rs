@@ -6,8 +6,7 @@ use crm_platform::{
     feed_api::{FeedApi, SubscribeStream},
     outbox::Feed,
     page_token::{PageTokens, Query},
-    principal::{AccessRole, Principal},
-    server::REQUEST_ID_HEADER,
+    principal::{AccessRole, Caller},
 };
 use crm_proto::{
     events::v1::{ListEventsRequest, ListEventsResponse, SubscribeRequest},
@@ -40,16 +39,6 @@ impl GatewayAdminApi {
     }
 }
 
-/// Who is calling (set by the guard) and the request id, for the record.
-fn caller<T>(request: &Request<T>) -> Result<(String, String), Error> {
-    let principal = request
-        .extensions()
-        .get::<Principal>()
-        .ok_or_else(|| Error::Unauthenticated("the call was not authenticated".into()))?;
-    let request_id = request.metadata().get(REQUEST_ID_HEADER).and_then(|value| value.to_str().ok()).unwrap_or("");
-    Ok((principal.actor().to_string(), request_id.to_string()))
-}
-
 fn parse_id(field: &str, id: &str) -> Result<Uuid, Error> {
     Uuid::try_parse(id).map_err(|_| Error::invalid(field, "must be an API key id (a UUID)"))
 }
@@ -60,7 +49,7 @@ impl GatewayAdminService for GatewayAdminApi {
         &self,
         request: Request<CreateApiKeyRequest>,
     ) -> Result<Response<CreateApiKeyResponse>, Status> {
-        let (creator, request_id) = caller(&request)?;
+        let caller = Caller::of(&request)?;
         let body = request.into_inner();
         let mut violations = Violations::new();
         let display_name = body.display_name.trim();
@@ -82,8 +71,10 @@ impl GatewayAdminService for GatewayAdminApi {
 
         let id = Uuid::now_v7();
         let secret = secret::generate(id);
-        let api_key =
-            self.store.create(id, display_name, &roles, &secret::hash(&secret), &creator, &request_id).await?;
+        let api_key = self
+            .store
+            .create(id, display_name, &roles, &secret::hash(&secret), caller.principal.actor(), &caller.request_id)
+            .await?;
         tracing::info!(key_id = %id, roles = ?body.roles, "api key created");
         Ok(Response::new(CreateApiKeyResponse { api_key: Some(api_key), secret }))
     }
@@ -118,9 +109,9 @@ impl GatewayAdminService for GatewayAdminApi {
     }
 
     async fn revoke_api_key(&self, request: Request<RevokeApiKeyRequest>) -> Result<Response<ApiKey>, Status> {
-        let (revoker, request_id) = caller(&request)?;
+        let caller = Caller::of(&request)?;
         let id = parse_id("id", &request.get_ref().id)?;
-        let api_key = self.store.revoke(id, &revoker, &request_id).await?;
+        let api_key = self.store.revoke(id, caller.principal.actor(), &caller.request_id).await?;
         // This replica stops accepting the key now; the others when the event reaches them.
         self.cache.forget(id);
         tracing::info!(key_id = %id, "api key revoked");

@@ -3,11 +3,13 @@
 //! An entry is fetched on first use and kept for [`TTL`]. Revocation does not
 //! wait for the TTL: every replica follows the gateway's event feed and drops
 //! a key as soon as its `ApiKeyRevoked` commits (NOTIFY wakes the follower).
-//! Ids that do not exist are remembered for [`MISSING_TTL`], so a flood of
-//! made-up keys costs one query per id per second.
+//! Ids that do not exist are remembered for [`MISSING_TTL`], and lookups are
+//! capped at [`MISSES_PER_SECOND`], so a flood of made-up keys cannot become
+//! a flood of queries.
 
 use std::{
     collections::HashMap,
+    num::NonZeroU32,
     sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
@@ -15,6 +17,7 @@ use std::{
 use crm_platform::{Error, outbox::Feed};
 use crm_proto::gateway::v1 as pb;
 use futures_util::StreamExt;
+use governor::{DefaultDirectRateLimiter, Quota};
 use prost::{Message, Name};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -25,6 +28,9 @@ use super::store::{KeyRecord, KeyStore};
 /// if the feed follower is down).
 const TTL: Duration = Duration::from_secs(30);
 const MISSING_TTL: Duration = Duration::from_secs(1);
+/// Cache misses (database lookups) per second, over all callers: a flood of
+/// made-up key ids cannot turn into a flood of queries.
+const MISSES_PER_SECOND: u32 = 200;
 
 /// A key as last read (`None`: no such key), and when it was read.
 type Entry = (Option<KeyRecord>, Instant);
@@ -33,11 +39,14 @@ type Entry = (Option<KeyRecord>, Instant);
 pub struct KeyCache {
     store: KeyStore,
     entries: Arc<RwLock<HashMap<Uuid, Entry>>>,
+    misses: Arc<DefaultDirectRateLimiter>,
 }
 
 impl KeyCache {
     pub fn new(store: KeyStore) -> Self {
-        KeyCache { store, entries: Arc::default() }
+        let per_second = NonZeroU32::new(MISSES_PER_SECOND).unwrap_or(NonZeroU32::MIN);
+        let misses = Arc::new(DefaultDirectRateLimiter::direct(Quota::per_second(per_second)));
+        KeyCache { store, entries: Arc::default(), misses }
     }
 
     /// Key `id`, from the cache when fresh.
@@ -47,6 +56,12 @@ impl KeyCache {
             if fetched.elapsed() < ttl {
                 return Ok(record.clone());
             }
+        }
+        if self.misses.check().is_err() {
+            return Err(Error::Unavailable {
+                message: "too many unknown API keys are being tried; retry shortly".into(),
+                retry_after: Duration::from_secs(1),
+            });
         }
         let record = self.store.record(id).await?;
         self.entries.write().unwrap_or_else(|poison| poison.into_inner()).insert(id, (record.clone(), Instant::now()));
