@@ -183,6 +183,38 @@ fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or(0)
 }
 
+/// A channel to a role that signs `principal` on every call, as the gateway
+/// does: for internal callers (a role following another role's feed, the
+/// benchmark's direct mode, tests) that share the install's secret.
+#[derive(Clone)]
+pub struct SignedChannel {
+    channel: tonic::transport::Channel,
+    signer: IdentitySigner,
+    principal: Principal,
+}
+
+impl SignedChannel {
+    pub fn new(channel: tonic::transport::Channel, signer: IdentitySigner, principal: Principal) -> Self {
+        SignedChannel { channel, signer, principal }
+    }
+}
+
+impl Service<http::Request<tonic::body::Body>> for SignedChannel {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = tonic::transport::Error;
+    type Future = <tonic::transport::Channel as Service<http::Request<tonic::body::Body>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.channel.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
+        let path = request.uri().path().to_string();
+        self.signer.sign(&self.principal, &path, request.headers_mut());
+        self.channel.call(request)
+    }
+}
+
 /// Paths every caller may reach without an identity: health and reflection.
 pub fn is_public_path(path: &str) -> bool {
     path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.")

@@ -8,5 +8,6 @@
 mod database;
 mod suite;
 
+pub use crm_platform::principal::SignedChannel;
 pub use database::TestDb;
-pub use suite::{Authed, INTERNAL_SECRET, SignedChannel, TestSuite};
+pub use suite::{Authed, INTERNAL_SECRET, TestSuite};

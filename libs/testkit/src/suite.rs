@@ -7,7 +7,7 @@ use crm::suite::{Install, RunningSuite};
 use crm_platform::{
     Config, Role,
     config::Secret,
-    principal::{IdentitySigner, Principal},
+    principal::{IdentitySigner, Principal, SignedChannel},
     telemetry::Telemetry,
 };
 use crm_proto::{
@@ -40,30 +40,6 @@ impl tonic::service::Interceptor for BearerKey {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         request.metadata_mut().insert("authorization", self.0.clone());
         Ok(request)
-    }
-}
-
-/// A channel that adds a principal signed as a gateway would sign it.
-#[derive(Clone)]
-pub struct SignedChannel {
-    inner: Channel,
-    signer: IdentitySigner,
-    principal: Principal,
-}
-
-impl tower::Service<http::Request<tonic::body::Body>> for SignedChannel {
-    type Response = http::Response<tonic::body::Body>;
-    type Error = tonic::transport::Error;
-    type Future = <Channel as tower::Service<http::Request<tonic::body::Body>>>::Future;
-
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
-        let path = request.uri().path().to_string();
-        self.signer.sign(&self.principal, &path, request.headers_mut());
-        self.inner.call(request)
     }
 }
 
@@ -155,11 +131,7 @@ impl TestSuite {
     /// A channel straight to `role` that signs `principal` the way a gateway
     /// does, with `secret` (the suite's own secret is [`INTERNAL_SECRET`]).
     pub async fn signed(&self, role: Role, principal: Principal, secret: &str) -> anyhow::Result<SignedChannel> {
-        Ok(SignedChannel {
-            inner: self.channel(role).await?,
-            signer: IdentitySigner::new(secret.as_bytes()),
-            principal,
-        })
+        Ok(SignedChannel::new(self.channel(role).await?, IdentitySigner::new(secret.as_bytes()), principal))
     }
 
     /// Health of the suite, asked of the gateway.

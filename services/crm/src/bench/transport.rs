@@ -4,34 +4,30 @@
 use std::task::{Context, Poll};
 
 use anyhow::Context as _;
-use crm_platform::principal::{AccessRole, IdentitySigner, Principal};
+use crm_platform::principal::{AccessRole, IdentitySigner, Principal, SignedChannel};
 use http::HeaderValue;
 use tonic::{body::Body, transport::Channel};
 
 #[derive(Clone)]
-pub struct Transport {
-    channel: Channel,
-    credentials: Credentials,
-}
-
-#[derive(Clone)]
-enum Credentials {
-    Bearer(HeaderValue),
-    Signed(IdentitySigner, Principal),
+pub enum Transport {
+    /// Through a gateway, with an API key.
+    Bearer(Channel, HeaderValue),
+    /// Straight to a role, signed as a gateway.
+    Signed(SignedChannel),
 }
 
 impl Transport {
     /// Through a gateway at `address`, with API key `key`.
     pub async fn with_key(address: &str, key: &str) -> anyhow::Result<Transport> {
         let header = HeaderValue::from_str(&format!("Bearer {key}")).context("the API key is not a header value")?;
-        Ok(Transport { channel: connect(address).await?, credentials: Credentials::Bearer(header) })
+        Ok(Transport::Bearer(connect(address).await?, header))
     }
 
     /// Straight to a role at `address`, signing as a gateway with `secret`.
     pub async fn signed(address: &str, secret: &str) -> anyhow::Result<Transport> {
         let principal = Principal { key_id: "bench".into(), roles: vec![AccessRole::Admin] };
-        let credentials = Credentials::Signed(IdentitySigner::new(secret.as_bytes()), principal);
-        Ok(Transport { channel: connect(address).await?, credentials })
+        let signer = IdentitySigner::new(secret.as_bytes());
+        Ok(Transport::Signed(SignedChannel::new(connect(address).await?, signer, principal)))
     }
 }
 
@@ -50,19 +46,19 @@ impl tower::Service<http::Request<Body>> for Transport {
     type Future = <Channel as tower::Service<http::Request<Body>>>::Future;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.channel.poll_ready(cx)
+        match self {
+            Transport::Bearer(channel, _) => channel.poll_ready(cx),
+            Transport::Signed(signed) => signed.poll_ready(cx),
+        }
     }
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
-        match &self.credentials {
-            Credentials::Bearer(header) => {
+        match self {
+            Transport::Bearer(channel, header) => {
                 request.headers_mut().insert(http::header::AUTHORIZATION, header.clone());
+                channel.call(request)
             }
-            Credentials::Signed(signer, principal) => {
-                let path = request.uri().path().to_string();
-                signer.sign(principal, &path, request.headers_mut());
-            }
+            Transport::Signed(signed) => signed.call(request),
         }
-        self.channel.call(request)
     }
 }
