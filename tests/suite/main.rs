@@ -2,6 +2,7 @@
 //! Each test gets its own database and its own servers on ephemeral ports.
 
 mod access;
+mod consumer;
 mod event_feed;
 mod gateway;
 mod migrations;

@@ -5,6 +5,7 @@
 //! - [`db`]: a Postgres pool per role (confined to its schema, retried at start) and migrations.
 //! - [`outbox`]: the transactional outbox and the commit-ordered event feed read from it.
 //! - [`feed_api`]: the `Subscribe` / `ListEvents` RPCs every role serves over its outbox.
+//! - [`consumer`]: following another role's feed, exactly once per event, as a leader.
 //! - [`error`]: one error type, mapped to `tonic::Status` with google.rpc details.
 //! - [`page_token`]: opaque page tokens bound to their query.
 //! - [`principal`]: the caller, as the gateway signs it and the roles verify it.
@@ -15,6 +16,7 @@
 //! - [`shutdown`]: SIGTERM / SIGINT.
 
 pub mod config;
+pub mod consumer;
 pub mod context;
 pub mod db;
 pub mod error;

@@ -1,0 +1,172 @@
+//! Following another role's feed: the consumer side of the event feed.
+//!
+//! A [`Consumer`] subscribes to a role's `Subscribe` stream and hands each
+//! event to its [`Handler`] inside a transaction of the consumer's own schema
+//! that also moves its cursor (`feed_cursors`). The cursor row is locked in
+//! that transaction and an event at or before it is skipped, so each event's
+//! effects commit exactly once, even if two replicas run the same consumer.
+//! Normally only one does: the consumer takes a Postgres advisory lock per
+//! name and only the holder (the leader) follows the feed. After any failure
+//! (handler, stream, database) it backs off and resumes from the stored cursor.
+
+use std::{future::Future, pin::Pin, time::Duration};
+
+use crm_proto::events::v1 as pb;
+use futures_util::{Stream, StreamExt};
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use crate::{outbox::Position, principal::SignedChannel};
+
+/// How long a consumer waits after a failure before it resumes.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Applies events of another role to the consumer's own schema.
+pub trait Handler: Send + Sync + 'static {
+    /// Applies `event` using `tx`; the cursor moves in the same transaction.
+    /// An error rolls both back and the event is offered again later.
+    fn handle(&self, tx: &mut PgConnection, event: &pb::Event) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// Where a consumer's events come from: a role's `Subscribe`.
+#[derive(Clone)]
+pub struct FeedSource {
+    /// A channel to the role, signing the consumer's principal.
+    pub channel: SignedChannel,
+    /// The role's service, e.g. `crm.contacts.v1.ContactsService`.
+    pub service: &'static str,
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
+
+impl FeedSource {
+    /// Opens the feed after `after`.
+    async fn open(&self, after: Position) -> Result<EventStream, Status> {
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        grpc.ready().await.map_err(|error| Status::unavailable(error.to_string()))?;
+        let path = http::uri::PathAndQuery::try_from(format!("/{}/Subscribe", self.service))
+            .map_err(|_| Status::internal("bad service name"))?;
+        let request = pb::SubscribeRequest { after: Some(after.into()), event_types: Vec::new() };
+        let codec = tonic_prost::ProstCodec::<pb::SubscribeRequest, pb::SubscribeResponse>::default();
+        let stream = grpc.server_streaming(tonic::Request::new(request), path, codec).await?.into_inner();
+        Ok(Box::pin(stream))
+    }
+}
+
+/// A named follower of one feed.
+pub struct Consumer<H> {
+    /// Unique per consumer within its role, e.g. `interactions.contact-merges`.
+    pub name: String,
+    /// The consumer's own pool (its role's schema, where `feed_cursors` lives).
+    pub pool: PgPool,
+    pub source: FeedSource,
+    pub handler: H,
+}
+
+impl<H: Handler> Consumer<H> {
+    /// Runs until `shutdown`, leading when it holds the lock and waiting otherwise.
+    pub fn spawn(self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            while !shutdown.is_cancelled() {
+                match self.lead(&shutdown).await {
+                    Ok(Leadership::Done) => return,
+                    Ok(Leadership::Refused) => {}
+                    Err(error) => {
+                        tracing::warn!(consumer = %self.name, error = format!("{error:#}"), "consumer failed; resuming from its cursor")
+                    }
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(RETRY_AFTER) => {}
+                }
+            }
+        })
+    }
+
+    /// Follows the feed while holding the consumer's advisory lock.
+    async fn lead(&self, shutdown: &CancellationToken) -> anyhow::Result<Leadership> {
+        let mut lock = self.pool.acquire().await?;
+        let key = format!("crm.consumer.{}", self.name);
+        let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+            .bind(&key)
+            .fetch_one(&mut *lock)
+            .await?;
+        if !leader {
+            return Ok(Leadership::Refused);
+        }
+        let outcome = self.follow(shutdown).await;
+        let unlocked =
+            sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))").bind(&key).execute(&mut *lock).await;
+        if unlocked.is_err() {
+            lock.detach(); // a session lock dies with its session
+        }
+        outcome.map(|()| Leadership::Done)
+    }
+
+    /// Reads the cursor, subscribes after it and handles events until shutdown.
+    async fn follow(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let after = self.cursor().await?;
+        let mut events = self.source.open(after).await?;
+        loop {
+            let next = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                next = events.next() => next,
+            };
+            let Some(message) = next else { anyhow::bail!("the feed ended") };
+            let Some(event) = message?.event else { continue };
+            self.apply(&event).await?;
+        }
+    }
+
+    /// Handles one event and moves the cursor past it, in one transaction.
+    async fn apply(&self, event: &pb::Event) -> anyhow::Result<()> {
+        let position = Position::from(event.position);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO feed_cursors (consumer, transaction_id, sequence) VALUES ($1, 0, 0)
+             ON CONFLICT (consumer) DO NOTHING",
+        )
+        .bind(&self.name)
+        .execute(&mut *tx)
+        .await?;
+        let (transaction, sequence): (i64, i64) =
+            sqlx::query_as("SELECT transaction_id, sequence FROM feed_cursors WHERE consumer = $1 FOR UPDATE")
+                .bind(&self.name)
+                .fetch_one(&mut *tx)
+                .await?;
+        let stored = Position { transaction: transaction as u64, sequence: sequence as u64 };
+        if position <= stored {
+            return Ok(()); // handled already (by another replica, or before a restart)
+        }
+        self.handler.handle(&mut tx, event).await?;
+        sqlx::query(
+            "UPDATE feed_cursors SET transaction_id = $2, sequence = $3, updated_at = now() WHERE consumer = $1",
+        )
+        .bind(&self.name)
+        .bind(position.transaction as i64)
+        .bind(position.sequence as i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn cursor(&self) -> anyhow::Result<Position> {
+        let stored: Option<(i64, i64)> =
+            sqlx::query_as("SELECT transaction_id, sequence FROM feed_cursors WHERE consumer = $1")
+                .bind(&self.name)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(stored
+            .map(|(transaction, sequence)| Position { transaction: transaction as u64, sequence: sequence as u64 })
+            .unwrap_or_default())
+    }
+}
+
+enum Leadership {
+    /// Another replica leads.
+    Refused,
+    /// Led until shutdown.
+    Done,
+}
