@@ -37,13 +37,7 @@ impl Handler for Recorder {
     }
 }
 
-fn consumer(
-    suite: &TestSuite,
-    channel: tonic::transport::Channel,
-    pool: &PgPool,
-    handler: Recorder,
-) -> Consumer<Recorder> {
-    let _ = suite;
+fn consumer(channel: tonic::transport::Channel, pool: &PgPool, handler: Recorder) -> Consumer<Recorder> {
     let principal = Principal { key_id: "role:interactions".into(), roles: vec![AccessRole::Admin] };
     let channel = SignedChannel::new(channel, IdentitySigner::new(INTERNAL_SECRET.as_bytes()), principal);
     Consumer {
