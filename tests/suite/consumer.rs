@@ -10,7 +10,9 @@ use std::{
 use crm_platform::{
     Role,
     consumer::{Consumer, FeedSource, Handler},
+    metrics::Metrics,
     principal::{AccessRole, IdentitySigner, Principal, SignedChannel},
+    telemetry::Telemetry,
 };
 use crm_proto::events::v1::Event;
 use crm_testkit::{INTERNAL_SECRET, TestDb, TestSuite};
@@ -37,7 +39,12 @@ impl Handler for Recorder {
     }
 }
 
-fn consumer(channel: tonic::transport::Channel, pool: &PgPool, handler: Recorder) -> Consumer<Recorder> {
+fn consumer(
+    channel: tonic::transport::Channel,
+    pool: &PgPool,
+    handler: Recorder,
+    telemetry: &Telemetry,
+) -> Consumer<Recorder> {
     let principal = Principal { key_id: "role:interactions".into(), roles: vec![AccessRole::Admin] };
     let channel = SignedChannel::new(channel, IdentitySigner::new(INTERNAL_SECRET.as_bytes()), principal);
     Consumer {
@@ -45,6 +52,7 @@ fn consumer(channel: tonic::transport::Channel, pool: &PgPool, handler: Recorder
         pool: pool.clone(),
         source: FeedSource { channel, service: "crm.contacts.v1.ContactsService" },
         handler,
+        metrics: Metrics::new(telemetry),
     }
 }
 
@@ -60,11 +68,12 @@ async fn a_consumer_applies_each_event_once_across_failures_restarts_and_replica
     let interactions = test_db.role_pool(Role::Interactions).await.unwrap();
     sqlx::query("CREATE TABLE consumed (event_id text NOT NULL)").execute(&interactions).await.unwrap();
 
+    let telemetry = Telemetry::for_tests();
     let stop = CancellationToken::new();
     let flaky = Recorder { fail_first_attempt: true, attempted: Arc::default() };
     let channel = suite.channel(Role::Contacts).await.unwrap();
-    let first = consumer(channel.clone(), &interactions, flaky.clone()).spawn(stop.clone());
-    let second = consumer(channel.clone(), &interactions, flaky).spawn(stop.clone());
+    let first = consumer(channel.clone(), &interactions, flaky.clone(), &telemetry).spawn(stop.clone());
+    let second = consumer(channel.clone(), &interactions, flaky, &telemetry).spawn(stop.clone());
     for amount in 0..10 {
         commit_events(&contacts, &[test_event("c1", amount)]).await;
     }
@@ -82,12 +91,22 @@ async fn a_consumer_applies_each_event_once_across_failures_restarts_and_replica
     }
     let restart = CancellationToken::new();
     let steady = Recorder { fail_first_attempt: false, attempted: Arc::default() };
-    let resumed = consumer(channel, &interactions, steady.clone()).spawn(restart.clone());
+    let resumed = consumer(channel, &interactions, steady.clone(), &telemetry).spawn(restart.clone());
     eventually(Duration::from_secs(60), "15 events in all", || async { consumed(&interactions).await.0 >= 15 }).await;
     assert_eq!(consumed(&interactions).await, (15, 15));
     assert_eq!(steady.attempted.lock().unwrap().len(), 5, "after the restart only the new events are offered");
 
     restart.cancel();
     resumed.await.unwrap();
+
+    // Progress and lag per consumer are exported.
+    let mut exported = String::new();
+    prometheus::TextEncoder::new().encode_utf8(&telemetry.registry.gather(), &mut exported).unwrap();
+    let applied = exported
+        .lines()
+        .find(|line| line.starts_with("crm_consumer_events_total{") && line.contains("test.contacts-follower"))
+        .unwrap_or_else(|| panic!("no consumer counter in:\n{exported}"));
+    assert!(applied.ends_with(" 15"), "{applied}");
+    assert!(exported.contains("crm_consumer_delay_seconds_bucket{"), "{exported}");
     suite.shutdown().await.unwrap();
 }

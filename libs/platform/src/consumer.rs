@@ -17,7 +17,7 @@ use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use crate::{outbox::Position, principal::SignedChannel};
+use crate::{metrics::Metrics, outbox::Position, principal::SignedChannel};
 
 /// How long a consumer waits after a failure before it resumes.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -62,6 +62,8 @@ pub struct Consumer<H> {
     pub pool: PgPool,
     pub source: FeedSource,
     pub handler: H,
+    /// Where the consumer's progress and lag are recorded.
+    pub metrics: Metrics,
 }
 
 impl<H: Handler> Consumer<H> {
@@ -149,6 +151,7 @@ impl<H: Handler> Consumer<H> {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.metrics.record_consumed(&self.name, delay_since(event.occurred_at.as_ref()));
         Ok(())
     }
 
@@ -162,6 +165,14 @@ impl<H: Handler> Consumer<H> {
             .map(|(transaction, sequence)| Position { transaction: transaction as u64, sequence: sequence as u64 })
             .unwrap_or_default())
     }
+}
+
+/// How long ago `occurred_at` was (zero if it is missing or in the future).
+fn delay_since(occurred_at: Option<&prost_types::Timestamp>) -> Duration {
+    let Some(occurred_at) = occurred_at else { return Duration::ZERO };
+    let occurred = std::time::UNIX_EPOCH
+        + Duration::new(u64::try_from(occurred_at.seconds).unwrap_or(0), u32::try_from(occurred_at.nanos).unwrap_or(0));
+    std::time::SystemTime::now().duration_since(occurred).unwrap_or(Duration::ZERO)
 }
 
 enum Leadership {

@@ -4,7 +4,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::ServerSettings, metrics::RpcMetrics, outbox::Feed, page_token::PageTokens, principal::IdentitySigner,
+    config::ServerSettings, metrics::Metrics, outbox::Feed, page_token::PageTokens, principal::IdentitySigner,
     role::Role,
 };
 
@@ -19,7 +19,7 @@ pub struct RoleContext {
     /// Signs (gateway) and verifies (roles) the caller's identity between roles.
     pub identity: IdentitySigner,
     pub server: ServerSettings,
-    pub metrics: RpcMetrics,
+    pub metrics: Metrics,
     /// Cancelled when the role must stop; the role drains and returns.
     pub shutdown: CancellationToken,
 }

@@ -1,4 +1,5 @@
-//! RED metrics for every RPC, and the `/metrics` endpoint that serves them.
+//! RED metrics for every RPC, each consumer's lag, and the `/metrics`
+//! endpoint that serves them.
 //!
 //! [`RpcMetricsLayer`] counts each call when it ends: for a unary call when
 //! its response is done, for a stream when its last message or its trailers
@@ -28,18 +29,23 @@ use tower::{Layer, Service};
 
 use crate::telemetry::Telemetry;
 
-/// The RPC instruments, shared by every server of the process.
+/// The process's instruments, shared by every server and consumer in it.
 #[derive(Clone)]
-pub struct RpcMetrics {
+pub struct Metrics {
     requests: Counter<u64>,
     errors: Counter<u64>,
     duration: Histogram<f64>,
+    /// Events each consumer applied (`crm_consumer_events_total{consumer}`).
+    consumed: Counter<u64>,
+    /// From an event's commit to its application by a consumer: the consumer's lag
+    /// (`crm_consumer_delay_seconds{consumer}`).
+    consumer_delay: Histogram<f64>,
 }
 
-impl RpcMetrics {
+impl Metrics {
     pub fn new(telemetry: &Telemetry) -> Self {
         let meter = telemetry.meter_provider.meter("crm");
-        RpcMetrics {
+        Metrics {
             requests: meter.u64_counter("crm.rpc.requests").with_description("RPCs served, by status").build(),
             errors: meter
                 .u64_counter("crm.rpc.errors")
@@ -53,7 +59,24 @@ impl RpcMetrics {
                     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                 ])
                 .build(),
+            consumed: meter
+                .u64_counter("crm.consumer.events")
+                .with_description("Events applied by each consumer")
+                .build(),
+            consumer_delay: meter
+                .f64_histogram("crm.consumer.delay")
+                .with_unit("s")
+                .with_description("From an event's commit to its application by a consumer")
+                .with_boundaries(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0])
+                .build(),
         }
+    }
+
+    /// One event applied by `consumer`, `delay` after it occurred.
+    pub fn record_consumed(&self, consumer: &str, delay: std::time::Duration) {
+        let attributes = [KeyValue::new("consumer", consumer.to_string())];
+        self.consumed.add(1, &attributes);
+        self.consumer_delay.record(delay.as_secs_f64(), &attributes);
     }
 
     fn record(&self, call: &CallInfo, status: &str) {
@@ -71,17 +94,17 @@ impl RpcMetrics {
     }
 }
 
-/// Records [`RpcMetrics`] around every call of the wrapped service.
+/// Records [`Metrics`] around every call of the wrapped service.
 #[derive(Clone)]
 pub struct RpcMetricsLayer {
-    metrics: RpcMetrics,
+    metrics: Metrics,
     /// Which server recorded the call (`gateway`, `contacts`, …): in
     /// `--target all` a proxied call is counted by the gateway and by its role.
     server: &'static str,
 }
 
 impl RpcMetricsLayer {
-    pub fn new(metrics: RpcMetrics, server: &'static str) -> Self {
+    pub fn new(metrics: Metrics, server: &'static str) -> Self {
         RpcMetricsLayer { metrics, server }
     }
 }
@@ -97,7 +120,7 @@ impl<S> Layer<S> for RpcMetricsLayer {
 #[derive(Clone)]
 pub struct RpcMetricsService<S> {
     inner: S,
-    metrics: RpcMetrics,
+    metrics: Metrics,
     server: &'static str,
 }
 
@@ -150,7 +173,7 @@ where
 
 /// Records a call exactly once: at its status, at the end of its body, or when dropped.
 struct Recorder {
-    metrics: RpcMetrics,
+    metrics: Metrics,
     call: CallInfo,
     done: std::sync::atomic::AtomicBool,
 }

@@ -38,7 +38,7 @@ use tracing::Level;
 
 use crate::{
     config::ServerSettings,
-    metrics::{RpcMetrics, RpcMetricsLayer},
+    metrics::{Metrics, RpcMetricsLayer},
     principal::{IdentitySigner, VerifyIdentityLayer},
 };
 
@@ -164,7 +164,7 @@ impl GrpcServer {
         self,
         listener: TcpListener,
         settings: &ServerSettings,
-        metrics: RpcMetrics,
+        metrics: Metrics,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let reporter = self.health.unwrap_or_default();

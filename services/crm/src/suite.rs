@@ -10,8 +10,8 @@ use std::{collections::HashMap, net::SocketAddr};
 
 use anyhow::Context;
 use crm_platform::{
-    Config, Role, RoleContext, config::Secret, db, metrics::RpcMetrics, page_token::PageTokens,
-    principal::IdentitySigner, telemetry::Telemetry,
+    Config, Role, RoleContext, config::Secret, db, metrics::Metrics, page_token::PageTokens, principal::IdentitySigner,
+    telemetry::Telemetry,
 };
 use sqlx::migrate::Migrator;
 use tokio::{net::TcpListener, task::JoinHandle};
@@ -62,7 +62,7 @@ pub async fn migrate(install: &Install, roles: &[Role]) -> anyhow::Result<()> {
 impl RunningSuite {
     /// Migrates and starts `roles` on their configured addresses (port 0 picks a free one).
     pub async fn start(install: &Install, roles: &[Role], telemetry: &Telemetry) -> anyhow::Result<RunningSuite> {
-        let metrics = RpcMetrics::new(telemetry);
+        let metrics = Metrics::new(telemetry);
         let page_tokens = PageTokens::new(install.internal_secret.expose().as_bytes());
         let identity = IdentitySigner::new(install.internal_secret.expose().as_bytes());
         let mut suite =
