@@ -56,6 +56,31 @@ async fn subscribe_delivers_history_then_live_events_and_resumes_after_a_positio
 }
 
 #[tokio::test]
+async fn subscribe_delivers_only_the_event_types_asked_for() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let pool = test_db.role_pool(Role::Contacts).await.unwrap();
+    let other_type = crm_platform::outbox::NewEvent::new(
+        "test",
+        "c1",
+        &crm_proto::common::v1::ExternalId { source: "billing".into(), id: "b-1".into() },
+        "req-test",
+    );
+    commit_events(&pool, &[other_type.clone(), test_event("c1", 1), other_type, test_event("c1", 2)]).await;
+
+    let mut contacts = suite.contacts().await.unwrap();
+    let only_money = SubscribeRequest { after: None, event_types: vec!["crm.common.v1.Money".into()] };
+    let mut stream = contacts.subscribe(only_money).await.unwrap().into_inner();
+    let first = stream.message().await.unwrap().unwrap().event.unwrap();
+    let second = stream.message().await.unwrap().unwrap().event.unwrap();
+    assert_eq!((amount_of(&first), amount_of(&second)), (1, 2), "the other type is skipped");
+
+    let bad = SubscribeRequest { after: None, event_types: vec![String::new()] };
+    assert_eq!(contacts.subscribe(bad).await.unwrap_err().code(), Code::InvalidArgument);
+    suite.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn list_events_pages_with_tokens_bound_to_their_query() {
     let test_db = TestDb::create().await.unwrap();
     let suite = TestSuite::start(&test_db).await.unwrap();
