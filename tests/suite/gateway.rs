@@ -454,3 +454,47 @@ async fn a_feed_through_the_gateway_runs_for_minutes() {
     }
     suite.shutdown().await.unwrap();
 }
+
+/// One trace runs from the caller through the gateway to the role: the
+/// gateway's span continues the caller's, and the role's continues the gateway's.
+#[tokio::test(flavor = "current_thread")]
+async fn one_trace_runs_from_the_caller_through_the_gateway_to_the_role() {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    // A current-thread runtime: the thread's subscriber sees every task of the suite.
+    let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+    let provider =
+        opentelemetry_sdk::trace::SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
+    let subscriber =
+        tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let (trace_id, caller_span) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let mut request = tonic::Request::new(ListEventsRequest::default());
+    request.metadata_mut().insert("traceparent", format!("00-{trace_id}-{caller_span}-01").parse().unwrap());
+    suite.contacts().await.unwrap().list_events(request).await.unwrap();
+    suite.shutdown().await.unwrap();
+    let _ = provider.force_flush();
+
+    let spans = exporter.get_finished_spans().unwrap();
+    let in_trace: Vec<_> = spans
+        .iter()
+        .filter(|span| span.name == "rpc" && span.span_context.trace_id().to_string() == trace_id)
+        .collect();
+    let gateway = in_trace
+        .iter()
+        .find(|span| span.parent_span_id.to_string() == caller_span)
+        .unwrap_or_else(|| panic!("no span continues the caller's: {in_trace:#?}"));
+    let role = in_trace
+        .iter()
+        .find(|span| span.parent_span_id == gateway.span_context.span_id())
+        .unwrap_or_else(|| panic!("the role's span does not continue the gateway's: {in_trace:#?}"));
+    let principal = |span: &opentelemetry_sdk::trace::SpanData| {
+        span.attributes.iter().find(|kv| kv.key.as_str() == "principal").map(|kv| kv.value.to_string())
+    };
+    assert_eq!(principal(gateway).as_deref(), Some("bootstrap"));
+    assert_eq!(principal(role).as_deref(), Some("bootstrap"), "the role records the principal the gateway signed");
+}

@@ -266,6 +266,7 @@ where
         if !is_public_path(&path) {
             match self.signer.verify(&path, request.headers()) {
                 Ok(principal) => {
+                    tracing::Span::current().record("principal", principal.key_id.as_str());
                     request.extensions_mut().insert(principal);
                 }
                 Err(error) => {

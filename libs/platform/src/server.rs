@@ -261,8 +261,17 @@ impl MakeRequestId for MakeUuidV7 {
     }
 }
 
-/// One span per RPC, named by its method and carrying the request id.
+/// One span per RPC, named by its method and carrying the request id, in the
+/// caller's trace; the principal is recorded once it is known.
 fn rpc_span<B>(request: &Request<B>) -> tracing::Span {
     let request_id = request.headers().get(REQUEST_ID_HEADER).and_then(|value| value.to_str().ok()).unwrap_or("");
-    tracing::info_span!("rpc", rpc.method = %request.uri().path(), request_id = %request_id, otel.kind = "server")
+    let span = tracing::info_span!(
+        "rpc",
+        rpc.method = %request.uri().path(),
+        request_id = %request_id,
+        principal = tracing::field::Empty,
+        otel.kind = "server",
+    );
+    crate::trace_context::continue_trace(&span, request.headers());
+    span
 }
