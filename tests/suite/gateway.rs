@@ -457,27 +457,18 @@ async fn a_feed_through_the_gateway_runs_for_minutes() {
 
 /// One trace runs from the caller through the gateway to the role: the
 /// gateway's span continues the caller's, and the role's continues the gateway's.
-#[tokio::test(flavor = "current_thread")]
+#[tokio::test]
 async fn one_trace_runs_from_the_caller_through_the_gateway_to_the_role() {
-    use opentelemetry::trace::TracerProvider as _;
-    use tracing_subscriber::layer::SubscriberExt;
-
-    // A current-thread runtime: the thread's subscriber sees every task of the suite.
-    let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
-    let provider =
-        opentelemetry_sdk::trace::SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
-    let subscriber =
-        tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-    let _default = tracing::subscriber::set_default(subscriber);
+    let exporter = crate::support::recorded_spans();
 
     let test_db = TestDb::create().await.unwrap();
     let suite = TestSuite::start(&test_db).await.unwrap();
-    let (trace_id, caller_span) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let trace_id = uuid::Uuid::now_v7().simple().to_string(); // 32 hex digits, unique to this test
+    let caller_span = "00f067aa0ba902b7";
     let mut request = tonic::Request::new(ListEventsRequest::default());
     request.metadata_mut().insert("traceparent", format!("00-{trace_id}-{caller_span}-01").parse().unwrap());
     suite.contacts().await.unwrap().list_events(request).await.unwrap();
     suite.shutdown().await.unwrap();
-    let _ = provider.force_flush();
 
     let spans = exporter.get_finished_spans().unwrap();
     let in_trace: Vec<_> = spans

@@ -1,6 +1,6 @@
 //! Helpers shared by the test modules.
 
-use std::time::Duration;
+use std::{sync::OnceLock, time::Duration};
 
 use crm_platform::outbox::{self, NewEvent};
 use crm_proto::common::v1::Money;
@@ -30,4 +30,28 @@ pub async fn commit_events(pool: &PgPool, events: &[NewEvent]) {
     let mut tx = pool.begin().await.unwrap();
     outbox::append(&mut tx, events).await.unwrap();
     tx.commit().await.unwrap();
+}
+
+/// Spans of every test in this binary, recorded by a global subscriber with
+/// an OpenTelemetry layer, installed once on first use (a per-thread
+/// subscriber is unreliable here: tracing caches per-callsite interest across
+/// threads). Tests find their own spans by a trace id of their own.
+pub fn recorded_spans() -> &'static opentelemetry_sdk::trace::InMemorySpanExporter {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    static RECORDER: OnceLock<(
+        opentelemetry_sdk::trace::SdkTracerProvider,
+        opentelemetry_sdk::trace::InMemorySpanExporter,
+    )> = OnceLock::new();
+    let (_, exporter) = RECORDER.get_or_init(|| {
+        let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+        let provider =
+            opentelemetry_sdk::trace::SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
+        let subscriber =
+            tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(provider.tracer("tests")));
+        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber in the tests");
+        (provider, exporter)
+    });
+    exporter
 }
