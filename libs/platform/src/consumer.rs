@@ -137,7 +137,7 @@ impl<H: Handler> Consumer<H> {
                 .bind(&self.name)
                 .fetch_one(&mut *tx)
                 .await?;
-        let stored = Position { transaction: transaction as u64, sequence: sequence as u64 };
+        let stored = Position::from_columns(transaction, sequence);
         if position <= stored {
             return Ok(()); // handled already (by another replica, or before a restart)
         }
@@ -146,8 +146,8 @@ impl<H: Handler> Consumer<H> {
             "UPDATE feed_cursors SET transaction_id = $2, sequence = $3, updated_at = now() WHERE consumer = $1",
         )
         .bind(&self.name)
-        .bind(position.transaction as i64)
-        .bind(position.sequence as i64)
+        .bind(position.columns().0)
+        .bind(position.columns().1)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -161,9 +161,7 @@ impl<H: Handler> Consumer<H> {
                 .bind(&self.name)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(stored
-            .map(|(transaction, sequence)| Position { transaction: transaction as u64, sequence: sequence as u64 })
-            .unwrap_or_default())
+        Ok(stored.map(|(transaction, sequence)| Position::from_columns(transaction, sequence)).unwrap_or_default())
     }
 }
 

@@ -27,6 +27,20 @@ pub struct Position {
     pub sequence: u64,
 }
 
+impl Position {
+    /// A position as PostgreSQL stores it (two bigints; values are never negative).
+    pub fn from_columns(transaction: i64, sequence: i64) -> Self {
+        Position { transaction: transaction.max(0) as u64, sequence: sequence.max(0) as u64 }
+    }
+
+    /// The position as two bigints. Values past `i64::MAX` cannot exist in a
+    /// table, so they become `i64::MAX` ("after everything").
+    pub fn columns(self) -> (i64, i64) {
+        let column = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        (column(self.transaction), column(self.sequence))
+    }
+}
+
 impl From<Option<pb::EventPosition>> for Position {
     fn from(position: Option<pb::EventPosition>) -> Self {
         position.map(|p| Position { transaction: p.transaction, sequence: p.sequence }).unwrap_or_default()
@@ -126,8 +140,8 @@ impl Feed {
              ORDER BY transaction_id, sequence
              LIMIT $4",
         )
-        .bind(to_i64(after.transaction))
-        .bind(to_i64(after.sequence))
+        .bind(after.columns().0)
+        .bind(after.columns().1)
         .bind(aggregate_id)
         .bind(limit)
         .bind(horizon)
@@ -159,9 +173,7 @@ impl Feed {
         .bind(horizon)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(newest
-            .map(|(transaction, sequence)| Position { transaction: transaction as u64, sequence: sequence as u64 })
-            .unwrap_or_default())
+        Ok(newest.map(|(transaction, sequence)| Position::from_columns(transaction, sequence)).unwrap_or_default())
     }
 
     /// Whether committed events exist after `after` that the horizon still hides.
@@ -172,8 +184,8 @@ impl Feed {
                 WHERE (transaction_id, sequence) > ($1::bigint::text::xid8, $2)
                   AND transaction_id >= $3::bigint::text::xid8)",
         )
-        .bind(to_i64(after.transaction))
-        .bind(to_i64(after.sequence))
+        .bind(after.columns().0)
+        .bind(after.columns().1)
         .bind(horizon)
         .fetch_one(&self.pool)
         .await?;
@@ -247,11 +259,6 @@ pub fn shutting_down() -> Error {
     }
 }
 
-/// Positions are stored as PostgreSQL bigints; values past i64 cannot exist in the table.
-fn to_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
 fn event_from_row(row: &sqlx::postgres::PgRow) -> Result<pb::Event, Error> {
     let transaction: i64 = row.try_get("transaction")?;
     let sequence: i64 = row.try_get("sequence")?;
@@ -260,7 +267,7 @@ fn event_from_row(row: &sqlx::postgres::PgRow) -> Result<pb::Event, Error> {
     let id: uuid::Uuid = row.try_get("id")?;
     Ok(pb::Event {
         id: id.to_string(),
-        position: Some(pb::EventPosition { transaction: transaction as u64, sequence: sequence as u64 }),
+        position: Some(Position::from_columns(transaction, sequence).into()),
         occurred_at: Some(prost_types::Timestamp {
             seconds: occurred_at.timestamp(),
             nanos: occurred_at.timestamp_subsec_nanos() as i32,
