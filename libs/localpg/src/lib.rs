@@ -84,12 +84,7 @@ impl LocalPostgres {
 
     /// A URL for the `postgres` database as the `postgres` superuser.
     pub fn url(&self) -> String {
-        self.database_url("postgres")
-    }
-
-    /// A URL for database `name` as the `postgres` superuser.
-    pub fn database_url(&self, name: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
     pub fn port(&self) -> u16 {

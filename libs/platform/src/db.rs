@@ -104,6 +104,42 @@ pub async fn migrate(pool: &PgPool, role: Role, role_migrator: Migrator) -> anyh
     outcome
 }
 
+/// Creates database `name` on the server at `server_url` unless it exists,
+/// and returns its URL. For `crm up`, scratch databases and tests.
+pub async fn create_database(server_url: &str, name: &str) -> anyhow::Result<String> {
+    use sqlx::{Connection, PgConnection};
+    check_database_name(name)?;
+    let mut admin = PgConnection::connect(server_url).await.context("connecting to PostgreSQL to create a database")?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(name)
+        .fetch_one(&mut admin)
+        .await?;
+    if !exists {
+        // Checked above to be a plain identifier.
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut admin).await?;
+    }
+    admin.close().await?;
+    Ok(with_database(server_url, name))
+}
+
+/// Drops database `name` on the server at `server_url`, closing its sessions.
+pub async fn drop_database(server_url: &str, name: &str) -> anyhow::Result<()> {
+    use sqlx::{Connection, PgConnection};
+    check_database_name(name)?;
+    let mut admin = PgConnection::connect(server_url).await.context("connecting to PostgreSQL to drop a database")?;
+    sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).execute(&mut admin).await?;
+    admin.close().await?;
+    Ok(())
+}
+
+/// Database names this code creates are plain identifiers: lower-case letters, digits, `_`.
+fn check_database_name(name: &str) -> anyhow::Result<()> {
+    let plain =
+        !name.is_empty() && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_');
+    anyhow::ensure!(plain, "{name:?} is not a plain database name (a-z, 0-9, _)");
+    Ok(())
+}
+
 /// `url` with its database replaced by `name` (for scratch databases).
 pub fn with_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {

@@ -38,10 +38,8 @@ impl TestDb {
     pub async fn create() -> anyhow::Result<TestDb> {
         let server_url = server_url()?;
         let name = format!("crm_test_{}", uuid::Uuid::now_v7().simple());
-        let mut admin = PgConnection::connect(&server_url).await.context("connecting to the test server")?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut admin).await?;
-        admin.close().await?;
-        Ok(TestDb { url: db::with_database(&server_url, &name), name, server_url })
+        let url = db::create_database(&server_url, &name).await.context("creating the test database")?;
+        Ok(TestDb { url, name, server_url })
     }
 
     /// A pool confined to `role`'s schema, with the role's migrations applied.
@@ -64,13 +62,7 @@ impl Drop for TestDb {
         // Drop runs inside the test's runtime: do the async work on a thread of its own.
         let dropped = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(async {
-                let mut admin = PgConnection::connect(&server_url).await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
-                    .execute(&mut admin)
-                    .await?;
-                anyhow::Ok(())
-            })
+            runtime.block_on(db::drop_database(&server_url, &name))
         })
         .join();
         if !matches!(dropped, Ok(Ok(()))) {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use crm_localpg::{LocalPostgres, Options};
-use crm_platform::{Config, Role, config::Secret, telemetry::Telemetry};
+use crm_platform::{Config, Role, config::Secret, db, telemetry::Telemetry};
 
 use crate::{
     bench,
@@ -59,8 +59,7 @@ async fn up(mut config: Config, data_dir: Option<PathBuf>, telemetry: &Telemetry
             let pg_dir = dir.join("postgres");
             let cluster =
                 tokio::task::spawn_blocking(move || LocalPostgres::start(&pg_dir, &Options::default())).await??;
-            ensure_database(&cluster.url(), "crm").await?;
-            let url = Secret::new(cluster.database_url("crm"));
+            let url = Secret::new(db::create_database(&cluster.url(), "crm").await?);
             local_postgres = Some(cluster);
             url
         }
@@ -83,22 +82,6 @@ async fn up(mut config: Config, data_dir: Option<PathBuf>, telemetry: &Telemetry
         tracing::warn!(error = format!("{error:#}"), "stopping the private PostgreSQL failed");
     }
     outcome
-}
-
-/// Creates database `name` on the server of `admin_url` if it is missing.
-async fn ensure_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
-    use sqlx::{Connection, PgConnection};
-    let mut conn = PgConnection::connect(admin_url).await.context("connecting to the private PostgreSQL")?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(name)
-        .fetch_one(&mut conn)
-        .await?;
-    if !exists {
-        // `name` is ours, not input.
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await?;
-    }
-    conn.close().await?;
-    Ok(())
 }
 
 /// Starts `roles`, prints where they are, and stops them in order on SIGTERM/SIGINT.

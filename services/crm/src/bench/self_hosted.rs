@@ -3,7 +3,6 @@
 
 use crm_localpg::{LocalPostgres, Options};
 use crm_platform::{Config, Role, config::Secret, db, telemetry::Telemetry};
-use sqlx::{Connection, PgConnection};
 
 use crate::{
     secrets,
@@ -35,9 +34,7 @@ impl SelfHosted {
             }
         };
         let database = format!("crm_bench_{}", uuid::Uuid::now_v7().simple());
-        let mut admin = PgConnection::connect(&server_url).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{database}\""))).execute(&mut admin).await?;
-        admin.close().await?;
+        let database_url = db::create_database(&server_url, &database).await?;
 
         let admin_key = secrets::ephemeral().expose().to_string();
         let internal_secret = secrets::ephemeral().expose().to_string();
@@ -52,7 +49,7 @@ impl SelfHosted {
             limit.burst = 1_000_000;
         }
         let install = Install {
-            database_url: Secret::new(db::with_database(&server_url, &database)),
+            database_url: Secret::new(database_url),
             internal_secret: Secret::new(internal_secret.clone()),
             admin_key: Some(Secret::new(admin_key.clone())),
             config: bench_config,
@@ -76,10 +73,7 @@ impl SelfHosted {
     /// Stops the suite and drops the scratch database.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.suite.shutdown().await?;
-        let mut admin = PgConnection::connect(&self.server_url).await?;
-        let drop = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.database);
-        sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut admin).await?;
-        admin.close().await?;
+        db::drop_database(&self.server_url, &self.database).await?;
         if let Some(cluster) = self.local_postgres {
             tokio::task::spawn_blocking(move || cluster.stop()).await??;
         }
