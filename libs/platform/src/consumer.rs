@@ -151,7 +151,7 @@ impl<H: Handler> Consumer<H> {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        self.metrics.record_consumed(&self.name, delay_since(event.occurred_at.as_ref()));
+        self.metrics.record_consumed(&self.name, crate::timestamp::elapsed_since(event.occurred_at.as_ref()));
         Ok(())
     }
 
@@ -163,14 +163,6 @@ impl<H: Handler> Consumer<H> {
                 .await?;
         Ok(stored.map(|(transaction, sequence)| Position::from_columns(transaction, sequence)).unwrap_or_default())
     }
-}
-
-/// How long ago `occurred_at` was (zero if it is missing or in the future).
-fn delay_since(occurred_at: Option<&prost_types::Timestamp>) -> Duration {
-    let Some(occurred_at) = occurred_at else { return Duration::ZERO };
-    let occurred = std::time::UNIX_EPOCH
-        + Duration::new(u64::try_from(occurred_at.seconds).unwrap_or(0), u32::try_from(occurred_at.nanos).unwrap_or(0));
-    std::time::SystemTime::now().duration_since(occurred).unwrap_or(Duration::ZERO)
 }
 
 enum Leadership {

@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     RoleContext,
     error::{Error, Violations},
-    outbox::{Feed, Position},
+    outbox::{Feed, Position, is_wanted},
     page_token::{PageTokens, Query},
 };
 
@@ -94,11 +94,7 @@ impl FeedApi {
         };
         let aggregate_id = Some(request.aggregate_id.as_str()).filter(|id| !id.is_empty());
         let batch = self.feed.read(after, aggregate_id, i64::from(page_size)).await?;
-        let events = batch
-            .events
-            .into_iter()
-            .filter(|event| request.event_types.is_empty() || request.event_types.contains(&event.r#type))
-            .collect();
+        let events = batch.events.into_iter().filter(|event| is_wanted(&request.event_types, event)).collect();
         let next_page_token = if batch.full { self.tokens.encode(&query, &batch.scanned_to)? } else { String::new() };
         Ok(pb::ListEventsResponse { events, next_page_token })
     }

@@ -12,6 +12,7 @@
 //! - [`server`]: the gRPC server builder (health, reflection, limits, request ids, drain).
 //! - [`metrics`]: RED metrics per RPC and the `/metrics` endpoint.
 //! - [`telemetry`]: tracing subscriber, OTLP export, meter provider.
+//! - [`timestamp`]: times as `google.protobuf.Timestamp`.
 //! - [`trace_context`]: W3C trace context continued by every server and passed on by the gateway.
 //! - [`context`]: what the binary hands to a role when it starts it.
 //! - [`shutdown`]: SIGTERM / SIGINT.
@@ -30,6 +31,7 @@ pub mod role;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
+pub mod timestamp;
 pub mod trace_context;
 
 pub use config::Config;

@@ -94,7 +94,7 @@ impl GrpcServer {
 
     /// Sends every call that no added service takes to `fallback` (the
     /// gateway's proxy), which answers for `service_names`; their health is
-    /// set by the caller through the reporter it passes to [`GrpcServer::serve`].
+    /// set by the caller through the reporter it passes to [`GrpcServer::with_health`].
     pub fn with_fallback(mut self, fallback: axum::Router, service_names: Vec<String>) -> Self {
         self.fallback = Some(fallback);
         self.fallback_service_names = service_names;
@@ -173,14 +173,14 @@ impl GrpcServer {
             reporter.set_service_status(name.as_str(), tonic_health::ServingStatus::Serving).await;
         }
         let health_service = health_service_for(reporter.clone());
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crm_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        let reflection_alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crm_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
+        // Both reflection versions (grpcurl and older tools still ask v1alpha) over every contract.
+        let contracts = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(crm_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection = contracts().build_v1()?;
+        let reflection_alpha = contracts().build_v1alpha()?;
         let mut routes = self.routes;
         routes.add_service(health_service).add_service(reflection).add_service(reflection_alpha);
         let mut routes = routes.routes();

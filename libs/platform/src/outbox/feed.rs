@@ -130,6 +130,7 @@ impl Feed {
     /// Reads up to `limit` events after `after`, optionally about one aggregate only.
     pub async fn read(&self, after: Position, aggregate_id: Option<&str>, limit: i64) -> Result<Batch, Error> {
         let horizon = self.horizon().await?;
+        let (after_transaction, after_sequence) = after.columns();
         let rows = sqlx::query(
             "SELECT transaction_id::text::bigint AS transaction, sequence, id, event_type, aggregate_type,
                     aggregate_id, occurred_at, payload, request_id
@@ -140,8 +141,8 @@ impl Feed {
              ORDER BY transaction_id, sequence
              LIMIT $4",
         )
-        .bind(after.columns().0)
-        .bind(after.columns().1)
+        .bind(after_transaction)
+        .bind(after_sequence)
         .bind(aggregate_id)
         .bind(limit)
         .bind(horizon)
@@ -178,14 +179,15 @@ impl Feed {
 
     /// Whether committed events exist after `after` that the horizon still hides.
     async fn held_back(&self, after: Position, horizon: i64) -> Result<bool, Error> {
+        let (after_transaction, after_sequence) = after.columns();
         let held_back: bool = sqlx::query_scalar(
             "SELECT EXISTS (
                 SELECT 1 FROM outbox
                 WHERE (transaction_id, sequence) > ($1::bigint::text::xid8, $2)
                   AND transaction_id >= $3::bigint::text::xid8)",
         )
-        .bind(after.columns().0)
-        .bind(after.columns().1)
+        .bind(after_transaction)
+        .bind(after_sequence)
         .bind(horizon)
         .fetch_one(&self.pool)
         .await?;
@@ -223,7 +225,7 @@ impl Feed {
                 };
                 cursor = batch.scanned_to;
                 for event in batch.events {
-                    if event_types.is_empty() || event_types.contains(&event.r#type) {
+                    if is_wanted(&event_types, &event) {
                         yield Ok(event);
                     }
                 }
@@ -251,6 +253,11 @@ impl Feed {
     }
 }
 
+/// Whether `event` passes an `event_types` filter (empty: every type passes).
+pub fn is_wanted(event_types: &[String], event: &pb::Event) -> bool {
+    event_types.is_empty() || event_types.contains(&event.r#type)
+}
+
 /// What a follower gets when the server stops under it.
 pub fn shutting_down() -> Error {
     Error::Unavailable {
@@ -268,10 +275,7 @@ fn event_from_row(row: &sqlx::postgres::PgRow) -> Result<pb::Event, Error> {
     Ok(pb::Event {
         id: id.to_string(),
         position: Some(Position::from_columns(transaction, sequence).into()),
-        occurred_at: Some(prost_types::Timestamp {
-            seconds: occurred_at.timestamp(),
-            nanos: occurred_at.timestamp_subsec_nanos() as i32,
-        }),
+        occurred_at: Some(crate::timestamp::to_proto(occurred_at)),
         aggregate_type: row.try_get("aggregate_type")?,
         aggregate_id: row.try_get("aggregate_id")?,
         payload: Some(prost_types::Any {

@@ -19,5 +19,5 @@
 mod feed;
 mod writer;
 
-pub use feed::{Batch, Feed, Position, shutting_down};
+pub use feed::{Batch, Feed, Position, is_wanted, shutting_down};
 pub use writer::{NewEvent, append};

@@ -6,6 +6,7 @@ use crm_platform::{
     Error,
     outbox::{self, NewEvent},
     principal::AccessRole,
+    timestamp::to_proto,
 };
 use crm_proto::gateway::v1 as pb;
 use sqlx::{PgPool, Row, postgres::PgRow};
@@ -128,10 +129,6 @@ impl KeyStore {
     }
 }
 
-fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: time.timestamp(), nanos: time.timestamp_subsec_nanos() as i32 }
-}
-
 fn api_key(row: &PgRow) -> Result<pb::ApiKey, Error> {
     let id: Uuid = row.try_get("id")?;
     let create_time: DateTime<Utc> = row.try_get("create_time")?;
@@ -140,9 +137,9 @@ fn api_key(row: &PgRow) -> Result<pb::ApiKey, Error> {
         id: id.to_string(),
         display_name: row.try_get("display_name")?,
         roles: row.try_get("roles")?,
-        create_time: Some(timestamp(create_time)),
+        create_time: Some(to_proto(create_time)),
         creator: row.try_get("creator")?,
-        revoke_time: revoke_time.map(timestamp),
+        revoke_time: revoke_time.map(to_proto),
         revoker: row.try_get::<Option<String>, _>("revoker")?.unwrap_or_default(),
     })
 }

@@ -1,0 +1,32 @@
+//! Times on the wire are `google.protobuf.Timestamp` in UTC.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, Utc};
+
+/// `time` as a protobuf timestamp.
+pub fn to_proto(time: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: time.timestamp(), nanos: time.timestamp_subsec_nanos() as i32 }
+}
+
+/// How long ago `time` was: zero when it is missing or in the future.
+pub fn elapsed_since(time: Option<&prost_types::Timestamp>) -> Duration {
+    let Some(time) = time else { return Duration::ZERO };
+    let seconds = u64::try_from(time.seconds).unwrap_or(0);
+    let nanos = u32::try_from(time.nanos).unwrap_or(0);
+    SystemTime::now().duration_since(UNIX_EPOCH + Duration::new(seconds, nanos)).unwrap_or(Duration::ZERO)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip_and_the_future_is_no_delay() {
+        let now = Utc::now();
+        let elapsed = elapsed_since(Some(&to_proto(now - chrono::Duration::seconds(5))));
+        assert!(elapsed >= Duration::from_secs(5) && elapsed < Duration::from_secs(60), "{elapsed:?}");
+        assert_eq!(elapsed_since(Some(&to_proto(now + chrono::Duration::hours(1)))), Duration::ZERO);
+        assert_eq!(elapsed_since(None), Duration::ZERO);
+    }
+}
