@@ -489,3 +489,43 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_to_the_role() {
     assert_eq!(principal(gateway).as_deref(), Some("bootstrap"));
     assert_eq!(principal(role).as_deref(), Some("bootstrap"), "the role records the principal the gateway signed");
 }
+
+/// Standard tools (grpcurl, Postman) start by asking reflection what the
+/// gateway serves: every service of the suite, in both reflection versions.
+#[tokio::test]
+async fn reflection_at_the_gateway_lists_every_service_of_the_suite() {
+    use tonic_reflection::pb::{v1, v1alpha};
+
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let channel = suite.channel(Role::Gateway).await.unwrap();
+
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(String::new())),
+    };
+    let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel.clone());
+    let mut answers = client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(listed)) =
+        answers.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("reflection did not list services");
+    };
+    let listed: Vec<String> = listed.service.into_iter().map(|service| service.name).collect();
+    for service in crm_proto::services() {
+        assert!(listed.contains(&service.name), "{} missing from {listed:?}", service.name);
+    }
+    assert!(listed.contains(&"grpc.health.v1.Health".to_string()), "{listed:?}");
+
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1alpha::server_reflection_request::MessageRequest::ListServices(String::new())),
+    };
+    let mut client = v1alpha::server_reflection_client::ServerReflectionClient::new(channel);
+    let mut answers = client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+    assert!(matches!(
+        answers.message().await.unwrap().unwrap().message_response,
+        Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(_))
+    ));
+    suite.shutdown().await.unwrap();
+}
