@@ -173,6 +173,24 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
     /// Set when `CRM_JWT_JWKS_FILE` is.
     pub jwt: Option<JwtSettings>,
+    pub contacts: ContactsSettings,
+}
+
+/// How the contacts role normalises and deduplicates.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContactsSettings {
+    /// Region of phone numbers written without a country code
+    /// (`CRM_CONTACTS_DEFAULT_REGION`, ISO 3166-1 alpha-2, default `US`).
+    pub default_region: String,
+    /// Score from which a new contact is a likely duplicate of an existing one
+    /// (`CRM_CONTACTS_DUPLICATE_THRESHOLD`, 0 to 1, default 0.8).
+    pub duplicate_threshold: f64,
+}
+
+impl Default for ContactsSettings {
+    fn default() -> Self {
+        ContactsSettings { default_region: "US".into(), duplicate_threshold: 0.8 }
+    }
 }
 
 /// One bad variable.
@@ -269,6 +287,7 @@ impl Config {
                 .map(|raw| raw.split(',').map(|origin| origin.trim().to_string()).filter(|o| !o.is_empty()).collect())
                 .unwrap_or_else(|| vec!["*".to_string()]),
             jwt: reader.jwt(),
+            contacts: reader.contacts(),
         };
         if config.server.request_timeout > config.server.max_request_timeout {
             reader.fail("CRM_REQUEST_TIMEOUT", "must not be longer than CRM_MAX_REQUEST_TIMEOUT");
@@ -380,6 +399,22 @@ impl Reader<'_> {
             return None;
         }
         Some(Secret(value))
+    }
+
+    fn contacts(&mut self) -> ContactsSettings {
+        let defaults = ContactsSettings::default();
+        let default_region = self.parsed("CRM_CONTACTS_DEFAULT_REGION", defaults.default_region, |region: &String| {
+            if region.len() == 2 && region.chars().all(|c| c.is_ascii_uppercase()) {
+                Ok(())
+            } else {
+                Err("must be an ISO 3166-1 alpha-2 code in upper case, for example GB".into())
+            }
+        });
+        let duplicate_threshold =
+            self.parsed("CRM_CONTACTS_DUPLICATE_THRESHOLD", defaults.duplicate_threshold, |threshold: &f64| {
+                if (0.0..=1.0).contains(threshold) { Ok(()) } else { Err("must be between 0 and 1".into()) }
+            });
+        ContactsSettings { default_region, duplicate_threshold }
     }
 
     /// `CRM_RATE_LIMITS` (`agent=100/s,integration=2000/s:5000`, each `role=RATE/s[:BURST]`,

@@ -9,6 +9,12 @@ pub fn to_proto(time: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: time.timestamp(), nanos: time.timestamp_subsec_nanos() as i32 }
 }
 
+/// A protobuf timestamp as a time, or `None` when it is out of range.
+pub fn from_proto(time: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
+    let nanos = u32::try_from(time.nanos).ok().filter(|nanos| *nanos < 1_000_000_000)?;
+    DateTime::from_timestamp(time.seconds, nanos)
+}
+
 /// How long ago `time` was: zero when it is missing or in the future.
 pub fn elapsed_since(time: Option<&prost_types::Timestamp>) -> Duration {
     let Some(time) = time else { return Duration::ZERO };
@@ -28,5 +34,7 @@ mod tests {
         assert!(elapsed >= Duration::from_secs(5) && elapsed < Duration::from_secs(60), "{elapsed:?}");
         assert_eq!(elapsed_since(Some(&to_proto(now + chrono::Duration::hours(1)))), Duration::ZERO);
         assert_eq!(elapsed_since(None), Duration::ZERO);
+        assert_eq!(from_proto(&to_proto(now)), Some(now));
+        assert_eq!(from_proto(&prost_types::Timestamp { seconds: 0, nanos: -1 }), None);
     }
 }

@@ -5,6 +5,10 @@
 //! - `api`: the service implementation.
 
 mod api;
+pub mod matching;
+pub mod model;
+pub mod store;
+pub mod validate;
 
 use crm_platform::{RoleContext, server::GrpcServer};
 use crm_proto::contacts::v1::contacts_service_server::ContactsServiceServer;

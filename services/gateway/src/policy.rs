@@ -9,6 +9,8 @@ use crm_platform::principal::{AccessRole, Principal};
 pub enum Scope {
     ContactsRead,
     ContactsWrite,
+    /// Right-to-be-forgotten erasure: irreversible, so admin only.
+    ContactsErase,
     InteractionsRead,
     InteractionsWrite,
     /// Bulk ingest from billing and accounting.
@@ -22,9 +24,10 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 10] = [
+    pub const ALL: [Scope; 11] = [
         Scope::ContactsRead,
         Scope::ContactsWrite,
+        Scope::ContactsErase,
         Scope::InteractionsRead,
         Scope::InteractionsWrite,
         Scope::InteractionsIngest,
@@ -39,6 +42,7 @@ impl Scope {
         match self {
             Scope::ContactsRead => "contacts.read",
             Scope::ContactsWrite => "contacts.write",
+            Scope::ContactsErase => "contacts.erase",
             Scope::InteractionsRead => "interactions.read",
             Scope::InteractionsWrite => "interactions.write",
             Scope::InteractionsIngest => "interactions.ingest",
@@ -69,6 +73,26 @@ pub fn scopes_of(role: AccessRole) -> &'static [Scope] {
 
 /// Every method of the suite and the scope it requires: one line per method.
 pub const POLICY: &[(&str, Scope)] = &[
+    ("/crm.contacts.v1.ContactsService/GetContact", Scope::ContactsRead),
+    ("/crm.contacts.v1.ContactsService/ListContacts", Scope::ContactsRead),
+    ("/crm.contacts.v1.ContactsService/LookupContact", Scope::ContactsRead),
+    ("/crm.contacts.v1.ContactsService/SearchContacts", Scope::ContactsRead),
+    ("/crm.contacts.v1.ContactsService/FindDuplicates", Scope::ContactsRead),
+    ("/crm.contacts.v1.ContactsService/GetOrganization", Scope::ContactsRead),
+    ("/crm.contacts.v1.ContactsService/ListOrganizations", Scope::ContactsRead),
+    ("/crm.contacts.v1.ContactsService/ListRelationships", Scope::ContactsRead),
+    ("/crm.contacts.v1.ContactsService/ListAuditEvents", Scope::ContactsRead),
+    ("/crm.contacts.v1.ContactsService/CreateContact", Scope::ContactsWrite),
+    ("/crm.contacts.v1.ContactsService/UpdateContact", Scope::ContactsWrite),
+    ("/crm.contacts.v1.ContactsService/DeleteContact", Scope::ContactsWrite),
+    ("/crm.contacts.v1.ContactsService/MergeContacts", Scope::ContactsWrite),
+    ("/crm.contacts.v1.ContactsService/ImportContacts", Scope::ContactsWrite),
+    ("/crm.contacts.v1.ContactsService/EraseContact", Scope::ContactsErase),
+    ("/crm.contacts.v1.ContactsService/CreateOrganization", Scope::ContactsWrite),
+    ("/crm.contacts.v1.ContactsService/UpdateOrganization", Scope::ContactsWrite),
+    ("/crm.contacts.v1.ContactsService/DeleteOrganization", Scope::ContactsWrite),
+    ("/crm.contacts.v1.ContactsService/CreateRelationship", Scope::ContactsWrite),
+    ("/crm.contacts.v1.ContactsService/DeleteRelationship", Scope::ContactsWrite),
     ("/crm.contacts.v1.ContactsService/Subscribe", Scope::ContactsRead),
     ("/crm.contacts.v1.ContactsService/ListEvents", Scope::ContactsRead),
     ("/crm.interactions.v1.InteractionsService/Subscribe", Scope::InteractionsRead),

@@ -1,0 +1,175 @@
+//! The audit trail: who changed what, when, under which request, with the
+//! value of each changed field before and after (as JSON).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use crm_platform::{Error, timestamp::to_proto};
+use crm_proto::contacts::v1 as pb;
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+/// Who is making a change: the principal the gateway vouched for, and the request.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    pub actor: String,
+    pub request_id: String,
+}
+
+impl Actor {
+    pub fn of<T>(request: &tonic::Request<T>) -> Result<Actor, Error> {
+        let caller = crm_platform::principal::Caller::of(request)?;
+        Ok(Actor { actor: caller.principal.actor().to_string(), request_id: caller.request_id })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub before: String,
+    pub after: String,
+}
+
+fn render(value: Option<&serde_json::Value>) -> String {
+    match value {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(text)) if text.is_empty() => String::new(),
+        Some(serde_json::Value::Array(items)) if items.is_empty() => String::new(),
+        Some(serde_json::Value::Object(map)) if map.is_empty() => String::new(),
+        Some(serde_json::Value::Number(number)) if number.as_i64() == Some(0) => String::new(),
+        Some(value) => value.to_string(),
+    }
+}
+
+/// The fields whose value differs between `before` and `after`.
+pub fn diff(
+    before: &BTreeMap<String, serde_json::Value>,
+    after: &BTreeMap<String, serde_json::Value>,
+) -> Vec<FieldChange> {
+    let mut fields: Vec<&String> = before.keys().chain(after.keys()).collect();
+    fields.sort();
+    fields.dedup();
+    fields
+        .into_iter()
+        .filter_map(|field| {
+            let (was, is) = (render(before.get(field)), render(after.get(field)));
+            (was != is).then(|| FieldChange { field: field.clone(), before: was, after: is })
+        })
+        .collect()
+}
+
+/// One entry to write.
+pub struct Entry<'a> {
+    pub resource_type: &'static str,
+    pub resource_id: Uuid,
+    pub action: &'static str,
+    pub changes: Vec<FieldChange>,
+    pub note: String,
+    pub actor: &'a Actor,
+}
+
+pub async fn record(tx: &mut PgConnection, entries: &[Entry<'_>]) -> Result<(), Error> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = entries.iter().map(|_| Uuid::now_v7()).collect();
+    let types: Vec<&str> = entries.iter().map(|entry| entry.resource_type).collect();
+    let resources: Vec<Uuid> = entries.iter().map(|entry| entry.resource_id).collect();
+    let actions: Vec<&str> = entries.iter().map(|entry| entry.action).collect();
+    let actors: Vec<&str> = entries.iter().map(|entry| entry.actor.actor.as_str()).collect();
+    let requests: Vec<&str> = entries.iter().map(|entry| entry.actor.request_id.as_str()).collect();
+    let changes: Vec<serde_json::Value> =
+        entries.iter().map(|entry| serde_json::to_value(&entry.changes).unwrap_or_default()).collect();
+    let notes: Vec<&str> = entries.iter().map(|entry| entry.note.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO audit_events (id, resource_type, resource_id, action, actor, request_id, changes, note)
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::text[])",
+    )
+    .bind(ids)
+    .bind(types)
+    .bind(resources)
+    .bind(actions)
+    .bind(actors)
+    .bind(requests)
+    .bind(changes)
+    .bind(notes)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Up to `limit` entries of a resource older than `before`, newest first.
+pub async fn list(
+    pool: &PgPool,
+    resource_id: Uuid,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<pb::AuditEvent>, Error> {
+    let rows = sqlx::query(
+        "SELECT id, resource_type, resource_id, action, actor, request_id, time, changes, note FROM audit_events
+         WHERE resource_id = $1 AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+    )
+    .bind(resource_id)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let changes: Vec<FieldChange> = serde_json::from_value(row.try_get("changes")?)
+                .map_err(|error| Error::Internal(anyhow::Error::new(error).context("reading audit changes")))?;
+            let time: DateTime<Utc> = row.try_get("time")?;
+            Ok(pb::AuditEvent {
+                id: row.try_get::<Uuid, _>("id")?.to_string(),
+                resource_type: row.try_get("resource_type")?,
+                resource_id: row.try_get::<Uuid, _>("resource_id")?.to_string(),
+                action: row.try_get("action")?,
+                actor: row.try_get("actor")?,
+                request_id: row.try_get("request_id")?,
+                time: Some(to_proto(time)),
+                changes: changes
+                    .into_iter()
+                    .map(|change| pb::FieldChange { field: change.field, before: change.before, after: change.after })
+                    .collect(),
+                note: row.try_get("note")?,
+            })
+        })
+        .collect()
+}
+
+/// Erasure: the values of every change of these resources are wiped; which
+/// fields changed, when, by whom and why stays.
+pub async fn redact(tx: &mut PgConnection, resource_ids: &[Uuid]) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE audit_events SET changes = coalesce((
+             SELECT jsonb_agg(jsonb_build_object('field', change->>'field', 'before', '', 'after', ''))
+             FROM jsonb_array_elements(changes) AS change), '[]')
+         WHERE resource_id = ANY($1)",
+    )
+    .bind(resource_ids)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_lists_only_changed_fields_with_before_and_after() {
+        let before = BTreeMap::from([
+            ("given_name".to_string(), serde_json::json!("Ann")),
+            ("tags".to_string(), serde_json::json!([])),
+        ]);
+        let after = BTreeMap::from([
+            ("given_name".to_string(), serde_json::json!("Anne")),
+            ("tags".to_string(), serde_json::json!([])),
+        ]);
+        assert_eq!(
+            diff(&before, &after),
+            vec![FieldChange { field: "given_name".into(), before: "\"Ann\"".into(), after: "\"Anne\"".into() }]
+        );
+    }
+}

@@ -1,0 +1,475 @@
+//! Contacts: create with the duplicate check, read, change, list, delete,
+//! look up, search, and find duplicate candidates.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use crm_platform::{
+    Error,
+    outbox::{self, NewEvent},
+};
+use crm_proto::contacts::v1 as pb;
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use super::{
+    Actor, CONTACT_COLUMNS, ContactStore, audit, contact_record, ensure_not_erased, load, to_json, write_data,
+    write_external_ids, write_keys,
+};
+use crate::{
+    matching::{self, Match},
+    model::{ContactData, ContactRecord},
+};
+
+/// A live contact that may be the same person, and how likely.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub record: ContactRecord,
+    pub found: Match,
+}
+
+/// How a create treats a likely duplicate.
+#[derive(Clone, Debug, Default)]
+pub struct CreateOptions {
+    pub allow_duplicate: bool,
+    pub override_reason: String,
+    /// A retry with the same key returns the first result.
+    pub idempotency_key: String,
+    pub needs_review: bool,
+}
+
+/// List filters.
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    pub lifecycle_stage: Option<String>,
+    pub tag: Option<String>,
+    pub owner: Option<String>,
+    pub organization_id: Option<Uuid>,
+    pub updated_since: Option<DateTime<Utc>>,
+    pub show_deleted: bool,
+}
+
+/// What a lookup looks for.
+pub enum LookupKey {
+    /// A key of `contact_keys` (normalised email or phone).
+    Blocking(String),
+    External {
+        source: String,
+        id: String,
+    },
+}
+
+const LIVE: &str = "c.merged_into IS NULL AND c.delete_time IS NULL AND c.erase_time IS NULL";
+const MAX_CANDIDATES: usize = 10;
+const TRIGRAM_CANDIDATES: i64 = 20;
+
+impl ContactStore {
+    /// Live contacts sharing a blocking key with `data` (and, with `trigram`,
+    /// whose names look alike), scored, at or above `min_score`, best first.
+    pub async fn candidates(
+        &self,
+        conn: &mut PgConnection,
+        data: &ContactData,
+        exclude: &[Uuid],
+        min_score: f64,
+        trigram: bool,
+    ) -> Result<Vec<Candidate>, Error> {
+        let keys = matching::keys(data);
+        let mut ids: Vec<Uuid> = sqlx::query_scalar("SELECT DISTINCT contact_id FROM contact_keys WHERE key = ANY($1)")
+            .bind(&keys)
+            .fetch_all(&mut *conn)
+            .await?;
+        let name = data.derived_display_name().to_lowercase();
+        if trigram && name.chars().count() >= 3 {
+            let similar: Vec<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT c.id FROM contacts c WHERE $1 <% c.search_text AND c.merged_into IS NULL AND c.delete_time IS NULL LIMIT $2"
+            )))
+            .bind(&name)
+            .bind(TRIGRAM_CANDIDATES)
+            .fetch_all(&mut *conn)
+            .await?;
+            ids.extend(similar);
+        }
+        ids.sort();
+        ids.dedup();
+        ids.retain(|id| !exclude.contains(id));
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id = ANY($1) AND {LIVE}"
+        )))
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut candidates = Vec::new();
+        for row in &rows {
+            let record = contact_record(row)?;
+            let found = matching::score(data, &record.data);
+            if found.score >= min_score {
+                candidates.push(Candidate { record, found });
+            }
+        }
+        candidates
+            .sort_by(|a, b| b.found.score.total_cmp(&a.found.score).then(a.record.meta.id.cmp(&b.record.meta.id)));
+        candidates.truncate(MAX_CANDIDATES);
+        Ok(candidates)
+    }
+
+    /// Creates a contact: refused with LIKELY_DUPLICATE when it likely
+    /// duplicates a live contact, unless overridden (which the audit trail shows).
+    pub async fn create(
+        &self,
+        data: ContactData,
+        options: CreateOptions,
+        actor: &Actor,
+    ) -> Result<ContactRecord, Error> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(existing) = self.created_by(&mut tx, &options.idempotency_key).await? {
+            return Ok(existing);
+        }
+        // Two concurrent creates of one person must not both pass the check:
+        // serialise on the blocking keys (sorted, so no deadlock).
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(h) FROM (SELECT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY 1) AS s",
+        )
+        .bind(matching::keys(&data))
+        .execute(&mut *tx)
+        .await?;
+        let candidates = self.candidates(&mut tx, &data, &[], self.threshold, true).await?;
+        if !candidates.is_empty() && !options.allow_duplicate {
+            return Err(likely_duplicate(&candidates));
+        }
+        let id = Uuid::now_v7();
+        insert(&mut tx, id, &data, options.needs_review).await?;
+        write_keys(&mut tx, id, Some(&data)).await?;
+        write_external_ids(&mut tx, id, &data).await?;
+        if !options.idempotency_key.is_empty() {
+            let claimed = sqlx::query(
+                "INSERT INTO create_requests (request_id, contact_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(&options.idempotency_key)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            if claimed.rows_affected() == 0 {
+                // A concurrent retry won the race: return its contact.
+                tx.rollback().await?;
+                let mut conn = self.pool.acquire().await?;
+                let winner = self.created_by(&mut conn, &options.idempotency_key).await?;
+                return winner.ok_or_else(|| Error::Unavailable {
+                    message: "a concurrent create with this request id did not finish; retry".into(),
+                    retry_after: std::time::Duration::from_millis(100),
+                });
+            }
+        }
+        let duplicate_override = !candidates.is_empty();
+        let note = if duplicate_override {
+            format!("duplicate check overridden: {}; candidates {}", options.override_reason, describe(&candidates))
+        } else {
+            String::new()
+        };
+        let changes = audit::diff(&Default::default(), &data.fields());
+        let entry = audit::Entry { resource_type: "contact", resource_id: id, action: "create", changes, note, actor };
+        audit::record(&mut tx, &[entry]).await?;
+        let record = load(&mut tx, id, false).await?;
+        let event = pb::ContactCreated { contact: Some(record.to_proto()), duplicate_override };
+        outbox::append(&mut tx, &[NewEvent::new("contact", id.to_string(), &event, &actor.request_id)]).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn created_by(&self, conn: &mut PgConnection, key: &str) -> Result<Option<ContactRecord>, Error> {
+        if key.is_empty() {
+            return Ok(None);
+        }
+        let id: Option<Uuid> = sqlx::query_scalar("SELECT contact_id FROM create_requests WHERE request_id = $1")
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?;
+        match id {
+            Some(id) => Ok(Some(load(conn, id, false).await?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<ContactRecord, Error> {
+        let mut conn = self.pool.acquire().await?;
+        load(&mut conn, id, false).await
+    }
+
+    /// Applies `change` to the contact's data under its row lock; ABORTED on a stale etag.
+    pub async fn update(
+        &self,
+        id: Uuid,
+        etag: &str,
+        actor: &Actor,
+        change: impl FnOnce(&ContactData) -> Result<ContactData, Error>,
+    ) -> Result<ContactRecord, Error> {
+        let mut tx = self.pool.begin().await?;
+        let before = load(&mut tx, id, true).await?;
+        ensure_not_erased(&before)?;
+        if !etag.is_empty() && etag != crate::model::etag(before.meta.version) {
+            return Err(Error::StaleEtag { resource: "contact", id: before.meta.id.to_string() });
+        }
+        let after = change(&before.data)?;
+        let changes = audit::diff(&before.data.fields(), &after.fields());
+        if changes.is_empty() {
+            return Ok(before);
+        }
+        let id = before.meta.id;
+        write_data(&mut tx, id, &after, before.meta.needs_review).await?;
+        let live = before.meta.delete_time.is_none();
+        write_keys(&mut tx, id, live.then_some(&after)).await?;
+        if live {
+            write_external_ids(&mut tx, id, &after).await?;
+        }
+        let changed_fields = changes.iter().map(|change| change.field.clone()).collect();
+        let entry = audit::Entry {
+            resource_type: "contact",
+            resource_id: id,
+            action: "update",
+            changes,
+            note: String::new(),
+            actor,
+        };
+        audit::record(&mut tx, &[entry]).await?;
+        let record = load(&mut tx, id, false).await?;
+        let event = pb::ContactUpdated { contact: Some(record.to_proto()), changed_fields };
+        outbox::append(&mut tx, &[NewEvent::new("contact", id.to_string(), &event, &actor.request_id)]).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    /// Up to `limit` contacts after `after` (ids are UUIDv7: oldest first).
+    pub async fn list(
+        &self,
+        filter: &ListFilter,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<ContactRecord>, Error> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CONTACT_COLUMNS} FROM contacts c
+             WHERE c.merged_into IS NULL AND ($1::uuid IS NULL OR c.id > $1)
+               AND ($2::text IS NULL OR c.lifecycle_stage = $2)
+               AND ($3::text IS NULL OR c.tags @> ARRAY[$3::text])
+               AND ($4::text IS NULL OR c.owner = $4)
+               AND ($5::uuid IS NULL OR c.id IN (SELECT r.contact_id FROM relationships r WHERE r.organization_id = $5))
+               AND ($6::timestamptz IS NULL OR c.update_time >= $6)
+               AND ($7 OR (c.delete_time IS NULL AND c.erase_time IS NULL))
+             ORDER BY c.id LIMIT $8"
+        )))
+        .bind(after)
+        .bind(&filter.lifecycle_stage)
+        .bind(&filter.tag)
+        .bind(&filter.owner)
+        .bind(filter.organization_id)
+        .bind(filter.updated_since)
+        .bind(filter.show_deleted)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(contact_record).collect()
+    }
+
+    /// Soft delete: the contact leaves lists, lookups and matching, and frees its external ids.
+    pub async fn delete(&self, id: Uuid, etag: &str, actor: &Actor) -> Result<ContactRecord, Error> {
+        let mut tx = self.pool.begin().await?;
+        let before = load(&mut tx, id, true).await?;
+        ensure_not_erased(&before)?;
+        if !etag.is_empty() && etag != crate::model::etag(before.meta.version) {
+            return Err(Error::StaleEtag { resource: "contact", id: before.meta.id.to_string() });
+        }
+        if before.meta.delete_time.is_some() {
+            return Ok(before);
+        }
+        let id = before.meta.id;
+        sqlx::query(
+            "UPDATE contacts SET delete_time = now(), version = version + 1, update_time = now() WHERE id = $1",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        write_keys(&mut tx, id, None).await?;
+        sqlx::query("DELETE FROM contact_external_ids WHERE contact_id = $1").bind(id).execute(&mut *tx).await?;
+        let entry = audit::Entry {
+            resource_type: "contact",
+            resource_id: id,
+            action: "delete",
+            changes: Vec::new(),
+            note: String::new(),
+            actor,
+        };
+        audit::record(&mut tx, &[entry]).await?;
+        let event = pb::ContactDeleted { contact_id: id.to_string() };
+        outbox::append(&mut tx, &[NewEvent::new("contact", id.to_string(), &event, &actor.request_id)]).await?;
+        let record = load(&mut tx, id, false).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    /// The live contact holding an email, phone or external id; the most
+    /// recently updated one when (after an overridden duplicate) several do.
+    pub async fn lookup(&self, key: &LookupKey) -> Result<ContactRecord, Error> {
+        let row = match key {
+            LookupKey::Blocking(key) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {CONTACT_COLUMNS} FROM contact_keys k JOIN contacts c ON c.id = k.contact_id
+                     WHERE k.key = $1 AND {LIVE} ORDER BY c.update_time DESC LIMIT 1"
+                )))
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?
+            }
+            LookupKey::External { source, id } => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {CONTACT_COLUMNS} FROM contact_external_ids x JOIN contacts c ON c.id = x.contact_id
+                     WHERE x.source = $1 AND x.external_id = $2 AND {LIVE}"
+                )))
+                .bind(source)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?
+            }
+        };
+        match row {
+            Some(row) => contact_record(&row),
+            None => Err(Error::NotFound { resource: "contact", id: "with that identifier".into() }),
+        }
+    }
+
+    /// Free-text search: trigram word similarity over names, emails and
+    /// phones, plus contacts related to organizations whose name matches.
+    pub async fn search(&self, query: &str, limit: i64) -> Result<Vec<(ContactRecord, f64)>, Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET LOCAL pg_trgm.word_similarity_threshold = 0.5").execute(&mut *tx).await?;
+        sqlx::query("SET LOCAL pg_trgm.similarity_threshold = 0.4").execute(&mut *tx).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CONTACT_COLUMNS}, word_similarity($1, c.search_text)::float8 AS score FROM contacts c
+             WHERE $1 <% c.search_text AND c.merged_into IS NULL AND c.delete_time IS NULL
+             ORDER BY score DESC, c.id LIMIT $2"
+        )))
+        .bind(query)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut results: HashMap<Uuid, (ContactRecord, f64)> = HashMap::new();
+        for row in &rows {
+            let record = contact_record(row)?;
+            results.insert(record.meta.id, (record, row.try_get("score")?));
+        }
+        let related = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CONTACT_COLUMNS}, o.score FROM (
+                 SELECT o.id, similarity(lower(o.name), $1)::float8 AS score FROM organizations o
+                 WHERE lower(o.name) % $1 AND o.delete_time IS NULL ORDER BY score DESC LIMIT 10) o
+             JOIN relationships r ON r.organization_id = o.id
+             JOIN contacts c ON c.id = r.contact_id
+             WHERE {LIVE} ORDER BY o.score DESC, c.id LIMIT $2"
+        )))
+        .bind(query)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &related {
+            let record = contact_record(row)?;
+            let score: f64 = row.try_get("score")?;
+            let entry = results.entry(record.meta.id).or_insert((record, score));
+            entry.1 = entry.1.max(score);
+        }
+        tx.commit().await?;
+        let mut results: Vec<(ContactRecord, f64)> = results.into_values().collect();
+        results.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.meta.id.cmp(&b.0.meta.id)));
+        results.truncate(limit as usize);
+        Ok(results)
+    }
+
+    /// Likely duplicates of one contact.
+    pub async fn duplicates_of(&self, id: Uuid, min_score: f64) -> Result<(ContactRecord, Vec<Candidate>), Error> {
+        let mut conn = self.pool.acquire().await?;
+        let record = load(&mut conn, id, false).await?;
+        let candidates = self.candidates(&mut conn, &record.data, &[record.meta.id], min_score, true).await?;
+        Ok((record, candidates))
+    }
+
+    /// One page of a whole-base scan: up to `limit` live contacts after
+    /// `after`, each with its likely duplicates.
+    pub async fn scan_duplicates(
+        &self,
+        after: Option<Uuid>,
+        limit: i64,
+        min_score: f64,
+    ) -> Result<(Vec<(Uuid, Vec<Candidate>)>, Option<Uuid>), Error> {
+        let mut conn = self.pool.acquire().await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CONTACT_COLUMNS} FROM contacts c WHERE ($1::uuid IS NULL OR c.id > $1) AND {LIVE} ORDER BY c.id LIMIT $2"
+        )))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut found = Vec::new();
+        let mut last = None;
+        for row in &rows {
+            let record = contact_record(row)?;
+            last = Some(record.meta.id);
+            let candidates = self.candidates(&mut conn, &record.data, &[record.meta.id], min_score, false).await?;
+            if !candidates.is_empty() {
+                found.push((record.meta.id, candidates));
+            }
+        }
+        let next = if rows.len() as i64 == limit { last } else { None };
+        Ok((found, next))
+    }
+}
+
+pub(crate) async fn insert(
+    conn: &mut PgConnection,
+    id: Uuid,
+    data: &ContactData,
+    needs_review: bool,
+) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO contacts (id, data, lifecycle_stage, owner, tags, search_text, needs_review)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id)
+    .bind(to_json(data)?)
+    .bind(&data.lifecycle_stage)
+    .bind(&data.owner)
+    .bind(&data.tags)
+    .bind(data.search_text())
+    .bind(needs_review)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// "id (0.97), id (0.85)": candidates without personal data.
+pub(crate) fn describe(candidates: &[Candidate]) -> String {
+    candidates
+        .iter()
+        .map(|candidate| format!("{} ({:.2})", candidate.record.meta.id, candidate.found.score))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// ALREADY_EXISTS naming the candidates, their scores and the strongest reasons.
+pub(crate) fn likely_duplicate(candidates: &[Candidate]) -> Error {
+    let ids: Vec<String> = candidates.iter().map(|candidate| candidate.record.meta.id.to_string()).collect();
+    let scores: Vec<String> = candidates.iter().map(|candidate| format!("{:.4}", candidate.found.score)).collect();
+    let reasons: BTreeSet<&str> =
+        candidates[0].found.reasons.iter().filter(|(_, weight)| *weight > 0.0).map(|(signal, _)| *signal).collect();
+    Error::AlreadyExists {
+        reason: "LIKELY_DUPLICATE",
+        message: format!(
+            "the contact likely duplicates {}; merge into it, or pass allow_duplicate with an override_reason",
+            describe(candidates)
+        ),
+        metadata: [
+            ("candidate_ids".to_string(), ids.join(",")),
+            ("candidate_scores".to_string(), scores.join(",")),
+            ("reasons".to_string(), reasons.into_iter().collect::<Vec<_>>().join(",")),
+        ]
+        .into(),
+    }
+}

@@ -1,0 +1,174 @@
+//! The contacts schema. Every change writes its audit entries and its event
+//! to the outbox in the same transaction as the change.
+//!
+//! - `contacts`: create (with the duplicate check and idempotency), get,
+//!   update, list, delete, lookup, search, duplicate candidates.
+//! - `merge`: survivorship and merging.
+//! - `erase`: the right to be forgotten.
+//! - `organizations`, `relationships`.
+//! - `audit`: the trail and its redaction.
+
+pub mod audit;
+pub mod contacts;
+pub mod erase;
+pub mod merge;
+pub mod organizations;
+pub mod relationships;
+
+use chrono::{DateTime, Utc};
+use crm_platform::Error;
+use sqlx::{PgConnection, PgPool, Row, postgres::PgRow};
+use uuid::Uuid;
+
+use crate::{
+    matching,
+    model::{ContactData, ContactMeta, ContactRecord},
+};
+
+pub use audit::Actor;
+
+/// The contacts store; cheap to clone.
+#[derive(Clone)]
+pub struct ContactStore {
+    pub pool: PgPool,
+    /// Score from which a contact is a likely duplicate.
+    pub threshold: f64,
+}
+
+pub(crate) const CONTACT_COLUMNS: &str = "c.id, c.data, c.version, c.create_time, c.update_time, c.delete_time, \
+     c.erase_time, c.needs_review, c.merged_into, \
+     ARRAY(SELECT m.id FROM contacts m WHERE m.merged_into = c.id ORDER BY m.id) AS merged_ids";
+
+pub(crate) fn contact_record(row: &PgRow) -> Result<ContactRecord, Error> {
+    let data: serde_json::Value = row.try_get("data")?;
+    let data: ContactData = serde_json::from_value(data)
+        .map_err(|error| Error::Internal(anyhow::Error::new(error).context("reading a stored contact")))?;
+    Ok(ContactRecord {
+        meta: ContactMeta {
+            id: row.try_get("id")?,
+            version: row.try_get("version")?,
+            create_time: row.try_get("create_time")?,
+            update_time: row.try_get("update_time")?,
+            delete_time: row.try_get("delete_time")?,
+            erase_time: row.try_get("erase_time")?,
+            merged_ids: row.try_get("merged_ids")?,
+            needs_review: row.try_get("needs_review")?,
+        },
+        data,
+    })
+}
+
+pub(crate) fn to_json(data: &ContactData) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(data).map_err(|error| Error::Internal(anyhow::Error::new(error).context("writing a contact")))
+}
+
+pub(crate) fn parse_id(field: &str, id: &str) -> Result<Uuid, Error> {
+    Uuid::try_parse(id.trim()).map_err(|_| Error::invalid(field, "must be a contact id (a UUID)"))
+}
+
+/// The id a contact id resolves to: itself, or the survivor it was merged into.
+pub(crate) async fn resolve(conn: &mut PgConnection, id: Uuid) -> Result<Uuid, Error> {
+    let row = sqlx::query("SELECT coalesce(merged_into, id) AS id FROM contacts WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    match row {
+        Some(row) => Ok(row.try_get("id")?),
+        None => Err(Error::NotFound { resource: "contact", id: id.to_string() }),
+    }
+}
+
+/// Reads a contact (resolving merges), locking its row when `for_update`.
+pub(crate) async fn load(conn: &mut PgConnection, id: Uuid, for_update: bool) -> Result<ContactRecord, Error> {
+    let id = resolve(conn, id).await?;
+    let lock = if for_update { "FOR UPDATE OF c" } else { "" };
+    let row =
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id = $1 {lock}")))
+            .bind(id)
+            .fetch_one(conn)
+            .await?;
+    contact_record(&row)
+}
+
+/// Refuses changes to a tombstone.
+pub(crate) fn ensure_not_erased(record: &ContactRecord) -> Result<(), Error> {
+    if record.meta.erase_time.is_some() {
+        return Err(Error::FailedPrecondition {
+            reason: "CONTACT_ERASED",
+            message: format!("contact {} was erased; its tombstone cannot change", record.meta.id),
+        });
+    }
+    Ok(())
+}
+
+/// Rewrites the blocking keys of a live contact (none for a deleted one).
+pub(crate) async fn write_keys(conn: &mut PgConnection, id: Uuid, data: Option<&ContactData>) -> Result<(), Error> {
+    sqlx::query("DELETE FROM contact_keys WHERE contact_id = $1").bind(id).execute(&mut *conn).await?;
+    let Some(data) = data else { return Ok(()) };
+    let keys = matching::keys(data);
+    sqlx::query("INSERT INTO contact_keys (key, contact_id) SELECT unnest($1::text[]), $2 ON CONFLICT DO NOTHING")
+        .bind(keys)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Claims the contact's external ids; ALREADY_EXISTS when another contact holds one.
+pub(crate) async fn write_external_ids(conn: &mut PgConnection, id: Uuid, data: &ContactData) -> Result<(), Error> {
+    let sources: Vec<&str> = data.external_ids.iter().map(|external| external.source.as_str()).collect();
+    let values: Vec<&str> = data.external_ids.iter().map(|external| external.id.as_str()).collect();
+    let taken = sqlx::query(
+        "SELECT source, external_id, contact_id FROM contact_external_ids
+         WHERE (source, external_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND contact_id <> $3 LIMIT 1",
+    )
+    .bind(&sources)
+    .bind(&values)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = taken {
+        let (source, external_id, owner): (String, String, Uuid) =
+            (row.try_get("source")?, row.try_get("external_id")?, row.try_get("contact_id")?);
+        return Err(Error::AlreadyExists {
+            reason: "EXTERNAL_ID_TAKEN",
+            message: format!("external id {source}/{external_id} belongs to contact {owner}"),
+            metadata: [("contact_id".to_string(), owner.to_string())].into(),
+        });
+    }
+    sqlx::query("DELETE FROM contact_external_ids WHERE contact_id = $1").bind(id).execute(&mut *conn).await?;
+    sqlx::query(
+        "INSERT INTO contact_external_ids (source, external_id, contact_id)
+         SELECT s, e, $3 FROM unnest($1::text[], $2::text[]) AS t(s, e)",
+    )
+    .bind(&sources)
+    .bind(&values)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Writes a contact's new data and bumps its version; returns the new update time.
+pub(crate) async fn write_data(
+    conn: &mut PgConnection,
+    id: Uuid,
+    data: &ContactData,
+    needs_review: bool,
+) -> Result<DateTime<Utc>, Error> {
+    let row = sqlx::query(
+        "UPDATE contacts SET data = $2, lifecycle_stage = $3, owner = $4, tags = $5, search_text = $6,
+             needs_review = $7, version = version + 1, update_time = greatest(now(), update_time + interval '1 microsecond')
+         WHERE id = $1 RETURNING update_time",
+    )
+    .bind(id)
+    .bind(to_json(data)?)
+    .bind(&data.lifecycle_stage)
+    .bind(&data.owner)
+    .bind(&data.tags)
+    .bind(data.search_text())
+    .bind(needs_review)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(row.try_get("update_time")?)
+}
