@@ -1,26 +1,199 @@
 //! `crm.contacts.v1.ContactsService`: each RPC validates, calls the store, maps the result.
 //! The event feed is the platform's; this role only names its service.
 
+use std::collections::HashMap;
+
 use crm_platform::{
-    RoleContext,
+    Error, RoleContext,
+    error::Violations,
     feed_api::{FeedApi, SubscribeStream},
+    page_token::{PageTokens, Query},
+    timestamp::from_proto,
 };
-use crm_proto::contacts::v1 as pb;
 use crm_proto::{
-    contacts::v1::contacts_service_server::{ContactsService, SERVICE_NAME},
+    contacts::v1::{
+        self as pb,
+        contacts_service_server::{ContactsService, SERVICE_NAME},
+    },
     events::v1::{ListEventsRequest, ListEventsResponse, SubscribeRequest},
 };
-use tonic::{Request, Response, Status};
-type SubscribeStream2 =
-    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<pb::ImportContactsResponse, Status>> + Send>>;
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
+
+use crate::{
+    import, matching,
+    model::ContactData,
+    store::{
+        Actor, ContactStore,
+        contacts::{Candidate, CreateOptions, ListFilter, LookupKey},
+        merge::CHOOSABLE_FIELDS,
+        relationships::{NewRelationship, Target},
+    },
+    validate::{self, Region},
+};
 
 pub struct ContactsApi {
     feed: FeedApi,
+    store: ContactStore,
+    region: Region,
+    tokens: PageTokens,
 }
 
 impl ContactsApi {
-    pub async fn new(ctx: &RoleContext) -> anyhow::Result<Self> {
-        Ok(ContactsApi { feed: FeedApi::start(ctx, SERVICE_NAME).await? })
+    pub async fn new(ctx: &RoleContext, store: ContactStore, region: Region) -> anyhow::Result<Self> {
+        Ok(ContactsApi {
+            feed: FeedApi::start(ctx, SERVICE_NAME).await?,
+            store,
+            region,
+            tokens: ctx.page_tokens.clone(),
+        })
+    }
+
+    fn contact(&self, field: &str, input: Option<&pb::Contact>) -> Result<ContactData, Error> {
+        let Some(input) = input else { return Err(Error::invalid(field, "is required")) };
+        let mut violations = Violations::new();
+        let data = validate::contact(&mut violations, field, input, self.region);
+        violations.into_result()?;
+        Ok(data)
+    }
+
+    fn cursor(&self, query: &Query, token: &str) -> Result<Option<Uuid>, Error> {
+        if token.is_empty() { Ok(None) } else { self.tokens.decode(query, token).map(Some) }
+    }
+
+    fn next_token(&self, query: &Query, last: Option<Uuid>, more: bool) -> Result<String, Error> {
+        match last {
+            Some(last) if more => self.tokens.encode(query, &last),
+            _ => Ok(String::new()),
+        }
+    }
+}
+
+fn id(field: &str, raw: &str) -> Result<Uuid, Error> {
+    Uuid::try_parse(raw.trim()).map_err(|_| Error::invalid(field, "must be an id (a UUID)"))
+}
+
+/// `page_size` with its default and maximum; negative is refused.
+fn page_size(requested: i32, default: i32, max: i32) -> Result<i64, Error> {
+    if requested < 0 {
+        return Err(Error::invalid("page_size", "must not be negative"));
+    }
+    Ok(i64::from(if requested == 0 { default } else { requested.min(max) }))
+}
+
+/// The stored contact with the fields named in `paths` taken from `input`.
+fn overlay(existing: &pb::Contact, input: &pb::Contact, paths: &[String]) -> Result<pb::Contact, Error> {
+    let mut merged = existing.clone();
+    let mut violations = Violations::new();
+    if paths.is_empty() {
+        violations.add("update_mask", "must name the fields to change, for example given_name");
+    }
+    for (index, path) in paths.iter().enumerate() {
+        match path.as_str() {
+            "given_name" => merged.given_name = input.given_name.clone(),
+            "family_name" => merged.family_name = input.family_name.clone(),
+            "display_name" => merged.display_name = input.display_name.clone(),
+            "emails" => merged.emails = input.emails.clone(),
+            "phones" => merged.phones = input.phones.clone(),
+            "addresses" => merged.addresses = input.addresses.clone(),
+            "birth_date" => merged.birth_date = input.birth_date,
+            "lifecycle_stage" => merged.lifecycle_stage = input.lifecycle_stage,
+            "owner" => merged.owner = input.owner.clone(),
+            "tags" => merged.tags = input.tags.clone(),
+            "attributes" => merged.attributes = input.attributes.clone(),
+            "consents" => merged.consents = input.consents.clone(),
+            "max_contacts_per_week" => merged.max_contacts_per_week = input.max_contacts_per_week,
+            "external_ids" => merged.external_ids = input.external_ids.clone(),
+            other => violations
+                .add(format!("update_mask.paths[{index}]"), format!("{other:?} is not a field that can be updated")),
+        }
+    }
+    violations.into_result()?;
+    Ok(merged)
+}
+
+fn organization_overlay(
+    existing: &pb::Organization,
+    input: &pb::Organization,
+    paths: &[String],
+) -> Result<pb::Organization, Error> {
+    let mut merged = existing.clone();
+    let mut violations = Violations::new();
+    if paths.is_empty() {
+        violations.add("update_mask", "must name the fields to change, for example name");
+    }
+    for (index, path) in paths.iter().enumerate() {
+        match path.as_str() {
+            "name" => merged.name = input.name.clone(),
+            "kind" => merged.kind = input.kind,
+            "domain" => merged.domain = input.domain.clone(),
+            "addresses" => merged.addresses = input.addresses.clone(),
+            "external_ids" => merged.external_ids = input.external_ids.clone(),
+            "tags" => merged.tags = input.tags.clone(),
+            "attributes" => merged.attributes = input.attributes.clone(),
+            other => violations
+                .add(format!("update_mask.paths[{index}]"), format!("{other:?} is not a field that can be updated")),
+        }
+    }
+    violations.into_result()?;
+    Ok(merged)
+}
+
+fn pair(contact_id: Uuid, candidate: &Candidate) -> pb::DuplicatePair {
+    pb::DuplicatePair {
+        contact_id: contact_id.to_string(),
+        other_contact_id: candidate.record.meta.id.to_string(),
+        score: candidate.found.score,
+        reasons: candidate
+            .found
+            .reasons
+            .iter()
+            .map(|(signal, weight)| pb::MatchReason { signal: signal.to_string(), weight: *weight })
+            .collect(),
+    }
+}
+
+/// Groups of three or more contacts connected by likely-duplicate pairs.
+fn clusters(pairs: &[pb::DuplicatePair]) -> Vec<pb::DuplicateCluster> {
+    let mut ids: Vec<&str> =
+        pairs.iter().flat_map(|found| [found.contact_id.as_str(), found.other_contact_id.as_str()]).collect();
+    ids.sort();
+    ids.dedup();
+    let index = |id: &str| ids.binary_search(&id).unwrap_or(0);
+    let mut parent: Vec<usize> = (0..ids.len()).collect();
+    fn root(parent: &[usize], mut at: usize) -> usize {
+        while parent[at] != at {
+            at = parent[at];
+        }
+        at
+    }
+    for found in pairs {
+        let (a, b) = (root(&parent, index(&found.contact_id)), root(&parent, index(&found.other_contact_id)));
+        parent[a.max(b)] = a.min(b);
+    }
+    let mut groups: HashMap<usize, Vec<String>> = HashMap::new();
+    for (at, id) in ids.iter().enumerate() {
+        groups.entry(root(&parent, at)).or_default().push(id.to_string());
+    }
+    let mut clusters: Vec<pb::DuplicateCluster> = groups
+        .into_values()
+        .filter(|members| members.len() >= 3)
+        .map(|contact_ids| pb::DuplicateCluster { contact_ids })
+        .collect();
+    clusters.sort_by(|a, b| a.contact_ids.cmp(&b.contact_ids));
+    clusters
+}
+
+fn relationship_kind(violations: &mut Violations, input: &pb::Relationship) -> String {
+    match pb::RelationshipType::try_from(input.r#type) {
+        Ok(pb::RelationshipType::Unspecified) | Err(_) => {
+            violations.add(
+                "relationship.type",
+                "must be a relationship type (RELATIONSHIP_TYPE_CUSTOM with custom_type for others)",
+            );
+            String::new()
+        }
+        Ok(kind) => kind.as_str_name().to_string(),
     }
 }
 
@@ -28,140 +201,473 @@ impl ContactsApi {
 impl ContactsService for ContactsApi {
     async fn create_contact(
         &self,
-        _request: Request<pb::CreateContactRequest>,
+        request: Request<pb::CreateContactRequest>,
     ) -> Result<Response<pb::Contact>, Status> {
-        Err(Status::unimplemented("TODO"))
+        let actor = Actor::of(&request)?;
+        let body = request.into_inner();
+        let data = self.contact("contact", body.contact.as_ref())?;
+        let override_reason = body.override_reason.trim().to_string();
+        if body.allow_duplicate && (override_reason.is_empty() || override_reason.chars().count() > 500) {
+            return Err(Error::invalid(
+                "override_reason",
+                "must say why (1 to 500 characters) when allow_duplicate is set",
+            )
+            .into());
+        }
+        if body.request_id.chars().count() > 200 {
+            return Err(Error::invalid("request_id", "must be at most 200 characters").into());
+        }
+        let idempotency_key = if body.request_id.trim().is_empty() {
+            actor.request_id.clone()
+        } else {
+            body.request_id.trim().to_string()
+        };
+        let options = CreateOptions {
+            allow_duplicate: body.allow_duplicate,
+            override_reason,
+            idempotency_key,
+            needs_review: false,
+        };
+        let record = self.store.create(data, options, &actor).await?;
+        Ok(Response::new(record.to_proto()))
     }
 
-    async fn get_contact(&self, _request: Request<pb::GetContactRequest>) -> Result<Response<pb::Contact>, Status> {
-        Err(Status::unimplemented("TODO"))
+    async fn get_contact(&self, request: Request<pb::GetContactRequest>) -> Result<Response<pb::Contact>, Status> {
+        let id = id("id", &request.get_ref().id)?;
+        Ok(Response::new(self.store.get(id).await?.to_proto()))
     }
 
     async fn update_contact(
         &self,
-        _request: Request<pb::UpdateContactRequest>,
+        request: Request<pb::UpdateContactRequest>,
     ) -> Result<Response<pb::Contact>, Status> {
-        Err(Status::unimplemented("TODO"))
+        let actor = Actor::of(&request)?;
+        let body = request.into_inner();
+        let input = body.contact.ok_or_else(|| Error::invalid("contact", "is required"))?;
+        let contact_id = id("contact.id", &input.id)?;
+        let paths = body.update_mask.map(|mask| mask.paths).unwrap_or_default();
+        let region = self.region;
+        let record = self
+            .store
+            .update(contact_id, &input.etag, &actor, |existing| {
+                let merged = overlay(&existing.to_proto(), &input, &paths)?;
+                let mut violations = Violations::new();
+                let data = validate::contact(&mut violations, "contact", &merged, region);
+                violations.into_result()?;
+                Ok(data)
+            })
+            .await?;
+        Ok(Response::new(record.to_proto()))
     }
 
     async fn list_contacts(
         &self,
-        _request: Request<pb::ListContactsRequest>,
+        request: Request<pb::ListContactsRequest>,
     ) -> Result<Response<pb::ListContactsResponse>, Status> {
-        Err(Status::unimplemented("TODO"))
+        let body = request.into_inner();
+        let limit = page_size(body.page_size, 50, 500)?;
+        let mut violations = Violations::new();
+        let lifecycle_stage = match pb::LifecycleStage::try_from(body.lifecycle_stage) {
+            Ok(pb::LifecycleStage::Unspecified) => None,
+            Ok(stage) => Some(stage.as_str_name().to_string()),
+            Err(_) => {
+                violations.add("lifecycle_stage", format!("{} is not a lifecycle stage", body.lifecycle_stage));
+                None
+            }
+        };
+        let organization_id = if body.organization_id.is_empty() {
+            None
+        } else {
+            Uuid::try_parse(&body.organization_id).map(Some).unwrap_or_else(|_| {
+                violations.add("organization_id", "must be an organization id (a UUID)");
+                None
+            })
+        };
+        let updated_since = body.updated_since.as_ref().and_then(|time| {
+            let parsed = from_proto(time);
+            if parsed.is_none() {
+                violations.add("updated_since", "is not a valid timestamp");
+            }
+            parsed
+        });
+        violations.into_result()?;
+        let filter = ListFilter {
+            lifecycle_stage,
+            tag: Some(body.tag.trim().to_lowercase()).filter(|tag| !tag.is_empty()),
+            owner: Some(body.owner.trim().to_string()).filter(|owner| !owner.is_empty()),
+            organization_id,
+            updated_since,
+            show_deleted: body.show_deleted,
+        };
+        let query = Query::builder(&format!("{SERVICE_NAME}/ListContacts"))
+            .field("lifecycle_stage", filter.lifecycle_stage.clone().unwrap_or_default())
+            .field("tag", filter.tag.clone().unwrap_or_default())
+            .field("owner", filter.owner.clone().unwrap_or_default())
+            .field("organization_id", body.organization_id.as_bytes())
+            .field("updated_since", updated_since.map(|time| time.to_rfc3339()).unwrap_or_default())
+            .field("show_deleted", if body.show_deleted { "1" } else { "0" })
+            .build();
+        let after = self.cursor(&query, &body.page_token)?;
+        let mut records = self.store.list(&filter, after, limit + 1).await?;
+        let more = records.len() as i64 > limit;
+        records.truncate(limit as usize);
+        let next_page_token = self.next_token(&query, records.last().map(|record| record.meta.id), more)?;
+        let contacts = records.iter().map(|record| record.to_proto()).collect();
+        Ok(Response::new(pb::ListContactsResponse { contacts, next_page_token }))
     }
 
     async fn delete_contact(
         &self,
-        _request: Request<pb::DeleteContactRequest>,
+        request: Request<pb::DeleteContactRequest>,
     ) -> Result<Response<pb::Contact>, Status> {
-        Err(Status::unimplemented("TODO"))
+        let actor = Actor::of(&request)?;
+        let contact_id = id("id", &request.get_ref().id)?;
+        let record = self.store.delete(contact_id, &request.get_ref().etag, &actor).await?;
+        Ok(Response::new(record.to_proto()))
     }
 
     async fn lookup_contact(
         &self,
-        _request: Request<pb::LookupContactRequest>,
+        request: Request<pb::LookupContactRequest>,
     ) -> Result<Response<pb::Contact>, Status> {
-        Err(Status::unimplemented("TODO"))
+        use pb::lookup_contact_request::Key;
+        let key = match &request.get_ref().key {
+            None => return Err(Error::invalid("key", "set one of email, phone or external_id").into()),
+            Some(Key::Email(email)) => LookupKey::Blocking(matching::email_key(
+                &validate::email_address(email).map_err(|reason| Error::invalid("email", reason))?,
+            )),
+            Some(Key::Phone(phone)) => LookupKey::Blocking(matching::phone_key(
+                &validate::phone_number(phone, self.region).map_err(|reason| Error::invalid("phone", reason))?,
+            )),
+            Some(Key::ExternalId(external)) => {
+                let mut violations = Violations::new();
+                let ids = validate::external_ids(&mut violations, "external_id", std::slice::from_ref(external));
+                violations.into_result()?;
+                let external = ids.into_iter().next().ok_or_else(|| Error::invalid("external_id", "is required"))?;
+                LookupKey::External { source: external.source, id: external.id }
+            }
+        };
+        Ok(Response::new(self.store.lookup(&key).await?.to_proto()))
     }
 
     async fn search_contacts(
         &self,
-        _request: Request<pb::SearchContactsRequest>,
+        request: Request<pb::SearchContactsRequest>,
     ) -> Result<Response<pb::SearchContactsResponse>, Status> {
-        Err(Status::unimplemented("TODO"))
+        let body = request.into_inner();
+        let limit = page_size(body.page_size, 20, 100)?;
+        let raw = body.query.trim();
+        let length = raw.chars().count();
+        if !(2..=200).contains(&length) {
+            return Err(Error::invalid("query", "must be 2 to 200 characters").into());
+        }
+        // A phone number is searched as its E.164 digits; anything else as folded lower-case text.
+        let query = match validate::phone_number(raw, self.region) {
+            Ok(e164) if raw.chars().filter(char::is_ascii_digit).count() >= 6 => {
+                e164.trim_start_matches('+').to_string()
+            }
+            _ => raw.to_lowercase(),
+        };
+        let results = self.store.search(&query, limit).await?;
+        let results = results
+            .into_iter()
+            .map(|(record, score)| pb::SearchResult { contact: Some(record.to_proto()), score })
+            .collect();
+        Ok(Response::new(pb::SearchContactsResponse { results }))
     }
 
     async fn find_duplicates(
         &self,
-        _request: Request<pb::FindDuplicatesRequest>,
+        request: Request<pb::FindDuplicatesRequest>,
     ) -> Result<Response<pb::FindDuplicatesResponse>, Status> {
-        Err(Status::unimplemented("TODO"))
+        let body = request.into_inner();
+        if !(0.0..=1.0).contains(&body.min_score) {
+            return Err(Error::invalid("min_score", "must be between 0 and 1").into());
+        }
+        let min_score = if body.min_score == 0.0 { self.store.threshold } else { body.min_score };
+        if !body.contact_id.is_empty() {
+            let (record, candidates) = self.store.duplicates_of(id("contact_id", &body.contact_id)?, min_score).await?;
+            let pairs: Vec<pb::DuplicatePair> =
+                candidates.iter().map(|candidate| pair(record.meta.id, candidate)).collect();
+            let clusters = clusters(&pairs);
+            return Ok(Response::new(pb::FindDuplicatesResponse { pairs, clusters, next_page_token: String::new() }));
+        }
+        let limit = page_size(body.page_size, 200, 1000)?;
+        let query =
+            Query::builder(&format!("{SERVICE_NAME}/FindDuplicates")).field("min_score", min_score.to_string()).build();
+        let after = self.cursor(&query, &body.page_token)?;
+        let (found, next) = self.store.scan_duplicates(after, limit, min_score).await?;
+        let mut all_pairs = Vec::new();
+        for (contact_id, candidates) in &found {
+            all_pairs.extend(candidates.iter().map(|candidate| pair(*contact_id, candidate)));
+        }
+        let clusters = clusters(&all_pairs);
+        // Each pair once: from the contact with the smaller id.
+        let mut pairs: Vec<pb::DuplicatePair> =
+            all_pairs.into_iter().filter(|found| found.contact_id < found.other_contact_id).collect();
+        pairs.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let next_page_token = self.next_token(&query, next, next.is_some())?;
+        Ok(Response::new(pb::FindDuplicatesResponse { pairs, clusters, next_page_token }))
     }
 
     async fn merge_contacts(
         &self,
-        _request: Request<pb::MergeContactsRequest>,
+        request: Request<pb::MergeContactsRequest>,
     ) -> Result<Response<pb::MergeContactsResponse>, Status> {
-        Err(Status::unimplemented("TODO"))
+        let actor = Actor::of(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::new();
+        let survivor = Uuid::try_parse(body.survivor_id.trim()).ok();
+        if survivor.is_none() {
+            violations.add("survivor_id", "must be a contact id (a UUID)");
+        }
+        if body.loser_ids.is_empty() {
+            violations.add("loser_ids", "must name at least one contact to merge into the survivor");
+        }
+        if body.loser_ids.len() > 50 {
+            violations.add("loser_ids", "must name at most 50 contacts");
+        }
+        let mut losers = Vec::new();
+        for (index, raw) in body.loser_ids.iter().enumerate() {
+            match Uuid::try_parse(raw.trim()) {
+                Ok(loser) if Some(loser) == survivor => {
+                    violations.add(format!("loser_ids[{index}]"), "is the survivor");
+                }
+                Ok(loser) => losers.push(loser),
+                Err(_) => violations.add(format!("loser_ids[{index}]"), "must be a contact id (a UUID)"),
+            }
+        }
+        let mut chosen = HashMap::new();
+        for (field, source) in &body.field_sources {
+            if !CHOOSABLE_FIELDS.contains(&field.as_str()) {
+                violations.add(
+                    format!("field_sources[{field:?}]"),
+                    format!("is not a single-valued field; choose among {}", CHOOSABLE_FIELDS.join(", ")),
+                );
+                continue;
+            }
+            match Uuid::try_parse(source.trim()) {
+                Ok(source) => {
+                    chosen.insert(field.clone(), source);
+                }
+                Err(_) => violations.add(format!("field_sources[{field:?}]"), "must be a contact id (a UUID)"),
+            }
+        }
+        violations.into_result()?;
+        let survivor = survivor.ok_or_else(|| Error::invalid("survivor_id", "is required"))?;
+        let record = self.store.merge(survivor, &losers, &chosen, &body.etag, &actor).await?;
+        Ok(Response::new(pb::MergeContactsResponse { contact: Some(record.to_proto()) }))
+    }
+
+    type ImportContactsStream = import::ResultStream;
+
+    async fn import_contacts(
+        &self,
+        request: Request<Streaming<pb::ImportContactsRequest>>,
+    ) -> Result<Response<Self::ImportContactsStream>, Status> {
+        let actor = Actor::of(&request)?;
+        let stream = import::run(self.store.clone(), self.region, actor, request.into_inner());
+        Ok(Response::new(stream))
     }
 
     async fn erase_contact(
         &self,
-        _request: Request<pb::EraseContactRequest>,
+        request: Request<pb::EraseContactRequest>,
     ) -> Result<Response<pb::EraseContactResponse>, Status> {
-        Err(Status::unimplemented("TODO"))
+        let actor = Actor::of(&request)?;
+        let body = request.into_inner();
+        let contact_id = id("id", &body.id)?;
+        let reason = body.reason.trim();
+        if reason.chars().count() > 200 {
+            return Err(Error::invalid("reason", "must be at most 200 characters").into());
+        }
+        let record = self.store.erase(contact_id, reason, &actor).await?;
+        Ok(Response::new(pb::EraseContactResponse { contact: Some(record.to_proto()) }))
     }
 
     async fn create_organization(
         &self,
-        _request: Request<pb::CreateOrganizationRequest>,
+        request: Request<pb::CreateOrganizationRequest>,
     ) -> Result<Response<pb::Organization>, Status> {
-        Err(Status::unimplemented("TODO"))
+        let actor = Actor::of(&request)?;
+        let input = request.into_inner().organization.ok_or_else(|| Error::invalid("organization", "is required"))?;
+        let mut violations = Violations::new();
+        let data = validate::organization(&mut violations, "organization", &input);
+        violations.into_result()?;
+        Ok(Response::new(self.store.create_organization(data, &actor).await?.to_proto()))
     }
 
     async fn get_organization(
         &self,
-        _request: Request<pb::GetOrganizationRequest>,
+        request: Request<pb::GetOrganizationRequest>,
     ) -> Result<Response<pb::Organization>, Status> {
-        Err(Status::unimplemented("TODO"))
+        let organization_id = id("id", &request.get_ref().id)?;
+        Ok(Response::new(self.store.get_organization(organization_id).await?.to_proto()))
     }
 
     async fn update_organization(
         &self,
-        _request: Request<pb::UpdateOrganizationRequest>,
+        request: Request<pb::UpdateOrganizationRequest>,
     ) -> Result<Response<pb::Organization>, Status> {
-        Err(Status::unimplemented("TODO"))
+        let actor = Actor::of(&request)?;
+        let body = request.into_inner();
+        let input = body.organization.ok_or_else(|| Error::invalid("organization", "is required"))?;
+        let organization_id = id("organization.id", &input.id)?;
+        let paths = body.update_mask.map(|mask| mask.paths).unwrap_or_default();
+        let record = self
+            .store
+            .update_organization(organization_id, &input.etag, &actor, |existing| {
+                let merged = organization_overlay(&existing.to_proto(), &input, &paths)?;
+                let mut violations = Violations::new();
+                let data = validate::organization(&mut violations, "organization", &merged);
+                violations.into_result()?;
+                Ok(data)
+            })
+            .await?;
+        Ok(Response::new(record.to_proto()))
     }
 
     async fn list_organizations(
         &self,
-        _request: Request<pb::ListOrganizationsRequest>,
+        request: Request<pb::ListOrganizationsRequest>,
     ) -> Result<Response<pb::ListOrganizationsResponse>, Status> {
-        Err(Status::unimplemented("TODO"))
+        let body = request.into_inner();
+        let limit = page_size(body.page_size, 50, 500)?;
+        let query = Query::builder(&format!("{SERVICE_NAME}/ListOrganizations"))
+            .field("show_deleted", if body.show_deleted { "1" } else { "0" })
+            .build();
+        let after = self.cursor(&query, &body.page_token)?;
+        let mut records = self.store.list_organizations(after, limit + 1, body.show_deleted).await?;
+        let more = records.len() as i64 > limit;
+        records.truncate(limit as usize);
+        let next_page_token = self.next_token(&query, records.last().map(|record| record.id), more)?;
+        let organizations = records.iter().map(|record| record.to_proto()).collect();
+        Ok(Response::new(pb::ListOrganizationsResponse { organizations, next_page_token }))
     }
 
     async fn delete_organization(
         &self,
-        _request: Request<pb::DeleteOrganizationRequest>,
+        request: Request<pb::DeleteOrganizationRequest>,
     ) -> Result<Response<pb::Organization>, Status> {
-        Err(Status::unimplemented("TODO"))
+        let actor = Actor::of(&request)?;
+        let organization_id = id("id", &request.get_ref().id)?;
+        let record = self.store.delete_organization(organization_id, &request.get_ref().etag, &actor).await?;
+        Ok(Response::new(record.to_proto()))
     }
 
     async fn create_relationship(
         &self,
-        _request: Request<pb::CreateRelationshipRequest>,
+        request: Request<pb::CreateRelationshipRequest>,
     ) -> Result<Response<pb::Relationship>, Status> {
-        Err(Status::unimplemented("TODO"))
+        use pb::relationship::Target as Side;
+        let actor = Actor::of(&request)?;
+        let input = request.into_inner().relationship.ok_or_else(|| Error::invalid("relationship", "is required"))?;
+        let mut violations = Violations::new();
+        let contact_id = Uuid::try_parse(input.contact_id.trim()).ok();
+        if contact_id.is_none() {
+            violations.add("relationship.contact_id", "must be a contact id (a UUID)");
+        }
+        let target = match &input.target {
+            Some(Side::OrganizationId(raw)) => {
+                Uuid::try_parse(raw.trim()).ok().map(Target::Organization).or_else(|| {
+                    violations.add("relationship.organization_id", "must be an organization id (a UUID)");
+                    None
+                })
+            }
+            Some(Side::OtherContactId(raw)) => Uuid::try_parse(raw.trim()).ok().map(Target::Contact).or_else(|| {
+                violations.add("relationship.other_contact_id", "must be a contact id (a UUID)");
+                None
+            }),
+            None => {
+                violations.add("relationship.target", "set organization_id or other_contact_id");
+                None
+            }
+        };
+        let kind = relationship_kind(&mut violations, &input);
+        let custom_type = input.custom_type.trim().to_string();
+        let is_custom = kind == pb::RelationshipType::Custom.as_str_name();
+        if is_custom && (custom_type.is_empty() || custom_type.chars().count() > 64) {
+            violations.add("relationship.custom_type", "must be 1 to 64 characters for a custom relationship");
+        }
+        if !is_custom && !custom_type.is_empty() {
+            violations.add("relationship.custom_type", "is only for RELATIONSHIP_TYPE_CUSTOM");
+        }
+        let start_date =
+            input.start_date.as_ref().and_then(|date| validate::date(&mut violations, "relationship.start_date", date));
+        let end_date =
+            input.end_date.as_ref().and_then(|date| validate::date(&mut violations, "relationship.end_date", date));
+        if let (Some(start), Some(end)) = (start_date, end_date)
+            && end < start
+        {
+            violations.add("relationship.end_date", "must not be before start_date");
+        }
+        violations.into_result()?;
+        let (Some(contact_id), Some(target)) = (contact_id, target) else {
+            return Err(Error::invalid("relationship", "is incomplete").into());
+        };
+        let new = NewRelationship { contact_id, target, kind, custom_type, start_date, end_date };
+        Ok(Response::new(self.store.create_relationship(new, &actor).await?))
     }
 
     async fn delete_relationship(
         &self,
-        _request: Request<pb::DeleteRelationshipRequest>,
+        request: Request<pb::DeleteRelationshipRequest>,
     ) -> Result<Response<pb::DeleteRelationshipResponse>, Status> {
-        Err(Status::unimplemented("TODO"))
+        let actor = Actor::of(&request)?;
+        let relationship_id = id("id", &request.get_ref().id)?;
+        self.store.delete_relationship(relationship_id, &actor).await?;
+        Ok(Response::new(pb::DeleteRelationshipResponse {}))
     }
 
     async fn list_relationships(
         &self,
-        _request: Request<pb::ListRelationshipsRequest>,
+        request: Request<pb::ListRelationshipsRequest>,
     ) -> Result<Response<pb::ListRelationshipsResponse>, Status> {
-        Err(Status::unimplemented("TODO"))
+        use pb::list_relationships_request::Parent;
+        let body = request.into_inner();
+        let limit = page_size(body.page_size, 100, 1000)?;
+        let (target, parent) = match &body.parent {
+            Some(Parent::ContactId(raw)) => {
+                let mut conn = self.store.pool.acquire().await.map_err(Error::from)?;
+                let resolved = crate::store::resolve(&mut conn, id("contact_id", raw)?).await?;
+                (Target::Contact(resolved), format!("contact/{resolved}"))
+            }
+            Some(Parent::OrganizationId(raw)) => {
+                (Target::Organization(id("organization_id", raw)?), format!("organization/{raw}"))
+            }
+            None => return Err(Error::invalid("parent", "set contact_id or organization_id").into()),
+        };
+        let query = Query::builder(&format!("{SERVICE_NAME}/ListRelationships")).field("parent", parent).build();
+        let after = self.cursor(&query, &body.page_token)?;
+        let mut relationships = self.store.list_relationships(target, after, limit + 1).await?;
+        let more = relationships.len() as i64 > limit;
+        relationships.truncate(limit as usize);
+        let last = relationships.last().and_then(|relationship| Uuid::try_parse(&relationship.id).ok());
+        let next_page_token = self.next_token(&query, last, more)?;
+        Ok(Response::new(pb::ListRelationshipsResponse { relationships, next_page_token }))
     }
 
     async fn list_audit_events(
         &self,
-        _request: Request<pb::ListAuditEventsRequest>,
+        request: Request<pb::ListAuditEventsRequest>,
     ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
-        Err(Status::unimplemented("TODO"))
-    }
-
-    type ImportContactsStream = SubscribeStream2;
-    async fn import_contacts(
-        &self,
-        _request: Request<tonic::Streaming<pb::ImportContactsRequest>>,
-    ) -> Result<Response<Self::ImportContactsStream>, Status> {
-        Err(Status::unimplemented("TODO"))
+        use pb::list_audit_events_request::Parent;
+        let body = request.into_inner();
+        let limit = page_size(body.page_size, 50, 500)?;
+        let resource = match &body.parent {
+            Some(Parent::ContactId(raw)) => id("contact_id", raw)?,
+            Some(Parent::OrganizationId(raw)) => id("organization_id", raw)?,
+            None => return Err(Error::invalid("parent", "set contact_id or organization_id").into()),
+        };
+        let query =
+            Query::builder(&format!("{SERVICE_NAME}/ListAuditEvents")).field("resource", resource.to_string()).build();
+        let before = self.cursor(&query, &body.page_token)?;
+        let mut audit_events = crate::store::audit::list(&self.store.pool, resource, before, limit + 1).await?;
+        let more = audit_events.len() as i64 > limit;
+        audit_events.truncate(limit as usize);
+        let last = audit_events.last().and_then(|event| Uuid::try_parse(&event.id).ok());
+        let next_page_token = self.next_token(&query, last, more)?;
+        Ok(Response::new(pb::ListAuditEventsResponse { audit_events, next_page_token }))
     }
 
     type SubscribeStream = SubscribeStream;
@@ -172,5 +678,23 @@ impl ContactsService for ContactsApi {
 
     async fn list_events(&self, request: Request<ListEventsRequest>) -> Result<Response<ListEventsResponse>, Status> {
         self.feed.list_events(request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clusters_join_pairs_that_share_a_contact() {
+        let link = |a: &str, b: &str| pb::DuplicatePair {
+            contact_id: a.into(),
+            other_contact_id: b.into(),
+            score: 0.9,
+            reasons: Vec::new(),
+        };
+        let found = clusters(&[link("a", "b"), link("b", "c"), link("x", "y")]);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].contact_ids, ["a", "b", "c"]);
     }
 }

@@ -2,15 +2,20 @@
 //!
 //! - [`serve`]: the role's gRPC server (`crm.contacts.v1.ContactsService`, health, reflection).
 //! - [`migrator`]: the role's migrations, applied to the `contacts` schema.
-//! - `api`: the service implementation.
+//! - `api`: the service implementation: validates, calls the store, maps the result.
+//! - [`validate`]: request messages to valid, normalised records ([`model`]).
+//! - [`matching`]: duplicate detection (blocking keys, scores with reasons) and its labelled benchmark.
+//! - [`store`]: the schema: contacts, merge, erase, organizations, relationships, audit trail.
+//! - `import`: the `ImportContacts` stream, batch by batch.
 
 mod api;
+mod import;
 pub mod matching;
 pub mod model;
 pub mod store;
 pub mod validate;
 
-use crm_platform::{RoleContext, server::GrpcServer};
+use crm_platform::{RoleContext, config::ContactsSettings, server::GrpcServer};
 use crm_proto::contacts::v1::contacts_service_server::ContactsServiceServer;
 use tokio::net::TcpListener;
 
@@ -21,8 +26,11 @@ pub fn migrator() -> sqlx::migrate::Migrator {
 
 /// Serves the role on `listener` until `ctx.shutdown` is cancelled, then drains.
 /// Expects `ctx.pool` to be migrated.
-pub async fn serve(ctx: RoleContext, listener: TcpListener) -> anyhow::Result<()> {
-    let api = api::ContactsApi::new(&ctx).await?;
+pub async fn serve(ctx: RoleContext, settings: ContactsSettings, listener: TcpListener) -> anyhow::Result<()> {
+    let region = validate::Region::parse(&settings.default_region)
+        .map_err(|reason| anyhow::anyhow!("CRM_CONTACTS_DEFAULT_REGION: {reason}"))?;
+    let store = store::ContactStore { pool: ctx.pool.clone(), threshold: settings.duplicate_threshold };
+    let api = api::ContactsApi::new(&ctx, store, region).await?;
     let service = ContactsServiceServer::new(api)
         .max_decoding_message_size(ctx.server.max_message_bytes)
         .max_encoding_message_size(ctx.server.max_message_bytes);

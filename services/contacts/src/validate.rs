@@ -330,15 +330,12 @@ pub fn contact(violations: &mut Violations, field: &str, input: &pb::Contact, re
 }
 
 /// The protobuf name of an enum value (UNSPECIFIED allowed), or a violation.
-fn enum_name<E: Default + Copy>(
+fn enum_name<E: Default + Copy + EnumName>(
     violations: &mut Violations,
     field: &str,
     value: i32,
     parse: impl Fn(i32) -> Result<E, prost::UnknownEnumValue>,
-) -> String
-where
-    E: EnumName,
-{
+) -> String {
     match parse(value) {
         Ok(known) => known.name().to_string(),
         Err(_) => {

@@ -81,9 +81,9 @@ impl ContactStore {
             .await?;
         let name = data.derived_display_name().to_lowercase();
         if trigram && name.chars().count() >= 3 {
-            let similar: Vec<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT c.id FROM contacts c WHERE $1 <% c.search_text AND c.merged_into IS NULL AND c.delete_time IS NULL LIMIT $2"
-            )))
+            let similar: Vec<Uuid> = sqlx::query_scalar(
+                "SELECT c.id FROM contacts c WHERE $1 <% c.search_text AND c.merged_into IS NULL AND c.delete_time IS NULL LIMIT $2",
+            )
             .bind(&name)
             .bind(TRIGRAM_CANDIDATES)
             .fetch_all(&mut *conn)
@@ -213,32 +213,9 @@ impl ContactStore {
             return Err(Error::StaleEtag { resource: "contact", id: before.meta.id.to_string() });
         }
         let after = change(&before.data)?;
-        let changes = audit::diff(&before.data.fields(), &after.fields());
-        if changes.is_empty() {
-            return Ok(before);
-        }
-        let id = before.meta.id;
-        write_data(&mut tx, id, &after, before.meta.needs_review).await?;
-        let live = before.meta.delete_time.is_none();
-        write_keys(&mut tx, id, live.then_some(&after)).await?;
-        if live {
-            write_external_ids(&mut tx, id, &after).await?;
-        }
-        let changed_fields = changes.iter().map(|change| change.field.clone()).collect();
-        let entry = audit::Entry {
-            resource_type: "contact",
-            resource_id: id,
-            action: "update",
-            changes,
-            note: String::new(),
-            actor,
-        };
-        audit::record(&mut tx, &[entry]).await?;
-        let record = load(&mut tx, id, false).await?;
-        let event = pb::ContactUpdated { contact: Some(record.to_proto()), changed_fields };
-        outbox::append(&mut tx, &[NewEvent::new("contact", id.to_string(), &event, &actor.request_id)]).await?;
+        let record = write_update(&mut tx, &before, &after, "update", String::new(), actor).await?;
         tx.commit().await?;
-        Ok(record)
+        Ok(record.unwrap_or(before))
     }
 
     /// Up to `limit` contacts after `after` (ids are UUIDv7: oldest first).
@@ -420,6 +397,36 @@ impl ContactStore {
         let next = if rows.len() as i64 == limit { last } else { None };
         Ok((found, next))
     }
+}
+
+/// Writes `after` over `before` with its keys, external ids, audit entry and
+/// `ContactUpdated`; `None` when nothing changed.
+pub(crate) async fn write_update(
+    tx: &mut PgConnection,
+    before: &ContactRecord,
+    after: &ContactData,
+    action: &'static str,
+    note: String,
+    actor: &Actor,
+) -> Result<Option<ContactRecord>, Error> {
+    let changes = audit::diff(&before.data.fields(), &after.fields());
+    if changes.is_empty() {
+        return Ok(None);
+    }
+    let id = before.meta.id;
+    write_data(tx, id, after, before.meta.needs_review).await?;
+    let live = before.meta.delete_time.is_none();
+    write_keys(tx, id, live.then_some(after)).await?;
+    if live {
+        write_external_ids(tx, id, after).await?;
+    }
+    let changed_fields = changes.iter().map(|change| change.field.clone()).collect();
+    let entry = audit::Entry { resource_type: "contact", resource_id: id, action, changes, note, actor };
+    audit::record(tx, &[entry]).await?;
+    let record = load(tx, id, false).await?;
+    let event = pb::ContactUpdated { contact: Some(record.to_proto()), changed_fields };
+    outbox::append(tx, &[NewEvent::new("contact", id.to_string(), &event, &actor.request_id)]).await?;
+    Ok(Some(record))
 }
 
 pub(crate) async fn insert(

@@ -62,10 +62,6 @@ pub(crate) fn to_json(data: &ContactData) -> Result<serde_json::Value, Error> {
     serde_json::to_value(data).map_err(|error| Error::Internal(anyhow::Error::new(error).context("writing a contact")))
 }
 
-pub(crate) fn parse_id(field: &str, id: &str) -> Result<Uuid, Error> {
-    Uuid::try_parse(id.trim()).map_err(|_| Error::invalid(field, "must be a contact id (a UUID)"))
-}
-
 /// The id a contact id resolves to: itself, or the survivor it was merged into.
 pub(crate) async fn resolve(conn: &mut PgConnection, id: Uuid) -> Result<Uuid, Error> {
     let row = sqlx::query("SELECT coalesce(merged_into, id) AS id FROM contacts WHERE id = $1")

@@ -1,1 +1,219 @@
-//! TODO
+//! Organizations: companies, households, partners, suppliers.
+
+use chrono::{DateTime, Utc};
+use crm_platform::{
+    Error,
+    outbox::{self, NewEvent},
+};
+use crm_proto::contacts::v1 as pb;
+use sqlx::{PgConnection, Row, postgres::PgRow};
+use uuid::Uuid;
+
+use super::{Actor, ContactStore, audit};
+use crate::model::{OrganizationData, etag, timestamp};
+
+const COLUMNS: &str = "id, data, version, create_time, update_time, delete_time";
+
+#[derive(Clone, Debug)]
+pub struct OrganizationRecord {
+    pub id: Uuid,
+    pub data: OrganizationData,
+    pub version: i64,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+    pub delete_time: Option<DateTime<Utc>>,
+}
+
+impl OrganizationRecord {
+    pub fn to_proto(&self) -> pb::Organization {
+        let mut organization = self.data.to_proto();
+        organization.id = self.id.to_string();
+        organization.create_time = Some(timestamp(self.create_time));
+        organization.update_time = Some(timestamp(self.update_time));
+        organization.delete_time = self.delete_time.map(timestamp);
+        organization.etag = etag(self.version);
+        organization
+    }
+}
+
+fn record(row: &PgRow) -> Result<OrganizationRecord, Error> {
+    let data = serde_json::from_value(row.try_get("data")?)
+        .map_err(|error| Error::Internal(anyhow::Error::new(error).context("reading a stored organization")))?;
+    Ok(OrganizationRecord {
+        id: row.try_get("id")?,
+        data,
+        version: row.try_get("version")?,
+        create_time: row.try_get("create_time")?,
+        update_time: row.try_get("update_time")?,
+        delete_time: row.try_get("delete_time")?,
+    })
+}
+
+async fn load(conn: &mut PgConnection, id: Uuid, for_update: bool) -> Result<OrganizationRecord, Error> {
+    let lock = if for_update { "FOR UPDATE" } else { "" };
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM organizations WHERE id = $1 {lock}")))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| Error::NotFound { resource: "organization", id: id.to_string() })?;
+    record(&row)
+}
+
+async fn write_external_ids(conn: &mut PgConnection, id: Uuid, data: &OrganizationData) -> Result<(), Error> {
+    sqlx::query("DELETE FROM organization_external_ids WHERE organization_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    for external in &data.external_ids {
+        let claimed = sqlx::query(
+            "INSERT INTO organization_external_ids (source, external_id, organization_id) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&external.source)
+        .bind(&external.id)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+        if claimed.rows_affected() == 0 {
+            return Err(Error::AlreadyExists {
+                reason: "EXTERNAL_ID_TAKEN",
+                message: format!("external id {}/{} belongs to another organization", external.source, external.id),
+                metadata: Default::default(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn to_json(data: &OrganizationData) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(data)
+        .map_err(|error| Error::Internal(anyhow::Error::new(error).context("writing an organization")))
+}
+
+async fn changed(
+    tx: &mut PgConnection,
+    record: &OrganizationRecord,
+    action: &'static str,
+    changes: Vec<audit::FieldChange>,
+    actor: &Actor,
+) -> Result<(), Error> {
+    let entry = audit::Entry {
+        resource_type: "organization",
+        resource_id: record.id,
+        action,
+        changes,
+        note: String::new(),
+        actor,
+    };
+    audit::record(tx, &[entry]).await?;
+    let event = pb::OrganizationChanged { organization: Some(record.to_proto()) };
+    outbox::append(tx, &[NewEvent::new("organization", record.id.to_string(), &event, &actor.request_id)]).await?;
+    Ok(())
+}
+
+impl ContactStore {
+    pub async fn create_organization(
+        &self,
+        data: OrganizationData,
+        actor: &Actor,
+    ) -> Result<OrganizationRecord, Error> {
+        let mut tx = self.pool.begin().await?;
+        let id = Uuid::now_v7();
+        sqlx::query("INSERT INTO organizations (id, data, name) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(to_json(&data)?)
+            .bind(&data.name)
+            .execute(&mut *tx)
+            .await?;
+        write_external_ids(&mut tx, id, &data).await?;
+        let record = load(&mut tx, id, false).await?;
+        changed(&mut tx, &record, "create", audit::diff(&Default::default(), &data.fields()), actor).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    pub async fn get_organization(&self, id: Uuid) -> Result<OrganizationRecord, Error> {
+        let mut conn = self.pool.acquire().await?;
+        load(&mut conn, id, false).await
+    }
+
+    pub async fn update_organization(
+        &self,
+        id: Uuid,
+        expected_etag: &str,
+        actor: &Actor,
+        change: impl FnOnce(&OrganizationData) -> Result<OrganizationData, Error>,
+    ) -> Result<OrganizationRecord, Error> {
+        let mut tx = self.pool.begin().await?;
+        let before = load(&mut tx, id, true).await?;
+        if !expected_etag.is_empty() && expected_etag != etag(before.version) {
+            return Err(Error::StaleEtag { resource: "organization", id: id.to_string() });
+        }
+        let after = change(&before.data)?;
+        let changes = audit::diff(&before.data.fields(), &after.fields());
+        if changes.is_empty() {
+            return Ok(before);
+        }
+        sqlx::query(
+            "UPDATE organizations SET data = $2, name = $3, version = version + 1, update_time = now() WHERE id = $1",
+        )
+        .bind(id)
+        .bind(to_json(&after)?)
+        .bind(&after.name)
+        .execute(&mut *tx)
+        .await?;
+        write_external_ids(&mut tx, id, &after).await?;
+        let record = load(&mut tx, id, false).await?;
+        changed(&mut tx, &record, "update", changes, actor).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    pub async fn list_organizations(
+        &self,
+        after: Option<Uuid>,
+        limit: i64,
+        show_deleted: bool,
+    ) -> Result<Vec<OrganizationRecord>, Error> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM organizations WHERE ($1::uuid IS NULL OR id > $1) AND ($2 OR delete_time IS NULL)
+             ORDER BY id LIMIT $3"
+        )))
+        .bind(after)
+        .bind(show_deleted)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record).collect()
+    }
+
+    pub async fn delete_organization(
+        &self,
+        id: Uuid,
+        expected_etag: &str,
+        actor: &Actor,
+    ) -> Result<OrganizationRecord, Error> {
+        let mut tx = self.pool.begin().await?;
+        let before = load(&mut tx, id, true).await?;
+        if !expected_etag.is_empty() && expected_etag != etag(before.version) {
+            return Err(Error::StaleEtag { resource: "organization", id: id.to_string() });
+        }
+        if before.delete_time.is_some() {
+            return Ok(before);
+        }
+        sqlx::query(
+            "UPDATE organizations SET delete_time = now(), version = version + 1, update_time = now() WHERE id = $1",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM organization_external_ids WHERE organization_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let record = load(&mut tx, id, false).await?;
+        changed(&mut tx, &record, "delete", Vec::new(), actor).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+}
