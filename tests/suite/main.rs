@@ -3,6 +3,7 @@
 
 mod access;
 mod consumer;
+mod contacts;
 mod event_feed;
 mod gateway;
 mod migrations;

@@ -1,0 +1,169 @@
+//! ImportContacts: upsert by external id, deduplication against the base and
+//! within the import, each duplicate policy, bad rows, dry run versus real.
+
+use crm_proto::contacts::v1::{
+    DuplicatePolicy, ImportContactsRequest, ImportOptions, ImportOutcome, ImportRow, ImportRowResult,
+    ListContactsRequest,
+};
+use crm_testkit::{TestDb, TestSuite};
+use tonic::Code;
+
+use super::{Client, create, external, person};
+
+fn row(row_id: &str, contact: crm_proto::contacts::v1::Contact) -> ImportRow {
+    ImportRow { row_id: row_id.into(), contact: Some(contact) }
+}
+
+async fn import(
+    contacts: &mut Client,
+    policy: DuplicatePolicy,
+    dry_run: bool,
+    batches: Vec<Vec<ImportRow>>,
+) -> Result<Vec<ImportRowResult>, tonic::Status> {
+    let mut messages = Vec::new();
+    for (index, rows) in batches.into_iter().enumerate() {
+        let options = (index == 0).then(|| ImportOptions {
+            duplicate_policy: policy as i32,
+            dry_run,
+            source: "legacy-crm".into(),
+        });
+        messages.push(ImportContactsRequest { options, rows });
+    }
+    let mut stream = contacts.import_contacts(tokio_stream::iter(messages)).await?.into_inner();
+    let mut results = Vec::new();
+    while let Some(response) = stream.message().await? {
+        results.extend(response.results);
+    }
+    Ok(results)
+}
+
+fn outcomes(results: &[ImportRowResult]) -> Vec<(String, ImportOutcome)> {
+    results.iter().map(|result| (result.row_id.clone(), result.outcome())).collect()
+}
+
+async fn count(contacts: &mut Client) -> usize {
+    contacts
+        .list_contacts(ListContactsRequest { page_size: 500, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .contacts
+        .len()
+}
+
+fn legacy_rows() -> Vec<Vec<ImportRow>> {
+    let mut updated = person("Grace", "Hopper", "grace@navy.example", "");
+    updated.external_ids = vec![external("legacy", "G-1")];
+    updated.owner = "agent-import".into();
+    let mut broken = person("Broken", "Row", "not-an-email", "");
+    broken.addresses[0].country_code = "ZZ".into();
+    let mut first_copy = person("Alan", "Turing", "alan@bletchley.example", "");
+    first_copy.external_ids = vec![external("legacy", "A-1")];
+    let mut second_copy = person("Alan", "Turring", "alan@bletchley.example", "");
+    second_copy.external_ids = vec![external("legacy", "A-2")];
+    vec![
+        vec![
+            row("1", updated),
+            row("2", person("Bob", "Lovelace", "", "+1 201 555 0123")), // duplicates the base
+            row("3", broken),
+        ],
+        vec![
+            row("4", first_copy),
+            row("5", second_copy), // duplicates row 4 of this import
+            row("6", person("Edsger", "Dijkstra", "ewd@example.com", "")),
+        ],
+    ]
+}
+
+#[tokio::test]
+async fn a_dry_run_reports_exactly_what_the_real_import_then_does_and_writes_nothing() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let mut contacts = suite.contacts().await.unwrap();
+    let mut grace = person("Grace", "Hopper", "grace@navy.example", "");
+    grace.external_ids = vec![external("legacy", "G-1")];
+    let grace = create(&mut contacts, grace).await;
+    let robert = create(&mut contacts, person("Robert", "Lovelace", "", "(201) 555-0123")).await;
+    assert_eq!(count(&mut contacts).await, 2);
+
+    let dry = import(&mut contacts, DuplicatePolicy::Fail, true, legacy_rows()).await.unwrap();
+    assert_eq!(count(&mut contacts).await, 2, "a dry run writes nothing");
+    let expected = [
+        ("1", ImportOutcome::Updated),
+        ("2", ImportOutcome::Failed),
+        ("3", ImportOutcome::Failed),
+        ("4", ImportOutcome::Created),
+        ("5", ImportOutcome::Failed),
+        ("6", ImportOutcome::Created),
+    ];
+    let expected: Vec<(String, ImportOutcome)> =
+        expected.iter().map(|(id, outcome)| (id.to_string(), *outcome)).collect();
+    assert_eq!(outcomes(&dry), expected);
+    assert_eq!(dry[1].matched_contact_id, robert.id);
+    assert!(dry[1].error.contains("likely duplicate"), "{}", dry[1].error);
+    assert!(dry[2].invalid_fields.contains(&"contact.emails[0].address".to_string()), "{:?}", dry[2].invalid_fields);
+    assert!(dry[2].invalid_fields.contains(&"contact.addresses[0].country_code".to_string()));
+    assert!(!dry[4].matched_contact_id.is_empty(), "row 5 matched row 4 of the same import");
+
+    let real = import(&mut contacts, DuplicatePolicy::Fail, false, legacy_rows()).await.unwrap();
+    assert_eq!(outcomes(&real), expected);
+    assert_eq!(real[0].contact_id, grace.id);
+    assert_eq!(real[4].matched_contact_id, real[3].contact_id);
+    assert_eq!(count(&mut contacts).await, 4);
+    let updated = contacts
+        .get_contact(crm_proto::contacts::v1::GetContactRequest { id: grace.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated.owner, "agent-import");
+    suite.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn each_duplicate_policy_does_what_it_says() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let mut contacts = suite.contacts().await.unwrap();
+    let robert = create(&mut contacts, person("Robert", "Lovelace", "", "(201) 555-0123")).await;
+    let mut bob = person("Bob", "Lovelace", "bob@example.com", "+1 201 555 0123");
+    bob.tags = vec!["imported".into()];
+
+    let skipped = import(&mut contacts, DuplicatePolicy::Skip, false, vec![vec![row("s", bob.clone())]]).await.unwrap();
+    assert_eq!(skipped[0].outcome(), ImportOutcome::Skipped);
+    assert_eq!(skipped[0].matched_contact_id, robert.id);
+    assert_eq!(count(&mut contacts).await, 1);
+
+    let flagged =
+        import(&mut contacts, DuplicatePolicy::CreateAndFlag, false, vec![vec![row("f", bob.clone())]]).await.unwrap();
+    assert_eq!(flagged[0].outcome(), ImportOutcome::Flagged);
+    let flagged_contact = contacts
+        .get_contact(crm_proto::contacts::v1::GetContactRequest { id: flagged[0].contact_id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(flagged_contact.needs_review);
+    contacts
+        .delete_contact(crm_proto::contacts::v1::DeleteContactRequest {
+            id: flagged_contact.id.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+
+    let merged = import(&mut contacts, DuplicatePolicy::Merge, false, vec![vec![row("m", bob)]]).await.unwrap();
+    assert_eq!(merged[0].outcome(), ImportOutcome::Merged);
+    assert_eq!(merged[0].contact_id, robert.id);
+    let robert_now = contacts
+        .get_contact(crm_proto::contacts::v1::GetContactRequest { id: robert.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(robert_now.emails[0].address, "bob@example.com");
+    assert_eq!(robert_now.tags, ["imported"]);
+
+    // Options are required, and a policy must be chosen.
+    let refused = import(&mut contacts, DuplicatePolicy::Unspecified, false, vec![vec![]]).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().contains("options.duplicate_policy"), "{}", refused.message());
+    suite.shutdown().await.unwrap();
+}
