@@ -352,7 +352,7 @@ async fn contact_events_reach_a_subscriber_in_order() {
         if event.r#type == "crm.contacts.v1.ContactMerged" {
             let merged =
                 crm_proto::contacts::v1::ContactMerged::decode(event.payload.unwrap().value.as_slice()).unwrap();
-            assert_eq!(merged.loser_ids, [b.id.clone()]);
+            assert_eq!(merged.loser_ids, std::slice::from_ref(&b.id));
         }
     }
     assert_eq!(

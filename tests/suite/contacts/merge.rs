@@ -76,7 +76,7 @@ async fn merging_unions_lists_applies_survivorship_and_redirects_the_losers() {
     assert_eq!(merged.phones.len(), 1);
     assert_eq!(merged.tags, ["north", "watch"]);
     assert_eq!(merged.external_ids.len(), 2);
-    assert_eq!(merged.merged_ids, [b.id.clone()]);
+    assert_eq!(merged.merged_ids, std::slice::from_ref(&b.id));
 
     // The loser's id resolves to the survivor; its external id and link moved.
     let via_loser = contacts.get_contact(GetContactRequest { id: b.id.clone() }).await.unwrap().into_inner();
