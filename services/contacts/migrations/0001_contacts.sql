@@ -35,9 +35,11 @@ CREATE INDEX contacts_search ON contacts USING gin (search_text gin_trgm_ops)
 -- Blocking keys of live contacts (normalised email, E.164 phone, phonetic
 -- name with postal code or birth date): the candidates of a duplicate check
 -- are the contacts sharing a key. Also serves LookupContact by email/phone.
+-- Derived data, rewritten with the contact in the same transaction: no
+-- foreign key (its per-row check would dominate bulk imports).
 CREATE TABLE contact_keys (
     key        text NOT NULL,
-    contact_id uuid NOT NULL REFERENCES contacts (id),
+    contact_id uuid NOT NULL,
     PRIMARY KEY (key, contact_id)
 );
 CREATE INDEX contact_keys_by_contact ON contact_keys (contact_id);
@@ -46,7 +48,7 @@ CREATE INDEX contact_keys_by_contact ON contact_keys (contact_id);
 CREATE TABLE contact_external_ids (
     source      text NOT NULL,
     external_id text NOT NULL,
-    contact_id  uuid NOT NULL REFERENCES contacts (id),
+    contact_id  uuid NOT NULL,
     PRIMARY KEY (source, external_id)
 );
 CREATE INDEX contact_external_ids_by_contact ON contact_external_ids (contact_id);

@@ -116,6 +116,7 @@ enum Target {
 struct Pending {
     id: Uuid,
     data: ContactData,
+    keys: Vec<String>,
     needs_review: bool,
 }
 
@@ -126,7 +127,7 @@ fn outcome_result(row_id: &str, outcome: pb::ImportOutcome) -> pb::ImportRowResu
 impl Importer {
     async fn batch(&self, tx: &mut PgConnection, rows: &[pb::ImportRow]) -> Result<Vec<pb::ImportRowResult>, Error> {
         // 1. Validate every row.
-        let mut parsed: Vec<Result<ContactData, pb::ImportRowResult>> = Vec::with_capacity(rows.len());
+        let mut parsed: Vec<Result<(ContactData, Vec<String>), pb::ImportRowResult>> = Vec::with_capacity(rows.len());
         for row in rows {
             let mut violations = Violations::new();
             let data = match &row.contact {
@@ -137,7 +138,10 @@ impl Importer {
                 }
             };
             parsed.push(match violations.into_result() {
-                Ok(()) => Ok(data),
+                Ok(()) => {
+                    let keys = matching::keys(&data);
+                    Ok((data, keys))
+                }
                 Err(Error::InvalidArgument(violations)) => {
                     let mut result = outcome_result(&row.row_id, pb::ImportOutcome::Failed);
                     result.invalid_fields = violations.iter().map(|violation| violation.field.clone()).collect();
@@ -151,12 +155,13 @@ impl Importer {
                 Err(other) => return Err(other),
             });
         }
-        let valid: Vec<&ContactData> = parsed.iter().filter_map(|row| row.as_ref().ok()).collect();
+        let valid: Vec<&(ContactData, Vec<String>)> = parsed.iter().filter_map(|row| row.as_ref().ok()).collect();
 
         // 2. What the base already holds for these rows: owners of their external ids, contacts sharing a key.
         let sources: Vec<&str> =
-            valid.iter().flat_map(|data| data.external_ids.iter().map(|x| x.source.as_str())).collect();
-        let values: Vec<&str> = valid.iter().flat_map(|data| data.external_ids.iter().map(|x| x.id.as_str())).collect();
+            valid.iter().flat_map(|(data, _)| data.external_ids.iter().map(|x| x.source.as_str())).collect();
+        let values: Vec<&str> =
+            valid.iter().flat_map(|(data, _)| data.external_ids.iter().map(|x| x.id.as_str())).collect();
         let mut owners: HashMap<ExternalId, Target> = HashMap::new();
         for row in sqlx::query(
             "SELECT source, external_id, contact_id FROM contact_external_ids
@@ -170,8 +175,12 @@ impl Importer {
             let external = ExternalId { source: row.try_get("source")?, id: row.try_get("external_id")? };
             owners.insert(external, Target::Stored(row.try_get("contact_id")?));
         }
-        let keys: Vec<String> =
-            valid.iter().flat_map(|data| matching::keys(data)).collect::<HashSet<_>>().into_iter().collect();
+        let keys: Vec<&str> = valid
+            .iter()
+            .flat_map(|(_, keys)| keys.iter().map(String::as_str))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
         let mut index: HashMap<String, Vec<Target>> = HashMap::new();
         for row in sqlx::query("SELECT key, contact_id FROM contact_keys WHERE key = ANY($1)")
             .bind(&keys)
@@ -206,8 +215,8 @@ impl Importer {
         let mut pending: Vec<Pending> = Vec::new();
         let mut results = Vec::with_capacity(rows.len());
         for (row, parsed) in rows.iter().zip(parsed) {
-            let data = match parsed {
-                Ok(data) => data,
+            let (data, keys) = match parsed {
+                Ok(parsed) => parsed,
                 Err(failed) => {
                     results.push(failed);
                     continue;
@@ -218,11 +227,11 @@ impl Importer {
                 let outcome = self.absorb(tx, owner, &data, &mut stored, &mut pending, "import_update").await?;
                 let mut result = outcome_result(&row.row_id, pb::ImportOutcome::Updated);
                 result.contact_id = outcome.to_string();
-                self.remember(&data, owner, &mut owners, &mut index);
+                self.remember(&data, &keys, owner, &mut owners, &mut index);
                 results.push(result);
                 continue;
             }
-            let best = self.best_match(&data, &index, &stored, &pending);
+            let best = self.best_match(&data, &keys, &index, &stored, &pending);
             let mut result = outcome_result(&row.row_id, pb::ImportOutcome::Created);
             let mut needs_review = false;
             if let Some((target, score)) = best {
@@ -237,7 +246,7 @@ impl Importer {
                         self.absorb(tx, target, &data, &mut stored, &mut pending, "import_merge").await?;
                         result.outcome = pb::ImportOutcome::Merged as i32;
                         result.contact_id = matched.to_string();
-                        self.remember(&data, target, &mut owners, &mut index);
+                        self.remember(&data, &keys, target, &mut owners, &mut index);
                         results.push(result);
                         continue;
                     }
@@ -260,8 +269,8 @@ impl Importer {
             }
             let target = Target::Pending(pending.len());
             let id = Uuid::now_v7();
-            self.remember(&data, target, &mut owners, &mut index);
-            pending.push(Pending { id, data, needs_review });
+            self.remember(&data, &keys, target, &mut owners, &mut index);
+            pending.push(Pending { id, data, keys, needs_review });
             result.contact_id = if self.dry_run { String::new() } else { id.to_string() };
             results.push(result);
         }
@@ -275,14 +284,15 @@ impl Importer {
     fn best_match(
         &self,
         data: &ContactData,
+        keys: &[String],
         index: &HashMap<String, Vec<Target>>,
         stored: &HashMap<Uuid, ContactRecord>,
         pending: &[Pending],
     ) -> Option<(Target, f64)> {
         let mut seen = HashSet::new();
         let mut best: Option<(Target, f64)> = None;
-        for key in matching::keys(data) {
-            for target in index.get(&key).into_iter().flatten() {
+        for key in keys {
+            for target in index.get(key).into_iter().flatten() {
                 if !seen.insert(*target) {
                     continue;
                 }
@@ -306,6 +316,7 @@ impl Importer {
     fn remember(
         &self,
         data: &ContactData,
+        keys: &[String],
         target: Target,
         owners: &mut HashMap<ExternalId, Target>,
         index: &mut HashMap<String, Vec<Target>>,
@@ -313,8 +324,8 @@ impl Importer {
         for external in &data.external_ids {
             owners.insert(external.clone(), target);
         }
-        for key in matching::keys(data) {
-            let targets = index.entry(key).or_default();
+        for key in keys {
+            let targets = index.entry(key.clone()).or_default();
             if !targets.contains(&target) {
                 targets.push(target);
             }
@@ -400,9 +411,9 @@ impl Importer {
         let (mut key_ids, mut keys) = (Vec::new(), Vec::new());
         let (mut external_owners, mut sources, mut externals) = (Vec::new(), Vec::new(), Vec::new());
         for row in pending {
-            for key in matching::keys(&row.data) {
+            for key in &row.keys {
                 key_ids.push(row.id);
-                keys.push(key);
+                keys.push(key.as_str());
             }
             for external in &row.data.external_ids {
                 external_owners.push(row.id);
@@ -410,7 +421,7 @@ impl Importer {
                 externals.push(external.id.as_str());
             }
         }
-        sqlx::query("INSERT INTO contact_keys (key, contact_id) SELECT * FROM unnest($1::text[], $2::uuid[]) ON CONFLICT DO NOTHING")
+        sqlx::query("INSERT INTO contact_keys (key, contact_id) SELECT * FROM unnest($1::text[], $2::uuid[])")
             .bind(&keys)
             .bind(&key_ids)
             .execute(&mut *tx)

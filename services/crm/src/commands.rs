@@ -22,8 +22,9 @@ pub async fn run(command: Command, config: Config, telemetry: &Telemetry) -> any
             serve_until_signal(&install, &target.0, telemetry, None).await
         }
         Command::Migrate { target } => suite::migrate(&install_for_serve(config)?, &target.0).await,
-        Command::Bench { gateway, key, direct, concurrency, duration, mix } => {
-            let options = bench::BenchOptions { gateway, key, direct, concurrency: concurrency.max(1), duration, mix };
+        Command::Bench { gateway, key, direct, concurrency, duration, mix, contacts } => {
+            let options =
+                bench::BenchOptions { gateway, key, direct, concurrency: concurrency.max(1), duration, mix, contacts };
             bench::run(options, config).await
         }
     }

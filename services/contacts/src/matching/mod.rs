@@ -3,8 +3,9 @@
 //!
 //! - [`keys`]: the blocking keys of a contact; two contacts are compared only
 //!   when they share one: the normalised email, the E.164 phone, or a
-//!   phonetic name key (Double Metaphone of either name, nicknames folded to
-//!   the formal name) with the postal code or with the birth date. The store
+//!   phonetic key of both names (Double Metaphone, nicknames folded to the
+//!   formal name, order-free) with the postal code, or of either name with
+//!   the birth date. The store
 //!   adds trigram similarity of the names for single creates.
 //! - [`score`]: log-likelihood-style weights for agreement and disagreement
 //!   of name (Jaro–Winkler, nicknames, given/family swapped), email, phone
@@ -42,12 +43,17 @@ pub fn keys(contact: &ContactData) -> Vec<String> {
         .into_iter()
         .filter(|c| !c.is_empty())
         .collect();
-    for code in &codes {
+    // Both names with the postal code (sorted, so a swap keeps the key): a
+    // household or a common surname in one postal code is not one block.
+    let pair = codes.iter().cloned().collect::<Vec<_>>().join("+");
+    if codes.len() == 2 {
         for address in &contact.addresses {
             if !address.postal_code.is_empty() {
-                keys.insert(format!("np:{code}|{}", postal_key(&address.postal_code)));
+                keys.insert(format!("np:{pair}|{}", postal_key(&address.postal_code)));
             }
         }
+    }
+    for code in &codes {
         if let Some(birth) = contact.birth_date {
             keys.insert(format!("nb:{code}|{birth}"));
         }

@@ -16,6 +16,7 @@
 pub mod load;
 pub mod operations;
 mod report;
+pub mod seed;
 mod self_hosted;
 mod transport;
 
@@ -38,6 +39,8 @@ pub struct BenchOptions {
     pub concurrency: usize,
     pub duration: Duration,
     pub mix: Mix,
+    /// Contacts to import before the load (0: none).
+    pub contacts: usize,
 }
 
 /// One target's results in both load shapes.
@@ -62,17 +65,30 @@ pub async fn run(options: BenchOptions, config: Config) -> anyhow::Result<()> {
                 }
                 None => None,
             };
+            prepare(&options, &gateway, config.database_url.as_ref().map(|url| url.expose())).await?;
             compare(&options, gateway, direct).await
         }
         None => {
             let suite = self_hosted::SelfHosted::start(&config).await?;
             let gateway = Transport::with_key(&suite.address(Role::Gateway), suite.admin_key()).await?;
             let direct = Transport::signed(&suite.address(Role::Contacts), suite.internal_secret()).await?;
+            prepare(&options, &gateway, Some(suite.database_url())).await?;
             let outcome = compare(&options, gateway, Some(direct)).await;
             suite.stop().await?;
             outcome
         }
     }
+}
+
+/// Seeds contacts when asked; refuses a mix that reads contacts without them.
+async fn prepare(options: &BenchOptions, gateway: &Transport, database_url: Option<&str>) -> anyhow::Result<()> {
+    if options.contacts > 0 {
+        let sample = seed::seed(gateway, database_url, options.contacts).await?;
+        let _ = operations::SAMPLE.set(sample);
+    } else if options.mix.0.iter().any(|(operation, _)| operation.needs_sample()) {
+        anyhow::bail!("the mix reads contacts: load some first with --contacts N");
+    }
+    Ok(())
 }
 
 async fn compare(options: &BenchOptions, gateway: Transport, direct: Option<Transport>) -> anyhow::Result<()> {

@@ -1,39 +1,141 @@
-//! The calls a benchmark mix is made of. The full mix (create, get
-//! and look up contacts, a timeline page, record an interaction) is added
-//! here as those methods land; `list_events` is the unary read every role has.
+//! The calls a benchmark mix is made of: contacts (create with the
+//! duplicate check, get, look up by email, phone or external id, search) and
+//! `list_events`, the unary read every role has. The interactions calls
+//! (timeline page, record an interaction) come with that role.
+//!
+//! Contact reads draw from the contacts `--contacts` seeded ([`SAMPLE`]).
 
-use std::fmt;
+use std::{
+    fmt,
+    sync::{
+        OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
-use crm_proto::{contacts::v1::contacts_service_client::ContactsServiceClient, events::v1::ListEventsRequest};
+use crm_proto::{
+    contacts::v1::{
+        Contact, CreateContactRequest, Email, GetContactRequest, LookupContactRequest, SearchContactsRequest,
+        contacts_service_client::ContactsServiceClient, lookup_contact_request::Key,
+    },
+    events::v1::ListEventsRequest,
+};
 use tonic::Code;
 
-use super::transport::Transport;
+use super::{seed::Sample, transport::Transport};
+
+/// The seeded contacts reads draw from; set once, before the load starts.
+pub static SAMPLE: OnceLock<Sample> = OnceLock::new();
+
+static DRAWS: AtomicU64 = AtomicU64::new(0);
+
+fn draw() -> usize {
+    // A multiplicative hash spreads consecutive draws over the sample.
+    (DRAWS.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 17) as usize
+}
+
+/// A name no seeded person has: letters spelling `n`.
+fn letters(mut n: u64) -> String {
+    let mut name = String::from("Q");
+    for _ in 0..6 {
+        name.push((b'a' + (n % 26) as u8) as char);
+        n /= 26;
+    }
+    name
+}
 
 /// One kind of call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Operation {
     /// `ContactsService/ListEvents`: one page of the contacts feed.
     ListEvents,
+    /// `GetContact` of a seeded contact.
+    GetContact,
+    /// `CreateContact` of a new person, duplicate check included.
+    CreateContact,
+    /// `LookupContact` by a seeded email.
+    LookupEmail,
+    /// `LookupContact` by a seeded phone number.
+    LookupPhone,
+    /// `LookupContact` by a seeded external id.
+    LookupExternalId,
+    /// `SearchContacts` for a seeded family and given name.
+    SearchContacts,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 1] = [Operation::ListEvents];
+    pub const ALL: [Operation; 7] = [
+        Operation::ListEvents,
+        Operation::GetContact,
+        Operation::CreateContact,
+        Operation::LookupEmail,
+        Operation::LookupPhone,
+        Operation::LookupExternalId,
+        Operation::SearchContacts,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Operation::ListEvents => "list_events",
+            Operation::GetContact => "get_contact",
+            Operation::CreateContact => "create_contact",
+            Operation::LookupEmail => "lookup_email",
+            Operation::LookupPhone => "lookup_phone",
+            Operation::LookupExternalId => "lookup_external_id",
+            Operation::SearchContacts => "search_contacts",
         }
+    }
+
+    /// Whether the operation reads seeded contacts (`--contacts`).
+    pub fn needs_sample(self) -> bool {
+        !matches!(self, Operation::ListEvents | Operation::CreateContact)
     }
 
     /// Makes one call; `Err` carries the gRPC code.
     pub async fn call(self, transport: &Transport) -> Result<(), Code> {
-        match self {
+        let mut contacts = ContactsServiceClient::new(transport.clone());
+        let sample = || SAMPLE.get().filter(|sample| !sample.ids.is_empty()).ok_or(Code::FailedPrecondition);
+        let outcome = match self {
             Operation::ListEvents => {
-                let mut contacts = ContactsServiceClient::new(transport.clone());
-                let request = ListEventsRequest { page_size: 10, ..Default::default() };
-                contacts.list_events(request).await.map(|_| ()).map_err(|status| status.code())
+                contacts.list_events(ListEventsRequest { page_size: 10, ..Default::default() }).await.map(|_| ())
             }
-        }
+            Operation::GetContact => {
+                let sample = sample()?;
+                let id = sample.ids[draw() % sample.ids.len()].clone();
+                contacts.get_contact(GetContactRequest { id }).await.map(|_| ())
+            }
+            Operation::CreateContact => {
+                let n = DRAWS.fetch_add(1, Ordering::Relaxed);
+                let contact = Contact {
+                    given_name: letters(n),
+                    family_name: letters(n.wrapping_mul(7919)),
+                    emails: vec![Email {
+                        address: format!("create{n}.{}@bench.example", std::process::id()),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                };
+                contacts
+                    .create_contact(CreateContactRequest { contact: Some(contact), ..Default::default() })
+                    .await
+                    .map(|_| ())
+            }
+            Operation::LookupEmail | Operation::LookupPhone | Operation::LookupExternalId => {
+                let sample = sample()?;
+                let key = match self {
+                    Operation::LookupEmail => Key::Email(sample.emails[draw() % sample.emails.len().max(1)].clone()),
+                    Operation::LookupPhone => Key::Phone(sample.phones[draw() % sample.phones.len().max(1)].clone()),
+                    _ => Key::ExternalId(sample.external_ids[draw() % sample.external_ids.len()].clone()),
+                };
+                contacts.lookup_contact(LookupContactRequest { key: Some(key) }).await.map(|_| ())
+            }
+            Operation::SearchContacts => {
+                let sample = sample()?;
+                let query = sample.names[draw() % sample.names.len()].clone();
+                contacts.search_contacts(SearchContactsRequest { query, page_size: 10 }).await.map(|_| ())
+            }
+        };
+        outcome.map_err(|status| status.code())
     }
 }
 

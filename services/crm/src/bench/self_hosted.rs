@@ -15,6 +15,7 @@ pub struct SelfHosted {
     internal_secret: String,
     server_url: String,
     database: String,
+    database_url: String,
     /// The private PostgreSQL started for the run, if `DATABASE_URL` was unset.
     local_postgres: Option<LocalPostgres>,
 }
@@ -35,6 +36,7 @@ impl SelfHosted {
         };
         let database = format!("crm_bench_{}", uuid::Uuid::now_v7().simple());
         let database_url = db::create_database(&server_url, &database).await?;
+        let scratch_url = database_url.clone();
 
         let admin_key = secrets::ephemeral().expose().to_string();
         let internal_secret = secrets::ephemeral().expose().to_string();
@@ -55,11 +57,24 @@ impl SelfHosted {
             config: bench_config,
         };
         let suite = RunningSuite::start(&install, &Role::ALL, &Telemetry::for_tests()).await?;
-        Ok(SelfHosted { suite, admin_key, internal_secret, server_url, database, local_postgres })
+        Ok(SelfHosted {
+            suite,
+            admin_key,
+            internal_secret,
+            server_url,
+            database,
+            database_url: scratch_url,
+            local_postgres,
+        })
     }
 
     pub fn address(&self, role: Role) -> String {
         self.suite.address(role).map(|addr| addr.to_string()).unwrap_or_default()
+    }
+
+    /// The scratch database (for the COPY baseline).
+    pub fn database_url(&self) -> &str {
+        &self.database_url
     }
 
     pub fn admin_key(&self) -> &str {
