@@ -6,6 +6,7 @@ mod consumer;
 mod contacts;
 mod event_feed;
 mod gateway;
+mod interactions;
 mod migrations;
 mod outbox;
 mod support;

@@ -29,7 +29,10 @@ CREATE INDEX contacts_live_by_update ON contacts (update_time, id) WHERE merged_
 CREATE INDEX contacts_by_owner ON contacts (owner, id) WHERE merged_into IS NULL;
 CREATE INDEX contacts_by_tag ON contacts USING gin (tags);
 CREATE INDEX contacts_merged_into ON contacts (merged_into) WHERE merged_into IS NOT NULL;
-CREATE INDEX contacts_search ON contacts USING gin (search_text gin_trgm_ops)
+-- Search and the trigram fallback of duplicate checks: nearest first
+-- (word-similarity distance, `<<->`) by a GiST walk that stops at the page
+-- size, instead of collecting every row that shares a common trigram.
+CREATE INDEX contacts_search ON contacts USING gist (search_text gist_trgm_ops)
     WHERE merged_into IS NULL AND delete_time IS NULL;
 
 -- Blocking keys of live contacts (normalised email, E.164 phone, phonetic

@@ -1,28 +1,201 @@
 //! `crm.interactions.v1.InteractionsService`: each RPC validates, calls the store, maps the result.
-//! The event feed is the platform's; this role only names its service.
 
+use chrono::{DateTime, Utc};
 use crm_platform::{
-    RoleContext,
+    Error, RoleContext,
+    error::Violations,
     feed_api::{FeedApi, SubscribeStream},
+    page_token::{PageTokens, Query},
+    principal::Caller,
+    timestamp::from_proto,
 };
 use crm_proto::{
     events::v1::{ListEventsRequest, ListEventsResponse, SubscribeRequest},
-    interactions::v1::interactions_service_server::{InteractionsService, SERVICE_NAME},
+    interactions::v1::{
+        self as pb,
+        interactions_service_server::{InteractionsService, SERVICE_NAME},
+    },
 };
-use tonic::{Request, Response, Status};
+use std::{pin::Pin, sync::Arc};
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
+
+use crate::{
+    model::InteractionRecord,
+    store::{InteractionStore, Stored, TimelineFilter},
+    validate,
+};
+
+/// Items per ingest message, at most.
+pub const MAX_BATCH: usize = 5000;
+
+pub type IngestStream =
+    Pin<Box<dyn futures_util::Stream<Item = Result<pb::IngestInteractionsResponse, Status>> + Send>>;
 
 pub struct InteractionsApi {
     feed: FeedApi,
+    store: Arc<InteractionStore>,
+    tokens: PageTokens,
 }
 
 impl InteractionsApi {
-    pub async fn new(ctx: &RoleContext) -> anyhow::Result<Self> {
-        Ok(InteractionsApi { feed: FeedApi::start(ctx, SERVICE_NAME).await? })
+    pub async fn new(ctx: &RoleContext, store: Arc<InteractionStore>) -> anyhow::Result<Self> {
+        Ok(InteractionsApi { feed: FeedApi::start(ctx, SERVICE_NAME).await?, store, tokens: ctx.page_tokens.clone() })
     }
+}
+
+fn id(field: &str, raw: &str) -> Result<Uuid, Error> {
+    Uuid::try_parse(raw.trim()).map_err(|_| Error::invalid(field, "must be an id (a UUID)"))
 }
 
 #[tonic::async_trait]
 impl InteractionsService for InteractionsApi {
+    async fn record_interaction(
+        &self,
+        request: Request<pb::RecordInteractionRequest>,
+    ) -> Result<Response<pb::Interaction>, Status> {
+        let caller = Caller::of(&request)?;
+        let body = request.into_inner();
+        if body.contact_lookup.is_some() {
+            return Err(Error::Unimplemented(
+                "contact_lookup is not implemented yet: resolve the contact with ContactsService/LookupContact and send contact_id".into(),
+            )
+            .into());
+        }
+        let input = body.interaction.ok_or_else(|| Error::invalid("interaction", "is required"))?;
+        let mut violations = Violations::new();
+        let record = validate::interaction(&mut violations, "interaction", &input, Utc::now());
+        violations.into_result()?;
+        let outcome = self.store.store(std::slice::from_ref(&record), &caller.request_id).await?;
+        let stored = match outcome.first() {
+            Some(Stored::New(_)) => record,
+            Some(Stored::Duplicate(first)) => self.store.get(*first).await?,
+            None => return Err(Error::Internal(anyhow::anyhow!("a batch of one returned no outcome")).into()),
+        };
+        Ok(Response::new(stored.to_proto()))
+    }
+
+    type IngestInteractionsStream = IngestStream;
+
+    async fn ingest_interactions(
+        &self,
+        request: Request<Streaming<pb::IngestInteractionsRequest>>,
+    ) -> Result<Response<IngestStream>, Status> {
+        let caller = Caller::of(&request)?;
+        let mut input = request.into_inner();
+        let store = self.store.clone();
+        let stream = async_stream::try_stream! {
+            while let Some(batch) = input.message().await? {
+                if batch.interactions.len() > MAX_BATCH {
+                    Err(Error::invalid("interactions", format!("must have at most {MAX_BATCH} items per message (got {})", batch.interactions.len())))?;
+                }
+                let now = Utc::now();
+                let mut results = vec![pb::IngestItemResult::default(); batch.interactions.len()];
+                let mut valid: Vec<(usize, InteractionRecord)> = Vec::new();
+                for (index, item) in batch.interactions.iter().enumerate() {
+                    let mut violations = Violations::new();
+                    let record = validate::interaction(&mut violations, "interaction", item, now);
+                    if record.source.is_empty() {
+                        violations.add("interaction.source", "is required in a bulk ingest (with external_id), so a resend is recognised");
+                    }
+                    match violations.into_result() {
+                        Ok(()) => valid.push((index, record)),
+                        Err(Error::InvalidArgument(violations)) => {
+                            results[index] = pb::IngestItemResult {
+                                outcome: pb::IngestOutcome::Rejected as i32,
+                                error: violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; "),
+                                invalid_fields: violations.iter().map(|v| v.field.clone()).collect(),
+                                ..Default::default()
+                            };
+                        }
+                        Err(other) => Err(other)?,
+                    }
+                }
+                let records: Vec<InteractionRecord> = valid.iter().map(|(_, record)| record.clone()).collect();
+                let outcomes = store.store(&records, &caller.request_id).await?;
+                for ((index, _), outcome) in valid.iter().zip(outcomes) {
+                    results[*index] = match outcome {
+                        Stored::New(id) => pb::IngestItemResult { outcome: pb::IngestOutcome::Stored as i32, interaction_id: id.to_string(), ..Default::default() },
+                        Stored::Duplicate(id) => pb::IngestItemResult { outcome: pb::IngestOutcome::Duplicate as i32, interaction_id: id.to_string(), ..Default::default() },
+                    };
+                }
+                yield pb::IngestInteractionsResponse { batch_id: batch.batch_id, results };
+            }
+        };
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_interaction(
+        &self,
+        request: Request<pb::GetInteractionRequest>,
+    ) -> Result<Response<pb::Interaction>, Status> {
+        let interaction_id = id("id", &request.get_ref().id)?;
+        Ok(Response::new(self.store.get(interaction_id).await?.to_proto()))
+    }
+
+    async fn list_interactions(
+        &self,
+        request: Request<pb::ListInteractionsRequest>,
+    ) -> Result<Response<pb::ListInteractionsResponse>, Status> {
+        let body = request.into_inner();
+        let mut violations = Violations::new();
+        let contact_id = Uuid::try_parse(body.contact_id.trim()).ok();
+        if contact_id.is_none() {
+            violations.add("contact_id", "must be a contact id (a UUID)");
+        }
+        if body.page_size < 0 {
+            violations.add("page_size", "must not be negative");
+        }
+        let limit = i64::from(if body.page_size <= 0 { 50 } else { body.page_size.min(500) });
+        let mut channels = Vec::new();
+        for (index, channel) in body.channels.iter().enumerate() {
+            match pb::Channel::try_from(*channel) {
+                Ok(pb::Channel::Unspecified) | Err(_) => {
+                    violations.add(format!("channels[{index}]"), "is not a channel")
+                }
+                Ok(channel) => channels.push(channel.as_str_name().to_string()),
+            }
+        }
+        let mut kinds = Vec::new();
+        for (index, kind) in body.kinds.iter().enumerate() {
+            match pb::Kind::try_from(*kind) {
+                Ok(pb::Kind::Unspecified) | Err(_) => violations.add(format!("kinds[{index}]"), "is not a kind"),
+                Ok(kind) => kinds.push(kind.as_str_name().to_string()),
+            }
+        }
+        let mut time = |field: &str, value: &Option<prost_types::Timestamp>| -> Option<DateTime<Utc>> {
+            let value = value.as_ref()?;
+            let parsed = from_proto(value);
+            if parsed.is_none() {
+                violations.add(field, "is not a valid timestamp");
+            }
+            parsed
+        };
+        let start = time("start_time", &body.start_time);
+        let end = time("end_time", &body.end_time);
+        violations.into_result()?;
+        let contact_id = contact_id.ok_or_else(|| Error::invalid("contact_id", "is required"))?;
+        let filter = TimelineFilter { channels, kinds, start, end };
+        let query = Query::builder(&format!("{SERVICE_NAME}/ListInteractions"))
+            .field("contact_id", contact_id.to_string())
+            .field("channels", filter.channels.join(","))
+            .field("kinds", filter.kinds.join(","))
+            .field("start", start.map(|t| t.to_rfc3339()).unwrap_or_default())
+            .field("end", end.map(|t| t.to_rfc3339()).unwrap_or_default())
+            .build();
+        let before: Option<(DateTime<Utc>, Uuid)> =
+            if body.page_token.is_empty() { None } else { Some(self.tokens.decode(&query, &body.page_token)?) };
+        let mut records = self.store.timeline(contact_id, &filter, before, limit + 1).await?;
+        let more = records.len() as i64 > limit;
+        records.truncate(limit as usize);
+        let next_page_token = match records.last() {
+            Some(last) if more => self.tokens.encode(&query, &(last.occurred_at, last.id))?,
+            _ => String::new(),
+        };
+        let interactions = records.iter().map(InteractionRecord::to_proto).collect();
+        Ok(Response::new(pb::ListInteractionsResponse { interactions, next_page_token }))
+    }
+
     type SubscribeStream = SubscribeStream;
 
     async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {

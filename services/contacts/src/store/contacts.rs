@@ -82,7 +82,10 @@ impl ContactStore {
         let name = data.derived_display_name().to_lowercase();
         if trigram && name.chars().count() >= 3 {
             let similar: Vec<Uuid> = sqlx::query_scalar(
-                "SELECT c.id FROM contacts c WHERE $1 <% c.search_text AND c.merged_into IS NULL AND c.delete_time IS NULL LIMIT $2",
+                "SELECT n.id FROM (
+                     SELECT c.id, $1 <<-> c.search_text AS distance FROM contacts c
+                     WHERE c.merged_into IS NULL AND c.delete_time IS NULL ORDER BY $1 <<-> c.search_text LIMIT $2) n
+                 WHERE n.distance <= 0.4",
             )
             .bind(&name)
             .bind(TRIGRAM_CANDIDATES)
@@ -290,9 +293,12 @@ impl ContactStore {
     pub async fn lookup(&self, key: &LookupKey) -> Result<ContactRecord, Error> {
         let row = match key {
             LookupKey::Blocking(key) => {
+                // The holders first (a handful at most), so the planner cannot
+                // walk contacts in update order looking for them.
                 sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {CONTACT_COLUMNS} FROM contact_keys k JOIN contacts c ON c.id = k.contact_id
-                     WHERE k.key = $1 AND {LIVE} ORDER BY c.update_time DESC LIMIT 1"
+                    "WITH holders AS MATERIALIZED (SELECT contact_id FROM contact_keys WHERE key = $1)
+                     SELECT {CONTACT_COLUMNS} FROM holders h JOIN contacts c ON c.id = h.contact_id
+                     WHERE {LIVE} ORDER BY c.update_time DESC LIMIT 1"
                 )))
                 .bind(key)
                 .fetch_optional(&self.pool)
@@ -319,12 +325,14 @@ impl ContactStore {
     /// phones, plus contacts related to organizations whose name matches.
     pub async fn search(&self, query: &str, limit: i64) -> Result<Vec<(ContactRecord, f64)>, Error> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SET LOCAL pg_trgm.word_similarity_threshold = 0.5").execute(&mut *tx).await?;
         sqlx::query("SET LOCAL pg_trgm.similarity_threshold = 0.4").execute(&mut *tx).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {CONTACT_COLUMNS}, word_similarity($1, c.search_text)::float8 AS score FROM contacts c
-             WHERE $1 <% c.search_text AND c.merged_into IS NULL AND c.delete_time IS NULL
-             ORDER BY score DESC, c.id LIMIT $2"
+            "SELECT {CONTACT_COLUMNS}, 1 - n.distance AS score FROM (
+                 SELECT c.id, ($1 <<-> c.search_text)::float8 AS distance FROM contacts c
+                 WHERE c.merged_into IS NULL AND c.delete_time IS NULL
+                 ORDER BY $1 <<-> c.search_text LIMIT $2) n
+             JOIN contacts c ON c.id = n.id
+             WHERE n.distance <= 0.5 ORDER BY n.distance, c.id"
         )))
         .bind(query)
         .bind(limit)

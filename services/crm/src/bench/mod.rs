@@ -86,7 +86,17 @@ async fn prepare(options: &BenchOptions, gateway: &Transport, database_url: Opti
         let sample = seed::seed(gateway, database_url, options.contacts).await?;
         let _ = operations::SAMPLE.set(sample);
     } else if options.mix.0.iter().any(|(operation, _)| operation.needs_sample()) {
-        anyhow::bail!("the mix reads contacts: load some first with --contacts N");
+        let Some(url) = database_url else {
+            anyhow::bail!(
+                "the mix reads contacts: load some with --contacts N, or set DATABASE_URL to draw them from the install"
+            );
+        };
+        let sample = seed::sample_from(url).await?;
+        if sample.ids.is_empty() {
+            anyhow::bail!("the database holds no contacts to read: load some with --contacts N");
+        }
+        println!("reading a sample of {} stored contacts", sample.ids.len());
+        let _ = operations::SAMPLE.set(sample);
     }
     Ok(())
 }

@@ -90,6 +90,34 @@ pub async fn seed(transport: &Transport, database_url: Option<&str>, count: usiz
     Ok(sample)
 }
 
+/// id, first email, first phone, first external id (source, id), name.
+type StoredRow = (String, Option<String>, Option<String>, Option<String>, Option<String>, String);
+
+/// A sample of the contacts already stored (a benchmark against a loaded install).
+pub async fn sample_from(database_url: &str) -> anyhow::Result<Sample> {
+    let mut conn = PgConnection::connect(database_url).await?;
+    let rows: Vec<StoredRow> = sqlx::query_as(
+        "SELECT id::text, data->'emails'->0->>'address', data->'phones'->0->>'number',
+                data->'external_ids'->0->>'source', data->'external_ids'->0->>'id',
+                concat_ws(' ', data->>'given_name', data->>'family_name')
+         FROM contacts.contacts TABLESAMPLE SYSTEM (10)
+         WHERE merged_into IS NULL AND delete_time IS NULL AND erase_time IS NULL LIMIT 50000",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    let mut sample = Sample::default();
+    for (id, email, phone, source, external_id, name) in rows {
+        sample.ids.push(id);
+        sample.emails.extend(email);
+        sample.phones.extend(phone);
+        if let (Some(source), Some(id)) = (source, external_id) {
+            sample.external_ids.push(ExternalId { source, id });
+        }
+        sample.names.push(name);
+    }
+    Ok(sample)
+}
+
 /// Rows per second of a plain `COPY` of the rows (id, JSON document, search text) into a scratch table.
 async fn copy_baseline(database_url: &str, rows: &[ImportRow]) -> anyhow::Result<f64> {
     let mut text = String::new();
