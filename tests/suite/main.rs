@@ -7,6 +7,7 @@ mod contacts;
 mod event_feed;
 mod gateway;
 mod interactions;
+mod interactions_rules;
 mod migrations;
 mod outbox;
 mod support;

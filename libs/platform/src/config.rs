@@ -174,6 +174,29 @@ pub struct Config {
     /// Set when `CRM_JWT_JWKS_FILE` is.
     pub jwt: Option<JwtSettings>,
     pub contacts: ContactsSettings,
+    pub interactions: InteractionsSettings,
+}
+
+/// How the interactions role detects problems and ages invoices.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InteractionsSettings {
+    /// Occurrences of one pain point for one contact that make it recurring
+    /// (`CRM_RECURRING_PROBLEM_COUNT`, default 3).
+    pub recurring_count: i64,
+    /// Within how many days (`CRM_RECURRING_PROBLEM_WINDOW_DAYS`, default 30).
+    pub recurring_window_days: i32,
+    /// How often open invoices are checked for their due date (`CRM_OVERDUE_CHECK_INTERVAL`, default 1m).
+    pub overdue_check_interval: Duration,
+}
+
+impl Default for InteractionsSettings {
+    fn default() -> Self {
+        InteractionsSettings {
+            recurring_count: 3,
+            recurring_window_days: 30,
+            overdue_check_interval: Duration::from_secs(60),
+        }
+    }
 }
 
 /// How the contacts role normalises and deduplicates.
@@ -288,6 +311,7 @@ impl Config {
                 .unwrap_or_else(|| vec!["*".to_string()]),
             jwt: reader.jwt(),
             contacts: reader.contacts(),
+            interactions: reader.interactions(),
         };
         if config.server.request_timeout > config.server.max_request_timeout {
             reader.fail("CRM_REQUEST_TIMEOUT", "must not be longer than CRM_MAX_REQUEST_TIMEOUT");
@@ -399,6 +423,19 @@ impl Reader<'_> {
             return None;
         }
         Some(Secret(value))
+    }
+
+    fn interactions(&mut self) -> InteractionsSettings {
+        let defaults = InteractionsSettings::default();
+        InteractionsSettings {
+            recurring_count: self.parsed("CRM_RECURRING_PROBLEM_COUNT", defaults.recurring_count, at_least(2)),
+            recurring_window_days: self.parsed(
+                "CRM_RECURRING_PROBLEM_WINDOW_DAYS",
+                defaults.recurring_window_days,
+                at_least(1),
+            ),
+            overdue_check_interval: self.duration("CRM_OVERDUE_CHECK_INTERVAL", defaults.overdue_check_interval),
+        }
     }
 
     fn contacts(&mut self) -> ContactsSettings {

@@ -116,7 +116,10 @@ impl RunningSuite {
                     tokio::spawn(crm_gateway::serve(gateway, listener))
                 }
                 Role::Contacts => tokio::spawn(crm_contacts::serve(ctx, install.config.contacts.clone(), listener)),
-                Role::Interactions => tokio::spawn(crm_interactions::serve(ctx, listener)),
+                Role::Interactions => {
+                    let contacts = suite.upstreams(&install.config).remove(&Role::Contacts).unwrap_or_default();
+                    tokio::spawn(crm_interactions::serve(ctx, install.config.interactions.clone(), contacts, listener))
+                }
                 Role::Segmentation => tokio::spawn(crm_segmentation::serve(ctx, listener)),
                 Role::Alerting => tokio::spawn(crm_alerting::serve(ctx, listener)),
             };

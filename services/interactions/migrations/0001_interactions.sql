@@ -39,3 +39,40 @@ CREATE TABLE interaction_locations (
     occurred_at timestamptz NOT NULL
 );
 CREATE INDEX interaction_locations_by_contact ON interaction_locations (contact_id);
+
+-- Invoices: one row per invoice interaction, its live status, keyed by the
+-- contact first. A payment naming (source, number) settles it; the overdue
+-- job moves an open invoice past its due date to overdue.
+CREATE TABLE invoices (
+    contact_id     uuid        NOT NULL,
+    source         text        NOT NULL,
+    number         text        NOT NULL,
+    interaction_id uuid        NOT NULL,
+    occurred_at    timestamptz NOT NULL,
+    due_date       date        NOT NULL,
+    currency       text        NOT NULL,
+    amount_minor   bigint      NOT NULL,
+    status         text        NOT NULL,
+    paid_by        uuid,
+    status_time    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (contact_id, source, number)
+);
+CREATE INDEX invoices_open_by_due ON invoices (due_date) WHERE status = 'INVOICE_STATUS_OPEN';
+CREATE INDEX invoices_overdue_by_due ON invoices (due_date, contact_id, source, number) WHERE status = 'INVOICE_STATUS_OVERDUE';
+
+-- What the contacts feed told this role about each contact's outbound
+-- preferences (consent per channel, weekly cap), for CheckContactFrequency.
+CREATE TABLE contact_preferences (
+    contact_id    uuid    PRIMARY KEY,
+    consents      jsonb   NOT NULL DEFAULT '{}',
+    max_per_week  integer NOT NULL DEFAULT 0
+);
+
+-- When a recurring problem was last raised for a contact, so it is raised
+-- once per window, not on every further occurrence.
+CREATE TABLE recurring_problems (
+    contact_id       uuid        NOT NULL,
+    problem          text        NOT NULL,
+    last_detected_at timestamptz NOT NULL,
+    PRIMARY KEY (contact_id, problem)
+);

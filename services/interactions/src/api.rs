@@ -196,6 +196,67 @@ impl InteractionsService for InteractionsApi {
         Ok(Response::new(pb::ListInteractionsResponse { interactions, next_page_token }))
     }
 
+    async fn get_contact_summary(
+        &self,
+        request: Request<pb::GetContactSummaryRequest>,
+    ) -> Result<Response<pb::ContactSummary>, Status> {
+        let contact_id = id("contact_id", &request.get_ref().contact_id)?;
+        Ok(Response::new(crate::summary::summary(&self.store.pool, contact_id).await?))
+    }
+
+    async fn list_overdue_invoices(
+        &self,
+        request: Request<pb::ListOverdueInvoicesRequest>,
+    ) -> Result<Response<pb::ListOverdueInvoicesResponse>, Status> {
+        let body = request.into_inner();
+        if body.page_size < 0 {
+            return Err(Error::invalid("page_size", "must not be negative").into());
+        }
+        let limit = i64::from(if body.page_size == 0 { 50 } else { body.page_size.min(500) });
+        let query = Query::builder(&format!("{SERVICE_NAME}/ListOverdueInvoices")).build();
+        let after = if body.page_token.is_empty() { None } else { Some(self.tokens.decode(&query, &body.page_token)?) };
+        let mut found = crate::invoices::list_overdue(&self.store.pool, after, limit + 1).await?;
+        let more = found.len() as i64 > limit;
+        found.truncate(limit as usize);
+        let next_page_token = match found.last() {
+            Some((_, _, cursor)) if more => self.tokens.encode(&query, cursor)?,
+            _ => String::new(),
+        };
+        let today = Utc::now().date_naive();
+        let invoices = found
+            .into_iter()
+            .map(|(invoice, due, _)| pb::OverdueInvoice {
+                invoice: Some(invoice.to_proto()),
+                days_overdue: (today - due).num_days(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListOverdueInvoicesResponse { invoices, next_page_token }))
+    }
+
+    async fn check_contact_frequency(
+        &self,
+        request: Request<pb::CheckContactFrequencyRequest>,
+    ) -> Result<Response<pb::CheckContactFrequencyResponse>, Status> {
+        let body = request.into_inner();
+        let mut violations = Violations::new();
+        let contact_id = Uuid::try_parse(body.contact_id.trim()).ok();
+        if contact_id.is_none() {
+            violations.add("contact_id", "must be a contact id (a UUID)");
+        }
+        let consent = pb::Channel::try_from(body.channel).ok().and_then(crate::frequency::consent_channel);
+        if consent.is_none() {
+            violations.add(
+                "channel",
+                "must be an outbound channel: CHANNEL_EMAIL, CHANNEL_PHONE, CHANNEL_SMS or CHANNEL_POST",
+            );
+        }
+        violations.into_result()?;
+        let (Some(contact_id), Some(consent)) = (contact_id, consent) else {
+            return Err(Error::invalid("contact_id", "is required").into());
+        };
+        Ok(Response::new(crate::frequency::check(&self.store.pool, contact_id, consent).await?))
+    }
+
     type SubscribeStream = SubscribeStream;
 
     async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {

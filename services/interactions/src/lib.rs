@@ -6,14 +6,29 @@
 //! - [`validate`]: request messages to valid records ([`model`]).
 //! - [`store`]: the partitioned timeline, idempotency by (source, external id), events.
 //! - [`partitions`]: monthly partitions, created ahead and on demand.
+//! - [`invoices`]: invoices opened, settled by payments, aged by the overdue check.
+//! - [`recurring`]: the same pain point again and again for one contact.
+//! - [`summary`]: the single customer view. [`frequency`]: consent and weekly caps.
+//! - `contacts_feed`: what this role takes from the contacts feed (merges, erasures, preferences).
 
 mod api;
+mod contacts_feed;
+pub mod frequency;
+pub mod invoices;
 pub mod model;
 pub mod partitions;
+pub mod recurring;
 pub mod store;
+pub mod summary;
 pub mod validate;
 
-use crm_platform::{RoleContext, server::GrpcServer};
+use crm_platform::{
+    RoleContext,
+    config::InteractionsSettings,
+    consumer::{Consumer, FeedSource},
+    principal::{AccessRole, Principal, SignedChannel},
+    server::GrpcServer,
+};
 use crm_proto::interactions::v1::interactions_service_server::InteractionsServiceServer;
 use tokio::net::TcpListener;
 
@@ -24,8 +39,22 @@ pub fn migrator() -> sqlx::migrate::Migrator {
 
 /// Serves the role on `listener` until `ctx.shutdown` is cancelled, then drains.
 /// Expects `ctx.pool` to be migrated.
-pub async fn serve(ctx: RoleContext, listener: TcpListener) -> anyhow::Result<()> {
-    let store = std::sync::Arc::new(store::InteractionStore { pool: ctx.pool.clone(), partitions: Default::default() });
+///
+/// `contacts` are the contacts role's addresses (`http://host:port`), whose feed it follows.
+pub async fn serve(
+    ctx: RoleContext,
+    settings: InteractionsSettings,
+    contacts: Vec<String>,
+    listener: TcpListener,
+) -> anyhow::Result<()> {
+    let recurring = recurring::Rule { count: settings.recurring_count, window_days: settings.recurring_window_days };
+    let store = std::sync::Arc::new(store::InteractionStore {
+        pool: ctx.pool.clone(),
+        partitions: Default::default(),
+        recurring,
+    });
+    follow_contacts(&ctx, &contacts)?;
+    invoices::spawn_overdue_check(ctx.pool.clone(), settings.overdue_check_interval, ctx.shutdown.clone());
     store.partitions.ensure_ahead(&ctx.pool).await?;
     let ahead = store.clone();
     let shutdown = ctx.shutdown.clone();
@@ -47,4 +76,25 @@ pub async fn serve(ctx: RoleContext, listener: TcpListener) -> anyhow::Result<()
         .max_decoding_message_size(ctx.server.max_message_bytes)
         .max_encoding_message_size(ctx.server.max_message_bytes);
     GrpcServer::new("interactions").add_service(service).serve_role(&ctx, listener).await
+}
+
+/// Follows the contacts feed (merges, erasures, contact preferences).
+fn follow_contacts(ctx: &RoleContext, contacts: &[String]) -> anyhow::Result<()> {
+    let url = contacts.first().ok_or_else(|| {
+        anyhow::anyhow!("the interactions role needs the contacts role's address (CRM_CONTACTS_UPSTREAMS)")
+    })?;
+    let channel = tonic::transport::Endpoint::from_shared(url.clone())?.connect_lazy();
+    let principal = Principal { key_id: "role:interactions".into(), roles: vec![AccessRole::Admin] };
+    let consumer = Consumer {
+        name: "interactions.contacts".into(),
+        pool: ctx.pool.clone(),
+        source: FeedSource {
+            channel: SignedChannel::new(channel, ctx.identity.clone(), principal),
+            service: "crm.contacts.v1.ContactsService",
+        },
+        handler: contacts_feed::ContactsFeed,
+        metrics: ctx.metrics.clone(),
+    };
+    consumer.spawn(ctx.shutdown.clone());
+    Ok(())
 }

@@ -14,8 +14,10 @@ use sqlx::{PgConnection, PgPool, Row, postgres::PgRow};
 use uuid::Uuid;
 
 use crate::{
+    invoices,
     model::{InteractionData, InteractionRecord},
     partitions::Partitions,
+    recurring::{self, Rule},
 };
 
 /// What became of one item of a batch.
@@ -29,6 +31,7 @@ pub enum Stored {
 pub struct InteractionStore {
     pub pool: PgPool,
     pub partitions: Partitions,
+    pub recurring: Rule,
 }
 
 /// Timeline filters.
@@ -66,20 +69,21 @@ impl InteractionStore {
         self.partitions.ensure(&self.pool, records.iter().map(|record| record.occurred_at.date_naive())).await?;
         let mut tx = self.pool.begin().await?;
         let outcomes = store_batch(&mut tx, records, request_id).await?;
+        let stored: Vec<&InteractionRecord> = records
+            .iter()
+            .zip(&outcomes)
+            .filter(|(record, outcome)| **outcome == Stored::New(record.id))
+            .map(|(record, _)| record)
+            .collect();
+        invoices::on_stored(&mut tx, &stored, request_id).await?;
+        recurring::check(&mut tx, &stored, self.recurring, request_id).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
 
     pub async fn get(&self, id: Uuid) -> Result<InteractionRecord, Error> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM interactions i
-             WHERE (i.contact_id, i.occurred_at, i.id) = (SELECT contact_id, occurred_at, id FROM interaction_locations WHERE id = $1)"
-        )))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| Error::NotFound { resource: "interaction", id: id.to_string() })?;
-        record(&row)
+        let mut conn = self.pool.acquire().await?;
+        load(&mut conn, id).await
     }
 
     /// Up to `limit` interactions of a contact before the `(occurred_at, id)` cursor, newest first.
@@ -112,6 +116,19 @@ impl InteractionStore {
         .await?;
         rows.iter().map(record).collect()
     }
+}
+
+/// One interaction by id.
+pub async fn load(conn: &mut PgConnection, id: Uuid) -> Result<InteractionRecord, Error> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM interactions i
+         WHERE (i.contact_id, i.occurred_at, i.id) = (SELECT contact_id, occurred_at, id FROM interaction_locations WHERE id = $1)"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| Error::NotFound { resource: "interaction", id: id.to_string() })?;
+    record(&row)
 }
 
 async fn store_batch(
