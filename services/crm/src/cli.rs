@@ -59,12 +59,16 @@ pub enum Command {
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         duration: std::time::Duration,
         /// Operations and their weights, e.g. get_contact=1 (list_events, get_contact, create_contact,
-        /// lookup_email, lookup_phone, lookup_external_id, search_contacts).
+        /// lookup_email, lookup_phone, lookup_external_id, search_contacts, timeline_page, contact_summary,
+        /// record_interaction).
         #[arg(long, default_value = "list_events=1", value_parser = crate::bench::parse_mix)]
         mix: crate::bench::Mix,
         /// Contacts to import first (timed next to a COPY of the same rows); reads draw from them.
         #[arg(long, default_value_t = 0)]
         contacts: usize,
+        /// Interactions to ingest first over N/50 new contacts (timed next to a COPY); timeline reads use them.
+        #[arg(long, default_value_t = 0)]
+        interactions: usize,
     },
     /// Apply the migrations of every role (or of --target) to DATABASE_URL and exit.
     Migrate {

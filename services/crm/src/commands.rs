@@ -22,9 +22,17 @@ pub async fn run(command: Command, config: Config, telemetry: &Telemetry) -> any
             serve_until_signal(&install, &target.0, telemetry, None).await
         }
         Command::Migrate { target } => suite::migrate(&install_for_serve(config)?, &target.0).await,
-        Command::Bench { gateway, key, direct, concurrency, duration, mix, contacts } => {
-            let options =
-                bench::BenchOptions { gateway, key, direct, concurrency: concurrency.max(1), duration, mix, contacts };
+        Command::Bench { gateway, key, direct, concurrency, duration, mix, contacts, interactions } => {
+            let options = bench::BenchOptions {
+                gateway,
+                key,
+                direct,
+                concurrency: concurrency.max(1),
+                duration,
+                mix,
+                contacts,
+                interactions,
+            };
             bench::run(options, config).await
         }
     }

@@ -18,6 +18,7 @@ pub mod operations;
 mod report;
 pub mod seed;
 mod self_hosted;
+pub mod timeline_seed;
 mod transport;
 
 use std::time::Duration;
@@ -41,6 +42,8 @@ pub struct BenchOptions {
     pub mix: Mix,
     /// Contacts to import before the load (0: none).
     pub contacts: usize,
+    /// Interactions to ingest before the load (0: none).
+    pub interactions: usize,
 }
 
 /// One target's results in both load shapes.
@@ -80,8 +83,15 @@ pub async fn run(options: BenchOptions, config: Config) -> anyhow::Result<()> {
     }
 }
 
-/// Seeds contacts when asked; refuses a mix that reads contacts without them.
+/// Seeds contacts and interactions when asked; refuses a mix that reads what is not there.
 async fn prepare(options: &BenchOptions, gateway: &Transport, database_url: Option<&str>) -> anyhow::Result<()> {
+    if options.interactions > 0 {
+        let contacts = timeline_seed::contacts(options.interactions);
+        timeline_seed::seed(gateway, database_url, options.interactions, &contacts).await?;
+        let _ = operations::TIMELINES.set(contacts);
+    } else if options.mix.0.iter().any(|(operation, _)| operation.needs_timelines()) {
+        anyhow::bail!("the mix reads timelines: load some first with --interactions N");
+    }
     if options.contacts > 0 {
         let sample = seed::seed(gateway, database_url, options.contacts).await?;
         let _ = operations::SAMPLE.set(sample);
@@ -112,7 +122,11 @@ async fn compare(options: &BenchOptions, gateway: Transport, direct: Option<Tran
     let half_rate = (gateway_saturation.throughput() / 2.0).max(1.0);
     let gateway_half = load::open_loop(&gateway, &options.mix, options.concurrency, options.duration, half_rate).await;
     let mut results = vec![TargetResult { name: "gateway", saturation: gateway_saturation, half_load: gateway_half }];
-    if let Some(direct) = direct {
+    let contacts_only = options.mix.0.iter().all(|(operation, _)| !operation.is_interactions());
+    if !contacts_only && direct.is_some() {
+        println!("(the mix calls the interactions role: --direct reaches the contacts role only, so it is skipped)");
+    }
+    if let Some(direct) = direct.filter(|_| contacts_only) {
         let saturation = load::closed_loop(&direct, &options.mix, options.concurrency, options.duration).await;
         let half_load = load::open_loop(&direct, &options.mix, options.concurrency, options.duration, half_rate).await;
         results.push(TargetResult { name: "direct", saturation, half_load });

@@ -19,6 +19,10 @@ use crm_proto::{
         contacts_service_client::ContactsServiceClient, lookup_contact_request::Key,
     },
     events::v1::ListEventsRequest,
+    interactions::v1::{
+        Channel, GetContactSummaryRequest, Interaction, Kind, ListInteractionsRequest, RecordInteractionRequest,
+        interactions_service_client::InteractionsServiceClient,
+    },
 };
 use tonic::Code;
 
@@ -26,6 +30,9 @@ use super::{seed::Sample, transport::Transport};
 
 /// The seeded contacts reads draw from; set once, before the load starts.
 pub static SAMPLE: OnceLock<Sample> = OnceLock::new();
+
+/// The contacts whose timelines `--interactions` filled.
+pub static TIMELINES: OnceLock<Vec<uuid::Uuid>> = OnceLock::new();
 
 static DRAWS: AtomicU64 = AtomicU64::new(0);
 
@@ -61,10 +68,19 @@ pub enum Operation {
     LookupExternalId,
     /// `SearchContacts` for a seeded family and given name.
     SearchContacts,
+    /// `ListInteractions`: the newest 20 of a seeded timeline.
+    TimelinePage,
+    /// `GetContactSummary` of a seeded timeline.
+    ContactSummary,
+    /// `RecordInteraction` of a new web visit on a seeded timeline.
+    RecordInteraction,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 7] = [
+    pub const ALL: [Operation; 10] = [
+        Operation::TimelinePage,
+        Operation::ContactSummary,
+        Operation::RecordInteraction,
         Operation::ListEvents,
         Operation::GetContact,
         Operation::CreateContact,
@@ -83,17 +99,32 @@ impl Operation {
             Operation::LookupPhone => "lookup_phone",
             Operation::LookupExternalId => "lookup_external_id",
             Operation::SearchContacts => "search_contacts",
+            Operation::TimelinePage => "timeline_page",
+            Operation::ContactSummary => "contact_summary",
+            Operation::RecordInteraction => "record_interaction",
         }
+    }
+
+    /// Whether the operation calls the interactions role.
+    pub fn is_interactions(self) -> bool {
+        self.needs_timelines()
+    }
+
+    /// Whether the operation reads seeded timelines (`--interactions`).
+    pub fn needs_timelines(self) -> bool {
+        matches!(self, Operation::TimelinePage | Operation::ContactSummary | Operation::RecordInteraction)
     }
 
     /// Whether the operation reads seeded contacts (`--contacts`).
     pub fn needs_sample(self) -> bool {
-        !matches!(self, Operation::ListEvents | Operation::CreateContact)
+        !matches!(self, Operation::ListEvents | Operation::CreateContact) && !self.needs_timelines()
     }
 
     /// Makes one call; `Err` carries the gRPC code.
     pub async fn call(self, transport: &Transport) -> Result<(), Code> {
         let mut contacts = ContactsServiceClient::new(transport.clone());
+        let timelines = || TIMELINES.get().filter(|contacts| !contacts.is_empty()).ok_or(Code::FailedPrecondition);
+        let mut interactions = InteractionsServiceClient::new(transport.clone());
         let sample = || SAMPLE.get().filter(|sample| !sample.ids.is_empty()).ok_or(Code::FailedPrecondition);
         let outcome = match self {
             Operation::ListEvents => {
@@ -133,6 +164,32 @@ impl Operation {
                 let sample = sample()?;
                 let query = sample.names[draw() % sample.names.len()].clone();
                 contacts.search_contacts(SearchContactsRequest { query, page_size: 10 }).await.map(|_| ())
+            }
+            Operation::TimelinePage => {
+                let contacts = timelines()?;
+                let contact_id = contacts[draw() % contacts.len()].to_string();
+                let request = ListInteractionsRequest { contact_id, page_size: 20, ..Default::default() };
+                interactions.list_interactions(request).await.map(|_| ())
+            }
+            Operation::ContactSummary => {
+                let contacts = timelines()?;
+                let contact_id = contacts[draw() % contacts.len()].to_string();
+                interactions.get_contact_summary(GetContactSummaryRequest { contact_id }).await.map(|_| ())
+            }
+            Operation::RecordInteraction => {
+                let contacts = timelines()?;
+                let n = DRAWS.fetch_add(1, Ordering::Relaxed);
+                let interaction = Interaction {
+                    contact_id: contacts[draw() % contacts.len()].to_string(),
+                    channel: Channel::Web as i32,
+                    kind: Kind::Visit as i32,
+                    occurred_at: Some(crm_platform::timestamp::to_proto(chrono::Utc::now())),
+                    source: "bench-live".into(),
+                    external_id: format!("{}-{n}", std::process::id()),
+                    ..Default::default()
+                };
+                let request = RecordInteractionRequest { interaction: Some(interaction), contact_lookup: None };
+                interactions.record_interaction(request).await.map(|_| ())
             }
         };
         outcome.map_err(|status| status.code())

@@ -1,0 +1,120 @@
+//! `--interactions N`: ingests N synthetic interactions (spread over N/50
+//! contacts, over the last year) through `IngestInteractions`, timed, next to
+//! a plain `COPY` of the same rows into a scratch table in the same run;
+//! keeps the contact ids for the timeline and summary operations.
+
+use std::time::Instant;
+
+use crm_proto::{
+    common::v1::Money,
+    interactions::v1::{
+        Channel, Direction, IngestInteractionsRequest, IngestOutcome, Interaction, Kind,
+        interactions_service_client::InteractionsServiceClient,
+    },
+};
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+
+use super::transport::Transport;
+
+const BATCH: usize = 5000;
+const PER_CONTACT: usize = 50;
+const CHANNELS: [Channel; 5] = [Channel::Web, Channel::Email, Channel::Phone, Channel::Store, Channel::Billing];
+const KINDS: [Kind; 5] = [Kind::Purchase, Kind::Inquiry, Kind::Visit, Kind::Payment, Kind::Complaint];
+
+/// The contacts the interactions belong to.
+pub fn contacts(count: usize) -> Vec<Uuid> {
+    (0..count.div_ceil(PER_CONTACT).max(1)).map(|_| Uuid::now_v7()).collect()
+}
+
+/// Interaction `n`, the same every time it is asked for.
+fn interaction(n: usize, contacts: &[Uuid], now: i64) -> Interaction {
+    let kind = KINDS[n % KINDS.len()];
+    let money = matches!(kind, Kind::Purchase | Kind::Payment);
+    Interaction {
+        contact_id: contacts[n % contacts.len()].to_string(),
+        channel: CHANNELS[(n / 7) % CHANNELS.len()] as i32,
+        kind: kind as i32,
+        direction: if n.is_multiple_of(11) { Direction::Outbound } else { Direction::Inbound } as i32,
+        occurred_at: Some(prost_types::Timestamp { seconds: now - ((n as i64 * 7919) % (365 * 86_400)), nanos: 0 }),
+        subject: format!("bench interaction {n}"),
+        amount: money.then(|| Money { currency_code: "EUR".into(), minor_units: 100 + (n % 10_000) as i64 }),
+        duration_ms: (n % 600_000) as i64,
+        sentiment: (kind == Kind::Complaint).then_some(-0.4),
+        pain_points: if kind == Kind::Complaint { vec![format!("problem {}", n % 13)] } else { Vec::new() },
+        source: "bench".into(),
+        external_id: format!("I{n}"),
+        ..Default::default()
+    }
+}
+
+/// Ingests `count` interactions for `contacts`; prints rows/s next to COPY's.
+pub async fn seed(
+    transport: &Transport,
+    database_url: Option<&str>,
+    count: usize,
+    contacts: &[Uuid],
+) -> anyhow::Result<()> {
+    let now = chrono::Utc::now().timestamp() - 3600;
+    let copy_rate = match database_url {
+        Some(url) => Some(copy_baseline(url, count, contacts, now).await?),
+        None => None,
+    };
+    let started = Instant::now();
+    let batches = (0..count.div_ceil(BATCH)).map({
+        let contacts = contacts.to_vec();
+        move |batch| IngestInteractionsRequest {
+            batch_id: batch.to_string(),
+            interactions: (batch * BATCH..((batch + 1) * BATCH).min(count))
+                .map(|n| interaction(n, &contacts, now))
+                .collect(),
+        }
+    });
+    let mut client = InteractionsServiceClient::new(transport.clone()).max_encoding_message_size(64 << 20);
+    let mut acks = client.ingest_interactions(tokio_stream::iter(batches)).await?.into_inner();
+    let (mut stored, mut other) = (0usize, 0usize);
+    while let Some(ack) = acks.message().await? {
+        for result in ack.results {
+            if result.outcome() == IngestOutcome::Stored { stored += 1 } else { other += 1 }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let rate = count as f64 / elapsed;
+    println!("ingest: {count} interactions in {elapsed:.1}s = {rate:.0} rows/s ({stored} stored, {other} other)");
+    if let Some(copy_rate) = copy_rate {
+        println!("COPY of the same rows: {copy_rate:.0} rows/s; ingest / COPY = {:.2}", rate / copy_rate);
+    }
+    Ok(())
+}
+
+/// A plain COPY of the same rows (keys, time, kind, the rest as JSON text) into a scratch table.
+async fn copy_baseline(database_url: &str, count: usize, contacts: &[Uuid], now: i64) -> anyhow::Result<f64> {
+    let mut conn = PgConnection::connect(database_url).await?;
+    sqlx::query(
+        "CREATE TEMP TABLE bench_interactions (contact_id uuid, occurred_at timestamptz, id uuid, kind int, document text)",
+    )
+    .execute(&mut conn)
+    .await?;
+    let started = Instant::now();
+    let mut copy = conn.copy_in_raw("COPY bench_interactions FROM STDIN").await?;
+    let mut text = String::new();
+    for n in 0..count {
+        let row = interaction(n, contacts, now);
+        let when = chrono::DateTime::from_timestamp(row.occurred_at.map_or(0, |t| t.seconds), 0).unwrap_or_default();
+        let document = format!("{row:?}").replace('\\', "\\\\").replace('\t', "\\t").replace('\n', "\\n");
+        text.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{document}\n",
+            row.contact_id,
+            when.to_rfc3339(),
+            Uuid::now_v7(),
+            row.kind
+        ));
+        if text.len() > 8 << 20 {
+            copy.send(text.as_bytes()).await?;
+            text.clear();
+        }
+    }
+    copy.send(text.as_bytes()).await?;
+    copy.finish().await?;
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}
