@@ -214,3 +214,76 @@ async fn bulk_ingest_acknowledges_each_batch_and_a_resend_after_a_crash_duplicat
     assert!(none.interactions.is_empty());
     suite.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_contact_can_be_named_by_email_or_phone_and_created_as_a_prospect() {
+    use crm_proto::{
+        contacts::v1::{
+            Contact, CreateContactRequest, Email, LifecycleStage, LookupContactRequest, lookup_contact_request::Key,
+        },
+        interactions::v1::{ContactLookup, contact_lookup},
+    };
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let mut contacts = suite.contacts().await.unwrap();
+    let known = contacts
+        .create_contact(CreateContactRequest {
+            contact: Some(Contact {
+                given_name: "Known".into(),
+                emails: vec![Email { address: "known@example.com".into(), ..Default::default() }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut interactions = suite.interactions().await.unwrap();
+    let by = |email: &str, create_prospect: bool| ContactLookup {
+        key: Some(contact_lookup::Key::Email(email.into())),
+        create_prospect,
+    };
+    let recorded = interactions
+        .record_interaction(RecordInteractionRequest {
+            interaction: Some(purchase("", "L-1", 0, 500)),
+            contact_lookup: Some(by("KNOWN@example.com", false)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(recorded.contact_id, known.id);
+
+    let unknown = interactions
+        .record_interaction(RecordInteractionRequest {
+            interaction: Some(purchase("", "L-2", 0, 500)),
+            contact_lookup: Some(by("stranger@example.com", false)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    let bad = interactions
+        .record_interaction(RecordInteractionRequest {
+            interaction: Some(purchase("", "L-2", 0, 500)),
+            contact_lookup: Some(by("not an email", true)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+
+    let created = interactions
+        .record_interaction(RecordInteractionRequest {
+            interaction: Some(purchase("", "L-3", 0, 500)),
+            contact_lookup: Some(by("stranger@example.com", true)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let prospect = contacts
+        .lookup_contact(LookupContactRequest { key: Some(Key::Email("stranger@example.com".into())) })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.contact_id, prospect.id);
+    assert_eq!(prospect.lifecycle_stage(), LifecycleStage::Prospect);
+    suite.shutdown().await.unwrap();
+}

@@ -6,7 +6,7 @@ use crm_platform::{
     error::Violations,
     feed_api::{FeedApi, SubscribeStream},
     page_token::{PageTokens, Query},
-    principal::Caller,
+    principal::{Caller, IdentitySigner, SignedChannel},
     timestamp::from_proto,
 };
 use crm_proto::{
@@ -36,11 +36,93 @@ pub struct InteractionsApi {
     feed: FeedApi,
     store: Arc<InteractionStore>,
     tokens: PageTokens,
+    /// The contacts role, for `contact_lookup`.
+    contacts: tonic::transport::Channel,
+    identity: IdentitySigner,
 }
 
 impl InteractionsApi {
-    pub async fn new(ctx: &RoleContext, store: Arc<InteractionStore>) -> anyhow::Result<Self> {
-        Ok(InteractionsApi { feed: FeedApi::start(ctx, SERVICE_NAME).await?, store, tokens: ctx.page_tokens.clone() })
+    pub async fn new(
+        ctx: &RoleContext,
+        store: Arc<InteractionStore>,
+        contacts: tonic::transport::Channel,
+    ) -> anyhow::Result<Self> {
+        Ok(InteractionsApi {
+            feed: FeedApi::start(ctx, SERVICE_NAME).await?,
+            store,
+            tokens: ctx.page_tokens.clone(),
+            contacts,
+            identity: ctx.identity.clone(),
+        })
+    }
+
+    /// The id of the contact `lookup` names, through the contacts service as
+    /// the caller; creates a prospect with that identifier when asked.
+    async fn resolve(&self, caller: &Caller, lookup: &pb::ContactLookup) -> Result<String, Error> {
+        use crm_proto::contacts::v1::{
+            Contact, CreateContactRequest, Email, LookupContactRequest, Phone,
+            contacts_service_client::ContactsServiceClient, lookup_contact_request::Key,
+        };
+        let channel = SignedChannel::new(self.contacts.clone(), self.identity.clone(), caller.principal.clone());
+        let mut contacts = ContactsServiceClient::new(channel);
+        let (key, field, prospect) = match &lookup.key {
+            Some(pb::contact_lookup::Key::Email(email)) => (
+                Key::Email(email.clone()),
+                "contact_lookup.email",
+                Contact {
+                    display_name: email.clone(),
+                    emails: vec![Email { address: email.clone(), ..Default::default() }],
+                    ..Default::default()
+                },
+            ),
+            Some(pb::contact_lookup::Key::Phone(phone)) => (
+                Key::Phone(phone.clone()),
+                "contact_lookup.phone",
+                Contact {
+                    display_name: phone.clone(),
+                    phones: vec![Phone { number: phone.clone(), ..Default::default() }],
+                    ..Default::default()
+                },
+            ),
+            Some(pb::contact_lookup::Key::ExternalId(external)) => (
+                Key::ExternalId(external.clone()),
+                "contact_lookup.external_id",
+                Contact {
+                    display_name: format!("{} {}", external.source, external.id),
+                    external_ids: vec![external.clone()],
+                    ..Default::default()
+                },
+            ),
+            None => return Err(Error::invalid("contact_lookup", "set email, phone or external_id")),
+        };
+        let upstream = |status: Status| match status.code() {
+            tonic::Code::InvalidArgument => Error::invalid(field, status.message().to_string()),
+            tonic::Code::NotFound => Error::NotFound { resource: "contact", id: "with that identifier".into() },
+            _ => Error::Unavailable {
+                message: format!("the contacts service could not resolve the contact: {}", status.message()),
+                retry_after: std::time::Duration::from_millis(500),
+            },
+        };
+        match contacts.lookup_contact(LookupContactRequest { key: Some(key.clone()) }).await {
+            Ok(found) => return Ok(found.into_inner().id),
+            Err(status) if status.code() == tonic::Code::NotFound && lookup.create_prospect => {}
+            Err(status) => return Err(upstream(status)),
+        }
+        let request = CreateContactRequest {
+            contact: Some(prospect),
+            request_id: format!("{}:prospect", caller.request_id),
+            ..Default::default()
+        };
+        match contacts.create_contact(request).await {
+            Ok(created) => Ok(created.into_inner().id),
+            // Created meanwhile by someone else: it is found now.
+            Err(status) if status.code() == tonic::Code::AlreadyExists => contacts
+                .lookup_contact(LookupContactRequest { key: Some(key) })
+                .await
+                .map(|found| found.into_inner().id)
+                .map_err(upstream),
+            Err(status) => Err(upstream(status)),
+        }
     }
 }
 
@@ -56,13 +138,12 @@ impl InteractionsService for InteractionsApi {
     ) -> Result<Response<pb::Interaction>, Status> {
         let caller = Caller::of(&request)?;
         let body = request.into_inner();
-        if body.contact_lookup.is_some() {
-            return Err(Error::Unimplemented(
-                "contact_lookup is not implemented yet: resolve the contact with ContactsService/LookupContact and send contact_id".into(),
-            )
-            .into());
+        let mut input = body.interaction.ok_or_else(|| Error::invalid("interaction", "is required"))?;
+        if let Some(lookup) = &body.contact_lookup
+            && input.contact_id.trim().is_empty()
+        {
+            input.contact_id = self.resolve(&caller, lookup).await?;
         }
-        let input = body.interaction.ok_or_else(|| Error::invalid("interaction", "is required"))?;
         let mut violations = Violations::new();
         let record = validate::interaction(&mut violations, "interaction", &input, Utc::now());
         violations.into_result()?;

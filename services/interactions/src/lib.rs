@@ -53,7 +53,7 @@ pub async fn serve(
         partitions: Default::default(),
         recurring,
     });
-    follow_contacts(&ctx, &contacts)?;
+    let contacts_channel = follow_contacts(&ctx, &contacts)?;
     invoices::spawn_overdue_check(ctx.pool.clone(), settings.overdue_check_interval, ctx.shutdown.clone());
     store.partitions.ensure_ahead(&ctx.pool).await?;
     let ahead = store.clone();
@@ -71,15 +71,16 @@ pub async fn serve(
             }
         }
     });
-    let api = api::InteractionsApi::new(&ctx, store).await?;
+    let api = api::InteractionsApi::new(&ctx, store, contacts_channel).await?;
     let service = InteractionsServiceServer::new(api)
         .max_decoding_message_size(ctx.server.max_message_bytes)
         .max_encoding_message_size(ctx.server.max_message_bytes);
     GrpcServer::new("interactions").add_service(service).serve_role(&ctx, listener).await
 }
 
-/// Follows the contacts feed (merges, erasures, contact preferences).
-fn follow_contacts(ctx: &RoleContext, contacts: &[String]) -> anyhow::Result<()> {
+/// Follows the contacts feed (merges, erasures, contact preferences); returns
+/// the channel to the contacts role.
+fn follow_contacts(ctx: &RoleContext, contacts: &[String]) -> anyhow::Result<tonic::transport::Channel> {
     let url = contacts.first().ok_or_else(|| {
         anyhow::anyhow!("the interactions role needs the contacts role's address (CRM_CONTACTS_UPSTREAMS)")
     })?;
@@ -89,12 +90,12 @@ fn follow_contacts(ctx: &RoleContext, contacts: &[String]) -> anyhow::Result<()>
         name: "interactions.contacts".into(),
         pool: ctx.pool.clone(),
         source: FeedSource {
-            channel: SignedChannel::new(channel, ctx.identity.clone(), principal),
+            channel: SignedChannel::new(channel.clone(), ctx.identity.clone(), principal),
             service: "crm.contacts.v1.ContactsService",
         },
         handler: contacts_feed::ContactsFeed,
         metrics: ctx.metrics.clone(),
     };
     consumer.spawn(ctx.shutdown.clone());
-    Ok(())
+    Ok(channel)
 }
