@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
 /// `time` as a protobuf timestamp.
 pub fn to_proto(time: DateTime<Utc>) -> prost_types::Timestamp {
@@ -13,6 +13,17 @@ pub fn to_proto(time: DateTime<Utc>) -> prost_types::Timestamp {
 pub fn from_proto(time: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
     let nanos = u32::try_from(time.nanos).ok().filter(|nanos| *nanos < 1_000_000_000)?;
     DateTime::from_timestamp(time.seconds, nanos)
+}
+
+/// A `crm.common.v1.Date` as a calendar date, or `None` when no such day exists.
+pub fn date_from_proto(date: &crm_proto::common::v1::Date) -> Option<NaiveDate> {
+    let (month, day) = (u32::try_from(date.month).ok()?, u32::try_from(date.day).ok()?);
+    NaiveDate::from_ymd_opt(date.year, month, day).filter(|_| (1..=9999).contains(&date.year))
+}
+
+/// A calendar date as a `crm.common.v1.Date`.
+pub fn date_to_proto(date: NaiveDate) -> crm_proto::common::v1::Date {
+    crm_proto::common::v1::Date { year: date.year(), month: date.month() as i32, day: date.day() as i32 }
 }
 
 /// How long ago `time` was: zero when it is missing or in the future.
@@ -36,5 +47,8 @@ mod tests {
         assert_eq!(elapsed_since(None), Duration::ZERO);
         assert_eq!(from_proto(&to_proto(now)), Some(now));
         assert_eq!(from_proto(&prost_types::Timestamp { seconds: 0, nanos: -1 }), None);
+        let leap = NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
+        assert_eq!(date_from_proto(&date_to_proto(leap)), Some(leap));
+        assert_eq!(date_from_proto(&crm_proto::common::v1::Date { year: 2023, month: 2, day: 29 }), None);
     }
 }

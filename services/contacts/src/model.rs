@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use crm_proto::{common::v1 as common, contacts::v1 as pb};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -134,9 +134,7 @@ pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
     crm_platform::timestamp::to_proto(time)
 }
 
-pub fn date_to_proto(date: NaiveDate) -> common::Date {
-    common::Date { year: date.year(), month: date.month() as i32, day: date.day() as i32 }
-}
+pub use crm_platform::timestamp::date_to_proto;
 
 pub fn address_to_proto(address: &Address) -> common::PostalAddress {
     common::PostalAddress {

@@ -107,11 +107,7 @@ fn country_code(violations: &mut Violations, field: &str, raw: &str) -> String {
 }
 
 pub fn date(violations: &mut Violations, field: &str, date: &common::Date) -> Option<NaiveDate> {
-    let parsed = u32::try_from(date.month)
-        .ok()
-        .zip(u32::try_from(date.day).ok())
-        .and_then(|(month, day)| NaiveDate::from_ymd_opt(date.year, month, day))
-        .filter(|_| (1..=9999).contains(&date.year));
+    let parsed = crm_platform::timestamp::date_from_proto(date);
     if parsed.is_none() {
         violations.add(field, format!("{}-{:02}-{:02} is not a calendar date", date.year, date.month, date.day));
     }

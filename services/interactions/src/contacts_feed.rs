@@ -8,10 +8,10 @@
 //! - erased contacts: the personal free text (subject, notes) of their
 //!   interactions is wiped, in the tables and in this role's past events.
 
-use crm_platform::consumer::Handler;
+use crm_platform::{consumer::Handler, outbox};
 use crm_proto::{contacts::v1 as contacts, events::v1::Event, interactions::v1 as pb};
 use prost::{Message, Name};
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 pub struct ContactsFeed;
@@ -74,38 +74,28 @@ async fn wipe(tx: &mut PgConnection, contact: Uuid) -> anyhow::Result<()> {
     .execute(&mut *tx)
     .await?;
     sqlx::query("DELETE FROM contact_preferences WHERE contact_id = $1").bind(contact).execute(&mut *tx).await?;
-    let rows = sqlx::query("SELECT id, event_type, payload FROM outbox WHERE aggregate_id = $1")
-        .bind(contact.to_string())
-        .fetch_all(&mut *tx)
-        .await?;
-    for row in rows {
-        let event_type: String = row.try_get("event_type")?;
-        let payload: Vec<u8> = row.try_get("payload")?;
-        let scrubbed = if event_type == pb::InteractionRecorded::full_name() {
-            let mut event = pb::InteractionRecorded::decode(payload.as_slice())?;
+    outbox::rewrite(tx, &[contact.to_string()], |event_type, payload| {
+        Ok(if event_type == pb::InteractionRecorded::full_name() {
+            let mut event = pb::InteractionRecorded::decode(payload)?;
             scrub(&mut event.interaction);
-            event.encode_to_vec()
+            Some(event.encode_to_vec())
         } else if event_type == pb::InvoiceIssued::full_name() {
-            let mut event = pb::InvoiceIssued::decode(payload.as_slice())?;
+            let mut event = pb::InvoiceIssued::decode(payload)?;
             scrub(&mut event.invoice);
-            event.encode_to_vec()
+            Some(event.encode_to_vec())
         } else if event_type == pb::InvoiceOverdue::full_name() {
-            let mut event = pb::InvoiceOverdue::decode(payload.as_slice())?;
+            let mut event = pb::InvoiceOverdue::decode(payload)?;
             scrub(&mut event.invoice);
-            event.encode_to_vec()
+            Some(event.encode_to_vec())
         } else if event_type == pb::PaymentReceived::full_name() {
-            let mut event = pb::PaymentReceived::decode(payload.as_slice())?;
+            let mut event = pb::PaymentReceived::decode(payload)?;
             scrub(&mut event.payment);
-            event.encode_to_vec()
+            Some(event.encode_to_vec())
         } else {
-            continue;
-        };
-        sqlx::query("UPDATE outbox SET payload = $2 WHERE id = $1")
-            .bind(row.try_get::<Uuid, _>("id")?)
-            .bind(scrubbed)
-            .execute(&mut *tx)
-            .await?;
-    }
+            None
+        })
+    })
+    .await?;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use crm_platform::timestamp::to_proto;
 use crm_proto::{common::v1 as common, interactions::v1 as pb};
 use serde::{Deserialize, Serialize};
@@ -93,11 +93,7 @@ impl InteractionRecord {
                 .collect(),
             invoice: data.invoice.as_ref().map(|invoice| pb::Invoice {
                 number: invoice.number.clone(),
-                due_date: invoice.due_date.map(|date| common::Date {
-                    year: date.year(),
-                    month: date.month() as i32,
-                    day: date.day() as i32,
-                }),
+                due_date: invoice.due_date.map(crm_platform::timestamp::date_to_proto),
                 status: pb::InvoiceStatus::from_str_name(&invoice.status).unwrap_or_default() as i32,
             }),
             payment: (!data.payment_invoice_number.is_empty())

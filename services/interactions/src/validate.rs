@@ -33,10 +33,7 @@ fn money(violations: &mut Violations, field: &str, value: &common::Money) -> Mon
 }
 
 fn date(violations: &mut Violations, field: &str, date: &common::Date) -> Option<NaiveDate> {
-    let parsed = u32::try_from(date.month)
-        .ok()
-        .zip(u32::try_from(date.day).ok())
-        .and_then(|(month, day)| NaiveDate::from_ymd_opt(date.year, month, day));
+    let parsed = crm_platform::timestamp::date_from_proto(date);
     if parsed.is_none() {
         violations.add(field, format!("{}-{:02}-{:02} is not a calendar date", date.year, date.month, date.day));
     }

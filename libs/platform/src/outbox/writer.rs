@@ -64,3 +64,28 @@ pub async fn append(tx: &mut PgConnection, events: &[NewEvent]) -> Result<(), sq
     .await?;
     Ok(())
 }
+
+/// Rewrites the payloads of the events of these aggregates (erasure): `scrub`
+/// gets each event's type and payload and returns the new payload, or `None`
+/// to leave it. Call it on the transaction that erases the data.
+pub async fn rewrite(
+    tx: &mut PgConnection,
+    aggregate_ids: &[String],
+    scrub: impl Fn(&str, &[u8]) -> anyhow::Result<Option<Vec<u8>>>,
+) -> anyhow::Result<()> {
+    let rows: Vec<(Uuid, String, Vec<u8>)> =
+        sqlx::query_as("SELECT id, event_type, payload FROM outbox WHERE aggregate_id = ANY($1)")
+            .bind(aggregate_ids)
+            .fetch_all(&mut *tx)
+            .await?;
+    for (id, event_type, payload) in rows {
+        if let Some(scrubbed) = scrub(&event_type, &payload)? {
+            sqlx::query("UPDATE outbox SET payload = $2 WHERE id = $1")
+                .bind(id)
+                .bind(scrubbed)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    Ok(())
+}

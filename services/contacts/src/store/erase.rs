@@ -11,7 +11,7 @@ use crm_platform::{
 };
 use crm_proto::contacts::v1 as pb;
 use prost::{Message, Name};
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{Actor, ContactStore, audit, load, resolve};
@@ -82,37 +82,23 @@ fn tombstone(contact: Option<pb::Contact>) -> Option<pb::Contact> {
 /// Rewrites the payloads of the contacts' past events to tombstones.
 async fn scrub_events(tx: &mut PgConnection, ids: &[Uuid]) -> Result<(), Error> {
     let aggregate_ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-    let rows = sqlx::query(
-        "SELECT id, event_type, payload FROM outbox WHERE aggregate_type = 'contact' AND aggregate_id = ANY($1)",
-    )
-    .bind(&aggregate_ids)
-    .fetch_all(&mut *tx)
-    .await?;
-    let decode_error =
-        |error: prost::DecodeError| Error::Internal(anyhow::Error::new(error).context("decoding an event"));
-    for row in rows {
-        let event_type: String = row.try_get("event_type")?;
-        let payload: Vec<u8> = row.try_get("payload")?;
-        let scrubbed = if event_type == pb::ContactCreated::full_name() {
-            let mut event = pb::ContactCreated::decode(payload.as_slice()).map_err(decode_error)?;
+    outbox::rewrite(tx, &aggregate_ids, |event_type, payload| {
+        Ok(if event_type == pb::ContactCreated::full_name() {
+            let mut event = pb::ContactCreated::decode(payload)?;
             event.contact = tombstone(event.contact);
-            event.encode_to_vec()
+            Some(event.encode_to_vec())
         } else if event_type == pb::ContactUpdated::full_name() {
-            let mut event = pb::ContactUpdated::decode(payload.as_slice()).map_err(decode_error)?;
+            let mut event = pb::ContactUpdated::decode(payload)?;
             event.contact = tombstone(event.contact);
-            event.encode_to_vec()
+            Some(event.encode_to_vec())
         } else if event_type == pb::ContactMerged::full_name() {
-            let mut event = pb::ContactMerged::decode(payload.as_slice()).map_err(decode_error)?;
+            let mut event = pb::ContactMerged::decode(payload)?;
             event.survivor = tombstone(event.survivor);
-            event.encode_to_vec()
+            Some(event.encode_to_vec())
         } else {
-            continue;
-        };
-        sqlx::query("UPDATE outbox SET payload = $2 WHERE id = $1")
-            .bind(row.try_get::<Uuid, _>("id")?)
-            .bind(scrubbed)
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(())
+            None
+        })
+    })
+    .await
+    .map_err(|error| Error::Internal(error.context("rewriting erased events")))
 }
