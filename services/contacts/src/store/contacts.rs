@@ -139,7 +139,10 @@ impl ContactStore {
         .bind(matching::keys(&data))
         .execute(&mut *tx)
         .await?;
-        let candidates = self.candidates(&mut tx, &data, &[], self.threshold, true).await?;
+        // Blocking keys only: the trigram walk costs tens to hundreds of
+        // milliseconds on a million contacts (see the README), too slow for
+        // every create; FindDuplicates of one contact still uses it.
+        let candidates = self.candidates(&mut tx, &data, &[], self.threshold, false).await?;
         if !candidates.is_empty() && !options.allow_duplicate {
             return Err(likely_duplicate(&candidates));
         }
