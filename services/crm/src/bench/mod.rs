@@ -90,7 +90,17 @@ async fn prepare(options: &BenchOptions, gateway: &Transport, database_url: Opti
         timeline_seed::seed(gateway, database_url, options.interactions, &contacts).await?;
         let _ = operations::TIMELINES.set(contacts);
     } else if options.mix.0.iter().any(|(operation, _)| operation.needs_timelines()) {
-        anyhow::bail!("the mix reads timelines: load some first with --interactions N");
+        let Some(url) = database_url else {
+            anyhow::bail!(
+                "the mix reads timelines: load some with --interactions N, or set DATABASE_URL to draw them from the install"
+            );
+        };
+        let contacts = timeline_seed::contacts_from(url).await?;
+        if contacts.is_empty() {
+            anyhow::bail!("the database holds no interactions to read: load some with --interactions N");
+        }
+        println!("reading the timelines of {} stored contacts", contacts.len());
+        let _ = operations::TIMELINES.set(contacts);
     }
     if options.contacts > 0 {
         let sample = seed::seed(gateway, database_url, options.contacts).await?;

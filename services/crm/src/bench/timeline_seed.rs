@@ -27,6 +27,17 @@ pub fn contacts(count: usize) -> Vec<Uuid> {
     (0..count.div_ceil(PER_CONTACT).max(1)).map(|_| Uuid::now_v7()).collect()
 }
 
+/// Contacts with stored interactions (a benchmark against a loaded install).
+pub async fn contacts_from(database_url: &str) -> anyhow::Result<Vec<Uuid>> {
+    let mut conn = PgConnection::connect(database_url).await?;
+    let contacts = sqlx::query_scalar(
+        "SELECT DISTINCT contact_id FROM interactions.interaction_sources TABLESAMPLE SYSTEM (1) LIMIT 20000",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    Ok(contacts)
+}
+
 /// Interaction `n`, the same every time it is asked for.
 fn interaction(n: usize, contacts: &[Uuid], now: i64) -> Interaction {
     let kind = KINDS[n % KINDS.len()];
