@@ -24,6 +24,12 @@ pub async fn connect(database_url: &str, role: Role, settings: &DbSettings) -> a
         .context("DATABASE_URL is not a valid PostgreSQL URL")?
         .application_name(&format!("crm-{role}"))
         .options([("search_path", role.schema())]);
+    // The interactions tables are partitioned by month: planning a query
+    // over every partition costs milliseconds, more than running it, so that
+    // role plans each prepared statement once (all its queries lead with the
+    // contact id, which no partition bound prunes anyway).
+    let options =
+        if role == Role::Interactions { options.options([("plan_cache_mode", "force_generic_plan")]) } else { options };
     let deadline = Instant::now() + settings.connect_timeout;
     let mut delay = Duration::from_millis(100);
     loop {
