@@ -19,7 +19,6 @@ use std::{convert::Infallible, time::Duration};
 use axum::response::IntoResponse;
 use http::{HeaderValue, Request};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{
     body::Body,
@@ -220,7 +219,12 @@ impl GrpcServer {
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .layer(layers)
             .add_routes(routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal.cancelled_owned());
+            // No Nagle: a small response must not wait for the peer's delayed
+            // ACK (a sequential caller saw 40 ms per call without this).
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                signal.cancelled_owned(),
+            );
         tokio::pin!(server);
 
         tokio::select! {
