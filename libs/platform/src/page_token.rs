@@ -94,6 +94,15 @@ impl PageTokens {
     }
 }
 
+/// A list request's `page_size` as a row limit: 0 means `default`, more than
+/// `max` is lowered to `max`, negative is INVALID_ARGUMENT (proto/README.md).
+pub fn page_size(requested: i32, default: i32, max: i32) -> Result<i64, Error> {
+    if requested < 0 {
+        return Err(Error::invalid("page_size", "must not be negative"));
+    }
+    Ok(i64::from(if requested == 0 { default } else { requested.min(max) }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use crm_platform::{
     Error, RoleContext,
     error::Violations,
     feed_api::{FeedApi, SubscribeStream},
-    page_token::{PageTokens, Query},
+    page_token::{PageTokens, Query, page_size},
     timestamp::from_proto,
 };
 use crm_proto::{
@@ -71,14 +71,6 @@ impl ContactsApi {
 
 fn id(field: &str, raw: &str) -> Result<Uuid, Error> {
     Uuid::try_parse(raw.trim()).map_err(|_| Error::invalid(field, "must be an id (a UUID)"))
-}
-
-/// `page_size` with its default and maximum; negative is refused.
-fn page_size(requested: i32, default: i32, max: i32) -> Result<i64, Error> {
-    if requested < 0 {
-        return Err(Error::invalid("page_size", "must not be negative"));
-    }
-    Ok(i64::from(if requested == 0 { default } else { requested.min(max) }))
 }
 
 /// The stored contact with the fields named in `paths` taken from `input`.

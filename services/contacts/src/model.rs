@@ -119,10 +119,15 @@ impl ContactData {
 
     /// Each top-level field as JSON, for the audit trail's before/after.
     pub fn fields(&self) -> BTreeMap<String, serde_json::Value> {
-        match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
-            _ => BTreeMap::new(),
-        }
+        json_fields(self)
+    }
+}
+
+/// Each top-level field of a record as JSON (the audit trail diffs these).
+fn json_fields<T: Serialize>(record: &T) -> BTreeMap<String, serde_json::Value> {
+    match serde_json::to_value(record) {
+        Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
+        _ => BTreeMap::new(),
     }
 }
 
@@ -238,10 +243,7 @@ pub struct OrganizationData {
 
 impl OrganizationData {
     pub fn fields(&self) -> BTreeMap<String, serde_json::Value> {
-        match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
-            _ => BTreeMap::new(),
-        }
+        json_fields(self)
     }
 
     pub fn to_proto(&self) -> pb::Organization {

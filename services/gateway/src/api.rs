@@ -5,7 +5,7 @@ use crm_platform::{
     error::Violations,
     feed_api::{FeedApi, SubscribeStream},
     outbox::Feed,
-    page_token::{PageTokens, Query},
+    page_token::{PageTokens, Query, page_size},
     principal::{AccessRole, Caller},
 };
 use crm_proto::{
@@ -89,16 +89,13 @@ impl GatewayAdminService for GatewayAdminApi {
         request: Request<ListApiKeysRequest>,
     ) -> Result<Response<ListApiKeysResponse>, Status> {
         let body = request.into_inner();
-        if body.page_size < 0 {
-            return Err(Error::invalid("page_size", "must not be negative").into());
-        }
-        let page_size = if body.page_size == 0 { DEFAULT_PAGE_SIZE } else { body.page_size.min(MAX_PAGE_SIZE) };
+        let page_size = page_size(body.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let query = Query::builder(&format!("{SERVICE_NAME}/ListApiKeys"))
             .field("show_revoked", if body.show_revoked { "1" } else { "0" })
             .build();
         let before: Option<Uuid> =
             if body.page_token.is_empty() { None } else { Some(self.tokens.decode(&query, &body.page_token)?) };
-        let mut api_keys = self.store.list(before, i64::from(page_size) + 1, body.show_revoked).await?;
+        let mut api_keys = self.store.list(before, page_size + 1, body.show_revoked).await?;
         let more = api_keys.len() > page_size as usize;
         api_keys.truncate(page_size as usize);
         let next_page_token = match api_keys.last() {

@@ -5,7 +5,7 @@ use crm_platform::{
     Error, RoleContext,
     error::Violations,
     feed_api::{FeedApi, SubscribeStream},
-    page_token::{PageTokens, Query},
+    page_token::{PageTokens, Query, page_size},
     principal::{Caller, IdentitySigner, SignedChannel},
     timestamp::from_proto,
 };
@@ -224,10 +224,10 @@ impl InteractionsService for InteractionsApi {
         if contact_id.is_none() {
             violations.add("contact_id", "must be a contact id (a UUID)");
         }
-        if body.page_size < 0 {
+        let limit = page_size(body.page_size, 50, 500).unwrap_or_else(|_| {
             violations.add("page_size", "must not be negative");
-        }
-        let limit = i64::from(if body.page_size <= 0 { 50 } else { body.page_size.min(500) });
+            50
+        });
         let mut channels = Vec::new();
         for (index, channel) in body.channels.iter().enumerate() {
             match pb::Channel::try_from(*channel) {
@@ -290,10 +290,7 @@ impl InteractionsService for InteractionsApi {
         request: Request<pb::ListOverdueInvoicesRequest>,
     ) -> Result<Response<pb::ListOverdueInvoicesResponse>, Status> {
         let body = request.into_inner();
-        if body.page_size < 0 {
-            return Err(Error::invalid("page_size", "must not be negative").into());
-        }
-        let limit = i64::from(if body.page_size == 0 { 50 } else { body.page_size.min(500) });
+        let limit = page_size(body.page_size, 50, 500)?;
         let query = Query::builder(&format!("{SERVICE_NAME}/ListOverdueInvoices")).build();
         let after = if body.page_token.is_empty() { None } else { Some(self.tokens.decode(&query, &body.page_token)?) };
         let mut found = crate::invoices::list_overdue(&self.store.pool, after, limit + 1).await?;
