@@ -13,9 +13,9 @@ use crm_proto::{
     },
     events::v1::SubscribeRequest,
     interactions::v1::{
-        Channel, CheckContactFrequencyRequest, Direction, GetContactSummaryRequest, GetInteractionRequest, Interaction,
-        Invoice, InvoiceStatus, Kind, ListInteractionsRequest, ListOverdueInvoicesRequest, Payment,
-        RecordInteractionRequest, RecurringProblemDetected,
+        Channel, CheckContactFrequencyRequest, Direction, GetContactSummaryRequest, GetInteractionRequest,
+        IngestInteractionsRequest, IngestOutcome, Interaction, Invoice, InvoiceStatus, Kind, ListInteractionsRequest,
+        ListOverdueInvoicesRequest, Payment, RecordInteractionRequest, RecurringProblemDetected,
     },
 };
 use crm_testkit::{TestDb, TestSuite};
@@ -68,6 +68,13 @@ async fn new_contact(suite: &TestSuite, given: &str, family: &str, consents: Vec
         .unwrap()
         .into_inner()
         .id
+}
+
+/// The feed of `RecurringProblemDetected` events from now on.
+async fn recurring_problems(suite: &TestSuite) -> tonic::Streaming<crm_proto::events::v1::SubscribeResponse> {
+    let subscribe =
+        SubscribeRequest { after: None, event_types: vec!["crm.interactions.v1.RecurringProblemDetected".into()] };
+    suite.interactions().await.unwrap().subscribe(subscribe).await.unwrap().into_inner()
 }
 
 async fn timeline(suite: &TestSuite, contact: &str) -> Vec<Interaction> {
@@ -214,22 +221,91 @@ async fn invoices_become_overdue_by_themselves_and_payments_settle_them() {
     suite.shutdown().await.unwrap();
 }
 
+/// An ingest keeps several batches in flight at once; what one batch does
+/// must still be seen by the batches after it.
+#[tokio::test]
+async fn batches_in_flight_together_still_see_the_batches_before_them() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let contact = uuid::Uuid::now_v7().to_string();
+    let mut interactions = suite.interactions().await.unwrap();
+    let mut detections = recurring_problems(&suite).await;
+    let due = chrono::Utc::now().date_naive() + chrono::Duration::days(30);
+    use chrono::Datelike;
+    let invoice = Interaction {
+        channel: Channel::Billing as i32,
+        amount: Some(Money { currency_code: "EUR".into(), minor_units: 900 }),
+        invoice: Some(Invoice {
+            number: "INV-9".into(),
+            due_date: Some(Date { year: due.year(), month: due.month() as i32, day: due.day() as i32 }),
+            ..Default::default()
+        }),
+        ..touch(&contact, Kind::Invoice, "INV-9", 3)
+    };
+    let payment = Interaction {
+        channel: Channel::Billing as i32,
+        amount: Some(Money { currency_code: "EUR".into(), minor_units: 900 }),
+        payment: Some(Payment { invoice_number: "INV-9".into() }),
+        ..touch(&contact, Kind::Payment, "PAY-9", 2)
+    };
+    let complaint = |n: i64| Interaction {
+        pain_points: vec!["broken zip".into()],
+        ..touch(&contact, Kind::Complaint, &format!("broken-{n}"), 1)
+    };
+    // Two batches over the same 200 keys in opposite orders: claimed in one
+    // order, they wait for each other instead of deadlocking.
+    let others: Vec<Interaction> =
+        (0..200).map(|n| touch(&uuid::Uuid::now_v7().to_string(), Kind::Visit, &format!("visit-{n}"), 5)).collect();
+    let mut reversed = others.clone();
+    reversed.reverse();
+    let batches: Vec<Vec<Interaction>> = vec![
+        vec![invoice],
+        vec![payment],
+        vec![complaint(1)],
+        vec![complaint(2)],
+        vec![complaint(3)],
+        others,
+        reversed,
+    ];
+    let requests: Vec<IngestInteractionsRequest> = batches
+        .into_iter()
+        .enumerate()
+        .map(|(n, interactions)| IngestInteractionsRequest { batch_id: format!("b{n}"), interactions })
+        .collect();
+    let mut stream = interactions.ingest_interactions(tokio_stream::iter(requests)).await.unwrap().into_inner();
+    let mut acks = Vec::new();
+    while let Some(ack) = stream.message().await.unwrap() {
+        acks.push(ack);
+    }
+    let order: Vec<&str> = acks.iter().map(|ack| ack.batch_id.as_str()).collect();
+    assert_eq!(order, ["b0", "b1", "b2", "b3", "b4", "b5", "b6"], "acknowledged in the order sent");
+    assert!(acks[..6].iter().flat_map(|ack| &ack.results).all(|r| r.outcome() == IngestOutcome::Stored), "{acks:?}");
+    assert!(acks[6].results.iter().all(|r| r.outcome() == IngestOutcome::Duplicate));
+    let first_ids: Vec<&str> = acks[5].results.iter().rev().map(|r| r.interaction_id.as_str()).collect();
+    let repeat_ids: Vec<&str> = acks[6].results.iter().map(|r| r.interaction_id.as_str()).collect();
+    assert_eq!(first_ids, repeat_ids, "a repeat names the interaction stored first");
+
+    let invoice_id = acks[0].results[0].interaction_id.clone();
+    let read = interactions.get_interaction(GetInteractionRequest { id: invoice_id }).await.unwrap().into_inner();
+    assert_eq!(read.invoice.unwrap().status(), InvoiceStatus::Paid, "the payment saw the invoice of the batch before");
+    let event = tokio::time::timeout(Duration::from_secs(10), detections.message())
+        .await
+        .expect("the third complaint, in the third batch, is a recurring problem")
+        .unwrap()
+        .unwrap()
+        .event
+        .unwrap();
+    let detected = RecurringProblemDetected::decode(event.payload.unwrap().value.as_slice()).unwrap();
+    assert_eq!((detected.problem.as_str(), detected.occurrences), ("broken zip", 3));
+    suite.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_problem_raised_three_times_in_a_month_is_detected_once() {
     let test_db = TestDb::create().await.unwrap();
     let suite = TestSuite::start(&test_db).await.unwrap();
     let contact = uuid::Uuid::now_v7().to_string();
-    let mut events = suite
-        .interactions()
-        .await
-        .unwrap()
-        .subscribe(SubscribeRequest {
-            after: None,
-            event_types: vec!["crm.interactions.v1.RecurringProblemDetected".into()],
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut events = recurring_problems(&suite).await;
     for n in 0..4 {
         let mut complaint = touch(&contact, Kind::Complaint, &format!("c-{n}"), 10 - n);
         complaint.pain_points = vec!["Late Delivery".into()];

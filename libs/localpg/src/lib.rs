@@ -7,6 +7,9 @@
 //! - As root (PostgreSQL refuses to run as root) it runs them as the
 //!   `postgres` user through `runuser`, on a directory that user owns.
 //! - Listens on 127.0.0.1 only, trust authentication, no Unix socket.
+//! - Sized for the machine, as a production server would be ([`tuning`]):
+//!   PostgreSQL's own defaults (128 MB of shared buffers, JIT on) suit a
+//!   shared laptop database, not a CRM holding millions of rows.
 //! - A server already running on the directory (left by an earlier run) is reused.
 
 use std::{
@@ -68,6 +71,9 @@ impl LocalPostgres {
         let port = free_port()?;
         let mut server_options =
             format!("-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=300");
+        for (name, value) in tuning(memory_bytes()) {
+            server_options.push_str(&format!(" -c {name}={value}"));
+        }
         if options.unsafe_no_fsync {
             server_options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
         }
@@ -197,6 +203,41 @@ fn find_binaries() -> anyhow::Result<PathBuf> {
     )
 }
 
+/// Settings for a server that has the machine to itself, from its memory
+/// (`None`: unknown, PostgreSQL's defaults are kept for the memory settings).
+///
+/// - `shared_buffers` a quarter of memory (at most 8 GB) and
+///   `effective_cache_size` half: the usual starting point for a dedicated server.
+/// - `max_wal_size` 8 GB and `checkpoint_timeout` 15 min: bulk imports and
+///   ingests do not force a checkpoint every few seconds.
+/// - `jit` off: compiling a plan costs tens of milliseconds, more than the
+///   short queries of a CRM take to run.
+/// - `random_page_cost` 1.1: storage is solid-state.
+pub fn tuning(memory: Option<u64>) -> Vec<(&'static str, String)> {
+    const MB: u64 = 1 << 20;
+    let mut settings = vec![
+        ("max_wal_size", "8GB".to_string()),
+        ("checkpoint_timeout", "15min".to_string()),
+        ("jit", "off".to_string()),
+        ("random_page_cost", "1.1".to_string()),
+    ];
+    if let Some(memory) = memory {
+        let shared_buffers = (memory / 4).clamp(128 * MB, 8192 * MB);
+        settings.push(("shared_buffers", format!("{}MB", shared_buffers / MB)));
+        settings.push(("effective_cache_size", format!("{}MB", (memory / 2).max(128 * MB) / MB)));
+        settings.push(("maintenance_work_mem", format!("{}MB", (memory / 32).clamp(64 * MB, 1024 * MB) / MB)));
+    }
+    settings
+}
+
+/// The machine's memory, from `/proc/meminfo` (Linux); `None` elsewhere.
+fn memory_bytes() -> Option<u64> {
+    let meminfo = fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?;
+    let kilobytes: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kilobytes * 1024)
+}
+
 fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port for PostgreSQL")?;
     Ok(listener.local_addr()?.port())
@@ -204,4 +245,30 @@ fn free_port() -> anyhow::Result<u16> {
 
 fn path_str(path: &Path) -> anyhow::Result<String> {
     path.to_str().map(str::to_string).with_context(|| format!("{} is not valid UTF-8", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tuning;
+
+    fn setting(settings: &[(&str, String)], name: &str) -> Option<String> {
+        settings.iter().find(|(key, _)| *key == name).map(|(_, value)| value.clone())
+    }
+
+    #[test]
+    fn memory_settings_follow_the_machine_within_bounds() {
+        let gib = 1u64 << 30;
+        let big = tuning(Some(24 * gib));
+        assert_eq!(setting(&big, "shared_buffers").as_deref(), Some("6144MB"));
+        assert_eq!(setting(&big, "effective_cache_size").as_deref(), Some("12288MB"));
+        assert_eq!(setting(&big, "maintenance_work_mem").as_deref(), Some("768MB"));
+        let huge = tuning(Some(256 * gib));
+        assert_eq!(setting(&huge, "shared_buffers").as_deref(), Some("8192MB"));
+        assert_eq!(setting(&huge, "maintenance_work_mem").as_deref(), Some("1024MB"));
+        let small = tuning(Some(gib / 4));
+        assert_eq!(setting(&small, "shared_buffers").as_deref(), Some("128MB"));
+        let unknown = tuning(None);
+        assert_eq!(setting(&unknown, "shared_buffers"), None);
+        assert_eq!(setting(&unknown, "jit").as_deref(), Some("off"));
+    }
 }

@@ -5,6 +5,9 @@
 //! that also moves its cursor (`feed_cursors`). The cursor row is locked in
 //! that transaction and an event at or before it is skipped, so each event's
 //! effects commit exactly once, even if two replicas run the same consumer.
+//! Events that arrive together (a bulk import's thousands) are applied in one
+//! transaction, up to [`MAX_BATCH`] at a time: one commit per burst instead of
+//! one per event, so a follower keeps up with its feed.
 //! Normally only one does: the consumer takes a Postgres advisory lock per
 //! name and only the holder (the leader) follows the feed. After any failure
 //! (handler, stream, database) it backs off and resumes from the stored cursor.
@@ -21,6 +24,11 @@ use crate::{metrics::Metrics, outbox::Position, principal::SignedChannel};
 
 /// How long a consumer waits after a failure before it resumes.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Events applied in one transaction, at most: those already received when
+/// the consumer is ready for more, so a quiet feed still applies each event
+/// at once.
+pub const MAX_BATCH: usize = 500;
 
 /// Applies events of another role to the consumer's own schema.
 pub trait Handler: Send + Sync + 'static {
@@ -109,21 +117,25 @@ impl<H: Handler> Consumer<H> {
     /// Reads the cursor, subscribes after it and handles events until shutdown.
     async fn follow(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         let after = self.cursor().await?;
-        let mut events = self.source.open(after).await?;
+        let mut messages = self.source.open(after).await?.ready_chunks(MAX_BATCH);
         loop {
             let next = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
-                next = events.next() => next,
+                next = messages.next() => next,
             };
-            let Some(message) = next else { anyhow::bail!("the feed ended") };
-            let Some(event) = message?.event else { continue };
-            self.apply(&event).await?;
+            let Some(received) = next else { anyhow::bail!("the feed ended") };
+            let mut events = Vec::with_capacity(received.len());
+            for message in received {
+                // A stream error drops the events after the cursor: they come again on resume.
+                events.extend(message?.event);
+            }
+            self.apply(&events).await?;
         }
     }
 
-    /// Handles one event and moves the cursor past it, in one transaction.
-    async fn apply(&self, event: &pb::Event) -> anyhow::Result<()> {
-        let position = Position::from(event.position);
+    /// Handles the events after the cursor and moves the cursor past the last, in one transaction.
+    async fn apply(&self, events: &[pb::Event]) -> anyhow::Result<()> {
+        let Some(last) = events.last() else { return Ok(()) };
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO feed_cursors (consumer, transaction_id, sequence) VALUES ($1, 0, 0)
@@ -138,10 +150,15 @@ impl<H: Handler> Consumer<H> {
                 .fetch_one(&mut *tx)
                 .await?;
         let stored = Position::from_columns(transaction, sequence);
+        let position = Position::from(last.position);
         if position <= stored {
             return Ok(()); // handled already (by another replica, or before a restart)
         }
-        self.handler.handle(&mut tx, event).await?;
+        // Handled already: those at or before the cursor.
+        let fresh: Vec<&pb::Event> = events.iter().filter(|event| Position::from(event.position) > stored).collect();
+        for event in &fresh {
+            self.handler.handle(&mut tx, event).await?;
+        }
         sqlx::query(
             "UPDATE feed_cursors SET transaction_id = $2, sequence = $3, updated_at = now() WHERE consumer = $1",
         )
@@ -151,7 +168,9 @@ impl<H: Handler> Consumer<H> {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        self.metrics.record_consumed(&self.name, crate::timestamp::elapsed_since(event.occurred_at.as_ref()));
+        for event in fresh {
+            self.metrics.record_consumed(&self.name, crate::timestamp::elapsed_since(event.occurred_at.as_ref()));
+        }
         Ok(())
     }
 

@@ -41,9 +41,15 @@ pub enum Error {
     /// Too many requests; retry after the delay.
     #[error("{message}")]
     ResourceExhausted { message: String, retry_after: Duration },
-    /// A dependency is unreachable or the call conflicted with another; retry after the delay.
+    /// A dependency is unreachable; retry after the delay.
     #[error("{message}")]
     Unavailable { message: String, retry_after: Duration },
+    /// The transaction conflicted with a concurrent one (serialization
+    /// failure, deadlock) and was rolled back: running it again can succeed.
+    /// Stores retry it themselves a few times ([`Error::is_conflict`]);
+    /// a caller sees UNAVAILABLE with a short retry delay.
+    #[error("the change conflicted with a concurrent one; retry it")]
+    Conflict,
     /// A bug or an unexpected failure: logged in full, reported to the client as INTERNAL.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -59,6 +65,11 @@ impl Error {
     /// One wrong field.
     pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Error {
         Error::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+
+    /// Whether the failed transaction can simply be run again.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Conflict)
     }
 }
 
@@ -88,10 +99,7 @@ impl From<sqlx::Error> for Error {
         let code = error.as_database_error().and_then(|db| db.code()).map(|code| code.into_owned());
         match (code.as_deref(), &error) {
             // serialization_failure, deadlock_detected: the transaction can simply be retried.
-            (Some("40001" | "40P01"), _) => Error::Unavailable {
-                message: "the change conflicted with a concurrent one; retry it".into(),
-                retry_after: Duration::from_millis(50),
-            },
+            (Some("40001" | "40P01"), _) => Error::Conflict,
             (_, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed) => Error::Unavailable {
                 message: "the database is unavailable; retry shortly".into(),
                 retry_after: Duration::from_secs(1),
@@ -131,6 +139,10 @@ impl From<Error> for Status {
             Error::Unavailable { message, retry_after } => {
                 details.set_retry_info(Some(retry_after));
                 (Code::Unavailable, "UNAVAILABLE", message)
+            }
+            error @ Error::Conflict => {
+                details.set_retry_info(Some(Duration::from_millis(50)));
+                (Code::Unavailable, "CONFLICT", error.to_string())
             }
             Error::Internal(cause) => {
                 // The chain can hold SQL and internals: log it, never send it.

@@ -7,6 +7,11 @@ use clap::Parser;
 use crm::cli::Cli;
 use crm_platform::{Config, telemetry::Telemetry};
 
+/// Bulk imports and ingests allocate many small values per row; mimalloc
+/// spends less of the two cores on that than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

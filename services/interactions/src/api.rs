@@ -16,18 +16,22 @@ use crm_proto::{
         interactions_service_server::{InteractionsService, SERVICE_NAME},
     },
 };
+use futures_util::StreamExt;
 use std::{pin::Pin, sync::Arc};
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use crate::{
     model::InteractionRecord,
-    store::{InteractionStore, Stored, TimelineFilter},
+    store::{InteractionStore, Stored, TimelineFilter, Turn},
     validate,
 };
 
 /// Items per ingest message, at most.
 pub const MAX_BATCH: usize = 5000;
+
+/// Batches of one ingest stream in flight at once.
+pub const INGEST_PIPELINE: usize = 3;
 
 pub type IngestStream =
     Pin<Box<dyn futures_util::Stream<Item = Result<pb::IngestInteractionsResponse, Status>> + Send>>;
@@ -147,7 +151,7 @@ impl InteractionsService for InteractionsApi {
         let mut violations = Violations::new();
         let record = validate::interaction(&mut violations, "interaction", &input, Utc::now());
         violations.into_result()?;
-        let outcome = self.store.store(std::slice::from_ref(&record), &caller.request_id).await?;
+        let outcome = self.store.store(std::slice::from_ref(&record), &caller.request_id, Turn::alone()).await?;
         let stored = match outcome.first() {
             Some(Stored::New(_)) => record,
             Some(Stored::Duplicate(first)) => self.store.get(*first).await?,
@@ -163,47 +167,29 @@ impl InteractionsService for InteractionsApi {
         request: Request<Streaming<pb::IngestInteractionsRequest>>,
     ) -> Result<Response<IngestStream>, Status> {
         let caller = Caller::of(&request)?;
-        let mut input = request.into_inner();
         let store = self.store.clone();
-        let stream = async_stream::try_stream! {
-            while let Some(batch) = input.message().await? {
-                if batch.interactions.len() > MAX_BATCH {
-                    Err(Error::invalid("interactions", format!("must have at most {MAX_BATCH} items per message (got {})", batch.interactions.len())))?;
-                }
-                let now = Utc::now();
-                let mut results = vec![pb::IngestItemResult::default(); batch.interactions.len()];
-                let mut valid: Vec<(usize, InteractionRecord)> = Vec::new();
-                for (index, item) in batch.interactions.iter().enumerate() {
-                    let mut violations = Violations::new();
-                    let record = validate::interaction(&mut violations, "interaction", item, now);
-                    if record.source.is_empty() {
-                        violations.add("interaction.source", "is required in a bulk ingest (with external_id), so a resend is recognised");
-                    }
-                    match violations.into_result() {
-                        Ok(()) => valid.push((index, record)),
-                        Err(Error::InvalidArgument(violations)) => {
-                            results[index] = pb::IngestItemResult {
-                                outcome: pb::IngestOutcome::Rejected as i32,
-                                error: violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; "),
-                                invalid_fields: violations.iter().map(|v| v.field.clone()).collect(),
-                                ..Default::default()
-                            };
-                        }
-                        Err(other) => Err(other)?,
-                    }
-                }
-                let records: Vec<InteractionRecord> = valid.iter().map(|(_, record)| record.clone()).collect();
-                let outcomes = store.store(&records, &caller.request_id).await?;
-                for ((index, _), outcome) in valid.iter().zip(outcomes) {
-                    results[*index] = match outcome {
-                        Stored::New(id) => pb::IngestItemResult { outcome: pb::IngestOutcome::Stored as i32, interaction_id: id.to_string(), ..Default::default() },
-                        Stored::Duplicate(id) => pb::IngestItemResult { outcome: pb::IngestOutcome::Duplicate as i32, interaction_id: id.to_string(), ..Default::default() },
-                    };
-                }
-                yield pb::IngestInteractionsResponse { batch_id: batch.batch_id, results };
-            }
-        };
-        Ok(Response::new(Box::pin(stream)))
+        // Each batch runs as its own task, up to INGEST_PIPELINE at once: while
+        // one commits, the next is validated and written, on both cores. Its
+        // turn orders it after the batch before (see store.rs), and
+        // acknowledgements go out in the order the batches came.
+        let mut turns = Turn::sequence();
+        let acks = request
+            .into_inner()
+            .map(move |message| {
+                let store = store.clone();
+                let request_id = caller.request_id.clone();
+                let turn = turns();
+                tokio::spawn(
+                    async move { ingest_batch(&store, message?, &request_id, turn).await.map_err(Status::from) },
+                )
+            })
+            .buffered(INGEST_PIPELINE)
+            .map(|joined| {
+                joined.unwrap_or_else(|failure| {
+                    Err(Error::Internal(anyhow::Error::new(failure).context("an ingest batch failed")).into())
+                })
+            });
+        Ok(Response::new(Box::pin(acks)))
     }
 
     async fn get_interaction(
@@ -344,4 +330,63 @@ impl InteractionsService for InteractionsApi {
     async fn list_events(&self, request: Request<ListEventsRequest>) -> Result<Response<ListEventsResponse>, Status> {
         self.feed.list_events(request).await
     }
+}
+
+/// Validates one ingest message and stores its valid items in one transaction;
+/// the acknowledgement has one result per item, in order.
+async fn ingest_batch(
+    store: &InteractionStore,
+    batch: pb::IngestInteractionsRequest,
+    request_id: &str,
+    turn: Turn,
+) -> Result<pb::IngestInteractionsResponse, Error> {
+    if batch.interactions.len() > MAX_BATCH {
+        return Err(Error::invalid(
+            "interactions",
+            format!("must have at most {MAX_BATCH} items per message (got {})", batch.interactions.len()),
+        ));
+    }
+    let now = Utc::now();
+    let mut results = vec![pb::IngestItemResult::default(); batch.interactions.len()];
+    let mut positions = Vec::with_capacity(batch.interactions.len());
+    let mut records = Vec::with_capacity(batch.interactions.len());
+    for (index, item) in batch.interactions.iter().enumerate() {
+        let mut violations = Violations::new();
+        let record = validate::interaction(&mut violations, "interaction", item, now);
+        if record.source.is_empty() {
+            violations.add(
+                "interaction.source",
+                "is required in a bulk ingest (with external_id), so a resend is recognised",
+            );
+        }
+        match violations.into_result() {
+            Ok(()) => {
+                positions.push(index);
+                records.push(record);
+            }
+            Err(Error::InvalidArgument(violations)) => {
+                results[index] = pb::IngestItemResult {
+                    outcome: pb::IngestOutcome::Rejected as i32,
+                    error: violations
+                        .iter()
+                        .map(|v| format!("{}: {}", v.field, v.description))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    invalid_fields: violations.iter().map(|v| v.field.clone()).collect(),
+                    ..Default::default()
+                };
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    let outcomes = store.store(&records, request_id, turn).await?;
+    for (index, outcome) in positions.into_iter().zip(outcomes) {
+        let (outcome, id) = match outcome {
+            Stored::New(id) => (pb::IngestOutcome::Stored, id),
+            Stored::Duplicate(id) => (pb::IngestOutcome::Duplicate, id),
+        };
+        results[index] =
+            pb::IngestItemResult { outcome: outcome as i32, interaction_id: id.to_string(), ..Default::default() };
+    }
+    Ok(pb::IngestInteractionsResponse { batch_id: batch.batch_id, results })
 }

@@ -45,7 +45,26 @@ async fn remember_preferences(tx: &mut PgConnection, contact: &contacts::Contact
 }
 
 async fn rekey(tx: &mut PgConnection, survivor: Uuid, losers: &[Uuid]) -> anyhow::Result<()> {
-    for table in ["interactions", "interaction_sources", "interaction_locations", "invoices"] {
+    // The lookup tables are keyed by id and by (source, external_id): reach
+    // their rows through the losers' interactions (indexed by contact),
+    // before those move.
+    sqlx::query(
+        "UPDATE interaction_locations SET contact_id = $1
+         WHERE id IN (SELECT id FROM interactions WHERE contact_id = ANY($2))",
+    )
+    .bind(survivor)
+    .bind(losers)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE interaction_sources SET contact_id = $1
+         WHERE (source, external_id) IN (SELECT source, external_id FROM interactions WHERE contact_id = ANY($2) AND source <> '')",
+    )
+    .bind(survivor)
+    .bind(losers)
+    .execute(&mut *tx)
+    .await?;
+    for table in ["interactions", "invoices"] {
         sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {table} SET contact_id = $1 WHERE contact_id = ANY($2)")))
             .bind(survivor)
             .bind(losers)
@@ -103,7 +122,9 @@ impl Handler for ContactsFeed {
     async fn handle(&self, tx: &mut PgConnection, event: &Event) -> anyhow::Result<()> {
         let kind = event.r#type.as_str();
         if kind == contacts::ContactCreated::full_name() {
-            if let Some(contact) = decode::<contacts::ContactCreated>(event)?.contact {
+            // No row means no consent and no cap: a new contact without them needs none.
+            let created = decode::<contacts::ContactCreated>(event)?.contact;
+            if let Some(contact) = created.filter(|c| !c.consents.is_empty() || c.max_contacts_per_week != 0) {
                 remember_preferences(tx, &contact).await?;
             }
         } else if kind == contacts::ContactUpdated::full_name() {

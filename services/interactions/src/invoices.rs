@@ -34,6 +34,13 @@ async fn set_status(tx: &mut PgConnection, contact_id: Uuid, interaction_id: Uui
     Ok(())
 }
 
+/// Whether storing `record` opens or settles an invoice (so it must be
+/// ordered against other batches touching the contact's invoices).
+pub fn concerns(record: &InteractionRecord) -> bool {
+    record.data.invoice.is_some()
+        || (record.kind == pb::Kind::Payment.as_str_name() && !record.data.payment_invoice_number.is_empty())
+}
+
 /// Opens the invoices and settles the invoices paid among freshly stored interactions.
 pub async fn on_stored(tx: &mut PgConnection, stored: &[&InteractionRecord], request_id: &str) -> Result<(), Error> {
     let mut events = Vec::new();

@@ -1,8 +1,27 @@
 //! The interactions tables. A batch is stored in one transaction: the
 //! idempotency claims, the rows, their locations and `InteractionRecorded`
 //! events commit together or not at all.
+//!
+//! Batches may be stored concurrently (a bulk ingest keeps several in
+//! flight). What makes that safe:
+//! - within one ingest stream, a batch claims its idempotency keys only once
+//!   the batch before it has claimed its own, and runs its order-sensitive
+//!   tail (an invoice and the payment that settles it, counting a contact's
+//!   recurring problems) only once the batch before it has committed: the
+//!   result is what sending the batches one at a time would give ([`Turn`]);
+//! - claims are inserted in key order, so batches of different streams that
+//!   share keys wait for each other instead of deadlocking, and the later
+//!   one sees the earlier one's claim as a duplicate;
+//! - across streams and single calls, the tail runs under transaction-scoped
+//!   advisory locks on the contacts it touches (hashed into
+//!   [`CONTACT_LOCKS`] buckets, taken in order), so it waits for a
+//!   concurrent change of the same contacts to commit and then sees it;
+//! - a transaction that still conflicts (deadlock, serialization failure)
+//!   is run again, up to [`ATTEMPTS`] times, unless a later batch of its
+//!   stream may already have gone ahead of it: then the stream fails and the
+//!   sender resends from its last acknowledged batch.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use crm_platform::{
@@ -10,7 +29,8 @@ use crm_platform::{
     outbox::{self, NewEvent},
 };
 use crm_proto::interactions::v1 as pb;
-use sqlx::{PgConnection, PgPool, Row, postgres::PgRow};
+use sqlx::{PgConnection, PgPool, Row, postgres::PgRow, types::Json};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::{
@@ -26,6 +46,65 @@ pub enum Stored {
     New(Uuid),
     /// Stored before under the same (source, external_id): the first one's id.
     Duplicate(Uuid),
+}
+
+/// Advisory-lock buckets for the per-contact tail of a batch: bounded, so a
+/// batch of thousands of contacts takes at most this many locks.
+pub const CONTACT_LOCKS: i64 = 256;
+
+/// Times a batch's transaction is tried when it conflicts with a concurrent one.
+pub const ATTEMPTS: usize = 3;
+
+/// How far a batch has got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    Started,
+    /// Its idempotency keys are claimed.
+    Claimed,
+    /// Committed (or given up: a batch that ends early drops its sender).
+    Committed,
+}
+
+/// A batch's place among the batches of its stream: it waits on the batch
+/// before it and is waited on by the batch after it.
+pub struct Turn {
+    previous: Option<watch::Receiver<Stage>>,
+    own: watch::Sender<Stage>,
+    /// No other batch waits on this one (a single call).
+    alone: bool,
+}
+
+impl Turn {
+    /// The turn of a batch that waits for nothing and that nothing waits for.
+    pub fn alone() -> Turn {
+        Turn { previous: None, own: watch::channel(Stage::Started).0, alone: true }
+    }
+
+    /// Hands out the turns of consecutive batches of one stream.
+    pub fn sequence() -> impl FnMut() -> Turn {
+        let mut last: Option<watch::Receiver<Stage>> = None;
+        move || {
+            let (own, follower) = watch::channel(Stage::Started);
+            Turn { previous: last.replace(follower), own, alone: false }
+        }
+    }
+
+    /// Waits until the batch before has reached `stage`, or ended.
+    async fn after_previous(&mut self, stage: Stage) {
+        if let Some(previous) = &mut self.previous {
+            // An error means the batch before ended (its sender is gone): go ahead.
+            let _ = previous.wait_for(|reached| *reached >= stage).await;
+        }
+    }
+
+    fn reach(&self, stage: Stage) {
+        self.own.send_replace(stage);
+    }
+
+    /// Whether a failed attempt may run again: not once a later batch may have gone ahead.
+    fn may_retry(&self) -> bool {
+        self.alone || *self.own.borrow() < Stage::Claimed
+    }
 }
 
 pub struct InteractionStore {
@@ -65,19 +144,52 @@ fn record(row: &PgRow) -> Result<InteractionRecord, Error> {
 impl InteractionStore {
     /// Stores a batch atomically; items already stored (same source and
     /// external id, before or earlier in the batch) come back as duplicates.
-    pub async fn store(&self, records: &[InteractionRecord], request_id: &str) -> Result<Vec<Stored>, Error> {
+    pub async fn store(
+        &self,
+        records: &[InteractionRecord],
+        request_id: &str,
+        mut turn: Turn,
+    ) -> Result<Vec<Stored>, Error> {
         self.partitions.ensure(&self.pool, records.iter().map(|record| record.occurred_at.date_naive())).await?;
+        let mut attempt = 1;
+        loop {
+            match self.store_once(records, request_id, &mut turn).await {
+                Err(error) if error.is_conflict() && attempt < ATTEMPTS && turn.may_retry() => attempt += 1,
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn store_once(
+        &self,
+        records: &[InteractionRecord],
+        request_id: &str,
+        turn: &mut Turn,
+    ) -> Result<Vec<Stored>, Error> {
         let mut tx = self.pool.begin().await?;
-        let outcomes = store_batch(&mut tx, records, request_id).await?;
+        turn.after_previous(Stage::Claimed).await;
+        let outcomes = claim(&mut tx, records).await?;
+        turn.reach(Stage::Claimed);
         let stored: Vec<&InteractionRecord> = records
             .iter()
             .zip(&outcomes)
             .filter(|(record, outcome)| **outcome == Stored::New(record.id))
             .map(|(record, _)| record)
             .collect();
+        insert(&mut tx, &stored, request_id).await?;
+
+        // The tail: what depends on the batches and calls before this one.
+        turn.after_previous(Stage::Committed).await;
+        let touched: Vec<Uuid> = stored
+            .iter()
+            .filter(|record| invoices::concerns(record) || !record.data.pain_points.is_empty())
+            .map(|record| record.contact_id)
+            .collect();
+        lock_contacts(&mut tx, &touched).await?;
         invoices::on_stored(&mut tx, &stored, request_id).await?;
         recurring::check(&mut tx, &stored, self.recurring, request_id).await?;
         tx.commit().await?;
+        turn.reach(Stage::Committed);
         Ok(outcomes)
     }
 
@@ -131,19 +243,36 @@ pub async fn load(conn: &mut PgConnection, id: Uuid) -> Result<InteractionRecord
     record(&row)
 }
 
-async fn store_batch(
-    tx: &mut PgConnection,
-    records: &[InteractionRecord],
-    request_id: &str,
-) -> Result<Vec<Stored>, Error> {
-    // 1. Claim (source, external_id); the claims that lose name the first interaction.
-    let keyed: Vec<&InteractionRecord> = records.iter().filter(|record| !record.source.is_empty()).collect();
-    let mut first: HashMap<(String, String), Uuid> = HashMap::new();
+/// Waits for, then holds until commit, the advisory locks of these contacts' buckets.
+async fn lock_contacts(tx: &mut PgConnection, contacts: &[Uuid]) -> Result<(), Error> {
+    if contacts.is_empty() {
+        return Ok(());
+    }
+    let buckets: BTreeSet<i64> = contacts.iter().map(|id| (id.as_u128() % CONTACT_LOCKS as u128) as i64).collect();
+    let buckets: Vec<i64> = buckets.into_iter().collect();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('interactions contact', b))
+         FROM unnest($1::bigint[]) WITH ORDINALITY AS t(b, n) ORDER BY n",
+    )
+    .bind(&buckets)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Claims each record's (source, external_id) in key order; a claim that
+/// loses (to an earlier batch, or earlier in this one) names the first interaction.
+async fn claim(tx: &mut PgConnection, records: &[InteractionRecord]) -> Result<Vec<Stored>, Error> {
+    let mut keyed: Vec<&InteractionRecord> = records.iter().filter(|record| !record.source.is_empty()).collect();
+    keyed.sort_by(|a, b| (&a.source, &a.external_id).cmp(&(&b.source, &b.external_id)));
+    let mut first: HashMap<(&str, &str), Uuid> = HashMap::new();
     if !keyed.is_empty() {
-        let claimed = sqlx::query(
+        let claimed: Vec<Uuid> = sqlx::query_scalar(
             "INSERT INTO interaction_sources (source, external_id, interaction_id, contact_id, occurred_at)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::uuid[], $5::timestamptz[])
-             ON CONFLICT DO NOTHING RETURNING source, external_id, interaction_id",
+             SELECT s, e, i, c, o
+             FROM unnest($1::text[], $2::text[], $3::uuid[], $4::uuid[], $5::timestamptz[]) WITH ORDINALITY AS t(s, e, i, c, o, n)
+             ORDER BY n
+             ON CONFLICT DO NOTHING RETURNING interaction_id",
         )
         .bind(keyed.iter().map(|r| r.source.as_str()).collect::<Vec<_>>())
         .bind(keyed.iter().map(|r| r.external_id.as_str()).collect::<Vec<_>>())
@@ -152,46 +281,49 @@ async fn store_batch(
         .bind(keyed.iter().map(|r| r.occurred_at).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await?;
-        for row in &claimed {
-            first.insert((row.try_get("source")?, row.try_get("external_id")?), row.try_get("interaction_id")?);
+        let claimed: std::collections::HashSet<Uuid> = claimed.into_iter().collect();
+        for record in &keyed {
+            if claimed.contains(&record.id) {
+                first.insert((record.source.as_str(), record.external_id.as_str()), record.id);
+            }
         }
-        let earlier = sqlx::query(
-            "SELECT source, external_id, interaction_id FROM interaction_sources
-             WHERE (source, external_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-        )
-        .bind(keyed.iter().map(|r| r.source.as_str()).collect::<Vec<_>>())
-        .bind(keyed.iter().map(|r| r.external_id.as_str()).collect::<Vec<_>>())
-        .fetch_all(&mut *tx)
-        .await?;
-        for row in &earlier {
-            first
-                .entry((row.try_get("source")?, row.try_get("external_id")?))
-                .or_insert(row.try_get("interaction_id")?);
+        // Keys claimed before (by an earlier batch, or twice in this one): who holds them.
+        let lost: Vec<&&InteractionRecord> = keyed.iter().filter(|record| !claimed.contains(&record.id)).collect();
+        if !lost.is_empty() {
+            let earlier = sqlx::query(
+                "SELECT source, external_id, interaction_id FROM interaction_sources
+                 WHERE (source, external_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+            )
+            .bind(lost.iter().map(|r| r.source.as_str()).collect::<Vec<_>>())
+            .bind(lost.iter().map(|r| r.external_id.as_str()).collect::<Vec<_>>())
+            .fetch_all(&mut *tx)
+            .await?;
+            let holders: HashMap<(String, String), Uuid> = earlier
+                .iter()
+                .map(|row| Ok(((row.try_get("source")?, row.try_get("external_id")?), row.try_get("interaction_id")?)))
+                .collect::<Result<_, sqlx::Error>>()?;
+            for record in lost {
+                if let Some(holder) = holders.get(&(record.source.clone(), record.external_id.clone())) {
+                    first.entry((record.source.as_str(), record.external_id.as_str())).or_insert(*holder);
+                }
+            }
         }
     }
     let outcomes: Vec<Stored> = records
         .iter()
-        .map(|record| match first.get(&(record.source.clone(), record.external_id.clone())) {
+        .map(|record| match first.get(&(record.source.as_str(), record.external_id.as_str())) {
             Some(id) if *id != record.id => Stored::Duplicate(*id),
             _ => Stored::New(record.id),
         })
         .collect();
+    Ok(outcomes)
+}
 
-    // 2. The new rows, their locations and events.
-    let new: Vec<&InteractionRecord> = records
-        .iter()
-        .zip(&outcomes)
-        .filter(|(_, outcome)| matches!(outcome, Stored::New(_)))
-        .map(|(r, _)| r)
-        .collect();
+/// Writes the new rows, their locations and their `InteractionRecorded` events.
+async fn insert(tx: &mut PgConnection, new: &[&InteractionRecord], request_id: &str) -> Result<(), Error> {
     if new.is_empty() {
-        return Ok(outcomes);
+        return Ok(());
     }
-    let data: Vec<serde_json::Value> = new
-        .iter()
-        .map(|r| serde_json::to_value(&r.data))
-        .collect::<Result<_, _>>()
-        .map_err(|error| Error::Internal(anyhow::Error::new(error).context("writing an interaction")))?;
     sqlx::query(
         "INSERT INTO interactions (contact_id, occurred_at, id, recorded_at, channel, kind, direction, source, external_id, data)
          SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::uuid[], $4::timestamptz[], $5::text[], $6::text[],
@@ -206,7 +338,7 @@ async fn store_batch(
     .bind(new.iter().map(|r| r.direction.as_str()).collect::<Vec<_>>())
     .bind(new.iter().map(|r| r.source.as_str()).collect::<Vec<_>>())
     .bind(new.iter().map(|r| r.external_id.as_str()).collect::<Vec<_>>())
-    .bind(&data)
+    .bind(new.iter().map(|r| Json(&r.data)).collect::<Vec<Json<&InteractionData>>>())
     .execute(&mut *tx)
     .await?;
     sqlx::query(
@@ -226,5 +358,5 @@ async fn store_batch(
         })
         .collect();
     outbox::append(tx, &events).await?;
-    Ok(outcomes)
+    Ok(())
 }
