@@ -34,7 +34,7 @@ async fn a_later_commit_waits_behind_an_open_transaction_and_nothing_is_skipped(
 
     let while_open = feed.read(Position::default(), None, 100).await.unwrap();
     assert!(while_open.events.is_empty(), "B must not be delivered while A, which took an earlier number, is open");
-    assert!(while_open.held_back, "the reader knows committed events wait behind the horizon");
+    assert!(while_open.held_back, "the reader knows events may wait behind the open transaction");
 
     open.commit().await.unwrap();
     let after_commit = feed.read(Position::default(), None, 100).await.unwrap();

@@ -14,6 +14,7 @@
 //! - [`telemetry`]: tracing subscriber, OTLP export, meter provider.
 //! - [`timestamp`]: times as `google.protobuf.Timestamp`.
 //! - [`trace_context`]: W3C trace context continued by every server and passed on by the gateway.
+//! - [`turn`]: the order of overlapping batches of one bulk stream.
 //! - [`context`]: what the binary hands to a role when it starts it.
 //! - [`shutdown`]: SIGTERM / SIGINT.
 
@@ -33,6 +34,7 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod timestamp;
 pub mod trace_context;
+pub mod turn;
 
 pub use config::Config;
 pub use context::RoleContext;

@@ -23,6 +23,7 @@ use uuid::Uuid;
 use crate::{
     import, matching,
     model::ContactData,
+    search,
     store::{
         Actor, ContactStore,
         contacts::{Candidate, CreateOptions, ListFilter, LookupKey},
@@ -325,10 +326,10 @@ impl ContactsService for ContactsApi {
         use pb::lookup_contact_request::Key;
         let key = match &request.get_ref().key {
             None => return Err(Error::invalid("key", "set one of email, phone or external_id").into()),
-            Some(Key::Email(email)) => LookupKey::Blocking(matching::email_key(
+            Some(Key::Email(email)) => LookupKey::Term(matching::email_key(
                 &validate::email_address(email).map_err(|reason| Error::invalid("email", reason))?,
             )),
-            Some(Key::Phone(phone)) => LookupKey::Blocking(matching::phone_key(
+            Some(Key::Phone(phone)) => LookupKey::Term(matching::phone_key(
                 &validate::phone_number(phone, self.region).map_err(|reason| Error::invalid("phone", reason))?,
             )),
             Some(Key::ExternalId(external)) => {
@@ -353,14 +354,21 @@ impl ContactsService for ContactsApi {
         if !(2..=200).contains(&length) {
             return Err(Error::invalid("query", "must be 2 to 200 characters").into());
         }
-        // A phone number is searched as its E.164 digits; anything else as folded lower-case text.
-        let query = match validate::phone_number(raw, self.region) {
-            Ok(e164) if raw.chars().filter(char::is_ascii_digit).count() >= 6 => {
-                e164.trim_start_matches('+').to_string()
-            }
-            _ => raw.to_lowercase(),
+        // A phone number (six digits or more, parsed in the default region)
+        // is searched as its E.164 form; anything else as words, emails and domains.
+        let phone = match validate::phone_number(raw, self.region) {
+            Ok(e164) if raw.chars().filter(char::is_ascii_digit).count() >= 6 => Some(e164),
+            _ => None,
         };
-        let results = self.store.search(&query, limit).await?;
+        let tokens = search::tokens(raw, phone.as_deref());
+        if tokens.is_empty() {
+            return Err(Error::invalid(
+                "query",
+                "must hold a word of two letters or more, an email, a domain or a phone number",
+            )
+            .into());
+        }
+        let results = self.store.search(tokens, raw, limit).await?;
         let results = results
             .into_iter()
             .map(|(record, score)| pb::SearchResult { contact: Some(record.to_proto()), score })

@@ -6,13 +6,17 @@
 //! - [`validate`]: request messages to valid, normalised records ([`model`]).
 //! - [`matching`]: duplicate detection (blocking keys, scores with reasons) and its labelled benchmark.
 //! - [`store`]: the schema: contacts, merge, erase, organizations, relationships, audit trail.
+//! - [`terms`]: what a contact is found by (lookups, duplicate candidates, search).
+//! - `search`: a free-text query as the terms that may answer it, and its ranking.
 //! - `import`: the `ImportContacts` stream, batch by batch.
 
 mod api;
 mod import;
 pub mod matching;
 pub mod model;
+pub mod search;
 pub mod store;
+pub mod terms;
 pub mod validate;
 
 use crm_platform::{RoleContext, config::ContactsSettings, server::GrpcServer};
@@ -30,6 +34,14 @@ pub async fn serve(ctx: RoleContext, settings: ContactsSettings, listener: TcpLi
     let region = validate::Region::parse(&settings.default_region)
         .map_err(|reason| anyhow::anyhow!("CRM_CONTACTS_DEFAULT_REGION: {reason}"))?;
     let store = store::ContactStore { pool: ctx.pool.clone(), threshold: settings.duplicate_threshold };
+    let (pool, shutdown) = (ctx.pool.clone(), ctx.shutdown.clone());
+    tokio::spawn(async move {
+        match store::reindex::run(&pool, &shutdown).await {
+            Ok(0) => {}
+            Ok(contacts) => tracing::info!(contacts, "contacts re-indexed"),
+            Err(error) => tracing::warn!(error = %error, "re-indexing contacts failed; it resumes at the next start"),
+        }
+    });
     let api = api::ContactsApi::new(&ctx, store, region).await?;
     let service = ContactsServiceServer::new(api)
         .max_decoding_message_size(ctx.server.max_message_bytes)

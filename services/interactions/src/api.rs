@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::{
     model::InteractionRecord,
-    store::{InteractionStore, Stored, TimelineFilter, Turn},
+    store::{InteractionStore, Stage, Stored, TimelineFilter, Turn},
     validate,
 };
 
@@ -151,7 +151,8 @@ impl InteractionsService for InteractionsApi {
         let mut violations = Violations::new();
         let record = validate::interaction(&mut violations, "interaction", &input, Utc::now());
         violations.into_result()?;
-        let outcome = self.store.store(std::slice::from_ref(&record), &caller.request_id, Turn::alone()).await?;
+        let outcome =
+            self.store.store(std::slice::from_ref(&record), &caller.request_id, Turn::alone(Stage::Started)).await?;
         let stored = match outcome.first() {
             Some(Stored::New(_)) => record,
             Some(Stored::Duplicate(first)) => self.store.get(*first).await?,
@@ -172,7 +173,7 @@ impl InteractionsService for InteractionsApi {
         // one commits, the next is validated and written, on both cores. Its
         // turn orders it after the batch before (see store.rs), and
         // acknowledgements go out in the order the batches came.
-        let mut turns = Turn::sequence();
+        let mut turns = Turn::sequence(Stage::Started);
         let acks = request
             .into_inner()
             .map(move |message| {

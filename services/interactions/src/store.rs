@@ -8,7 +8,8 @@
 //!   the batch before it has claimed its own, and runs its order-sensitive
 //!   tail (an invoice and the payment that settles it, counting a contact's
 //!   recurring problems) only once the batch before it has committed: the
-//!   result is what sending the batches one at a time would give ([`Turn`]);
+//!   result is what sending the batches one at a time would give
+//!   (`crm_platform::turn`);
 //! - claims are inserted in key order, so batches of different streams that
 //!   share keys wait for each other instead of deadlocking, and the later
 //!   one sees the earlier one's claim as a duplicate;
@@ -30,7 +31,6 @@ use crm_platform::{
 };
 use crm_proto::interactions::v1 as pb;
 use sqlx::{PgConnection, PgPool, Row, postgres::PgRow, types::Json};
-use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::{
@@ -55,56 +55,22 @@ pub const CONTACT_LOCKS: i64 = 256;
 /// Times a batch's transaction is tried when it conflicts with a concurrent one.
 pub const ATTEMPTS: usize = 3;
 
-/// How far a batch has got.
+/// How far a batch of an ingest stream has got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Stage {
+pub enum Stage {
     Started,
     /// Its idempotency keys are claimed.
     Claimed,
-    /// Committed (or given up: a batch that ends early drops its sender).
+    /// Committed (or given up).
     Committed,
 }
 
-/// A batch's place among the batches of its stream: it waits on the batch
-/// before it and is waited on by the batch after it.
-pub struct Turn {
-    previous: Option<watch::Receiver<Stage>>,
-    own: watch::Sender<Stage>,
-    /// No other batch waits on this one (a single call).
-    alone: bool,
-}
+/// A batch's place among the batches of its ingest stream.
+pub type Turn = crm_platform::turn::Turn<Stage>;
 
-impl Turn {
-    /// The turn of a batch that waits for nothing and that nothing waits for.
-    pub fn alone() -> Turn {
-        Turn { previous: None, own: watch::channel(Stage::Started).0, alone: true }
-    }
-
-    /// Hands out the turns of consecutive batches of one stream.
-    pub fn sequence() -> impl FnMut() -> Turn {
-        let mut last: Option<watch::Receiver<Stage>> = None;
-        move || {
-            let (own, follower) = watch::channel(Stage::Started);
-            Turn { previous: last.replace(follower), own, alone: false }
-        }
-    }
-
-    /// Waits until the batch before has reached `stage`, or ended.
-    async fn after_previous(&mut self, stage: Stage) {
-        if let Some(previous) = &mut self.previous {
-            // An error means the batch before ended (its sender is gone): go ahead.
-            let _ = previous.wait_for(|reached| *reached >= stage).await;
-        }
-    }
-
-    fn reach(&self, stage: Stage) {
-        self.own.send_replace(stage);
-    }
-
-    /// Whether a failed attempt may run again: not once a later batch may have gone ahead.
-    fn may_retry(&self) -> bool {
-        self.alone || *self.own.borrow() < Stage::Claimed
-    }
+/// Whether a failed attempt may run again: not once a later batch may have gone ahead.
+fn may_retry(turn: &Turn) -> bool {
+    turn.is_alone() || turn.reached() < Stage::Claimed
 }
 
 pub struct InteractionStore {
@@ -154,7 +120,7 @@ impl InteractionStore {
         let mut attempt = 1;
         loop {
             match self.store_once(records, request_id, &mut turn).await {
-                Err(error) if error.is_conflict() && attempt < ATTEMPTS && turn.may_retry() => attempt += 1,
+                Err(error) if error.is_conflict() && attempt < ATTEMPTS && may_retry(&turn) => attempt += 1,
                 outcome => return outcome,
             }
         }

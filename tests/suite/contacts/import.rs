@@ -167,3 +167,60 @@ async fn each_duplicate_policy_does_what_it_says() {
     assert!(refused.message().contains("options.duplicate_policy"), "{}", refused.message());
     suite.shutdown().await.unwrap();
 }
+
+/// Messages sent back to back are in flight together; each still sees what
+/// the messages before it did, as if they had been sent one at a time.
+#[tokio::test]
+async fn messages_in_flight_together_see_the_contacts_of_the_messages_before_them() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let mut contacts = suite.contacts().await.unwrap();
+
+    let mut ada = person("Ada", "Lovelace", "ada@analytical.example", "");
+    ada.external_ids = vec![external("legacy", "L-1")];
+    let mut ada_again = person("Ada", "Lovelace", "ada@analytical.example", "+44 20 7946 0018");
+    ada_again.external_ids = vec![external("legacy", "L-2")];
+    let mut ada_update = person("Ada", "Lovelace", "", "");
+    ada_update.external_ids = vec![external("legacy", "L-1")];
+    ada_update.tags = vec!["countess".into()];
+    // Fifty people unlike each other: no shared address, birth date, name or email.
+    let filler = |from: usize| -> Vec<ImportRow> {
+        (from..from + 50)
+            .map(|n| {
+                let given: String =
+                    format!("{n:02}").chars().map(|d| (b'a' + d.to_digit(10).unwrap() as u8) as char).collect();
+                let mut contact =
+                    person(&format!("Q{given}x"), &format!("Z{given}{n}w"), &format!("filler{n}@example.com"), "");
+                contact.addresses.clear();
+                contact.birth_date = None;
+                contact.external_ids = vec![external("legacy", &format!("F-{n}"))];
+                row(&format!("f{n}"), contact)
+            })
+            .collect()
+    };
+    let batches = vec![
+        vec![row("a1", ada)],
+        vec![row("a2", ada_again)], // a likely duplicate of a1: merged into it
+        filler(0),
+        vec![row("a3", ada_update)], // a1's external id: an update of it
+        filler(0),                   // the same external ids again: updates, not new contacts
+    ];
+    let results = import(&mut contacts, DuplicatePolicy::Merge, false, batches).await.unwrap();
+    let by_row = |id: &str| results.iter().find(|result| result.row_id == id).unwrap().clone();
+    let ada_id = by_row("a1").contact_id;
+    assert_eq!(by_row("a1").outcome(), ImportOutcome::Created);
+    assert_eq!((by_row("a2").outcome(), by_row("a2").contact_id), (ImportOutcome::Merged, ada_id.clone()));
+    assert_eq!((by_row("a3").outcome(), by_row("a3").contact_id), (ImportOutcome::Updated, ada_id.clone()));
+    let updates = results.iter().skip(53).filter(|result| result.outcome() == ImportOutcome::Updated).count();
+    assert_eq!(updates, 50, "{:?}", outcomes(&results[53..]));
+    assert_eq!(count(&mut contacts).await, 51, "one Ada and fifty fillers");
+
+    let stored =
+        contacts.get_contact(crm_proto::contacts::v1::GetContactRequest { id: ada_id }).await.unwrap().into_inner();
+    assert_eq!(stored.phones.len(), 1, "the merged row's phone is kept");
+    assert_eq!(stored.tags, ["countess"], "the update's tag is kept");
+    let mut externals: Vec<&str> = stored.external_ids.iter().map(|x| x.id.as_str()).collect();
+    externals.sort();
+    assert_eq!(externals, ["L-1", "L-2"]);
+    suite.shutdown().await.unwrap();
+}

@@ -6,6 +6,7 @@ mod erase;
 mod import;
 mod merge;
 mod organizations;
+mod reindex;
 
 use crm_proto::{
     common::v1::{Date, ExternalId, PostalAddress},

@@ -1,7 +1,7 @@
 //! Contacts: create with the duplicate check, read, change, list, delete,
 //! look up, search, and find duplicate candidates.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use crm_platform::{
@@ -9,16 +9,17 @@ use crm_platform::{
     outbox::{self, NewEvent},
 };
 use crm_proto::contacts::v1 as pb;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{
-    Actor, CONTACT_COLUMNS, ContactStore, audit, contact_record, ensure_not_erased, load, to_json, write_data,
-    write_external_ids, write_keys,
+    Actor, CONTACT_COLUMNS, ContactStore, LIVE, audit, contact_record, ensure_not_erased, load, search, write_data,
+    write_external_ids,
 };
 use crate::{
     matching::{self, Match},
     model::{ContactData, ContactRecord},
+    terms,
 };
 
 /// A live contact that may be the same person, and how likely.
@@ -51,58 +52,41 @@ pub struct ListFilter {
 
 /// What a lookup looks for.
 pub enum LookupKey {
-    /// A key of `contact_keys` (normalised email or phone).
-    Blocking(String),
+    /// A term of the contact (its normalised email or E.164 phone key).
+    Term(String),
     External {
         source: String,
         id: String,
     },
 }
 
-const LIVE: &str = "c.merged_into IS NULL AND c.delete_time IS NULL AND c.erase_time IS NULL";
 const MAX_CANDIDATES: usize = 10;
-const TRIGRAM_CANDIDATES: i64 = 20;
+/// Contacts with look-alike names a duplicate check of one contact also scores.
+const SIMILAR_CANDIDATES: i64 = 20;
 
 impl ContactStore {
-    /// Live contacts sharing a blocking key with `data` (and, with `trigram`,
-    /// whose names look alike), scored, at or above `min_score`, best first.
+    /// Live contacts sharing a blocking key with `data` (and, with `similar`,
+    /// whose names look alike: typos, nicknames), scored, at or above
+    /// `min_score`, best first.
     pub async fn candidates(
         &self,
         conn: &mut PgConnection,
         data: &ContactData,
         exclude: &[Uuid],
         min_score: f64,
-        trigram: bool,
+        similar: bool,
     ) -> Result<Vec<Candidate>, Error> {
-        let keys = matching::keys(data);
-        let mut ids: Vec<Uuid> = sqlx::query_scalar("SELECT DISTINCT contact_id FROM contact_keys WHERE key = ANY($1)")
-            .bind(&keys)
-            .fetch_all(&mut *conn)
-            .await?;
-        let name = data.derived_display_name().to_lowercase();
-        if trigram && name.chars().count() >= 3 {
-            let similar: Vec<Uuid> = sqlx::query_scalar(
-                "SELECT n.id FROM (
-                     SELECT c.id, $1 <<-> c.search_text AS distance FROM contacts c
-                     WHERE c.merged_into IS NULL AND c.delete_time IS NULL ORDER BY $1 <<-> c.search_text LIMIT $2) n
-                 WHERE n.distance <= 0.4",
-            )
-            .bind(&name)
-            .bind(TRIGRAM_CANDIDATES)
-            .fetch_all(&mut *conn)
-            .await?;
-            ids.extend(similar);
-        }
-        ids.sort();
-        ids.dedup();
-        ids.retain(|id| !exclude.contains(id));
-        if ids.is_empty() {
-            return Ok(Vec::new());
+        let mut also: Vec<Uuid> = Vec::new();
+        if similar {
+            also = search::similar_names(&mut *conn, data, SIMILAR_CANDIDATES).await?;
         }
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id = ANY($1) AND {LIVE}"
+            "SELECT {CONTACT_COLUMNS} FROM contacts c
+             WHERE (c.terms && $1::text[] OR c.id = ANY($3)) AND {LIVE} AND c.id <> ALL($2)"
         )))
-        .bind(&ids)
+        .bind(matching::keys(data))
+        .bind(exclude)
+        .bind(&also)
         .fetch_all(&mut *conn)
         .await?;
         let mut candidates = Vec::new();
@@ -139,16 +123,15 @@ impl ContactStore {
         .bind(matching::keys(&data))
         .execute(&mut *tx)
         .await?;
-        // Blocking keys only: the trigram walk costs tens to hundreds of
-        // milliseconds on a million contacts (see the README), too slow for
-        // every create; FindDuplicates of one contact still uses it.
+        // Blocking keys only: look-alike names (FindDuplicates of one contact)
+        // cost a vocabulary walk more, and the keys already hold typos of a
+        // name with the same postal code or birth date.
         let candidates = self.candidates(&mut tx, &data, &[], self.threshold, false).await?;
         if !candidates.is_empty() && !options.allow_duplicate {
             return Err(likely_duplicate(&candidates));
         }
         let id = Uuid::now_v7();
         insert(&mut tx, id, &data, options.needs_review).await?;
-        write_keys(&mut tx, id, Some(&data)).await?;
         write_external_ids(&mut tx, id, &data).await?;
         if !options.idempotency_key.is_empty() {
             let claimed = sqlx::query(
@@ -273,7 +256,7 @@ impl ContactStore {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        write_keys(&mut tx, id, None).await?;
+        // A deleted contact leaves the terms index by itself (it covers live contacts only).
         sqlx::query("DELETE FROM contact_external_ids WHERE contact_id = $1").bind(id).execute(&mut *tx).await?;
         let entry = audit::Entry {
             resource_type: "contact",
@@ -295,15 +278,15 @@ impl ContactStore {
     /// recently updated one when (after an overridden duplicate) several do.
     pub async fn lookup(&self, key: &LookupKey) -> Result<ContactRecord, Error> {
         let row = match key {
-            LookupKey::Blocking(key) => {
+            LookupKey::Term(term) => {
                 // The holders first (a handful at most), so the planner cannot
                 // walk contacts in update order looking for them.
                 sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "WITH holders AS MATERIALIZED (SELECT contact_id FROM contact_keys WHERE key = $1)
-                     SELECT {CONTACT_COLUMNS} FROM holders h JOIN contacts c ON c.id = h.contact_id
-                     WHERE {LIVE} ORDER BY c.update_time DESC LIMIT 1"
+                    "WITH holders AS MATERIALIZED (SELECT c.id FROM contacts c WHERE c.terms @> ARRAY[$1]::text[] AND {LIVE})
+                     SELECT {CONTACT_COLUMNS} FROM holders h JOIN contacts c ON c.id = h.id
+                     ORDER BY c.update_time DESC LIMIT 1"
                 )))
-                .bind(key)
+                .bind(term)
                 .fetch_optional(&self.pool)
                 .await?
             }
@@ -322,53 +305,6 @@ impl ContactStore {
             Some(row) => contact_record(&row),
             None => Err(Error::NotFound { resource: "contact", id: "with that identifier".into() }),
         }
-    }
-
-    /// Free-text search: trigram word similarity over names, emails and
-    /// phones, plus contacts related to organizations whose name matches.
-    pub async fn search(&self, query: &str, limit: i64) -> Result<Vec<(ContactRecord, f64)>, Error> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET LOCAL pg_trgm.similarity_threshold = 0.4").execute(&mut *tx).await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {CONTACT_COLUMNS}, 1 - n.distance AS score FROM (
-                 SELECT c.id, ($1 <<-> c.search_text)::float8 AS distance FROM contacts c
-                 WHERE c.merged_into IS NULL AND c.delete_time IS NULL
-                 ORDER BY $1 <<-> c.search_text LIMIT $2) n
-             JOIN contacts c ON c.id = n.id
-             WHERE n.distance <= 0.5 ORDER BY n.distance, c.id"
-        )))
-        .bind(query)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut results: HashMap<Uuid, (ContactRecord, f64)> = HashMap::new();
-        for row in &rows {
-            let record = contact_record(row)?;
-            results.insert(record.meta.id, (record, row.try_get("score")?));
-        }
-        let related = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {CONTACT_COLUMNS}, o.score FROM (
-                 SELECT o.id, similarity(lower(o.name), $1)::float8 AS score FROM organizations o
-                 WHERE lower(o.name) % $1 AND o.delete_time IS NULL ORDER BY score DESC LIMIT 10) o
-             JOIN relationships r ON r.organization_id = o.id
-             JOIN contacts c ON c.id = r.contact_id
-             WHERE {LIVE} ORDER BY o.score DESC, c.id LIMIT $2"
-        )))
-        .bind(query)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
-        for row in &related {
-            let record = contact_record(row)?;
-            let score: f64 = row.try_get("score")?;
-            let entry = results.entry(record.meta.id).or_insert((record, score));
-            entry.1 = entry.1.max(score);
-        }
-        tx.commit().await?;
-        let mut results: Vec<(ContactRecord, f64)> = results.into_values().collect();
-        results.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.meta.id.cmp(&b.0.meta.id)));
-        results.truncate(limit as usize);
-        Ok(results)
     }
 
     /// Likely duplicates of one contact.
@@ -427,7 +363,6 @@ pub(crate) async fn write_update(
     let id = before.meta.id;
     write_data(tx, id, after, before.meta.needs_review).await?;
     let live = before.meta.delete_time.is_none();
-    write_keys(tx, id, live.then_some(after)).await?;
     if live {
         write_external_ids(tx, id, after).await?;
     }
@@ -447,18 +382,21 @@ pub(crate) async fn insert(
     needs_review: bool,
 ) -> Result<(), Error> {
     sqlx::query(
-        "INSERT INTO contacts (id, data, lifecycle_stage, owner, tags, search_text, needs_review)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO contacts (id, data, lifecycle_stage, owner, tags, terms, terms_version, needs_review)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(id)
-    .bind(to_json(data)?)
+    .bind(sqlx::types::Json(data))
     .bind(&data.lifecycle_stage)
     .bind(&data.owner)
     .bind(&data.tags)
-    .bind(data.search_text())
+    .bind(terms::of(data))
+    .bind(terms::VERSION)
     .bind(needs_review)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    let words = terms::words(data);
+    search::remember_words(conn, &words.iter().map(String::as_str).collect::<Vec<_>>()).await?;
     Ok(())
 }
 

@@ -1,9 +1,11 @@
 //! The right to be forgotten. The contact (and every contact merged into
 //! it, being the same person) keeps a tombstone: id, state and times. Its
-//! data, blocking keys, external ids, idempotency keys and relationships are
-//! deleted, the values in its audit trail are wiped (who did what when
-//! stays), and the payloads of its past events in the outbox are rewritten
-//! to the tombstone. `ContactErased` tells other roles to wipe what they hold.
+//! data, terms, external ids, idempotency keys and relationships are
+//! deleted, its names leave the search vocabulary, the values in its audit
+//! trail are wiped (who did what when stays), and the payloads of its past
+//! events in the outbox are rewritten to the tombstone. `ContactErased` tells other roles to wipe what they hold.
+
+use std::collections::BTreeSet;
 
 use crm_platform::{
     Error,
@@ -14,8 +16,8 @@ use prost::{Message, Name};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{Actor, ContactStore, audit, load, resolve};
-use crate::model::ContactRecord;
+use super::{Actor, ContactStore, audit, load, resolve, search};
+use crate::{model::ContactRecord, terms};
 
 impl ContactStore {
     pub async fn erase(&self, id: Uuid, reason: &str, actor: &Actor) -> Result<ContactRecord, Error> {
@@ -30,15 +32,18 @@ impl ContactStore {
             .fetch_all(&mut *tx)
             .await?;
         group.push(id);
+        // Every name the person ever had leaves the search vocabulary (below,
+        // once the data is gone) unless a live contact has it too.
+        let words = erased_words(&mut tx, &group).await?;
         sqlx::query(
-            "UPDATE contacts SET data = '{}', search_text = '', tags = '{}', owner = '', lifecycle_stage = '',
+            "UPDATE contacts SET data = '{}', terms = '{}', tags = '{}', owner = '', lifecycle_stage = '',
                  needs_review = false, erase_time = now(), version = version + 1, update_time = now()
              WHERE id = ANY($1)",
         )
         .bind(&group)
         .execute(&mut *tx)
         .await?;
-        for table in ["contact_keys", "contact_external_ids", "create_requests"] {
+        for table in ["contact_external_ids", "create_requests"] {
             sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE contact_id = ANY($1)")))
                 .bind(&group)
                 .execute(&mut *tx)
@@ -48,6 +53,7 @@ impl ContactStore {
             .bind(&group)
             .execute(&mut *tx)
             .await?;
+        search::forget_unused_words(&mut tx, &words).await?;
         audit::redact(&mut tx, &group).await?;
         scrub_events(&mut tx, &group).await?;
 
@@ -72,6 +78,27 @@ impl ContactStore {
         tx.commit().await?;
         Ok(record)
     }
+}
+
+/// The name words of these contacts, now and in their audit trail.
+async fn erased_words(tx: &mut PgConnection, group: &[Uuid]) -> Result<BTreeSet<String>, Error> {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT n.v FROM contacts c,
+             LATERAL (VALUES (c.data->>'given_name'), (c.data->>'family_name'), (c.data->>'display_name')) AS n(v)
+         WHERE c.id = ANY($1) AND n.v <> ''
+         UNION ALL
+         SELECT n.v FROM audit_events a, jsonb_array_elements(a.changes) AS ch,
+             LATERAL (VALUES (ch->>'before'), (ch->>'after')) AS n(v)
+         WHERE a.resource_id = ANY($1) AND ch->>'field' IN ('given_name', 'family_name', 'display_name') AND n.v <> ''",
+    )
+    .bind(group)
+    .fetch_all(tx)
+    .await?;
+    // Audit values are JSON renderings ("\"Zeb\""); current names are plain.
+    Ok(names
+        .iter()
+        .flat_map(|name| terms::split(&serde_json::from_str::<String>(name).unwrap_or_else(|_| name.clone())))
+        .collect())
 }
 
 /// The contact as an erased tombstone: its id and state only.

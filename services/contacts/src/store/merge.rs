@@ -9,7 +9,7 @@
 //! most recent statement. A merged record may hold more entries than a
 //! single write may send: nothing a customer told us is dropped.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crm_platform::{
     Error,
@@ -18,8 +18,11 @@ use crm_platform::{
 use crm_proto::contacts::v1 as pb;
 use uuid::Uuid;
 
-use super::{Actor, ContactStore, audit, ensure_not_erased, load, resolve, write_data, write_keys};
-use crate::model::{ContactData, ContactRecord};
+use super::{Actor, ContactStore, audit, ensure_not_erased, load, resolve, search, write_data};
+use crate::{
+    model::{ContactData, ContactRecord},
+    terms,
+};
 
 /// The single-valued fields a caller may choose a source for.
 pub const CHOOSABLE_FIELDS: &[&str] =
@@ -172,9 +175,6 @@ impl ContactStore {
         let merged = survive(&survivor, &others, chosen);
 
         write_data(&mut tx, survivor_id, &merged, survivor.meta.needs_review).await?;
-        sqlx::query("DELETE FROM contact_keys WHERE contact_id = ANY($1)").bind(&losers).execute(&mut *tx).await?;
-        let live = survivor.meta.delete_time.is_none();
-        write_keys(&mut tx, survivor_id, live.then_some(&merged)).await?;
         sqlx::query("UPDATE contact_external_ids SET contact_id = $1 WHERE contact_id = ANY($2)")
             .bind(survivor_id)
             .bind(&losers)
@@ -208,6 +208,13 @@ impl ContactStore {
             .bind(&losers)
             .execute(&mut *tx)
             .await?;
+        // Names that only the merged-away records had leave the search vocabulary.
+        let mut dropped: BTreeSet<String> =
+            std::iter::once(&survivor).chain(&others).flat_map(|record| terms::words(&record.data)).collect();
+        for kept in terms::words(&merged) {
+            dropped.remove(&kept);
+        }
+        search::forget_unused_words(&mut tx, &dropped).await?;
 
         let loser_list = losers.iter().map(Uuid::to_string).collect::<Vec<_>>();
         let mut entries = vec![audit::Entry {

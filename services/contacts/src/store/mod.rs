@@ -7,13 +7,17 @@
 //! - `erase`: the right to be forgotten.
 //! - `organizations`, `relationships`.
 //! - `audit`: the trail and its redaction.
+//! - `search`: the search vocabulary and free-text search.
+//! - `reindex`: bringing contacts indexed by an older `terms` version up to date.
 
 pub mod audit;
 pub mod contacts;
 pub mod erase;
 pub mod merge;
 pub mod organizations;
+pub mod reindex;
 pub mod relationships;
+pub mod search;
 
 use chrono::{DateTime, Utc};
 use crm_platform::Error;
@@ -21,8 +25,8 @@ use sqlx::{PgConnection, PgPool, Row, postgres::PgRow};
 use uuid::Uuid;
 
 use crate::{
-    matching,
     model::{ContactData, ContactMeta, ContactRecord},
+    terms,
 };
 
 pub use audit::Actor;
@@ -34,6 +38,9 @@ pub struct ContactStore {
     /// Score from which a contact is a likely duplicate.
     pub threshold: f64,
 }
+
+/// A live contact (`c`): not merged away, deleted or erased. The terms index covers exactly these.
+pub(crate) const LIVE: &str = "c.merged_into IS NULL AND c.delete_time IS NULL AND c.erase_time IS NULL";
 
 pub(crate) const CONTACT_COLUMNS: &str = "c.id, c.data, c.version, c.create_time, c.update_time, c.delete_time, \
      c.erase_time, c.needs_review, c.merged_into, \
@@ -56,10 +63,6 @@ pub(crate) fn contact_record(row: &PgRow) -> Result<ContactRecord, Error> {
         },
         data,
     })
-}
-
-pub(crate) fn to_json(data: &ContactData) -> Result<serde_json::Value, Error> {
-    serde_json::to_value(data).map_err(|error| Error::Internal(anyhow::Error::new(error).context("writing a contact")))
 }
 
 /// The id a contact id resolves to: itself, or the survivor it was merged into.
@@ -94,19 +97,6 @@ pub(crate) fn ensure_not_erased(record: &ContactRecord) -> Result<(), Error> {
             message: format!("contact {} was erased; its tombstone cannot change", record.meta.id),
         });
     }
-    Ok(())
-}
-
-/// Rewrites the blocking keys of a live contact (none for a deleted one).
-pub(crate) async fn write_keys(conn: &mut PgConnection, id: Uuid, data: Option<&ContactData>) -> Result<(), Error> {
-    sqlx::query("DELETE FROM contact_keys WHERE contact_id = $1").bind(id).execute(&mut *conn).await?;
-    let Some(data) = data else { return Ok(()) };
-    let keys = matching::keys(data);
-    sqlx::query("INSERT INTO contact_keys (key, contact_id) SELECT unnest($1::text[]), $2 ON CONFLICT DO NOTHING")
-        .bind(keys)
-        .bind(id)
-        .execute(conn)
-        .await?;
     Ok(())
 }
 
@@ -145,7 +135,8 @@ pub(crate) async fn write_external_ids(conn: &mut PgConnection, id: Uuid, data: 
     Ok(())
 }
 
-/// Writes a contact's new data and bumps its version; returns the new update time.
+/// Writes a contact's new data, its terms and the vocabulary of its words,
+/// and bumps its version; returns the new update time.
 pub(crate) async fn write_data(
     conn: &mut PgConnection,
     id: Uuid,
@@ -153,18 +144,21 @@ pub(crate) async fn write_data(
     needs_review: bool,
 ) -> Result<DateTime<Utc>, Error> {
     let row = sqlx::query(
-        "UPDATE contacts SET data = $2, lifecycle_stage = $3, owner = $4, tags = $5, search_text = $6,
-             needs_review = $7, version = version + 1, update_time = greatest(now(), update_time + interval '1 microsecond')
+        "UPDATE contacts SET data = $2, lifecycle_stage = $3, owner = $4, tags = $5, terms = $6, terms_version = $7,
+             needs_review = $8, version = version + 1, update_time = greatest(now(), update_time + interval '1 microsecond')
          WHERE id = $1 RETURNING update_time",
     )
     .bind(id)
-    .bind(to_json(data)?)
+    .bind(sqlx::types::Json(data))
     .bind(&data.lifecycle_stage)
     .bind(&data.owner)
     .bind(&data.tags)
-    .bind(data.search_text())
+    .bind(terms::of(data))
+    .bind(terms::VERSION)
     .bind(needs_review)
     .fetch_one(&mut *conn)
     .await?;
+    let words = terms::words(data);
+    search::remember_words(conn, &words.iter().map(String::as_str).collect::<Vec<_>>()).await?;
     Ok(row.try_get("update_time")?)
 }

@@ -1,0 +1,346 @@
+//! Deciding each row of a batch, in order: an update of the contact owning
+//! its external id, or a new contact, unless it likely duplicates a contact
+//! of the base, of an earlier batch still in flight, or of an earlier row of
+//! this batch, when the import's policy says what to do. Nothing is written
+//! here: rows folded into existing contacts are listed ([`Absorbed`]) and
+//! the writer applies them to the contacts as they are when it locks them.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use chrono::Utc;
+use crm_platform::Error;
+use crm_proto::contacts::v1 as pb;
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use super::{
+    Policy,
+    parse::{Parsed, outcome_result},
+    window::Published,
+};
+use crate::{
+    matching,
+    model::{ContactData, ContactMeta, ContactRecord, ExternalId},
+    store::{CONTACT_COLUMNS, LIVE, contact_record, merge::survive},
+};
+
+/// What a blocking key or an external id points at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Target {
+    /// A committed contact.
+    Stored(Uuid),
+    /// A contact created by an earlier batch of this import, maybe not committed yet.
+    Earlier(Uuid),
+    /// A contact this batch creates (its position).
+    Pending(usize),
+}
+
+/// A row folded into a contact that exists before this batch.
+pub struct Absorbed {
+    pub contact: Uuid,
+    pub row: ContactData,
+    /// `import_update` (same external id) or `import_merge` (a likely duplicate).
+    pub action: &'static str,
+    /// The contact comes from an earlier batch of this import: its commit must be awaited.
+    pub earlier: bool,
+}
+
+/// A contact this batch creates.
+pub struct NewContact {
+    pub id: Uuid,
+    pub data: ContactData,
+    pub keys: Vec<String>,
+    pub needs_review: bool,
+}
+
+/// What a batch does, row by row.
+pub struct Decision {
+    pub results: Vec<pb::ImportRowResult>,
+    pub absorbed: Vec<Absorbed>,
+    pub created: Vec<NewContact>,
+}
+
+impl Decision {
+    /// The batch's new contacts, for the batches after it.
+    pub fn published(&self) -> Published {
+        let mut published = Published::default();
+        for contact in &self.created {
+            published.add(contact.id, contact.data.clone(), &contact.keys);
+        }
+        published
+    }
+}
+
+/// How rows are decided.
+pub struct Rules {
+    pub policy: Policy,
+    /// Score from which a row likely duplicates a contact.
+    pub threshold: f64,
+    /// A dry run names no ids of contacts it would create.
+    pub dry_run: bool,
+}
+
+/// What the rows of a batch are compared with, and what they changed so far.
+struct Known<'a> {
+    /// External id -> its contact.
+    owners: HashMap<ExternalId, Target>,
+    /// Blocking key -> the contacts holding it.
+    index: HashMap<String, Vec<Target>>,
+    stored: HashMap<Uuid, ContactRecord>,
+    earlier: HashMap<Uuid, &'a ContactData>,
+    /// Stored and earlier contacts as rows of this batch changed them.
+    updated: HashMap<Uuid, ContactData>,
+    created: Vec<NewContact>,
+}
+
+impl Known<'_> {
+    fn data(&self, target: Target) -> Option<&ContactData> {
+        match target {
+            Target::Stored(id) => self.updated.get(&id).or_else(|| self.stored.get(&id).map(|record| &record.data)),
+            Target::Earlier(id) => self.updated.get(&id).or_else(|| self.earlier.get(&id).copied()),
+            Target::Pending(at) => self.created.get(at).map(|contact| &contact.data),
+        }
+    }
+
+    fn id(&self, target: Target) -> Uuid {
+        match target {
+            Target::Stored(id) | Target::Earlier(id) => id,
+            Target::Pending(at) => self.created[at].id,
+        }
+    }
+
+    /// Indexes a row's keys and external ids as belonging to `target`.
+    fn remember(&mut self, data: &ContactData, keys: &[String], target: Target) {
+        for external in &data.external_ids {
+            self.owners.insert(external.clone(), target);
+        }
+        for key in keys {
+            let targets = self.index.entry(key.clone()).or_default();
+            if !targets.contains(&target) {
+                targets.push(target);
+            }
+        }
+    }
+
+    /// The best-scoring contact at or above `threshold` sharing a key with `data`.
+    fn best_match(&self, data: &ContactData, keys: &[String], threshold: f64) -> Option<(Target, f64)> {
+        let mut seen = HashSet::new();
+        let mut best: Option<(Target, f64)> = None;
+        for target in keys.iter().flat_map(|key| self.index.get(key).into_iter().flatten()) {
+            if !seen.insert(*target) {
+                continue;
+            }
+            let Some(other) = self.data(*target) else { continue };
+            let score = matching::score(data, other).score;
+            if score >= threshold && best.is_none_or(|(_, top)| score > top) {
+                best = Some((*target, score));
+            }
+        }
+        best
+    }
+
+    /// Folds a row into a contact; an existing one's change is listed for the writer.
+    fn absorb(&mut self, target: Target, row: &ContactData, action: &'static str, absorbed: &mut Vec<Absorbed>) {
+        let Some(base) = self.data(target) else { return };
+        let merged = fold(base, row);
+        match target {
+            Target::Pending(at) => self.created[at].data = merged,
+            Target::Stored(id) | Target::Earlier(id) => {
+                self.updated.insert(id, merged);
+                let earlier = matches!(target, Target::Earlier(_));
+                absorbed.push(Absorbed { contact: id, row: row.clone(), action, earlier });
+            }
+        }
+    }
+}
+
+/// `base` with `row` folded in as the newer statement: the row's non-empty
+/// values win, lists are unioned (the survivorship of a merge).
+pub fn fold(base: &ContactData, row: &ContactData) -> ContactData {
+    let now = Utc::now();
+    let record = |data: &ContactData, update_time| ContactRecord {
+        meta: ContactMeta {
+            id: Uuid::nil(),
+            version: 0,
+            create_time: update_time,
+            update_time,
+            delete_time: None,
+            erase_time: None,
+            merged_ids: Vec::new(),
+            needs_review: false,
+        },
+        data: data.clone(),
+    };
+    survive(&record(base, now - chrono::Duration::seconds(1)), &[record(row, now)], &HashMap::new())
+}
+
+/// Decides the rows of a batch against the base (read in `tx`), the
+/// contacts of the earlier batches in flight, and each other.
+pub async fn decide(
+    rules: &Rules,
+    tx: &mut PgConnection,
+    rows: Vec<Parsed>,
+    in_flight: &[Arc<Published>],
+) -> Result<Decision, Error> {
+    let mut known = read_base(tx, &rows).await?;
+    for batch in in_flight {
+        for (id, data) in &batch.contacts {
+            if !known.stored.contains_key(id) {
+                known.earlier.insert(*id, data);
+            }
+        }
+        for (external, at) in &batch.externals {
+            let id = batch.contacts[*at].0;
+            known.owners.entry(external.clone()).or_insert(if known.stored.contains_key(&id) {
+                Target::Stored(id)
+            } else {
+                Target::Earlier(id)
+            });
+        }
+        for (key, positions) in &batch.keys {
+            for at in positions {
+                let id = batch.contacts[*at].0;
+                if !known.stored.contains_key(&id) {
+                    let targets = known.index.entry(key.clone()).or_default();
+                    if !targets.contains(&Target::Earlier(id)) {
+                        targets.push(Target::Earlier(id));
+                    }
+                }
+            }
+        }
+    }
+
+    let mut results = Vec::with_capacity(rows.len());
+    let mut absorbed = Vec::new();
+    for row in rows {
+        let (data, keys) = match row.outcome {
+            Ok(parsed) => parsed,
+            Err(failed) => {
+                results.push(failed);
+                continue;
+            }
+        };
+        if let Some(owner) = data.external_ids.iter().find_map(|external| known.owners.get(external).copied()) {
+            known.absorb(owner, &data, "import_update", &mut absorbed);
+            let mut result = outcome_result(&row.row_id, pb::ImportOutcome::Updated);
+            result.contact_id = known.id(owner).to_string();
+            known.remember(&data, &keys, owner);
+            results.push(result);
+            continue;
+        }
+        let mut result = outcome_result(&row.row_id, pb::ImportOutcome::Created);
+        let mut needs_review = false;
+        if let Some((target, score)) = known.best_match(&data, &keys, rules.threshold) {
+            let matched = known.id(target);
+            result.matched_contact_id = matched.to_string();
+            result.match_score = score;
+            match rules.policy {
+                Policy::Merge => {
+                    known.absorb(target, &data, "import_merge", &mut absorbed);
+                    result.outcome = pb::ImportOutcome::Merged as i32;
+                    result.contact_id = matched.to_string();
+                    known.remember(&data, &keys, target);
+                    results.push(result);
+                    continue;
+                }
+                Policy::Skip => {
+                    result.outcome = pb::ImportOutcome::Skipped as i32;
+                    results.push(result);
+                    continue;
+                }
+                Policy::Fail => {
+                    result.outcome = pb::ImportOutcome::Failed as i32;
+                    result.error = format!("likely duplicate of contact {matched} (score {score:.2})");
+                    results.push(result);
+                    continue;
+                }
+                Policy::CreateAndFlag => {
+                    result.outcome = pb::ImportOutcome::Flagged as i32;
+                    needs_review = true;
+                }
+            }
+        }
+        let target = Target::Pending(known.created.len());
+        let id = Uuid::now_v7();
+        known.remember(&data, &keys, target);
+        known.created.push(NewContact { id, data, keys, needs_review });
+        result.contact_id = if rules.dry_run { String::new() } else { id.to_string() };
+        results.push(result);
+    }
+    Ok(Decision { results, absorbed, created: known.created })
+}
+
+/// What the base holds for these rows: the owners of their external ids,
+/// and the live contacts sharing a blocking key with one.
+async fn read_base<'a>(tx: &mut PgConnection, rows: &[Parsed]) -> Result<Known<'a>, Error> {
+    let valid: Vec<&(ContactData, Vec<String>)> = rows.iter().filter_map(|row| row.outcome.as_ref().ok()).collect();
+    let sources: Vec<&str> =
+        valid.iter().flat_map(|(data, _)| data.external_ids.iter().map(|x| x.source.as_str())).collect();
+    let values: Vec<&str> =
+        valid.iter().flat_map(|(data, _)| data.external_ids.iter().map(|x| x.id.as_str())).collect();
+    let mut owners: HashMap<ExternalId, Target> = HashMap::new();
+    for row in sqlx::query(
+        "SELECT source, external_id, contact_id FROM contact_external_ids
+         WHERE (source, external_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+    )
+    .bind(&sources)
+    .bind(&values)
+    .fetch_all(&mut *tx)
+    .await?
+    {
+        let external = ExternalId { source: row.try_get("source")?, id: row.try_get("external_id")? };
+        owners.insert(external, Target::Stored(row.try_get("contact_id")?));
+    }
+    let keys: Vec<&str> = valid
+        .iter()
+        .flat_map(|(_, keys)| keys.iter().map(String::as_str))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let owner_ids: Vec<Uuid> = owners
+        .values()
+        .filter_map(|target| match target {
+            Target::Stored(id) => Some(*id),
+            Target::Earlier(_) | Target::Pending(_) => None,
+        })
+        .collect();
+    // The key array sits in a sub-select: planned with thousands of keys in
+    // view, the overlap looks unselective and PostgreSQL would read the whole
+    // table instead of the terms index.
+    let mut found = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {CONTACT_COLUMNS}, c.terms FROM contacts c WHERE c.terms && (SELECT $1::text[]) AND {LIVE}"
+    )))
+    .bind(&keys)
+    .fetch_all(&mut *tx)
+    .await?;
+    if !owner_ids.is_empty() {
+        found.extend(
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {CONTACT_COLUMNS}, c.terms FROM contacts c WHERE c.id = ANY($1) AND {LIVE}"
+            )))
+            .bind(&owner_ids)
+            .fetch_all(&mut *tx)
+            .await?,
+        );
+    }
+    let wanted: HashSet<&str> = keys.iter().copied().collect();
+    let mut index: HashMap<String, Vec<Target>> = HashMap::new();
+    let mut stored: HashMap<Uuid, ContactRecord> = HashMap::new();
+    for row in found {
+        let record = contact_record(&row)?;
+        let terms: Vec<String> = row.try_get("terms")?;
+        for term in terms.into_iter().filter(|term| wanted.contains(term.as_str())) {
+            let targets = index.entry(term).or_default();
+            if !targets.contains(&Target::Stored(record.meta.id)) {
+                targets.push(Target::Stored(record.meta.id));
+            }
+        }
+        stored.insert(record.meta.id, record);
+    }
+    // An external id held by a contact that is no longer live (deleted ones free theirs) is not an owner.
+    owners.retain(|_, target| matches!(target, Target::Stored(id) if stored.contains_key(id)));
+    Ok(Known { owners, index, stored, earlier: HashMap::new(), updated: HashMap::new(), created: Vec::new() })
+}

@@ -1,0 +1,215 @@
+//! `ImportContacts`: rows from a legacy system, one message (up to 1000
+//! rows) at a time, each message committed atomically and answered with one
+//! result per row, in order.
+//!
+//! A row whose external id exists updates that contact (the row's non-empty
+//! values win, lists are unioned). Any other row is checked against the base
+//! and the rows before it in the import (blocking keys and score, as for a
+//! create) and, when it likely duplicates one, handled by the caller's
+//! policy: merge into the match, skip, create and flag for review, or fail
+//! the row. New contacts of a message are written in bulk.
+//!
+//! - [`parse`]: validation and blocking keys, in a task per message.
+//! - [`decide`]: each row's fate, against the base, the batches in flight and
+//!   the rows before it.
+//! - [`window`]: the new contacts of the batches in flight.
+//! - [`write`]: applying a decision in the batch's transaction.
+//!
+//! Up to [`PIPELINE`] messages are in flight: each is validated as soon as
+//! it arrives, decides its rows once the message before it has decided
+//! (against the base and that message's new contacts, published in the
+//! window), then writes and commits while the next one decides. A row folded
+//! into a contact that an earlier message created waits for that message to
+//! commit; changed contacts are locked in id order. The results are what
+//! sending the messages one at a time would give.
+//!
+//! A dry run processes every message in one transaction that is rolled back
+//! at the end, one message after the other, so its results (including rows
+//! deduplicated against earlier rows of the same import) are exactly what a
+//! real run would report; it writes nothing.
+
+mod decide;
+mod parse;
+mod window;
+mod write;
+
+use std::{pin::Pin, sync::Arc};
+
+use crm_platform::{Error, turn};
+use crm_proto::contacts::v1 as pb;
+use futures_util::{Stream, StreamExt};
+use tonic::{Status, Streaming};
+
+use crate::{
+    store::{Actor, ContactStore},
+    validate::Region,
+};
+use decide::Rules;
+use window::Window;
+use write::Author;
+
+pub type ResultStream = Pin<Box<dyn Stream<Item = Result<pb::ImportContactsResponse, Status>> + Send>>;
+
+/// Rows per message, at most.
+pub const MAX_ROWS: usize = 1000;
+
+/// Messages in flight at once.
+pub const PIPELINE: usize = 3;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Policy {
+    Merge,
+    Skip,
+    CreateAndFlag,
+    Fail,
+}
+
+/// How far a message has got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    Started,
+    /// Its rows are decided and its new contacts published.
+    Decided,
+    /// It and every message before it committed (or ended).
+    Committed,
+}
+
+type Turn = turn::Turn<Stage>;
+
+/// One import stream's settings.
+struct Importer {
+    store: ContactStore,
+    region: Region,
+    rules: Rules,
+    actor: Actor,
+    note: String,
+}
+
+pub fn run(
+    store: ContactStore,
+    region: Region,
+    actor: Actor,
+    mut input: Streaming<pb::ImportContactsRequest>,
+) -> ResultStream {
+    Box::pin(async_stream::try_stream! {
+        let Some(first) = input.message().await? else { return };
+        let options = first.options.clone().ok_or_else(|| Error::invalid("options", "is required in the first message"))?;
+        let policy = match pb::DuplicatePolicy::try_from(options.duplicate_policy) {
+            Ok(pb::DuplicatePolicy::Merge) => Policy::Merge,
+            Ok(pb::DuplicatePolicy::Skip) => Policy::Skip,
+            Ok(pb::DuplicatePolicy::CreateAndFlag) => Policy::CreateAndFlag,
+            Ok(pb::DuplicatePolicy::Fail) => Policy::Fail,
+            _ => Err(Error::invalid("options.duplicate_policy", "must say what to do with a likely duplicate: merge, skip, create and flag, or fail"))?,
+        };
+        let source = options.source.trim().to_string();
+        if source.chars().count() > 64 {
+            Err(Error::invalid("options.source", "must be at most 64 characters"))?;
+        }
+        let note = if source.is_empty() { "import".to_string() } else { format!("import from {source}") };
+        let rules = Rules { policy, threshold: store.threshold, dry_run: options.dry_run };
+        let importer = Arc::new(Importer { store, region, rules, actor, note });
+        let messages = futures_util::stream::once(async { Ok(first) }).chain(input);
+        let mut results = if options.dry_run { importer.dry_run(messages) } else { importer.pipeline(messages) };
+        while let Some(response) = results.next().await {
+            yield response?;
+        }
+    })
+}
+
+impl Importer {
+    /// Every message in flight in a task of its own, up to [`PIPELINE`], answered in order.
+    fn pipeline(
+        self: Arc<Self>,
+        messages: impl Stream<Item = Result<pb::ImportContactsRequest, Status>> + Send + 'static,
+    ) -> ResultStream {
+        let window = Arc::new(Window::default());
+        let mut turns = Turn::sequence(Stage::Started);
+        let mut number = 0u64;
+        let results = messages
+            .map(move |message| {
+                number += 1;
+                let (importer, window, turn) = (self.clone(), window.clone(), turns());
+                tokio::spawn(async move { importer.message(message, number, turn, &window).await })
+            })
+            .buffered(PIPELINE)
+            .map(|joined| {
+                joined.unwrap_or_else(|failure| {
+                    Err(Error::Internal(anyhow::Error::new(failure).context("an import message failed")).into())
+                })
+            });
+        Box::pin(results)
+    }
+
+    /// One message of a real import (see the module documentation).
+    async fn message(
+        &self,
+        message: Result<pb::ImportContactsRequest, Status>,
+        number: u64,
+        mut turn: Turn,
+        window: &Window,
+    ) -> Result<pb::ImportContactsResponse, Status> {
+        let rows = parse::parse(checked(message?)?.rows, self.region);
+        turn.after_previous(Stage::Decided).await;
+        let mut tx = self.store.pool.begin().await.map_err(Error::from)?;
+        let in_flight = window.snapshot();
+        let decision = decide::decide(&self.rules, &mut tx, rows, &in_flight).await?;
+        drop(in_flight);
+        window.publish(number, decision.published());
+        let _retire = Retire { window, number };
+        turn.reach(Stage::Decided);
+        if decision.absorbed.iter().any(|absorbed| absorbed.earlier) {
+            // It changes a contact an earlier message created: wait until that exists.
+            turn.after_previous(Stage::Committed).await;
+        }
+        write::write(&mut tx, &decision, &self.author()).await?;
+        tx.commit().await.map_err(Error::from)?;
+        turn.after_previous(Stage::Committed).await;
+        turn.reach(Stage::Committed);
+        Ok(pb::ImportContactsResponse { results: decision.results })
+    }
+
+    /// A dry run: every message in one transaction, rolled back at the end.
+    fn dry_run(
+        self: Arc<Self>,
+        messages: impl Stream<Item = Result<pb::ImportContactsRequest, Status>> + Send + 'static,
+    ) -> ResultStream {
+        Box::pin(async_stream::try_stream! {
+            let mut tx = self.store.pool.begin().await.map_err(Error::from)?;
+            futures_util::pin_mut!(messages);
+            while let Some(message) = messages.next().await {
+                let rows = parse::parse(checked(message?)?.rows, self.region);
+                let decision = decide::decide(&self.rules, &mut tx, rows, &[]).await?;
+                write::write(&mut tx, &decision, &self.author()).await?;
+                yield pb::ImportContactsResponse { results: decision.results };
+            }
+            tx.rollback().await.map_err(Error::from)?;
+        })
+    }
+
+    fn author(&self) -> Author<'_> {
+        Author { actor: &self.actor, note: self.note.clone() }
+    }
+}
+
+/// The message, if it holds no more than [`MAX_ROWS`] rows.
+fn checked(message: pb::ImportContactsRequest) -> Result<pb::ImportContactsRequest, Error> {
+    if message.rows.len() > MAX_ROWS {
+        return Err(Error::invalid(
+            "rows",
+            format!("must have at most {MAX_ROWS} rows per message (got {})", message.rows.len()),
+        ));
+    }
+    Ok(message)
+}
+
+/// Takes a message's new contacts out of the window when it ends, committed or not.
+struct Retire<'a> {
+    window: &'a Window,
+    number: u64,
+}
+
+impl Drop for Retire<'_> {
+    fn drop(&mut self) {
+        self.window.retire(self.number);
+    }
+}

@@ -1,0 +1,166 @@
+//! Writing what a batch decided, in its own transaction: the rows folded
+//! into existing contacts (each contact locked, in id order, and changed as
+//! it is now, not as it was when the batch decided), then the new contacts in
+//! bulk with their external ids, audit entries and `ContactCreated` events.
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+use crm_platform::{
+    Error,
+    outbox::{self, NewEvent},
+};
+use crm_proto::contacts::v1 as pb;
+use sqlx::{PgConnection, types::Json};
+use uuid::Uuid;
+
+use super::decide::{Decision, NewContact, fold};
+use crate::{
+    model::{ContactData, ContactMeta, ContactRecord},
+    store::{
+        Actor, CONTACT_COLUMNS, LIVE, audit, contact_record, contacts::write_update, reindex::postgres_array, search,
+    },
+    terms,
+};
+
+/// Who writes, for the audit trail.
+pub struct Author<'a> {
+    pub actor: &'a Actor,
+    /// "import" or "import from <source>".
+    pub note: String,
+}
+
+pub async fn write(tx: &mut PgConnection, decision: &Decision, author: &Author<'_>) -> Result<(), Error> {
+    absorb(tx, decision, author).await?;
+    insert(tx, &decision.created, author).await
+}
+
+/// Applies the rows folded into existing contacts, in the order they came.
+async fn absorb(tx: &mut PgConnection, decision: &Decision, author: &Author<'_>) -> Result<(), Error> {
+    if decision.absorbed.is_empty() {
+        return Ok(());
+    }
+    let mut ids: Vec<Uuid> = decision.absorbed.iter().map(|absorbed| absorbed.contact).collect();
+    ids.sort();
+    ids.dedup();
+    // Locked in id order, so batches changing the same contacts wait for each other instead of deadlocking.
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id = ANY($1) AND {LIVE} ORDER BY c.id FOR UPDATE OF c"
+    )))
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut contacts: HashMap<Uuid, ContactRecord> = HashMap::new();
+    for row in &rows {
+        let record = contact_record(row)?;
+        contacts.insert(record.meta.id, record);
+    }
+    for absorbed in &decision.absorbed {
+        let Some(before) = contacts.get(&absorbed.contact) else {
+            return Err(Error::Unavailable {
+                message: format!(
+                    "contact {} was merged, deleted or erased during the import; resend the batch",
+                    absorbed.contact
+                ),
+                retry_after: std::time::Duration::from_millis(100),
+            });
+        };
+        let after = fold(&before.data, &absorbed.row);
+        if let Some(record) =
+            write_update(tx, before, &after, absorbed.action, author.note.clone(), author.actor).await?
+        {
+            contacts.insert(absorbed.contact, record);
+        }
+    }
+    Ok(())
+}
+
+/// Writes the new contacts in bulk.
+async fn insert(tx: &mut PgConnection, created: &[NewContact], author: &Author<'_>) -> Result<(), Error> {
+    if created.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = created.iter().map(|row| row.id).collect();
+    let data: Vec<Json<&ContactData>> = created.iter().map(|row| Json(&row.data)).collect();
+    let stages: Vec<&str> = created.iter().map(|row| row.data.lifecycle_stage.as_str()).collect();
+    let owners: Vec<&str> = created.iter().map(|row| row.data.owner.as_str()).collect();
+    let tags: Vec<String> = created.iter().map(|row| postgres_array(&row.data.tags)).collect();
+    let contact_terms: Vec<String> = created.iter().map(|row| postgres_array(&terms::of(&row.data))).collect();
+    let review: Vec<bool> = created.iter().map(|row| row.needs_review).collect();
+    sqlx::query(
+        "INSERT INTO contacts (id, data, lifecycle_stage, owner, tags, terms, terms_version, needs_review)
+         SELECT id, data, stage, owner, tags::text[], terms::text[], $7, review
+         FROM unnest($1::uuid[], $2::jsonb[], $3::text[], $4::text[], $5::text[], $6::text[], $8::bool[])
+              AS t(id, data, stage, owner, tags, terms, review)",
+    )
+    .bind(&ids)
+    .bind(&data)
+    .bind(&stages)
+    .bind(&owners)
+    .bind(&tags)
+    .bind(&contact_terms)
+    .bind(terms::VERSION)
+    .bind(&review)
+    .execute(&mut *tx)
+    .await?;
+    let words: Vec<String> = created.iter().flat_map(|row| terms::words(&row.data)).collect();
+    search::remember_words(tx, &words.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+
+    let (mut external_owners, mut sources, mut externals) = (Vec::new(), Vec::new(), Vec::new());
+    for row in created {
+        for external in &row.data.external_ids {
+            external_owners.push(row.id);
+            sources.push(external.source.as_str());
+            externals.push(external.id.as_str());
+        }
+    }
+    sqlx::query(
+        "INSERT INTO contact_external_ids (source, external_id, contact_id)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[])",
+    )
+    .bind(&sources)
+    .bind(&externals)
+    .bind(&external_owners)
+    .execute(&mut *tx)
+    .await?;
+
+    let entries: Vec<audit::Entry> = created
+        .iter()
+        .map(|row| audit::Entry {
+            resource_type: "contact",
+            resource_id: row.id,
+            action: "import_create",
+            changes: audit::diff(&Default::default(), &row.data.fields()),
+            note: if row.needs_review {
+                format!("{}; likely duplicate, flagged for review", author.note)
+            } else {
+                author.note.clone()
+            },
+            actor: author.actor,
+        })
+        .collect();
+    audit::record(tx, &entries).await?;
+    let now = Utc::now();
+    let events: Vec<NewEvent> = created
+        .iter()
+        .map(|row| {
+            let record = ContactRecord {
+                meta: ContactMeta {
+                    id: row.id,
+                    version: 1,
+                    create_time: now,
+                    update_time: now,
+                    delete_time: None,
+                    erase_time: None,
+                    merged_ids: Vec::new(),
+                    needs_review: row.needs_review,
+                },
+                data: row.data.clone(),
+            };
+            let event = pb::ContactCreated { contact: Some(record.to_proto()), duplicate_override: row.needs_review };
+            NewEvent::new("contact", row.id.to_string(), &event, &author.actor.request_id)
+        })
+        .collect();
+    outbox::append(tx, &events).await?;
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! Bringing contacts indexed by an older version of `terms` up to date: at
+//! start, in the background, a few hundred contacts per transaction in id
+//! order, by one replica at a time (an advisory lock). Until it finishes,
+//! lookups, duplicate checks and search do not see the contacts it has not
+//! reached; a fresh install has none.
+
+use std::time::Duration;
+
+use crm_platform::Error;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::search;
+use crate::{model::ContactData, terms};
+
+/// Contacts indexed per transaction.
+const BATCH: i64 = 500;
+
+/// Re-indexes stale contacts until none is left or `shutdown`; returns how many it did.
+pub async fn run(pool: &PgPool, shutdown: &CancellationToken) -> Result<u64, Error> {
+    let mut lock = pool.acquire().await?;
+    let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended('contacts reindex', 0))")
+        .fetch_one(&mut *lock)
+        .await?;
+    if !leader {
+        return Ok(0);
+    }
+    let mut done = 0;
+    let mut after = Uuid::nil();
+    while !shutdown.is_cancelled() {
+        let mut tx = pool.begin().await?;
+        let stale: Vec<(Uuid, sqlx::types::Json<ContactData>)> = sqlx::query_as(
+            "SELECT id, data FROM contacts WHERE id > $1 AND terms_version < $2 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(after)
+        .bind(terms::VERSION)
+        .bind(BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        let Some((last, _)) = stale.last() else { break };
+        after = *last;
+        let ids: Vec<Uuid> = stale.iter().map(|(id, _)| *id).collect();
+        let terms: Vec<String> = stale.iter().map(|(_, data)| postgres_array(&terms::of(data))).collect();
+        sqlx::query(
+            "UPDATE contacts c SET terms = t.terms::text[], terms_version = $3
+             FROM unnest($1::uuid[], $2::text[]) AS t(id, terms) WHERE c.id = t.id",
+        )
+        .bind(&ids)
+        .bind(&terms)
+        .bind(terms::VERSION)
+        .execute(&mut *tx)
+        .await?;
+        let words: Vec<String> = stale.iter().flat_map(|(_, data)| terms::words(data)).collect();
+        search::remember_words(&mut tx, &words.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+        tx.commit().await?;
+        done += stale.len() as u64;
+        tracing::info!(contacts = done, "re-indexed contacts");
+        tokio::time::sleep(Duration::from_millis(10)).await; // leave room for the calls being served
+    }
+    let _ = sqlx::query("SELECT pg_advisory_unlock(hashtextextended('contacts reindex', 0))").execute(&mut *lock).await;
+    Ok(done)
+}
+
+/// A text array literal (`{"a","b"}`): unnest cannot take an array of arrays of different lengths.
+pub(crate) fn postgres_array(items: &[String]) -> String {
+    let quoted: Vec<String> =
+        items.iter().map(|item| format!("\"{}\"", item.replace('\\', "\\\\").replace('"', "\\\""))).collect();
+    format!("{{{}}}", quoted.join(","))
+}
