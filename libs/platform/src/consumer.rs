@@ -137,18 +137,15 @@ impl<H: Handler> Consumer<H> {
     async fn apply(&self, events: &[pb::Event]) -> anyhow::Result<()> {
         let Some(last) = events.last() else { return Ok(()) };
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        // Creates the cursor on first use; either way locks it for this transaction and reads it.
+        let (transaction, sequence): (i64, i64) = sqlx::query_as(
             "INSERT INTO feed_cursors (consumer, transaction_id, sequence) VALUES ($1, 0, 0)
-             ON CONFLICT (consumer) DO NOTHING",
+             ON CONFLICT (consumer) DO UPDATE SET consumer = excluded.consumer
+             RETURNING transaction_id, sequence",
         )
         .bind(&self.name)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
-        let (transaction, sequence): (i64, i64) =
-            sqlx::query_as("SELECT transaction_id, sequence FROM feed_cursors WHERE consumer = $1 FOR UPDATE")
-                .bind(&self.name)
-                .fetch_one(&mut *tx)
-                .await?;
         let stored = Position::from_columns(transaction, sequence);
         let position = Position::from(last.position);
         if position <= stored {

@@ -326,10 +326,10 @@ impl ContactsService for ContactsApi {
         use pb::lookup_contact_request::Key;
         let key = match &request.get_ref().key {
             None => return Err(Error::invalid("key", "set one of email, phone or external_id").into()),
-            Some(Key::Email(email)) => LookupKey::Term(matching::email_key(
+            Some(Key::Email(email)) => LookupKey::Blocking(matching::email_key(
                 &validate::email_address(email).map_err(|reason| Error::invalid("email", reason))?,
             )),
-            Some(Key::Phone(phone)) => LookupKey::Term(matching::phone_key(
+            Some(Key::Phone(phone)) => LookupKey::Blocking(matching::phone_key(
                 &validate::phone_number(phone, self.region).map_err(|reason| Error::invalid("phone", reason))?,
             )),
             Some(Key::ExternalId(external)) => {

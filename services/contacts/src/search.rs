@@ -144,14 +144,24 @@ impl Query {
         dedup(found)
     }
 
+    /// The exact tokens that are blocking keys (emails, phones): found in `contact_keys`.
+    pub fn key_terms(&self) -> Vec<String> {
+        self.exact().filter(|term| is_key(term)).collect()
+    }
+
+    /// The exact tokens that are search terms (domains).
     fn exact_terms(&self) -> impl Iterator<Item = String> + '_ {
+        self.exact().filter(|term| !is_key(term))
+    }
+
+    fn exact(&self) -> impl Iterator<Item = String> + '_ {
         self.tokens.iter().filter_map(|token| match token {
             Token::Exact(term) => Some(term.clone()),
             Token::Word(_) => None,
         })
     }
 
-    /// How well a contact with these terms answers the query, 0 to 1.
+    /// How well a contact with these terms and keys answers the query, 0 to 1.
     pub fn score(&self, contact_terms: &[String]) -> f64 {
         if self.tokens.is_empty() {
             return 0.0;
@@ -205,6 +215,11 @@ fn expand(word: &str, found: &[(String, f64)]) -> Vec<Expansion> {
     expansions
 }
 
+/// Emails and phones are blocking keys, not search terms (see `crate::terms`).
+fn is_key(term: &str) -> bool {
+    term.starts_with("e:") || term.starts_with("p:")
+}
+
 fn dedup(mut items: Vec<String>) -> Vec<String> {
     items.sort();
     items.dedup();
@@ -247,6 +262,9 @@ mod tests {
         assert!(exact > formal && formal > typo && typo > half, "{exact} {formal} {typo} {half}");
         assert!(query.pair_terms().contains(&"n2:robert smyth".to_string()));
         assert!(query.any_terms().contains(&"w:smithers".to_string()));
+        let mixed = Query::new(tokens("ada@example.com example.com", None), &[]);
+        assert_eq!(mixed.key_terms(), ["e:ada@example.com"]);
+        assert_eq!(mixed.any_terms(), ["d:example.com"]);
     }
 
     #[test]

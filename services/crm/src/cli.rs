@@ -55,7 +55,7 @@ pub enum Command {
         /// Concurrent clients.
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
-        /// Length of each phase (saturation, then half of it), e.g. 10s.
+        /// Length of each phase (saturation, then a fixed rate), e.g. 10s.
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         duration: std::time::Duration,
         /// Operations and their weights, e.g. get_contact=1 (list_events, get_contact, create_contact,
@@ -63,6 +63,10 @@ pub enum Command {
         /// record_interaction).
         #[arg(long, default_value = "list_events=1", value_parser = crate::bench::parse_mix)]
         mix: crate::bench::Mix,
+        /// Calls per second of the fixed-rate phase, in total (default: half of the
+        /// gateway's saturated rate).
+        #[arg(long, value_parser = parse_rate)]
+        rate: Option<f64>,
         /// Contacts to import first (timed next to a COPY of the same rows); reads draw from them.
         #[arg(long, default_value_t = 0)]
         contacts: usize,
@@ -76,6 +80,13 @@ pub enum Command {
         #[arg(long, value_name = "ROLES", default_value = "all", value_parser = parse_targets)]
         target: Targets,
     },
+}
+
+fn parse_rate(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate >= 1.0 => Ok(rate),
+        _ => Err(format!("{value:?} is not a rate of at least 1 call per second")),
+    }
 }
 
 /// The roles chosen with `--target`.

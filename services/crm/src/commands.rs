@@ -22,7 +22,7 @@ pub async fn run(command: Command, config: Config, telemetry: &Telemetry) -> any
             serve_until_signal(&install, &target.0, telemetry, None).await
         }
         Command::Migrate { target } => suite::migrate(&install_for_serve(config)?, &target.0).await,
-        Command::Bench { gateway, key, direct, concurrency, duration, mix, contacts, interactions } => {
+        Command::Bench { gateway, key, direct, concurrency, duration, mix, rate, contacts, interactions } => {
             let options = bench::BenchOptions {
                 gateway,
                 key,
@@ -30,6 +30,7 @@ pub async fn run(command: Command, config: Config, telemetry: &Telemetry) -> any
                 concurrency: concurrency.max(1),
                 duration,
                 mix,
+                rate,
                 contacts,
                 interactions,
             };

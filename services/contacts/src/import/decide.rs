@@ -300,47 +300,39 @@ async fn read_base<'a>(tx: &mut PgConnection, rows: &[Parsed]) -> Result<Known<'
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let owner_ids: Vec<Uuid> = owners
+    let mut index: HashMap<String, Vec<Target>> = HashMap::new();
+    for row in sqlx::query("SELECT key, contact_id FROM contact_keys WHERE key = ANY($1)")
+        .bind(&keys)
+        .fetch_all(&mut *tx)
+        .await?
+    {
+        index.entry(row.try_get("key")?).or_default().push(Target::Stored(row.try_get("contact_id")?));
+    }
+    let mut wanted: Vec<Uuid> = owners
         .values()
+        .chain(index.values().flatten())
         .filter_map(|target| match target {
             Target::Stored(id) => Some(*id),
             Target::Earlier(_) | Target::Pending(_) => None,
         })
         .collect();
-    // The key array sits in a sub-select: planned with thousands of keys in
-    // view, the overlap looks unselective and PostgreSQL would read the whole
-    // table instead of the terms index.
-    let mut found = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {CONTACT_COLUMNS}, c.terms FROM contacts c WHERE c.terms && (SELECT $1::text[]) AND {LIVE}"
-    )))
-    .bind(&keys)
-    .fetch_all(&mut *tx)
-    .await?;
-    if !owner_ids.is_empty() {
-        found.extend(
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {CONTACT_COLUMNS}, c.terms FROM contacts c WHERE c.id = ANY($1) AND {LIVE}"
-            )))
-            .bind(&owner_ids)
-            .fetch_all(&mut *tx)
-            .await?,
-        );
-    }
-    let wanted: HashSet<&str> = keys.iter().copied().collect();
-    let mut index: HashMap<String, Vec<Target>> = HashMap::new();
+    wanted.sort();
+    wanted.dedup();
     let mut stored: HashMap<Uuid, ContactRecord> = HashMap::new();
-    for row in found {
+    for row in sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id = ANY($1) AND {LIVE}"
+    )))
+    .bind(&wanted)
+    .fetch_all(&mut *tx)
+    .await?
+    {
         let record = contact_record(&row)?;
-        let terms: Vec<String> = row.try_get("terms")?;
-        for term in terms.into_iter().filter(|term| wanted.contains(term.as_str())) {
-            let targets = index.entry(term).or_default();
-            if !targets.contains(&Target::Stored(record.meta.id)) {
-                targets.push(Target::Stored(record.meta.id));
-            }
-        }
         stored.insert(record.meta.id, record);
     }
-    // An external id held by a contact that is no longer live (deleted ones free theirs) is not an owner.
+    // Only live contacts own external ids and keys (deleted ones free theirs).
     owners.retain(|_, target| matches!(target, Target::Stored(id) if stored.contains_key(id)));
+    for targets in index.values_mut() {
+        targets.retain(|target| matches!(target, Target::Stored(id) if stored.contains_key(id)));
+    }
     Ok(Known { owners, index, stored, earlier: HashMap::new(), updated: HashMap::new(), created: Vec::new() })
 }

@@ -9,16 +9,16 @@ use crm_platform::{
     outbox::{self, NewEvent},
 };
 use crm_proto::contacts::v1 as pb;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use super::{
-    Actor, CONTACT_COLUMNS, ContactStore, LIVE, audit, contact_record, ensure_not_erased, load, search, write_data,
-    write_external_ids,
+    Actor, CONTACT_COLUMNS, ContactStore, LIVE, audit, claim_external_ids, contact_record, ensure_not_erased, load,
+    search, write_data, write_external_ids, write_keys,
 };
 use crate::{
     matching::{self, Match},
-    model::{ContactData, ContactRecord},
+    model::{ContactData, ContactMeta, ContactRecord},
     terms,
 };
 
@@ -52,8 +52,8 @@ pub struct ListFilter {
 
 /// What a lookup looks for.
 pub enum LookupKey {
-    /// A term of the contact (its normalised email or E.164 phone key).
-    Term(String),
+    /// A key of `contact_keys` (normalised email or phone).
+    Blocking(String),
     External {
         source: String,
         id: String,
@@ -76,17 +76,23 @@ impl ContactStore {
         min_score: f64,
         similar: bool,
     ) -> Result<Vec<Candidate>, Error> {
-        let mut also: Vec<Uuid> = Vec::new();
+        let mut ids: Vec<Uuid> = sqlx::query_scalar("SELECT DISTINCT contact_id FROM contact_keys WHERE key = ANY($1)")
+            .bind(matching::keys(data))
+            .fetch_all(&mut *conn)
+            .await?;
         if similar {
-            also = search::similar_names(&mut *conn, data, SIMILAR_CANDIDATES).await?;
+            ids.extend(search::similar_names(&mut *conn, data, SIMILAR_CANDIDATES).await?);
+        }
+        ids.sort();
+        ids.dedup();
+        ids.retain(|id| !exclude.contains(id));
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {CONTACT_COLUMNS} FROM contacts c
-             WHERE (c.terms && $1::text[] OR c.id = ANY($3)) AND {LIVE} AND c.id <> ALL($2)"
+            "SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id = ANY($1) AND {LIVE}"
         )))
-        .bind(matching::keys(data))
-        .bind(exclude)
-        .bind(&also)
+        .bind(&ids)
         .fetch_all(&mut *conn)
         .await?;
         let mut candidates = Vec::new();
@@ -131,8 +137,8 @@ impl ContactStore {
             return Err(likely_duplicate(&candidates));
         }
         let id = Uuid::now_v7();
-        insert(&mut tx, id, &data, options.needs_review).await?;
-        write_external_ids(&mut tx, id, &data).await?;
+        let meta = insert(&mut tx, id, &data, options.needs_review).await?;
+        claim_external_ids(&mut tx, id, &data).await?;
         if !options.idempotency_key.is_empty() {
             let claimed = sqlx::query(
                 "INSERT INTO create_requests (request_id, contact_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -161,7 +167,7 @@ impl ContactStore {
         let changes = audit::diff(&Default::default(), &data.fields());
         let entry = audit::Entry { resource_type: "contact", resource_id: id, action: "create", changes, note, actor };
         audit::record(&mut tx, &[entry]).await?;
-        let record = load(&mut tx, id, false).await?;
+        let record = ContactRecord { meta, data };
         let event = pb::ContactCreated { contact: Some(record.to_proto()), duplicate_override };
         outbox::append(&mut tx, &[NewEvent::new("contact", id.to_string(), &event, &actor.request_id)]).await?;
         tx.commit().await?;
@@ -256,7 +262,7 @@ impl ContactStore {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        // A deleted contact leaves the terms index by itself (it covers live contacts only).
+        write_keys(&mut tx, id, None).await?;
         sqlx::query("DELETE FROM contact_external_ids WHERE contact_id = $1").bind(id).execute(&mut *tx).await?;
         let entry = audit::Entry {
             resource_type: "contact",
@@ -278,15 +284,15 @@ impl ContactStore {
     /// recently updated one when (after an overridden duplicate) several do.
     pub async fn lookup(&self, key: &LookupKey) -> Result<ContactRecord, Error> {
         let row = match key {
-            LookupKey::Term(term) => {
+            LookupKey::Blocking(key) => {
                 // The holders first (a handful at most), so the planner cannot
                 // walk contacts in update order looking for them.
                 sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "WITH holders AS MATERIALIZED (SELECT c.id FROM contacts c WHERE c.terms @> ARRAY[$1]::text[] AND {LIVE})
-                     SELECT {CONTACT_COLUMNS} FROM holders h JOIN contacts c ON c.id = h.id
-                     ORDER BY c.update_time DESC LIMIT 1"
+                    "WITH holders AS MATERIALIZED (SELECT contact_id FROM contact_keys WHERE key = $1)
+                     SELECT {CONTACT_COLUMNS} FROM holders h JOIN contacts c ON c.id = h.contact_id
+                     WHERE {LIVE} ORDER BY c.update_time DESC LIMIT 1"
                 )))
-                .bind(term)
+                .bind(key)
                 .fetch_optional(&self.pool)
                 .await?
             }
@@ -363,6 +369,7 @@ pub(crate) async fn write_update(
     let id = before.meta.id;
     write_data(tx, id, after, before.meta.needs_review).await?;
     let live = before.meta.delete_time.is_none();
+    write_keys(tx, id, live.then_some(after)).await?;
     if live {
         write_external_ids(tx, id, after).await?;
     }
@@ -375,29 +382,50 @@ pub(crate) async fn write_update(
     Ok(Some(record))
 }
 
+/// Writes a new contact with its blocking keys and the vocabulary of its
+/// words, in one round trip; returns what the table set.
 pub(crate) async fn insert(
     conn: &mut PgConnection,
     id: Uuid,
     data: &ContactData,
     needs_review: bool,
-) -> Result<(), Error> {
-    sqlx::query(
-        "INSERT INTO contacts (id, data, lifecycle_stage, owner, tags, terms, terms_version, needs_review)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+) -> Result<ContactMeta, Error> {
+    let words: Vec<String> = terms::words(data).into_iter().collect();
+    let row = sqlx::query(
+        "WITH contact AS (
+             INSERT INTO contacts (id, data, lifecycle_stage, owner, tags, keys, terms, terms_version, needs_review)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             RETURNING version, create_time, update_time),
+         keys AS (
+             INSERT INTO contact_keys (key, contact_id)
+             SELECT k, $1 FROM unnest($6::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n ON CONFLICT DO NOTHING),
+         words AS (
+             INSERT INTO search_words (word)
+             SELECT w FROM unnest($10::text[]) WITH ORDINALITY AS t(w, n) ORDER BY n ON CONFLICT DO NOTHING)
+         SELECT version, create_time, update_time FROM contact",
     )
     .bind(id)
     .bind(sqlx::types::Json(data))
     .bind(&data.lifecycle_stage)
     .bind(&data.owner)
     .bind(&data.tags)
+    .bind(matching::keys(data))
     .bind(terms::of(data))
     .bind(terms::VERSION)
     .bind(needs_review)
-    .execute(&mut *conn)
+    .bind(&words)
+    .fetch_one(&mut *conn)
     .await?;
-    let words = terms::words(data);
-    search::remember_words(conn, &words.iter().map(String::as_str).collect::<Vec<_>>()).await?;
-    Ok(())
+    Ok(ContactMeta {
+        id,
+        version: row.try_get("version")?,
+        create_time: row.try_get("create_time")?,
+        update_time: row.try_get("update_time")?,
+        delete_time: None,
+        erase_time: None,
+        merged_ids: Vec::new(),
+        needs_review,
+    })
 }
 
 /// "id (0.97), id (0.85)": candidates without personal data.

@@ -25,6 +25,7 @@ use sqlx::{PgConnection, PgPool, Row, postgres::PgRow};
 use uuid::Uuid;
 
 use crate::{
+    matching,
     model::{ContactData, ContactMeta, ContactRecord},
     terms,
 };
@@ -79,14 +80,18 @@ pub(crate) async fn resolve(conn: &mut PgConnection, id: Uuid) -> Result<Uuid, E
 
 /// Reads a contact (resolving merges), locking its row when `for_update`.
 pub(crate) async fn load(conn: &mut PgConnection, id: Uuid, for_update: bool) -> Result<ContactRecord, Error> {
-    let id = resolve(conn, id).await?;
     let lock = if for_update { "FOR UPDATE OF c" } else { "" };
-    let row =
-        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id = $1 {lock}")))
-            .bind(id)
-            .fetch_one(conn)
-            .await?;
-    contact_record(&row)
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {CONTACT_COLUMNS} FROM contacts c
+         WHERE c.id = (SELECT coalesce(r.merged_into, r.id) FROM contacts r WHERE r.id = $1) {lock}"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    match row {
+        Some(row) => contact_record(&row),
+        None => Err(Error::NotFound { resource: "contact", id: id.to_string() }),
+    }
 }
 
 /// Refuses changes to a tombstone.
@@ -100,8 +105,54 @@ pub(crate) fn ensure_not_erased(record: &ContactRecord) -> Result<(), Error> {
     Ok(())
 }
 
-/// Claims the contact's external ids; ALREADY_EXISTS when another contact holds one.
+/// Replaces the blocking keys of a contact (none for one that is no longer
+/// live): deletes those its row records, inserts the new ones, records them.
+pub(crate) async fn write_keys(conn: &mut PgConnection, id: Uuid, data: Option<&ContactData>) -> Result<(), Error> {
+    forget_keys(&mut *conn, &[id]).await?;
+    let Some(data) = data else { return Ok(()) };
+    let keys = matching::keys(data);
+    sqlx::query(
+        "INSERT INTO contact_keys (key, contact_id)
+         SELECT k, $2 FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n ON CONFLICT DO NOTHING",
+    )
+    .bind(&keys)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE contacts SET keys = $2 WHERE id = $1").bind(id).bind(&keys).execute(conn).await?;
+    Ok(())
+}
+
+/// Deletes the blocking keys the rows of these contacts record, and the record.
+pub(crate) async fn forget_keys(conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), Error> {
+    sqlx::query(
+        "DELETE FROM contact_keys k USING contacts c
+         WHERE c.id = ANY($1) AND k.key = ANY(c.keys) AND k.contact_id = c.id",
+    )
+    .bind(ids)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE contacts SET keys = '{}' WHERE id = ANY($1) AND keys <> '{}'").bind(ids).execute(conn).await?;
+    Ok(())
+}
+
+/// Claims the contact's external ids, replacing those it held; ALREADY_EXISTS when another contact holds one.
 pub(crate) async fn write_external_ids(conn: &mut PgConnection, id: Uuid, data: &ContactData) -> Result<(), Error> {
+    refuse_taken_external_ids(&mut *conn, id, data).await?;
+    sqlx::query("DELETE FROM contact_external_ids WHERE contact_id = $1").bind(id).execute(&mut *conn).await?;
+    insert_external_ids(conn, id, data).await
+}
+
+/// Claims a new contact's external ids; ALREADY_EXISTS when another contact holds one.
+pub(crate) async fn claim_external_ids(conn: &mut PgConnection, id: Uuid, data: &ContactData) -> Result<(), Error> {
+    if data.external_ids.is_empty() {
+        return Ok(());
+    }
+    refuse_taken_external_ids(&mut *conn, id, data).await?;
+    insert_external_ids(conn, id, data).await
+}
+
+async fn refuse_taken_external_ids(conn: &mut PgConnection, id: Uuid, data: &ContactData) -> Result<(), Error> {
     let sources: Vec<&str> = data.external_ids.iter().map(|external| external.source.as_str()).collect();
     let values: Vec<&str> = data.external_ids.iter().map(|external| external.id.as_str()).collect();
     let taken = sqlx::query(
@@ -111,7 +162,7 @@ pub(crate) async fn write_external_ids(conn: &mut PgConnection, id: Uuid, data: 
     .bind(&sources)
     .bind(&values)
     .bind(id)
-    .fetch_optional(&mut *conn)
+    .fetch_optional(conn)
     .await?;
     if let Some(row) = taken {
         let (source, external_id, owner): (String, String, Uuid) =
@@ -122,7 +173,12 @@ pub(crate) async fn write_external_ids(conn: &mut PgConnection, id: Uuid, data: 
             metadata: [("contact_id".to_string(), owner.to_string())].into(),
         });
     }
-    sqlx::query("DELETE FROM contact_external_ids WHERE contact_id = $1").bind(id).execute(&mut *conn).await?;
+    Ok(())
+}
+
+async fn insert_external_ids(conn: &mut PgConnection, id: Uuid, data: &ContactData) -> Result<(), Error> {
+    let sources: Vec<&str> = data.external_ids.iter().map(|external| external.source.as_str()).collect();
+    let values: Vec<&str> = data.external_ids.iter().map(|external| external.id.as_str()).collect();
     sqlx::query(
         "INSERT INTO contact_external_ids (source, external_id, contact_id)
          SELECT s, e, $3 FROM unnest($1::text[], $2::text[]) AS t(s, e)",

@@ -1,4 +1,5 @@
-//! Bringing contacts indexed by an older version of `terms` up to date: at
+//! Bringing contacts indexed by an older version of `terms` (their search
+//! terms and blocking keys) up to date: at
 //! start, in the background, a few hundred contacts per transaction in id
 //! order, by one replica at a time (an advisory lock). Until it finishes,
 //! lookups, duplicate checks and search do not see the contacts it has not
@@ -11,7 +12,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::search;
+use super::{search, write_keys};
 use crate::{model::ContactData, terms};
 
 /// Contacts indexed per transaction.
@@ -30,14 +31,19 @@ pub async fn run(pool: &PgPool, shutdown: &CancellationToken) -> Result<u64, Err
     let mut after = Uuid::nil();
     while !shutdown.is_cancelled() {
         let mut tx = pool.begin().await?;
-        let stale: Vec<(Uuid, sqlx::types::Json<ContactData>)> = sqlx::query_as(
-            "SELECT id, data FROM contacts WHERE id > $1 AND terms_version < $2 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
+        let stale: Vec<(Uuid, sqlx::types::Json<ContactData>, bool)> = sqlx::query_as(
+            "SELECT id, data, (merged_into IS NULL AND delete_time IS NULL AND erase_time IS NULL) FROM contacts
+             WHERE id > $1 AND terms_version < $2 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
         )
         .bind(after)
         .bind(terms::VERSION)
         .bind(BATCH)
         .fetch_all(&mut *tx)
         .await?;
+        let live: std::collections::HashSet<Uuid> =
+            stale.iter().filter(|(_, _, live)| *live).map(|(id, ..)| *id).collect();
+        let stale: Vec<(Uuid, sqlx::types::Json<ContactData>)> =
+            stale.into_iter().map(|(id, data, _)| (id, data)).collect();
         let Some((last, _)) = stale.last() else { break };
         after = *last;
         let ids: Vec<Uuid> = stale.iter().map(|(id, _)| *id).collect();
@@ -51,6 +57,10 @@ pub async fn run(pool: &PgPool, shutdown: &CancellationToken) -> Result<u64, Err
         .bind(terms::VERSION)
         .execute(&mut *tx)
         .await?;
+        // Live contacts get their blocking keys again (the ones their rows recorded are replaced).
+        for (id, data) in &stale {
+            write_keys(&mut tx, *id, live.contains(id).then_some(&**data)).await?;
+        }
         let words: Vec<String> = stale.iter().flat_map(|(_, data)| terms::words(data)).collect();
         search::remember_words(&mut tx, &words.iter().map(String::as_str).collect::<Vec<_>>()).await?;
         tx.commit().await?;

@@ -92,7 +92,8 @@ pub(crate) async fn plan(conn: &mut PgConnection, tokens: Vec<search::Token>) ->
     Ok(Query::new(skeleton.tokens, &found))
 }
 
-/// Live contacts holding any of `wanted`, with their terms, at most `limit`, skipping `seen`.
+/// Live contacts holding any of the search terms `wanted`, with their terms
+/// and keys, at most `limit`, skipping `seen`.
 async fn holders(
     conn: &mut PgConnection,
     wanted: &[String],
@@ -103,10 +104,31 @@ async fn holders(
         return Ok(Vec::new());
     }
     let rows: Vec<(Uuid, Vec<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT c.id, c.terms FROM contacts c WHERE c.terms && $1::text[] AND {LIVE} AND c.id <> ALL($2) LIMIT $3"
+        "SELECT c.id, c.terms || c.keys FROM contacts c
+         WHERE c.terms && $1::text[] AND {LIVE} AND c.id <> ALL($2) LIMIT $3"
     )))
     .bind(wanted)
     .bind(seen)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows)
+}
+
+/// Live contacts holding any of the blocking keys `wanted` (emails, phones), with their terms and keys.
+async fn key_holders(
+    conn: &mut PgConnection,
+    wanted: &[String],
+    limit: i64,
+) -> Result<Vec<(Uuid, Vec<String>)>, Error> {
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(Uuid, Vec<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT c.id, c.terms || c.keys FROM contacts c
+         WHERE c.id IN (SELECT contact_id FROM contact_keys WHERE key = ANY($1)) AND {LIVE} LIMIT $2"
+    )))
+    .bind(wanted)
     .bind(limit)
     .fetch_all(conn)
     .await?;
@@ -139,7 +161,9 @@ impl ContactStore {
         let mut conn = self.pool.acquire().await?;
         let query = plan(&mut conn, tokens).await?;
         let budget = (limit * CANDIDATES_PER_RESULT).min(MAX_CANDIDATES);
-        let mut candidates = holders(&mut conn, &query.pair_terms(), &[], budget).await?;
+        let mut candidates = key_holders(&mut conn, &query.key_terms(), budget).await?;
+        let seen: Vec<Uuid> = candidates.iter().map(|(id, _)| *id).collect();
+        candidates.extend(holders(&mut conn, &query.pair_terms(), &seen, budget).await?);
         if (candidates.len() as i64) < limit {
             let seen: Vec<Uuid> = candidates.iter().map(|(id, _)| *id).collect();
             candidates.extend(holders(&mut conn, &query.any_terms(), &seen, budget).await?);

@@ -3,8 +3,11 @@
 //! - Closed loop: each of N clients sends its next call when the last one
 //!   returns; the rate it reaches is the target's saturation throughput.
 //! - Open loop: calls are scheduled at a fixed total rate, spread over N
-//!   clients; latency counts from the scheduled time, so queueing shows up
-//!   (no coordinated omission).
+//!   clients; a call sent late because the one before it ran over its turn
+//!   counts from its scheduled time, so queueing shows up (no coordinated
+//!   omission). A call sent late only because the timer woke late (tokio's
+//!   timers tick in milliseconds) counts from when it was sent: timer slack
+//!   is the load generator's, not the target's.
 
 use std::{
     collections::HashMap,
@@ -110,10 +113,12 @@ pub async fn open_loop(target: &Transport, mix: &Mix, clients: usize, duration: 
             let mut stats: HashMap<Operation, OperationStats> = HashMap::new();
             for call in 0..calls_per_client {
                 let scheduled = started + offset + per_client_interval.mul_f64(call as f64);
+                let queued = Instant::now() >= scheduled;
                 tokio::time::sleep_until(scheduled.into()).await;
+                let counted_from = if queued { scheduled } else { Instant::now() };
                 let operation = mix.pick(call * clients as u64 + client as u64);
                 let outcome = operation.call(&target).await;
-                stats.entry(operation).or_default().record(outcome, scheduled.elapsed());
+                stats.entry(operation).or_default().record(outcome, counted_from.elapsed());
             }
             stats
         })

@@ -40,6 +40,8 @@ pub struct BenchOptions {
     pub concurrency: usize,
     pub duration: Duration,
     pub mix: Mix,
+    /// The fixed-rate phase's calls per second; `None`: half of the gateway's saturation.
+    pub rate: Option<f64>,
     /// Contacts to import before the load (0: none).
     pub contacts: usize,
     /// Interactions to ingest before the load (0: none).
@@ -129,8 +131,8 @@ async fn compare(options: &BenchOptions, gateway: Transport, direct: Option<Tran
         options.mix
     );
     let gateway_saturation = load::closed_loop(&gateway, &options.mix, options.concurrency, options.duration).await;
-    let half_rate = (gateway_saturation.throughput() / 2.0).max(1.0);
-    let gateway_half = load::open_loop(&gateway, &options.mix, options.concurrency, options.duration, half_rate).await;
+    let rate = options.rate.unwrap_or((gateway_saturation.throughput() / 2.0).max(1.0));
+    let gateway_half = load::open_loop(&gateway, &options.mix, options.concurrency, options.duration, rate).await;
     let mut results = vec![TargetResult { name: "gateway", saturation: gateway_saturation, half_load: gateway_half }];
     let contacts_only = options.mix.0.iter().all(|(operation, _)| !operation.is_interactions());
     if !contacts_only && direct.is_some() {
@@ -138,9 +140,9 @@ async fn compare(options: &BenchOptions, gateway: Transport, direct: Option<Tran
     }
     if let Some(direct) = direct.filter(|_| contacts_only) {
         let saturation = load::closed_loop(&direct, &options.mix, options.concurrency, options.duration).await;
-        let half_load = load::open_loop(&direct, &options.mix, options.concurrency, options.duration, half_rate).await;
+        let half_load = load::open_loop(&direct, &options.mix, options.concurrency, options.duration, rate).await;
         results.push(TargetResult { name: "direct", saturation, half_load });
     }
-    report::print(&results, half_rate);
+    report::print(&results, rate, options.rate.is_none());
     Ok(())
 }
