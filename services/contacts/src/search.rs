@@ -144,7 +144,7 @@ impl Query {
         dedup(found)
     }
 
-    /// The exact tokens that are blocking keys (emails, phones): found in `contact_keys`.
+    /// The exact tokens that are blocking keys (emails, phones).
     pub fn key_terms(&self) -> Vec<String> {
         self.exact().filter(|term| is_key(term)).collect()
     }

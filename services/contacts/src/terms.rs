@@ -1,11 +1,10 @@
-//! What a contact is found by.
+//! What a contact is found by: its terms, in `contact_terms` (probed by a
+//! btree) and recorded in its row (so a change deletes exactly those).
 //!
-//! - Keys ([`crate::matching::keys`], in `contact_keys` and the row's `keys`): the
-//!   blocking keys of duplicate matching, `e:` normalised email, `p:` E.164
-//!   phone, `np:`/`nb:` phonetic names with postal code or birth date.
-//!   Lookups by email and phone use the first two.
-//! - Search terms ([`of`], in the row's `terms`, behind a GIN index over
-//!   live contacts):
+//! - Blocking keys ([`crate::matching::keys`]): `e:` normalised email, `p:`
+//!   E.164 phone, `np:`/`nb:` phonetic names with postal code or birth date.
+//!   Duplicate checks read them; lookups by email and phone use the first two.
+//! - Search terms ([`search`]):
 //!   - `w:<word>`: each word of the names (lower case, accents folded);
 //!   - `n2:<a> <b>`: each pair of name words, in order: a query naming two
 //!     words reads the few contacts having both, not every "John" and every
@@ -19,15 +18,22 @@ use std::collections::BTreeSet;
 
 use crate::model::ContactData;
 
-/// Bumped whenever [`of`] or [`crate::matching::keys`] changes: contacts indexed by
-/// an older version are indexed again in the background at start (`store::reindex`).
+/// Bumped whenever [`all`] changes: contacts indexed by an older version are
+/// indexed again in the background at start (`store::reindex`).
 pub const VERSION: i16 = 1;
 
 /// Name words indexed per contact, at most (pairs grow with their square).
 const MAX_WORDS: usize = 6;
 
-/// Every search term of a contact, sorted and unique.
-pub fn of(data: &ContactData) -> Vec<String> {
+/// Every term of a contact (blocking keys and search terms), sorted and unique.
+pub fn all(data: &ContactData) -> Vec<String> {
+    let mut terms: BTreeSet<String> = crate::matching::keys(data).into_iter().collect();
+    terms.extend(search(data));
+    terms.into_iter().collect()
+}
+
+/// The search terms of a contact, sorted and unique.
+pub fn search(data: &ContactData) -> Vec<String> {
     let mut terms: BTreeSet<String> = BTreeSet::new();
     for email in &data.emails {
         if let Some((_, domain)) = email.address.rsplit_once('@') {
@@ -108,12 +114,14 @@ mod tests {
             emails: vec![Email { address: "jm@Example.COM".into(), ..Default::default() }],
             ..Default::default()
         };
-        let terms = of(&data);
+        let terms = search(&data);
         for expected in ["w:jose", "w:maria", "w:muller", "n2:jose maria", "n2:jose muller", "n2:maria muller"] {
             assert!(terms.contains(&expected.to_string()), "{expected} in {terms:?}");
         }
         assert!(terms.contains(&"d:example.com".to_string()), "{terms:?}");
         assert!(!terms.iter().any(|term| term.starts_with("e:")), "blocking keys are not search terms: {terms:?}");
+        let everything = all(&data);
+        assert!(everything.iter().any(|term| term.starts_with("e:")) && everything.contains(&"w:muller".to_string()));
         assert!(terms.windows(2).all(|pair| pair[0] < pair[1]), "sorted and unique");
         assert_eq!(pair_term("smith", "john"), pair_term("john", "smith"));
     }

@@ -20,8 +20,8 @@ async fn contacts_with_stale_terms_are_indexed_again_at_start() {
 
     // As an install upgraded from before the terms index would hold it.
     let pool = test_db.role_pool(Role::Contacts).await.unwrap();
-    sqlx::query("UPDATE contacts SET terms = '{}', keys = '{}', terms_version = 0").execute(&pool).await.unwrap();
-    sqlx::query("DELETE FROM contact_keys").execute(&pool).await.unwrap();
+    sqlx::query("UPDATE contacts SET terms = '{}', terms_version = 0").execute(&pool).await.unwrap();
+    sqlx::query("DELETE FROM contact_terms").execute(&pool).await.unwrap();
     sqlx::query("DELETE FROM search_words").execute(&pool).await.unwrap();
 
     let suite = TestSuite::start(&test_db).await.unwrap();

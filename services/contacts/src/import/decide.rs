@@ -301,12 +301,12 @@ async fn read_base<'a>(tx: &mut PgConnection, rows: &[Parsed]) -> Result<Known<'
         .into_iter()
         .collect();
     let mut index: HashMap<String, Vec<Target>> = HashMap::new();
-    for row in sqlx::query("SELECT key, contact_id FROM contact_keys WHERE key = ANY($1)")
+    for row in sqlx::query("SELECT term, contact_id FROM contact_terms WHERE term = ANY($1)")
         .bind(&keys)
         .fetch_all(&mut *tx)
         .await?
     {
-        index.entry(row.try_get("key")?).or_default().push(Target::Stored(row.try_get("contact_id")?));
+        index.entry(row.try_get("term")?).or_default().push(Target::Stored(row.try_get("contact_id")?));
     }
     let mut wanted: Vec<Uuid> = owners
         .values()

@@ -85,36 +85,35 @@ async fn insert(tx: &mut PgConnection, created: &[NewContact], author: &Author<'
     let stages: Vec<&str> = created.iter().map(|row| row.data.lifecycle_stage.as_str()).collect();
     let owners: Vec<&str> = created.iter().map(|row| row.data.owner.as_str()).collect();
     let tags: Vec<String> = created.iter().map(|row| postgres_array(&row.data.tags)).collect();
-    let contact_keys: Vec<String> = created.iter().map(|row| postgres_array(&row.keys)).collect();
-    let contact_terms: Vec<String> = created.iter().map(|row| postgres_array(&terms::of(&row.data))).collect();
+    let all_terms: Vec<Vec<String>> = created.iter().map(|row| terms::all(&row.data)).collect();
+    let recorded: Vec<String> = all_terms.iter().map(|terms| postgres_array(terms)).collect();
     let review: Vec<bool> = created.iter().map(|row| row.needs_review).collect();
     sqlx::query(
-        "INSERT INTO contacts (id, data, lifecycle_stage, owner, tags, keys, terms, terms_version, needs_review)
-         SELECT id, data, stage, owner, tags::text[], keys::text[], terms::text[], $8, review
-         FROM unnest($1::uuid[], $2::jsonb[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $9::bool[])
-              AS t(id, data, stage, owner, tags, keys, terms, review)",
+        "INSERT INTO contacts (id, data, lifecycle_stage, owner, tags, terms, terms_version, needs_review)
+         SELECT id, data, stage, owner, tags::text[], terms::text[], $7, review
+         FROM unnest($1::uuid[], $2::jsonb[], $3::text[], $4::text[], $5::text[], $6::text[], $8::bool[])
+              AS t(id, data, stage, owner, tags, terms, review)",
     )
     .bind(&ids)
     .bind(&data)
     .bind(&stages)
     .bind(&owners)
     .bind(&tags)
-    .bind(&contact_keys)
-    .bind(&contact_terms)
+    .bind(&recorded)
     .bind(terms::VERSION)
     .bind(&review)
     .execute(&mut *tx)
     .await?;
-    let (mut key_owners, mut keys) = (Vec::new(), Vec::new());
-    for row in created {
-        for key in &row.keys {
-            key_owners.push(row.id);
-            keys.push(key.as_str());
+    let (mut term_owners, mut terms_written) = (Vec::new(), Vec::new());
+    for (row, terms) in created.iter().zip(&all_terms) {
+        for term in terms {
+            term_owners.push(row.id);
+            terms_written.push(term.as_str());
         }
     }
-    sqlx::query("INSERT INTO contact_keys (key, contact_id) SELECT * FROM unnest($1::text[], $2::uuid[])")
-        .bind(&keys)
-        .bind(&key_owners)
+    sqlx::query("INSERT INTO contact_terms (term, contact_id) SELECT * FROM unnest($1::text[], $2::uuid[])")
+        .bind(&terms_written)
+        .bind(&term_owners)
         .execute(&mut *tx)
         .await?;
     let words: Vec<String> = created.iter().flat_map(|row| terms::words(&row.data)).collect();

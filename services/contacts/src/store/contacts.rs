@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::{
     Actor, CONTACT_COLUMNS, ContactStore, LIVE, audit, claim_external_ids, contact_record, ensure_not_erased, load,
-    search, write_data, write_external_ids, write_keys,
+    search, write_data, write_external_ids, write_terms,
 };
 use crate::{
     matching::{self, Match},
@@ -52,7 +52,7 @@ pub struct ListFilter {
 
 /// What a lookup looks for.
 pub enum LookupKey {
-    /// A key of `contact_keys` (normalised email or phone).
+    /// A term of `contact_terms` (a normalised email or phone key).
     Blocking(String),
     External {
         source: String,
@@ -76,10 +76,11 @@ impl ContactStore {
         min_score: f64,
         similar: bool,
     ) -> Result<Vec<Candidate>, Error> {
-        let mut ids: Vec<Uuid> = sqlx::query_scalar("SELECT DISTINCT contact_id FROM contact_keys WHERE key = ANY($1)")
-            .bind(matching::keys(data))
-            .fetch_all(&mut *conn)
-            .await?;
+        let mut ids: Vec<Uuid> =
+            sqlx::query_scalar("SELECT DISTINCT contact_id FROM contact_terms WHERE term = ANY($1)")
+                .bind(matching::keys(data))
+                .fetch_all(&mut *conn)
+                .await?;
         if similar {
             ids.extend(search::similar_names(&mut *conn, data, SIMILAR_CANDIDATES).await?);
         }
@@ -262,7 +263,7 @@ impl ContactStore {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        write_keys(&mut tx, id, None).await?;
+        write_terms(&mut tx, id, None).await?;
         sqlx::query("DELETE FROM contact_external_ids WHERE contact_id = $1").bind(id).execute(&mut *tx).await?;
         let entry = audit::Entry {
             resource_type: "contact",
@@ -288,7 +289,7 @@ impl ContactStore {
                 // The holders first (a handful at most), so the planner cannot
                 // walk contacts in update order looking for them.
                 sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "WITH holders AS MATERIALIZED (SELECT contact_id FROM contact_keys WHERE key = $1)
+                    "WITH holders AS MATERIALIZED (SELECT contact_id FROM contact_terms WHERE term = $1)
                      SELECT {CONTACT_COLUMNS} FROM holders h JOIN contacts c ON c.id = h.contact_id
                      WHERE {LIVE} ORDER BY c.update_time DESC LIMIT 1"
                 )))
@@ -369,7 +370,7 @@ pub(crate) async fn write_update(
     let id = before.meta.id;
     write_data(tx, id, after, before.meta.needs_review).await?;
     let live = before.meta.delete_time.is_none();
-    write_keys(tx, id, live.then_some(after)).await?;
+    write_terms(tx, id, live.then_some(after)).await?;
     if live {
         write_external_ids(tx, id, after).await?;
     }
@@ -382,8 +383,8 @@ pub(crate) async fn write_update(
     Ok(Some(record))
 }
 
-/// Writes a new contact with its blocking keys and the vocabulary of its
-/// words, in one round trip; returns what the table set.
+/// Writes a new contact with its terms and the vocabulary of its words, in
+/// one round trip; returns what the table set.
 pub(crate) async fn insert(
     conn: &mut PgConnection,
     id: Uuid,
@@ -393,15 +394,15 @@ pub(crate) async fn insert(
     let words: Vec<String> = terms::words(data).into_iter().collect();
     let row = sqlx::query(
         "WITH contact AS (
-             INSERT INTO contacts (id, data, lifecycle_stage, owner, tags, keys, terms, terms_version, needs_review)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             INSERT INTO contacts (id, data, lifecycle_stage, owner, tags, terms, terms_version, needs_review)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              RETURNING version, create_time, update_time),
-         keys AS (
-             INSERT INTO contact_keys (key, contact_id)
-             SELECT k, $1 FROM unnest($6::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n ON CONFLICT DO NOTHING),
+         terms AS (
+             INSERT INTO contact_terms (term, contact_id)
+             SELECT t, $1 FROM unnest($6::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n ON CONFLICT DO NOTHING),
          words AS (
              INSERT INTO search_words (word)
-             SELECT w FROM unnest($10::text[]) WITH ORDINALITY AS t(w, n) ORDER BY n ON CONFLICT DO NOTHING)
+             SELECT w FROM unnest($9::text[]) WITH ORDINALITY AS u(w, n) ORDER BY n ON CONFLICT DO NOTHING)
          SELECT version, create_time, update_time FROM contact",
     )
     .bind(id)
@@ -409,8 +410,7 @@ pub(crate) async fn insert(
     .bind(&data.lifecycle_stage)
     .bind(&data.owner)
     .bind(&data.tags)
-    .bind(matching::keys(data))
-    .bind(terms::of(data))
+    .bind(terms::all(data))
     .bind(terms::VERSION)
     .bind(needs_review)
     .bind(&words)

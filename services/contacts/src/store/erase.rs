@@ -16,7 +16,7 @@ use prost::{Message, Name};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{Actor, ContactStore, audit, forget_keys, load, resolve, search};
+use super::{Actor, ContactStore, audit, forget_terms, load, resolve, search};
 use crate::{model::ContactRecord, terms};
 
 impl ContactStore {
@@ -35,9 +35,9 @@ impl ContactStore {
         // Every name the person ever had leaves the search vocabulary (below,
         // once the data is gone) unless a live contact has it too.
         let words = erased_words(&mut tx, &group).await?;
-        forget_keys(&mut tx, &group).await?;
+        forget_terms(&mut tx, &group).await?;
         sqlx::query(
-            "UPDATE contacts SET data = '{}', terms = '{}', tags = '{}', owner = '', lifecycle_stage = '',
+            "UPDATE contacts SET data = '{}', tags = '{}', owner = '', lifecycle_stage = '',
                  needs_review = false, erase_time = now(), version = version + 1, update_time = now()
              WHERE id = ANY($1)",
         )

@@ -19,7 +19,7 @@ use crm_proto::contacts::v1 as pb;
 use uuid::Uuid;
 
 use super::{
-    Actor, ContactStore, audit, ensure_not_erased, forget_keys, load, resolve, search, write_data, write_keys,
+    Actor, ContactStore, audit, ensure_not_erased, forget_terms, load, resolve, search, write_data, write_terms,
 };
 use crate::{
     model::{ContactData, ContactRecord},
@@ -177,9 +177,9 @@ impl ContactStore {
         let merged = survive(&survivor, &others, chosen);
 
         write_data(&mut tx, survivor_id, &merged, survivor.meta.needs_review).await?;
-        forget_keys(&mut tx, &losers).await?;
+        forget_terms(&mut tx, &losers).await?;
         let live = survivor.meta.delete_time.is_none();
-        write_keys(&mut tx, survivor_id, live.then_some(&merged)).await?;
+        write_terms(&mut tx, survivor_id, live.then_some(&merged)).await?;
         sqlx::query("UPDATE contact_external_ids SET contact_id = $1 WHERE contact_id = ANY($2)")
             .bind(survivor_id)
             .bind(&losers)

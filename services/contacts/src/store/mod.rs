@@ -25,7 +25,6 @@ use sqlx::{PgConnection, PgPool, Row, postgres::PgRow};
 use uuid::Uuid;
 
 use crate::{
-    matching,
     model::{ContactData, ContactMeta, ContactRecord},
     terms,
 };
@@ -105,34 +104,43 @@ pub(crate) fn ensure_not_erased(record: &ContactRecord) -> Result<(), Error> {
     Ok(())
 }
 
-/// Replaces the blocking keys of a contact (none for one that is no longer
-/// live): deletes those its row records, inserts the new ones, records them.
-pub(crate) async fn write_keys(conn: &mut PgConnection, id: Uuid, data: Option<&ContactData>) -> Result<(), Error> {
-    forget_keys(&mut *conn, &[id]).await?;
+/// Replaces the terms of a contact (none for one that is no longer live):
+/// deletes those its row records, inserts the new ones, records them.
+pub(crate) async fn write_terms(conn: &mut PgConnection, id: Uuid, data: Option<&ContactData>) -> Result<(), Error> {
+    forget_terms(&mut *conn, &[id]).await?;
     let Some(data) = data else { return Ok(()) };
-    let keys = matching::keys(data);
+    let all = terms::all(data);
     sqlx::query(
-        "INSERT INTO contact_keys (key, contact_id)
-         SELECT k, $2 FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n ON CONFLICT DO NOTHING",
+        "INSERT INTO contact_terms (term, contact_id)
+         SELECT t, $2 FROM unnest($1::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n ON CONFLICT DO NOTHING",
     )
-    .bind(&keys)
+    .bind(&all)
     .bind(id)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("UPDATE contacts SET keys = $2 WHERE id = $1").bind(id).bind(&keys).execute(conn).await?;
-    Ok(())
+    sqlx::query("UPDATE contacts SET terms = $2, terms_version = $3 WHERE id = $1")
+        .bind(id)
+        .bind(&all)
+        .bind(terms::VERSION)
+        .execute(&mut *conn)
+        .await?;
+    let words = terms::words(data);
+    search::remember_words(conn, &words.iter().map(String::as_str).collect::<Vec<_>>()).await
 }
 
-/// Deletes the blocking keys the rows of these contacts record, and the record.
-pub(crate) async fn forget_keys(conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), Error> {
+/// Deletes the terms the rows of these contacts record, and the record.
+pub(crate) async fn forget_terms(conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), Error> {
     sqlx::query(
-        "DELETE FROM contact_keys k USING contacts c
-         WHERE c.id = ANY($1) AND k.key = ANY(c.keys) AND k.contact_id = c.id",
+        "DELETE FROM contact_terms t USING contacts c
+         WHERE c.id = ANY($1) AND t.term = ANY(c.terms) AND t.contact_id = c.id",
     )
     .bind(ids)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("UPDATE contacts SET keys = '{}' WHERE id = ANY($1) AND keys <> '{}'").bind(ids).execute(conn).await?;
+    sqlx::query("UPDATE contacts SET terms = '{}' WHERE id = ANY($1) AND terms <> '{}'")
+        .bind(ids)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -191,8 +199,8 @@ async fn insert_external_ids(conn: &mut PgConnection, id: Uuid, data: &ContactDa
     Ok(())
 }
 
-/// Writes a contact's new data, its terms and the vocabulary of its words,
-/// and bumps its version; returns the new update time.
+/// Writes a contact's new data and bumps its version; returns the new
+/// update time. Its terms are the caller's ([`write_terms`]).
 pub(crate) async fn write_data(
     conn: &mut PgConnection,
     id: Uuid,
@@ -200,8 +208,8 @@ pub(crate) async fn write_data(
     needs_review: bool,
 ) -> Result<DateTime<Utc>, Error> {
     let row = sqlx::query(
-        "UPDATE contacts SET data = $2, lifecycle_stage = $3, owner = $4, tags = $5, terms = $6, terms_version = $7,
-             needs_review = $8, version = version + 1, update_time = greatest(now(), update_time + interval '1 microsecond')
+        "UPDATE contacts SET data = $2, lifecycle_stage = $3, owner = $4, tags = $5,
+             needs_review = $6, version = version + 1, update_time = greatest(now(), update_time + interval '1 microsecond')
          WHERE id = $1 RETURNING update_time",
     )
     .bind(id)
@@ -209,12 +217,8 @@ pub(crate) async fn write_data(
     .bind(&data.lifecycle_stage)
     .bind(&data.owner)
     .bind(&data.tags)
-    .bind(terms::of(data))
-    .bind(terms::VERSION)
     .bind(needs_review)
     .fetch_one(&mut *conn)
     .await?;
-    let words = terms::words(data);
-    search::remember_words(conn, &words.iter().map(String::as_str).collect::<Vec<_>>()).await?;
     Ok(row.try_get("update_time")?)
 }

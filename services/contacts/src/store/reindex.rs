@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{search, write_keys};
+use super::write_terms;
 use crate::{model::ContactData, terms};
 
 /// Contacts indexed per transaction.
@@ -46,23 +46,15 @@ pub async fn run(pool: &PgPool, shutdown: &CancellationToken) -> Result<u64, Err
             stale.into_iter().map(|(id, data, _)| (id, data)).collect();
         let Some((last, _)) = stale.last() else { break };
         after = *last;
-        let ids: Vec<Uuid> = stale.iter().map(|(id, _)| *id).collect();
-        let terms: Vec<String> = stale.iter().map(|(_, data)| postgres_array(&terms::of(data))).collect();
-        sqlx::query(
-            "UPDATE contacts c SET terms = t.terms::text[], terms_version = $3
-             FROM unnest($1::uuid[], $2::text[]) AS t(id, terms) WHERE c.id = t.id",
-        )
-        .bind(&ids)
-        .bind(&terms)
-        .bind(terms::VERSION)
-        .execute(&mut *tx)
-        .await?;
-        // Live contacts get their blocking keys again (the ones their rows recorded are replaced).
+        // Live contacts get their terms again (those their rows recorded are replaced).
         for (id, data) in &stale {
-            write_keys(&mut tx, *id, live.contains(id).then_some(&**data)).await?;
+            write_terms(&mut tx, *id, live.contains(id).then_some(&**data)).await?;
         }
-        let words: Vec<String> = stale.iter().flat_map(|(_, data)| terms::words(data)).collect();
-        search::remember_words(&mut tx, &words.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+        sqlx::query("UPDATE contacts SET terms_version = $2 WHERE id = ANY($1)")
+            .bind(stale.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+            .bind(terms::VERSION)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         done += stale.len() as u64;
         tracing::info!(contacts = done, "re-indexed contacts");

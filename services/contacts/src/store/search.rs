@@ -1,6 +1,7 @@
 //! Search against the schema: the `search_words` vocabulary (kept by every
 //! write, cleaned by merges and erasures), widening query words through it,
-//! and reading contacts by their terms (see `crate::search` for the ranking).
+//! and reading contacts by their terms in `contact_terms` (see
+//! `crate::search` for the ranking).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -18,6 +19,13 @@ use crate::{
 /// Contacts read to rank one page: this many times the page, at most [`MAX_CANDIDATES`].
 const CANDIDATES_PER_RESULT: i64 = 10;
 const MAX_CANDIDATES: i64 = 500;
+/// Contacts read for each term, at least.
+const MIN_PER_TERM: i64 = 20;
+
+/// The contacts to read for each of `terms` terms out of a budget.
+fn per_term(budget: i64, terms: usize) -> i64 {
+    (budget / terms.max(1) as i64).max(MIN_PER_TERM)
+}
 
 /// Adds words to the vocabulary (those it has already cost one index probe each).
 pub(crate) async fn remember_words(conn: &mut PgConnection, words: &[&str]) -> Result<(), Error> {
@@ -44,10 +52,10 @@ pub(crate) async fn forget_unused_words(conn: &mut PgConnection, words: &BTreeSe
         return Ok(());
     }
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
+    sqlx::query(
         "DELETE FROM search_words s WHERE s.word = ANY($1)
-           AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.terms @> ARRAY['w:' || s.word] AND {LIVE})"
-    )))
+           AND NOT EXISTS (SELECT 1 FROM contact_terms t WHERE t.term = 'w:' || s.word)",
+    )
     .bind(&words)
     .execute(conn)
     .await?;
@@ -92,44 +100,28 @@ pub(crate) async fn plan(conn: &mut PgConnection, tokens: Vec<search::Token>) ->
     Ok(Query::new(skeleton.tokens, &found))
 }
 
-/// Live contacts holding any of the search terms `wanted`, with their terms
-/// and keys, at most `limit`, skipping `seen`.
+/// Live contacts holding any of `wanted`, with all their terms, at most
+/// `per_term` for each term (so one common word cannot crowd the others
+/// out), skipping `seen`.
 async fn holders(
     conn: &mut PgConnection,
     wanted: &[String],
     seen: &[Uuid],
-    limit: i64,
+    per_term: i64,
 ) -> Result<Vec<(Uuid, Vec<String>)>, Error> {
-    if wanted.is_empty() || limit <= 0 {
+    if wanted.is_empty() || per_term <= 0 {
         return Ok(Vec::new());
     }
     let rows: Vec<(Uuid, Vec<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT c.id, c.terms || c.keys FROM contacts c
-         WHERE c.terms && $1::text[] AND {LIVE} AND c.id <> ALL($2) LIMIT $3"
+        "SELECT c.id, c.terms FROM contacts c
+         WHERE c.id IN (
+             SELECT h.contact_id FROM unnest($1::text[]) AS w(term)
+             CROSS JOIN LATERAL (SELECT contact_id FROM contact_terms t WHERE t.term = w.term LIMIT $3) h)
+           AND {LIVE} AND c.id <> ALL($2)"
     )))
     .bind(wanted)
     .bind(seen)
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows)
-}
-
-/// Live contacts holding any of the blocking keys `wanted` (emails, phones), with their terms and keys.
-async fn key_holders(
-    conn: &mut PgConnection,
-    wanted: &[String],
-    limit: i64,
-) -> Result<Vec<(Uuid, Vec<String>)>, Error> {
-    if wanted.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows: Vec<(Uuid, Vec<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT c.id, c.terms || c.keys FROM contacts c
-         WHERE c.id IN (SELECT contact_id FROM contact_keys WHERE key = ANY($1)) AND {LIVE} LIMIT $2"
-    )))
-    .bind(wanted)
-    .bind(limit)
+    .bind(per_term)
     .fetch_all(conn)
     .await?;
     Ok(rows)
@@ -145,7 +137,7 @@ pub(crate) async fn similar_names(conn: &mut PgConnection, data: &ContactData, l
     let tokens = vec![search::Token::Word(given.clone()), search::Token::Word(family.clone())];
     let query = plan(conn, tokens).await?;
     let found = holders(conn, &query.pair_terms(), &[], limit).await?;
-    Ok(found.into_iter().map(|(id, _)| id).collect())
+    Ok(found.into_iter().map(|(id, _)| id).take(limit as usize).collect())
 }
 
 impl ContactStore {
@@ -161,12 +153,12 @@ impl ContactStore {
         let mut conn = self.pool.acquire().await?;
         let query = plan(&mut conn, tokens).await?;
         let budget = (limit * CANDIDATES_PER_RESULT).min(MAX_CANDIDATES);
-        let mut candidates = key_holders(&mut conn, &query.key_terms(), budget).await?;
-        let seen: Vec<Uuid> = candidates.iter().map(|(id, _)| *id).collect();
-        candidates.extend(holders(&mut conn, &query.pair_terms(), &seen, budget).await?);
+        let exact: Vec<String> = query.key_terms().into_iter().chain(query.pair_terms()).collect();
+        let mut candidates = holders(&mut conn, &exact, &[], per_term(budget, exact.len())).await?;
         if (candidates.len() as i64) < limit {
             let seen: Vec<Uuid> = candidates.iter().map(|(id, _)| *id).collect();
-            candidates.extend(holders(&mut conn, &query.any_terms(), &seen, budget).await?);
+            let any = query.any_terms();
+            candidates.extend(holders(&mut conn, &any, &seen, per_term(budget, any.len())).await?);
         }
         let mut scores: HashMap<Uuid, f64> =
             candidates.iter().map(|(id, contact_terms)| (*id, query.score(contact_terms))).collect();
