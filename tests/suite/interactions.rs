@@ -287,3 +287,59 @@ async fn the_contact_can_be_named_by_email_or_phone_and_created_as_a_prospect() 
     assert_eq!(prospect.lifecycle_stage(), LifecycleStage::Prospect);
     suite.shutdown().await.unwrap();
 }
+
+/// The client-streaming upload, through the gateway: many batches in, one
+/// answer out; a resend of everything stores nothing twice.
+#[tokio::test]
+async fn an_upload_streams_batches_in_and_gets_one_answer_and_a_resend_duplicates_nothing() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let mut interactions = suite.interactions().await.unwrap();
+    let contact = uuid::Uuid::now_v7().to_string();
+    let batches = || {
+        let mut batches: Vec<IngestInteractionsRequest> = (0..4)
+            .map(|b| IngestInteractionsRequest {
+                batch_id: format!("file-1:{b}"),
+                interactions: (b * 25..(b + 1) * 25)
+                    .map(|n| purchase(&contact, &format!("U-{n}"), n * 60, 500))
+                    .collect(),
+            })
+            .collect();
+        let mut broken = purchase(&contact, "U-bad", 0, 1);
+        broken.amount = None;
+        batches[2].interactions.insert(3, broken);
+        batches
+    };
+
+    let first = interactions.upload_interactions(tokio_stream::iter(batches())).await.unwrap().into_inner();
+    assert_eq!((first.batches, first.stored, first.duplicates, first.rejected), (4, 100, 0, 1));
+    assert_eq!(first.rejections.len(), 1);
+    assert_eq!((first.rejections[0].batch_id.as_str(), first.rejections[0].index), ("file-1:2", 3));
+    assert_eq!(first.rejections[0].invalid_fields, ["interaction.amount"]);
+
+    let again = interactions.upload_interactions(tokio_stream::iter(batches())).await.unwrap().into_inner();
+    assert_eq!(
+        (again.stored, again.duplicates, again.rejected),
+        (0, 100, 1),
+        "everything stored came back as a duplicate"
+    );
+    let timeline = interactions
+        .list_interactions(ListInteractionsRequest {
+            contact_id: contact.clone(),
+            page_size: 200,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(timeline.interactions.len(), 100);
+
+    // A batch over the limit fails the upload with the field named.
+    let oversized = IngestInteractionsRequest {
+        batch_id: "too-big".into(),
+        interactions: (0..5001).map(|n| purchase(&contact, &format!("X-{n}"), n, 1)).collect(),
+    };
+    let status = interactions.upload_interactions(tokio_stream::iter(vec![oversized])).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    suite.shutdown().await.unwrap();
+}

@@ -97,6 +97,7 @@ pub const POLICY: &[(&str, Scope)] = &[
     ("/crm.contacts.v1.ContactsService/ListEvents", Scope::ContactsRead),
     ("/crm.interactions.v1.InteractionsService/RecordInteraction", Scope::InteractionsWrite),
     ("/crm.interactions.v1.InteractionsService/IngestInteractions", Scope::InteractionsIngest),
+    ("/crm.interactions.v1.InteractionsService/UploadInteractions", Scope::InteractionsIngest),
     ("/crm.interactions.v1.InteractionsService/GetInteraction", Scope::InteractionsRead),
     ("/crm.interactions.v1.InteractionsService/ListInteractions", Scope::InteractionsRead),
     ("/crm.interactions.v1.InteractionsService/GetContactSummary", Scope::InteractionsRead),

@@ -33,6 +33,9 @@ pub const MAX_BATCH: usize = 5000;
 /// Batches of one ingest stream in flight at once.
 pub const INGEST_PIPELINE: usize = 3;
 
+/// Rejected items an upload's answer names, at most (it counts them all).
+pub const MAX_REJECTIONS_LISTED: usize = 1000;
+
 pub type IngestStream =
     Pin<Box<dyn futures_util::Stream<Item = Result<pb::IngestInteractionsResponse, Status>> + Send>>;
 
@@ -168,29 +171,38 @@ impl InteractionsService for InteractionsApi {
         request: Request<Streaming<pb::IngestInteractionsRequest>>,
     ) -> Result<Response<IngestStream>, Status> {
         let caller = Caller::of(&request)?;
-        let store = self.store.clone();
-        // Each batch runs as its own task, up to INGEST_PIPELINE at once: while
-        // one commits, the next is validated and written, on both cores. Its
-        // turn orders it after the batch before (see store.rs), and
-        // acknowledgements go out in the order the batches came.
-        let mut turns = Turn::sequence(Stage::Started);
-        let acks = request
-            .into_inner()
-            .map(move |message| {
-                let store = store.clone();
-                let request_id = caller.request_id.clone();
-                let turn = turns();
-                tokio::spawn(
-                    async move { ingest_batch(&store, message?, &request_id, turn).await.map_err(Status::from) },
-                )
-            })
-            .buffered(INGEST_PIPELINE)
-            .map(|joined| {
-                joined.unwrap_or_else(|failure| {
-                    Err(Error::Internal(anyhow::Error::new(failure).context("an ingest batch failed")).into())
-                })
-            });
-        Ok(Response::new(Box::pin(acks)))
+        Ok(Response::new(ingest(self.store.clone(), request.into_inner(), caller.request_id)))
+    }
+
+    async fn upload_interactions(
+        &self,
+        request: Request<Streaming<pb::IngestInteractionsRequest>>,
+    ) -> Result<Response<pb::UploadInteractionsResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let mut acks = ingest(self.store.clone(), request.into_inner(), caller.request_id);
+        let mut summary = pb::UploadInteractionsResponse::default();
+        while let Some(ack) = acks.next().await {
+            let ack = ack?;
+            summary.batches += 1;
+            for (index, result) in ack.results.into_iter().enumerate() {
+                match result.outcome() {
+                    pb::IngestOutcome::Stored => summary.stored += 1,
+                    pb::IngestOutcome::Duplicate => summary.duplicates += 1,
+                    pb::IngestOutcome::Rejected | pb::IngestOutcome::Unspecified => {
+                        summary.rejected += 1;
+                        if summary.rejections.len() < MAX_REJECTIONS_LISTED {
+                            summary.rejections.push(pb::RejectedItem {
+                                batch_id: ack.batch_id.clone(),
+                                index: index as i32,
+                                error: result.error,
+                                invalid_fields: result.invalid_fields,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Response::new(summary))
     }
 
     async fn get_interaction(
@@ -390,4 +402,28 @@ async fn ingest_batch(
             pb::IngestItemResult { outcome: outcome as i32, interaction_id: id.to_string(), ..Default::default() };
     }
     Ok(pb::IngestInteractionsResponse { batch_id: batch.batch_id, results })
+}
+
+/// An ingest stream's acknowledgements, one per batch, in order. Each batch
+/// runs as its own task, up to [`INGEST_PIPELINE`] at once: while one
+/// commits, the next is validated and written, on both cores. Its turn orders
+/// it after the batch before (see store.rs).
+fn ingest(
+    store: Arc<InteractionStore>,
+    batches: Streaming<pb::IngestInteractionsRequest>,
+    request_id: String,
+) -> IngestStream {
+    let mut turns = Turn::sequence(Stage::Started);
+    let acks = batches
+        .map(move |batch| {
+            let (store, request_id, turn) = (store.clone(), request_id.clone(), turns());
+            tokio::spawn(async move { ingest_batch(&store, batch?, &request_id, turn).await.map_err(Status::from) })
+        })
+        .buffered(INGEST_PIPELINE)
+        .map(|joined| {
+            joined.unwrap_or_else(|failure| {
+                Err(Error::Internal(anyhow::Error::new(failure).context("an ingest batch failed")).into())
+            })
+        });
+    Box::pin(acks)
 }
