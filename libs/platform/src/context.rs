@@ -22,6 +22,9 @@ pub struct RoleContext {
     pub metrics: Metrics,
     /// Cancelled when the role must stop; the role drains and returns.
     pub shutdown: CancellationToken,
+    /// The roles of this process: a domain role registers its server stack
+    /// here, and the gateway calls the registered roles in-process.
+    pub local: crate::local::LocalRoles,
 }
 
 impl RoleContext {

@@ -16,6 +16,7 @@
 //! - [`trace_context`]: W3C trace context continued by every server and passed on by the gateway.
 //! - [`turn`]: the order of overlapping batches of one bulk stream.
 //! - [`context`]: what the binary hands to a role when it starts it.
+//! - [`local`]: the roles running in this process, which the gateway calls without a network hop.
 //! - [`shutdown`]: SIGTERM / SIGINT.
 
 pub mod config;
@@ -24,6 +25,7 @@ pub mod context;
 pub mod db;
 pub mod error;
 pub mod feed_api;
+pub mod local;
 pub mod metrics;
 pub mod outbox;
 pub mod page_token;

@@ -26,7 +26,7 @@ use tonic::{
     service::{Routes, RoutesBuilder},
     transport::Server,
 };
-use tower::{Service, ServiceBuilder};
+use tower::{Service, ServiceBuilder, util::BoxCloneSyncService};
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},
     propagate_header::PropagateHeaderLayer,
@@ -36,7 +36,9 @@ use tower_http::{
 use tracing::Level;
 
 use crate::{
+    Role,
     config::ServerSettings,
+    local::LocalRoles,
     metrics::{Metrics, RpcMetricsLayer},
     principal::{IdentitySigner, VerifyIdentityLayer},
 };
@@ -62,6 +64,9 @@ pub struct GrpcServer {
     identity: Option<IdentitySigner>,
     /// When set, browsers may call over gRPC-Web (HTTP/1.1) from these origins (the gateway).
     browsers: Option<CorsLayer>,
+    /// When set, the server stack is also registered for in-process calls
+    /// under this role while it serves (the domain roles).
+    local: Option<(LocalRoles, Role)>,
 }
 
 impl GrpcServer {
@@ -76,6 +81,7 @@ impl GrpcServer {
             health: None,
             identity: None,
             browsers: None,
+            local: None,
         }
     }
 
@@ -152,7 +158,10 @@ impl GrpcServer {
 
     /// Serves a domain role's services with the role's limits, metrics and
     /// shutdown, accepting only calls that come through a gateway.
-    pub async fn serve_role(self, ctx: &crate::RoleContext, listener: TcpListener) -> anyhow::Result<()> {
+    /// The role is also registered in `ctx.local` while it serves, so that a
+    /// gateway in this process can call it without a network hop.
+    pub async fn serve_role(mut self, ctx: &crate::RoleContext, listener: TcpListener) -> anyhow::Result<()> {
+        self.local = Some((ctx.local.clone(), ctx.role));
         self.verify_identity(ctx.identity.clone())
             .serve(listener, &ctx.server, ctx.metrics.clone(), ctx.shutdown.clone())
             .await
@@ -208,6 +217,10 @@ impl GrpcServer {
             .layer(RpcMetricsLayer::new(metrics, self.name))
             .option_layer(self.identity.map(VerifyIdentityLayer::new));
 
+        if let Some((registry, role)) = &self.local {
+            // The same stack the listener serves, minus the transport.
+            registry.register(*role, BoxCloneSyncService::new(layers.clone().service(routes.clone())));
+        }
         let address = listener.local_addr()?;
         tracing::info!(server = self.name, %address, services = ?self.service_names, proxied = ?self.fallback_service_names, "serving");
         let signal = shutdown.clone();
@@ -230,6 +243,9 @@ impl GrpcServer {
         tokio::select! {
             result = &mut server => return result.map_err(Into::into),
             () = shutdown.cancelled() => {}
+        }
+        if let Some((registry, role)) = &self.local {
+            registry.unregister(*role);
         }
         reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
         for name in self.service_names.iter().chain(&self.fallback_service_names) {

@@ -65,6 +65,7 @@ impl RunningSuite {
         let metrics = Metrics::new(telemetry);
         let page_tokens = PageTokens::new(install.internal_secret.expose().as_bytes());
         let identity = IdentitySigner::new(install.internal_secret.expose().as_bytes());
+        let local = crm_platform::local::LocalRoles::default();
         let mut suite =
             RunningSuite { addresses: HashMap::new(), tasks: Vec::new(), metrics: None, _telemetry: telemetry.clone() };
 
@@ -98,6 +99,7 @@ impl RunningSuite {
                 server: install.config.server.clone(),
                 metrics: metrics.clone(),
                 shutdown: CancellationToken::new(),
+                local: local.clone(),
             };
             let token = ctx.shutdown.clone();
             let task = match role {

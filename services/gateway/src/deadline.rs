@@ -42,6 +42,11 @@ impl Deadlines {
     }
 }
 
+/// The deadline a call's headers carry, if any.
+pub fn of(headers: &http::HeaderMap) -> Option<Duration> {
+    headers.get(HEADER).and_then(|value| value.to_str().ok()).and_then(parse)
+}
+
 /// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
 fn parse(value: &str) -> Option<Duration> {
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);

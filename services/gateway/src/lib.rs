@@ -87,7 +87,7 @@ pub async fn serve(ctx: GatewayContext, listener: TcpListener) -> anyhow::Result
         .max_decoding_message_size(ctx.role.server.max_message_bytes)
         .max_encoding_message_size(ctx.role.server.max_message_bytes);
     let proxied_services = routes.service_names();
-    let proxy = Guarded::new(proxy::Proxy::new(routes, shutdown.clone()), guard.clone());
+    let proxy = Guarded::new(proxy::Proxy::new(routes, ctx.role.local.clone(), shutdown.clone()), guard.clone());
     GrpcServer::new("gateway")
         .add_service(Guarded::new(admin, guard))
         .with_fallback(axum::Router::new().fallback_service(proxy), proxied_services)
