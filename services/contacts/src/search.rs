@@ -15,8 +15,6 @@
 //! smith" reads the few contacts named both, not every John and every Smith;
 //! single words fill the page when pairs find too few.
 
-use std::collections::HashSet;
-
 use crate::{matching::names, terms};
 
 /// Query tokens considered, at most.
@@ -56,6 +54,8 @@ pub struct Query {
     pub tokens: Vec<Token>,
     /// Per token, in order: its expansions (empty for an exact token).
     pub expansions: Vec<Vec<Expansion>>,
+    /// Per token, in order: the hashes of the terms that answer it, with their weights (for [`Query::score`]).
+    answers: Vec<Vec<(i64, f64)>>,
 }
 
 /// Splits a query into tokens. `phone` is the query as an E.164 number when it reads as one.
@@ -100,8 +100,19 @@ impl Query {
                 Token::Exact(_) => Vec::new(),
                 Token::Word(word) => expand(word, found.get(at).map(Vec::as_slice).unwrap_or_default()),
             })
+            .collect::<Vec<Vec<Expansion>>>();
+        let answers = tokens
+            .iter()
+            .zip(&expansions)
+            .map(|(token, expansions)| match token {
+                Token::Exact(term) => vec![(terms::hash(term), EXACT)],
+                Token::Word(_) => expansions
+                    .iter()
+                    .map(|expansion| (terms::hash(&terms::word_term(&expansion.word)), expansion.weight))
+                    .collect(),
+            })
             .collect();
-        Query { tokens, expansions }
+        Query { tokens, expansions, answers }
     }
 
     /// The words of the query (what the vocabulary is asked about).
@@ -161,29 +172,18 @@ impl Query {
         })
     }
 
-    /// How well a contact with these terms and keys answers the query, 0 to 1.
-    pub fn score(&self, contact_terms: &[String]) -> f64 {
+    /// How well a contact with these terms and keys (their hashes, as
+    /// stored) answers the query, 0 to 1.
+    pub fn score(&self, contact_terms: &[i64]) -> f64 {
         if self.tokens.is_empty() {
             return 0.0;
         }
-        let held: HashSet<&str> = contact_terms.iter().map(String::as_str).collect();
         let total: f64 = self
-            .tokens
+            .answers
             .iter()
-            .zip(&self.expansions)
-            .map(|(token, expansions)| match token {
-                Token::Exact(term) => {
-                    if held.contains(term.as_str()) {
-                        EXACT
-                    } else {
-                        0.0
-                    }
-                }
-                Token::Word(_) => expansions
-                    .iter()
-                    .filter(|expansion| held.contains(terms::word_term(&expansion.word).as_str()))
-                    .map(|expansion| expansion.weight)
-                    .fold(0.0, f64::max),
+            .map(|answers| {
+                let held = answers.iter().filter(|(term, _)| contact_terms.contains(term));
+                held.map(|(_, weight)| *weight).fold(0.0, f64::max)
             })
             .sum();
         total / self.tokens.len() as f64
@@ -254,10 +254,10 @@ mod tests {
         );
         let words: Vec<&str> = query.expansions[0].iter().map(|e| e.word.as_str()).collect();
         assert_eq!(words, ["bob", "robert", "bobby"]);
-        let exact = query.score(&["w:bob".into(), "w:smith".into()]);
-        let formal = query.score(&["w:robert".into(), "w:smith".into()]);
-        let typo = query.score(&["w:bob".into(), "w:smyth".into()]);
-        let half = query.score(&["w:bob".into(), "w:jones".into()]);
+        let exact = query.score(&terms::hashes(&["w:bob", "w:smith"]));
+        let formal = query.score(&terms::hashes(&["w:robert", "w:smith"]));
+        let typo = query.score(&terms::hashes(&["w:bob", "w:smyth"]));
+        let half = query.score(&terms::hashes(&["w:bob", "w:jones"]));
         assert_eq!(exact, 1.0);
         assert!(exact > formal && formal > typo && typo > half, "{exact} {formal} {typo} {half}");
         assert!(query.pair_terms().contains(&"n2:robert smyth".to_string()));

@@ -16,7 +16,7 @@ use crm_testkit::{TestDb, TestSuite};
 use prost::Message;
 use tonic::Code;
 
-use super::{create, external, person, violated_fields};
+use super::{create, external, person, set_owner, violated_fields};
 
 #[tokio::test]
 async fn a_contact_is_created_normalised_read_updated_listed_and_deleted() {
@@ -302,6 +302,46 @@ async fn lookup_finds_by_email_phone_and_external_id_and_search_tolerates_typos(
 }
 
 #[tokio::test]
+async fn a_lookup_answers_only_with_a_contact_that_holds_the_email_or_phone() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let mut contacts = suite.contacts().await.unwrap();
+    let holder = create(&mut contacts, person("Mary", "Jackson", "mary@langley.example", "+1 757 555 0100")).await;
+    let other = create(&mut contacts, person("Dorothy", "Vaughan", "dorothy@langley.example", "")).await;
+
+    // Terms are stored as hashes: plant what a hash collision would look like,
+    // the other contact listed under Mary's email and phone.
+    let pool = test_db.role_pool(Role::Contacts).await.unwrap();
+    for key in ["e:mary@langley.example", "p:+17575550100"] {
+        sqlx::query("INSERT INTO contact_terms (term, contact_id) VALUES ($1, $2::uuid)")
+            .bind(crm_contacts::terms::hash(key))
+            .bind(&other.id)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    // Dorothy was updated last, so she would win if the holders were not checked.
+    set_owner(&mut contacts, &other, "agent-9").await;
+    for key in [Key::Email("mary@langley.example".into()), Key::Phone("+1 757 555 0100".into())] {
+        let found =
+            contacts.lookup_contact(LookupContactRequest { key: Some(key.clone()) }).await.unwrap().into_inner();
+        assert_eq!(found.id, holder.id, "{key:?}");
+    }
+    sqlx::query("DELETE FROM contact_terms WHERE contact_id = $1::uuid AND term = $2")
+        .bind(&holder.id)
+        .bind(crm_contacts::terms::hash("e:mary@langley.example"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let missing = contacts
+        .lookup_contact(LookupContactRequest { key: Some(Key::Email("mary@langley.example".into())) })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "only the planted entry is left: it names a contact without that email");
+    suite.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn contact_events_reach_a_subscriber_in_order() {
     let test_db = TestDb::create().await.unwrap();
     let suite = TestSuite::start(&test_db).await.unwrap();
@@ -317,15 +357,7 @@ async fn contact_events_reach_a_subscriber_in_order() {
 
     let a = create(&mut contacts, person("Evt", "One", "evt1@example.com", "")).await;
     let b = create(&mut contacts, person("Other", "Person", "evt2@example.com", "")).await;
-    let mut change = a.clone();
-    change.owner = "agent-7".into();
-    contacts
-        .update_contact(UpdateContactRequest {
-            contact: Some(change),
-            update_mask: Some(prost_types::FieldMask { paths: vec!["owner".into()] }),
-        })
-        .await
-        .unwrap();
+    set_owner(&mut contacts, &a, "agent-7").await;
     contacts
         .merge_contacts(crm_proto::contacts::v1::MergeContactsRequest {
             survivor_id: a.id.clone(),

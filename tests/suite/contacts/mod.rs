@@ -10,7 +10,7 @@ mod reindex;
 
 use crm_proto::{
     common::v1::{Date, ExternalId, PostalAddress},
-    contacts::v1::{Contact, CreateContactRequest, Email, Phone},
+    contacts::v1::{Contact, CreateContactRequest, Email, Phone, UpdateContactRequest},
 };
 use crm_testkit::Authed;
 use tonic_types::StatusExt;
@@ -46,6 +46,17 @@ pub fn external(source: &str, id: &str) -> ExternalId {
 pub async fn create(client: &mut Client, contact: Contact) -> Contact {
     client
         .create_contact(CreateContactRequest { contact: Some(contact), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Gives a contact an owner (any change that bumps its update time will do).
+pub async fn set_owner(client: &mut Client, contact: &Contact, owner: &str) -> Contact {
+    let change = Contact { owner: owner.into(), ..contact.clone() };
+    let mask = prost_types::FieldMask { paths: vec!["owner".into()] };
+    client
+        .update_contact(UpdateContactRequest { contact: Some(change), update_mask: Some(mask) })
         .await
         .unwrap()
         .into_inner()

@@ -13,7 +13,7 @@ use std::{
 use chrono::Utc;
 use crm_platform::Error;
 use crm_proto::contacts::v1 as pb;
-use sqlx::{PgConnection, Row};
+use sqlx::{PgConnection, Row, types::Json};
 use uuid::Uuid;
 
 use super::{
@@ -24,7 +24,8 @@ use super::{
 use crate::{
     matching,
     model::{ContactData, ContactMeta, ContactRecord, ExternalId},
-    store::{CONTACT_COLUMNS, LIVE, contact_record, merge::survive},
+    store::{LIVE, merge::survive},
+    terms,
 };
 
 /// What a blocking key or an external id points at.
@@ -52,7 +53,8 @@ pub struct Absorbed {
 pub struct NewContact {
     pub id: Uuid,
     pub data: ContactData,
-    pub keys: Vec<String>,
+    /// Hashes of its blocking keys (of `data` as it is now).
+    pub keys: Vec<i64>,
     pub needs_review: bool,
 }
 
@@ -87,9 +89,10 @@ pub struct Rules {
 struct Known<'a> {
     /// External id -> its contact.
     owners: HashMap<ExternalId, Target>,
-    /// Blocking key -> the contacts holding it.
-    index: HashMap<String, Vec<Target>>,
-    stored: HashMap<Uuid, ContactRecord>,
+    /// Blocking key (its hash) -> the contacts holding it.
+    index: HashMap<i64, Vec<Target>>,
+    /// Live contacts of the base sharing a key or an external id with a row.
+    stored: HashMap<Uuid, ContactData>,
     earlier: HashMap<Uuid, &'a ContactData>,
     /// Stored and earlier contacts as rows of this batch changed them.
     updated: HashMap<Uuid, ContactData>,
@@ -99,7 +102,7 @@ struct Known<'a> {
 impl Known<'_> {
     fn data(&self, target: Target) -> Option<&ContactData> {
         match target {
-            Target::Stored(id) => self.updated.get(&id).or_else(|| self.stored.get(&id).map(|record| &record.data)),
+            Target::Stored(id) => self.updated.get(&id).or_else(|| self.stored.get(&id)),
             Target::Earlier(id) => self.updated.get(&id).or_else(|| self.earlier.get(&id).copied()),
             Target::Pending(at) => self.created.get(at).map(|contact| &contact.data),
         }
@@ -113,12 +116,12 @@ impl Known<'_> {
     }
 
     /// Indexes a row's keys and external ids as belonging to `target`.
-    fn remember(&mut self, data: &ContactData, keys: &[String], target: Target) {
+    fn remember(&mut self, data: &ContactData, keys: &[i64], target: Target) {
         for external in &data.external_ids {
             self.owners.insert(external.clone(), target);
         }
         for key in keys {
-            let targets = self.index.entry(key.clone()).or_default();
+            let targets = self.index.entry(*key).or_default();
             if !targets.contains(&target) {
                 targets.push(target);
             }
@@ -126,7 +129,7 @@ impl Known<'_> {
     }
 
     /// The best-scoring contact at or above `threshold` sharing a key with `data`.
-    fn best_match(&self, data: &ContactData, keys: &[String], threshold: f64) -> Option<(Target, f64)> {
+    fn best_match(&self, data: &ContactData, keys: &[i64], threshold: f64) -> Option<(Target, f64)> {
         let mut seen = HashSet::new();
         let mut best: Option<(Target, f64)> = None;
         for target in keys.iter().flat_map(|key| self.index.get(key).into_iter().flatten()) {
@@ -147,7 +150,11 @@ impl Known<'_> {
         let Some(base) = self.data(target) else { return };
         let merged = fold(base, row);
         match target {
-            Target::Pending(at) => self.created[at].data = merged,
+            Target::Pending(at) => {
+                // Its keys are those of what it now holds (for the batches after this one).
+                self.created[at].keys = terms::hashes(&matching::keys(&merged));
+                self.created[at].data = merged;
+            }
             Target::Stored(id) | Target::Earlier(id) => {
                 self.updated.insert(id, merged);
                 let earlier = matches!(target, Target::Earlier(_));
@@ -204,7 +211,7 @@ pub async fn decide(
             for at in positions {
                 let id = batch.contacts[*at].0;
                 if !known.stored.contains_key(&id) {
-                    let targets = known.index.entry(key.clone()).or_default();
+                    let targets = known.index.entry(*key).or_default();
                     if !targets.contains(&Target::Earlier(id)) {
                         targets.push(Target::Earlier(id));
                     }
@@ -276,7 +283,7 @@ pub async fn decide(
 /// What the base holds for these rows: the owners of their external ids,
 /// and the live contacts sharing a blocking key with one.
 async fn read_base<'a>(tx: &mut PgConnection, rows: &[Parsed]) -> Result<Known<'a>, Error> {
-    let valid: Vec<&(ContactData, Vec<String>)> = rows.iter().filter_map(|row| row.outcome.as_ref().ok()).collect();
+    let valid: Vec<&(ContactData, Vec<i64>)> = rows.iter().filter_map(|row| row.outcome.as_ref().ok()).collect();
     let sources: Vec<&str> =
         valid.iter().flat_map(|(data, _)| data.external_ids.iter().map(|x| x.source.as_str())).collect();
     let values: Vec<&str> =
@@ -294,13 +301,10 @@ async fn read_base<'a>(tx: &mut PgConnection, rows: &[Parsed]) -> Result<Known<'
         let external = ExternalId { source: row.try_get("source")?, id: row.try_get("external_id")? };
         owners.insert(external, Target::Stored(row.try_get("contact_id")?));
     }
-    let keys: Vec<&str> = valid
-        .iter()
-        .flat_map(|(_, keys)| keys.iter().map(String::as_str))
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let mut index: HashMap<String, Vec<Target>> = HashMap::new();
+    let mut keys: Vec<i64> = valid.iter().flat_map(|(_, keys)| keys.iter().copied()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut index: HashMap<i64, Vec<Target>> = HashMap::new();
     for row in sqlx::query("SELECT term, contact_id FROM contact_terms WHERE term = ANY($1)")
         .bind(&keys)
         .fetch_all(&mut *tx)
@@ -318,17 +322,16 @@ async fn read_base<'a>(tx: &mut PgConnection, rows: &[Parsed]) -> Result<Known<'
         .collect();
     wanted.sort();
     wanted.dedup();
-    let mut stored: HashMap<Uuid, ContactRecord> = HashMap::new();
-    for row in sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id = ANY($1) AND {LIVE}"
-    )))
+    // Their data only: the writer reads (and locks) the ones it changes.
+    let stored: HashMap<Uuid, ContactData> = sqlx::query_as::<_, (Uuid, Json<ContactData>)>(sqlx::AssertSqlSafe(
+        format!("SELECT c.id, c.data FROM contacts c WHERE c.id = ANY($1) AND {LIVE}"),
+    ))
     .bind(&wanted)
     .fetch_all(&mut *tx)
     .await?
-    {
-        let record = contact_record(&row)?;
-        stored.insert(record.meta.id, record);
-    }
+    .into_iter()
+    .map(|(id, data)| (id, data.0))
+    .collect();
     // Only live contacts own external ids and keys (deleted ones free theirs).
     owners.retain(|_, target| matches!(target, Target::Stored(id) if stored.contains_key(id)));
     for targets in index.values_mut() {

@@ -8,13 +8,15 @@ use crm_proto::contacts::v1 as pb;
 use crate::{
     matching,
     model::ContactData,
+    terms,
     validate::{self, Region},
 };
 
-/// A row as validated: its data and blocking keys, or its failure.
+/// A row as validated: its data and the hashes of its blocking keys (as
+/// `contact_terms` holds them), or its failure.
 pub struct Parsed {
     pub row_id: String,
-    pub outcome: Result<(ContactData, Vec<String>), pb::ImportRowResult>,
+    pub outcome: Result<(ContactData, Vec<i64>), pb::ImportRowResult>,
 }
 
 /// A row's result with its outcome and nothing else yet.
@@ -36,7 +38,7 @@ pub fn parse(rows: Vec<pb::ImportRow>, region: Region) -> Vec<Parsed> {
             };
             let outcome = match violations.into_result() {
                 Ok(()) => {
-                    let keys = matching::keys(&data);
+                    let keys = terms::hashes(&matching::keys(&data));
                     Ok((data, keys))
                 }
                 Err(error) => {

@@ -20,17 +20,17 @@ use crate::model::{ContactData, ExternalId};
 #[derive(Default)]
 pub struct Published {
     pub contacts: Vec<(Uuid, ContactData)>,
-    /// Blocking key -> positions in `contacts`.
-    pub keys: HashMap<String, Vec<usize>>,
+    /// Blocking key (its hash) -> positions in `contacts`.
+    pub keys: HashMap<i64, Vec<usize>>,
     /// External id -> position in `contacts`.
     pub externals: HashMap<ExternalId, usize>,
 }
 
 impl Published {
-    pub fn add(&mut self, id: Uuid, data: ContactData, keys: &[String]) {
+    pub fn add(&mut self, id: Uuid, data: ContactData, keys: &[i64]) {
         let at = self.contacts.len();
         for key in keys {
-            self.keys.entry(key.clone()).or_default().push(at);
+            self.keys.entry(*key).or_default().push(at);
         }
         for external in &data.external_ids {
             self.externals.insert(external.clone(), at);

@@ -18,7 +18,10 @@ use super::decide::{Decision, NewContact, fold};
 use crate::{
     model::{ContactData, ContactMeta, ContactRecord},
     store::{
-        Actor, CONTACT_COLUMNS, LIVE, audit, contact_record, contacts::write_update, reindex::postgres_array, search,
+        Actor, CONTACT_COLUMNS, LIVE, audit, contact_record,
+        contacts::write_update,
+        reindex::{integer_array, postgres_array},
+        search,
     },
     terms,
 };
@@ -85,12 +88,12 @@ async fn insert(tx: &mut PgConnection, created: &[NewContact], author: &Author<'
     let stages: Vec<&str> = created.iter().map(|row| row.data.lifecycle_stage.as_str()).collect();
     let owners: Vec<&str> = created.iter().map(|row| row.data.owner.as_str()).collect();
     let tags: Vec<String> = created.iter().map(|row| postgres_array(&row.data.tags)).collect();
-    let all_terms: Vec<Vec<String>> = created.iter().map(|row| terms::all(&row.data)).collect();
-    let recorded: Vec<String> = all_terms.iter().map(|terms| postgres_array(terms)).collect();
+    let all_terms: Vec<Vec<i64>> = created.iter().map(all_terms).collect();
+    let recorded: Vec<String> = all_terms.iter().map(|terms| integer_array(terms)).collect();
     let review: Vec<bool> = created.iter().map(|row| row.needs_review).collect();
     sqlx::query(
         "INSERT INTO contacts (id, data, lifecycle_stage, owner, tags, terms, terms_version, needs_review)
-         SELECT id, data, stage, owner, tags::text[], terms::text[], $7, review
+         SELECT id, data, stage, owner, tags::text[], terms::bigint[], $7, review
          FROM unnest($1::uuid[], $2::jsonb[], $3::text[], $4::text[], $5::text[], $6::text[], $8::bool[])
               AS t(id, data, stage, owner, tags, terms, review)",
     )
@@ -104,14 +107,13 @@ async fn insert(tx: &mut PgConnection, created: &[NewContact], author: &Author<'
     .bind(&review)
     .execute(&mut *tx)
     .await?;
-    let (mut term_owners, mut terms_written) = (Vec::new(), Vec::new());
-    for (row, terms) in created.iter().zip(&all_terms) {
-        for term in terms {
-            term_owners.push(row.id);
-            terms_written.push(term.as_str());
-        }
-    }
-    sqlx::query("INSERT INTO contact_terms (term, contact_id) SELECT * FROM unnest($1::text[], $2::uuid[])")
+    // In term order: consecutive inserts then walk the index in one direction
+    // (its upper pages stay in cache), a third cheaper than in contact order.
+    let mut written: Vec<(i64, Uuid)> =
+        created.iter().zip(&all_terms).flat_map(|(row, terms)| terms.iter().map(|term| (*term, row.id))).collect();
+    written.sort_unstable();
+    let (terms_written, term_owners): (Vec<i64>, Vec<Uuid>) = written.into_iter().unzip();
+    sqlx::query("INSERT INTO contact_terms (term, contact_id) SELECT * FROM unnest($1::bigint[], $2::uuid[])")
         .bind(&terms_written)
         .bind(&term_owners)
         .execute(&mut *tx)
@@ -176,4 +178,32 @@ async fn insert(tx: &mut PgConnection, created: &[NewContact], author: &Author<'
         .collect();
     outbox::append(tx, &events).await?;
     Ok(())
+}
+
+/// A new contact's terms (`terms::all`, hashed): its blocking keys, known
+/// already, and its search terms.
+fn all_terms(contact: &NewContact) -> Vec<i64> {
+    let mut all = terms::hashes(&terms::search(&contact.data));
+    all.extend_from_slice(&contact.keys);
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matching::{self, synthetic::Generator};
+
+    #[test]
+    fn a_new_contacts_terms_are_all_its_terms_hashed() {
+        let mut generator = Generator::new(7);
+        for _ in 0..200 {
+            let data = generator.next_record(0.3).contact;
+            let keys = terms::hashes(&matching::keys(&data));
+            let expected = terms::hashes(&terms::all(&data));
+            let contact = NewContact { id: Uuid::nil(), data, keys, needs_review: false };
+            assert_eq!(all_terms(&contact), expected);
+        }
+    }
 }

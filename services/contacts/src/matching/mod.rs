@@ -70,6 +70,18 @@ pub fn phone_key(e164: &str) -> String {
     format!("p:{e164}")
 }
 
+/// Whether a contact holds this email or phone key: what a lookup checks of
+/// the contacts its term's hash found (see `terms::hash`).
+pub fn holds_key(contact: &ContactData, key: &str) -> bool {
+    if let Some(email) = key.strip_prefix("e:") {
+        return contact.emails.iter().any(|held| held.key() == email);
+    }
+    if let Some(phone) = key.strip_prefix("p:") {
+        return contact.phones.iter().any(|held| held.number == phone);
+    }
+    false
+}
+
 fn postal_key(postal_code: &str) -> String {
     postal_code.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_uppercase()
 }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use crm_platform::{Error, timestamp::to_proto};
 use crm_proto::contacts::v1 as pb;
 use serde::{Deserialize, Serialize};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row, types::Json};
 use uuid::Uuid;
 
 /// Who is making a change: the principal the gateway vouched for, and the request.
@@ -79,8 +79,7 @@ pub async fn record(tx: &mut PgConnection, entries: &[Entry<'_>]) -> Result<(), 
     let actions: Vec<&str> = entries.iter().map(|entry| entry.action).collect();
     let actors: Vec<&str> = entries.iter().map(|entry| entry.actor.actor.as_str()).collect();
     let requests: Vec<&str> = entries.iter().map(|entry| entry.actor.request_id.as_str()).collect();
-    let changes: Vec<serde_json::Value> =
-        entries.iter().map(|entry| serde_json::to_value(&entry.changes).unwrap_or_default()).collect();
+    let changes: Vec<Json<&[FieldChange]>> = entries.iter().map(|entry| Json(entry.changes.as_slice())).collect();
     let notes: Vec<&str> = entries.iter().map(|entry| entry.note.as_str()).collect();
     sqlx::query(
         "INSERT INTO audit_events (id, resource_type, resource_id, action, actor, request_id, changes, note)

@@ -78,7 +78,7 @@ impl ContactStore {
     ) -> Result<Vec<Candidate>, Error> {
         let mut ids: Vec<Uuid> =
             sqlx::query_scalar("SELECT DISTINCT contact_id FROM contact_terms WHERE term = ANY($1)")
-                .bind(matching::keys(data))
+                .bind(terms::hashes(&matching::keys(data)))
                 .fetch_all(&mut *conn)
                 .await?;
         if similar {
@@ -225,7 +225,7 @@ impl ContactStore {
             "SELECT {CONTACT_COLUMNS} FROM contacts c
              WHERE c.merged_into IS NULL AND ($1::uuid IS NULL OR c.id > $1)
                AND ($2::text IS NULL OR c.lifecycle_stage = $2)
-               AND ($3::text IS NULL OR c.tags @> ARRAY[$3::text])
+               AND ($3::text IS NULL OR (c.tags @> ARRAY[$3::text] AND c.tags <> '{{}}'))
                AND ($4::text IS NULL OR c.owner = $4)
                AND ($5::uuid IS NULL OR c.id IN (SELECT r.contact_id FROM relationships r WHERE r.organization_id = $5))
                AND ($6::timestamptz IS NULL OR c.update_time >= $6)
@@ -287,15 +287,23 @@ impl ContactStore {
         let row = match key {
             LookupKey::Blocking(key) => {
                 // The holders first (a handful at most), so the planner cannot
-                // walk contacts in update order looking for them.
-                sqlx::query(sqlx::AssertSqlSafe(format!(
+                // walk contacts in update order looking for them; the newest
+                // that really holds the key (not another sharing its hash).
+                let holders = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "WITH holders AS MATERIALIZED (SELECT contact_id FROM contact_terms WHERE term = $1)
                      SELECT {CONTACT_COLUMNS} FROM holders h JOIN contacts c ON c.id = h.contact_id
-                     WHERE {LIVE} ORDER BY c.update_time DESC LIMIT 1"
+                     WHERE {LIVE} ORDER BY c.update_time DESC"
                 )))
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?
+                .bind(terms::hash(key))
+                .fetch_all(&self.pool)
+                .await?;
+                for row in &holders {
+                    let record = contact_record(row)?;
+                    if matching::holds_key(&record.data, key) {
+                        return Ok(record);
+                    }
+                }
+                None
             }
             LookupKey::External { source, id } => {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -399,7 +407,7 @@ pub(crate) async fn insert(
              RETURNING version, create_time, update_time),
          terms AS (
              INSERT INTO contact_terms (term, contact_id)
-             SELECT t, $1 FROM unnest($6::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n ON CONFLICT DO NOTHING),
+             SELECT t, $1 FROM unnest($6::bigint[]) WITH ORDINALITY AS u(t, n) ORDER BY n ON CONFLICT DO NOTHING),
          words AS (
              INSERT INTO search_words (word)
              SELECT w FROM unnest($9::text[]) WITH ORDINALITY AS u(w, n) ORDER BY n ON CONFLICT DO NOTHING)
@@ -410,7 +418,7 @@ pub(crate) async fn insert(
     .bind(&data.lifecycle_stage)
     .bind(&data.owner)
     .bind(&data.tags)
-    .bind(terms::all(data))
+    .bind(terms::hashes(&terms::all(data)))
     .bind(terms::VERSION)
     .bind(needs_review)
     .bind(&words)

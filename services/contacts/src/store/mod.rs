@@ -47,9 +47,8 @@ pub(crate) const CONTACT_COLUMNS: &str = "c.id, c.data, c.version, c.create_time
      ARRAY(SELECT m.id FROM contacts m WHERE m.merged_into = c.id ORDER BY m.id) AS merged_ids";
 
 pub(crate) fn contact_record(row: &PgRow) -> Result<ContactRecord, Error> {
-    let data: serde_json::Value = row.try_get("data")?;
-    let data: ContactData = serde_json::from_value(data)
-        .map_err(|error| Error::Internal(anyhow::Error::new(error).context("reading a stored contact")))?;
+    let data: sqlx::types::Json<ContactData> = row.try_get("data")?;
+    let data = data.0;
     Ok(ContactRecord {
         meta: ContactMeta {
             id: row.try_get("id")?,
@@ -109,10 +108,10 @@ pub(crate) fn ensure_not_erased(record: &ContactRecord) -> Result<(), Error> {
 pub(crate) async fn write_terms(conn: &mut PgConnection, id: Uuid, data: Option<&ContactData>) -> Result<(), Error> {
     forget_terms(&mut *conn, &[id]).await?;
     let Some(data) = data else { return Ok(()) };
-    let all = terms::all(data);
+    let all = terms::hashes(&terms::all(data));
     sqlx::query(
         "INSERT INTO contact_terms (term, contact_id)
-         SELECT t, $2 FROM unnest($1::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n ON CONFLICT DO NOTHING",
+         SELECT t, $2 FROM unnest($1::bigint[]) WITH ORDINALITY AS u(t, n) ORDER BY n ON CONFLICT DO NOTHING",
     )
     .bind(&all)
     .bind(id)

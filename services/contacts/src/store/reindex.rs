@@ -70,3 +70,9 @@ pub(crate) fn postgres_array(items: &[String]) -> String {
         items.iter().map(|item| format!("\"{}\"", item.replace('\\', "\\\\").replace('"', "\\\""))).collect();
     format!("{{{}}}", quoted.join(","))
 }
+
+/// A bigint array literal (`{1,-2}`), for the same reason.
+pub(crate) fn integer_array(items: &[i64]) -> String {
+    let items: Vec<String> = items.iter().map(i64::to_string).collect();
+    format!("{{{}}}", items.join(","))
+}

@@ -51,12 +51,14 @@ pub(crate) async fn forget_unused_words(conn: &mut PgConnection, words: &BTreeSe
     if words.is_empty() {
         return Ok(());
     }
-    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let (words, hashes): (Vec<&str>, Vec<i64>) =
+        words.iter().map(|word| (word.as_str(), terms::hash(&terms::word_term(word)))).unzip();
     sqlx::query(
-        "DELETE FROM search_words s WHERE s.word = ANY($1)
-           AND NOT EXISTS (SELECT 1 FROM contact_terms t WHERE t.term = 'w:' || s.word)",
+        "DELETE FROM search_words s USING unnest($1::text[], $2::bigint[]) AS u(word, term)
+         WHERE s.word = u.word AND NOT EXISTS (SELECT 1 FROM contact_terms t WHERE t.term = u.term)",
     )
     .bind(&words)
+    .bind(&hashes)
     .execute(conn)
     .await?;
     Ok(())
@@ -100,26 +102,26 @@ pub(crate) async fn plan(conn: &mut PgConnection, tokens: Vec<search::Token>) ->
     Ok(Query::new(skeleton.tokens, &found))
 }
 
-/// Live contacts holding any of `wanted`, with all their terms, at most
-/// `per_term` for each term (so one common word cannot crowd the others
-/// out), skipping `seen`.
+/// Live contacts holding any of `wanted`, with the hashes of all their
+/// terms, at most `per_term` for each term (so one common word cannot crowd
+/// the others out), skipping `seen`.
 async fn holders(
     conn: &mut PgConnection,
     wanted: &[String],
     seen: &[Uuid],
     per_term: i64,
-) -> Result<Vec<(Uuid, Vec<String>)>, Error> {
+) -> Result<Vec<(Uuid, Vec<i64>)>, Error> {
     if wanted.is_empty() || per_term <= 0 {
         return Ok(Vec::new());
     }
-    let rows: Vec<(Uuid, Vec<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let rows: Vec<(Uuid, Vec<i64>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT c.id, c.terms FROM contacts c
          WHERE c.id IN (
-             SELECT h.contact_id FROM unnest($1::text[]) AS w(term)
+             SELECT h.contact_id FROM unnest($1::bigint[]) AS w(term)
              CROSS JOIN LATERAL (SELECT contact_id FROM contact_terms t WHERE t.term = w.term LIMIT $3) h)
            AND {LIVE} AND c.id <> ALL($2)"
     )))
-    .bind(wanted)
+    .bind(terms::hashes(wanted))
     .bind(seen)
     .bind(per_term)
     .fetch_all(conn)
