@@ -146,6 +146,13 @@ async fn a_contact_is_created_normalised_read_updated_listed_and_deleted() {
     assert!(trail.iter().all(|event| event.actor == "bootstrap" && !event.request_id.is_empty()));
     let family = trail[1].changes.iter().find(|change| change.field == "family_name").unwrap();
     assert_eq!((family.before.as_str(), family.after.as_str()), ("\"Lovelace\"", "\"King\""));
+    // The creation lists each field it set, from nothing, in field order; none it left empty.
+    let set: Vec<(&str, &str, &str)> =
+        trail[2].changes.iter().map(|c| (c.field.as_str(), c.before.as_str(), c.after.as_str())).collect();
+    let fields: Vec<&str> = set.iter().map(|(field, ..)| *field).collect();
+    assert!(fields.is_sorted() && fields.contains(&"emails") && !fields.contains(&"owner"), "{fields:?}");
+    assert!(set.contains(&("given_name", "", "\"Ada\"")), "{set:?}");
+    assert!(set.contains(&("tags", "", "[\"newsletter\",\"vip\"]")), "{set:?}");
     suite.shutdown().await.unwrap();
 }
 

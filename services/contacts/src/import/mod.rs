@@ -53,8 +53,9 @@ pub type ResultStream = Pin<Box<dyn Stream<Item = Result<pb::ImportContactsRespo
 /// Rows per message, at most.
 pub const MAX_ROWS: usize = 1000;
 
-/// Messages in flight at once.
-pub const PIPELINE: usize = 3;
+/// Messages in flight at once. Four kept both cores busy at a million rows
+/// (14,697 rows/s, against 14,142 with three and 14,275 with six).
+pub const PIPELINE: usize = 4;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Policy {

@@ -11,12 +11,13 @@ use crm_platform::{
     outbox::{self, NewEvent},
 };
 use crm_proto::contacts::v1 as pb;
+use serde_json::value::RawValue;
 use sqlx::{PgConnection, types::Json};
 use uuid::Uuid;
 
 use super::decide::{Decision, NewContact, fold};
 use crate::{
-    model::{ContactData, ContactMeta, ContactRecord},
+    model::{ContactMeta, ContactRecord},
     store::{
         Actor, CONTACT_COLUMNS, LIVE, audit, contact_record,
         contacts::write_update,
@@ -84,7 +85,13 @@ async fn insert(tx: &mut PgConnection, created: &[NewContact], author: &Author<'
         return Ok(());
     }
     let ids: Vec<Uuid> = created.iter().map(|row| row.id).collect();
-    let data: Vec<Json<&ContactData>> = created.iter().map(|row| Json(&row.data)).collect();
+    // Each contact's JSON document, serialised once: its row and its audit entry store the same.
+    let documents: Vec<Box<RawValue>> = created
+        .iter()
+        .map(|row| serde_json::value::to_raw_value(&row.data))
+        .collect::<Result<_, _>>()
+        .map_err(|error| Error::Internal(anyhow::Error::new(error).context("writing imported contacts")))?;
+    let data: Vec<Json<&RawValue>> = documents.iter().map(|document| Json(&**document)).collect();
     let stages: Vec<&str> = created.iter().map(|row| row.data.lifecycle_stage.as_str()).collect();
     let owners: Vec<&str> = created.iter().map(|row| row.data.owner.as_str()).collect();
     let tags: Vec<String> = created.iter().map(|row| postgres_array(&row.data.tags)).collect();
@@ -139,13 +146,15 @@ async fn insert(tx: &mut PgConnection, created: &[NewContact], author: &Author<'
     .execute(&mut *tx)
     .await?;
 
+    drop(data);
     let entries: Vec<audit::Entry> = created
         .iter()
-        .map(|row| audit::Entry {
+        .zip(documents)
+        .map(|(row, document)| audit::Entry {
             resource_type: "contact",
             resource_id: row.id,
             action: "import_create",
-            changes: audit::diff(&Default::default(), &row.data.fields()),
+            changes: audit::Changes::Created(document),
             note: if row.needs_review {
                 format!("{}; likely duplicate, flagged for review", author.note)
             } else {

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use crm_platform::{Error, timestamp::to_proto};
 use crm_proto::contacts::v1 as pb;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use sqlx::{PgConnection, PgPool, Row, types::Json};
 use uuid::Uuid;
 
@@ -59,12 +60,68 @@ pub fn diff(
         .collect()
 }
 
+/// What an entry says changed.
+pub enum Changes {
+    /// Field by field, before and after (updates, merges).
+    Fields(Vec<FieldChange>),
+    /// A record created with these values: its JSON document as its row
+    /// stores it. Kept as it is (`{"created": …}`) rather than as one
+    /// before/after pair of escaped JSON text per field, which cost as much to
+    /// build, store and parse as the contact itself; read back as exactly
+    /// those pairs (from nothing to each non-empty value).
+    Created(Box<RawValue>),
+}
+
+impl Changes {
+    pub fn none() -> Changes {
+        Changes::Fields(Vec::new())
+    }
+
+    /// The values of a new record.
+    pub fn created(record: &impl Serialize) -> Result<Changes, Error> {
+        serde_json::value::to_raw_value(record)
+            .map(Changes::Created)
+            .map_err(|error| Error::Internal(anyhow::Error::new(error).context("writing an audit entry")))
+    }
+}
+
+/// How `changes` is stored: an array of field changes, or `{"created": document}`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Stored<'a> {
+    Fields(&'a [FieldChange]),
+    Created { created: &'a RawValue },
+}
+
+impl Changes {
+    fn stored(&self) -> Stored<'_> {
+        match self {
+            Changes::Fields(fields) => Stored::Fields(fields),
+            Changes::Created(document) => Stored::Created { created: document },
+        }
+    }
+}
+
+/// The field changes a stored `changes` value says.
+fn read_changes(stored: serde_json::Value) -> Result<Vec<FieldChange>, serde_json::Error> {
+    match stored {
+        serde_json::Value::Object(mut object) if object.contains_key("created") => {
+            let fields = match object.remove("created") {
+                Some(serde_json::Value::Object(document)) => document.into_iter().collect(),
+                _ => BTreeMap::new(),
+            };
+            Ok(diff(&BTreeMap::new(), &fields))
+        }
+        other => serde_json::from_value(other),
+    }
+}
+
 /// One entry to write.
 pub struct Entry<'a> {
     pub resource_type: &'static str,
     pub resource_id: Uuid,
     pub action: &'static str,
-    pub changes: Vec<FieldChange>,
+    pub changes: Changes,
     pub note: String,
     pub actor: &'a Actor,
 }
@@ -79,7 +136,7 @@ pub async fn record(tx: &mut PgConnection, entries: &[Entry<'_>]) -> Result<(), 
     let actions: Vec<&str> = entries.iter().map(|entry| entry.action).collect();
     let actors: Vec<&str> = entries.iter().map(|entry| entry.actor.actor.as_str()).collect();
     let requests: Vec<&str> = entries.iter().map(|entry| entry.actor.request_id.as_str()).collect();
-    let changes: Vec<Json<&[FieldChange]>> = entries.iter().map(|entry| Json(entry.changes.as_slice())).collect();
+    let changes: Vec<Json<Stored<'_>>> = entries.iter().map(|entry| Json(entry.changes.stored())).collect();
     let notes: Vec<&str> = entries.iter().map(|entry| entry.note.as_str()).collect();
     sqlx::query(
         "INSERT INTO audit_events (id, resource_type, resource_id, action, actor, request_id, changes, note)
@@ -116,7 +173,7 @@ pub async fn list(
     .await?;
     rows.iter()
         .map(|row| {
-            let changes: Vec<FieldChange> = serde_json::from_value(row.try_get("changes")?)
+            let changes = read_changes(row.try_get("changes")?)
                 .map_err(|error| Error::Internal(anyhow::Error::new(error).context("reading audit changes")))?;
             let time: DateTime<Utc> = row.try_get("time")?;
             Ok(pb::AuditEvent {
@@ -138,12 +195,19 @@ pub async fn list(
 }
 
 /// Erasure: the values of every change of these resources are wiped; which
-/// fields changed, when, by whom and why stays.
+/// fields changed, when, by whom and why stays. A creation's document
+/// becomes the names of its non-empty fields (the ones it set).
 pub async fn redact(tx: &mut PgConnection, resource_ids: &[Uuid]) -> Result<(), Error> {
     sqlx::query(
-        "UPDATE audit_events SET changes = coalesce((
-             SELECT jsonb_agg(jsonb_build_object('field', change->>'field', 'before', '', 'after', ''))
-             FROM jsonb_array_elements(changes) AS change), '[]')
+        "UPDATE audit_events SET changes = CASE jsonb_typeof(changes)
+             WHEN 'array' THEN coalesce((
+                 SELECT jsonb_agg(jsonb_build_object('field', change->>'field', 'before', '', 'after', ''))
+                 FROM jsonb_array_elements(changes) AS change), '[]')
+             ELSE coalesce((
+                 SELECT jsonb_agg(jsonb_build_object('field', f.key, 'before', '', 'after', '') ORDER BY f.key)
+                 FROM jsonb_each(changes->'created') AS f
+                 WHERE f.value NOT IN ('null', '\"\"', '[]', '{}', '0')), '[]')
+             END
          WHERE resource_id = ANY($1)",
     )
     .bind(resource_ids)
@@ -155,6 +219,18 @@ pub async fn redact(tx: &mut PgConnection, resource_ids: &[Uuid]) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_creation_reads_back_as_one_change_per_non_empty_field() {
+        let data =
+            crate::model::ContactData { given_name: "Ann".into(), tags: vec!["vip".into()], ..Default::default() };
+        let Changes::Created(document) = Changes::created(&data).unwrap() else { panic!("a creation") };
+        let stored = serde_json::to_value(Stored::Created { created: &document }).unwrap();
+        assert_eq!(read_changes(stored).unwrap(), diff(&BTreeMap::new(), &data.fields()));
+        let fields = vec![FieldChange { field: "owner".into(), before: String::new(), after: "\"x\"".into() }];
+        let stored = serde_json::to_value(Stored::Fields(&fields)).unwrap();
+        assert_eq!(read_changes(stored).unwrap(), fields);
+    }
 
     #[test]
     fn diff_lists_only_changed_fields_with_before_and_after() {

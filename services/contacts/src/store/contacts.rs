@@ -165,7 +165,7 @@ impl ContactStore {
         } else {
             String::new()
         };
-        let changes = audit::diff(&Default::default(), &data.fields());
+        let changes = audit::Changes::created(&data)?;
         let entry = audit::Entry { resource_type: "contact", resource_id: id, action: "create", changes, note, actor };
         audit::record(&mut tx, &[entry]).await?;
         let record = ContactRecord { meta, data };
@@ -269,7 +269,7 @@ impl ContactStore {
             resource_type: "contact",
             resource_id: id,
             action: "delete",
-            changes: Vec::new(),
+            changes: audit::Changes::none(),
             note: String::new(),
             actor,
         };
@@ -383,7 +383,14 @@ pub(crate) async fn write_update(
         write_external_ids(tx, id, after).await?;
     }
     let changed_fields = changes.iter().map(|change| change.field.clone()).collect();
-    let entry = audit::Entry { resource_type: "contact", resource_id: id, action, changes, note, actor };
+    let entry = audit::Entry {
+        resource_type: "contact",
+        resource_id: id,
+        action,
+        changes: audit::Changes::Fields(changes),
+        note,
+        actor,
+    };
     audit::record(tx, &[entry]).await?;
     let record = load(tx, id, false).await?;
     let event = pb::ContactUpdated { contact: Some(record.to_proto()), changed_fields };

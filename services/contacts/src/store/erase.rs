@@ -62,7 +62,7 @@ impl ContactStore {
             resource_type: "contact",
             resource_id: id,
             action: "erase",
-            changes: Vec::new(),
+            changes: audit::Changes::none(),
             note: reason.to_string(),
             actor,
         };
@@ -90,12 +90,18 @@ async fn erased_words(tx: &mut PgConnection, group: &[Uuid]) -> Result<BTreeSet<
          UNION ALL
          SELECT n.v FROM audit_events a, jsonb_array_elements(a.changes) AS ch,
              LATERAL (VALUES (ch->>'before'), (ch->>'after')) AS n(v)
-         WHERE a.resource_id = ANY($1) AND ch->>'field' IN ('given_name', 'family_name', 'display_name') AND n.v <> ''",
+         WHERE a.resource_id = ANY($1) AND jsonb_typeof(a.changes) = 'array'
+           AND ch->>'field' IN ('given_name', 'family_name', 'display_name') AND n.v <> ''
+         UNION ALL
+         SELECT n.v FROM audit_events a,
+             LATERAL (VALUES (a.changes->'created'->>'given_name'), (a.changes->'created'->>'family_name'),
+                             (a.changes->'created'->>'display_name')) AS n(v)
+         WHERE a.resource_id = ANY($1) AND jsonb_typeof(a.changes) = 'object' AND n.v <> ''",
     )
     .bind(group)
     .fetch_all(tx)
     .await?;
-    // Audit values are JSON renderings ("\"Zeb\""); current names are plain.
+    // Audit values of changes are JSON renderings ("\"Zeb\""); current and created names are plain.
     Ok(names
         .iter()
         .flat_map(|name| terms::split(&serde_json::from_str::<String>(name).unwrap_or_else(|_| name.clone())))

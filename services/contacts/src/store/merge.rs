@@ -226,7 +226,7 @@ impl ContactStore {
             resource_type: "contact",
             resource_id: survivor_id,
             action: "merge",
-            changes: audit::diff(&survivor.data.fields(), &merged.fields()),
+            changes: audit::Changes::Fields(audit::diff(&survivor.data.fields(), &merged.fields())),
             note: format!("merged {}", loser_list.join(", ")),
             actor,
         }];
@@ -235,7 +235,7 @@ impl ContactStore {
                 resource_type: "contact",
                 resource_id: *loser,
                 action: "merged_into",
-                changes: Vec::new(),
+                changes: audit::Changes::none(),
                 note: format!("merged into {survivor_id}"),
                 actor,
             });

@@ -94,7 +94,7 @@ async fn changed(
     tx: &mut PgConnection,
     record: &OrganizationRecord,
     action: &'static str,
-    changes: Vec<audit::FieldChange>,
+    changes: audit::Changes,
     actor: &Actor,
 ) -> Result<(), Error> {
     let entry = audit::Entry {
@@ -127,7 +127,7 @@ impl ContactStore {
             .await?;
         write_external_ids(&mut tx, id, &data).await?;
         let record = load(&mut tx, id, false).await?;
-        changed(&mut tx, &record, "create", audit::diff(&Default::default(), &data.fields()), actor).await?;
+        changed(&mut tx, &record, "create", audit::Changes::created(&data)?, actor).await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -164,7 +164,7 @@ impl ContactStore {
         .await?;
         write_external_ids(&mut tx, id, &after).await?;
         let record = load(&mut tx, id, false).await?;
-        changed(&mut tx, &record, "update", changes, actor).await?;
+        changed(&mut tx, &record, "update", audit::Changes::Fields(changes), actor).await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -212,7 +212,7 @@ impl ContactStore {
             .execute(&mut *tx)
             .await?;
         let record = load(&mut tx, id, false).await?;
-        changed(&mut tx, &record, "delete", Vec::new(), actor).await?;
+        changed(&mut tx, &record, "delete", audit::Changes::none(), actor).await?;
         tx.commit().await?;
         Ok(record)
     }

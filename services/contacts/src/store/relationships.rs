@@ -119,7 +119,7 @@ impl ContactStore {
             resource_type: "contact",
             resource_id: contact_id,
             action,
-            changes: Vec::new(),
+            changes: audit::Changes::none(),
             note: format!("{kind} {target} (relationship {})", relationship.id),
             actor,
         };
