@@ -83,6 +83,13 @@ impl Changes {
             .map(Changes::Created)
             .map_err(|error| Error::Internal(anyhow::Error::new(error).context("writing an audit entry")))
     }
+
+    fn stored(&self) -> Stored<'_> {
+        match self {
+            Changes::Fields(fields) => Stored::Fields(fields),
+            Changes::Created(document) => Stored::Created { created: document },
+        }
+    }
 }
 
 /// How `changes` is stored: an array of field changes, or `{"created": document}`.
@@ -91,15 +98,6 @@ impl Changes {
 enum Stored<'a> {
     Fields(&'a [FieldChange]),
     Created { created: &'a RawValue },
-}
-
-impl Changes {
-    fn stored(&self) -> Stored<'_> {
-        match self {
-            Changes::Fields(fields) => Stored::Fields(fields),
-            Changes::Created(document) => Stored::Created { created: document },
-        }
-    }
 }
 
 /// The field changes a stored `changes` value says.
@@ -196,7 +194,8 @@ pub async fn list(
 
 /// Erasure: the values of every change of these resources are wiped; which
 /// fields changed, when, by whom and why stays. A creation's document
-/// becomes the names of its non-empty fields (the ones it set).
+/// becomes the names of its non-empty fields (the ones it set; "empty" as
+/// [`render`] has it: null, "", [], {} or 0).
 pub async fn redact(tx: &mut PgConnection, resource_ids: &[Uuid]) -> Result<(), Error> {
     sqlx::query(
         "UPDATE audit_events SET changes = CASE jsonb_typeof(changes)
