@@ -22,7 +22,7 @@ use crate::{
         Actor, CONTACT_COLUMNS, LIVE, audit, contact_record,
         contacts::write_update,
         reindex::{integer_array, postgres_array},
-        search,
+        search, term_rows,
     },
     terms,
 };
@@ -114,12 +114,8 @@ async fn insert(tx: &mut PgConnection, created: &[NewContact], author: &Author<'
     .bind(&review)
     .execute(&mut *tx)
     .await?;
-    // In term order: consecutive inserts then walk the index in one direction
-    // (its upper pages stay in cache), a third cheaper than in contact order.
-    let mut written: Vec<(i64, Uuid)> =
-        created.iter().zip(&all_terms).flat_map(|(row, terms)| terms.iter().map(|term| (*term, row.id))).collect();
-    written.sort_unstable();
-    let (terms_written, term_owners): (Vec<i64>, Vec<Uuid>) = written.into_iter().unzip();
+    let (terms_written, term_owners) =
+        term_rows(created.iter().zip(&all_terms).map(|(row, all)| (row.id, all.as_slice())));
     sqlx::query("INSERT INTO contact_terms (term, contact_id) SELECT * FROM unnest($1::bigint[], $2::uuid[])")
         .bind(&terms_written)
         .bind(&term_owners)

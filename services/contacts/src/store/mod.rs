@@ -19,6 +19,8 @@ pub mod reindex;
 pub mod relationships;
 pub mod search;
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 use crm_platform::Error;
 use sqlx::{PgConnection, PgPool, Row, postgres::PgRow};
@@ -106,25 +108,55 @@ pub(crate) fn ensure_not_erased(record: &ContactRecord) -> Result<(), Error> {
 /// Replaces the terms of a contact (none for one that is no longer live):
 /// deletes those its row records, inserts the new ones, records them.
 pub(crate) async fn write_terms(conn: &mut PgConnection, id: Uuid, data: Option<&ContactData>) -> Result<(), Error> {
-    forget_terms(&mut *conn, &[id]).await?;
-    let Some(data) = data else { return Ok(()) };
-    let all = terms::hashes(&terms::all(data));
+    rewrite_terms(conn, &[(id, data)]).await
+}
+
+/// [`write_terms`] for many contacts at once, in a handful of statements
+/// whatever their number (the re-index of a whole base goes through here).
+pub(crate) async fn rewrite_terms(
+    conn: &mut PgConnection,
+    contacts: &[(Uuid, Option<&ContactData>)],
+) -> Result<(), Error> {
+    let ids: Vec<Uuid> = contacts.iter().map(|(id, _)| *id).collect();
+    forget_terms(&mut *conn, &ids).await?;
+    let live: Vec<(Uuid, &ContactData, Vec<i64>)> = contacts
+        .iter()
+        .filter_map(|(id, data)| data.map(|data| (*id, data, terms::hashes(&terms::all(data)))))
+        .collect();
+    if live.is_empty() {
+        return Ok(());
+    }
+    let (terms_written, owners) = term_rows(live.iter().map(|(id, _, all)| (*id, all.as_slice())));
     sqlx::query(
         "INSERT INTO contact_terms (term, contact_id)
-         SELECT t, $2 FROM unnest($1::bigint[]) WITH ORDINALITY AS u(t, n) ORDER BY n ON CONFLICT DO NOTHING",
+         SELECT * FROM unnest($1::bigint[], $2::uuid[]) ON CONFLICT DO NOTHING",
     )
-    .bind(&all)
-    .bind(id)
+    .bind(&terms_written)
+    .bind(&owners)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("UPDATE contacts SET terms = $2, terms_version = $3 WHERE id = $1")
-        .bind(id)
-        .bind(&all)
-        .bind(terms::VERSION)
-        .execute(&mut *conn)
-        .await?;
-    let words = terms::words(data);
+    let live_ids: Vec<Uuid> = live.iter().map(|(id, ..)| *id).collect();
+    let recorded: Vec<String> = live.iter().map(|(_, _, all)| reindex::integer_array(all)).collect();
+    sqlx::query(
+        "UPDATE contacts c SET terms = t.terms::bigint[], terms_version = $3
+         FROM unnest($1::uuid[], $2::text[]) AS t(id, terms) WHERE c.id = t.id",
+    )
+    .bind(&live_ids)
+    .bind(&recorded)
+    .bind(terms::VERSION)
+    .execute(&mut *conn)
+    .await?;
+    let words: BTreeSet<String> = live.iter().flat_map(|(_, data, _)| terms::words(data)).collect();
     search::remember_words(conn, &words.iter().map(String::as_str).collect::<Vec<_>>()).await
+}
+
+/// The `contact_terms` rows (term, contact) of these contacts, in term
+/// order: consecutive inserts then walk the index in one direction (its
+/// upper pages stay in cache), a third cheaper than in contact order.
+pub(crate) fn term_rows<'a>(contacts: impl Iterator<Item = (Uuid, &'a [i64])>) -> (Vec<i64>, Vec<Uuid>) {
+    let mut rows: Vec<(i64, Uuid)> = contacts.flat_map(|(id, all)| all.iter().map(move |term| (*term, id))).collect();
+    rows.sort_unstable();
+    rows.into_iter().unzip()
 }
 
 /// Deletes the terms the rows of these contacts record, and the record.
