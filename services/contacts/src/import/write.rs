@@ -19,9 +19,7 @@ use super::decide::{Decision, NewContact, fold};
 use crate::{
     model::{ContactMeta, ContactRecord},
     store::{
-        Actor, CONTACT_COLUMNS, LIVE, audit, contact_record,
-        contacts::write_update,
-        reindex::{integer_array, postgres_array},
+        Actor, CONTACT_COLUMNS, LIVE, audit, contact_record, contacts::write_update, integer_array, postgres_array,
         search, term_rows,
     },
     terms,

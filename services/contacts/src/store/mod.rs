@@ -136,7 +136,7 @@ pub(crate) async fn rewrite_terms(
     .execute(&mut *conn)
     .await?;
     let live_ids: Vec<Uuid> = live.iter().map(|(id, ..)| *id).collect();
-    let recorded: Vec<String> = live.iter().map(|(_, _, all)| reindex::integer_array(all)).collect();
+    let recorded: Vec<String> = live.iter().map(|(_, _, all)| integer_array(all)).collect();
     sqlx::query(
         "UPDATE contacts c SET terms = t.terms::bigint[], terms_version = $3
          FROM unnest($1::uuid[], $2::text[]) AS t(id, terms) WHERE c.id = t.id",
@@ -252,4 +252,17 @@ pub(crate) async fn write_data(
     .fetch_one(&mut *conn)
     .await?;
     Ok(row.try_get("update_time")?)
+}
+
+/// A text array literal (`{"a","b"}`): unnest cannot take an array of arrays of different lengths.
+pub(crate) fn postgres_array(items: &[String]) -> String {
+    let quoted: Vec<String> =
+        items.iter().map(|item| format!("\"{}\"", item.replace('\\', "\\\\").replace('"', "\\\""))).collect();
+    format!("{{{}}}", quoted.join(","))
+}
+
+/// A bigint array literal (`{1,-2}`), for the same reason.
+pub(crate) fn integer_array(items: &[i64]) -> String {
+    let items: Vec<String> = items.iter().map(i64::to_string).collect();
+    format!("{{{}}}", items.join(","))
 }

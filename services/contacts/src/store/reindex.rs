@@ -64,16 +64,3 @@ pub async fn run(pool: &PgPool, shutdown: &CancellationToken) -> Result<u64, Err
     let _ = sqlx::query("SELECT pg_advisory_unlock(hashtextextended('contacts reindex', 0))").execute(&mut *lock).await;
     Ok(done)
 }
-
-/// A text array literal (`{"a","b"}`): unnest cannot take an array of arrays of different lengths.
-pub(crate) fn postgres_array(items: &[String]) -> String {
-    let quoted: Vec<String> =
-        items.iter().map(|item| format!("\"{}\"", item.replace('\\', "\\\\").replace('"', "\\\""))).collect();
-    format!("{{{}}}", quoted.join(","))
-}
-
-/// A bigint array literal (`{1,-2}`), for the same reason.
-pub(crate) fn integer_array(items: &[i64]) -> String {
-    let items: Vec<String> = items.iter().map(i64::to_string).collect();
-    format!("{{{}}}", items.join(","))
-}
