@@ -51,8 +51,9 @@ pub async fn run(pool: &PgPool, shutdown: &CancellationToken) -> Result<u64, Err
         let batch: Vec<(Uuid, Option<&ContactData>)> =
             stale.iter().map(|(id, data)| (*id, live.contains(id).then_some(&**data))).collect();
         rewrite_terms(&mut tx, &batch).await?;
+        // rewrite_terms recorded the version of the live ones; the others have no terms to record.
         sqlx::query("UPDATE contacts SET terms_version = $2 WHERE id = ANY($1)")
-            .bind(stale.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+            .bind(stale.iter().map(|(id, _)| *id).filter(|id| !live.contains(id)).collect::<Vec<_>>())
             .bind(terms::VERSION)
             .execute(&mut *tx)
             .await?;
