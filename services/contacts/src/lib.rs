@@ -14,6 +14,7 @@ mod api;
 mod import;
 pub mod matching;
 pub mod model;
+pub mod phones;
 pub mod search;
 pub mod store;
 pub mod terms;

@@ -90,7 +90,7 @@ pub fn phone_number(raw: &str, region: Region) -> Result<String, String> {
         return Err(format!("must be at most {MAX_PHONE_INPUT} characters"));
     }
     let number = phonenumber::parse(Some(region.0), raw).map_err(|error| format!("is not a phone number: {error}"))?;
-    if !phonenumber::is_valid(&number) {
+    if !crate::phones::is_valid(&number) {
         return Err("is not a valid phone number for its country".into());
     }
     Ok(number.format().mode(Mode::E164).to_string())
