@@ -224,3 +224,37 @@ async fn messages_in_flight_together_see_the_contacts_of_the_messages_before_the
     assert_eq!(externals, ["L-1", "L-2"]);
     suite.shutdown().await.unwrap();
 }
+
+/// A message over the row limit is refused whole, naming `rows`; the
+/// messages before it stand.
+#[tokio::test]
+async fn a_message_of_more_rows_than_the_limit_is_refused_and_the_earlier_messages_stand() {
+    use tonic_types::StatusExt;
+
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let mut contacts = suite.contacts().await.unwrap();
+    let first = ImportContactsRequest {
+        options: Some(ImportOptions {
+            duplicate_policy: DuplicatePolicy::Fail as i32,
+            dry_run: false,
+            source: "legacy-crm".into(),
+        }),
+        rows: vec![row("1", person("Grace", "Hopper", "grace@navy.example", ""))],
+    };
+    let limit = 5000;
+    let too_many = ImportContactsRequest {
+        options: None,
+        rows: (0..=limit).map(|n| ImportRow { row_id: n.to_string(), contact: None }).collect(),
+    };
+    let mut stream = contacts.import_contacts(tokio_stream::iter([first, too_many])).await.unwrap().into_inner();
+    let answered = stream.message().await.unwrap().expect("the first message's results");
+    assert_eq!(outcomes(&answered.results), [("1".to_string(), ImportOutcome::Created)]);
+    let status = stream.message().await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let violations = status.check_error_details().unwrap().bad_request().unwrap().field_violations.clone();
+    assert_eq!(violations[0].field, "rows");
+    assert!(violations[0].description.contains(&format!("at most {limit} rows")), "{}", violations[0].description);
+    assert_eq!(count(&mut contacts).await, 1, "the first message was committed");
+    suite.shutdown().await.unwrap();
+}

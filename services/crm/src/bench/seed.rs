@@ -17,7 +17,7 @@ use sqlx::{Connection, PgConnection};
 
 use super::transport::Transport;
 
-const ROWS_PER_MESSAGE: usize = 1000;
+const ROWS_PER_MESSAGE: usize = 5000;
 const SAMPLE_SIZE: usize = 50_000;
 
 /// What the read operations draw from.
