@@ -8,7 +8,7 @@ use crm_proto::contacts::v1::{
 use crm_testkit::{TestDb, TestSuite};
 use tonic::Code;
 
-use super::{Client, create, external, person};
+use super::{Client, audit_trail, create, external, person};
 
 fn row(row_id: &str, contact: crm_proto::contacts::v1::Contact) -> ImportRow {
     ImportRow { row_id: row_id.into(), contact: Some(contact) }
@@ -116,6 +116,21 @@ async fn a_dry_run_reports_exactly_what_the_real_import_then_does_and_writes_not
         .unwrap()
         .into_inner();
     assert_eq!(updated.owner, "agent-import");
+
+    // Each imported row is in the audit trail: who, which request, what it set or changed.
+    let created = audit_trail(&contacts, &real[3].contact_id).await;
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!((created[0].action.as_str(), created[0].note.as_str()), ("import_create", "import from legacy-crm"));
+    assert!(created[0].actor == "bootstrap" && !created[0].request_id.is_empty(), "{:?}", created[0]);
+    let set: Vec<(&str, &str, &str)> =
+        created[0].changes.iter().map(|c| (c.field.as_str(), c.before.as_str(), c.after.as_str())).collect();
+    assert!(set.contains(&("given_name", "", "\"Alan\"")), "{set:?}");
+    assert!(set.iter().any(|(field, ..)| *field == "external_ids") && !set.iter().any(|(field, ..)| *field == "owner"));
+    let changed = audit_trail(&contacts, &grace.id).await;
+    let actions: Vec<&str> = changed.iter().map(|event| event.action.as_str()).collect();
+    assert_eq!(actions, ["import_update", "create"]);
+    let owner = changed[0].changes.iter().find(|change| change.field == "owner").unwrap();
+    assert_eq!((owner.before.as_str(), owner.after.as_str()), ("", "\"agent-import\""));
     suite.shutdown().await.unwrap();
 }
 

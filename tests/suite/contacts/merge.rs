@@ -3,14 +3,13 @@
 use std::collections::HashMap;
 
 use crm_proto::contacts::v1::{
-    CreateRelationshipRequest, GetContactRequest, ListAuditEventsRequest, ListRelationshipsRequest,
-    MergeContactsRequest, Relationship, RelationshipType, list_audit_events_request::Parent,
-    list_relationships_request, relationship::Target,
+    CreateRelationshipRequest, GetContactRequest, ListRelationshipsRequest, MergeContactsRequest, Relationship,
+    RelationshipType, list_relationships_request, relationship::Target,
 };
 use crm_testkit::{TestDb, TestSuite};
 use tonic::Code;
 
-use super::{create, external, person, violated_fields};
+use super::{audit_trail, create, external, person, violated_fields};
 
 #[tokio::test]
 async fn merging_unions_lists_applies_survivorship_and_redirects_the_losers() {
@@ -145,22 +144,11 @@ async fn merging_unions_lists_applies_survivorship_and_redirects_the_losers() {
     assert_eq!(again.etag, merged_again.etag);
 
     // The audit trail shows both sides.
-    let trail = |id: String| {
-        let mut contacts = contacts.clone();
-        async move {
-            contacts
-                .list_audit_events(ListAuditEventsRequest { parent: Some(Parent::ContactId(id)), ..Default::default() })
-                .await
-                .unwrap()
-                .into_inner()
-                .audit_events
-        }
-    };
-    let survivor_trail = trail(d.id.clone()).await;
+    let survivor_trail = audit_trail(&contacts, &d.id).await;
     assert_eq!(survivor_trail[0].action, "merge");
     assert!(survivor_trail[0].note.contains(&a.id));
     assert!(survivor_trail[0].changes.iter().any(|change| change.field == "emails"));
-    let loser_trail = trail(a.id.clone()).await;
+    let loser_trail = audit_trail(&contacts, &a.id).await;
     assert_eq!(loser_trail[0].action, "merged_into");
     assert!(loser_trail[0].note.contains(&d.id));
 

@@ -10,7 +10,10 @@ mod reindex;
 
 use crm_proto::{
     common::v1::{Date, ExternalId, PostalAddress},
-    contacts::v1::{Contact, CreateContactRequest, Email, Phone, UpdateContactRequest},
+    contacts::v1::{
+        AuditEvent, Contact, CreateContactRequest, Email, ListAuditEventsRequest, Phone, UpdateContactRequest,
+        list_audit_events_request::Parent,
+    },
 };
 use crm_testkit::Authed;
 use tonic_types::StatusExt;
@@ -60,6 +63,17 @@ pub async fn set_owner(client: &mut Client, contact: &Contact, owner: &str) -> C
         .await
         .unwrap()
         .into_inner()
+}
+
+/// A contact's audit trail, newest first.
+pub async fn audit_trail(client: &Client, id: &str) -> Vec<AuditEvent> {
+    client
+        .clone()
+        .list_audit_events(ListAuditEventsRequest { parent: Some(Parent::ContactId(id.into())), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events
 }
 
 /// The fields named in an INVALID_ARGUMENT's BadRequest.

@@ -1,7 +1,8 @@
 //! Writing what a batch decided, in its own transaction: the rows folded
 //! into existing contacts (each contact locked, in id order, and changed as
 //! it is now, not as it was when the batch decided), then the new contacts in
-//! bulk with their external ids, audit entries and `ContactCreated` events.
+//! bulk with their audit entries (in one statement), external ids and
+//! `ContactCreated` events.
 
 use std::collections::HashMap;
 
@@ -11,16 +12,15 @@ use crm_platform::{
     outbox::{self, NewEvent},
 };
 use crm_proto::contacts::v1 as pb;
-use serde_json::value::RawValue;
 use sqlx::{PgConnection, types::Json};
 use uuid::Uuid;
 
 use super::decide::{Decision, NewContact, fold};
 use crate::{
-    model::{ContactMeta, ContactRecord},
+    model::{ContactData, ContactMeta, ContactRecord},
     store::{
-        Actor, CONTACT_COLUMNS, LIVE, audit, contact_record, contacts::write_update, integer_array, postgres_array,
-        search, term_rows,
+        Actor, CONTACT_COLUMNS, LIVE, contact_record, contacts::write_update, integer_array, postgres_array, search,
+        term_rows,
     },
     terms,
 };
@@ -83,24 +83,39 @@ async fn insert(tx: &mut PgConnection, created: &[NewContact], author: &Author<'
         return Ok(());
     }
     let ids: Vec<Uuid> = created.iter().map(|row| row.id).collect();
-    // Each contact's JSON document, serialised once: its row and its audit entry store the same.
-    let documents: Vec<Box<RawValue>> = created
-        .iter()
-        .map(|row| serde_json::value::to_raw_value(&row.data))
-        .collect::<Result<_, _>>()
-        .map_err(|error| Error::Internal(anyhow::Error::new(error).context("writing imported contacts")))?;
-    let data: Vec<Json<&RawValue>> = documents.iter().map(|document| Json(&**document)).collect();
+    let data: Vec<Json<&ContactData>> = created.iter().map(|row| Json(&row.data)).collect();
     let stages: Vec<&str> = created.iter().map(|row| row.data.lifecycle_stage.as_str()).collect();
     let owners: Vec<&str> = created.iter().map(|row| row.data.owner.as_str()).collect();
     let tags: Vec<String> = created.iter().map(|row| postgres_array(&row.data.tags)).collect();
     let all_terms: Vec<Vec<i64>> = created.iter().map(all_terms).collect();
     let recorded: Vec<String> = all_terms.iter().map(|terms| integer_array(terms)).collect();
     let review: Vec<bool> = created.iter().map(|row| row.needs_review).collect();
+    let entries: Vec<Uuid> = created.iter().map(|_| Uuid::now_v7()).collect();
+    let notes: Vec<String> = created
+        .iter()
+        .map(|row| {
+            if row.needs_review {
+                format!("{}; likely duplicate, flagged for review", author.note)
+            } else {
+                author.note.clone()
+            }
+        })
+        .collect();
+    // Each new contact's audit entry (see `audit::Changes::Created`) holds
+    // its document as its row stores it: copied from the row here rather
+    // than sent and parsed twice.
     sqlx::query(
-        "INSERT INTO contacts (id, data, lifecycle_stage, owner, tags, terms, terms_version, needs_review)
-         SELECT id, data, stage, owner, tags::text[], terms::bigint[], $7, review
-         FROM unnest($1::uuid[], $2::jsonb[], $3::text[], $4::text[], $5::text[], $6::text[], $8::bool[])
-              AS t(id, data, stage, owner, tags, terms, review)",
+        "WITH inserted AS (
+             INSERT INTO contacts (id, data, lifecycle_stage, owner, tags, terms, terms_version, needs_review)
+             SELECT id, data, stage, owner, tags::text[], terms::bigint[], $7, review
+             FROM unnest($1::uuid[], $2::jsonb[], $3::text[], $4::text[], $5::text[], $6::text[], $8::bool[])
+                  AS t(id, data, stage, owner, tags, terms, review)
+             RETURNING id, data)
+         INSERT INTO audit_events (id, resource_type, resource_id, action, actor, request_id, changes, note, created)
+         SELECT entry.id, 'contact', inserted.id, 'import_create', $9, $10, '[]', entry.note, inserted.data
+         FROM unnest($11::uuid[], $1::uuid[], $12::text[]) AS entry(id, contact, note)
+              JOIN inserted ON inserted.id = entry.contact
+         ORDER BY entry.id",
     )
     .bind(&ids)
     .bind(&data)
@@ -110,6 +125,10 @@ async fn insert(tx: &mut PgConnection, created: &[NewContact], author: &Author<'
     .bind(&recorded)
     .bind(terms::VERSION)
     .bind(&review)
+    .bind(&author.actor.actor)
+    .bind(&author.actor.request_id)
+    .bind(&entries)
+    .bind(&notes)
     .execute(&mut *tx)
     .await?;
     let (terms_written, term_owners) =
@@ -140,24 +159,6 @@ async fn insert(tx: &mut PgConnection, created: &[NewContact], author: &Author<'
     .execute(&mut *tx)
     .await?;
 
-    drop(data);
-    let entries: Vec<audit::Entry> = created
-        .iter()
-        .zip(documents)
-        .map(|(row, document)| audit::Entry {
-            resource_type: "contact",
-            resource_id: row.id,
-            action: "import_create",
-            changes: audit::Changes::Created(document),
-            note: if row.needs_review {
-                format!("{}; likely duplicate, flagged for review", author.note)
-            } else {
-                author.note.clone()
-            },
-            actor: author.actor,
-        })
-        .collect();
-    audit::record(tx, &entries).await?;
     let now = Utc::now();
     let events: Vec<NewEvent> = created
         .iter()

@@ -65,10 +65,10 @@ pub enum Changes {
     /// Field by field, before and after (updates, merges).
     Fields(Vec<FieldChange>),
     /// A record created with these values: its JSON document as its row
-    /// stores it. Kept as it is (`{"created": …}`) rather than as one
-    /// before/after pair of escaped JSON text per field, which cost as much to
-    /// build, store and parse as the contact itself; read back as exactly
-    /// those pairs (from nothing to each non-empty value).
+    /// stores it, in the entry's `created` column. Kept as it is rather than
+    /// as one before/after pair of escaped JSON text per field, which cost as
+    /// much to build, store and parse as the contact itself; read back as
+    /// exactly those pairs (from nothing to each non-empty value).
     Created(Box<RawValue>),
 }
 
@@ -84,34 +84,33 @@ impl Changes {
             .map_err(|error| Error::Internal(anyhow::Error::new(error).context("writing an audit entry")))
     }
 
-    fn stored(&self) -> Stored<'_> {
+    /// The `changes` and `created` columns of the entry.
+    fn columns(&self) -> (Json<&[FieldChange]>, Option<Json<&RawValue>>) {
         match self {
-            Changes::Fields(fields) => Stored::Fields(fields),
-            Changes::Created(document) => Stored::Created { created: document },
+            Changes::Fields(fields) => (Json(fields), None),
+            Changes::Created(document) => (Json(&[][..]), Some(Json(&**document))),
         }
     }
 }
 
-/// How `changes` is stored: an array of field changes, or `{"created": document}`.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Stored<'a> {
-    Fields(&'a [FieldChange]),
-    Created { created: &'a RawValue },
-}
-
-/// The field changes a stored `changes` value says.
-fn read_changes(stored: serde_json::Value) -> Result<Vec<FieldChange>, serde_json::Error> {
-    match stored {
-        serde_json::Value::Object(mut object) if object.contains_key("created") => {
-            let fields = match object.remove("created") {
-                Some(serde_json::Value::Object(document)) => document.into_iter().collect(),
-                _ => BTreeMap::new(),
-            };
-            Ok(diff(&BTreeMap::new(), &fields))
+/// The field changes of a stored entry: its `created` document, or its
+/// `changes` (an array of field changes, or the older `{"created": document}`).
+fn read_changes(
+    changes: serde_json::Value,
+    created: Option<serde_json::Value>,
+) -> Result<Vec<FieldChange>, serde_json::Error> {
+    let document = match (created, changes) {
+        (Some(document), _) => document,
+        (None, serde_json::Value::Object(mut object)) if object.contains_key("created") => {
+            object.remove("created").unwrap_or_default()
         }
-        other => serde_json::from_value(other),
-    }
+        (None, other) => return serde_json::from_value(other),
+    };
+    let fields = match document {
+        serde_json::Value::Object(document) => document.into_iter().collect(),
+        _ => BTreeMap::new(),
+    };
+    Ok(diff(&BTreeMap::new(), &fields))
 }
 
 /// One entry to write.
@@ -134,11 +133,12 @@ pub async fn record(tx: &mut PgConnection, entries: &[Entry<'_>]) -> Result<(), 
     let actions: Vec<&str> = entries.iter().map(|entry| entry.action).collect();
     let actors: Vec<&str> = entries.iter().map(|entry| entry.actor.actor.as_str()).collect();
     let requests: Vec<&str> = entries.iter().map(|entry| entry.actor.request_id.as_str()).collect();
-    let changes: Vec<Json<Stored<'_>>> = entries.iter().map(|entry| Json(entry.changes.stored())).collect();
+    let (changes, created): (Vec<_>, Vec<_>) = entries.iter().map(|entry| entry.changes.columns()).unzip();
     let notes: Vec<&str> = entries.iter().map(|entry| entry.note.as_str()).collect();
     sqlx::query(
-        "INSERT INTO audit_events (id, resource_type, resource_id, action, actor, request_id, changes, note)
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::text[])",
+        "INSERT INTO audit_events (id, resource_type, resource_id, action, actor, request_id, changes, note, created)
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::jsonb[],
+                              $8::text[], $9::jsonb[])",
     )
     .bind(ids)
     .bind(types)
@@ -148,6 +148,7 @@ pub async fn record(tx: &mut PgConnection, entries: &[Entry<'_>]) -> Result<(), 
     .bind(requests)
     .bind(changes)
     .bind(notes)
+    .bind(created)
     .execute(tx)
     .await?;
     Ok(())
@@ -161,7 +162,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<pb::AuditEvent>, Error> {
     let rows = sqlx::query(
-        "SELECT id, resource_type, resource_id, action, actor, request_id, time, changes, note FROM audit_events
+        "SELECT id, resource_type, resource_id, action, actor, request_id, time, changes, created, note FROM audit_events
          WHERE resource_id = $1 AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
     )
     .bind(resource_id)
@@ -171,7 +172,7 @@ pub async fn list(
     .await?;
     rows.iter()
         .map(|row| {
-            let changes = read_changes(row.try_get("changes")?)
+            let changes = read_changes(row.try_get("changes")?, row.try_get("created")?)
                 .map_err(|error| Error::Internal(anyhow::Error::new(error).context("reading audit changes")))?;
             let time: DateTime<Utc> = row.try_get("time")?;
             Ok(pb::AuditEvent {
@@ -198,13 +199,13 @@ pub async fn list(
 /// [`render`] has it: null, "", [], {} or 0).
 pub async fn redact(tx: &mut PgConnection, resource_ids: &[Uuid]) -> Result<(), Error> {
     sqlx::query(
-        "UPDATE audit_events SET changes = CASE jsonb_typeof(changes)
-             WHEN 'array' THEN coalesce((
+        "UPDATE audit_events SET created = NULL, changes = CASE
+             WHEN created IS NULL AND jsonb_typeof(changes) = 'array' THEN coalesce((
                  SELECT jsonb_agg(jsonb_build_object('field', change->>'field', 'before', '', 'after', ''))
                  FROM jsonb_array_elements(changes) AS change), '[]')
              ELSE coalesce((
                  SELECT jsonb_agg(jsonb_build_object('field', f.key, 'before', '', 'after', '') ORDER BY f.key)
-                 FROM jsonb_each(changes->'created') AS f
+                 FROM jsonb_each(coalesce(created, changes->'created')) AS f
                  WHERE f.value NOT IN ('null', '\"\"', '[]', '{}', '0')), '[]')
              END
          WHERE resource_id = ANY($1)",
@@ -223,12 +224,13 @@ mod tests {
     fn a_creation_reads_back_as_one_change_per_non_empty_field() {
         let data =
             crate::model::ContactData { given_name: "Ann".into(), tags: vec!["vip".into()], ..Default::default() };
-        let Changes::Created(document) = Changes::created(&data).unwrap() else { panic!("a creation") };
-        let stored = serde_json::to_value(Stored::Created { created: &document }).unwrap();
-        assert_eq!(read_changes(stored).unwrap(), diff(&BTreeMap::new(), &data.fields()));
+        let expected = diff(&BTreeMap::new(), &data.fields());
+        let document = serde_json::to_value(&data).unwrap();
+        assert_eq!(read_changes(serde_json::json!([]), Some(document.clone())).unwrap(), expected);
+        // As entries written before the `created` column hold it.
+        assert_eq!(read_changes(serde_json::json!({ "created": document }), None).unwrap(), expected);
         let fields = vec![FieldChange { field: "owner".into(), before: String::new(), after: "\"x\"".into() }];
-        let stored = serde_json::to_value(Stored::Fields(&fields)).unwrap();
-        assert_eq!(read_changes(stored).unwrap(), fields);
+        assert_eq!(read_changes(serde_json::to_value(&fields).unwrap(), None).unwrap(), fields);
     }
 
     #[test]

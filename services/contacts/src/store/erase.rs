@@ -93,10 +93,10 @@ async fn erased_words(tx: &mut PgConnection, group: &[Uuid]) -> Result<BTreeSet<
          WHERE a.resource_id = ANY($1) AND jsonb_typeof(a.changes) = 'array'
            AND ch->>'field' IN ('given_name', 'family_name', 'display_name') AND n.v <> ''
          UNION ALL
-         SELECT n.v FROM audit_events a,
-             LATERAL (VALUES (a.changes->'created'->>'given_name'), (a.changes->'created'->>'family_name'),
-                             (a.changes->'created'->>'display_name')) AS n(v)
-         WHERE a.resource_id = ANY($1) AND jsonb_typeof(a.changes) = 'object' AND n.v <> ''",
+         SELECT n.v FROM audit_events a, LATERAL (SELECT coalesce(a.created, a.changes->'created') AS d) AS created,
+             LATERAL (VALUES (created.d->>'given_name'), (created.d->>'family_name'),
+                             (created.d->>'display_name')) AS n(v)
+         WHERE a.resource_id = ANY($1) AND created.d IS NOT NULL AND n.v <> ''",
     )
     .bind(group)
     .fetch_all(tx)
