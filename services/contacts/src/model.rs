@@ -158,7 +158,14 @@ pub fn external_id_to_proto(external_id: &ExternalId) -> common::ExternalId {
 
 impl ContactRecord {
     pub fn to_proto(&self) -> pb::Contact {
-        let ContactRecord { meta, data } = self;
+        self.meta.to_proto(&self.data)
+    }
+}
+
+impl ContactMeta {
+    /// The contact these facts and `data` make.
+    pub fn to_proto(&self, data: &ContactData) -> pb::Contact {
+        let meta = self;
         let state = if meta.erase_time.is_some() {
             pb::ContactState::Erased
         } else if meta.delete_time.is_some() {

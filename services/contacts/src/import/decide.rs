@@ -33,8 +33,10 @@ use crate::{
 enum Target {
     /// A committed contact.
     Stored(Uuid),
-    /// A contact created by an earlier batch of this import, maybe not committed yet.
-    Earlier(Uuid),
+    /// A contact created by an earlier batch of this import, maybe not
+    /// committed yet: the batch's place in the window's snapshot, and the
+    /// contact's among the batch's new contacts.
+    Earlier { batch: usize, at: usize },
     /// A contact this batch creates (its position).
     Pending(usize),
 }
@@ -52,7 +54,8 @@ pub struct Absorbed {
 /// A contact this batch creates.
 pub struct NewContact {
     pub id: Uuid,
-    pub data: ContactData,
+    /// Shared with the window (see [`Decision::published`]).
+    pub data: Arc<ContactData>,
     /// Hashes of its blocking keys (of `data` as it is now).
     pub keys: Vec<i64>,
     pub needs_review: bool,
@@ -86,14 +89,19 @@ pub struct Rules {
 }
 
 /// What the rows of a batch are compared with, and what they changed so far.
+///
+/// The earlier batches' contacts are looked up in their own published maps
+/// as they are needed, not copied in: a committed one is taken from the base
+/// (the base wins), so it is never seen twice.
 struct Known<'a> {
-    /// External id -> its contact.
+    /// External id -> its contact (of the base, or of this batch's rows).
     owners: HashMap<ExternalId, Target>,
-    /// Blocking key (its hash) -> the contacts holding it.
+    /// Blocking key (its hash) -> the contacts holding it (of the base, or of this batch's rows).
     index: HashMap<i64, Vec<Target>>,
     /// Live contacts of the base sharing a key or an external id with a row.
     stored: HashMap<Uuid, ContactData>,
-    earlier: HashMap<Uuid, &'a ContactData>,
+    /// The new contacts of the earlier batches in flight.
+    in_flight: &'a [Arc<Published>],
     /// Stored and earlier contacts as rows of this batch changed them.
     updated: HashMap<Uuid, ContactData>,
     created: Vec<NewContact>,
@@ -103,16 +111,55 @@ impl Known<'_> {
     fn data(&self, target: Target) -> Option<&ContactData> {
         match target {
             Target::Stored(id) => self.updated.get(&id).or_else(|| self.stored.get(&id)),
-            Target::Earlier(id) => self.updated.get(&id).or_else(|| self.earlier.get(&id).copied()),
-            Target::Pending(at) => self.created.get(at).map(|contact| &contact.data),
+            Target::Earlier { batch, at } => {
+                let (id, data) = &self.in_flight[batch].contacts[at];
+                self.updated.get(id).or(Some(&**data))
+            }
+            Target::Pending(at) => self.created.get(at).map(|contact| &*contact.data),
         }
     }
 
     fn id(&self, target: Target) -> Uuid {
         match target {
-            Target::Stored(id) | Target::Earlier(id) => id,
+            Target::Stored(id) => id,
+            Target::Earlier { batch, at } => self.in_flight[batch].contacts[at].0,
             Target::Pending(at) => self.created[at].id,
         }
+    }
+
+    /// An earlier batch's new contact, as the base has it once committed.
+    fn earlier(&self, batch: usize, at: usize) -> Target {
+        let id = self.in_flight[batch].contacts[at].0;
+        if self.stored.contains_key(&id) { Target::Stored(id) } else { Target::Earlier { batch, at } }
+    }
+
+    /// The contact owning one of these external ids: of this batch or the
+    /// base, else of the earliest batch in flight that created it.
+    fn owner(&self, externals: &[ExternalId]) -> Option<Target> {
+        externals.iter().find_map(|external| {
+            self.owners.get(external).copied().or_else(|| {
+                self.in_flight
+                    .iter()
+                    .enumerate()
+                    .find_map(|(batch, published)| Some(self.earlier(batch, *published.externals.get(external)?)))
+            })
+        })
+    }
+
+    /// The contacts holding a blocking key: of the base, of the batches in
+    /// flight (those not committed yet; the others are in the base), of this batch.
+    fn holders(&self, key: i64) -> impl Iterator<Item = Target> + '_ {
+        let own = self.index.get(&key).into_iter().flatten().copied();
+        let earlier = self.in_flight.iter().enumerate().flat_map(move |(batch, published)| {
+            published
+                .keys
+                .get(&key)
+                .into_iter()
+                .flatten()
+                .map(move |at| self.earlier(batch, *at))
+                .filter(|target| matches!(target, Target::Earlier { .. }))
+        });
+        own.chain(earlier)
     }
 
     /// Indexes a row's keys and external ids as belonging to `target`.
@@ -132,14 +179,14 @@ impl Known<'_> {
     fn best_match(&self, data: &ContactData, keys: &[i64], threshold: f64) -> Option<(Target, f64)> {
         let mut seen = HashSet::new();
         let mut best: Option<(Target, f64)> = None;
-        for target in keys.iter().flat_map(|key| self.index.get(key).into_iter().flatten()) {
-            if !seen.insert(*target) {
+        for target in keys.iter().flat_map(|key| self.holders(*key)) {
+            if !seen.insert(target) {
                 continue;
             }
-            let Some(other) = self.data(*target) else { continue };
+            let Some(other) = self.data(target) else { continue };
             let score = matching::score(data, other).score;
             if score >= threshold && best.is_none_or(|(_, top)| score > top) {
-                best = Some((*target, score));
+                best = Some((target, score));
             }
         }
         best
@@ -153,11 +200,12 @@ impl Known<'_> {
             Target::Pending(at) => {
                 // Its keys are those of what it now holds (for the batches after this one).
                 self.created[at].keys = terms::hashes(&matching::keys(&merged));
-                self.created[at].data = merged;
+                self.created[at].data = Arc::new(merged);
             }
-            Target::Stored(id) | Target::Earlier(id) => {
+            Target::Stored(_) | Target::Earlier { .. } => {
+                let id = self.id(target);
                 self.updated.insert(id, merged);
-                let earlier = matches!(target, Target::Earlier(_));
+                let earlier = matches!(target, Target::Earlier { .. });
                 absorbed.push(Absorbed { contact: id, row: row.clone(), action, earlier });
             }
         }
@@ -192,33 +240,7 @@ pub async fn decide(
     rows: Vec<Parsed>,
     in_flight: &[Arc<Published>],
 ) -> Result<Decision, Error> {
-    let mut known = read_base(tx, &rows).await?;
-    for batch in in_flight {
-        for (id, data) in &batch.contacts {
-            if !known.stored.contains_key(id) {
-                known.earlier.insert(*id, data);
-            }
-        }
-        for (external, at) in &batch.externals {
-            let id = batch.contacts[*at].0;
-            known.owners.entry(external.clone()).or_insert(if known.stored.contains_key(&id) {
-                Target::Stored(id)
-            } else {
-                Target::Earlier(id)
-            });
-        }
-        for (key, positions) in &batch.keys {
-            for at in positions {
-                let id = batch.contacts[*at].0;
-                if !known.stored.contains_key(&id) {
-                    let targets = known.index.entry(*key).or_default();
-                    if !targets.contains(&Target::Earlier(id)) {
-                        targets.push(Target::Earlier(id));
-                    }
-                }
-            }
-        }
-    }
+    let mut known = read_base(tx, &rows, in_flight).await?;
 
     let mut results = Vec::with_capacity(rows.len());
     let mut absorbed = Vec::new();
@@ -230,7 +252,7 @@ pub async fn decide(
                 continue;
             }
         };
-        if let Some(owner) = data.external_ids.iter().find_map(|external| known.owners.get(external).copied()) {
+        if let Some(owner) = known.owner(&data.external_ids) {
             known.absorb(owner, &data, "import_update", &mut absorbed);
             let mut result = outcome_result(&row.row_id, pb::ImportOutcome::Updated);
             result.contact_id = known.id(owner).to_string();
@@ -273,7 +295,7 @@ pub async fn decide(
         let target = Target::Pending(known.created.len());
         let id = Uuid::now_v7();
         known.remember(&data, &keys, target);
-        known.created.push(NewContact { id, data, keys, needs_review });
+        known.created.push(NewContact { id, data: Arc::new(data), keys, needs_review });
         result.contact_id = if rules.dry_run { String::new() } else { id.to_string() };
         results.push(result);
     }
@@ -282,7 +304,11 @@ pub async fn decide(
 
 /// What the base holds for these rows: the owners of their external ids,
 /// and the live contacts sharing a blocking key with one.
-async fn read_base<'a>(tx: &mut PgConnection, rows: &[Parsed]) -> Result<Known<'a>, Error> {
+async fn read_base<'a>(
+    tx: &mut PgConnection,
+    rows: &[Parsed],
+    in_flight: &'a [Arc<Published>],
+) -> Result<Known<'a>, Error> {
     let valid: Vec<&(ContactData, Vec<i64>)> = rows.iter().filter_map(|row| row.outcome.as_ref().ok()).collect();
     let sources: Vec<&str> =
         valid.iter().flat_map(|(data, _)| data.external_ids.iter().map(|x| x.source.as_str())).collect();
@@ -317,7 +343,7 @@ async fn read_base<'a>(tx: &mut PgConnection, rows: &[Parsed]) -> Result<Known<'
         .chain(index.values().flatten())
         .filter_map(|target| match target {
             Target::Stored(id) => Some(*id),
-            Target::Earlier(_) | Target::Pending(_) => None,
+            Target::Earlier { .. } | Target::Pending(_) => None,
         })
         .collect();
     wanted.sort();
@@ -337,5 +363,5 @@ async fn read_base<'a>(tx: &mut PgConnection, rows: &[Parsed]) -> Result<Known<'
     for targets in index.values_mut() {
         targets.retain(|target| matches!(target, Target::Stored(id) if stored.contains_key(id)));
     }
-    Ok(Known { owners, index, stored, earlier: HashMap::new(), updated: HashMap::new(), created: Vec::new() })
+    Ok(Known { owners, index, stored, in_flight, updated: HashMap::new(), created: Vec::new() })
 }

@@ -19,7 +19,7 @@ use crate::model::{ContactData, ExternalId};
 /// What one batch created: its new contacts, by blocking key and by external id.
 #[derive(Default)]
 pub struct Published {
-    pub contacts: Vec<(Uuid, ContactData)>,
+    pub contacts: Vec<(Uuid, Arc<ContactData>)>,
     /// Blocking key (its hash) -> positions in `contacts`.
     pub keys: HashMap<i64, Vec<usize>>,
     /// External id -> position in `contacts`.
@@ -27,7 +27,7 @@ pub struct Published {
 }
 
 impl Published {
-    pub fn add(&mut self, id: Uuid, data: ContactData, keys: &[i64]) {
+    pub fn add(&mut self, id: Uuid, data: Arc<ContactData>, keys: &[i64]) {
         let at = self.contacts.len();
         for key in keys {
             self.keys.entry(*key).or_default().push(at);

@@ -83,7 +83,7 @@ async fn insert(tx: &mut PgConnection, created: &[NewContact], author: &Author<'
         return Ok(());
     }
     let ids: Vec<Uuid> = created.iter().map(|row| row.id).collect();
-    let data: Vec<Json<&ContactData>> = created.iter().map(|row| Json(&row.data)).collect();
+    let data: Vec<Json<&ContactData>> = created.iter().map(|row| Json(&*row.data)).collect();
     let stages: Vec<&str> = created.iter().map(|row| row.data.lifecycle_stage.as_str()).collect();
     let owners: Vec<&str> = created.iter().map(|row| row.data.owner.as_str()).collect();
     let tags: Vec<String> = created.iter().map(|row| postgres_array(&row.data.tags)).collect();
@@ -163,20 +163,18 @@ async fn insert(tx: &mut PgConnection, created: &[NewContact], author: &Author<'
     let events: Vec<NewEvent> = created
         .iter()
         .map(|row| {
-            let record = ContactRecord {
-                meta: ContactMeta {
-                    id: row.id,
-                    version: 1,
-                    create_time: now,
-                    update_time: now,
-                    delete_time: None,
-                    erase_time: None,
-                    merged_ids: Vec::new(),
-                    needs_review: row.needs_review,
-                },
-                data: row.data.clone(),
+            let meta = ContactMeta {
+                id: row.id,
+                version: 1,
+                create_time: now,
+                update_time: now,
+                delete_time: None,
+                erase_time: None,
+                merged_ids: Vec::new(),
+                needs_review: row.needs_review,
             };
-            let event = pb::ContactCreated { contact: Some(record.to_proto()), duplicate_override: row.needs_review };
+            let event =
+                pb::ContactCreated { contact: Some(meta.to_proto(&row.data)), duplicate_override: row.needs_review };
             NewEvent::new("contact", row.id.to_string(), &event, &author.actor.request_id)
         })
         .collect();
@@ -206,7 +204,7 @@ mod tests {
             let data = generator.next_record(0.3).contact;
             let keys = terms::hashes(&matching::keys(&data));
             let expected = terms::hashes(&terms::all(&data));
-            let contact = NewContact { id: Uuid::nil(), data, keys, needs_review: false };
+            let contact = NewContact { id: Uuid::nil(), data: data.into(), keys, needs_review: false };
             assert_eq!(all_terms(&contact), expected);
         }
     }
