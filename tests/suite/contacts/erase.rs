@@ -83,6 +83,17 @@ async fn erasing_a_contact_wipes_its_personal_data_everywhere_and_keeps_a_tombst
         .unwrap();
 
     let pool = test_db.role_pool(Role::Contacts).await.unwrap();
+    // The second record's creation entry as entries written before the
+    // `created` column hold it (`changes = {"created": …}`): erased alike.
+    let legacy = sqlx::query(
+        "UPDATE contacts.audit_events SET changes = jsonb_build_object('created', created), created = NULL
+         WHERE resource_id = $1::uuid AND created IS NOT NULL",
+    )
+    .bind(&other.id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(legacy.rows_affected(), 1);
     let personal = ["zebulon", "quixotic", "zq.other", "2015550123", "zq-77", "xylophonic"];
     let before = whole_schema(&pool).await;
     for value in personal {
@@ -141,6 +152,22 @@ async fn erasing_a_contact_wipes_its_personal_data_everywhere_and_keeps_a_tombst
     assert!(
         trail.iter().flat_map(|event| &event.changes).all(|change| change.before.is_empty() && change.after.is_empty())
     );
+    let legacy_trail = contacts
+        .list_audit_events(ListAuditEventsRequest {
+            parent: Some(Parent::ContactId(other.id.clone())),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events;
+    let created_fields: Vec<&str> = legacy_trail
+        .iter()
+        .filter(|event| event.action == "create")
+        .flat_map(|event| event.changes.iter().map(|change| change.field.as_str()))
+        .collect();
+    assert!(created_fields.contains(&"given_name") && created_fields.contains(&"emails"), "{created_fields:?}");
+    assert!(legacy_trail.iter().flat_map(|event| &event.changes).all(|change| change.after.is_empty()));
     suite.shutdown().await.unwrap();
 }
 
