@@ -1,13 +1,11 @@
 //! Duplicates stopped at the door, overrides audited, and found in the base.
 
-use crm_proto::contacts::v1::{
-    CreateContactRequest, FindDuplicatesRequest, ListAuditEventsRequest, list_audit_events_request::Parent,
-};
+use crm_proto::contacts::v1::{CreateContactRequest, FindDuplicatesRequest};
 use crm_testkit::{TestDb, TestSuite};
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use super::{create, person};
+use super::{audit_trail, create, person};
 
 #[tokio::test]
 async fn a_likely_duplicate_is_refused_with_its_candidates_unless_overridden() {
@@ -50,15 +48,7 @@ async fn a_likely_duplicate_is_refused_with_its_candidates_unless_overridden() {
         .await
         .unwrap()
         .into_inner();
-    let trail = contacts
-        .list_audit_events(ListAuditEventsRequest {
-            parent: Some(Parent::ContactId(created.id.clone())),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .audit_events;
+    let trail = audit_trail(&contacts, &created.id).await;
     assert_eq!(trail[0].action, "create");
     assert!(trail[0].note.contains("duplicate check overridden: different person"), "{}", trail[0].note);
     assert!(trail[0].note.contains(&robert.id), "{}", trail[0].note);

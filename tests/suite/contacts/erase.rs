@@ -2,15 +2,14 @@
 
 use crm_platform::Role;
 use crm_proto::contacts::v1::{
-    ContactState, CreateContactRequest, EraseContactRequest, GetContactRequest, ListAuditEventsRequest,
-    LookupContactRequest, MergeContactsRequest, UpdateContactRequest, list_audit_events_request::Parent,
-    lookup_contact_request::Key,
+    ContactState, CreateContactRequest, EraseContactRequest, GetContactRequest, LookupContactRequest,
+    MergeContactsRequest, UpdateContactRequest, lookup_contact_request::Key,
 };
 use crm_testkit::{TestDb, TestSuite};
 use sqlx::Row;
 use tonic::Code;
 
-use super::{external, person};
+use super::{audit_trail, external, person};
 
 /// Every row of every table of the contacts schema as text (bytea as hex).
 async fn whole_schema(pool: &sqlx::PgPool) -> String {
@@ -137,30 +136,14 @@ async fn erasing_a_contact_wipes_its_personal_data_everywhere_and_keeps_a_tombst
     assert_eq!(lookup.code(), Code::NotFound);
 
     // The trail still says who did what, without the values.
-    let trail = contacts
-        .list_audit_events(ListAuditEventsRequest {
-            parent: Some(Parent::ContactId(created.id.clone())),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .audit_events;
+    let trail = audit_trail(&contacts, &created.id).await;
     assert_eq!(trail[0].action, "erase");
     assert_eq!(trail[0].note, "GDPR request 2026-118");
     assert!(trail.iter().any(|event| event.action == "create"));
     assert!(
         trail.iter().flat_map(|event| &event.changes).all(|change| change.before.is_empty() && change.after.is_empty())
     );
-    let legacy_trail = contacts
-        .list_audit_events(ListAuditEventsRequest {
-            parent: Some(Parent::ContactId(other.id.clone())),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .audit_events;
+    let legacy_trail = audit_trail(&contacts, &other.id).await;
     let created_fields: Vec<&str> = legacy_trail
         .iter()
         .filter(|event| event.action == "create")
