@@ -17,6 +17,7 @@ use sqlx::{Connection, PgConnection};
 
 use super::transport::Transport;
 
+/// As many as a message may hold (`ImportContacts`' limit): the cheapest per row.
 const ROWS_PER_MESSAGE: usize = 5000;
 const SAMPLE_SIZE: usize = 50_000;
 
