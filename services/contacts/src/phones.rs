@@ -7,12 +7,19 @@
 //! searches unanchored; and for a calling code shared by several countries
 //! (+1) it types the number twice. Validation was a fifth of the role's CPU
 //! in an import (upstream: whisperfish/rust-phonenumber#103, unreleased).
-//! Here each pattern of the crate's metadata is compiled once per thread,
-//! anchored, and found by its descriptor's address; the rules are the
-//! crate's (`validator::source_for`, then a type other than unknown), and a
-//! test compares the two answers on every country's numbers.
+//! Here each pattern of the crate's metadata is compiled once for the
+//! process, anchored, and found through a per-thread map keyed by the
+//! address of its text (no lock once a thread has met it); the rules are
+//! the crate's (`validator::source_for`, then a type other than unknown), and
+//! a test compares the two answers on every country's numbers. Compiled
+//! lazily: a country's patterns cost memory once its numbers arrive (every
+//! country's, 1,375 patterns, about 100 MB).
 
-use std::{cell::RefCell, collections::HashMap};
+use std::{
+    cell::RefCell,
+    collections::HashMap,
+    sync::{Arc, LazyLock, RwLock},
+};
 
 use phonenumber::{
     Metadata, PhoneNumber, country,
@@ -20,9 +27,16 @@ use phonenumber::{
 };
 use regex::{Regex, RegexBuilder};
 
+/// A pattern (by the address of its text in the static metadata) -> its
+/// regex, anchored at the start (`None`: it does not compile).
+type Compiled = HashMap<usize, Option<Arc<Regex>>>;
+
+/// Every pattern compiled so far, once for the process.
+static COMPILED: LazyLock<RwLock<Compiled>> = LazyLock::new(|| RwLock::new(HashMap::new()));
+
 thread_local! {
-    /// Pattern (by the address of its text in the static metadata) -> its regex, anchored at the start.
-    static COMPILED: RefCell<HashMap<usize, Option<Regex>>> = RefCell::new(HashMap::new());
+    /// The patterns this thread has used, read without a lock.
+    static SEEN: RefCell<Compiled> = RefCell::new(HashMap::new());
 }
 
 /// Whether the number is a valid one of the country its calling code and digits name.
@@ -88,14 +102,26 @@ fn matches(descriptor: &'static Descriptor, national: &str) -> bool {
 
 /// Whether the pattern (the metadata's, read with whitespace ignored) matches at the start of `text`.
 fn starts(pattern: &'static str, text: &str) -> bool {
-    COMPILED.with(|compiled| {
-        let mut compiled = compiled.borrow_mut();
-        let regex = compiled.entry(pattern.as_ptr() as usize).or_insert_with(|| {
-            // The newline ends a `#` comment the pattern might hold before the group closes.
-            RegexBuilder::new(&format!("^(?:{pattern}\n)")).ignore_whitespace(true).build().ok()
-        });
+    SEEN.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        let regex = seen.entry(pattern.as_ptr() as usize).or_insert_with(|| compiled(pattern));
         regex.as_ref().is_some_and(|regex| regex.is_match(text))
     })
+}
+
+/// The pattern's regex, compiled by the first thread that needs it.
+fn compiled(pattern: &'static str) -> Option<Arc<Regex>> {
+    let key = pattern.as_ptr() as usize;
+    if let Some(found) = COMPILED.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key) {
+        return found.clone();
+    }
+    let mut all = COMPILED.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    all.entry(key)
+        .or_insert_with(|| {
+            // The newline ends a `#` comment the pattern might hold before the group closes.
+            RegexBuilder::new(&format!("^(?:{pattern}\n)")).ignore_whitespace(true).build().ok().map(Arc::new)
+        })
+        .clone()
 }
 
 #[cfg(test)]
