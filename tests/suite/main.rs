@@ -6,6 +6,7 @@ mod consumer;
 mod contacts;
 mod event_feed;
 mod gateway;
+mod hardening;
 mod interactions;
 mod interactions_rules;
 mod migrations;

@@ -14,6 +14,38 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 /// The `ErrorInfo.domain` of every error the suite returns.
 pub const ERROR_DOMAIN: &str = "crm";
 
+/// The most characters of caller-sent text an error quotes (see [`quote`]).
+pub const MAX_QUOTE: usize = 64;
+/// The longest field path or description a violation keeps.
+const MAX_VIOLATION_TEXT: usize = 300;
+/// The most violations one error lists; the rest are counted.
+pub const MAX_VIOLATIONS: usize = 50;
+/// The longest `grpc-message` the suite sends: clients refuse metadata over
+/// 8–16 KB, and an echo of a huge input would hide the real error.
+pub const MAX_MESSAGE: usize = 2048;
+
+/// Caller-sent text as an error may quote it: Debug-quoted, and cut to
+/// [`MAX_QUOTE`] characters with the full length said, so that an error never
+/// echoes an input without bound.
+pub fn quote(text: &str) -> String {
+    let length = text.chars().count();
+    if length <= MAX_QUOTE {
+        return format!("{text:?}");
+    }
+    let prefix: String = text.chars().take(MAX_QUOTE).collect();
+    format!("{prefix:?}… ({length} characters)")
+}
+
+/// `text` cut to `max` characters (an ellipsis marks the cut).
+fn bounded(text: String, max: usize) -> String {
+    if text.len() <= max || text.chars().count() <= max {
+        return text;
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -74,9 +106,16 @@ impl Error {
 }
 
 /// Collects every field violation of a request before failing, so that a
-/// caller learns about all of its mistakes at once.
+/// caller learns about all of its mistakes at once. At most
+/// [`MAX_VIOLATIONS`] are kept (the rest are counted), each field path and
+/// description cut to a few hundred characters: a request of a million bad
+/// entries gets an answer of bounded size.
 #[derive(Debug, Default)]
-pub struct Violations(Vec<FieldViolation>);
+pub struct Violations {
+    kept: Vec<FieldViolation>,
+    /// Violations beyond [`MAX_VIOLATIONS`], counted but not kept.
+    more: usize,
+}
 
 impl Violations {
     pub fn new() -> Self {
@@ -84,12 +123,30 @@ impl Violations {
     }
 
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push(FieldViolation::new(field, description));
+        if self.kept.len() >= MAX_VIOLATIONS {
+            self.more += 1;
+            return;
+        }
+        self.kept.push(FieldViolation::new(
+            bounded(field.into(), MAX_VIOLATION_TEXT),
+            bounded(description.into(), MAX_VIOLATION_TEXT),
+        ));
+    }
+
+    /// Whether nothing was wrong so far.
+    pub fn is_empty(&self) -> bool {
+        self.kept.is_empty()
     }
 
     /// `Ok(())` when nothing was wrong, else INVALID_ARGUMENT listing every violation.
-    pub fn into_result(self) -> Result<(), Error> {
-        if self.0.is_empty() { Ok(()) } else { Err(Error::InvalidArgument(self.0)) }
+    pub fn into_result(mut self) -> Result<(), Error> {
+        if self.kept.is_empty() {
+            return Ok(());
+        }
+        if self.more > 0 {
+            self.kept.push(FieldViolation::new("", format!("and {} more violations not listed", self.more)));
+        }
+        Err(Error::InvalidArgument(self.kept))
     }
 }
 
@@ -121,7 +178,7 @@ impl From<Error> for Status {
             error @ Error::NotFound { .. } => (Code::NotFound, "NOT_FOUND", error.to_string()),
             Error::AlreadyExists { reason, message, metadata } => {
                 details.set_error_info(reason, ERROR_DOMAIN, metadata);
-                return Status::with_error_details(Code::AlreadyExists, message, details);
+                return Status::with_error_details(Code::AlreadyExists, bounded(message, MAX_MESSAGE), details);
             }
             Error::StaleEtag { resource, ref id } => {
                 let message = error.to_string();
@@ -151,7 +208,7 @@ impl From<Error> for Status {
             }
         };
         details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
-        Status::with_error_details(code, message, details)
+        Status::with_error_details(code, bounded(message, MAX_MESSAGE), details)
     }
 }
 
@@ -174,6 +231,29 @@ mod tests {
         assert_eq!(fields, ["emails[0].address", "given_name"]);
         assert_eq!(details.error_info().unwrap().reason, "INVALID_ARGUMENT");
         assert_eq!(details.error_info().unwrap().domain, ERROR_DOMAIN);
+    }
+
+    #[test]
+    fn errors_quote_a_bounded_prefix_of_what_the_caller_sent() {
+        let huge = "k".repeat(256 * 1024);
+        let mut violations = Violations::new();
+        violations.add(format!("attributes[{huge:?}]"), format!("{huge} is not allowed"));
+        for index in 0..10_000 {
+            violations.add(format!("emails[{index}]"), "is not an email address");
+        }
+        let status = Status::from(violations.into_result().unwrap_err());
+        assert!(status.message().len() <= MAX_MESSAGE + 4, "{}", status.message().len());
+        let details = status.check_error_details().unwrap();
+        let listed = &details.bad_request().unwrap().field_violations;
+        assert_eq!(listed.len(), MAX_VIOLATIONS + 1);
+        assert!(listed[0].field.chars().count() <= MAX_VIOLATION_TEXT);
+        assert_eq!(listed[MAX_VIOLATIONS].description, format!("and {} more violations not listed", 10_000 - 49));
+        // The whole status, details included, fits in a client's 16 KB of metadata.
+        assert!(status.details().len() < 16 * 1024, "{}", status.details().len());
+
+        assert_eq!(quote("short"), "\"short\"");
+        let quoted = quote(&huge);
+        assert!(quoted.len() < 100 && quoted.ends_with("(262144 characters)"), "{quoted}");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use crm_platform::{
     Error, RoleContext,
-    error::Violations,
+    error::{Violations, quote},
     feed_api::{FeedApi, SubscribeStream},
     page_token::{PageTokens, Query, page_size},
     timestamp::from_proto,
@@ -32,6 +32,11 @@ use crate::{
     },
     validate::{self, Region},
 };
+
+/// The most fields one update mask may name (a contact has fewer).
+const MAX_MASK_PATHS: usize = 32;
+/// The most contacts one merge folds into its survivor.
+const MAX_MERGE_LOSERS: usize = 50;
 
 pub struct ContactsApi {
     feed: FeedApi,
@@ -81,6 +86,10 @@ fn overlay(existing: &pb::Contact, input: &pb::Contact, paths: &[String]) -> Res
     if paths.is_empty() {
         violations.add("update_mask", "must name the fields to change, for example given_name");
     }
+    if paths.len() > MAX_MASK_PATHS {
+        violations.add("update_mask.paths", format!("must name at most {MAX_MASK_PATHS} fields"));
+        return Err(violations.into_result().unwrap_err());
+    }
     for (index, path) in paths.iter().enumerate() {
         match path.as_str() {
             "given_name" => merged.given_name = input.given_name.clone(),
@@ -97,8 +106,10 @@ fn overlay(existing: &pb::Contact, input: &pb::Contact, paths: &[String]) -> Res
             "consents" => merged.consents = input.consents.clone(),
             "max_contacts_per_week" => merged.max_contacts_per_week = input.max_contacts_per_week,
             "external_ids" => merged.external_ids = input.external_ids.clone(),
-            other => violations
-                .add(format!("update_mask.paths[{index}]"), format!("{other:?} is not a field that can be updated")),
+            other => violations.add(
+                format!("update_mask.paths[{index}]"),
+                format!("{} is not a field that can be updated", quote(other)),
+            ),
         }
     }
     violations.into_result()?;
@@ -115,6 +126,10 @@ fn organization_overlay(
     if paths.is_empty() {
         violations.add("update_mask", "must name the fields to change, for example name");
     }
+    if paths.len() > MAX_MASK_PATHS {
+        violations.add("update_mask.paths", format!("must name at most {MAX_MASK_PATHS} fields"));
+        return Err(violations.into_result().unwrap_err());
+    }
     for (index, path) in paths.iter().enumerate() {
         match path.as_str() {
             "name" => merged.name = input.name.clone(),
@@ -124,8 +139,10 @@ fn organization_overlay(
             "external_ids" => merged.external_ids = input.external_ids.clone(),
             "tags" => merged.tags = input.tags.clone(),
             "attributes" => merged.attributes = input.attributes.clone(),
-            other => violations
-                .add(format!("update_mask.paths[{index}]"), format!("{other:?} is not a field that can be updated")),
+            other => violations.add(
+                format!("update_mask.paths[{index}]"),
+                format!("{} is not a field that can be updated", quote(other)),
+            ),
         }
     }
     violations.into_result()?;
@@ -424,8 +441,14 @@ impl ContactsService for ContactsApi {
         if body.loser_ids.is_empty() {
             violations.add("loser_ids", "must name at least one contact to merge into the survivor");
         }
-        if body.loser_ids.len() > 50 {
-            violations.add("loser_ids", "must name at most 50 contacts");
+        if body.loser_ids.len() > MAX_MERGE_LOSERS {
+            violations.add("loser_ids", format!("must name at most {MAX_MERGE_LOSERS} contacts"));
+        }
+        if body.field_sources.len() > CHOOSABLE_FIELDS.len() {
+            violations.add("field_sources", format!("must name at most {} fields", CHOOSABLE_FIELDS.len()));
+        }
+        if !violations.is_empty() {
+            return Err(violations.into_result().unwrap_err().into());
         }
         let mut losers = Vec::new();
         for (index, raw) in body.loser_ids.iter().enumerate() {
@@ -441,7 +464,7 @@ impl ContactsService for ContactsApi {
         for (field, source) in &body.field_sources {
             if !CHOOSABLE_FIELDS.contains(&field.as_str()) {
                 violations.add(
-                    format!("field_sources[{field:?}]"),
+                    format!("field_sources[{}]", quote(field)),
                     format!("is not a single-valued field; choose among {}", CHOOSABLE_FIELDS.join(", ")),
                 );
                 continue;
@@ -450,7 +473,7 @@ impl ContactsService for ContactsApi {
                 Ok(source) => {
                     chosen.insert(field.clone(), source);
                 }
-                Err(_) => violations.add(format!("field_sources[{field:?}]"), "must be a contact id (a UUID)"),
+                Err(_) => violations.add(format!("field_sources[{}]", quote(field)), "must be a contact id (a UUID)"),
             }
         }
         violations.into_result()?;

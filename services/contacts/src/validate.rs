@@ -10,7 +10,7 @@
 use std::{collections::BTreeSet, str::FromStr};
 
 use chrono::{NaiveDate, Utc};
-use crm_platform::error::Violations;
+use crm_platform::error::{Violations, quote};
 use crm_proto::{common::v1 as common, contacts::v1 as pb};
 use phonenumber::{Mode, country};
 
@@ -33,6 +33,7 @@ pub const MAX_ATTRIBUTE_VALUE: usize = 1000;
 pub const MAX_EXTERNAL_IDS: usize = 20;
 pub const MAX_SOURCE: usize = 64;
 pub const MAX_EXTERNAL_ID: usize = 200;
+pub const MAX_CONSENTS: usize = 10;
 pub const MAX_CONTACTS_PER_WEEK: i32 = 1000;
 
 /// Phone numbers without a country code are read in this region.
@@ -56,10 +57,15 @@ fn text(violations: &mut Violations, field: &str, value: &str, max: usize) -> St
     value.to_string()
 }
 
-fn count(violations: &mut Violations, field: &str, len: usize, max: usize) {
-    if len > max {
-        violations.add(field, format!("must have at most {max} entries (got {len})"));
+/// The entries of a list field when there are at most `max`, else none (and
+/// a violation): counts are checked before any entry is, so a request's work
+/// is bounded by the limits, not by what was sent.
+fn within<'a, T>(violations: &mut Violations, field: &str, entries: &'a [T], max: usize) -> &'a [T] {
+    if entries.len() > max {
+        violations.add(field, format!("must have at most {max} entries (got {})", entries.len()));
+        return &[];
     }
+    entries
 }
 
 /// An email address with its domain lower case, or why it is not one.
@@ -101,7 +107,7 @@ fn country_code(violations: &mut Violations, field: &str, raw: &str) -> String {
     if code.is_empty() {
         violations.add(field, "must be an ISO 3166-1 alpha-2 country code, for example GB");
     } else if code.len() != 2 || country::Id::from_str(&code).is_err() {
-        violations.add(field, format!("{raw:?} is not an ISO 3166-1 alpha-2 country code"));
+        violations.add(field, format!("{} is not an ISO 3166-1 alpha-2 country code", quote(raw)));
     }
     code
 }
@@ -115,13 +121,10 @@ pub fn date(violations: &mut Violations, field: &str, date: &common::Date) -> Op
 }
 
 pub fn addresses(violations: &mut Violations, field: &str, input: &[common::PostalAddress]) -> Vec<Address> {
-    count(violations, field, input.len(), MAX_ADDRESSES);
     let mut output = Vec::new();
-    for (index, address) in input.iter().enumerate() {
+    for (index, address) in within(violations, field, input, MAX_ADDRESSES).iter().enumerate() {
         let at = format!("{field}[{index}]");
-        count(violations, &format!("{at}.lines"), address.lines.len(), MAX_ADDRESS_LINES);
-        let lines: Vec<String> = address
-            .lines
+        let lines: Vec<String> = within(violations, &format!("{at}.lines"), &address.lines, MAX_ADDRESS_LINES)
             .iter()
             .enumerate()
             .map(|(line_index, line)| text(violations, &format!("{at}.lines[{line_index}]"), line, MAX_ADDRESS_TEXT))
@@ -155,9 +158,8 @@ pub fn addresses(violations: &mut Violations, field: &str, input: &[common::Post
 }
 
 pub fn tags(violations: &mut Violations, field: &str, input: &[String]) -> Vec<String> {
-    count(violations, field, input.len(), MAX_TAGS);
     let mut seen = BTreeSet::new();
-    for (index, tag) in input.iter().enumerate() {
+    for (index, tag) in within(violations, field, input, MAX_TAGS).iter().enumerate() {
         let tag = tag.trim().to_lowercase();
         if tag.is_empty() || tag.chars().count() > MAX_TAG {
             violations.add(format!("{field}[{index}]"), format!("must be 1 to {MAX_TAG} characters"));
@@ -173,17 +175,23 @@ pub fn attributes(
     field: &str,
     input: &std::collections::HashMap<String, String>,
 ) -> std::collections::BTreeMap<String, String> {
-    count(violations, field, input.len(), MAX_ATTRIBUTES);
     let mut output = std::collections::BTreeMap::new();
+    if input.len() > MAX_ATTRIBUTES {
+        violations.add(field, format!("must have at most {MAX_ATTRIBUTES} entries (got {})", input.len()));
+        return output;
+    }
     for (key, value) in input {
         let trimmed = key.trim();
         if trimmed.is_empty() || trimmed.chars().count() > MAX_ATTRIBUTE_KEY {
-            violations.add(format!("{field}[{key:?}]"), format!("keys must be 1 to {MAX_ATTRIBUTE_KEY} characters"));
+            violations
+                .add(format!("{field}[{}]", quote(key)), format!("keys must be 1 to {MAX_ATTRIBUTE_KEY} characters"));
             continue;
         }
         if value.chars().count() > MAX_ATTRIBUTE_VALUE {
-            violations
-                .add(format!("{field}[{key:?}]"), format!("values must be at most {MAX_ATTRIBUTE_VALUE} characters"));
+            violations.add(
+                format!("{field}[{}]", quote(key)),
+                format!("values must be at most {MAX_ATTRIBUTE_VALUE} characters"),
+            );
         }
         output.insert(trimmed.to_string(), value.clone());
     }
@@ -191,9 +199,8 @@ pub fn attributes(
 }
 
 pub fn external_ids(violations: &mut Violations, field: &str, input: &[common::ExternalId]) -> Vec<ExternalId> {
-    count(violations, field, input.len(), MAX_EXTERNAL_IDS);
     let mut output = BTreeSet::new();
-    for (index, external_id) in input.iter().enumerate() {
+    for (index, external_id) in within(violations, field, input, MAX_EXTERNAL_IDS).iter().enumerate() {
         let at = format!("{field}[{index}]");
         let source = external_id.source.trim().to_lowercase();
         let id = external_id.id.trim().to_string();
@@ -220,9 +227,8 @@ pub fn contact(violations: &mut Violations, field: &str, input: &pb::Contact, re
         violations.add(at("given_name"), "a contact needs a given, family or display name");
     }
 
-    count(violations, &at("emails"), input.emails.len(), MAX_EMAILS);
     let mut emails: Vec<Email> = Vec::new();
-    for (index, email) in input.emails.iter().enumerate() {
+    for (index, email) in within(violations, &at("emails"), &input.emails, MAX_EMAILS).iter().enumerate() {
         let path = format!("{}[{index}]", at("emails"));
         match email_address(&email.address) {
             Ok(address) if emails.iter().any(|seen| seen.key() == address.to_lowercase()) => {
@@ -239,9 +245,8 @@ pub fn contact(violations: &mut Violations, field: &str, input: &pb::Contact, re
     }
     one_primary(violations, &at("emails"), emails.iter_mut().map(|email| &mut email.primary));
 
-    count(violations, &at("phones"), input.phones.len(), MAX_PHONES);
     let mut phones: Vec<Phone> = Vec::new();
-    for (index, phone) in input.phones.iter().enumerate() {
+    for (index, phone) in within(violations, &at("phones"), &input.phones, MAX_PHONES).iter().enumerate() {
         let path = format!("{}[{index}]", at("phones"));
         match phone_number(&phone.number, region) {
             Ok(number) if phones.iter().any(|seen| seen.number == number) => {
@@ -271,7 +276,7 @@ pub fn contact(violations: &mut Violations, field: &str, input: &pb::Contact, re
     let lifecycle = if lifecycle == pb::LifecycleStage::Unspecified { pb::LifecycleStage::Prospect } else { lifecycle };
 
     let mut consents: Vec<Consent> = Vec::new();
-    for (index, consent) in input.consents.iter().enumerate() {
+    for (index, consent) in within(violations, &at("consents"), &input.consents, MAX_CONSENTS).iter().enumerate() {
         let path = format!("{}[{index}]", at("consents"));
         let channel = match pb::ConsentChannel::try_from(consent.channel) {
             Ok(pb::ConsentChannel::Unspecified) | Err(_) => {
@@ -390,7 +395,7 @@ pub fn organization(violations: &mut Violations, field: &str, input: &pb::Organi
             || !domain.contains('.')
             || !domain.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'))
     {
-        violations.add(at("domain"), format!("{:?} is not a domain name such as example.com", input.domain));
+        violations.add(at("domain"), format!("{} is not a domain name such as example.com", quote(&input.domain)));
     }
     OrganizationData {
         name,

@@ -2,7 +2,10 @@
 //! reported at once with its path.
 
 use chrono::{DateTime, Duration, NaiveDate, SubsecRound, Utc};
-use crm_platform::{error::Violations, timestamp::from_proto};
+use crm_platform::{
+    error::{Violations, quote},
+    timestamp::from_proto,
+};
 use crm_proto::{common::v1 as common, interactions::v1 as pb};
 use uuid::Uuid;
 
@@ -22,6 +25,16 @@ fn text(violations: &mut Violations, field: &str, value: &str, max: usize) -> St
         violations.add(field, format!("must be at most {max} characters (got {})", value.chars().count()));
     }
     value.to_string()
+}
+
+/// The entries of a list field when there are at most `max`, else none (and
+/// a violation): counts are checked before any entry is.
+fn within<'a, T>(violations: &mut Violations, field: &str, entries: &'a [T], max: usize) -> &'a [T] {
+    if entries.len() > max {
+        violations.add(field, format!("must have at most {max} entries (got {})", entries.len()));
+        return &[];
+    }
+    entries
 }
 
 fn money(violations: &mut Violations, field: &str, value: &common::Money) -> Money {
@@ -104,11 +117,7 @@ pub fn interaction(
     }
 
     let amount = input.amount.as_ref().map(|amount| money(violations, &at("amount"), amount));
-    if input.product_lines.len() > MAX_LINES {
-        violations.add(at("product_lines"), format!("must have at most {MAX_LINES} entries"));
-    }
-    let product_lines = input
-        .product_lines
+    let product_lines = within(violations, &at("product_lines"), &input.product_lines, MAX_LINES)
         .iter()
         .enumerate()
         .map(|(index, line)| {
@@ -183,11 +192,9 @@ pub fn interaction(
     {
         violations.add(at("sentiment"), "must be between -1 and 1");
     }
-    if input.pain_points.len() > MAX_PAIN_POINTS {
-        violations.add(at("pain_points"), format!("must have at most {MAX_PAIN_POINTS} entries"));
-    }
     let mut pain_points: Vec<String> = Vec::new();
-    for (index, point) in input.pain_points.iter().enumerate() {
+    for (index, point) in within(violations, &at("pain_points"), &input.pain_points, MAX_PAIN_POINTS).iter().enumerate()
+    {
         let point = point.trim().to_lowercase();
         if point.is_empty() || point.chars().count() > MAX_LABEL {
             violations.add(format!("{}[{index}]", at("pain_points")), format!("must be 1 to {MAX_LABEL} characters"));
@@ -195,13 +202,16 @@ pub fn interaction(
             pain_points.push(point);
         }
     }
-    if input.attributes.len() > MAX_ATTRIBUTES {
+    let attributes_fit = input.attributes.len() <= MAX_ATTRIBUTES;
+    if !attributes_fit {
         violations.add(at("attributes"), format!("must have at most {MAX_ATTRIBUTES} entries"));
     }
-    for (key, value) in &input.attributes {
+    for (key, value) in input.attributes.iter().filter(|_| attributes_fit) {
         if key.trim().is_empty() || key.chars().count() > MAX_LABEL || value.chars().count() > 1000 {
-            violations
-                .add(format!("{}[{key:?}]", at("attributes")), "keys must be 1 to 64 characters, values at most 1000");
+            violations.add(
+                format!("{}[{}]", at("attributes"), quote(key)),
+                "keys must be 1 to 64 characters, values at most 1000",
+            );
         }
     }
     InteractionRecord {

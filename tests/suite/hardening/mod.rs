@@ -1,0 +1,4 @@
+//! The reproductions of the hardening review (issue #12), one module per
+//! class of fault: each test failed before its fix.
+
+mod bounds;
