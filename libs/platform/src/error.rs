@@ -36,14 +36,18 @@ pub fn quote(text: &str) -> String {
     format!("{prefix:?}… ({length} characters)")
 }
 
-/// `text` cut to `max` characters (an ellipsis marks the cut).
-fn bounded(text: String, max: usize) -> String {
-    if text.len() <= max || text.chars().count() <= max {
+/// `text` cut to at most `max` bytes, at a character boundary (an ellipsis marks the cut).
+fn bounded(mut text: String, max: usize) -> String {
+    if text.len() <= max {
         return text;
     }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push('…');
+    text
 }
 
 /// Everything a handler can fail with.
@@ -242,11 +246,11 @@ mod tests {
             violations.add(format!("emails[{index}]"), "is not an email address");
         }
         let status = Status::from(violations.into_result().unwrap_err());
-        assert!(status.message().len() <= MAX_MESSAGE + 4, "{}", status.message().len());
+        assert!(status.message().len() <= MAX_MESSAGE, "{}", status.message().len());
         let details = status.check_error_details().unwrap();
         let listed = &details.bad_request().unwrap().field_violations;
         assert_eq!(listed.len(), MAX_VIOLATIONS + 1);
-        assert!(listed[0].field.chars().count() <= MAX_VIOLATION_TEXT);
+        assert!(listed[0].field.len() <= MAX_VIOLATION_TEXT);
         assert_eq!(listed[MAX_VIOLATIONS].description, format!("and {} more violations not listed", 10_000 - 49));
         // The whole status, details included, fits in a client's 16 KB of metadata.
         assert!(status.details().len() < 16 * 1024, "{}", status.details().len());
