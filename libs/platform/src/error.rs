@@ -154,10 +154,70 @@ impl Violations {
     }
 }
 
+/// What a unique constraint means to a caller when a concurrent write took
+/// the value first (SQLSTATE 23505), by the constraint's name: the reason
+/// and the message the caller gets. A store usually checks first and says so
+/// with more detail; this is what a lost race between check and insert gives.
+const UNIQUE_CONSTRAINTS: &[(&str, &str, &str)] = &[
+    (
+        "contact_external_ids_pkey",
+        "EXTERNAL_ID_TAKEN",
+        "an external id of this contact was just claimed by another contact; look it up by that external id",
+    ),
+    (
+        "organization_external_ids_pkey",
+        "EXTERNAL_ID_TAKEN",
+        "an external id of this organization was just claimed by another organization",
+    ),
+    ("api_keys_pkey", "ALREADY_EXISTS", "an API key with this id exists"),
+];
+
+/// What a foreign key means when the row it points to went away meanwhile
+/// (SQLSTATE 23503), by the constraint's name.
+const FOREIGN_KEYS: &[(&str, &str)] = &[
+    ("relationships_contact_id_fkey", "the contact of this relationship was removed meanwhile"),
+    ("relationships_other_contact_id_fkey", "the other contact of this relationship was removed meanwhile"),
+    ("relationships_organization_id_fkey", "the organization of this relationship was removed meanwhile"),
+    ("create_requests_contact_id_fkey", "the contact this request created was removed meanwhile"),
+    ("contacts_merged_into_fkey", "the surviving contact of this merge was removed meanwhile"),
+    ("organization_external_ids_organization_id_fkey", "the organization was removed meanwhile"),
+];
+
+/// SQLSTATE 23505 and 23503 as the caller should see them.
+fn constraint_violation(code: &str, constraint: &str) -> Option<Error> {
+    match code {
+        "23505" => {
+            let (reason, message) = UNIQUE_CONSTRAINTS
+                .iter()
+                .find(|(name, ..)| *name == constraint)
+                .map(|(_, reason, message)| (*reason, *message))
+                .unwrap_or((
+                    "ALREADY_EXISTS",
+                    "a value of this request that must be unique was just taken; read again",
+                ));
+            Some(Error::AlreadyExists { reason, message: message.to_string(), metadata: HashMap::new() })
+        }
+        "23503" => {
+            let message = FOREIGN_KEYS
+                .iter()
+                .find(|(name, _)| *name == constraint)
+                .map(|(_, message)| *message)
+                .unwrap_or("a record this request refers to does not exist (any more)");
+            Some(Error::FailedPrecondition { reason: "REFERENCE_MISSING", message: message.to_string() })
+        }
+        _ => None,
+    }
+}
+
 impl From<sqlx::Error> for Error {
     /// SQLSTATEs are mapped here and nowhere else.
     fn from(error: sqlx::Error) -> Self {
         let code = error.as_database_error().and_then(|db| db.code()).map(|code| code.into_owned());
+        let constraint = error.as_database_error().and_then(|db| db.constraint()).unwrap_or_default();
+        if let Some(mapped) = code.as_deref().and_then(|code| constraint_violation(code, constraint)) {
+            tracing::debug!(%error, "constraint violation mapped for the caller");
+            return mapped;
+        }
         match (code.as_deref(), &error) {
             // serialization_failure, deadlock_detected: the transaction can simply be retried.
             (Some("40001" | "40P01"), _) => Error::Conflict,
@@ -305,6 +365,17 @@ mod tests {
         let status = Status::from(Error::Internal(cause));
         assert_eq!(status.code(), Code::Internal);
         assert!(!status.message().contains("secret_table"), "{}", status.message());
+    }
+
+    #[test]
+    fn constraint_violations_are_named_by_their_constraint() {
+        let taken = constraint_violation("23505", "contact_external_ids_pkey").unwrap();
+        assert!(matches!(taken, Error::AlreadyExists { reason: "EXTERNAL_ID_TAKEN", .. }), "{taken:?}");
+        let other = constraint_violation("23505", "some_other_key").unwrap();
+        assert!(matches!(other, Error::AlreadyExists { reason: "ALREADY_EXISTS", .. }), "{other:?}");
+        let gone = constraint_violation("23503", "relationships_contact_id_fkey").unwrap();
+        assert_eq!(Status::from(gone).code(), Code::FailedPrecondition);
+        assert!(constraint_violation("22021", "").is_none());
     }
 
     #[test]

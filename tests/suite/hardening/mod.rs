@@ -2,3 +2,4 @@
 //! class of fault: each test failed before its fix.
 
 mod bounds;
+mod races;
