@@ -9,6 +9,7 @@
 //! - [`error`]: one error type, mapped to `tonic::Status` with google.rpc details.
 //! - [`page_token`]: opaque page tokens bound to their query.
 //! - [`principal`]: the caller, as the gateway signs it and the roles verify it.
+//! - [`request_id`]: the `x-request-id` of every call, checked before anything stores it.
 //! - [`server`]: the gRPC server builder (health, reflection, limits, request ids, drain).
 //! - [`metrics`]: RED metrics per RPC and the `/metrics` endpoint.
 //! - [`telemetry`]: tracing subscriber, OTLP export, meter provider.
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod page_token;
 pub mod principal;
+pub mod request_id;
 pub mod role;
 pub mod server;
 pub mod shutdown;

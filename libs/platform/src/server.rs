@@ -5,7 +5,8 @@
 //! reflection over every contract of the suite. Around them, in order:
 //!
 //! 0. for the gateway only: CORS and gRPC-Web translation, so browsers can call;
-//! 1. request id: keeps the caller's `x-request-id` or mints a UUIDv7, and returns it;
+//! 1. request id: refuses one that cannot be stored, keeps the caller's
+//!    `x-request-id` or mints a UUIDv7, and returns it;
 //! 2. a `tracing` span per RPC carrying the request id;
 //! 3. RED metrics per RPC;
 //! 4. tonic's own deadline (`grpc-timeout`, capped by the configured request
@@ -30,7 +31,7 @@ use tower::{Service, ServiceBuilder, util::BoxCloneSyncService};
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},
     propagate_header::PropagateHeaderLayer,
-    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
+    request_id::{PropagateRequestIdLayer, SetRequestIdLayer},
     trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer},
 };
 use tracing::Level;
@@ -41,10 +42,11 @@ use crate::{
     local::LocalRoles,
     metrics::{Metrics, RpcMetricsLayer},
     principal::{IdentitySigner, VerifyIdentityLayer},
+    request_id::{CheckRequestIdLayer, MakeUuidV7},
 };
 
 /// The header that carries the request id, in and out.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+pub use crate::request_id::HEADER as REQUEST_ID_HEADER;
 
 /// The services of one server, and the names health reports on.
 pub struct GrpcServer {
@@ -204,6 +206,8 @@ impl GrpcServer {
             .option_layer(grpc_web)
             // One body type below, whichever layers are on.
             .map_response(|response: http::Response<_>| response.map(Body::new))
+            // A request id too long or odd to store is refused before anything keeps it.
+            .layer(CheckRequestIdLayer)
             .layer(SetRequestIdLayer::new(http::HeaderName::from_static(REQUEST_ID_HEADER), MakeUuidV7))
             .layer(
                 TraceLayer::new_for_grpc()
@@ -269,16 +273,6 @@ fn health_service_for(
     tonic_health::pb::health_server::HealthServer::new(tonic_health::server::HealthService::from_health_reporter(
         reporter,
     ))
-}
-
-/// Request ids are UUIDv7: unique, and sortable by time in logs.
-#[derive(Clone, Copy)]
-struct MakeUuidV7;
-
-impl MakeRequestId for MakeUuidV7 {
-    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
-        HeaderValue::from_str(&uuid::Uuid::now_v7().to_string()).ok().map(RequestId::new)
-    }
 }
 
 /// One span per RPC, named by its method and carrying the request id, in the

@@ -2,4 +2,5 @@
 //! class of fault: each test failed before its fix.
 
 mod bounds;
+mod idempotency;
 mod races;
