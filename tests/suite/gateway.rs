@@ -254,7 +254,7 @@ async fn a_browser_calls_the_suite_by_grpc_web() {
 }
 
 /// Sends one raw HTTP/1.1 request and reads the whole answer.
-async fn http1_exchange(address: std::net::SocketAddr, request: &str) -> String {
+pub async fn http1_exchange(address: std::net::SocketAddr, request: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
@@ -263,7 +263,7 @@ async fn http1_exchange(address: std::net::SocketAddr, request: &str) -> String 
 }
 
 /// `GET /metrics` over a plain TCP connection.
-async fn scrape(address: std::net::SocketAddr) -> String {
+pub async fn scrape(address: std::net::SocketAddr) -> String {
     let response = http1_exchange(address, "GET /metrics HTTP/1.1\r\nHost: crm\r\nConnection: close\r\n\r\n").await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     response

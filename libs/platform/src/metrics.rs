@@ -7,6 +7,9 @@
 //! message) or from the trailers; a call the client abandons counts as
 //! CANCELLED.
 //!
+//! Labels name only methods the suite serves; any other path is counted as
+//! `unknown` (see [`UNKNOWN_METHOD`]).
+//!
 //! Exported (Prometheus names): `crm_rpc_requests_total{server,rpc_service,rpc_method,rpc_grpc_status}`,
 //! `crm_rpc_errors_total{..}` (status other than OK) and
 //! `crm_rpc_duration_seconds{..}` (histogram).
@@ -131,12 +134,41 @@ struct CallInfo {
     started: Instant,
 }
 
+/// The label values of a path that names no method of the contracts: what a
+/// caller sends becomes a label only when it names a real method, so junk
+/// paths cannot grow `/metrics` or push real series out.
+pub const UNKNOWN_METHOD: &str = "unknown";
+
+/// Whether `path` names a method the suite serves.
+pub fn is_known_path(path: &str) -> bool {
+    known_paths().contains(path)
+}
+
+/// Every method path the suite serves: the contracts', health's and reflection's.
+fn known_paths() -> &'static std::collections::HashSet<String> {
+    static KNOWN: std::sync::OnceLock<std::collections::HashSet<String>> = std::sync::OnceLock::new();
+    KNOWN.get_or_init(|| {
+        let contracts = crm_proto::services()
+            .into_iter()
+            .flat_map(|service| service.methods.iter().map(|method| service.path(method)).collect::<Vec<_>>());
+        let standard = [
+            "/grpc.health.v1.Health/Check",
+            "/grpc.health.v1.Health/Watch",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ];
+        contracts.chain(standard.iter().map(|path| path.to_string())).collect()
+    })
+}
+
 impl CallInfo {
-    /// `/pkg.Service/Method` → (`pkg.Service`, `Method`).
+    /// `/pkg.Service/Method` → (`pkg.Service`, `Method`) for a method the
+    /// suite serves, else ([`UNKNOWN_METHOD`], [`UNKNOWN_METHOD`]).
     fn new(server: &'static str, path: &str) -> CallInfo {
-        let mut parts = path.trim_start_matches('/').splitn(2, '/');
-        let service = parts.next().unwrap_or_default().to_string();
-        let method = parts.next().unwrap_or_default().to_string();
+        let (service, method) = match path.strip_prefix('/').and_then(|rest| rest.split_once('/')) {
+            Some((service, method)) if known_paths().contains(path) => (service.to_string(), method.to_string()),
+            _ => (UNKNOWN_METHOD.to_string(), UNKNOWN_METHOD.to_string()),
+        };
         CallInfo { server, service, method, started: Instant::now() }
     }
 }
@@ -228,6 +260,23 @@ impl<B: Body> Body for MeteredBody<B> {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_methods_of_the_contracts_become_labels() {
+        let known = CallInfo::new("gateway", "/crm.contacts.v1.ContactsService/GetContact");
+        assert_eq!((known.service.as_str(), known.method.as_str()), ("crm.contacts.v1.ContactsService", "GetContact"));
+        let health = CallInfo::new("gateway", "/grpc.health.v1.Health/Check");
+        assert_eq!(health.method, "Check");
+        for junk in ["/crm.contacts.v1.ContactsService/Nope", "/x/y", "/", "", "/junk"] {
+            let call = CallInfo::new("gateway", junk);
+            assert_eq!((call.service.as_str(), call.method.as_str()), (UNKNOWN_METHOD, UNKNOWN_METHOD), "{junk}");
+        }
     }
 }
 

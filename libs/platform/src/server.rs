@@ -279,9 +279,12 @@ fn health_service_for(
 /// caller's trace; the principal is recorded once it is known.
 fn rpc_span<B>(request: &Request<B>) -> tracing::Span {
     let request_id = request.headers().get(REQUEST_ID_HEADER).and_then(|value| value.to_str().ok()).unwrap_or("");
+    // A path that names no method is a caller's text: quoted short, never whole.
+    let path = request.uri().path();
+    let method = if crate::metrics::is_known_path(path) { path.to_string() } else { crate::error::quote(path) };
     let span = tracing::info_span!(
         "rpc",
-        rpc.method = %request.uri().path(),
+        rpc.method = %method,
         request_id = %request_id,
         principal = tracing::field::Empty,
         otel.kind = "server",

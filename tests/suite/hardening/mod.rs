@@ -3,4 +3,5 @@
 
 mod bounds;
 mod idempotency;
+mod metrics;
 mod races;
