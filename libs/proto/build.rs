@@ -23,6 +23,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // prost's codec plus the check for text PostgreSQL cannot store.
+        .codec_path("crate::codec::CheckedCodec")
         .compile_fds_with_config(descriptors, type_names())?;
     Ok(())
 }

@@ -263,23 +263,6 @@ impl<B: Body> Body for MeteredBody<B> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_methods_of_the_contracts_become_labels() {
-        let known = CallInfo::new("gateway", "/crm.contacts.v1.ContactsService/GetContact");
-        assert_eq!((known.service.as_str(), known.method.as_str()), ("crm.contacts.v1.ContactsService", "GetContact"));
-        let health = CallInfo::new("gateway", "/grpc.health.v1.Health/Check");
-        assert_eq!(health.method, "Check");
-        for junk in ["/crm.contacts.v1.ContactsService/Nope", "/x/y", "/", "", "/junk"] {
-            let call = CallInfo::new("gateway", junk);
-            assert_eq!((call.service.as_str(), call.method.as_str()), (UNKNOWN_METHOD, UNKNOWN_METHOD), "{junk}");
-        }
-    }
-}
-
 /// The canonical name of the `grpc-status` in `headers`, if there is one.
 fn grpc_status_name(headers: &http::HeaderMap) -> Option<&'static str> {
     let value = headers.get("grpc-status")?;
@@ -327,4 +310,21 @@ pub async fn serve_metrics(
     );
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_methods_of_the_contracts_become_labels() {
+        let known = CallInfo::new("gateway", "/crm.contacts.v1.ContactsService/GetContact");
+        assert_eq!((known.service.as_str(), known.method.as_str()), ("crm.contacts.v1.ContactsService", "GetContact"));
+        let health = CallInfo::new("gateway", "/grpc.health.v1.Health/Check");
+        assert_eq!(health.method, "Check");
+        for junk in ["/crm.contacts.v1.ContactsService/Nope", "/x/y", "/", "", "/junk"] {
+            let call = CallInfo::new("gateway", junk);
+            assert_eq!((call.service.as_str(), call.method.as_str()), (UNKNOWN_METHOD, UNKNOWN_METHOD), "{junk}");
+        }
+    }
 }

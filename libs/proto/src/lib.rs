@@ -4,6 +4,8 @@
 //! - [`events`]: the domain-event envelope and the feed requests every role serves.
 //! - [`contacts`], [`interactions`], [`segmentation`], [`alerting`], [`gateway`]:
 //!   one gRPC service per role, with its client and server.
+//! - [`codec`]: the codec every service is generated with (prost's, refusing text PostgreSQL cannot store).
+//! - [`storable`]: finds such text (NUL) in a message's encoded bytes, by the contracts' descriptors.
 //! - [`FILE_DESCRIPTOR_SET`]: every contract, encoded, for server reflection and
 //!   for tests that walk every method.
 
@@ -11,6 +13,9 @@
 
 /// Every compiled contract (with its imports), as an encoded `FileDescriptorSet`.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/crm_descriptor.bin"));
+
+pub mod codec;
+pub mod storable;
 
 pub mod common {
     pub mod v1 {

@@ -220,6 +220,10 @@ pub fn external_ids(violations: &mut Violations, field: &str, input: &[common::E
 /// A contact from its protobuf message; `field` is the message's path in the request.
 pub fn contact(violations: &mut Violations, field: &str, input: &pb::Contact, region: Region) -> ContactData {
     let at = |name: &str| format!("{field}.{name}");
+    // Unary requests were checked by the codec; an imported row is checked here, as itself.
+    if let Some(path) = crm_proto::storable::nul_in_message(input) {
+        violations.add(at(&path), crm_proto::storable::NUL_REFUSED);
+    }
     let given_name = text(violations, &at("given_name"), &input.given_name, MAX_NAME);
     let family_name = text(violations, &at("family_name"), &input.family_name, MAX_NAME);
     let mut display_name = text(violations, &at("display_name"), &input.display_name, MAX_NAME);

@@ -57,6 +57,10 @@ impl JwtVerifier {
             .map_err(|error| refused(error.to_string()))?
             .claims;
         let subject = claims.get("sub").and_then(|sub| sub.as_str()).unwrap_or_default();
+        // The subject names the caller in audit trails and signed headers: short, visible text only.
+        if subject.is_empty() || subject.len() > 200 || subject.chars().any(char::is_control) {
+            return Err(refused("the token's subject must be 1 to 200 characters without control characters".into()));
+        }
         let roles = claims
             .get(&self.settings.roles_claim)
             .and_then(|roles| roles.as_array())

@@ -62,6 +62,10 @@ pub fn interaction(
     now: DateTime<Utc>,
 ) -> InteractionRecord {
     let at = |name: &str| format!("{field}.{name}");
+    // Unary requests were checked by the codec; a bulk item is checked here, as itself.
+    if let Some(path) = crm_proto::storable::nul_in_message(input) {
+        violations.add(at(&path), crm_proto::storable::NUL_REFUSED);
+    }
     let contact_id = Uuid::try_parse(input.contact_id.trim()).unwrap_or_else(|_| {
         violations.add(at("contact_id"), "must be a contact id (a UUID)");
         Uuid::nil()

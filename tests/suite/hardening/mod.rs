@@ -4,4 +4,5 @@
 mod bounds;
 mod idempotency;
 mod metrics;
+mod nul;
 mod races;
