@@ -7,6 +7,7 @@
 //! - [`feed_api`]: the `Subscribe` / `ListEvents` RPCs every role serves over its outbox.
 //! - [`consumer`]: following another role's feed, exactly once per event, as a leader.
 //! - [`error`]: one error type, mapped to `tonic::Status` with google.rpc details.
+//! - [`idempotency`]: idempotency keys scoped to their caller and bound to a request fingerprint.
 //! - [`page_token`]: opaque page tokens bound to their query.
 //! - [`principal`]: the caller, as the gateway signs it and the roles verify it.
 //! - [`request_id`]: the `x-request-id` of every call, checked before anything stores it.
@@ -26,6 +27,7 @@ pub mod context;
 pub mod db;
 pub mod error;
 pub mod feed_api;
+pub mod idempotency;
 pub mod local;
 pub mod metrics;
 pub mod outbox;

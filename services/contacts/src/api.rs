@@ -7,6 +7,7 @@ use crm_platform::{
     Error, RoleContext,
     error::{Violations, quote},
     feed_api::{FeedApi, SubscribeStream},
+    idempotency::Fingerprint,
     page_token::{PageTokens, Query, page_size},
     timestamp::from_proto,
 };
@@ -149,6 +150,14 @@ fn organization_overlay(
     Ok(merged)
 }
 
+/// What makes two creates the same request: everything but the key itself.
+fn create_fingerprint(mut request: pb::CreateContactRequest) -> Vec<u8> {
+    request.request_id.clear();
+    let attributes =
+        request.contact.as_mut().map(|contact| std::mem::take(&mut contact.attributes)).unwrap_or_default();
+    Fingerprint::of(&request).map("contact.attributes", &attributes).finish()
+}
+
 fn pair(contact_id: Uuid, candidate: &Candidate) -> pb::DuplicatePair {
     pb::DuplicatePair {
         contact_id: contact_id.to_string(),
@@ -236,6 +245,7 @@ impl ContactsService for ContactsApi {
             allow_duplicate: body.allow_duplicate,
             override_reason,
             idempotency_key,
+            fingerprint: create_fingerprint(body),
             needs_review: false,
         };
         let record = self.store.create(data, options, &actor).await?;

@@ -3,8 +3,9 @@
 use chrono::{DateTime, Utc};
 use crm_platform::{
     Error, RoleContext,
-    error::Violations,
+    error::{Violations, quote},
     feed_api::{FeedApi, SubscribeStream},
+    idempotency,
     page_token::{PageTokens, Query, page_size},
     principal::{Caller, IdentitySigner, SignedChannel},
     timestamp::from_proto,
@@ -104,6 +105,7 @@ impl InteractionsApi {
         };
         let upstream = |status: Status| match status.code() {
             tonic::Code::InvalidArgument => Error::invalid(field, status.message().to_string()),
+            tonic::Code::PermissionDenied => Error::PermissionDenied(status.message().to_string()),
             tonic::Code::NotFound => Error::NotFound { resource: "contact", id: "with that identifier".into() },
             _ => Error::Unavailable {
                 message: format!("the contacts service could not resolve the contact: {}", status.message()),
@@ -115,11 +117,18 @@ impl InteractionsApi {
             Err(status) if status.code() == tonic::Code::NotFound && lookup.create_prospect => {}
             Err(status) => return Err(upstream(status)),
         }
-        let request = CreateContactRequest {
-            contact: Some(prospect),
-            request_id: format!("{}:prospect", caller.request_id),
-            ..Default::default()
+        // A retry of this call creates no second prospect; another lookup
+        // under the same x-request-id is another request, with a key of its own.
+        let request_id = {
+            use sha2::Digest;
+            let digest = sha2::Sha256::new()
+                .chain_update(caller.request_id.as_bytes())
+                .chain_update([0])
+                .chain_update(prost::Message::encode_to_vec(&LookupContactRequest { key: Some(key.clone()) }))
+                .finalize();
+            format!("prospect-{}", hex::encode(&digest[..16]))
         };
+        let request = CreateContactRequest { contact: Some(prospect), request_id, ..Default::default() };
         match contacts.create_contact(request).await {
             Ok(created) => Ok(created.into_inner().id),
             // Created meanwhile by someone else: it is found now.
@@ -130,6 +139,20 @@ impl InteractionsApi {
                 .map_err(upstream),
             Err(status) => Err(upstream(status)),
         }
+    }
+}
+
+/// Why an item is refused whose (source, external_id) names an interaction
+/// with other content: storing it would drop it in silence.
+fn external_id_reused(record: &InteractionRecord, first: Uuid) -> Error {
+    Error::FailedPrecondition {
+        reason: idempotency::REUSED,
+        message: format!(
+            "source {} external_id {} already names interaction {first}, which says something else; \
+             a new interaction needs a new external_id",
+            quote(&record.source),
+            quote(&record.external_id)
+        ),
     }
 }
 
@@ -159,6 +182,7 @@ impl InteractionsService for InteractionsApi {
         let stored = match outcome.first() {
             Some(Stored::New(_)) => record,
             Some(Stored::Duplicate(first)) => self.store.get(*first).await?,
+            Some(Stored::Conflict(first)) => return Err(external_id_reused(&record, *first).into()),
             None => return Err(Error::Internal(anyhow::anyhow!("a batch of one returned no outcome")).into()),
         };
         Ok(Response::new(stored.to_proto()))
@@ -393,10 +417,20 @@ async fn ingest_batch(
         }
     }
     let outcomes = store.store(&records, request_id, turn).await?;
-    for (index, outcome) in positions.into_iter().zip(outcomes) {
+    for ((index, record), outcome) in positions.into_iter().zip(&records).zip(outcomes) {
         let (outcome, id) = match outcome {
             Stored::New(id) => (pb::IngestOutcome::Stored, id),
             Stored::Duplicate(id) => (pb::IngestOutcome::Duplicate, id),
+            Stored::Conflict(first) => {
+                let reason = external_id_reused(record, first);
+                results[index] = pb::IngestItemResult {
+                    outcome: pb::IngestOutcome::Rejected as i32,
+                    error: format!("interaction.external_id: {reason}"),
+                    invalid_fields: vec!["interaction.external_id".into()],
+                    ..Default::default()
+                };
+                continue;
+            }
         };
         results[index] =
             pb::IngestItemResult { outcome: outcome as i32, interaction_id: id.to_string(), ..Default::default() };

@@ -93,6 +93,14 @@ async fn wipe(tx: &mut PgConnection, contact: Uuid) -> anyhow::Result<()> {
     .execute(&mut *tx)
     .await?;
     sqlx::query("DELETE FROM contact_preferences WHERE contact_id = $1").bind(contact).execute(&mut *tx).await?;
+    // A fingerprint is derived from the wiped text: it goes too (NULL matches any resend).
+    sqlx::query(
+        "UPDATE interaction_sources SET fingerprint = NULL
+         WHERE (source, external_id) IN (SELECT source, external_id FROM interactions WHERE contact_id = $1 AND source <> '')",
+    )
+    .bind(contact)
+    .execute(&mut *tx)
+    .await?;
     outbox::rewrite(tx, &[contact.to_string()], |event_type, payload| {
         Ok(if event_type == pb::InteractionRecorded::full_name() {
             let mut event = pb::InteractionRecorded::decode(payload)?;

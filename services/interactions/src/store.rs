@@ -30,6 +30,7 @@ use crm_platform::{
     outbox::{self, NewEvent},
 };
 use crm_proto::interactions::v1 as pb;
+use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool, Row, postgres::PgRow, types::Json};
 use uuid::Uuid;
 
@@ -46,6 +47,18 @@ pub enum Stored {
     New(Uuid),
     /// Stored before under the same (source, external_id): the first one's id.
     Duplicate(Uuid),
+    /// Its (source, external_id) names an interaction with other content:
+    /// refused, with that interaction's id.
+    Conflict(Uuid),
+}
+
+/// What makes two items under one (source, external_id) the same
+/// interaction: everything the sender said but the contact (a merge re-keys
+/// it), as the first 16 bytes of SHA-256 over its JSON (attributes sorted).
+pub fn fingerprint(record: &InteractionRecord) -> Vec<u8> {
+    let content = (record.occurred_at, &record.channel, &record.kind, &record.direction, &record.data);
+    let json = serde_json::to_vec(&content).unwrap_or_default();
+    Sha256::digest(json)[..16].to_vec()
 }
 
 /// Advisory-lock buckets for the per-contact tail of a batch: bounded, so a
@@ -231,12 +244,16 @@ async fn lock_contacts(tx: &mut PgConnection, contacts: &[Uuid]) -> Result<(), E
 async fn claim(tx: &mut PgConnection, records: &[InteractionRecord]) -> Result<Vec<Stored>, Error> {
     let mut keyed: Vec<&InteractionRecord> = records.iter().filter(|record| !record.source.is_empty()).collect();
     keyed.sort_by(|a, b| (&a.source, &a.external_id).cmp(&(&b.source, &b.external_id)));
+    let fingerprints: HashMap<Uuid, Vec<u8>> = keyed.iter().map(|record| (record.id, fingerprint(record))).collect();
     let mut first: HashMap<(&str, &str), Uuid> = HashMap::new();
+    // Keys held by an interaction with other content.
+    let mut conflicts: HashMap<Uuid, Uuid> = HashMap::new();
     if !keyed.is_empty() {
         let claimed: Vec<Uuid> = sqlx::query_scalar(
-            "INSERT INTO interaction_sources (source, external_id, interaction_id, contact_id, occurred_at)
-             SELECT s, e, i, c, o
-             FROM unnest($1::text[], $2::text[], $3::uuid[], $4::uuid[], $5::timestamptz[]) WITH ORDINALITY AS t(s, e, i, c, o, n)
+            "INSERT INTO interaction_sources (source, external_id, interaction_id, contact_id, occurred_at, fingerprint)
+             SELECT s, e, i, c, o, f
+             FROM unnest($1::text[], $2::text[], $3::uuid[], $4::uuid[], $5::timestamptz[], $6::bytea[])
+                  WITH ORDINALITY AS t(s, e, i, c, o, f, n)
              ORDER BY n
              ON CONFLICT DO NOTHING RETURNING interaction_id",
         )
@@ -245,6 +262,7 @@ async fn claim(tx: &mut PgConnection, records: &[InteractionRecord]) -> Result<V
         .bind(keyed.iter().map(|r| r.id).collect::<Vec<_>>())
         .bind(keyed.iter().map(|r| r.contact_id).collect::<Vec<_>>())
         .bind(keyed.iter().map(|r| r.occurred_at).collect::<Vec<_>>())
+        .bind(keyed.iter().map(|r| &fingerprints[&r.id]).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await?;
         let claimed: std::collections::HashSet<Uuid> = claimed.into_iter().collect();
@@ -257,20 +275,27 @@ async fn claim(tx: &mut PgConnection, records: &[InteractionRecord]) -> Result<V
         let lost: Vec<&&InteractionRecord> = keyed.iter().filter(|record| !claimed.contains(&record.id)).collect();
         if !lost.is_empty() {
             let earlier = sqlx::query(
-                "SELECT source, external_id, interaction_id FROM interaction_sources
+                "SELECT source, external_id, interaction_id, fingerprint FROM interaction_sources
                  WHERE (source, external_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
             )
             .bind(lost.iter().map(|r| r.source.as_str()).collect::<Vec<_>>())
             .bind(lost.iter().map(|r| r.external_id.as_str()).collect::<Vec<_>>())
             .fetch_all(&mut *tx)
             .await?;
-            let holders: HashMap<(String, String), Uuid> = earlier
+            type Holder = (Uuid, Option<Vec<u8>>);
+            let holders: HashMap<(String, String), Holder> = earlier
                 .iter()
-                .map(|row| Ok(((row.try_get("source")?, row.try_get("external_id")?), row.try_get("interaction_id")?)))
+                .map(|row| {
+                    let key = (row.try_get("source")?, row.try_get("external_id")?);
+                    Ok((key, (row.try_get("interaction_id")?, row.try_get("fingerprint")?)))
+                })
                 .collect::<Result<_, sqlx::Error>>()?;
             for record in lost {
-                if let Some(holder) = holders.get(&(record.source.clone(), record.external_id.clone())) {
+                if let Some((holder, held)) = holders.get(&(record.source.clone(), record.external_id.clone())) {
                     first.entry((record.source.as_str(), record.external_id.as_str())).or_insert(*holder);
+                    if held.as_ref().is_some_and(|held| *held != fingerprints[&record.id]) {
+                        conflicts.insert(record.id, *holder);
+                    }
                 }
             }
         }
@@ -278,6 +303,7 @@ async fn claim(tx: &mut PgConnection, records: &[InteractionRecord]) -> Result<V
     let outcomes: Vec<Stored> = records
         .iter()
         .map(|record| match first.get(&(record.source.as_str(), record.external_id.as_str())) {
+            Some(_) if conflicts.contains_key(&record.id) => Stored::Conflict(conflicts[&record.id]),
             Some(id) if *id != record.id => Stored::Duplicate(*id),
             _ => Stored::New(record.id),
         })

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use crm_platform::{
-    Error,
+    Error, idempotency,
     outbox::{self, NewEvent},
 };
 use crm_proto::contacts::v1 as pb;
@@ -34,8 +34,12 @@ pub struct Candidate {
 pub struct CreateOptions {
     pub allow_duplicate: bool,
     pub override_reason: String,
-    /// A retry with the same key returns the first result.
+    /// A retry with the same key (by the same caller, with the same request)
+    /// returns the first result; empty for none.
     pub idempotency_key: String,
+    /// The request's fingerprint ([`crm_platform::idempotency::Fingerprint`]):
+    /// the same key with another request is refused.
+    pub fingerprint: Vec<u8>,
     pub needs_review: bool,
 }
 
@@ -119,7 +123,7 @@ impl ContactStore {
         actor: &Actor,
     ) -> Result<ContactRecord, Error> {
         let mut tx = self.pool.begin().await?;
-        if let Some(existing) = self.created_by(&mut tx, &options.idempotency_key).await? {
+        if let Some(existing) = self.created_by(&mut tx, actor, &options).await? {
             return Ok(existing);
         }
         // Two concurrent creates of one person must not both pass the check:
@@ -142,17 +146,20 @@ impl ContactStore {
         claim_external_ids(&mut tx, id, &data).await?;
         if !options.idempotency_key.is_empty() {
             let claimed = sqlx::query(
-                "INSERT INTO create_requests (request_id, contact_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                "INSERT INTO create_requests (principal, request_id, contact_id, fingerprint) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT DO NOTHING",
             )
+            .bind(&actor.actor)
             .bind(&options.idempotency_key)
             .bind(id)
+            .bind(&options.fingerprint)
             .execute(&mut *tx)
             .await?;
             if claimed.rows_affected() == 0 {
                 // A concurrent retry won the race: return its contact.
                 tx.rollback().await?;
                 let mut conn = self.pool.acquire().await?;
-                let winner = self.created_by(&mut conn, &options.idempotency_key).await?;
+                let winner = self.created_by(&mut conn, actor, &options).await?;
                 return winner.ok_or_else(|| Error::Unavailable {
                     message: "a concurrent create with this request id did not finish; retry".into(),
                     retry_after: std::time::Duration::from_millis(100),
@@ -175,16 +182,29 @@ impl ContactStore {
         Ok(record)
     }
 
-    async fn created_by(&self, conn: &mut PgConnection, key: &str) -> Result<Option<ContactRecord>, Error> {
-        if key.is_empty() {
+    /// The contact this caller's earlier request with the same key created;
+    /// FAILED_PRECONDITION when that request was a different one.
+    async fn created_by(
+        &self,
+        conn: &mut PgConnection,
+        actor: &Actor,
+        options: &CreateOptions,
+    ) -> Result<Option<ContactRecord>, Error> {
+        if options.idempotency_key.is_empty() {
             return Ok(None);
         }
-        let id: Option<Uuid> = sqlx::query_scalar("SELECT contact_id FROM create_requests WHERE request_id = $1")
-            .bind(key)
-            .fetch_optional(&mut *conn)
-            .await?;
-        match id {
-            Some(id) => Ok(Some(load(conn, id, false).await?)),
+        let first: Option<(Uuid, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT contact_id, fingerprint FROM create_requests WHERE principal = $1 AND request_id = $2",
+        )
+        .bind(&actor.actor)
+        .bind(&options.idempotency_key)
+        .fetch_optional(&mut *conn)
+        .await?;
+        match first {
+            Some((_, Some(fingerprint))) if fingerprint != options.fingerprint => {
+                Err(idempotency::reused("request_id", &options.idempotency_key))
+            }
+            Some((id, _)) => Ok(Some(load(conn, id, false).await?)),
             None => Ok(None),
         }
     }
