@@ -10,4 +10,4 @@ mod suite;
 
 pub use crm_platform::principal::SignedChannel;
 pub use database::TestDb;
-pub use suite::{Authed, INTERNAL_SECRET, TestSuite};
+pub use suite::{Authed, BearerKey, INTERNAL_SECRET, TestSuite};

@@ -36,6 +36,13 @@ pub type Authed = InterceptedService<Channel, BearerKey>;
 #[derive(Clone)]
 pub struct BearerKey(AsciiMetadataValue);
 
+impl BearerKey {
+    /// `authorization: Bearer <key>`; panics when `key` is not ASCII.
+    pub fn new(key: &str) -> Self {
+        BearerKey(AsciiMetadataValue::try_from(format!("Bearer {key}")).expect("an ASCII key"))
+    }
+}
+
 impl tonic::service::Interceptor for BearerKey {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         request.metadata_mut().insert("authorization", self.0.clone());

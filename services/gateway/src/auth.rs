@@ -9,7 +9,7 @@ use crm_platform::{
 };
 use subtle::ConstantTimeEq;
 
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc};
 
 use crate::{
     jwt::JwtVerifier,
@@ -32,8 +32,9 @@ impl Authenticator {
         Authenticator { bootstrap, keys, jwt: jwt.map(Arc::new) }
     }
 
-    /// The principal behind the bearer key in `headers`.
-    pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal, Error> {
+    /// The principal behind the bearer key in `headers`; `from` is the
+    /// caller's address (strangers' key lookups are budgeted per address).
+    pub async fn authenticate(&self, headers: &http::HeaderMap, from: Option<IpAddr>) -> Result<Principal, Error> {
         let invalid = || Error::Unauthenticated("the API key is not valid".into());
         let Some(value) = headers.get(http::header::AUTHORIZATION) else {
             return Err(Error::Unauthenticated("send an API key as `authorization: Bearer <key>`".into()));
@@ -48,7 +49,7 @@ impl Authenticator {
             return jwt.verify(presented);
         }
         let id = secret::key_id(presented).ok_or_else(invalid)?;
-        let record = self.keys.get(id).await?.ok_or_else(invalid)?;
+        let record = self.keys.get(id, from).await?.ok_or_else(invalid)?;
         if !bool::from(secret::hash(presented).ct_eq(&record.secret_sha256)) {
             return Err(invalid());
         }

@@ -67,7 +67,12 @@ impl Guard {
             return Ok(None);
         }
         // Authenticate first, so that strangers cannot probe which methods exist.
-        let principal = self.authenticator.authenticate(request.headers()).await?;
+        let from = request
+            .extensions()
+            .get::<tonic::transport::server::TcpConnectInfo>()
+            .and_then(|info| info.remote_addr())
+            .map(|address| address.ip());
+        let principal = self.authenticator.authenticate(request.headers(), from).await?;
         let Some(&streaming) = self.methods.get(&path) else {
             return Err(Error::Unimplemented(format!("no service of the suite serves {path}")));
         };

@@ -1,6 +1,7 @@
 //! The reproductions of the hardening review (issue #12), one module per
 //! class of fault: each test failed before its fix.
 
+mod auth_flood;
 mod bounds;
 mod idempotency;
 mod metrics;
