@@ -10,6 +10,7 @@
 //! - [`idempotency`]: idempotency keys scoped to their caller and bound to a request fingerprint.
 //! - [`page_token`]: opaque page tokens bound to their query.
 //! - [`principal`]: the caller, as the gateway signs it and the roles verify it.
+//! - [`readiness`]: a role's health and calls follow whether its database answers.
 //! - [`request_id`]: the `x-request-id` of every call, checked before anything stores it.
 //! - [`server`]: the gRPC server builder (health, reflection, limits, request ids, drain).
 //! - [`metrics`]: RED metrics per RPC and the `/metrics` endpoint.
@@ -33,6 +34,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod page_token;
 pub mod principal;
+pub mod readiness;
 pub mod request_id;
 pub mod role;
 pub mod server;

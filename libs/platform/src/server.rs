@@ -9,7 +9,9 @@
 //!    `x-request-id` or mints a UUIDv7, and returns it;
 //! 2. a `tracing` span per RPC carrying the request id;
 //! 3. RED metrics per RPC;
-//! 4. tonic's own deadline (`grpc-timeout`, capped by the configured request
+//! 4. for the domain roles: the signed principal's check, then readiness
+//!    (UNAVAILABLE at once while the database is unreachable);
+//! 5. tonic's own deadline (`grpc-timeout`, capped by the configured request
 //!    timeout) and per-connection concurrency limit.
 //!
 //! On shutdown every service turns NOT_SERVING, the listener closes, and
@@ -42,6 +44,7 @@ use crate::{
     local::LocalRoles,
     metrics::{Metrics, RpcMetricsLayer},
     principal::{IdentitySigner, VerifyIdentityLayer},
+    readiness::{Readiness, ReadinessLayer},
     request_id::{CheckRequestIdLayer, MakeUuidV7},
 };
 
@@ -69,6 +72,9 @@ pub struct GrpcServer {
     /// When set, the server stack is also registered for in-process calls
     /// under this role while it serves (the domain roles).
     local: Option<(LocalRoles, Role)>,
+    /// When set, the role's health and calls follow whether this pool's
+    /// database answers (the domain roles; see [`crate::readiness`]).
+    database: Option<sqlx::PgPool>,
 }
 
 impl GrpcServer {
@@ -84,6 +90,7 @@ impl GrpcServer {
             identity: None,
             browsers: None,
             local: None,
+            database: None,
         }
     }
 
@@ -164,6 +171,7 @@ impl GrpcServer {
     /// gateway in this process can call it without a network hop.
     pub async fn serve_role(mut self, ctx: &crate::RoleContext, listener: TcpListener) -> anyhow::Result<()> {
         self.local = Some((ctx.local.clone(), ctx.role));
+        self.database = Some(ctx.pool.clone());
         self.verify_identity(ctx.identity.clone())
             .serve(listener, &ctx.server, ctx.metrics.clone(), ctx.shutdown.clone())
             .await
@@ -183,6 +191,10 @@ impl GrpcServer {
             reporter.set_service_status(name.as_str(), tonic_health::ServingStatus::Serving).await;
         }
         let health_service = health_service_for(reporter.clone());
+        let readiness = self
+            .database
+            .as_ref()
+            .map(|pool| Readiness::watch(pool, reporter.clone(), self.service_names.clone(), shutdown.child_token()));
         // Both reflection versions (grpcurl and older tools still ask v1alpha) over every contract.
         let contracts = || {
             tonic_reflection::server::Builder::configure()
@@ -219,7 +231,9 @@ impl GrpcServer {
             // W3C trace context comes back to the caller as it went in.
             .layer(PropagateHeaderLayer::new(http::HeaderName::from_static("traceparent")))
             .layer(RpcMetricsLayer::new(metrics, self.name))
-            .option_layer(self.identity.map(VerifyIdentityLayer::new));
+            .option_layer(self.identity.map(VerifyIdentityLayer::new))
+            // Innermost: while the database is unreachable, calls fail fast with RetryInfo.
+            .option_layer(readiness.map(ReadinessLayer::new));
 
         if let Some((registry, role)) = &self.local {
             // The same stack the listener serves, minus the transport.

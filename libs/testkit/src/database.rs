@@ -7,6 +7,8 @@ use crm_localpg::{LocalPostgres, Options};
 use crm_platform::{Role, config::DbSettings, db};
 use sqlx::{Connection, PgConnection, PgPool};
 
+use crate::TcpProxy;
+
 /// The server tests create their databases on: `DATABASE_URL`, else a private
 /// cluster (fsync off) kept under the temp directory and reused by later runs.
 fn server_url() -> anyhow::Result<String> {
@@ -48,6 +50,22 @@ impl TestDb {
         let pool = db::connect(&self.url, role, &settings).await?;
         db::migrate(&pool, role, crm::suite::migrator(role)).await?;
         Ok(pool)
+    }
+
+    /// The test database's URL through a [`TcpProxy`] the test can cut (a
+    /// database outage as the suite sees one). Needs a server on TCP.
+    pub async fn behind_proxy(&self) -> anyhow::Result<(TcpProxy, String)> {
+        use std::str::FromStr;
+        let options = sqlx::postgres::PgConnectOptions::from_str(&self.url)?;
+        let host = options.get_host();
+        anyhow::ensure!(!host.starts_with('/'), "the test database is on a Unix socket; a proxy needs TCP");
+        let target = tokio::net::lookup_host((host, options.get_port()))
+            .await?
+            .next()
+            .context("the test database's host does not resolve")?;
+        let proxy = TcpProxy::start(target).await?;
+        let url = format!("postgres://{}@{}/{}", options.get_username(), proxy.address(), self.name);
+        Ok((proxy, url))
     }
 
     /// A plain connection to the test database, for what a test does behind the suite's back.

@@ -4,10 +4,13 @@
 //!   (or on a private cluster when it is unset), dropped when the test ends.
 //! - [`TestSuite`]: any set of roles started in-process on ephemeral ports,
 //!   with typed clients that reach them through the gateway.
+//! - [`TcpProxy`]: a connection to PostgreSQL a test can cut, for outages.
 
 mod database;
 mod suite;
+mod tcp_proxy;
 
 pub use crm_platform::principal::SignedChannel;
 pub use database::TestDb;
 pub use suite::{Authed, BearerKey, INTERNAL_SECRET, TestSuite};
+pub use tcp_proxy::TcpProxy;

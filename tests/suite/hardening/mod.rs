@@ -3,6 +3,7 @@
 
 mod auth_flood;
 mod bounds;
+mod database_down;
 mod idempotency;
 mod metrics;
 mod nul;
