@@ -6,7 +6,11 @@
 
 use std::{collections::HashMap, fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
-use crate::{principal::AccessRole, role::Role};
+use crate::{
+    principal::AccessRole,
+    role::Role,
+    tls::{InternalTls, TlsFiles},
+};
 
 /// A value that must never be printed: its `Debug` and `Display` are redacted.
 #[derive(Clone, PartialEq, Eq)]
@@ -75,6 +79,11 @@ pub struct ServerSettings {
     pub max_concurrent_requests: usize,
     /// How long shutdown waits for in-flight calls before it cuts them.
     pub shutdown_grace: Duration,
+    /// TLS on the gateway's listener (`CRM_TLS_CERT_FILE`, `CRM_TLS_KEY_FILE`).
+    pub public_tls: Option<TlsFiles>,
+    /// Mutual TLS between the processes of an install (`CRM_INTERNAL_TLS_CA_FILE`,
+    /// `CRM_INTERNAL_TLS_CERT_FILE`, `CRM_INTERNAL_TLS_KEY_FILE`).
+    pub internal_tls: Option<InternalTls>,
 }
 
 impl Default for ServerSettings {
@@ -85,6 +94,8 @@ impl Default for ServerSettings {
             max_message_bytes: 4 * 1024 * 1024,
             max_concurrent_requests: 256,
             shutdown_grace: Duration::from_secs(30),
+            public_tls: None,
+            internal_tls: None,
         }
     }
 }
@@ -259,6 +270,8 @@ impl Config {
             connect_timeout: reader.duration("CRM_DB_CONNECT_TIMEOUT", Duration::from_secs(30)),
         };
 
+        let public_tls = reader.tls_files("CRM_TLS_CERT_FILE", "CRM_TLS_KEY_FILE");
+        let internal_tls = reader.internal_tls();
         let mut listen = HashMap::new();
         let mut upstreams = HashMap::new();
         for role in Role::ALL {
@@ -267,7 +280,7 @@ impl Config {
             let addr = reader.parsed(&variable, default_addr, |_| Ok(()));
             listen.insert(role, addr);
             if role != Role::Gateway {
-                upstreams.insert(role, reader.upstreams(role, addr));
+                upstreams.insert(role, reader.upstreams(role, addr, internal_tls.is_some()));
             }
         }
 
@@ -300,6 +313,8 @@ impl Config {
                     at_least(1),
                 ),
                 shutdown_grace: reader.duration("CRM_SHUTDOWN_GRACE", defaults.shutdown_grace),
+                public_tls,
+                internal_tls,
             },
             internal_secret: reader.secret("CRM_INTERNAL_SECRET", 32),
             bootstrap_admin_key: reader.secret("CRM_BOOTSTRAP_ADMIN_KEY", 24),
@@ -485,10 +500,53 @@ impl Reader<'_> {
         Some(JwtSettings { jwks_file, issuer, audience, roles_claim })
     }
 
-    fn upstreams(&mut self, role: Role, listen: SocketAddr) -> Vec<String> {
+    /// A certificate and key, both set or neither; each must be a readable file.
+    fn tls_files(&mut self, cert: &str, key: &str) -> Option<TlsFiles> {
+        match (self.file(cert), self.file(key)) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => {
+                self.fail(key, format!("must be set when {cert} is"));
+                None
+            }
+            (None, Some(_)) => {
+                self.fail(cert, format!("must be set when {key} is"));
+                None
+            }
+        }
+    }
+
+    fn internal_tls(&mut self) -> Option<InternalTls> {
+        let ca = self.file("CRM_INTERNAL_TLS_CA_FILE");
+        let identity = self.tls_files("CRM_INTERNAL_TLS_CERT_FILE", "CRM_INTERNAL_TLS_KEY_FILE");
+        match (ca, identity) {
+            (Some(ca), Some(identity)) => Some(InternalTls { ca, identity }),
+            (None, None) => None,
+            (None, Some(_)) => {
+                self.fail("CRM_INTERNAL_TLS_CA_FILE", "must be set with the internal certificate and key");
+                None
+            }
+            (Some(_), None) => {
+                self.fail("CRM_INTERNAL_TLS_CERT_FILE", "must be set (with its key) when CRM_INTERNAL_TLS_CA_FILE is");
+                None
+            }
+        }
+    }
+
+    /// A path that names a readable file.
+    fn file(&mut self, variable: &str) -> Option<PathBuf> {
+        let path = PathBuf::from(self.text(variable)?);
+        if let Err(error) = std::fs::File::open(&path) {
+            self.fail(variable, format!("{} cannot be read: {error}", path.display()));
+        }
+        Some(path)
+    }
+
+    fn upstreams(&mut self, role: Role, listen: SocketAddr, internal_tls: bool) -> Vec<String> {
         let variable = format!("{}_UPSTREAMS", role.env_prefix());
         let Some(raw) = self.text(&variable) else {
-            return vec![format!("http://{listen}")];
+            let scheme = if internal_tls { "https" } else { "http" };
+            return vec![format!("{scheme}://{listen}")];
         };
         let urls: Vec<String> =
             raw.split(',').map(|url| url.trim().to_string()).filter(|url| !url.is_empty()).collect();

@@ -15,6 +15,7 @@
 //! - [`server`]: the gRPC server builder (health, reflection, limits, request ids, drain).
 //! - [`metrics`]: RED metrics per RPC and the `/metrics` endpoint.
 //! - [`telemetry`]: tracing subscriber, OTLP export, meter provider.
+//! - [`tls`]: TLS at the gateway (certificate reloaded when it changes) and mutual TLS between roles.
 //! - [`timestamp`]: times as `google.protobuf.Timestamp`.
 //! - [`trace_context`]: W3C trace context continued by every server and passed on by the gateway.
 //! - [`turn`]: the order of overlapping batches of one bulk stream.
@@ -41,6 +42,7 @@ pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 pub mod timestamp;
+pub mod tls;
 pub mod trace_context;
 pub mod turn;
 

@@ -14,6 +14,12 @@
 //! 5. tonic's own deadline (`grpc-timeout`, capped by the configured request
 //!    timeout) and per-connection concurrency limit.
 //!
+//! Every server speaks TLS when configured ([`crate::tls`]) and sets its
+//! HTTP/2 limits: [`MAX_CONCURRENT_STREAMS`] per connection,
+//! [`MAX_HEADER_LIST_BYTES`] of request headers, and the rapid-reset guards
+//! ([`MAX_PENDING_ACCEPT_RESETS`], [`MAX_LOCAL_ERROR_RESETS`]), besides the
+//! per-connection concurrency limit and keepalive pings that find dead peers.
+//!
 //! On shutdown every service turns NOT_SERVING, the listener closes, and
 //! in-flight calls drain for up to the grace period before they are cut.
 
@@ -48,6 +54,20 @@ use crate::{
     request_id::{CheckRequestIdLayer, MakeUuidV7},
 };
 
+/// Streams one HTTP/2 connection may have open; more are refused by the
+/// protocol (REFUSED_STREAM) and the client opens another connection.
+pub const MAX_CONCURRENT_STREAMS: u32 = 256;
+/// The largest header block a request may send (keys, principal, trace
+/// context and request id fit in a few KB).
+pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
+/// Streams a client may open and reset before the server has accepted them:
+/// past this, the connection is closed with GOAWAY (the HTTP/2 rapid-reset
+/// attack, CVE-2023-44487).
+pub const MAX_PENDING_ACCEPT_RESETS: usize = 50;
+/// Streams the server may reset for a client's protocol errors before it
+/// closes the connection.
+pub const MAX_LOCAL_ERROR_RESETS: usize = 256;
+
 /// The header that carries the request id, in and out.
 pub use crate::request_id::HEADER as REQUEST_ID_HEADER;
 
@@ -75,6 +95,8 @@ pub struct GrpcServer {
     /// When set, the role's health and calls follow whether this pool's
     /// database answers (the domain roles; see [`crate::readiness`]).
     database: Option<sqlx::PgPool>,
+    /// When set, connections speak TLS (see [`crate::tls`]).
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl GrpcServer {
@@ -91,6 +113,7 @@ impl GrpcServer {
             browsers: None,
             local: None,
             database: None,
+            tls: None,
         }
     }
 
@@ -165,6 +188,13 @@ impl GrpcServer {
         Ok(self)
     }
 
+    /// Serves TLS: the gateway with `CRM_TLS_*` (certificate reloaded when it
+    /// changes), a role with the install's mutual TLS.
+    pub fn tls(mut self, config: std::sync::Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
     /// Serves a domain role's services with the role's limits, metrics and
     /// shutdown, accepting only calls that come through a gateway.
     /// The role is also registered in `ctx.local` while it serves, so that a
@@ -172,6 +202,10 @@ impl GrpcServer {
     pub async fn serve_role(mut self, ctx: &crate::RoleContext, listener: TcpListener) -> anyhow::Result<()> {
         self.local = Some((ctx.local.clone(), ctx.role));
         self.database = Some(ctx.pool.clone());
+        if let Some(internal) = &ctx.server.internal_tls {
+            // Only processes of the install (certificates from its CA) may call a role.
+            self.tls = Some(crate::tls::server_config(&internal.identity, Some(&internal.ca), false)?);
+        }
         self.verify_identity(ctx.identity.clone())
             .serve(listener, &ctx.server, ctx.metrics.clone(), ctx.shutdown.clone())
             .await
@@ -242,20 +276,34 @@ impl GrpcServer {
         let address = listener.local_addr()?;
         tracing::info!(server = self.name, %address, services = ?self.service_names, proxied = ?self.fallback_service_names, "serving");
         let signal = shutdown.clone();
-        let server = Server::builder()
+        let router = Server::builder()
             .accept_http1(accept_http1)
             // The cap: the gateway gives unary calls their default deadline (see its `deadline` module).
             .timeout(settings.max_request_timeout)
             .concurrency_limit_per_connection(settings.max_concurrent_requests)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            // HTTP/2 limits (see the module doc): streams per connection, the
+            // size of a request's headers, and the rapid-reset guards.
+            .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
+            .http2_max_header_list_size(Some(MAX_HEADER_LIST_BYTES))
+            .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESETS))
+            .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
             .layer(layers)
-            .add_routes(routes)
-            // No Nagle: a small response must not wait for the peer's delayed
-            // ACK (a sequential caller saw 40 ms per call without this).
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-                signal.cancelled_owned(),
-            );
+            .add_routes(routes);
+        let server: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>> =
+            match self.tls {
+                Some(config) => Box::pin(router.serve_with_incoming_shutdown(
+                    crate::tls::incoming(listener, config, shutdown.child_token()),
+                    signal.cancelled_owned(),
+                )),
+                // No Nagle: a small response must not wait for the peer's delayed
+                // ACK (a sequential caller saw 40 ms per call without this).
+                None => Box::pin(router.serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    signal.cancelled_owned(),
+                )),
+            };
         tokio::pin!(server);
 
         tokio::select! {

@@ -67,11 +67,7 @@ impl Guard {
             return Ok(None);
         }
         // Authenticate first, so that strangers cannot probe which methods exist.
-        let from = request
-            .extensions()
-            .get::<tonic::transport::server::TcpConnectInfo>()
-            .and_then(|info| info.remote_addr())
-            .map(|address| address.ip());
+        let from = remote_address(request.extensions());
         let principal = self.authenticator.authenticate(request.headers(), from).await?;
         let Some(&streaming) = self.methods.get(&path) else {
             return Err(Error::Unimplemented(format!("no service of the suite serves {path}")));
@@ -97,6 +93,15 @@ impl Guard {
         request.extensions_mut().insert(principal);
         Ok(slot)
     }
+}
+
+/// The caller's address, over TCP or TLS.
+fn remote_address(extensions: &http::Extensions) -> Option<std::net::IpAddr> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let tcp = extensions
+        .get::<TcpConnectInfo>()
+        .or_else(|| extensions.get::<TlsConnectInfo<TcpConnectInfo>>().map(|info| info.get_ref()));
+    tcp.and_then(|info| info.remote_addr()).map(|address| address.ip())
 }
 
 /// `inner`, behind the [`Guard`].

@@ -67,7 +67,8 @@ pub struct GatewayContext {
 /// Serves the gateway on `listener` until shutdown, then drains.
 pub async fn serve(ctx: GatewayContext, listener: TcpListener) -> anyhow::Result<()> {
     let shutdown = ctx.role.shutdown.clone();
-    let routes = routing::RoutingTable::connect(&ctx.upstreams).context("building upstream channels")?;
+    let routes = routing::RoutingTable::connect(&ctx.upstreams, ctx.role.server.internal_tls.as_ref())
+        .context("building upstream channels")?;
     let health = tonic_health::server::HealthReporter::new();
     upstream_health::spawn(&routes, health.clone(), shutdown.clone());
 
@@ -88,13 +89,16 @@ pub async fn serve(ctx: GatewayContext, listener: TcpListener) -> anyhow::Result
         .max_encoding_message_size(ctx.role.server.max_message_bytes);
     let proxied_services = routes.service_names();
     let proxy = Guarded::new(proxy::Proxy::new(routes, ctx.role.local.clone(), shutdown.clone()), guard.clone());
-    GrpcServer::new("gateway")
+    let mut server = GrpcServer::new("gateway")
         .add_service(Guarded::new(admin, guard))
         .with_fallback(axum::Router::new().fallback_service(proxy), proxied_services)
         .with_health(health)
-        .grpc_web(&ctx.cors_allowed_origins)?
-        .serve(listener, &ctx.role.server, ctx.role.metrics.clone(), shutdown)
-        .await
+        .grpc_web(&ctx.cors_allowed_origins)?;
+    if let Some(files) = &ctx.role.server.public_tls {
+        // HTTP/1.1 offered too: browsers call by gRPC-Web.
+        server = server.tls(crm_platform::tls::server_config(files, None, true)?);
+    }
+    server.serve(listener, &ctx.role.server, ctx.role.metrics.clone(), shutdown).await
 }
 
 /// Drops the rate-limit buckets of keys idle for a while, every minute.

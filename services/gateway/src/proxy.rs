@@ -195,7 +195,7 @@ mod tests {
     async fn a_role_of_this_process_is_called_in_process_and_the_network_otherwise() {
         // The configured upstream cannot be reached: only the in-process path can answer.
         let urls = HashMap::from([(Role::Contacts, vec!["http://127.0.0.1:9".to_string()])]);
-        let routes = RoutingTable::connect(&urls).unwrap();
+        let routes = RoutingTable::connect(&urls, None).unwrap();
         let local = LocalRoles::default();
         let mut proxy = Proxy::new(routes, local.clone(), CancellationToken::new());
 

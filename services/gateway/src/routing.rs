@@ -14,7 +14,10 @@ use std::{
     time::Duration,
 };
 
-use crm_platform::Role;
+use crm_platform::{
+    Role,
+    tls::{InternalTls, internal_endpoint},
+};
 use tonic::transport::{Channel, Endpoint};
 
 /// One replica of a role: its connection and whether it passes health checks.
@@ -64,14 +67,15 @@ pub struct RoutingTable {
 impl RoutingTable {
     /// Builds a channel per replica, each healthy until checked; connections
     /// are made on demand, so the gateway starts even when a role is down.
-    pub fn connect(urls: &HashMap<Role, Vec<String>>) -> anyhow::Result<RoutingTable> {
+    /// Internal calls speak mutual TLS when `tls` is set.
+    pub fn connect(urls: &HashMap<Role, Vec<String>>, tls: Option<&InternalTls>) -> anyhow::Result<RoutingTable> {
         let services = crm_proto::services();
         let mut upstreams = HashMap::new();
         for (role, role_urls) in urls {
             let replicas = role_urls
                 .iter()
                 .map(|url| {
-                    Ok(Endpoint::from_shared(url.clone())?
+                    Ok(internal_endpoint(url, tls)?
                         .connect_timeout(Duration::from_secs(2))
                         .tcp_nodelay(true)
                         .http2_keep_alive_interval(Duration::from_secs(30)))
@@ -145,7 +149,7 @@ mod tests {
     #[tokio::test]
     async fn every_domain_role_has_its_services() {
         let urls = Role::DOMAIN.iter().map(|role| (*role, vec!["http://127.0.0.1:1".to_string()])).collect();
-        let table = RoutingTable::connect(&urls).unwrap();
+        let table = RoutingTable::connect(&urls, None).unwrap();
         for role in Role::DOMAIN {
             let upstream = table.upstreams.get(&role).unwrap();
             assert!(!upstream.services.is_empty(), "{role} has no services");
@@ -167,7 +171,7 @@ mod round_robin_tests {
             Role::Contacts,
             vec!["http://127.0.0.1:1".to_string(), "http://127.0.0.1:2".to_string(), "http://127.0.0.1:3".to_string()],
         )]);
-        let table = RoutingTable::connect(&urls).unwrap();
+        let table = RoutingTable::connect(&urls, None).unwrap();
         let upstream = table.route("/crm.contacts.v1.ContactsService/ListEvents").unwrap();
         let order: Vec<usize> = (0..4).filter_map(|_| upstream.pick_index()).collect();
         assert_eq!(order, [0, 1, 2, 0]);

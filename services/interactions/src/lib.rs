@@ -84,7 +84,7 @@ fn follow_contacts(ctx: &RoleContext, contacts: &[String]) -> anyhow::Result<ton
     let url = contacts.first().ok_or_else(|| {
         anyhow::anyhow!("the interactions role needs the contacts role's address (CRM_CONTACTS_UPSTREAMS)")
     })?;
-    let channel = tonic::transport::Endpoint::from_shared(url.clone())?.connect_lazy();
+    let channel = crm_platform::tls::internal_endpoint(url, ctx.server.internal_tls.as_ref())?.connect_lazy();
     let principal = Principal { key_id: "role:interactions".into(), roles: vec![AccessRole::Admin] };
     let consumer = Consumer {
         name: "interactions.contacts".into(),

@@ -8,3 +8,4 @@ mod idempotency;
 mod metrics;
 mod nul;
 mod races;
+mod tls;
