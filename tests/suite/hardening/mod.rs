@@ -4,6 +4,7 @@
 mod auth_flood;
 mod bounds;
 mod database_down;
+mod http2;
 mod idempotency;
 mod metrics;
 mod nul;
