@@ -37,7 +37,7 @@ async fn rapid_reset(address: std::net::SocketAddr, stop: Arc<AtomicBool>, opene
             }
             Err(_) => return true,
         }
-        if opened.load(Ordering::Relaxed) % 64 == 0 {
+        if opened.load(Ordering::Relaxed).is_multiple_of(64) {
             tokio::task::yield_now().await;
         }
     }
