@@ -102,6 +102,14 @@ impl LocalPostgres {
         self.run("pg_ctl", &["stop", "-m", "fast", "-w", "-D", &path_str(&self.data_dir)?])
     }
 
+    /// Restarts the server on the same port and settings; `mode` is pg_ctl's
+    /// shutdown mode: `fast` (transactions roll back) or `immediate` (a crash:
+    /// recovery replays the WAL at start).
+    pub fn restart(&self, mode: &str) -> anyhow::Result<()> {
+        let log = path_str(&self.data_dir.with_file_name("postgres.log"))?;
+        self.run("pg_ctl", &["restart", "-m", mode, "-w", "-t", "60", "-D", &path_str(&self.data_dir)?, "-l", &log])
+    }
+
     /// The port of a server already running on our data directory, if any.
     fn running_port(&self) -> Option<u16> {
         let status = self.command("pg_ctl").args(["status", "-D", &path_str(&self.data_dir).ok()?]).output().ok()?;

@@ -1,4 +1,5 @@
 //! The `crm` binary run as an operator runs it, in one test binary.
 
+mod chaos;
 mod commands;
 mod up;
