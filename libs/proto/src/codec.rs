@@ -81,7 +81,10 @@ impl<U: Message + Name + Default> Decoder for CheckedDecoder<U> {
                 return Err(refused(field));
             }
         }
-        U::decode(buf).map(Some).map_err(|error| Status::internal(format!("failed to decode the message: {error}")))
+        // Bytes that are not the message: the caller's mistake, not ours.
+        U::decode(buf).map(Some).map_err(|error| {
+            Status::invalid_argument(format!("the message is not a valid {}: {error}", U::full_name()))
+        })
     }
 }
 

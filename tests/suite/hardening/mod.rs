@@ -4,6 +4,7 @@
 mod auth_flood;
 mod bounds;
 mod database_down;
+mod every_method;
 mod http2;
 mod idempotency;
 mod metrics;
