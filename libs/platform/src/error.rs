@@ -137,6 +137,17 @@ impl Violations {
         ));
     }
 
+    /// The entries of list field `field` when there are at most `max`, else
+    /// none (and a violation): counts are checked before any entry is, so a
+    /// request's work is bounded by the limits, not by what was sent.
+    pub fn within<'a, T>(&mut self, field: &str, entries: &'a [T], max: usize) -> &'a [T] {
+        if entries.len() > max {
+            self.add(field, format!("must have at most {max} entries (got {})", entries.len()));
+            return &[];
+        }
+        entries
+    }
+
     /// Whether nothing was wrong so far.
     pub fn is_empty(&self) -> bool {
         self.kept.is_empty()

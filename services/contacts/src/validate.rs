@@ -57,17 +57,6 @@ fn text(violations: &mut Violations, field: &str, value: &str, max: usize) -> St
     value.to_string()
 }
 
-/// The entries of a list field when there are at most `max`, else none (and
-/// a violation): counts are checked before any entry is, so a request's work
-/// is bounded by the limits, not by what was sent.
-fn within<'a, T>(violations: &mut Violations, field: &str, entries: &'a [T], max: usize) -> &'a [T] {
-    if entries.len() > max {
-        violations.add(field, format!("must have at most {max} entries (got {})", entries.len()));
-        return &[];
-    }
-    entries
-}
-
 /// An email address with its domain lower case, or why it is not one.
 pub fn email_address(raw: &str) -> Result<String, String> {
     let raw = raw.trim();
@@ -122,9 +111,10 @@ pub fn date(violations: &mut Violations, field: &str, date: &common::Date) -> Op
 
 pub fn addresses(violations: &mut Violations, field: &str, input: &[common::PostalAddress]) -> Vec<Address> {
     let mut output = Vec::new();
-    for (index, address) in within(violations, field, input, MAX_ADDRESSES).iter().enumerate() {
+    for (index, address) in violations.within(field, input, MAX_ADDRESSES).iter().enumerate() {
         let at = format!("{field}[{index}]");
-        let lines: Vec<String> = within(violations, &format!("{at}.lines"), &address.lines, MAX_ADDRESS_LINES)
+        let lines: Vec<String> = violations
+            .within(&format!("{at}.lines"), &address.lines, MAX_ADDRESS_LINES)
             .iter()
             .enumerate()
             .map(|(line_index, line)| text(violations, &format!("{at}.lines[{line_index}]"), line, MAX_ADDRESS_TEXT))
@@ -159,7 +149,7 @@ pub fn addresses(violations: &mut Violations, field: &str, input: &[common::Post
 
 pub fn tags(violations: &mut Violations, field: &str, input: &[String]) -> Vec<String> {
     let mut seen = BTreeSet::new();
-    for (index, tag) in within(violations, field, input, MAX_TAGS).iter().enumerate() {
+    for (index, tag) in violations.within(field, input, MAX_TAGS).iter().enumerate() {
         let tag = tag.trim().to_lowercase();
         if tag.is_empty() || tag.chars().count() > MAX_TAG {
             violations.add(format!("{field}[{index}]"), format!("must be 1 to {MAX_TAG} characters"));
@@ -200,7 +190,7 @@ pub fn attributes(
 
 pub fn external_ids(violations: &mut Violations, field: &str, input: &[common::ExternalId]) -> Vec<ExternalId> {
     let mut output = BTreeSet::new();
-    for (index, external_id) in within(violations, field, input, MAX_EXTERNAL_IDS).iter().enumerate() {
+    for (index, external_id) in violations.within(field, input, MAX_EXTERNAL_IDS).iter().enumerate() {
         let at = format!("{field}[{index}]");
         let source = external_id.source.trim().to_lowercase();
         let id = external_id.id.trim().to_string();
@@ -232,7 +222,7 @@ pub fn contact(violations: &mut Violations, field: &str, input: &pb::Contact, re
     }
 
     let mut emails: Vec<Email> = Vec::new();
-    for (index, email) in within(violations, &at("emails"), &input.emails, MAX_EMAILS).iter().enumerate() {
+    for (index, email) in violations.within(&at("emails"), &input.emails, MAX_EMAILS).iter().enumerate() {
         let path = format!("{}[{index}]", at("emails"));
         match email_address(&email.address) {
             Ok(address) if emails.iter().any(|seen| seen.key() == address.to_lowercase()) => {
@@ -250,7 +240,7 @@ pub fn contact(violations: &mut Violations, field: &str, input: &pb::Contact, re
     one_primary(violations, &at("emails"), emails.iter_mut().map(|email| &mut email.primary));
 
     let mut phones: Vec<Phone> = Vec::new();
-    for (index, phone) in within(violations, &at("phones"), &input.phones, MAX_PHONES).iter().enumerate() {
+    for (index, phone) in violations.within(&at("phones"), &input.phones, MAX_PHONES).iter().enumerate() {
         let path = format!("{}[{index}]", at("phones"));
         match phone_number(&phone.number, region) {
             Ok(number) if phones.iter().any(|seen| seen.number == number) => {
@@ -280,7 +270,7 @@ pub fn contact(violations: &mut Violations, field: &str, input: &pb::Contact, re
     let lifecycle = if lifecycle == pb::LifecycleStage::Unspecified { pb::LifecycleStage::Prospect } else { lifecycle };
 
     let mut consents: Vec<Consent> = Vec::new();
-    for (index, consent) in within(violations, &at("consents"), &input.consents, MAX_CONSENTS).iter().enumerate() {
+    for (index, consent) in violations.within(&at("consents"), &input.consents, MAX_CONSENTS).iter().enumerate() {
         let path = format!("{}[{index}]", at("consents"));
         let channel = match pb::ConsentChannel::try_from(consent.channel) {
             Ok(pb::ConsentChannel::Unspecified) | Err(_) => {

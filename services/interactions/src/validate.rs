@@ -27,16 +27,6 @@ fn text(violations: &mut Violations, field: &str, value: &str, max: usize) -> St
     value.to_string()
 }
 
-/// The entries of a list field when there are at most `max`, else none (and
-/// a violation): counts are checked before any entry is.
-fn within<'a, T>(violations: &mut Violations, field: &str, entries: &'a [T], max: usize) -> &'a [T] {
-    if entries.len() > max {
-        violations.add(field, format!("must have at most {max} entries (got {})", entries.len()));
-        return &[];
-    }
-    entries
-}
-
 fn money(violations: &mut Violations, field: &str, value: &common::Money) -> Money {
     let code = value.currency_code.trim().to_uppercase();
     if code.len() != 3 || !code.chars().all(|c| c.is_ascii_uppercase()) {
@@ -121,7 +111,8 @@ pub fn interaction(
     }
 
     let amount = input.amount.as_ref().map(|amount| money(violations, &at("amount"), amount));
-    let product_lines = within(violations, &at("product_lines"), &input.product_lines, MAX_LINES)
+    let product_lines = violations
+        .within(&at("product_lines"), &input.product_lines, MAX_LINES)
         .iter()
         .enumerate()
         .map(|(index, line)| {
@@ -197,7 +188,7 @@ pub fn interaction(
         violations.add(at("sentiment"), "must be between -1 and 1");
     }
     let mut pain_points: Vec<String> = Vec::new();
-    for (index, point) in within(violations, &at("pain_points"), &input.pain_points, MAX_PAIN_POINTS).iter().enumerate()
+    for (index, point) in violations.within(&at("pain_points"), &input.pain_points, MAX_PAIN_POINTS).iter().enumerate()
     {
         let point = point.trim().to_lowercase();
         if point.is_empty() || point.chars().count() > MAX_LABEL {
