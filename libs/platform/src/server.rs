@@ -15,10 +15,10 @@
 //!    timeout) and per-connection concurrency limit.
 //!
 //! Every server speaks TLS when configured ([`crate::tls`]) and sets its
-//! HTTP/2 limits: [`MAX_CONCURRENT_STREAMS`] per connection,
-//! [`MAX_HEADER_LIST_BYTES`] of request headers, and the rapid-reset guards
-//! ([`MAX_PENDING_ACCEPT_RESETS`], [`MAX_LOCAL_ERROR_RESETS`]), besides the
-//! per-connection concurrency limit and keepalive pings that find dead peers.
+//! HTTP/2 limits: [`MAX_HEADER_LIST_BYTES`] of request headers and the
+//! rapid-reset guards ([`MAX_PENDING_ACCEPT_RESETS`], [`MAX_LOCAL_ERROR_RESETS`]),
+//! besides the per-connection concurrency limit (calls beyond it wait) and
+//! keepalive pings that find dead peers; streams per connection are not capped.
 //!
 //! On shutdown every service turns NOT_SERVING, the listener closes, and
 //! in-flight calls drain for up to the grace period before they are cut.
@@ -54,9 +54,13 @@ use crate::{
     request_id::{CheckRequestIdLayer, MakeUuidV7},
 };
 
-/// Streams one HTTP/2 connection may have open; more are refused by the
-/// protocol (REFUSED_STREAM) and the client opens another connection.
-pub const MAX_CONCURRENT_STREAMS: u32 = 256;
+/// Streams one HTTP/2 connection may have open are not capped, as in
+/// gRPC's own servers: calls beyond `CRM_MAX_CONCURRENT_REQUESTS` per
+/// connection wait instead, and memory is bounded by the flow-control
+/// windows. (A cap makes the server refuse a burst that a client sends
+/// before it has read the cap, REFUSED_STREAM, which tonic clients surface
+/// as errors and which counts against [`MAX_LOCAL_ERROR_RESETS`], closing
+/// the connection: 2,000 concurrent calls on a new connection failed so.)
 /// The largest header block a request may send (keys, principal, trace
 /// context and request id fit in a few KB).
 pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
@@ -283,9 +287,8 @@ impl GrpcServer {
             .concurrency_limit_per_connection(settings.max_concurrent_requests)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-            // HTTP/2 limits (see the module doc): streams per connection, the
-            // size of a request's headers, and the rapid-reset guards.
-            .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
+            // HTTP/2 limits (see the module doc): the size of a request's
+            // headers and the rapid-reset guards.
             .http2_max_header_list_size(Some(MAX_HEADER_LIST_BYTES))
             .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESETS))
             .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
