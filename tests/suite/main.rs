@@ -11,4 +11,5 @@ mod interactions;
 mod interactions_rules;
 mod migrations;
 mod outbox;
+mod segmentation;
 mod support;

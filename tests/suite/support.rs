@@ -55,3 +55,29 @@ pub fn recorded_spans() -> &'static opentelemetry_sdk::trace::InMemorySpanExport
     });
     exporter
 }
+
+/// Every row of every table of `schema` as lower-case text (bytea as hex):
+/// what an erasure test searches for what must be gone.
+pub async fn whole_schema(pool: &PgPool, schema: &str) -> String {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 AND table_type = 'BASE TABLE'",
+    )
+    .bind(schema)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert!(!tables.is_empty(), "no tables in {schema}");
+    let mut text = String::new();
+    for table in tables {
+        let rows: Vec<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT t::text FROM \"{schema}\".\"{table}\" t")))
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        for row in rows {
+            text.push_str(&row);
+            text.push('\n');
+        }
+    }
+    text.to_lowercase()
+}

@@ -35,6 +35,22 @@ pub trait Handler: Send + Sync + 'static {
     /// Applies `event` using `tx`; the cursor moves in the same transaction.
     /// An error rolls both back and the event is offered again later.
     fn handle(&self, tx: &mut PgConnection, event: &pb::Event) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Applies a burst of events, in feed order, in one transaction. By
+    /// default one by one; a handler that can do a burst's work in fewer
+    /// statements (the segmentation read model) does it here.
+    fn handle_batch(
+        &self,
+        tx: &mut PgConnection,
+        events: &[&pb::Event],
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async move {
+            for event in events {
+                self.handle(tx, event).await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Where a consumer's events come from: a role's `Subscribe`.
@@ -153,9 +169,7 @@ impl<H: Handler> Consumer<H> {
         }
         // Handled already: those at or before the cursor.
         let fresh: Vec<&pb::Event> = events.iter().filter(|event| Position::from(event.position) > stored).collect();
-        for event in &fresh {
-            self.handler.handle(&mut tx, event).await?;
-        }
+        self.handler.handle_batch(&mut tx, &fresh).await?;
         sqlx::query(
             "UPDATE feed_cursors SET transaction_id = $2, sequence = $3, updated_at = now() WHERE consumer = $1",
         )

@@ -25,6 +25,8 @@ pub struct RoleContext {
     /// The roles of this process: a domain role registers its server stack
     /// here, and the gateway calls the registered roles in-process.
     pub local: crate::local::LocalRoles,
+    /// Where the role reads the current time (injected in tests).
+    pub clock: crate::clock::Clock,
 }
 
 impl RoleContext {

@@ -1,5 +1,6 @@
 //! What every role of the CRM suite shares.
 //!
+//! - [`clock`]: the current time, injected (tests move it by hand).
 //! - [`config`]: typed settings read once from the environment, with errors naming each bad variable.
 //! - [`role`]: the roles by name, their schemas and default ports.
 //! - [`db`]: a Postgres pool per role (confined to its schema, retried at start) and migrations.
@@ -23,6 +24,7 @@
 //! - [`local`]: the roles running in this process, which the gateway calls without a network hop.
 //! - [`shutdown`]: SIGTERM / SIGINT.
 
+pub mod clock;
 pub mod config;
 pub mod consumer;
 pub mod context;

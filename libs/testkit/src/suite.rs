@@ -6,6 +6,7 @@ use anyhow::Context;
 use crm::suite::{Install, RunningSuite};
 use crm_platform::{
     Config, Role,
+    clock::Clock,
     config::Secret,
     principal::{IdentitySigner, Principal, SignedChannel},
     telemetry::Telemetry,
@@ -70,6 +71,17 @@ impl TestSuite {
         roles: &[Role],
         extra_vars: &[(String, String)],
     ) -> anyhow::Result<TestSuite> {
+        TestSuite::start_with_clock(db, roles, extra_vars, Clock::system()).await
+    }
+
+    /// Like [`TestSuite::start_roles`], with the roles reading the time from
+    /// `clock` (a manual one lets the test move time).
+    pub async fn start_with_clock(
+        db: &TestDb,
+        roles: &[Role],
+        extra_vars: &[(String, String)],
+        clock: Clock,
+    ) -> anyhow::Result<TestSuite> {
         let admin_key = format!("crm_test_{}", uuid::Uuid::now_v7().simple());
         let mut vars: HashMap<String, String> = HashMap::from([
             ("DATABASE_URL".into(), db.url.clone()),
@@ -91,6 +103,7 @@ impl TestSuite {
             internal_secret: config.internal_secret.clone().context("internal secret")?,
             admin_key: config.bootstrap_admin_key.clone(),
             config,
+            clock,
         };
         let suite = RunningSuite::start(&install, roles, &Telemetry::for_tests()).await?;
         Ok(TestSuite { suite: Some(suite), admin_key })

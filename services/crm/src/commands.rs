@@ -51,7 +51,7 @@ fn install_for_serve(config: Config) -> anyhow::Result<Install> {
         secrets::ephemeral()
     });
     let admin_key = config.bootstrap_admin_key.clone();
-    Ok(Install { config, database_url, internal_secret, admin_key })
+    Ok(Install { config, database_url, internal_secret, admin_key, clock: Default::default() })
 }
 
 /// `crm up`: every role, a private PostgreSQL when needed, and the bootstrap credential printed.
@@ -82,7 +82,13 @@ async fn up(mut config: Config, data_dir: Option<PathBuf>, telemetry: &Telemetry
         Some(key) => key,
         None => secrets::load_or_create(&dir.join("admin-key"), "crm_admin_")?,
     };
-    let install = Install { config, database_url, internal_secret, admin_key: Some(admin_key.clone()) };
+    let install = Install {
+        config,
+        database_url,
+        internal_secret,
+        admin_key: Some(admin_key.clone()),
+        clock: Default::default(),
+    };
 
     let outcome =
         serve_until_signal(&install, &Role::ALL, telemetry, Some((&admin_key, local_postgres.as_ref()))).await;

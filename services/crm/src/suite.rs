@@ -10,8 +10,8 @@ use std::{collections::HashMap, net::SocketAddr};
 
 use anyhow::Context;
 use crm_platform::{
-    Config, Role, RoleContext, config::Secret, db, metrics::Metrics, page_token::PageTokens, principal::IdentitySigner,
-    telemetry::Telemetry,
+    Config, Role, RoleContext, clock::Clock, config::Secret, db, metrics::Metrics, page_token::PageTokens,
+    principal::IdentitySigner, telemetry::Telemetry,
 };
 use sqlx::migrate::Migrator;
 use tokio::{net::TcpListener, task::JoinHandle};
@@ -25,6 +25,8 @@ pub struct Install {
     pub internal_secret: Secret,
     /// The gateway's bootstrap admin key; required when the gateway runs here.
     pub admin_key: Option<Secret>,
+    /// Where the roles read the time (the system's, but for tests).
+    pub clock: Clock,
 }
 
 /// The roles running in this process.
@@ -100,6 +102,7 @@ impl RunningSuite {
                 metrics: metrics.clone(),
                 shutdown: CancellationToken::new(),
                 local: local.clone(),
+                clock: install.clock.clone(),
             };
             let token = ctx.shutdown.clone();
             let task = match role {
@@ -122,7 +125,14 @@ impl RunningSuite {
                     let contacts = suite.upstreams(&install.config).remove(&Role::Contacts).unwrap_or_default();
                     tokio::spawn(crm_interactions::serve(ctx, install.config.interactions.clone(), contacts, listener))
                 }
-                Role::Segmentation => tokio::spawn(crm_segmentation::serve(ctx, listener)),
+                Role::Segmentation => {
+                    let mut upstreams = suite.upstreams(&install.config);
+                    let feeds = crm_segmentation::Upstreams {
+                        contacts: upstreams.remove(&Role::Contacts).unwrap_or_default(),
+                        interactions: upstreams.remove(&Role::Interactions).unwrap_or_default(),
+                    };
+                    tokio::spawn(crm_segmentation::serve(ctx, feeds, listener))
+                }
                 Role::Alerting => tokio::spawn(crm_alerting::serve(ctx, listener)),
             };
             suite.addresses.insert(role, bound);
@@ -136,7 +146,11 @@ impl RunningSuite {
         Role::DOMAIN
             .into_iter()
             .map(|role| match self.addresses.get(&role) {
-                Some(addr) => (role, vec![format!("http://{addr}")]),
+                Some(addr) => {
+                    // A role here speaks mutual TLS on its listener when the install does.
+                    let scheme = if config.server.internal_tls.is_some() { "https" } else { "http" };
+                    (role, vec![format!("{scheme}://{addr}")])
+                }
                 None => (role, config.upstreams[&role].clone()),
             })
             .collect()

@@ -105,6 +105,8 @@ pub const POLICY: &[(&str, Scope)] = &[
     ("/crm.interactions.v1.InteractionsService/CheckContactFrequency", Scope::InteractionsRead),
     ("/crm.interactions.v1.InteractionsService/Subscribe", Scope::InteractionsRead),
     ("/crm.interactions.v1.InteractionsService/ListEvents", Scope::InteractionsRead),
+    ("/crm.segmentation.v1.SegmentationService/ListFeatures", Scope::SegmentsRead),
+    ("/crm.segmentation.v1.SegmentationService/GetContactFeatures", Scope::SegmentsRead),
     ("/crm.segmentation.v1.SegmentationService/Subscribe", Scope::SegmentsRead),
     ("/crm.segmentation.v1.SegmentationService/ListEvents", Scope::SegmentsRead),
     ("/crm.alerting.v1.AlertingService/Subscribe", Scope::AlertsRead),

@@ -1,26 +1,86 @@
-//! The segmentation role: rule-based segments, scores, service tiers, RFM and lifetime value.
+//! The segmentation role: who the customers are. It keeps a read model of
+//! features per contact, built only from the contacts and interactions
+//! feeds, and (next) segments, scores and service tiers over it.
 //!
-//! - [`serve`]: the role's gRPC server (`crm.segmentation.v1.SegmentationService`, health, reflection).
+//! - [`serve`]: the role's gRPC server (`crm.segmentation.v1.SegmentationService`, health, reflection)
+//!   and the consumers of the two feeds.
 //! - [`migrator`]: the role's migrations, applied to the `segmentation` schema.
+//! - [`features`]: the feature catalogue, the pure computation of a contact's
+//!   features, and the handlers of the feeds.
+//! - [`store`]: the read model's SQL.
 //! - `api`: the service implementation.
 
 mod api;
+pub mod features;
+pub mod store;
 
-use crm_platform::{RoleContext, server::GrpcServer};
+use crm_platform::{
+    RoleContext,
+    consumer::{Consumer, FeedSource, Handler},
+    principal::{AccessRole, Principal, SignedChannel},
+    server::GrpcServer,
+};
 use crm_proto::segmentation::v1::segmentation_service_server::SegmentationServiceServer;
 use tokio::net::TcpListener;
+
+use crate::features::{contacts_feed::ContactsFeed, interactions_feed::InteractionsFeed};
 
 /// The migrations of the `segmentation` schema.
 pub fn migrator() -> sqlx::migrate::Migrator {
     sqlx::migrate!("./migrations")
 }
 
+/// Where the feeds the read model is built from are served.
+#[derive(Clone, Debug, Default)]
+pub struct Upstreams {
+    /// The contacts role's URLs (`CRM_CONTACTS_UPSTREAMS`).
+    pub contacts: Vec<String>,
+    /// The interactions role's URLs (`CRM_INTERACTIONS_UPSTREAMS`).
+    pub interactions: Vec<String>,
+}
+
 /// Serves the role on `listener` until `ctx.shutdown` is cancelled, then drains.
 /// Expects `ctx.pool` to be migrated.
-pub async fn serve(ctx: RoleContext, listener: TcpListener) -> anyhow::Result<()> {
+pub async fn serve(ctx: RoleContext, upstreams: Upstreams, listener: TcpListener) -> anyhow::Result<()> {
+    follow(
+        &ctx,
+        "segmentation.contacts",
+        &upstreams.contacts,
+        "crm.contacts.v1.ContactsService",
+        ContactsFeed { clock: ctx.clock.clone() },
+    )?;
+    follow(
+        &ctx,
+        "segmentation.interactions",
+        &upstreams.interactions,
+        "crm.interactions.v1.InteractionsService",
+        InteractionsFeed { clock: ctx.clock.clone() },
+    )?;
     let api = api::SegmentationApi::new(&ctx).await?;
     let service = SegmentationServiceServer::new(api)
         .max_decoding_message_size(ctx.server.max_message_bytes)
         .max_encoding_message_size(ctx.server.max_message_bytes);
     GrpcServer::new("segmentation").add_service(service).serve_role(&ctx, listener).await
+}
+
+/// Follows `service`'s feed at the first of `urls` with `handler`, as consumer `name`.
+fn follow<H: Handler>(
+    ctx: &RoleContext,
+    name: &str,
+    urls: &[String],
+    service: &'static str,
+    handler: H,
+) -> anyhow::Result<()> {
+    let url = urls.first().ok_or_else(|| anyhow::anyhow!("the segmentation role needs the address of {service}"))?;
+    let channel = crm_platform::tls::internal_endpoint(url, ctx.server.internal_tls.as_ref())?.connect_lazy();
+    let principal = Principal { key_id: "role:segmentation".into(), roles: vec![AccessRole::Admin] };
+    let consumer = Consumer {
+        name: name.into(),
+        pool: ctx.pool.clone(),
+        source: FeedSource { channel: SignedChannel::new(channel, ctx.identity.clone(), principal), service },
+        handler,
+        metrics: ctx.metrics.clone(),
+    };
+    consumer.spawn(ctx.shutdown.clone());
+    Ok(())
 }

@@ -6,33 +6,10 @@ use crm_proto::contacts::v1::{
     MergeContactsRequest, UpdateContactRequest, lookup_contact_request::Key,
 };
 use crm_testkit::{TestDb, TestSuite};
-use sqlx::Row;
 use tonic::Code;
 
 use super::{audit_trail, external, person};
-
-/// Every row of every table of the contacts schema as text (bytea as hex).
-async fn whole_schema(pool: &sqlx::PgPool) -> String {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'contacts' AND table_type = 'BASE TABLE'",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    assert!(tables.len() >= 9, "{tables:?}");
-    let mut text = String::new();
-    for table in tables {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT t::text AS row FROM contacts.{table} t")))
-            .fetch_all(pool)
-            .await
-            .unwrap();
-        for row in rows {
-            text.push_str(&row.get::<String, _>("row"));
-            text.push('\n');
-        }
-    }
-    text.to_lowercase()
-}
+use crate::support::whole_schema;
 
 #[tokio::test]
 async fn erasing_a_contact_wipes_its_personal_data_everywhere_and_keeps_a_tombstone() {
@@ -94,7 +71,7 @@ async fn erasing_a_contact_wipes_its_personal_data_everywhere_and_keeps_a_tombst
     .unwrap();
     assert_eq!(legacy.rows_affected(), 1);
     let personal = ["zebulon", "quixotic", "zq.other", "2015550123", "zq-77", "xylophonic"];
-    let before = whole_schema(&pool).await;
+    let before = whole_schema(&pool, "contacts").await;
     for value in personal {
         assert!(before.contains(value) || before.contains(&hex(value)), "{value} should be stored before erasure");
     }
@@ -110,7 +87,7 @@ async fn erasing_a_contact_wipes_its_personal_data_everywhere_and_keeps_a_tombst
     assert_eq!(tombstone.state, ContactState::Erased as i32);
     assert!(tombstone.given_name.is_empty() && tombstone.emails.is_empty());
 
-    let after = whole_schema(&pool).await;
+    let after = whole_schema(&pool, "contacts").await;
     for value in personal {
         assert!(!after.contains(value), "{value} survived erasure");
         assert!(!after.contains(&hex(value)), "{value} survived erasure in a payload");

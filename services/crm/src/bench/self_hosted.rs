@@ -55,6 +55,7 @@ impl SelfHosted {
             internal_secret: Secret::new(internal_secret.clone()),
             admin_key: Some(Secret::new(admin_key.clone())),
             config: bench_config,
+            clock: Default::default(),
         };
         let suite = RunningSuite::start(&install, &Role::ALL, &Telemetry::for_tests()).await?;
         Ok(SelfHosted {

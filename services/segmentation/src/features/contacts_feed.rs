@@ -1,0 +1,103 @@
+//! Following the contacts feed: a contact's profile (the inputs of its
+//! contact features), merges folded into the survivor, and contacts that
+//! are erased or deleted forgotten.
+
+use crm_platform::{clock::Clock, consumer::Handler, timestamp};
+use crm_proto::{contacts::v1 as contacts, events::v1::Event};
+use prost::{Message, Name};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::{Profile, short_name};
+use crate::store::read_model;
+
+/// The contacts feed's handler.
+pub struct ContactsFeed {
+    pub clock: Clock,
+}
+
+/// What features need of a contact.
+pub fn profile(contact: &contacts::Contact) -> Profile {
+    let lifecycle = match contacts::LifecycleStage::try_from(contact.lifecycle_stage) {
+        Ok(contacts::LifecycleStage::Unspecified) | Err(_) => String::new(),
+        Ok(stage) => short_name(stage.as_str_name(), "LIFECYCLE_STAGE_"),
+    };
+    let address = contact.addresses.first();
+    let consents = contact
+        .consents
+        .iter()
+        .filter(|consent| consent.status == contacts::ConsentStatus::OptedIn as i32)
+        .filter_map(|consent| contacts::ConsentChannel::try_from(consent.channel).ok())
+        .map(|channel| short_name(channel.as_str_name(), "CONSENT_CHANNEL_"))
+        .collect();
+    Profile {
+        lifecycle,
+        tags: contact.tags.clone(),
+        owner: contact.owner.clone(),
+        country: address.map(|address| address.country_code.clone()).unwrap_or_default(),
+        region: address.map(|address| address.region.clone()).unwrap_or_default(),
+        city: address.map(|address| address.locality.clone()).unwrap_or_default(),
+        created_time: contact.create_time.as_ref().and_then(timestamp::from_proto),
+        consents,
+        has_email: !contact.emails.is_empty(),
+        has_phone: !contact.phones.is_empty(),
+        birth_date: contact.birth_date.as_ref().and_then(timestamp::date_from_proto),
+    }
+}
+
+fn decode<M: Message + Default>(event: &Event) -> anyhow::Result<M> {
+    Ok(M::decode(event.payload.as_ref().map(|any| any.value.as_slice()).unwrap_or_default())?)
+}
+
+fn id(raw: &str) -> anyhow::Result<Uuid> {
+    Ok(Uuid::try_parse(raw)?)
+}
+
+impl ContactsFeed {
+    /// Applies one event; returns the contacts whose features must be recomputed.
+    pub async fn apply(&self, tx: &mut PgConnection, event: &Event) -> anyhow::Result<Vec<Uuid>> {
+        let kind = event.r#type.as_str();
+        if kind == contacts::ContactCreated::full_name() || kind == contacts::ContactUpdated::full_name() {
+            let contact = if kind == contacts::ContactCreated::full_name() {
+                decode::<contacts::ContactCreated>(event)?.contact
+            } else {
+                decode::<contacts::ContactUpdated>(event)?.contact
+            };
+            let Some(contact) = contact else { return Ok(Vec::new()) };
+            let contact_id = id(&contact.id)?;
+            read_model::save_profile(tx, contact_id, &profile(&contact)).await?;
+            return Ok(vec![contact_id]);
+        }
+        if kind == contacts::ContactMerged::full_name() {
+            let merged = decode::<contacts::ContactMerged>(event)?;
+            let survivor =
+                merged.survivor.ok_or_else(|| anyhow::anyhow!("merge event {} has no survivor", event.id))?;
+            let survivor_id = id(&survivor.id)?;
+            let losers: Vec<Uuid> = merged.loser_ids.iter().map(|loser| id(loser)).collect::<Result<_, _>>()?;
+            read_model::merge(tx, survivor_id, &losers).await?;
+            read_model::save_profile(tx, survivor_id, &profile(&survivor)).await?;
+            return Ok(vec![survivor_id]);
+        }
+        if kind == contacts::ContactDeleted::full_name() {
+            read_model::forget(tx, id(&decode::<contacts::ContactDeleted>(event)?.contact_id)?, "deleted").await?;
+        } else if kind == contacts::ContactErased::full_name() {
+            read_model::forget(tx, id(&decode::<contacts::ContactErased>(event)?.contact_id)?, "erased").await?;
+        }
+        Ok(Vec::new())
+    }
+}
+
+impl Handler for ContactsFeed {
+    async fn handle(&self, tx: &mut PgConnection, event: &Event) -> anyhow::Result<()> {
+        self.handle_batch(tx, &[event]).await
+    }
+
+    async fn handle_batch(&self, tx: &mut PgConnection, events: &[&Event]) -> anyhow::Result<()> {
+        let mut touched = Vec::new();
+        for event in events {
+            touched.extend(self.apply(tx, event).await?);
+        }
+        read_model::recompute(tx, &touched, self.clock.now()).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,323 @@
+//! A contact's features: what the read model knows of it, computed by one
+//! pure function from its profile (the contacts feed) and its activity (the
+//! interactions feed) at a given time.
+//!
+//! - [`catalogue`]: every feature's name, type and meaning.
+//! - [`contacts_feed`], [`interactions_feed`]: the handlers of the two feeds
+//!   the read model is built from.
+//! - [`compute`]: profile + activity + now → the feature document, and the
+//!   next moment a value changes with time alone (a purchase leaving a
+//!   window, a day count ticking over, a birthday), which the role schedules.
+
+pub mod catalogue;
+pub mod contacts_feed;
+pub mod interactions_feed;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use crm_proto::{interactions::v1 as interactions, segmentation::v1 as pb};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use self::catalogue::{WINDOWS, Window};
+
+/// What the contacts feed says of a contact, as features need it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Profile {
+    pub lifecycle: String,
+    pub tags: Vec<String>,
+    pub owner: String,
+    pub country: String,
+    pub region: String,
+    pub city: String,
+    pub created_time: Option<DateTime<Utc>>,
+    /// Channels opted in to: email, phone, sms, post.
+    pub consents: Vec<String>,
+    pub has_email: bool,
+    pub has_phone: bool,
+    /// Personal: read only for `age`, and removed with the profile on erasure.
+    pub birth_date: Option<NaiveDate>,
+}
+
+/// One interaction, as features need it (no free text).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Activity {
+    pub interaction_id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    /// Short lower-case kind: `purchase`, `complaint`, …
+    pub kind: String,
+    /// Short lower-case channel: `web`, `store`, …
+    pub channel: String,
+    /// ISO 4217 code of `amount`; empty when the interaction moved no money.
+    pub currency: String,
+    /// Minor units.
+    pub amount: i64,
+    pub sentiment: Option<f64>,
+    pub skus: Vec<String>,
+}
+
+/// One feature's value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Int(i64),
+    /// `None`: nothing to average.
+    Double(Option<f64>),
+    Str(String),
+    Bool(bool),
+    /// `None`: never happened.
+    Time(Option<DateTime<Utc>>),
+    List(Vec<String>),
+    Map(BTreeMap<String, i64>),
+}
+
+/// Every feature of one contact, by name.
+pub type FeatureDoc = BTreeMap<String, Value>;
+
+/// The features of a contact at a time, and when they next change by time alone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Computed {
+    pub doc: FeatureDoc,
+    pub next_change: Option<DateTime<Utc>>,
+}
+
+/// The short name of an enum value: `KIND_SUPPORT_REQUEST` → `support_request`.
+pub fn short_name(name: &str, prefix: &str) -> String {
+    name.strip_prefix(prefix).unwrap_or(name).to_lowercase()
+}
+
+/// Every interaction kind's short name.
+pub fn kinds() -> Vec<String> {
+    (1..)
+        .map_while(|value| interactions::Kind::try_from(value).ok())
+        .map(|kind| short_name(kind.as_str_name(), "KIND_"))
+        .collect()
+}
+
+/// Every channel's short name.
+pub fn channels() -> Vec<String> {
+    (1..)
+        .map_while(|value| interactions::Channel::try_from(value).ok())
+        .map(|channel| short_name(channel.as_str_name(), "CHANNEL_"))
+        .collect()
+}
+
+/// Whole days from `since` to `now` (0 while less than a day, or when `since`
+/// is ahead), and the moment that count next grows.
+fn days_since(since: DateTime<Utc>, now: DateTime<Utc>) -> (i64, DateTime<Utc>) {
+    let days = (now - since).num_days().max(0);
+    (days, since + Duration::days(days + 1))
+}
+
+/// Whole years from `birth` to `today`, and the next birthday (29 February
+/// falls on 1 March in other years), at midnight UTC.
+fn age(birth: NaiveDate, now: DateTime<Utc>) -> (i64, DateTime<Utc>) {
+    let today = now.date_naive();
+    let birthday_in = |year: i32| {
+        NaiveDate::from_ymd_opt(year, birth.month(), birth.day())
+            .or_else(|| NaiveDate::from_ymd_opt(year, 3, 1))
+            .unwrap_or(today)
+    };
+    let mut years = i64::from(today.year() - birth.year());
+    if birthday_in(today.year()) > today {
+        years -= 1;
+    }
+    let next =
+        if birthday_in(today.year()) > today { birthday_in(today.year()) } else { birthday_in(today.year() + 1) };
+    (years.max(0), next.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+}
+
+fn in_window(activity: &Activity, window: Window, now: DateTime<Utc>) -> bool {
+    match window {
+        Window::Days(days) => activity.occurred_at > now - Duration::days(days),
+        Window::Total => true,
+    }
+}
+
+/// The features of a contact with `profile` (None: the contacts feed has not
+/// told yet) and `activity`, at `now`.
+pub fn compute(profile: Option<&Profile>, activity: &[Activity], now: DateTime<Utc>) -> Computed {
+    let mut doc = FeatureDoc::new();
+    let mut next: Option<DateTime<Utc>> = None;
+    let mut schedule = |at: DateTime<Utc>| {
+        if at > now && next.is_none_or(|current| at < current) {
+            next = Some(at);
+        }
+    };
+    let empty = Profile::default();
+    let profile = profile.unwrap_or(&empty);
+
+    doc.insert("lifecycle".into(), Value::Str(profile.lifecycle.clone()));
+    doc.insert("tags".into(), Value::List(sorted(profile.tags.clone())));
+    doc.insert("owner".into(), Value::Str(profile.owner.clone()));
+    doc.insert("country".into(), Value::Str(profile.country.clone()));
+    doc.insert("region".into(), Value::Str(profile.region.clone()));
+    doc.insert("city".into(), Value::Str(profile.city.clone()));
+    doc.insert("created_time".into(), Value::Time(profile.created_time));
+    let days_since_created = match profile.created_time {
+        Some(created) => {
+            let (days, changes) = days_since(created, now);
+            schedule(changes);
+            days
+        }
+        None => -1,
+    };
+    doc.insert("days_since_created".into(), Value::Int(days_since_created));
+    doc.insert("consents".into(), Value::List(sorted(profile.consents.clone())));
+    doc.insert("has_email".into(), Value::Bool(profile.has_email));
+    doc.insert("has_phone".into(), Value::Bool(profile.has_phone));
+    let years = match profile.birth_date {
+        Some(birth) => {
+            let (years, birthday) = age(birth, now);
+            schedule(birthday);
+            years
+        }
+        None => -1,
+    };
+    doc.insert("age".into(), Value::Int(years));
+
+    let (all_kinds, all_channels) = (kinds(), channels());
+    for window in WINDOWS {
+        let suffix = window.suffix();
+        let mut kinds: BTreeMap<String, i64> = all_kinds.iter().map(|kind| (kind.clone(), 0)).collect();
+        let mut channels: BTreeMap<String, i64> = all_channels.iter().map(|channel| (channel.clone(), 0)).collect();
+        let (mut count, mut purchases) = (0, 0);
+        let (mut revenue, mut refunds) = (BTreeMap::new(), BTreeMap::new());
+        for row in activity.iter().filter(|row| in_window(row, window, now)) {
+            if let Window::Days(days) = window {
+                schedule(row.occurred_at + Duration::days(days));
+            }
+            count += 1;
+            *kinds.entry(row.kind.clone()).or_default() += 1;
+            *channels.entry(row.channel.clone()).or_default() += 1;
+            if row.kind == "purchase" {
+                purchases += 1;
+                if !row.currency.is_empty() {
+                    *revenue.entry(row.currency.clone()).or_default() += row.amount;
+                }
+            }
+            if row.kind == "refund" && !row.currency.is_empty() {
+                *refunds.entry(row.currency.clone()).or_default() += row.amount;
+            }
+        }
+        doc.insert(format!("interactions_{suffix}"), Value::Int(count));
+        doc.insert(format!("kinds_{suffix}"), Value::Map(kinds));
+        doc.insert(format!("channels_{suffix}"), Value::Map(channels));
+        doc.insert(format!("purchases_{suffix}"), Value::Int(purchases));
+        doc.insert(format!("revenue_{suffix}"), Value::Map(revenue));
+        doc.insert(format!("refunds_{suffix}"), Value::Map(refunds));
+    }
+
+    let times = |filter: &dyn Fn(&Activity) -> bool| {
+        let mut matching = activity.iter().filter(|row| filter(row)).map(|row| row.occurred_at);
+        let first = matching.next();
+        matching.fold((first, first), |(low, high), at| (low.min(Some(at)), high.max(Some(at))))
+    };
+    let (first_interaction, last_interaction) = times(&|_| true);
+    let (first_purchase, last_purchase) = times(&|row| row.kind == "purchase");
+    doc.insert("first_interaction_time".into(), Value::Time(first_interaction));
+    doc.insert("last_interaction_time".into(), Value::Time(last_interaction));
+    doc.insert("first_purchase_time".into(), Value::Time(first_purchase));
+    doc.insert("last_purchase_time".into(), Value::Time(last_purchase));
+    let days_since_purchase = match last_purchase {
+        Some(last) => {
+            let (days, changes) = days_since(last, now);
+            schedule(changes);
+            days
+        }
+        None => -1,
+    };
+    doc.insert("days_since_last_purchase".into(), Value::Int(days_since_purchase));
+
+    let recent: Vec<&Activity> = activity.iter().filter(|row| in_window(row, Window::Days(90), now)).collect();
+    let complaints = recent.iter().filter(|row| row.kind == "complaint").count() as i64;
+    doc.insert("complaints_90d".into(), Value::Int(complaints));
+    let sentiments: Vec<f64> = recent.iter().filter_map(|row| row.sentiment).collect();
+    let average = (!sentiments.is_empty()).then(|| sentiments.iter().sum::<f64>() / sentiments.len() as f64);
+    doc.insert("sentiment_avg_90d".into(), Value::Double(average));
+    let mut skus: Vec<String> = activity.iter().flat_map(|row| row.skus.iter().cloned()).collect();
+    skus.sort();
+    skus.dedup();
+    doc.insert("skus".into(), Value::List(skus));
+
+    Computed { doc, next_change: next }
+}
+
+fn sorted(mut values: Vec<String>) -> Vec<String> {
+    values.sort();
+    values.dedup();
+    values
+}
+
+// === impl Value ===
+
+impl Value {
+    /// The value as stored in the `features.doc` column.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Value::Int(value) => json!(value),
+            Value::Double(value) => json!(value),
+            Value::Str(value) => json!(value),
+            Value::Bool(value) => json!(value),
+            Value::Time(value) => json!(value.map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))),
+            Value::List(values) => json!(values),
+            Value::Map(values) => json!(values),
+        }
+    }
+
+    /// A stored value read back as the catalogue types it.
+    pub fn from_json(kind: pb::FeatureType, json: &serde_json::Value) -> Option<Value> {
+        use pb::FeatureType as T;
+        Some(match kind {
+            T::Int => Value::Int(json.as_i64()?),
+            T::Double => Value::Double(json.as_f64()),
+            T::String => Value::Str(json.as_str()?.to_string()),
+            T::Bool => Value::Bool(json.as_bool()?),
+            T::Timestamp => Value::Time(match json.as_str() {
+                Some(text) => Some(DateTime::parse_from_rfc3339(text).ok()?.with_timezone(&Utc)),
+                None => None,
+            }),
+            T::StringList => Value::List(serde_json::from_value(json.clone()).ok()?),
+            T::IntMap => Value::Map(serde_json::from_value(json.clone()).ok()?),
+            T::Unspecified => return None,
+        })
+    }
+
+    pub fn to_proto(&self) -> pb::FeatureValue {
+        use pb::feature_value::Value as V;
+        let value = match self {
+            Value::Int(value) => Some(V::IntValue(*value)),
+            Value::Double(value) => value.map(V::DoubleValue),
+            Value::Str(value) => Some(V::StringValue(value.clone())),
+            Value::Bool(value) => Some(V::BoolValue(*value)),
+            Value::Time(value) => value.map(|at| V::TimestampValue(crm_platform::timestamp::to_proto(at))),
+            Value::List(values) => Some(V::StringListValue(pb::StringList { values: values.clone() })),
+            Value::Map(values) => {
+                Some(V::IntMapValue(pb::IntMap { values: values.iter().map(|(k, v)| (k.clone(), *v)).collect() }))
+            }
+        };
+        pb::FeatureValue { value }
+    }
+}
+
+/// A document as stored.
+pub fn doc_to_json(doc: &FeatureDoc) -> serde_json::Value {
+    serde_json::Value::Object(doc.iter().map(|(name, value)| (name.clone(), value.to_json())).collect())
+}
+
+/// A stored document read back; features the catalogue no longer has are left out.
+pub fn doc_from_json(json: &serde_json::Value) -> FeatureDoc {
+    let Some(object) = json.as_object() else { return FeatureDoc::new() };
+    object
+        .iter()
+        .filter_map(|(name, value)| {
+            let def = catalogue::feature(name)?;
+            Some((name.clone(), Value::from_json(def.kind, value)?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

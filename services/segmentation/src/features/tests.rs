@@ -1,0 +1,113 @@
+use super::*;
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+}
+
+fn purchase(occurred_at: &str, cents: i64) -> Activity {
+    Activity {
+        interaction_id: Uuid::now_v7(),
+        occurred_at: at(occurred_at),
+        kind: "purchase".into(),
+        channel: "web".into(),
+        currency: "EUR".into(),
+        amount: cents,
+        sentiment: None,
+        skus: vec!["SKU-2".into(), "SKU-1".into()],
+    }
+}
+
+fn int(doc: &FeatureDoc, name: &str) -> i64 {
+    match &doc[name] {
+        Value::Int(value) => *value,
+        other => panic!("{name} is {other:?}"),
+    }
+}
+
+fn map(doc: &FeatureDoc, name: &str) -> BTreeMap<String, i64> {
+    match &doc[name] {
+        Value::Map(values) => values.clone(),
+        other => panic!("{name} is {other:?}"),
+    }
+}
+
+#[test]
+fn every_catalogue_feature_is_computed_and_nothing_else() {
+    let computed = compute(None, &[], at("2026-06-01T00:00:00Z"));
+    let names: Vec<&String> = computed.doc.keys().collect();
+    let mut catalogue: Vec<&String> = catalogue::features().iter().map(|feature| &feature.name).collect();
+    catalogue.sort();
+    assert_eq!(names, catalogue);
+    assert_eq!(computed.next_change, None, "nothing moves without profile or activity");
+}
+
+#[test]
+fn a_purchase_counts_in_each_window_until_it_leaves_it() {
+    let activity = vec![purchase("2026-05-20T12:00:00Z", 1500), purchase("2026-01-10T08:00:00Z", 500)];
+    let now = at("2026-06-01T00:00:00Z");
+    let computed = compute(None, &activity, now);
+    let doc = &computed.doc;
+    assert_eq!(int(doc, "purchases_30d"), 1);
+    assert_eq!(int(doc, "purchases_365d"), 2);
+    assert_eq!(map(doc, "revenue_30d")["EUR"], 1500);
+    assert_eq!(map(doc, "revenue_total")["EUR"], 2000);
+    assert_eq!(map(doc, "kinds_30d")["purchase"], 1);
+    assert_eq!(map(doc, "kinds_30d")["complaint"], 0, "every kind is present");
+    assert_eq!(map(doc, "channels_90d")["web"], 1);
+    assert_eq!(int(doc, "days_since_last_purchase"), 11);
+    assert_eq!(doc["skus"], Value::List(vec!["SKU-1".into(), "SKU-2".into()]));
+    // The next change: 12 whole days since the last purchase, at 12:00.
+    assert_eq!(computed.next_change, Some(at("2026-06-01T12:00:00Z")));
+
+    // Exactly 30 days after it occurred, the purchase has left the 30-day window.
+    let later = compute(None, &activity, at("2026-06-19T12:00:00Z"));
+    assert_eq!(int(&later.doc, "purchases_30d"), 0);
+    assert_eq!(int(&later.doc, "purchases_90d"), 1);
+    let just_before = compute(None, &activity, at("2026-06-19T11:59:59Z"));
+    assert_eq!(int(&just_before.doc, "purchases_30d"), 1);
+}
+
+#[test]
+fn the_next_change_is_the_earliest_moment_anything_moves() {
+    // No day counts: a complaint only, leaving the 30-day window first.
+    let complaint = Activity {
+        kind: "complaint".into(),
+        currency: String::new(),
+        amount: 0,
+        sentiment: Some(-0.5),
+        skus: Vec::new(),
+        ..purchase("2026-05-31T00:00:00Z", 0)
+    };
+    let now = at("2026-06-01T00:00:00Z");
+    let computed = compute(None, std::slice::from_ref(&complaint), now);
+    assert_eq!(computed.next_change, Some(at("2026-06-30T00:00:00Z")));
+    assert_eq!(int(&computed.doc, "complaints_90d"), 1);
+    assert_eq!(computed.doc["sentiment_avg_90d"], Value::Double(Some(-0.5)));
+    // At that moment the value has changed, and the next one is 60 days on.
+    let then = compute(None, &[complaint], at("2026-06-30T00:00:00Z"));
+    assert_eq!(int(&then.doc, "interactions_30d"), 0);
+    assert_eq!(then.next_change, Some(at("2026-08-29T00:00:00Z")));
+}
+
+#[test]
+fn age_counts_whole_years_and_moves_on_the_birthday() {
+    let profile = Profile { birth_date: NaiveDate::from_ymd_opt(1984, 2, 29), ..Default::default() };
+    let computed = compute(Some(&profile), &[], at("2026-02-28T10:00:00Z"));
+    assert_eq!(int(&computed.doc, "age"), 41);
+    assert_eq!(computed.next_change, Some(at("2026-03-01T00:00:00Z")), "29 February falls on 1 March");
+    assert_eq!(int(&compute(Some(&profile), &[], at("2026-03-01T00:00:00Z")).doc, "age"), 42);
+    assert_eq!(int(&compute(None, &[], at("2026-03-01T00:00:00Z")).doc, "age"), -1);
+}
+
+#[test]
+fn a_stored_document_reads_back_the_same() {
+    let profile = Profile {
+        lifecycle: "customer".into(),
+        tags: vec!["vip".into()],
+        created_time: Some(at("2025-01-01T00:00:00.123456Z")),
+        ..Default::default()
+    };
+    let computed =
+        compute(Some(&profile), &[purchase("2026-05-20T12:00:00.654321Z", 1500)], at("2026-06-01T00:00:00Z"));
+    assert_eq!(doc_from_json(&doc_to_json(&computed.doc)), computed.doc);
+}

@@ -1,0 +1,30 @@
+//! The read model's SQL: profiles, activity, merges and tombstones, and the
+//! features computed from them. Nothing outside this module writes the
+//! `segmentation` schema's read-model tables.
+//!
+//! Two consumers (contacts feed, interactions feed) write concurrently, each
+//! in its own transaction: a contact's features are recomputed under a
+//! transaction-scoped advisory lock on that contact, taken before its inputs
+//! are read, so the second of two concurrent changes always reads the first
+//! one's committed result (READ COMMITTED) and no update is lost.
+
+pub mod read_model;
+
+use uuid::Uuid;
+
+/// Waits for, then holds until commit, the recompute locks of `contacts`,
+/// taken in key order so that two transactions never wait for each other.
+pub async fn lock_contacts(tx: &mut sqlx::PgConnection, contacts: &[Uuid]) -> Result<(), crm_platform::Error> {
+    if contacts.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(k)
+         FROM (SELECT DISTINCT hashtextextended('crm.segmentation.contact:' || c::text, 0) AS k FROM unnest($1::uuid[]) AS c) AS s
+         ORDER BY k",
+    )
+    .bind(contacts)
+    .execute(tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,240 @@
+//! Profiles, activity, merges, tombstones and the computed features.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use crm_platform::Error;
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use crate::features::{self, Activity, Computed, FeatureDoc, Profile};
+
+/// Where events about each of `ids` go: the survivor of a merged contact,
+/// nowhere (`None`) for a contact that is gone, else the contact itself.
+pub async fn resolve(tx: &mut PgConnection, ids: &[Uuid]) -> Result<HashMap<Uuid, Option<Uuid>>, Error> {
+    let mut resolved: HashMap<Uuid, Option<Uuid>> = ids.iter().map(|id| (*id, Some(*id))).collect();
+    let redirected: Vec<(Uuid, Uuid)> =
+        sqlx::query_as("SELECT loser_id, survivor_id FROM redirects WHERE loser_id = ANY($1)")
+            .bind(ids)
+            .fetch_all(&mut *tx)
+            .await?;
+    for (loser, survivor) in redirected {
+        resolved.insert(loser, Some(survivor));
+    }
+    let targets: Vec<Uuid> = resolved.values().flatten().copied().collect();
+    let gone: HashSet<Uuid> = sqlx::query_scalar("SELECT contact_id FROM gone WHERE contact_id = ANY($1)")
+        .bind(&targets)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+    for target in resolved.values_mut() {
+        if target.is_some_and(|id| gone.contains(&id)) {
+            *target = None;
+        }
+    }
+    Ok(resolved)
+}
+
+/// Stores what the contacts feed says of `contact_id` (unless it is gone).
+pub async fn save_profile(tx: &mut PgConnection, contact_id: Uuid, profile: &Profile) -> Result<(), Error> {
+    let data = serde_json::to_value(profile).map_err(|error| Error::Internal(error.into()))?;
+    sqlx::query(
+        "INSERT INTO profiles (contact_id, data) SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM gone WHERE contact_id = $1)
+         ON CONFLICT (contact_id) DO UPDATE SET data = excluded.data, updated_at = now()",
+    )
+    .bind(contact_id)
+    .bind(data)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Folds `losers` into `survivor`: their activity moves, their profiles and
+/// features go, and events naming them later apply to the survivor (earlier
+/// redirects to a loser are re-pointed: never a chain).
+pub async fn merge(tx: &mut PgConnection, survivor: Uuid, losers: &[Uuid]) -> Result<(), Error> {
+    let losers: Vec<Uuid> = losers.iter().copied().filter(|loser| *loser != survivor).collect();
+    sqlx::query("UPDATE activity SET contact_id = $1 WHERE contact_id = ANY($2)")
+        .bind(survivor)
+        .bind(&losers)
+        .execute(&mut *tx)
+        .await?;
+    for table in ["profiles", "features"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE contact_id = ANY($1)")))
+            .bind(&losers)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("UPDATE redirects SET survivor_id = $1 WHERE survivor_id = ANY($2)")
+        .bind(survivor)
+        .bind(&losers)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO redirects (loser_id, survivor_id) SELECT l, $1 FROM unnest($2::uuid[]) AS l
+         ON CONFLICT (loser_id) DO UPDATE SET survivor_id = excluded.survivor_id",
+    )
+    .bind(survivor)
+    .bind(&losers)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// `contact_id` is no more (`reason`: erased or deleted): everything the role
+/// holds of it goes, and later events about it are dropped.
+pub async fn forget(tx: &mut PgConnection, contact_id: Uuid, reason: &str) -> Result<(), Error> {
+    for table in ["profiles", "activity", "features"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE contact_id = $1")))
+            .bind(contact_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("INSERT INTO gone (contact_id, reason) VALUES ($1, $2) ON CONFLICT (contact_id) DO NOTHING")
+        .bind(contact_id)
+        .bind(reason)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// Stores interactions (by contact, already resolved); one stored twice is kept once.
+pub async fn record_activity(tx: &mut PgConnection, rows: &[(Uuid, Activity)]) -> Result<(), Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let contacts: Vec<Uuid> = rows.iter().map(|(contact, _)| *contact).collect();
+    let ids: Vec<Uuid> = rows.iter().map(|(_, row)| row.interaction_id).collect();
+    let times: Vec<DateTime<Utc>> = rows.iter().map(|(_, row)| row.occurred_at).collect();
+    let kinds: Vec<&str> = rows.iter().map(|(_, row)| row.kind.as_str()).collect();
+    let channels: Vec<&str> = rows.iter().map(|(_, row)| row.channel.as_str()).collect();
+    let currencies: Vec<&str> = rows.iter().map(|(_, row)| row.currency.as_str()).collect();
+    let amounts: Vec<i64> = rows.iter().map(|(_, row)| row.amount).collect();
+    let sentiments: Vec<Option<f64>> = rows.iter().map(|(_, row)| row.sentiment).collect();
+    // Text arrays cannot nest in unnest: SKUs travel as one text per row.
+    let skus: Vec<String> = rows.iter().map(|(_, row)| row.skus.join("\u{1f}")).collect();
+    sqlx::query(
+        "INSERT INTO activity (contact_id, interaction_id, occurred_at, kind, channel, currency, amount, sentiment, skus)
+         SELECT c, i, o, k, ch, cu, a, s, CASE WHEN sk = '' THEN '{}'::text[] ELSE string_to_array(sk, chr(31)) END
+         FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::bigint[],
+                     $8::float8[], $9::text[]) AS t(c, i, o, k, ch, cu, a, s, sk)
+         ON CONFLICT (contact_id, interaction_id) DO NOTHING",
+    )
+    .bind(&contacts)
+    .bind(&ids)
+    .bind(&times)
+    .bind(&kinds)
+    .bind(&channels)
+    .bind(&currencies)
+    .bind(&amounts)
+    .bind(&sentiments)
+    .bind(&skus)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Recomputes the features of `contacts` at `now` (under their locks), stores
+/// them, and returns them. A contact the role knows nothing of has no row.
+pub async fn recompute(
+    tx: &mut PgConnection,
+    contacts: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<Vec<(Uuid, Computed)>, Error> {
+    let mut contacts: Vec<Uuid> = contacts.to_vec();
+    contacts.sort_unstable();
+    contacts.dedup();
+    if contacts.is_empty() {
+        return Ok(Vec::new());
+    }
+    super::lock_contacts(tx, &contacts).await?;
+    let (profiles, mut activity) = inputs(tx, &contacts).await?;
+    let mut computed = Vec::new();
+    for contact in &contacts {
+        let rows = activity.remove(contact).unwrap_or_default();
+        let profile = profiles.get(contact);
+        if profile.is_none() && rows.is_empty() {
+            continue;
+        }
+        computed.push((*contact, features::compute(profile, &rows, now)));
+    }
+    let known: HashSet<Uuid> = computed.iter().map(|(contact, _)| *contact).collect();
+    let nothing: Vec<Uuid> = contacts.iter().copied().filter(|contact| !known.contains(contact)).collect();
+    sqlx::query("DELETE FROM features WHERE contact_id = ANY($1)").bind(&nothing).execute(&mut *tx).await?;
+    let ids: Vec<Uuid> = computed.iter().map(|(contact, _)| *contact).collect();
+    let docs: Vec<serde_json::Value> = computed.iter().map(|(_, c)| features::doc_to_json(&c.doc)).collect();
+    let next: Vec<Option<DateTime<Utc>>> = computed.iter().map(|(_, c)| c.next_change).collect();
+    sqlx::query(
+        "INSERT INTO features (contact_id, doc, computed_at, next_change_at)
+         SELECT c, d, $4, n FROM unnest($1::uuid[], $2::jsonb[], $3::timestamptz[]) AS t(c, d, n)
+         ON CONFLICT (contact_id) DO UPDATE SET doc = excluded.doc, computed_at = excluded.computed_at,
+             next_change_at = excluded.next_change_at",
+    )
+    .bind(&ids)
+    .bind(&docs)
+    .bind(&next)
+    .bind(now)
+    .execute(tx)
+    .await?;
+    Ok(computed)
+}
+
+type Inputs = (HashMap<Uuid, Profile>, HashMap<Uuid, Vec<Activity>>);
+
+/// The profiles and activity of `contacts`.
+async fn inputs(tx: &mut PgConnection, contacts: &[Uuid]) -> Result<Inputs, Error> {
+    let mut profiles = HashMap::new();
+    for row in sqlx::query("SELECT contact_id, data FROM profiles WHERE contact_id = ANY($1)")
+        .bind(contacts)
+        .fetch_all(&mut *tx)
+        .await?
+    {
+        let profile: Profile = serde_json::from_value(row.try_get("data")?)
+            .map_err(|error| Error::Internal(anyhow::Error::new(error).context("reading a stored profile")))?;
+        profiles.insert(row.try_get::<Uuid, _>("contact_id")?, profile);
+    }
+    let mut activity: HashMap<Uuid, Vec<Activity>> = HashMap::new();
+    for row in sqlx::query(
+        "SELECT contact_id, interaction_id, occurred_at, kind, channel, currency, amount, sentiment, skus
+         FROM activity WHERE contact_id = ANY($1)",
+    )
+    .bind(contacts)
+    .fetch_all(&mut *tx)
+    .await?
+    {
+        activity.entry(row.try_get("contact_id")?).or_default().push(Activity {
+            interaction_id: row.try_get("interaction_id")?,
+            occurred_at: row.try_get("occurred_at")?,
+            kind: row.try_get("kind")?,
+            channel: row.try_get("channel")?,
+            currency: row.try_get("currency")?,
+            amount: row.try_get("amount")?,
+            sentiment: row.try_get("sentiment")?,
+            skus: row.try_get("skus")?,
+        });
+    }
+    Ok((profiles, activity))
+}
+
+/// A contact's stored features (a merged contact's id reads its survivor's).
+pub async fn load(
+    conn: &mut PgConnection,
+    contact_id: Uuid,
+) -> Result<Option<(Uuid, FeatureDoc, DateTime<Utc>, Option<DateTime<Utc>>)>, Error> {
+    let row = sqlx::query(
+        "SELECT contact_id, doc, computed_at, next_change_at FROM features
+         WHERE contact_id = coalesce((SELECT survivor_id FROM redirects WHERE loser_id = $1), $1)",
+    )
+    .bind(contact_id)
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let doc: serde_json::Value = row.try_get("doc")?;
+    Ok(Some((
+        row.try_get("contact_id")?,
+        features::doc_from_json(&doc),
+        row.try_get("computed_at")?,
+        row.try_get("next_change_at")?,
+    )))
+}

@@ -1,0 +1,202 @@
+//! Features through the gateway: a contact's, after contacts and
+//! interactions change; merges fold, erasures forget.
+
+use std::time::Duration;
+
+use crm_platform::Role;
+use crm_proto::{
+    common::v1::{Date, Money},
+    contacts::v1::{Contact, CreateContactRequest, EraseContactRequest, LifecycleStage, MergeContactsRequest},
+    interactions::v1::{Channel, Interaction, Kind, ProductLine, RecordInteractionRequest},
+    segmentation::v1::{
+        ContactFeatures, FeatureType, FeatureValue, GetContactFeaturesRequest, ListFeaturesRequest,
+        feature_value::Value,
+    },
+};
+use crm_testkit::{TestDb, TestSuite};
+use tonic::Code;
+
+use crate::{
+    contacts::person,
+    support::{eventually, whole_schema},
+};
+
+fn recent(seconds_ago: i64) -> prost_types::Timestamp {
+    let at = chrono::Utc::now() - chrono::Duration::seconds(seconds_ago);
+    prost_types::Timestamp { seconds: at.timestamp(), nanos: 0 }
+}
+
+fn interaction(contact: &str, kind: Kind, external_id: &str, cents: i64) -> Interaction {
+    Interaction {
+        contact_id: contact.into(),
+        channel: Channel::Web as i32,
+        kind: kind as i32,
+        occurred_at: Some(recent(3600)),
+        amount: (cents > 0).then(|| Money { currency_code: "EUR".into(), minor_units: cents }),
+        product_lines: if kind == Kind::Purchase {
+            vec![ProductLine { sku: "SKU-9".into(), quantity: 1, unit_price: None }]
+        } else {
+            Vec::new()
+        },
+        source: "shop".into(),
+        external_id: external_id.into(),
+        ..Default::default()
+    }
+}
+
+fn int(features: &ContactFeatures, name: &str) -> i64 {
+    match &features.features[name].value {
+        Some(Value::IntValue(value)) => *value,
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+fn map_entry(features: &ContactFeatures, name: &str, key: &str) -> i64 {
+    match &features.features[name].value {
+        Some(Value::IntMapValue(map)) => map.values.get(key).copied().unwrap_or_default(),
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+fn text(value: &FeatureValue) -> &str {
+    match &value.value {
+        Some(Value::StringValue(text)) => text,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Waits until the contact's features satisfy `condition`, returning them
+/// (a bound on waiting, not a performance assertion).
+async fn features_when(
+    suite: &TestSuite,
+    contact_id: &str,
+    what: &str,
+    condition: impl Fn(&ContactFeatures) -> bool,
+) -> ContactFeatures {
+    let mut segmentation = suite.segmentation().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let request = GetContactFeaturesRequest { contact_id: contact_id.into() };
+        if let Ok(features) = segmentation.get_contact_features(request).await
+            && condition(features.get_ref())
+        {
+            return features.into_inner();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn features_follow_the_contacts_and_interactions_feeds() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let mut segmentation = suite.segmentation().await.unwrap();
+    let catalogue = segmentation.list_features(ListFeaturesRequest {}).await.unwrap().into_inner().features;
+    let revenue = catalogue.iter().find(|feature| feature.name == "revenue_365d").unwrap();
+    assert_eq!(revenue.r#type(), FeatureType::IntMap);
+    assert!(revenue.moves_with_time);
+    assert!(catalogue.iter().find(|feature| feature.name == "age").unwrap().sensitive);
+
+    let mut contacts = suite.contacts().await.unwrap();
+    let mut input = person("Feature", "Holder", "holder@example.com", "");
+    input.tags = vec!["vip".into()];
+    input.lifecycle_stage = LifecycleStage::Customer as i32;
+    let contact = contacts
+        .create_contact(CreateContactRequest { contact: Some(input), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut interactions = suite.interactions().await.unwrap();
+    for (kind, external_id, cents) in [(Kind::Purchase, "P-1", 2500), (Kind::Complaint, "C-1", 0)] {
+        let request = RecordInteractionRequest {
+            interaction: Some(interaction(&contact.id, kind, external_id, cents)),
+            contact_lookup: None,
+        };
+        interactions.record_interaction(request).await.unwrap();
+    }
+    let features = features_when(&suite, &contact.id, "purchase and complaint counted", |features| {
+        features.features.get("interactions_total").is_some_and(|value| value.value == Some(Value::IntValue(2)))
+            && features.features.get("lifecycle").is_some_and(|value| text(value) == "customer")
+    })
+    .await;
+    assert_eq!(int(&features, "purchases_30d"), 1);
+    assert_eq!(map_entry(&features, "revenue_30d", "EUR"), 2500);
+    assert_eq!(int(&features, "complaints_90d"), 1);
+    assert_eq!(map_entry(&features, "kinds_30d", "complaint"), 1);
+    assert_eq!(int(&features, "days_since_last_purchase"), 0);
+    assert_eq!(text(&features.features["country"]), "US");
+    assert_eq!(
+        features.features["tags"].value,
+        Some(Value::StringListValue(crm_proto::segmentation::v1::StringList { values: vec!["vip".into()] }))
+    );
+    assert!(features.next_change_time.is_some(), "windows and day counts move with time");
+    suite.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_merge_folds_the_loser_into_the_survivor_and_an_erasure_forgets_the_contact() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let mut contacts = suite.contacts().await.unwrap();
+    let mut interactions = suite.interactions().await.unwrap();
+    let create = |contact: Contact| CreateContactRequest { contact: Some(contact), ..Default::default() };
+    let mut survivor_input = person("Ursula", "Survivor", "ursula@example.com", "");
+    survivor_input.birth_date = Some(Date { year: 1971, month: 7, day: 19 });
+    let survivor = contacts.create_contact(create(survivor_input)).await.unwrap().into_inner();
+    let mut loser_input = person("Lorcan", "Loser", "lorcan@example.com", "");
+    loser_input.addresses[0].locality = "Quuxville".into();
+    loser_input.birth_date = None;
+    let loser = contacts.create_contact(create(loser_input)).await.unwrap().into_inner();
+    for (contact, external_id, cents) in [(&survivor.id, "S-1", 1000), (&loser.id, "L-1", 700)] {
+        let request = RecordInteractionRequest {
+            interaction: Some(interaction(contact, Kind::Purchase, external_id, cents)),
+            contact_lookup: None,
+        };
+        interactions.record_interaction(request).await.unwrap();
+    }
+    features_when(&suite, &loser.id, "the loser's purchase", |features| int(features, "purchases_total") == 1).await;
+
+    contacts
+        .merge_contacts(MergeContactsRequest {
+            survivor_id: survivor.id.clone(),
+            loser_ids: vec![loser.id.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let merged = features_when(&suite, &survivor.id, "both purchases on the survivor", |features| {
+        int(features, "purchases_total") == 2
+    })
+    .await;
+    assert_eq!(map_entry(&merged, "revenue_total", "EUR"), 1700);
+    // The loser's id reads the survivor.
+    let by_loser = features_when(&suite, &loser.id, "the loser redirected", |_| true).await;
+    assert_eq!(by_loser.contact_id, survivor.id);
+
+    // A late interaction naming the loser lands on the survivor.
+    let request = RecordInteractionRequest {
+        interaction: Some(interaction(&loser.id, Kind::Purchase, "L-2", 300)),
+        contact_lookup: None,
+    };
+    interactions.record_interaction(request).await.unwrap();
+    features_when(&suite, &survivor.id, "the late purchase", |features| int(features, "purchases_total") == 3).await;
+
+    let pool = test_db.role_pool(Role::Segmentation).await.unwrap();
+    let before = whole_schema(&pool, "segmentation").await;
+    assert!(before.contains("1971-07-19"), "the birth date is held before the erasure");
+    let erase = EraseContactRequest { id: survivor.id.clone(), reason: "ticket 7".into() };
+    contacts.erase_contact(erase).await.unwrap();
+    let segmentation = suite.segmentation().await.unwrap();
+    eventually(Duration::from_secs(20), "the survivor forgotten", || {
+        let mut client = segmentation.clone();
+        let request = GetContactFeaturesRequest { contact_id: survivor.id.clone() };
+        async move { client.get_contact_features(request).await.is_err_and(|status| status.code() == Code::NotFound) }
+    })
+    .await;
+    let after = whole_schema(&pool, "segmentation").await;
+    for personal in ["1971-07-19", "quuxville", "san francisco", "sku-9"] {
+        assert!(!after.contains(personal), "{personal} is still in the segmentation schema");
+    }
+    suite.shutdown().await.unwrap();
+}

@@ -1,0 +1,5 @@
+//! The segmentation role end to end: its read model of features, built from
+//! the contacts and interactions feeds.
+
+mod features;
+mod read_model;

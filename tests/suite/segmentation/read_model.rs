@@ -1,0 +1,229 @@
+//! The invariant of the read model: what the two feed consumers build
+//! incrementally (in any interleaving of the two feeds, in bursts of any
+//! size) equals what is built from scratch from the same events (each feed
+//! whole, contacts first), over random sequences of creates, updates,
+//! merges, erasures, deletions and interactions, including interactions
+//! that name merged, erased or not-yet-created contacts.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use crm_platform::{Role, clock::Clock, consumer::Handler};
+use crm_proto::{
+    common::v1::{Date, Money, PostalAddress},
+    contacts::v1::{self as contacts, Contact, LifecycleStage},
+    events::v1::Event,
+    interactions::v1::{self as interactions, Interaction, ProductLine},
+};
+use crm_segmentation::features::{contacts_feed::ContactsFeed, interactions_feed::InteractionsFeed};
+use crm_testkit::TestDb;
+use prost::{Message, Name};
+use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+fn event<M: Message + Name>(message: &M) -> Event {
+    Event {
+        id: Uuid::now_v7().to_string(),
+        r#type: M::full_name(),
+        payload: Some(prost_types::Any { type_url: M::type_url(), value: message.encode_to_vec() }),
+        ..Default::default()
+    }
+}
+
+/// Two feeds' events, each in its feed's order.
+struct Scenario {
+    contacts: Vec<Event>,
+    interactions: Vec<Event>,
+}
+
+fn contact_id(index: usize) -> Uuid {
+    Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0000 + index as u128)
+}
+
+fn contact(rng: &mut StdRng, index: usize, now: DateTime<Utc>) -> Contact {
+    let tags = ["vip", "newsletter", "b2b", "churn-risk"];
+    Contact {
+        id: contact_id(index).to_string(),
+        lifecycle_stage: rng.random_range(1..=4),
+        tags: {
+            let count = rng.random_range(0..3);
+            tags.choose_multiple(rng, count).map(|tag| tag.to_string()).collect()
+        },
+        owner: ["", "agent-1", "agent-2"].choose(rng).unwrap().to_string(),
+        addresses: vec![PostalAddress {
+            locality: ["Lyon", "Leeds", "Lima"].choose(rng).unwrap().to_string(),
+            country_code: ["FR", "GB", "PE"].choose(rng).unwrap().to_string(),
+            ..Default::default()
+        }],
+        birth_date: if rng.random_bool(0.5) {
+            Some(Date {
+                year: rng.random_range(1940..2005),
+                month: rng.random_range(1..=12),
+                day: rng.random_range(1..=28),
+            })
+        } else {
+            None
+        },
+        create_time: Some(crm_platform::timestamp::to_proto(now - Duration::days(rng.random_range(1..900)))),
+        ..Default::default()
+    }
+}
+
+fn generate(seed: u64, now: DateTime<Utc>) -> Scenario {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let count = 8;
+    let mut contact_events = Vec::new();
+    let mut live: Vec<usize> = Vec::new();
+    for index in 0..count {
+        let created = contact(&mut rng, index, now);
+        contact_events.push(event(&contacts::ContactCreated { contact: Some(created), duplicate_override: false }));
+        live.push(index);
+    }
+    for _ in 0..7 {
+        let Some(&index) = live.choose(&mut rng) else { break };
+        match rng.random_range(0..10) {
+            0..=5 => {
+                let mut changed = contact(&mut rng, index, now);
+                changed.lifecycle_stage = LifecycleStage::Customer as i32;
+                contact_events
+                    .push(event(&contacts::ContactUpdated { contact: Some(changed), changed_fields: vec![] }));
+            }
+            6..=7 if live.len() >= 2 => {
+                let losers: Vec<usize> =
+                    live.iter().copied().filter(|other| *other != index).take(rng.random_range(1..=2)).collect();
+                live.retain(|other| !losers.contains(other));
+                contact_events.push(event(&contacts::ContactMerged {
+                    survivor: Some(contact(&mut rng, index, now)),
+                    loser_ids: losers.iter().map(|loser| contact_id(*loser).to_string()).collect(),
+                }));
+            }
+            8 => {
+                live.retain(|other| *other != index);
+                contact_events.push(event(&contacts::ContactErased { contact_id: contact_id(index).to_string() }));
+            }
+            _ => {
+                live.retain(|other| *other != index);
+                contact_events.push(event(&contacts::ContactDeleted { contact_id: contact_id(index).to_string() }));
+            }
+        }
+    }
+    let kinds = [
+        interactions::Kind::Purchase,
+        interactions::Kind::Complaint,
+        interactions::Kind::Refund,
+        interactions::Kind::Visit,
+    ];
+    let interaction_events = (0..30)
+        .map(|_| {
+            let kind = *kinds.choose(&mut rng).unwrap();
+            let money = matches!(kind, interactions::Kind::Purchase | interactions::Kind::Refund);
+            let interaction = Interaction {
+                id: Uuid::now_v7().to_string(),
+                // Any contact, even one merged, erased or not created yet: the interactions role does not check.
+                contact_id: contact_id(rng.random_range(0..count)).to_string(),
+                kind: kind as i32,
+                channel: rng.random_range(1..=6),
+                occurred_at: Some(crm_platform::timestamp::to_proto(
+                    now - Duration::minutes(rng.random_range(0..600_000)),
+                )),
+                amount: money.then(|| Money {
+                    currency_code: ["EUR", "USD"].choose(&mut rng).unwrap().to_string(),
+                    minor_units: rng.random_range(1..10_000),
+                }),
+                sentiment: rng.random_bool(0.3).then(|| rng.random_range(-1.0..1.0)),
+                product_lines: if kind == interactions::Kind::Purchase {
+                    vec![ProductLine { sku: format!("SKU-{}", rng.random_range(1..4)), quantity: 1, unit_price: None }]
+                } else {
+                    Vec::new()
+                },
+                ..Default::default()
+            };
+            event(&interactions::InteractionRecorded { interaction: Some(interaction) })
+        })
+        .collect();
+    Scenario { contacts: contact_events, interactions: interaction_events }
+}
+
+async fn apply<H: Handler>(pool: &PgPool, handler: &H, events: &[Event]) {
+    let mut tx = pool.begin().await.unwrap();
+    let refs: Vec<&Event> = events.iter().collect();
+    handler.handle_batch(&mut tx, &refs).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// Every table of the read model as text, sorted: what must be equal.
+async fn read_model(pool: &PgPool) -> BTreeMap<&'static str, Vec<String>> {
+    let mut tables = BTreeMap::new();
+    for (table, columns) in [
+        ("profiles", "contact_id, data"),
+        ("activity", "contact_id, interaction_id, occurred_at, kind, channel, currency, amount, sentiment, skus"),
+        ("redirects", "loser_id, survivor_id"),
+        ("gone", "contact_id, reason"),
+        ("features", "contact_id, doc, computed_at, next_change_at"),
+    ] {
+        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT ({columns})::text FROM (SELECT {columns} FROM {table}) AS t ORDER BY 1"
+        )))
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        tables.insert(table, rows);
+    }
+    tables
+}
+
+async fn clear(pool: &PgPool) {
+    sqlx::query("TRUNCATE profiles, activity, redirects, gone, features").execute(pool).await.unwrap();
+}
+
+#[tokio::test]
+async fn features_built_incrementally_equal_features_built_from_scratch() {
+    let (incremental_db, scratch_db) = (TestDb::create().await.unwrap(), TestDb::create().await.unwrap());
+    let incremental = incremental_db.role_pool(Role::Segmentation).await.unwrap();
+    let scratch = scratch_db.role_pool(Role::Segmentation).await.unwrap();
+    let now = DateTime::parse_from_rfc3339("2026-06-01T09:30:00Z").unwrap().with_timezone(&Utc);
+    let clock = Clock::manual(now);
+    let contacts_feed = ContactsFeed { clock: clock.clone() };
+    let interactions_feed = InteractionsFeed { clock: clock.clone() };
+    let mut nonempty_features = 0;
+    for seed in 0..25 {
+        let scenario = generate(seed, now);
+        clear(&incremental).await;
+        clear(&scratch).await;
+
+        // Incrementally: the two feeds interleaved at random, in random bursts.
+        let mut rng = StdRng::seed_from_u64(seed + 1000);
+        let (mut at_contacts, mut at_interactions) = (0, 0);
+        while at_contacts < scenario.contacts.len() || at_interactions < scenario.interactions.len() {
+            let take = rng.random_range(1..=4);
+            let contacts_turn = at_interactions == scenario.interactions.len()
+                || (at_contacts < scenario.contacts.len() && rng.random_bool(0.5));
+            if contacts_turn {
+                let end = (at_contacts + take).min(scenario.contacts.len());
+                apply(&incremental, &contacts_feed, &scenario.contacts[at_contacts..end]).await;
+                at_contacts = end;
+            } else {
+                let end = (at_interactions + take).min(scenario.interactions.len());
+                apply(&incremental, &interactions_feed, &scenario.interactions[at_interactions..end]).await;
+                at_interactions = end;
+            }
+        }
+
+        // From scratch: each feed whole, contacts first.
+        apply(&scratch, &contacts_feed, &scenario.contacts).await;
+        apply(&scratch, &interactions_feed, &scenario.interactions).await;
+
+        let (built, rebuilt) = (read_model(&incremental).await, read_model(&scratch).await);
+        for (table, rows) in &built {
+            let only_built: Vec<&String> = rows.iter().filter(|row| !rebuilt[table].contains(row)).collect();
+            let only_rebuilt: Vec<&String> = rebuilt[table].iter().filter(|row| !rows.contains(row)).collect();
+            assert!(
+                only_built.is_empty() && only_rebuilt.is_empty(),
+                "seed {seed}, table {table}: incremental only {only_built:#?}\nfrom scratch only {only_rebuilt:#?}"
+            );
+        }
+        nonempty_features += built["features"].len();
+    }
+    assert!(nonempty_features > 50, "the scenarios leave contacts with features ({nonempty_features})");
+}
