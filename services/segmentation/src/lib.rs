@@ -12,6 +12,7 @@
 
 mod api;
 pub mod features;
+pub mod rules;
 pub mod store;
 
 use crm_platform::{
