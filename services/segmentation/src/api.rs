@@ -1,9 +1,14 @@
 //! `crm.segmentation.v1.SegmentationService`: each RPC validates, calls the store, maps the result.
 //! The event feed is the platform's; this role only names its service.
 
+use std::sync::Arc;
+
 use crm_platform::{
     Error, RoleContext,
+    clock::Clock,
+    error::Violations,
     feed_api::{FeedApi, SubscribeStream},
+    page_token::{PageTokens, Query, page_size},
     timestamp::to_proto,
 };
 use crm_proto::{
@@ -17,21 +22,89 @@ use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::{features::catalogue, store::read_model};
+use crate::{
+    features::catalogue,
+    rules::{
+        check::{Checked, check},
+        eval::evaluate,
+    },
+    segments::Segments,
+    store::{
+        read_model,
+        segments::{self as store, SegmentRecord},
+    },
+};
+
+const MAX_NAME: usize = 200;
+const MAX_DESCRIPTION: usize = 2000;
 
 pub struct SegmentationApi {
     feed: FeedApi,
     pool: PgPool,
+    segments: Arc<Segments>,
+    tokens: PageTokens,
+    clock: Clock,
 }
 
 impl SegmentationApi {
-    pub async fn new(ctx: &RoleContext) -> anyhow::Result<Self> {
-        Ok(SegmentationApi { feed: FeedApi::start(ctx, SERVICE_NAME).await?, pool: ctx.pool.clone() })
+    pub async fn new(ctx: &RoleContext, segments: Arc<Segments>) -> anyhow::Result<Self> {
+        Ok(SegmentationApi {
+            feed: FeedApi::start(ctx, SERVICE_NAME).await?,
+            pool: ctx.pool.clone(),
+            segments,
+            tokens: ctx.page_tokens.clone(),
+            clock: ctx.clock.clone(),
+        })
+    }
+
+    async fn read(&self, id: Uuid) -> Result<pb::Segment, Error> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(to_proto_segment(&store::get(&mut conn, id, false).await?))
     }
 }
 
 fn id(field: &str, raw: &str) -> Result<Uuid, Error> {
     Uuid::try_parse(raw.trim()).map_err(|_| Error::invalid(field, "must be an id (a UUID)"))
+}
+
+/// A rule, checked; INVALID_ARGUMENT on `field` with the error's line and column.
+fn rule(field: &str, text: &str) -> Result<Checked, Error> {
+    check(text).map_err(|error| Error::invalid(field, error.to_string()))
+}
+
+fn text(violations: &mut Violations, field: &str, value: &str, min: usize, max: usize) -> String {
+    let value = value.trim();
+    let length = value.chars().count();
+    if length < min || length > max {
+        violations.add(field, format!("must be {min} to {max} characters (got {length})"));
+    }
+    value.to_string()
+}
+
+fn etag(record: &SegmentRecord) -> String {
+    format!("{}.{}", record.version, record.update_time.timestamp_micros())
+}
+
+fn to_proto_segment(record: &SegmentRecord) -> pb::Segment {
+    pb::Segment {
+        id: record.id.to_string(),
+        name: record.name.clone(),
+        description: record.description.clone(),
+        kind: pb::SegmentKind::Dynamic as i32,
+        rule: record.rule.clone(),
+        version: record.version,
+        member_count: record.member_count,
+        etag: etag(record),
+        create_time: Some(to_proto(record.create_time)),
+        update_time: Some(to_proto(record.update_time)),
+    }
+}
+
+fn kind(violations: &mut Violations, field: &str, value: i32) {
+    match pb::SegmentKind::try_from(value) {
+        Ok(pb::SegmentKind::Unspecified | pb::SegmentKind::Dynamic) => {}
+        Err(_) => violations.add(field, format!("{value} is not a segment kind")),
+    }
 }
 
 #[tonic::async_trait]
@@ -59,6 +132,224 @@ impl SegmentationService for SegmentationApi {
             compute_time: Some(to_proto(computed_at)),
             next_change_time: next_change.map(to_proto),
         }))
+    }
+
+    async fn create_segment(
+        &self,
+        request: Request<pb::CreateSegmentRequest>,
+    ) -> Result<Response<pb::Segment>, Status> {
+        let input = request.into_inner().segment.ok_or_else(|| Error::invalid("segment", "is required"))?;
+        let mut violations = Violations::new();
+        let name = text(&mut violations, "segment.name", &input.name, 1, MAX_NAME);
+        let description = text(&mut violations, "segment.description", &input.description, 0, MAX_DESCRIPTION);
+        kind(&mut violations, "segment.kind", input.kind);
+        let checked = match rule("segment.rule", &input.rule) {
+            Ok(checked) => Some(checked),
+            Err(Error::InvalidArgument(found)) => {
+                for violation in found {
+                    violations.add(violation.field, violation.description);
+                }
+                None
+            }
+            Err(other) => return Err(other.into()),
+        };
+        violations.into_result()?;
+        let checked = checked.ok_or_else(|| Error::invalid("segment.rule", "is required"))?;
+        let segment_id = Uuid::now_v7();
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        store::insert(&mut tx, segment_id, &name, &description, "dynamic", input.rule.trim()).await?;
+        self.segments.populate(&mut tx, segment_id, 1, &checked, self.clock.now()).await?;
+        tx.commit().await.map_err(Error::from)?;
+        Ok(Response::new(self.read(segment_id).await?))
+    }
+
+    async fn get_segment(&self, request: Request<pb::GetSegmentRequest>) -> Result<Response<pb::Segment>, Status> {
+        let segment_id = id("id", &request.get_ref().id)?;
+        Ok(Response::new(self.read(segment_id).await?))
+    }
+
+    async fn update_segment(
+        &self,
+        request: Request<pb::UpdateSegmentRequest>,
+    ) -> Result<Response<pb::Segment>, Status> {
+        let body = request.into_inner();
+        let input = body.segment.ok_or_else(|| Error::invalid("segment", "is required"))?;
+        let segment_id = id("segment.id", &input.id)?;
+        let paths = body.update_mask.map(|mask| mask.paths).unwrap_or_default();
+        let mut violations = Violations::new();
+        if paths.is_empty() {
+            violations.add("update_mask", "must name the fields to change: name, description, rule");
+        }
+        for (index, path) in violations.within("update_mask.paths", &paths, 3).iter().enumerate() {
+            if !["name", "description", "rule"].contains(&path.as_str()) {
+                violations.add(
+                    format!("update_mask.paths[{index}]"),
+                    format!("{} is not a field that can be updated", crm_platform::error::quote(path)),
+                );
+            }
+        }
+        let changes = |field: &str| paths.iter().any(|path| path == field);
+        let name = changes("name").then(|| text(&mut violations, "segment.name", &input.name, 1, MAX_NAME));
+        let description = changes("description")
+            .then(|| text(&mut violations, "segment.description", &input.description, 0, MAX_DESCRIPTION));
+        violations.into_result()?;
+        let checked = if changes("rule") { Some(rule("segment.rule", &input.rule)?) } else { None };
+
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        let current = store::get(&mut tx, segment_id, true).await?;
+        if input.etag != etag(&current) {
+            return Err(Error::StaleEtag { resource: "segment", id: segment_id.to_string() }.into());
+        }
+        let new_rule = checked.is_some() && input.rule.trim() != current.rule;
+        store::update(
+            &mut tx,
+            segment_id,
+            name.as_deref().unwrap_or(&current.name),
+            description.as_deref().unwrap_or(&current.description),
+            if new_rule { input.rule.trim() } else { &current.rule },
+            new_rule,
+        )
+        .await?;
+        if let (true, Some(checked)) = (new_rule, &checked) {
+            self.segments.populate(&mut tx, segment_id, current.version + 1, checked, self.clock.now()).await?;
+        }
+        tx.commit().await.map_err(Error::from)?;
+        Ok(Response::new(self.read(segment_id).await?))
+    }
+
+    async fn list_segments(
+        &self,
+        request: Request<pb::ListSegmentsRequest>,
+    ) -> Result<Response<pb::ListSegmentsResponse>, Status> {
+        let body = request.into_inner();
+        let limit = page_size(body.page_size, 50, 500)?;
+        let query = Query::builder(&format!("{SERVICE_NAME}/ListSegments")).build();
+        let after: Option<(String, Uuid)> =
+            if body.page_token.is_empty() { None } else { Some(self.tokens.decode(&query, &body.page_token)?) };
+        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
+        let mut records = store::list(&mut conn, after, limit + 1).await?;
+        let more = records.len() as i64 > limit;
+        records.truncate(limit as usize);
+        let next_page_token = match records.last() {
+            Some(last) if more => self.tokens.encode(&query, &(last.name.clone(), last.id))?,
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListSegmentsResponse {
+            segments: records.iter().map(to_proto_segment).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn delete_segment(
+        &self,
+        request: Request<pb::DeleteSegmentRequest>,
+    ) -> Result<Response<pb::Segment>, Status> {
+        let body = request.into_inner();
+        let segment_id = id("id", &body.id)?;
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        let current = store::get(&mut tx, segment_id, true).await?;
+        if !body.etag.is_empty() && body.etag != etag(&current) {
+            return Err(Error::StaleEtag { resource: "segment", id: segment_id.to_string() }.into());
+        }
+        self.segments.empty(&mut tx, segment_id).await?;
+        store::soft_delete(&mut tx, segment_id).await?;
+        tx.commit().await.map_err(Error::from)?;
+        Ok(Response::new(pb::Segment { member_count: 0, ..to_proto_segment(&current) }))
+    }
+
+    async fn preview_segment(
+        &self,
+        request: Request<pb::PreviewSegmentRequest>,
+    ) -> Result<Response<pb::PreviewSegmentResponse>, Status> {
+        let body = request.into_inner();
+        let sample_size =
+            page_size(body.sample_size, 20, 100).map_err(|_| Error::invalid("sample_size", "must not be negative"))?;
+        let checked = rule("rule", &body.rule)?;
+        let started = std::time::Instant::now();
+        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
+        let (mut count, mut evaluated, mut sample) = (0i64, 0i64, Vec::new());
+        let mut after = None;
+        loop {
+            let page = store::features_page(&mut conn, after, 2000).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(*last);
+            for (contact, doc) in &page {
+                evaluated += 1;
+                if evaluate(&checked, doc).member {
+                    count += 1;
+                    if (sample.len() as i64) < sample_size {
+                        sample.push(contact.to_string());
+                    }
+                }
+            }
+        }
+        Ok(Response::new(pb::PreviewSegmentResponse {
+            count,
+            evaluated,
+            sample_contact_ids: sample,
+            elapsed_ms: started.elapsed().as_millis() as i64,
+        }))
+    }
+
+    async fn list_segment_members(
+        &self,
+        request: Request<pb::ListSegmentMembersRequest>,
+    ) -> Result<Response<pb::ListSegmentMembersResponse>, Status> {
+        let body = request.into_inner();
+        let segment_id = id("segment_id", &body.segment_id)?;
+        let limit = page_size(body.page_size, 100, 1000)?;
+        let query = Query::builder(&format!("{SERVICE_NAME}/ListSegmentMembers"))
+            .field("segment_id", segment_id.as_bytes())
+            .build();
+        let after: Option<Uuid> =
+            if body.page_token.is_empty() { None } else { Some(self.tokens.decode(&query, &body.page_token)?) };
+        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
+        store::get(&mut conn, segment_id, false).await?;
+        let mut members = store::list_members(&mut conn, segment_id, after, limit + 1).await?;
+        let more = members.len() as i64 > limit;
+        members.truncate(limit as usize);
+        let next_page_token = match members.last() {
+            Some((last, _)) if more => self.tokens.encode(&query, last)?,
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListSegmentMembersResponse {
+            members: members
+                .into_iter()
+                .map(|(contact, since)| pb::SegmentMember {
+                    contact_id: contact.to_string(),
+                    since: Some(to_proto(since)),
+                })
+                .collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_contact_segments(
+        &self,
+        request: Request<pb::GetContactSegmentsRequest>,
+    ) -> Result<Response<pb::GetContactSegmentsResponse>, Status> {
+        let contact_id = id("contact_id", &request.get_ref().contact_id)?;
+        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
+        let (contact_id, doc, _, _) = read_model::load(&mut conn, contact_id)
+            .await?
+            .ok_or_else(|| Error::NotFound { resource: "contact features", id: contact_id.to_string() })?;
+        let mut segments = Vec::new();
+        for (segment_id, name, rule_text, since) in store::of_contact(&mut conn, contact_id).await? {
+            // Why, now: the rule run over today's features.
+            let why = check(&rule_text)
+                .map(|checked| evaluate(&checked, &doc).why)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(feature, value)| pb::FeatureReading { feature, value })
+                .collect();
+            segments.push(pb::ContactSegment {
+                segment_id: segment_id.to_string(),
+                name,
+                since: Some(to_proto(since)),
+                why,
+            });
+        }
+        Ok(Response::new(pb::GetContactSegmentsResponse { contact_id: contact_id.to_string(), segments }))
     }
 
     type SubscribeStream = SubscribeStream;

@@ -7,12 +7,15 @@
 //! - [`migrator`]: the role's migrations, applied to the `segmentation` schema.
 //! - [`features`]: the feature catalogue, the pure computation of a contact's
 //!   features, and the handlers of the feeds.
-//! - [`store`]: the read model's SQL.
+//! - [`rules`]: CEL rules, checked against the catalogue and run over features.
+//! - [`segments`]: dynamic segments' memberships, kept as features change, with their events.
+//! - [`store`]: the read model's and the segments' SQL.
 //! - `api`: the service implementation.
 
 mod api;
 pub mod features;
 pub mod rules;
+pub mod segments;
 pub mod store;
 
 use crm_platform::{
@@ -43,21 +46,22 @@ pub struct Upstreams {
 /// Serves the role on `listener` until `ctx.shutdown` is cancelled, then drains.
 /// Expects `ctx.pool` to be migrated.
 pub async fn serve(ctx: RoleContext, upstreams: Upstreams, listener: TcpListener) -> anyhow::Result<()> {
+    let segments = std::sync::Arc::new(segments::Segments::default());
     follow(
         &ctx,
         "segmentation.contacts",
         &upstreams.contacts,
         "crm.contacts.v1.ContactsService",
-        ContactsFeed { clock: ctx.clock.clone() },
+        ContactsFeed { clock: ctx.clock.clone(), segments: segments.clone() },
     )?;
     follow(
         &ctx,
         "segmentation.interactions",
         &upstreams.interactions,
         "crm.interactions.v1.InteractionsService",
-        InteractionsFeed { clock: ctx.clock.clone() },
+        InteractionsFeed { clock: ctx.clock.clone(), segments: segments.clone() },
     )?;
-    let api = api::SegmentationApi::new(&ctx).await?;
+    let api = api::SegmentationApi::new(&ctx, segments).await?;
     let service = SegmentationServiceServer::new(api)
         .max_decoding_message_size(ctx.server.max_message_bytes)
         .max_encoding_message_size(ctx.server.max_message_bytes);

@@ -3,3 +3,4 @@
 
 mod features;
 mod read_model;
+mod segments;

@@ -3,7 +3,8 @@
 //! size) equals what is built from scratch from the same events (each feed
 //! whole, contacts first), over random sequences of creates, updates,
 //! merges, erasures, deletions and interactions, including interactions
-//! that name merged, erased or not-yet-created contacts.
+//! that name merged, erased or not-yet-created contacts; and so do the
+//! memberships of three dynamic segments kept over them.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +16,10 @@ use crm_proto::{
     events::v1::Event,
     interactions::v1::{self as interactions, Interaction, ProductLine},
 };
-use crm_segmentation::features::{contacts_feed::ContactsFeed, interactions_feed::InteractionsFeed};
+use crm_segmentation::{
+    features::{contacts_feed::ContactsFeed, interactions_feed::InteractionsFeed},
+    segments::Segments,
+};
 use crm_testkit::TestDb;
 use prost::{Message, Name};
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
@@ -161,6 +165,7 @@ async fn read_model(pool: &PgPool) -> BTreeMap<&'static str, Vec<String>> {
         ("redirects", "loser_id, survivor_id"),
         ("gone", "contact_id, reason"),
         ("features", "contact_id, doc, computed_at, next_change_at"),
+        ("memberships", "contact_id, segment_id, since"),
     ] {
         let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT ({columns})::text FROM (SELECT {columns} FROM {table}) AS t ORDER BY 1"
@@ -173,8 +178,29 @@ async fn read_model(pool: &PgPool) -> BTreeMap<&'static str, Vec<String>> {
     tables
 }
 
-async fn clear(pool: &PgPool) {
-    sqlx::query("TRUNCATE profiles, activity, redirects, gone, features").execute(pool).await.unwrap();
+/// The segments both read models keep: a rule over contact features, one
+/// over windows of activity, one over both.
+const SEGMENTS: [(u128, &str); 3] = [
+    (1, r#"lifecycle == "customer" && "vip" in tags"#),
+    (2, r#"purchases_365d >= 2 || refunds_total["EUR"] > 5000"#),
+    (3, r#"country == "GB" && complaints_90d > 0"#),
+];
+
+async fn clear(pool: &PgPool, segments: &Segments, now: DateTime<Utc>) {
+    sqlx::query("TRUNCATE profiles, activity, redirects, gone, features, memberships, segments")
+        .execute(pool)
+        .await
+        .unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    for (id, rule) in SEGMENTS {
+        let id = Uuid::from_u128(id);
+        crm_segmentation::store::segments::insert(&mut tx, id, &format!("segment {id}"), "", "dynamic", rule)
+            .await
+            .unwrap();
+        let checked = segments.compiled(id, 1, rule).unwrap();
+        segments.populate(&mut tx, id, 1, &checked, now).await.unwrap();
+    }
+    tx.commit().await.unwrap();
 }
 
 #[tokio::test]
@@ -184,13 +210,14 @@ async fn features_built_incrementally_equal_features_built_from_scratch() {
     let scratch = scratch_db.role_pool(Role::Segmentation).await.unwrap();
     let now = DateTime::parse_from_rfc3339("2026-06-01T09:30:00Z").unwrap().with_timezone(&Utc);
     let clock = Clock::manual(now);
-    let contacts_feed = ContactsFeed { clock: clock.clone() };
-    let interactions_feed = InteractionsFeed { clock: clock.clone() };
-    let mut nonempty_features = 0;
+    let segments = std::sync::Arc::new(Segments::default());
+    let contacts_feed = ContactsFeed { clock: clock.clone(), segments: segments.clone() };
+    let interactions_feed = InteractionsFeed { clock: clock.clone(), segments: segments.clone() };
+    let (mut nonempty_features, mut members) = (0, 0);
     for seed in 0..25 {
         let scenario = generate(seed, now);
-        clear(&incremental).await;
-        clear(&scratch).await;
+        clear(&incremental, &segments, now).await;
+        clear(&scratch, &segments, now).await;
 
         // Incrementally: the two feeds interleaved at random, in random bursts.
         let mut rng = StdRng::seed_from_u64(seed + 1000);
@@ -224,6 +251,8 @@ async fn features_built_incrementally_equal_features_built_from_scratch() {
             );
         }
         nonempty_features += built["features"].len();
+        members += built["memberships"].len();
     }
+    assert!(members > 10, "the scenarios put contacts in segments ({members})");
     assert!(nonempty_features > 50, "the scenarios leave contacts with features ({nonempty_features})");
 }

@@ -2,6 +2,8 @@
 //! contact features), merges folded into the survivor, and contacts that
 //! are erased or deleted forgotten.
 
+use std::sync::Arc;
+
 use crm_platform::{clock::Clock, consumer::Handler, timestamp};
 use crm_proto::{contacts::v1 as contacts, events::v1::Event};
 use prost::{Message, Name};
@@ -9,11 +11,15 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{Profile, short_name};
-use crate::store::read_model;
+use crate::{
+    segments::{self, Segments},
+    store::read_model,
+};
 
 /// The contacts feed's handler.
 pub struct ContactsFeed {
     pub clock: Clock,
+    pub segments: Arc<Segments>,
 }
 
 /// What features need of a contact.
@@ -74,14 +80,20 @@ impl ContactsFeed {
                 merged.survivor.ok_or_else(|| anyhow::anyhow!("merge event {} has no survivor", event.id))?;
             let survivor_id = id(&survivor.id)?;
             let losers: Vec<Uuid> = merged.loser_ids.iter().map(|loser| id(loser)).collect::<Result<_, _>>()?;
+            segments::leave_all(tx, &losers, "merged").await?;
             read_model::merge(tx, survivor_id, &losers).await?;
             read_model::save_profile(tx, survivor_id, &profile(&survivor)).await?;
             return Ok(vec![survivor_id]);
         }
         if kind == contacts::ContactDeleted::full_name() {
-            read_model::forget(tx, id(&decode::<contacts::ContactDeleted>(event)?.contact_id)?, "deleted").await?;
+            let contact_id = id(&decode::<contacts::ContactDeleted>(event)?.contact_id)?;
+            segments::leave_all(tx, &[contact_id], "deleted").await?;
+            read_model::forget(tx, contact_id, "deleted").await?;
         } else if kind == contacts::ContactErased::full_name() {
-            read_model::forget(tx, id(&decode::<contacts::ContactErased>(event)?.contact_id)?, "erased").await?;
+            let contact_id = id(&decode::<contacts::ContactErased>(event)?.contact_id)?;
+            segments::leave_all(tx, &[contact_id], "erased").await?;
+            read_model::forget(tx, contact_id, "erased").await?;
+            segments::scrub_events(tx, contact_id).await?;
         }
         Ok(Vec::new())
     }
@@ -97,7 +109,9 @@ impl Handler for ContactsFeed {
         for event in events {
             touched.extend(self.apply(tx, event).await?);
         }
-        read_model::recompute(tx, &touched, self.clock.now()).await?;
+        let now = self.clock.now();
+        let computed = read_model::recompute(tx, &touched, now).await?;
+        self.segments.reconcile(tx, &computed, now).await?;
         Ok(())
     }
 }

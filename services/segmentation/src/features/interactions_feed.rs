@@ -1,6 +1,8 @@
 //! Following the interactions feed: each interaction becomes a row of
 //! activity of its contact (or of the survivor it was merged into).
 
+use std::sync::Arc;
+
 use crm_platform::{clock::Clock, consumer::Handler, timestamp};
 use crm_proto::{events::v1::Event, interactions::v1 as interactions};
 use prost::{Message, Name};
@@ -8,11 +10,12 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{Activity, short_name};
-use crate::store::read_model;
+use crate::{segments::Segments, store::read_model};
 
 /// The interactions feed's handler.
 pub struct InteractionsFeed {
     pub clock: Clock,
+    pub segments: Arc<Segments>,
 }
 
 /// What features need of an interaction: its contact and its activity row.
@@ -69,7 +72,9 @@ impl Handler for InteractionsFeed {
             .collect();
         read_model::record_activity(tx, &rows).await?;
         let touched: Vec<Uuid> = rows.iter().map(|(contact, _)| *contact).collect();
-        read_model::recompute(tx, &touched, self.clock.now()).await?;
+        let now = self.clock.now();
+        let computed = read_model::recompute(tx, &touched, now).await?;
+        self.segments.reconcile(tx, &computed, now).await?;
         Ok(())
     }
 }

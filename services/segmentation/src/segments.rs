@@ -1,0 +1,215 @@
+//! Dynamic segments: each rule compiled once per version, memberships kept
+//! as features change, and every entry and exit an event of this role's feed
+//! (`SegmentEntered`, `SegmentExited`, aggregate `contact`).
+//!
+//! Evaluating a new or changed rule over every contact and keeping
+//! memberships as features change must not miss each other: a consumer's
+//! reconcile holds a shared advisory lock, a segment's population the
+//! exclusive one, so a population sees every feature committed before it,
+//! and a reconcile after it sees the new rule.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+};
+
+use chrono::{DateTime, Utc};
+use crm_platform::{
+    Error,
+    outbox::{self, NewEvent},
+};
+use crm_proto::segmentation::v1 as pb;
+use prost::{Message, Name};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::{
+    features::Computed,
+    rules::{
+        check::{Checked, check},
+        eval::{Outcome, evaluate},
+    },
+    store::segments as store,
+};
+
+/// The lock that orders populations (exclusive) and reconciles (shared).
+const SEGMENTS_LOCK: &str = "crm.segmentation.segments";
+/// Feature documents read per page when a segment is populated.
+const PAGE: i64 = 2000;
+
+/// Compiled rules, by segment and version; shared by the consumers and the API.
+#[derive(Default)]
+pub struct Segments {
+    compiled: Mutex<HashMap<(Uuid, i64), Arc<Checked>>>,
+}
+
+fn reading(why: &[(String, String)]) -> Vec<pb::FeatureReading> {
+    why.iter().map(|(feature, value)| pb::FeatureReading { feature: feature.clone(), value: value.clone() }).collect()
+}
+
+fn entered(segment: Uuid, version: i64, contact: Uuid, outcome: &Outcome) -> NewEvent {
+    let event = pb::SegmentEntered {
+        segment_id: segment.to_string(),
+        contact_id: contact.to_string(),
+        segment_version: version,
+        why: reading(&outcome.why),
+    };
+    NewEvent::new("contact", contact.to_string(), &event, "")
+}
+
+fn exited(segment: Uuid, contact: Uuid, reason: &str) -> NewEvent {
+    let event =
+        pb::SegmentExited { segment_id: segment.to_string(), contact_id: contact.to_string(), reason: reason.into() };
+    NewEvent::new("contact", contact.to_string(), &event, "")
+}
+
+async fn lock(tx: &mut PgConnection, exclusive: bool) -> Result<(), Error> {
+    let function = if exclusive { "pg_advisory_xact_lock" } else { "pg_advisory_xact_lock_shared" };
+    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {function}(hashtextextended($1, 0))")))
+        .bind(SEGMENTS_LOCK)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+impl Segments {
+    /// The compiled rule of segment `id` at `version`; `None` (with a
+    /// warning) for a stored rule that no longer checks.
+    pub fn compiled(&self, id: Uuid, version: i64, rule: &str) -> Option<Arc<Checked>> {
+        let mut compiled = self.compiled.lock().unwrap_or_else(|poison| poison.into_inner());
+        if let Some(found) = compiled.get(&(id, version)) {
+            return Some(found.clone());
+        }
+        match check(rule) {
+            Ok(checked) => {
+                let checked = Arc::new(checked);
+                compiled.retain(|(cached, _), _| *cached != id);
+                compiled.insert((id, version), checked.clone());
+                Some(checked)
+            }
+            Err(error) => {
+                tracing::warn!(segment = %id, version, %error, "a stored rule no longer checks; the segment is not evaluated");
+                None
+            }
+        }
+    }
+
+    /// Brings the memberships of the contacts just recomputed up to date.
+    pub async fn reconcile(
+        &self,
+        tx: &mut PgConnection,
+        computed: &[(Uuid, Computed)],
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        if computed.is_empty() {
+            return Ok(());
+        }
+        lock(tx, false).await?;
+        let segments: Vec<(Uuid, i64, Arc<Checked>)> = store::dynamic(tx)
+            .await?
+            .into_iter()
+            .filter_map(|(id, version, rule)| Some((id, version, self.compiled(id, version, &rule)?)))
+            .collect();
+        let contacts: Vec<Uuid> = computed.iter().map(|(contact, _)| *contact).collect();
+        let current = store::memberships_of(tx, &contacts).await?;
+        let (mut entries, mut exits, mut events) = (Vec::new(), Vec::new(), Vec::new());
+        let none = HashSet::new();
+        for (contact, features) in computed {
+            let member_of = current.get(contact).unwrap_or(&none);
+            for (segment, version, rule) in &segments {
+                let outcome = evaluate(rule, &features.doc);
+                match (outcome.member, member_of.contains(segment)) {
+                    (true, false) => {
+                        entries.push((*contact, *segment));
+                        events.push(entered(*segment, *version, *contact, &outcome));
+                    }
+                    (false, true) => {
+                        exits.push((*contact, *segment));
+                        events.push(exited(*segment, *contact, "rule"));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        store::enter(tx, &entries, now).await?;
+        store::exit(tx, &exits).await?;
+        outbox::append(tx, &events).await?;
+        Ok(())
+    }
+
+    /// Evaluates segment `id`'s rule over every contact and makes its
+    /// memberships match; returns how many contacts are members.
+    pub async fn populate(
+        &self,
+        tx: &mut PgConnection,
+        id: Uuid,
+        version: i64,
+        rule: &Checked,
+        now: DateTime<Utc>,
+    ) -> Result<i64, Error> {
+        lock(tx, true).await?;
+        let current = store::members(tx, id).await?;
+        let mut members = HashSet::new();
+        let (mut entries, mut events) = (Vec::new(), Vec::new());
+        let mut after = None;
+        loop {
+            let page = store::features_page(tx, after, PAGE).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(*last);
+            for (contact, doc) in &page {
+                let outcome = evaluate(rule, doc);
+                if outcome.member {
+                    members.insert(*contact);
+                    if !current.contains(contact) {
+                        entries.push((*contact, id));
+                        events.push(entered(id, version, *contact, &outcome));
+                    }
+                }
+            }
+        }
+        let exits: Vec<(Uuid, Uuid)> =
+            current.iter().filter(|contact| !members.contains(contact)).map(|contact| (*contact, id)).collect();
+        events.extend(exits.iter().map(|(contact, _)| exited(id, *contact, "rule")));
+        store::enter(tx, &entries, now).await?;
+        store::exit(tx, &exits).await?;
+        outbox::append(tx, &events).await?;
+        Ok(members.len() as i64)
+    }
+
+    /// Every member of segment `id` leaves it (the segment is deleted).
+    pub async fn empty(&self, tx: &mut PgConnection, id: Uuid) -> Result<(), Error> {
+        lock(tx, true).await?;
+        let exits: Vec<(Uuid, Uuid)> = store::members(tx, id).await?.into_iter().map(|contact| (contact, id)).collect();
+        let events: Vec<NewEvent> = exits.iter().map(|(contact, _)| exited(id, *contact, "segment_deleted")).collect();
+        store::exit(tx, &exits).await?;
+        outbox::append(tx, &events).await?;
+        Ok(())
+    }
+}
+
+/// `contacts` leave every segment they are in (merged into another, erased, deleted).
+pub async fn leave_all(tx: &mut PgConnection, contacts: &[Uuid], reason: &str) -> Result<(), Error> {
+    let current = store::memberships_of(tx, contacts).await?;
+    let exits: Vec<(Uuid, Uuid)> =
+        current.iter().flat_map(|(contact, segments)| segments.iter().map(|segment| (*contact, *segment))).collect();
+    let events: Vec<NewEvent> = exits.iter().map(|(contact, segment)| exited(*segment, *contact, reason)).collect();
+    store::exit(tx, &exits).await?;
+    outbox::append(tx, &events).await?;
+    Ok(())
+}
+
+/// An erased contact's past entries lose their explanations (feature values
+/// such as its city or tags): the events keep only ids.
+pub async fn scrub_events(tx: &mut PgConnection, contact: Uuid) -> Result<(), Error> {
+    outbox::rewrite(tx, &[contact.to_string()], |event_type, payload| {
+        Ok(if event_type == pb::SegmentEntered::full_name() {
+            let mut event = pb::SegmentEntered::decode(payload)?;
+            event.why.clear();
+            Some(event.encode_to_vec())
+        } else {
+            None
+        })
+    })
+    .await
+    .map_err(|error| Error::Internal(error.context("scrubbing an erased contact's segment events")))
+}

@@ -1,0 +1,264 @@
+//! Segments and memberships.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use crm_platform::Error;
+use sqlx::{PgConnection, Row, postgres::PgRow};
+use uuid::Uuid;
+
+use crate::features::{self, FeatureDoc};
+
+/// A segment as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SegmentRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    /// `dynamic`.
+    pub kind: String,
+    pub rule: String,
+    pub version: i64,
+    pub member_count: i64,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "s.id, s.name, s.description, s.kind, s.rule, s.version, s.create_time, s.update_time,
+     (SELECT count(*) FROM memberships m WHERE m.segment_id = s.id) AS member_count";
+
+fn record(row: &PgRow) -> Result<SegmentRecord, Error> {
+    Ok(SegmentRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        kind: row.try_get("kind")?,
+        rule: row.try_get("rule")?,
+        version: row.try_get("version")?,
+        member_count: row.try_get("member_count")?,
+        create_time: row.try_get("create_time")?,
+        update_time: row.try_get("update_time")?,
+    })
+}
+
+/// Segments are named uniquely: ALREADY_EXISTS for a live one of that name.
+fn name_taken(name: &str) -> Error {
+    Error::AlreadyExists {
+        reason: "SEGMENT_NAME_TAKEN",
+        message: format!("a segment named {} exists", crm_platform::error::quote(name)),
+        metadata: Default::default(),
+    }
+}
+
+pub async fn insert(
+    tx: &mut PgConnection,
+    id: Uuid,
+    name: &str,
+    description: &str,
+    kind: &str,
+    rule: &str,
+) -> Result<(), Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO segments (id, name, description, kind, rule) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(description)
+    .bind(kind)
+    .bind(rule)
+    .execute(tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Err(name_taken(name));
+    }
+    Ok(())
+}
+
+/// A live segment, locked for the rest of the transaction when `lock`.
+pub async fn get(conn: &mut PgConnection, id: Uuid, lock: bool) -> Result<SegmentRecord, Error> {
+    let suffix = if lock { " FOR UPDATE OF s" } else { "" };
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM segments s WHERE s.id = $1 AND s.delete_time IS NULL{suffix}"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| Error::NotFound { resource: "segment", id: id.to_string() })?;
+    record(&row)
+}
+
+/// Writes a segment's changed fields; a new rule bumps its version.
+pub async fn update(
+    tx: &mut PgConnection,
+    id: Uuid,
+    name: &str,
+    description: &str,
+    rule: &str,
+    new_version: bool,
+) -> Result<(), Error> {
+    let taken: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM segments WHERE lower(name) = lower($1) AND id <> $2 AND delete_time IS NULL)",
+    )
+    .bind(name)
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if taken {
+        return Err(name_taken(name));
+    }
+    sqlx::query(
+        "UPDATE segments SET name = $2, description = $3, rule = $4, version = version + $5::bigint, update_time = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(description)
+    .bind(rule)
+    .bind(i64::from(new_version))
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn soft_delete(tx: &mut PgConnection, id: Uuid) -> Result<(), Error> {
+    sqlx::query("UPDATE segments SET delete_time = now(), update_time = now() WHERE id = $1")
+        .bind(id)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// Live segments by name, after `(name, id)`.
+pub async fn list(
+    conn: &mut PgConnection,
+    after: Option<(String, Uuid)>,
+    limit: i64,
+) -> Result<Vec<SegmentRecord>, Error> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM segments s WHERE s.delete_time IS NULL
+           AND ($1::text IS NULL OR (lower(s.name), s.id) > (lower($1), $2))
+         ORDER BY lower(s.name), s.id LIMIT $3"
+    )))
+    .bind(after.as_ref().map(|(name, _)| name.as_str()))
+    .bind(after.as_ref().map(|(_, id)| *id))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(record).collect()
+}
+
+/// Live dynamic segments: id, version, rule.
+pub async fn dynamic(conn: &mut PgConnection) -> Result<Vec<(Uuid, i64, String)>, Error> {
+    Ok(sqlx::query_as("SELECT id, version, rule FROM segments WHERE kind = 'dynamic' AND delete_time IS NULL")
+        .fetch_all(conn)
+        .await?)
+}
+
+/// The segments each of `contacts` is in.
+pub async fn memberships_of(conn: &mut PgConnection, contacts: &[Uuid]) -> Result<HashMap<Uuid, HashSet<Uuid>>, Error> {
+    let rows: Vec<(Uuid, Uuid)> =
+        sqlx::query_as("SELECT contact_id, segment_id FROM memberships WHERE contact_id = ANY($1)")
+            .bind(contacts)
+            .fetch_all(conn)
+            .await?;
+    let mut found: HashMap<Uuid, HashSet<Uuid>> = HashMap::new();
+    for (contact, segment) in rows {
+        found.entry(contact).or_default().insert(segment);
+    }
+    Ok(found)
+}
+
+/// Every member of `segment`.
+pub async fn members(conn: &mut PgConnection, segment: Uuid) -> Result<HashSet<Uuid>, Error> {
+    let members: Vec<Uuid> = sqlx::query_scalar("SELECT contact_id FROM memberships WHERE segment_id = $1")
+        .bind(segment)
+        .fetch_all(conn)
+        .await?;
+    Ok(members.into_iter().collect())
+}
+
+/// Adds `(contact, segment)` memberships since `since`.
+pub async fn enter(tx: &mut PgConnection, entries: &[(Uuid, Uuid)], since: DateTime<Utc>) -> Result<(), Error> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let contacts: Vec<Uuid> = entries.iter().map(|(contact, _)| *contact).collect();
+    let segments: Vec<Uuid> = entries.iter().map(|(_, segment)| *segment).collect();
+    sqlx::query(
+        "INSERT INTO memberships (contact_id, segment_id, since) SELECT c, s, $3 FROM unnest($1::uuid[], $2::uuid[]) AS t(c, s)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&contacts)
+    .bind(&segments)
+    .bind(since)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Removes `(contact, segment)` memberships.
+pub async fn exit(tx: &mut PgConnection, exits: &[(Uuid, Uuid)]) -> Result<(), Error> {
+    if exits.is_empty() {
+        return Ok(());
+    }
+    let contacts: Vec<Uuid> = exits.iter().map(|(contact, _)| *contact).collect();
+    let segments: Vec<Uuid> = exits.iter().map(|(_, segment)| *segment).collect();
+    sqlx::query(
+        "DELETE FROM memberships m USING unnest($1::uuid[], $2::uuid[]) AS t(c, s)
+         WHERE m.contact_id = t.c AND m.segment_id = t.s",
+    )
+    .bind(&contacts)
+    .bind(&segments)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// A page of `segment`'s members after `after`, by contact id.
+pub async fn list_members(
+    conn: &mut PgConnection,
+    segment: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<(Uuid, DateTime<Utc>)>, Error> {
+    Ok(sqlx::query_as(
+        "SELECT contact_id, since FROM memberships WHERE segment_id = $1 AND ($2::uuid IS NULL OR contact_id > $2)
+         ORDER BY contact_id LIMIT $3",
+    )
+    .bind(segment)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// A contact's segments: id, name, version, rule, since.
+pub async fn of_contact(
+    conn: &mut PgConnection,
+    contact: Uuid,
+) -> Result<Vec<(Uuid, String, String, DateTime<Utc>)>, Error> {
+    Ok(sqlx::query_as(
+        "SELECT s.id, s.name, s.rule, m.since FROM memberships m JOIN segments s ON s.id = m.segment_id
+         WHERE m.contact_id = $1 AND s.delete_time IS NULL ORDER BY lower(s.name), s.id",
+    )
+    .bind(contact)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// A page of every contact's features, by contact id, after `after`.
+pub async fn features_page(
+    conn: &mut PgConnection,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<(Uuid, FeatureDoc)>, Error> {
+    let rows: Vec<(Uuid, serde_json::Value)> = sqlx::query_as(
+        "SELECT contact_id, doc FROM features WHERE ($1::uuid IS NULL OR contact_id > $1) ORDER BY contact_id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|(contact, doc)| (contact, features::doc_from_json(&doc))).collect())
+}
