@@ -8,6 +8,7 @@
 //! - [`features`]: the feature catalogue, the pure computation of a contact's
 //!   features, and the handlers of the feeds.
 //! - [`rules`]: CEL rules, checked against the catalogue and run over features.
+//! - [`schedule`]: recomputes the contacts whose features change with time alone, when they do.
 //! - [`segments`]: dynamic segments' memberships, kept as features change, with their events.
 //! - [`store`]: the read model's and the segments' SQL.
 //! - `api`: the service implementation.
@@ -15,6 +16,7 @@
 mod api;
 pub mod features;
 pub mod rules;
+pub mod schedule;
 pub mod segments;
 pub mod store;
 
@@ -61,6 +63,7 @@ pub async fn serve(ctx: RoleContext, upstreams: Upstreams, listener: TcpListener
         "crm.interactions.v1.InteractionsService",
         InteractionsFeed { clock: ctx.clock.clone(), segments: segments.clone() },
     )?;
+    schedule::spawn(ctx.pool.clone(), ctx.clock.clone(), segments.clone(), ctx.shutdown.clone());
     let api = api::SegmentationApi::new(&ctx, segments).await?;
     let service = SegmentationServiceServer::new(api)
         .max_decoding_message_size(ctx.server.max_message_bytes)

@@ -4,3 +4,4 @@
 mod features;
 mod read_model;
 mod segments;
+mod time;

@@ -4,7 +4,9 @@
 //! whole, contacts first), over random sequences of creates, updates,
 //! merges, erasures, deletions and interactions, including interactions
 //! that name merged, erased or not-yet-created contacts; and so do the
-//! memberships of three dynamic segments kept over them.
+//! memberships of three dynamic segments kept over them. The incremental
+//! side's clock moves between bursts (the schedule recomputing what time
+//! changed); from scratch is computed at the time it reached.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +20,7 @@ use crm_proto::{
 };
 use crm_segmentation::{
     features::{contacts_feed::ContactsFeed, interactions_feed::InteractionsFeed},
+    schedule,
     segments::Segments,
 };
 use crm_testkit::TestDb;
@@ -164,8 +167,10 @@ async fn read_model(pool: &PgPool) -> BTreeMap<&'static str, Vec<String>> {
         ("activity", "contact_id, interaction_id, occurred_at, kind, channel, currency, amount, sentiment, skus"),
         ("redirects", "loser_id, survivor_id"),
         ("gone", "contact_id, reason"),
-        ("features", "contact_id, doc, computed_at, next_change_at"),
-        ("memberships", "contact_id, segment_id, since"),
+        // When a value was computed, or a member entered, depends on when
+        // events came; what the values and members are must not.
+        ("features", "contact_id, doc, next_change_at"),
+        ("memberships", "contact_id, segment_id"),
     ] {
         let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT ({columns})::text FROM (SELECT {columns} FROM {table}) AS t ORDER BY 1"
@@ -209,20 +214,26 @@ async fn features_built_incrementally_equal_features_built_from_scratch() {
     let incremental = incremental_db.role_pool(Role::Segmentation).await.unwrap();
     let scratch = scratch_db.role_pool(Role::Segmentation).await.unwrap();
     let now = DateTime::parse_from_rfc3339("2026-06-01T09:30:00Z").unwrap().with_timezone(&Utc);
-    let clock = Clock::manual(now);
     let segments = std::sync::Arc::new(Segments::default());
-    let contacts_feed = ContactsFeed { clock: clock.clone(), segments: segments.clone() };
-    let interactions_feed = InteractionsFeed { clock: clock.clone(), segments: segments.clone() };
-    let (mut nonempty_features, mut members) = (0, 0);
+    let (mut nonempty_features, mut members, mut moves) = (0, 0, 0);
     for seed in 0..25 {
         let scenario = generate(seed, now);
+        // The incremental side's clock starts at `now` and moves between bursts.
+        let clock = Clock::manual(now);
+        let contacts_feed = ContactsFeed { clock: clock.clone(), segments: segments.clone() };
+        let interactions_feed = InteractionsFeed { clock: clock.clone(), segments: segments.clone() };
         clear(&incremental, &segments, now).await;
-        clear(&scratch, &segments, now).await;
 
-        // Incrementally: the two feeds interleaved at random, in random bursts.
+        // Incrementally: the two feeds interleaved at random, in random
+        // bursts, with the clock moving (and the schedule running) between them.
         let mut rng = StdRng::seed_from_u64(seed + 1000);
         let (mut at_contacts, mut at_interactions) = (0, 0);
         while at_contacts < scenario.contacts.len() || at_interactions < scenario.interactions.len() {
+            if rng.random_bool(0.3) {
+                clock.advance(Duration::hours(rng.random_range(1..24 * 20)));
+                while schedule::run_due(&incremental, &clock, &segments).await.unwrap() > 0 {}
+                moves += 1;
+            }
             let take = rng.random_range(1..=4);
             let contacts_turn = at_interactions == scenario.interactions.len()
                 || (at_contacts < scenario.contacts.len() && rng.random_bool(0.5));
@@ -236,8 +247,13 @@ async fn features_built_incrementally_equal_features_built_from_scratch() {
                 at_interactions = end;
             }
         }
+        while schedule::run_due(&incremental, &clock, &segments).await.unwrap() > 0 {}
 
-        // From scratch: each feed whole, contacts first.
+        // From scratch, at the time the incremental side reached: each feed whole, contacts first.
+        let final_clock = Clock::manual(clock.now());
+        clear(&scratch, &segments, clock.now()).await;
+        let contacts_feed = ContactsFeed { clock: final_clock.clone(), segments: segments.clone() };
+        let interactions_feed = InteractionsFeed { clock: final_clock.clone(), segments: segments.clone() };
         apply(&scratch, &contacts_feed, &scenario.contacts).await;
         apply(&scratch, &interactions_feed, &scenario.interactions).await;
 
@@ -253,6 +269,7 @@ async fn features_built_incrementally_equal_features_built_from_scratch() {
         nonempty_features += built["features"].len();
         members += built["memberships"].len();
     }
+    assert!(moves > 25, "the clock moved between bursts ({moves} times)");
     assert!(members > 10, "the scenarios put contacts in segments ({members})");
     assert!(nonempty_features > 50, "the scenarios leave contacts with features ({nonempty_features})");
 }
