@@ -17,6 +17,7 @@ mod api;
 pub mod features;
 pub mod rules;
 pub mod schedule;
+pub mod scores;
 pub mod segments;
 pub mod store;
 
@@ -64,7 +65,11 @@ pub async fn serve(ctx: RoleContext, upstreams: Upstreams, listener: TcpListener
         InteractionsFeed { clock: ctx.clock.clone(), segments: segments.clone() },
     )?;
     schedule::spawn(ctx.pool.clone(), ctx.clock.clone(), segments.clone(), ctx.shutdown.clone());
-    let api = api::SegmentationApi::new(&ctx, segments).await?;
+    let contacts = match upstreams.contacts.first() {
+        Some(url) => Some(crm_platform::tls::internal_endpoint(url, ctx.server.internal_tls.as_ref())?.connect_lazy()),
+        None => None,
+    };
+    let api = api::SegmentationApi::new(&ctx, segments, contacts).await?;
     let service = SegmentationServiceServer::new(api)
         .max_decoding_message_size(ctx.server.max_message_bytes)
         .max_encoding_message_size(ctx.server.max_message_bytes);

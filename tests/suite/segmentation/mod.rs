@@ -3,5 +3,6 @@
 
 mod features;
 mod read_model;
+mod scores;
 mod segments;
 mod time;

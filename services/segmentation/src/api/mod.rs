@@ -1,5 +1,10 @@
 //! `crm.segmentation.v1.SegmentationService`: each RPC validates, calls the store, maps the result.
 //! The event feed is the platform's; this role only names its service.
+//!
+//! - this module: features, segments and the feed;
+//! - [`scores`]: score models, contact scores and service tiers.
+
+mod scores;
 
 use std::sync::Arc;
 
@@ -44,16 +49,26 @@ pub struct SegmentationApi {
     segments: Arc<Segments>,
     tokens: PageTokens,
     clock: Clock,
+    /// The contacts role, to find a caller by email, phone or external id.
+    contacts: Option<tonic::transport::Channel>,
+    /// Signs the caller's principal on calls to the contacts role.
+    identity: crm_platform::principal::IdentitySigner,
 }
 
 impl SegmentationApi {
-    pub async fn new(ctx: &RoleContext, segments: Arc<Segments>) -> anyhow::Result<Self> {
+    pub async fn new(
+        ctx: &RoleContext,
+        segments: Arc<Segments>,
+        contacts: Option<tonic::transport::Channel>,
+    ) -> anyhow::Result<Self> {
         Ok(SegmentationApi {
             feed: FeedApi::start(ctx, SERVICE_NAME).await?,
             pool: ctx.pool.clone(),
             segments,
             tokens: ctx.page_tokens.clone(),
             clock: ctx.clock.clone(),
+            contacts,
+            identity: ctx.identity.clone(),
         })
     }
 
@@ -350,6 +365,55 @@ impl SegmentationService for SegmentationApi {
             });
         }
         Ok(Response::new(pb::GetContactSegmentsResponse { contact_id: contact_id.to_string(), segments }))
+    }
+
+    async fn create_score_model(
+        &self,
+        request: Request<pb::CreateScoreModelRequest>,
+    ) -> Result<Response<pb::ScoreModel>, Status> {
+        SegmentationApi::create_score_model(self, request).await
+    }
+
+    async fn get_score_model(
+        &self,
+        request: Request<pb::GetScoreModelRequest>,
+    ) -> Result<Response<pb::ScoreModel>, Status> {
+        SegmentationApi::get_score_model(self, request).await
+    }
+
+    async fn update_score_model(
+        &self,
+        request: Request<pb::UpdateScoreModelRequest>,
+    ) -> Result<Response<pb::ScoreModel>, Status> {
+        SegmentationApi::update_score_model(self, request).await
+    }
+
+    async fn list_score_models(
+        &self,
+        request: Request<pb::ListScoreModelsRequest>,
+    ) -> Result<Response<pb::ListScoreModelsResponse>, Status> {
+        SegmentationApi::list_score_models(self, request).await
+    }
+
+    async fn list_score_model_versions(
+        &self,
+        request: Request<pb::ListScoreModelVersionsRequest>,
+    ) -> Result<Response<pb::ListScoreModelVersionsResponse>, Status> {
+        SegmentationApi::list_score_model_versions(self, request).await
+    }
+
+    async fn get_contact_score(
+        &self,
+        request: Request<pb::GetContactScoreRequest>,
+    ) -> Result<Response<pb::ContactScore>, Status> {
+        SegmentationApi::get_contact_score(self, request).await
+    }
+
+    async fn get_service_tier(
+        &self,
+        request: Request<pb::GetServiceTierRequest>,
+    ) -> Result<Response<pb::ServiceTier>, Status> {
+        SegmentationApi::get_service_tier(self, request).await
     }
 
     type SubscribeStream = SubscribeStream;
