@@ -200,3 +200,69 @@ async fn a_merge_folds_the_loser_into_the_survivor_and_an_erasure_forgets_the_co
     }
     suite.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn invoices_and_recurring_problems_become_features() {
+    use crm_proto::interactions::v1::{Invoice, Payment};
+    let test_db = TestDb::create().await.unwrap();
+    let vars = [
+        ("CRM_OVERDUE_CHECK_INTERVAL".to_string(), "200ms".to_string()),
+        ("CRM_RECURRING_PROBLEM_COUNT".to_string(), "2".to_string()),
+    ];
+    let suite = TestSuite::start_roles(&test_db, &Role::ALL, &vars).await.unwrap();
+    let mut contacts = suite.contacts().await.unwrap();
+    let mut interactions = suite.interactions().await.unwrap();
+    let payer = contacts
+        .create_contact(CreateContactRequest {
+            contact: Some(person("Paula", "Payer", "paula@example.com", "")),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).date_naive();
+    let mut invoice = interaction(&payer.id, Kind::Invoice, "INV-1", 9900);
+    invoice.channel = Channel::Billing as i32;
+    invoice.invoice = Some(Invoice {
+        number: "2026-0042".into(),
+        due_date: Some(Date {
+            year: chrono::Datelike::year(&yesterday),
+            month: chrono::Datelike::month(&yesterday) as i32,
+            day: chrono::Datelike::day(&yesterday) as i32,
+        }),
+        status: 0,
+    });
+    interactions
+        .record_interaction(RecordInteractionRequest { interaction: Some(invoice), contact_lookup: None })
+        .await
+        .unwrap();
+    features_when(&suite, &payer.id, "the invoice overdue", |features| int(features, "overdue_invoices") == 1).await;
+
+    let mut payment = interaction(&payer.id, Kind::Payment, "PAY-1", 9900);
+    payment.channel = Channel::Billing as i32;
+    payment.payment = Some(Payment { invoice_number: "2026-0042".into() });
+    payment.occurred_at = Some(recent(60));
+    interactions
+        .record_interaction(RecordInteractionRequest { interaction: Some(payment), contact_lookup: None })
+        .await
+        .unwrap();
+    let paid =
+        features_when(&suite, &payer.id, "the invoice paid late", |features| int(features, "invoices_paid_late") == 1)
+            .await;
+    assert_eq!((int(&paid, "overdue_invoices"), int(&paid, "open_invoices")), (0, 0));
+
+    for external_id in ["C-1", "C-2"] {
+        let mut complaint = interaction(&payer.id, Kind::Complaint, external_id, 0);
+        complaint.pain_points = vec!["late delivery".into()];
+        interactions
+            .record_interaction(RecordInteractionRequest { interaction: Some(complaint), contact_lookup: None })
+            .await
+            .unwrap();
+    }
+    let problem = features_when(&suite, &payer.id, "a recurring problem", |features| {
+        int(features, "recurring_problems_90d") == 1
+    })
+    .await;
+    assert_eq!(int(&problem, "complaints_90d"), 2);
+    suite.shutdown().await.unwrap();
+}

@@ -121,7 +121,7 @@ fn generate(seed: u64, now: DateTime<Utc>) -> Scenario {
         interactions::Kind::Refund,
         interactions::Kind::Visit,
     ];
-    let interaction_events = (0..30)
+    let mut interaction_events: Vec<Event> = (0..30)
         .map(|_| {
             let kind = *kinds.choose(&mut rng).unwrap();
             let money = matches!(kind, interactions::Kind::Purchase | interactions::Kind::Refund);
@@ -149,6 +149,54 @@ fn generate(seed: u64, now: DateTime<Utc>) -> Scenario {
             event(&interactions::InteractionRecorded { interaction: Some(interaction) })
         })
         .collect();
+    // Invoices: issued, some overdue, some paid (late or not); and recurring
+    // problems detected: each in its feed's order, between the interactions.
+    for _ in 0..6 {
+        let invoice = Interaction {
+            id: Uuid::now_v7().to_string(),
+            contact_id: contact_id(rng.random_range(0..count)).to_string(),
+            kind: interactions::Kind::Invoice as i32,
+            channel: interactions::Channel::Billing as i32,
+            occurred_at: Some(crm_platform::timestamp::to_proto(now - Duration::days(rng.random_range(5..60)))),
+            amount: Some(Money { currency_code: "EUR".into(), minor_units: rng.random_range(100..50_000) }),
+            invoice: Some(interactions::Invoice {
+                number: format!("INV-{}", rng.random_range(1..1000)),
+                due_date: Some(Date { year: 2026, month: rng.random_range(3..=6), day: rng.random_range(1..=28) }),
+                status: 0,
+            }),
+            ..Default::default()
+        };
+        let mut at = rng.random_range(0..interaction_events.len());
+        interaction_events.insert(at, event(&interactions::InvoiceIssued { invoice: Some(invoice.clone()) }));
+        if rng.random_bool(0.5) {
+            at = rng.random_range(at + 1..=interaction_events.len());
+            interaction_events.insert(at, event(&interactions::InvoiceOverdue { invoice: Some(invoice.clone()) }));
+        }
+        if rng.random_bool(0.6) {
+            let payment = Interaction {
+                id: Uuid::now_v7().to_string(),
+                kind: interactions::Kind::Payment as i32,
+                occurred_at: Some(crm_platform::timestamp::to_proto(now - Duration::days(rng.random_range(0..5)))),
+                invoice: None,
+                ..invoice.clone()
+            };
+            at = rng.random_range(at + 1..=interaction_events.len());
+            let paid = interactions::PaymentReceived { payment: Some(payment), settled_invoice_id: invoice.id.clone() };
+            interaction_events.insert(at, event(&paid));
+        }
+    }
+    for _ in 0..3 {
+        let mut detected = event(&interactions::RecurringProblemDetected {
+            contact_id: contact_id(rng.random_range(0..count)).to_string(),
+            problem: ["late delivery", "billing"].choose(&mut rng).unwrap().to_string(),
+            occurrences: 3,
+            window_days: 30,
+            interaction_ids: Vec::new(),
+        });
+        detected.occurred_at = Some(crm_platform::timestamp::to_proto(now - Duration::days(rng.random_range(0..120))));
+        let at = rng.random_range(0..=interaction_events.len());
+        interaction_events.insert(at, detected);
+    }
     Scenario { contacts: contact_events, interactions: interaction_events }
 }
 
@@ -167,6 +215,8 @@ async fn read_model(pool: &PgPool) -> BTreeMap<&'static str, Vec<String>> {
         ("activity", "contact_id, interaction_id, occurred_at, kind, channel, currency, amount, sentiment, skus"),
         ("redirects", "loser_id, survivor_id"),
         ("gone", "contact_id, reason"),
+        ("invoices", "contact_id, invoice_id, currency, amount, due_date, status, paid_late"),
+        ("problems", "contact_id, detected_at, problem"),
         // When a value was computed, or a member entered, depends on when
         // events came; what the values and members are must not.
         ("features", "contact_id, doc, next_change_at"),
@@ -185,10 +235,11 @@ async fn read_model(pool: &PgPool) -> BTreeMap<&'static str, Vec<String>> {
 
 /// The segments both read models keep: a rule over contact features, one
 /// over windows of activity, one over both.
-const SEGMENTS: [(u128, &str); 3] = [
+const SEGMENTS: [(u128, &str); 4] = [
     (1, r#"lifecycle == "customer" && "vip" in tags"#),
     (2, r#"purchases_365d >= 2 || refunds_total["EUR"] > 5000"#),
     (3, r#"country == "GB" && complaints_90d > 0"#),
+    (4, r#"overdue_invoices > 0 || invoices_paid_late > 0 || recurring_problems_90d > 0"#),
 ];
 
 async fn clear(pool: &PgPool, segments: &Segments, now: DateTime<Utc>) {
@@ -215,7 +266,7 @@ async fn features_built_incrementally_equal_features_built_from_scratch() {
     let scratch = scratch_db.role_pool(Role::Segmentation).await.unwrap();
     let now = DateTime::parse_from_rfc3339("2026-06-01T09:30:00Z").unwrap().with_timezone(&Utc);
     let segments = std::sync::Arc::new(Segments::default());
-    let (mut nonempty_features, mut members, mut moves) = (0, 0, 0);
+    let (mut nonempty_features, mut members, mut moves, mut invoices) = (0, 0, 0, 0);
     for seed in 0..25 {
         let scenario = generate(seed, now);
         // The incremental side's clock starts at `now` and moves between bursts.
@@ -268,8 +319,10 @@ async fn features_built_incrementally_equal_features_built_from_scratch() {
         }
         nonempty_features += built["features"].len();
         members += built["memberships"].len();
+        invoices += built["invoices"].len();
     }
     assert!(moves > 25, "the clock moved between bursts ({moves} times)");
     assert!(members > 10, "the scenarios put contacts in segments ({members})");
+    assert!(invoices > 25, "the scenarios issue invoices ({invoices})");
     assert!(nonempty_features > 50, "the scenarios leave contacts with features ({nonempty_features})");
 }

@@ -172,6 +172,12 @@ fn build() -> Vec<FeatureDef> {
         )
         .moving(),
         FeatureDef::new("skus", StringList, I, "every SKU the contact ever bought, sorted"),
+        FeatureDef::new("open_invoices", Int, I, "invoices issued and not yet paid nor overdue"),
+        FeatureDef::new("open_invoice_amount", IntMap, I, "the amounts of open invoices, minor units by currency"),
+        FeatureDef::new("overdue_invoices", Int, I, "invoices past their due date, unpaid"),
+        FeatureDef::new("overdue_invoice_amount", IntMap, I, "the amounts of overdue invoices, minor units by currency"),
+        FeatureDef::new("invoices_paid_late", Int, I, "invoices ever paid after their due date (or while overdue)"),
+        FeatureDef::new("recurring_problems_90d", Int, I, "recurring problems detected in the last 90 days (the same pain point again and again, as the interactions role counts it)").moving(),
     ]);
     all
 }

@@ -9,7 +9,7 @@ use prost::{Message, Name};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{Activity, short_name};
+use super::{Activity, Invoice, short_name};
 use crate::{segments::Segments, store::read_model};
 
 /// The interactions feed's handler.
@@ -59,10 +59,61 @@ impl Handler for InteractionsFeed {
 
     async fn handle_batch(&self, tx: &mut PgConnection, events: &[&Event]) -> anyhow::Result<()> {
         let mut rows = Vec::new();
-        for event in events.iter().filter(|event| event.r#type == interactions::InteractionRecorded::full_name()) {
+        let mut touched = Vec::new();
+        for event in events {
             let payload = event.payload.as_ref().map(|any| any.value.as_slice()).unwrap_or_default();
-            let Some(interaction) = interactions::InteractionRecorded::decode(payload)?.interaction else { continue };
-            rows.push(activity(&interaction)?);
+            let kind = event.r#type.as_str();
+            if kind == interactions::InteractionRecorded::full_name() {
+                if let Some(interaction) = interactions::InteractionRecorded::decode(payload)?.interaction {
+                    rows.push(activity(&interaction)?);
+                }
+            } else if kind == interactions::InvoiceIssued::full_name() {
+                let Some(invoice) = interactions::InvoiceIssued::decode(payload)?.invoice else { continue };
+                let (contact, row) = activity(&invoice)?;
+                let Some(target) = resolve_one(tx, contact).await? else { continue };
+                let due = invoice
+                    .invoice
+                    .as_ref()
+                    .and_then(|details| details.due_date.as_ref())
+                    .and_then(timestamp::date_from_proto);
+                let issued = Invoice {
+                    invoice_id: row.interaction_id,
+                    currency: row.currency,
+                    amount: row.amount,
+                    status: "open".into(),
+                    paid_late: false,
+                };
+                read_model::invoice_issued(tx, target, &issued, due).await?;
+                touched.push(target);
+            } else if kind == interactions::InvoiceOverdue::full_name() {
+                let Some(invoice) = interactions::InvoiceOverdue::decode(payload)?.invoice else { continue };
+                let (contact, row) = activity(&invoice)?;
+                let Some(target) = resolve_one(tx, contact).await? else { continue };
+                read_model::invoice_overdue(tx, target, row.interaction_id).await?;
+                touched.push(target);
+            } else if kind == interactions::PaymentReceived::full_name() {
+                let received = interactions::PaymentReceived::decode(payload)?;
+                let Some(payment) = received.payment else { continue };
+                if received.settled_invoice_id.is_empty() {
+                    continue;
+                }
+                let (contact, row) = activity(&payment)?;
+                let Some(target) = resolve_one(tx, contact).await? else { continue };
+                let settled = Uuid::try_parse(&received.settled_invoice_id)?;
+                read_model::invoice_paid(tx, target, settled, row.occurred_at.date_naive()).await?;
+                touched.push(target);
+            } else if kind == interactions::RecurringProblemDetected::full_name() {
+                let detected = interactions::RecurringProblemDetected::decode(payload)?;
+                let Some(target) = resolve_one(tx, Uuid::try_parse(&detected.contact_id)?).await? else { continue };
+                let at = event
+                    .occurred_at
+                    .as_ref()
+                    .and_then(timestamp::from_proto)
+                    .ok_or_else(|| anyhow::anyhow!("event {} has no time", event.id))?
+                    .trunc_subsecs_micros();
+                read_model::problem_detected(tx, target, at, &detected.problem).await?;
+                touched.push(target);
+            }
         }
         let ids: Vec<Uuid> = rows.iter().map(|(contact, _)| *contact).collect();
         let resolved = read_model::resolve(tx, &ids).await?;
@@ -71,10 +122,15 @@ impl Handler for InteractionsFeed {
             .filter_map(|(contact, row)| Some((resolved.get(&contact).copied().flatten()?, row)))
             .collect();
         read_model::record_activity(tx, &rows).await?;
-        let touched: Vec<Uuid> = rows.iter().map(|(contact, _)| *contact).collect();
+        touched.extend(rows.iter().map(|(contact, _)| *contact));
         let now = self.clock.now();
         let computed = read_model::recompute(tx, &touched, now).await?;
         self.segments.reconcile(tx, &computed, now).await?;
         Ok(())
     }
+}
+
+/// Where an event about `contact` goes (its survivor, or nowhere if gone).
+async fn resolve_one(tx: &mut PgConnection, contact: Uuid) -> anyhow::Result<Option<Uuid>> {
+    Ok(read_model::resolve(tx, &[contact]).await?.get(&contact).copied().flatten())
 }

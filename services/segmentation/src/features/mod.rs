@@ -58,6 +58,35 @@ pub struct Activity {
     pub skus: Vec<String>,
 }
 
+/// An invoice of the contact, as the interactions feed last told.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Invoice {
+    pub invoice_id: Uuid,
+    pub currency: String,
+    pub amount: i64,
+    /// `open`, `overdue` or `paid`.
+    pub status: String,
+    /// Settled after its due date, or while overdue.
+    pub paid_late: bool,
+}
+
+/// A recurring problem detected for the contact.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Problem {
+    pub detected_at: DateTime<Utc>,
+    pub problem: String,
+}
+
+/// Everything a contact's features are computed from.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Inputs<'a> {
+    /// None: the contacts feed has not told yet.
+    pub profile: Option<&'a Profile>,
+    pub activity: &'a [Activity],
+    pub invoices: &'a [Invoice],
+    pub problems: &'a [Problem],
+}
+
 /// One feature's value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
@@ -136,8 +165,14 @@ fn in_window(activity: &Activity, window: Window, now: DateTime<Utc>) -> bool {
 }
 
 /// The features of a contact with `profile` (None: the contacts feed has not
-/// told yet) and `activity`, at `now`.
+/// told yet) and `activity` only, at `now`.
 pub fn compute(profile: Option<&Profile>, activity: &[Activity], now: DateTime<Utc>) -> Computed {
+    compute_all(Inputs { profile, activity, ..Default::default() }, now)
+}
+
+/// The features of a contact with `inputs`, at `now`.
+pub fn compute_all(inputs: Inputs<'_>, now: DateTime<Utc>) -> Computed {
+    let (profile, activity) = (inputs.profile, inputs.activity);
     let mut doc = FeatureDoc::new();
     let mut next: Option<DateTime<Utc>> = None;
     let mut schedule = |at: DateTime<Utc>| {
@@ -240,6 +275,32 @@ pub fn compute(profile: Option<&Profile>, activity: &[Activity], now: DateTime<U
     skus.sort();
     skus.dedup();
     doc.insert("skus".into(), Value::List(skus));
+
+    let amounts = |status: &str| {
+        let mut totals = BTreeMap::new();
+        let mut count = 0;
+        for invoice in inputs.invoices.iter().filter(|invoice| invoice.status == status) {
+            count += 1;
+            if !invoice.currency.is_empty() {
+                *totals.entry(invoice.currency.clone()).or_default() += invoice.amount;
+            }
+        }
+        (count, totals)
+    };
+    let (open, open_amount) = amounts("open");
+    let (overdue, overdue_amount) = amounts("overdue");
+    doc.insert("open_invoices".into(), Value::Int(open));
+    doc.insert("open_invoice_amount".into(), Value::Map(open_amount));
+    doc.insert("overdue_invoices".into(), Value::Int(overdue));
+    doc.insert("overdue_invoice_amount".into(), Value::Map(overdue_amount));
+    let paid_late = inputs.invoices.iter().filter(|invoice| invoice.paid_late).count() as i64;
+    doc.insert("invoices_paid_late".into(), Value::Int(paid_late));
+    let mut recurring = 0;
+    for problem in inputs.problems.iter().filter(|problem| problem.detected_at > now - Duration::days(90)) {
+        recurring += 1;
+        schedule(problem.detected_at + Duration::days(90));
+    }
+    doc.insert("recurring_problems_90d".into(), Value::Int(recurring));
 
     Computed { doc, next_change: next }
 }

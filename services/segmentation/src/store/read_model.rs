@@ -7,7 +7,7 @@ use crm_platform::Error;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use crate::features::{self, Activity, Computed, FeatureDoc, Profile};
+use crate::features::{self, Activity, Computed, FeatureDoc, Inputs, Invoice, Problem, Profile};
 
 /// Where events about each of `ids` go: the survivor of a merged contact,
 /// nowhere (`None`) for a contact that is gone, else the contact itself.
@@ -55,11 +55,13 @@ pub async fn save_profile(tx: &mut PgConnection, contact_id: Uuid, profile: &Pro
 /// redirects to a loser are re-pointed: never a chain).
 pub async fn merge(tx: &mut PgConnection, survivor: Uuid, losers: &[Uuid]) -> Result<(), Error> {
     let losers: Vec<Uuid> = losers.iter().copied().filter(|loser| *loser != survivor).collect();
-    sqlx::query("UPDATE activity SET contact_id = $1 WHERE contact_id = ANY($2)")
-        .bind(survivor)
-        .bind(&losers)
-        .execute(&mut *tx)
-        .await?;
+    for table in ["activity", "invoices", "problems"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {table} SET contact_id = $1 WHERE contact_id = ANY($2)")))
+            .bind(survivor)
+            .bind(&losers)
+            .execute(&mut *tx)
+            .await?;
+    }
     for table in ["profiles", "features"] {
         sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE contact_id = ANY($1)")))
             .bind(&losers)
@@ -85,7 +87,7 @@ pub async fn merge(tx: &mut PgConnection, survivor: Uuid, losers: &[Uuid]) -> Re
 /// `contact_id` is no more (`reason`: erased or deleted): everything the role
 /// holds of it goes, and later events about it are dropped.
 pub async fn forget(tx: &mut PgConnection, contact_id: Uuid, reason: &str) -> Result<(), Error> {
-    for table in ["profiles", "activity", "features"] {
+    for table in ["profiles", "activity", "invoices", "problems", "features"] {
         sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE contact_id = $1")))
             .bind(contact_id)
             .execute(&mut *tx)
@@ -149,15 +151,18 @@ pub async fn recompute(
         return Ok(Vec::new());
     }
     super::lock_contacts(tx, &contacts).await?;
-    let (profiles, mut activity) = inputs(tx, &contacts).await?;
+    let mut stored = inputs(tx, &contacts).await?;
     let mut computed = Vec::new();
     for contact in &contacts {
-        let rows = activity.remove(contact).unwrap_or_default();
-        let profile = profiles.get(contact);
-        if profile.is_none() && rows.is_empty() {
+        let rows = stored.activity.remove(contact).unwrap_or_default();
+        let invoices = stored.invoices.remove(contact).unwrap_or_default();
+        let problems = stored.problems.remove(contact).unwrap_or_default();
+        let profile = stored.profiles.get(contact);
+        if profile.is_none() && rows.is_empty() && invoices.is_empty() && problems.is_empty() {
             continue;
         }
-        computed.push((*contact, features::compute(profile, &rows, now)));
+        let inputs = Inputs { profile, activity: &rows, invoices: &invoices, problems: &problems };
+        computed.push((*contact, features::compute_all(inputs, now)));
     }
     let known: HashSet<Uuid> = computed.iter().map(|(contact, _)| *contact).collect();
     let nothing: Vec<Uuid> = contacts.iter().copied().filter(|contact| !known.contains(contact)).collect();
@@ -180,10 +185,17 @@ pub async fn recompute(
     Ok(computed)
 }
 
-type Inputs = (HashMap<Uuid, Profile>, HashMap<Uuid, Vec<Activity>>);
+/// What is stored of some contacts, by contact.
+#[derive(Default)]
+struct Stored {
+    profiles: HashMap<Uuid, Profile>,
+    activity: HashMap<Uuid, Vec<Activity>>,
+    invoices: HashMap<Uuid, Vec<Invoice>>,
+    problems: HashMap<Uuid, Vec<Problem>>,
+}
 
-/// The profiles and activity of `contacts`.
-async fn inputs(tx: &mut PgConnection, contacts: &[Uuid]) -> Result<Inputs, Error> {
+/// The profiles, activity, invoices and problems of `contacts`.
+async fn inputs(tx: &mut PgConnection, contacts: &[Uuid]) -> Result<Stored, Error> {
     let mut profiles = HashMap::new();
     for row in sqlx::query("SELECT contact_id, data FROM profiles WHERE contact_id = ANY($1)")
         .bind(contacts)
@@ -214,7 +226,100 @@ async fn inputs(tx: &mut PgConnection, contacts: &[Uuid]) -> Result<Inputs, Erro
             skus: row.try_get("skus")?,
         });
     }
-    Ok((profiles, activity))
+    let mut invoices: HashMap<Uuid, Vec<Invoice>> = HashMap::new();
+    for row in sqlx::query(
+        "SELECT contact_id, invoice_id, currency, amount, status, paid_late FROM invoices WHERE contact_id = ANY($1)",
+    )
+    .bind(contacts)
+    .fetch_all(&mut *tx)
+    .await?
+    {
+        invoices.entry(row.try_get("contact_id")?).or_default().push(Invoice {
+            invoice_id: row.try_get("invoice_id")?,
+            currency: row.try_get("currency")?,
+            amount: row.try_get("amount")?,
+            status: row.try_get("status")?,
+            paid_late: row.try_get("paid_late")?,
+        });
+    }
+    let mut problems: HashMap<Uuid, Vec<Problem>> = HashMap::new();
+    for row in sqlx::query("SELECT contact_id, detected_at, problem FROM problems WHERE contact_id = ANY($1)")
+        .bind(contacts)
+        .fetch_all(&mut *tx)
+        .await?
+    {
+        problems
+            .entry(row.try_get("contact_id")?)
+            .or_default()
+            .push(Problem { detected_at: row.try_get("detected_at")?, problem: row.try_get("problem")? });
+    }
+    Ok(Stored { profiles, activity, invoices, problems })
+}
+
+/// An invoice issued to `contact_id` (resolved), open until paid or overdue.
+pub async fn invoice_issued(
+    tx: &mut PgConnection,
+    contact_id: Uuid,
+    invoice: &Invoice,
+    due_date: Option<chrono::NaiveDate>,
+) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO invoices (contact_id, invoice_id, currency, amount, due_date, status) VALUES ($1, $2, $3, $4, $5, 'open')
+         ON CONFLICT (contact_id, invoice_id) DO NOTHING",
+    )
+    .bind(contact_id)
+    .bind(invoice.invoice_id)
+    .bind(&invoice.currency)
+    .bind(invoice.amount)
+    .bind(due_date)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// An open invoice passed its due date.
+pub async fn invoice_overdue(tx: &mut PgConnection, contact_id: Uuid, invoice_id: Uuid) -> Result<(), Error> {
+    sqlx::query("UPDATE invoices SET status = 'overdue' WHERE contact_id = $1 AND invoice_id = $2 AND status = 'open'")
+        .bind(contact_id)
+        .bind(invoice_id)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// A payment settled an invoice on `paid_on`: late when after its due date or while overdue.
+pub async fn invoice_paid(
+    tx: &mut PgConnection,
+    contact_id: Uuid,
+    invoice_id: Uuid,
+    paid_on: chrono::NaiveDate,
+) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE invoices SET status = 'paid', paid_late = (status = 'overdue' OR (due_date IS NOT NULL AND $3 > due_date))
+         WHERE contact_id = $1 AND invoice_id = $2 AND status <> 'paid'",
+    )
+    .bind(contact_id)
+    .bind(invoice_id)
+    .bind(paid_on)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// A recurring problem detected for `contact_id` at `detected_at`.
+pub async fn problem_detected(
+    tx: &mut PgConnection,
+    contact_id: Uuid,
+    detected_at: DateTime<Utc>,
+    problem: &str,
+) -> Result<(), Error> {
+    sqlx::query("INSERT INTO problems (contact_id, detected_at, problem) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+        .bind(contact_id)
+        .bind(detected_at)
+        .bind(problem)
+        .execute(tx)
+        .await?;
+    Ok(())
 }
 
 /// A contact's stored features (a merged contact's id reads its survivor's).
