@@ -266,3 +266,74 @@ async fn invoices_and_recurring_problems_become_features() {
     assert_eq!(int(&problem, "complaints_90d"), 2);
     suite.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn referrals_and_organizations_roll_revenue_up() {
+    use crm_proto::contacts::v1::{
+        CreateOrganizationRequest, CreateRelationshipRequest, Organization, Relationship, RelationshipType,
+        relationship::Target,
+    };
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let mut contacts = suite.contacts().await.unwrap();
+    let mut interactions = suite.interactions().await.unwrap();
+    let create = |given: &str, family: &str, email: &str| CreateContactRequest {
+        contact: Some(person(given, family, email, "")),
+        ..Default::default()
+    };
+    let referrer = contacts.create_contact(create("Rita", "Referrer", "rita@example.com")).await.unwrap().into_inner();
+    let referee = contacts.create_contact(create("Ezra", "Referee", "ezra@example.com")).await.unwrap().into_inner();
+    let colleague =
+        contacts.create_contact(create("Cole", "Colleague", "cole@example.com")).await.unwrap().into_inner();
+    let company = contacts
+        .create_organization(CreateOrganizationRequest {
+            organization: Some(Organization { name: "Acme Widgets".into(), ..Default::default() }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let link = |contact: &str, kind: RelationshipType, target: Target| CreateRelationshipRequest {
+        relationship: Some(Relationship {
+            contact_id: contact.into(),
+            r#type: kind as i32,
+            target: Some(target),
+            ..Default::default()
+        }),
+    };
+    contacts
+        .create_relationship(link(
+            &referee.id,
+            RelationshipType::ReferredBy,
+            Target::OtherContactId(referrer.id.clone()),
+        ))
+        .await
+        .unwrap();
+    for employee in [&referee.id, &colleague.id] {
+        contacts
+            .create_relationship(link(
+                employee,
+                RelationshipType::EmployeeOf,
+                Target::OrganizationId(company.id.clone()),
+            ))
+            .await
+            .unwrap();
+    }
+    let request = RecordInteractionRequest {
+        interaction: Some(interaction(&referee.id, Kind::Purchase, "R-1", 40_000)),
+        contact_lookup: None,
+    };
+    interactions.record_interaction(request).await.unwrap();
+
+    let rita = features_when(&suite, &referrer.id, "the referee's revenue", |features| {
+        map_entry(features, "referred_revenue_365d", "EUR") == 40_000
+    })
+    .await;
+    assert_eq!(int(&rita, "referrals"), 1);
+    let cole = features_when(&suite, &colleague.id, "the organization's revenue", |features| {
+        map_entry(features, "organization_revenue_365d", "EUR") == 40_000
+    })
+    .await;
+    assert_eq!(int(&cole, "organization_contacts"), 2);
+    assert_eq!(text(&cole.features["organization_id"]), company.id);
+    suite.shutdown().await.unwrap();
+}

@@ -87,7 +87,44 @@ fn generate(seed: u64, now: DateTime<Utc>) -> Scenario {
         contact_events.push(event(&contacts::ContactCreated { contact: Some(created), duplicate_override: false }));
         live.push(index);
     }
+    // Referrals and employers among the contacts, some removed again.
+    let organizations = [Uuid::from_u128(0xA1), Uuid::from_u128(0xA2)];
+    let mut relationships = Vec::new();
+    for _ in 0..6 {
+        let contact = contact_id(rng.random_range(0..count));
+        let relationship = if rng.random_bool(0.5) {
+            let referrer = contact_id(rng.random_range(0..count));
+            if referrer == contact {
+                continue;
+            }
+            contacts::Relationship {
+                id: Uuid::now_v7().to_string(),
+                contact_id: contact.to_string(),
+                target: Some(contacts::relationship::Target::OtherContactId(referrer.to_string())),
+                r#type: contacts::RelationshipType::ReferredBy as i32,
+                ..Default::default()
+            }
+        } else {
+            contacts::Relationship {
+                id: Uuid::now_v7().to_string(),
+                contact_id: contact.to_string(),
+                target: Some(contacts::relationship::Target::OrganizationId(
+                    organizations.choose(&mut rng).unwrap().to_string(),
+                )),
+                r#type: contacts::RelationshipType::EmployeeOf as i32,
+                ..Default::default()
+            }
+        };
+        relationships.push(relationship.clone());
+        contact_events.push(event(&contacts::RelationshipChanged { relationship: Some(relationship), removed: false }));
+    }
     for _ in 0..7 {
+        if rng.random_bool(0.2)
+            && let Some(relationship) = relationships.choose(&mut rng)
+        {
+            let removed = contacts::RelationshipChanged { relationship: Some(relationship.clone()), removed: true };
+            contact_events.push(event(&removed));
+        }
         let Some(&index) = live.choose(&mut rng) else { break };
         match rng.random_range(0..10) {
             0..=5 => {
@@ -217,6 +254,7 @@ async fn read_model(pool: &PgPool) -> BTreeMap<&'static str, Vec<String>> {
         ("gone", "contact_id, reason"),
         ("invoices", "contact_id, invoice_id, currency, amount, due_date, status, paid_late"),
         ("problems", "contact_id, detected_at, problem"),
+        ("relationships", "relationship_id, contact_id, kind, target_id"),
         // When a value was computed, or a member entered, depends on when
         // events came; what the values and members are must not.
         ("features", "contact_id, doc, next_change_at"),
@@ -235,11 +273,12 @@ async fn read_model(pool: &PgPool) -> BTreeMap<&'static str, Vec<String>> {
 
 /// The segments both read models keep: a rule over contact features, one
 /// over windows of activity, one over both.
-const SEGMENTS: [(u128, &str); 4] = [
+const SEGMENTS: [(u128, &str); 5] = [
     (1, r#"lifecycle == "customer" && "vip" in tags"#),
     (2, r#"purchases_365d >= 2 || refunds_total["EUR"] > 5000"#),
     (3, r#"country == "GB" && complaints_90d > 0"#),
     (4, r#"overdue_invoices > 0 || invoices_paid_late > 0 || recurring_problems_90d > 0"#),
+    (5, r#"referrals > 0 && referred_revenue_365d["EUR"] > 1000 || organization_revenue_365d["USD"] > 5000"#),
 ];
 
 async fn clear(pool: &PgPool, segments: &Segments, now: DateTime<Utc>) {
@@ -266,7 +305,7 @@ async fn features_built_incrementally_equal_features_built_from_scratch() {
     let scratch = scratch_db.role_pool(Role::Segmentation).await.unwrap();
     let now = DateTime::parse_from_rfc3339("2026-06-01T09:30:00Z").unwrap().with_timezone(&Utc);
     let segments = std::sync::Arc::new(Segments::default());
-    let (mut nonempty_features, mut members, mut moves, mut invoices) = (0, 0, 0, 0);
+    let (mut nonempty_features, mut members, mut moves, mut invoices, mut rolled_up) = (0, 0, 0, 0, 0);
     for seed in 0..25 {
         let scenario = generate(seed, now);
         // The incremental side's clock starts at `now` and moves between bursts.
@@ -320,9 +359,14 @@ async fn features_built_incrementally_equal_features_built_from_scratch() {
         nonempty_features += built["features"].len();
         members += built["memberships"].len();
         invoices += built["invoices"].len();
+        rolled_up += built["features"]
+            .iter()
+            .filter(|row| !row.contains("\"\"referrals\"\": 0") || !row.contains("\"\"organization_contacts\"\": 0"))
+            .count();
     }
     assert!(moves > 25, "the clock moved between bursts ({moves} times)");
     assert!(members > 10, "the scenarios put contacts in segments ({members})");
     assert!(invoices > 25, "the scenarios issue invoices ({invoices})");
+    assert!(rolled_up > 25, "the scenarios roll referrals and organizations up ({rolled_up})");
     assert!(nonempty_features > 50, "the scenarios leave contacts with features ({nonempty_features})");
 }

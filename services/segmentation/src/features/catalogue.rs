@@ -177,6 +177,11 @@ fn build() -> Vec<FeatureDef> {
         FeatureDef::new("overdue_invoices", Int, I, "invoices past their due date, unpaid"),
         FeatureDef::new("overdue_invoice_amount", IntMap, I, "the amounts of overdue invoices, minor units by currency"),
         FeatureDef::new("invoices_paid_late", Int, I, "invoices ever paid after their due date (or while overdue)"),
+        FeatureDef::new("referrals", Int, C, "contacts this contact referred (their REFERRED_BY relationship names it)"),
+        FeatureDef::new("referred_revenue_365d", IntMap, I, "the revenue of the contacts this contact referred, in the last 365 days, minor units by currency").moving(),
+        FeatureDef::new("organization_id", String, C, "the organization the contact works for (EMPLOYEE_OF; the lowest id when several), empty when none"),
+        FeatureDef::new("organization_contacts", Int, C, "contacts who work for that organization, this one included"),
+        FeatureDef::new("organization_revenue_365d", IntMap, I, "the revenue of the organization's contacts in the last 365 days, minor units by currency").moving(),
         FeatureDef::new("recurring_problems_90d", Int, I, "recurring problems detected in the last 90 days (the same pain point again and again, as the interactions role counts it)").moving(),
     ]);
     all

@@ -81,21 +81,49 @@ impl ContactsFeed {
             let survivor_id = id(&survivor.id)?;
             let losers: Vec<Uuid> = merged.loser_ids.iter().map(|loser| id(loser)).collect::<Result<_, _>>()?;
             segments::leave_all(tx, &losers, "merged").await?;
+            let mut touched = read_model::dependents(tx, &losers).await?;
             read_model::merge(tx, survivor_id, &losers).await?;
             read_model::save_profile(tx, survivor_id, &profile(&survivor)).await?;
-            return Ok(vec![survivor_id]);
+            touched.push(survivor_id);
+            touched.extend(read_model::dependents(tx, &[survivor_id]).await?);
+            return Ok(touched);
         }
-        if kind == contacts::ContactDeleted::full_name() {
-            let contact_id = id(&decode::<contacts::ContactDeleted>(event)?.contact_id)?;
-            segments::leave_all(tx, &[contact_id], "deleted").await?;
-            read_model::forget(tx, contact_id, "deleted").await?;
+        if kind == contacts::RelationshipChanged::full_name() {
+            let changed = decode::<contacts::RelationshipChanged>(event)?;
+            let Some(relationship) = changed.relationship else { return Ok(Vec::new()) };
+            use contacts::relationship::Target;
+            let (kind, target) = match (contacts::RelationshipType::try_from(relationship.r#type), &relationship.target)
+            {
+                (Ok(contacts::RelationshipType::ReferredBy), Some(Target::OtherContactId(other))) => {
+                    ("referred_by", id(other)?)
+                }
+                (Ok(contacts::RelationshipType::EmployeeOf), Some(Target::OrganizationId(organization))) => {
+                    ("employee_of", id(organization)?)
+                }
+                _ => return Ok(Vec::new()),
+            };
+            let contact_id = id(&relationship.contact_id)?;
+            let mut touched = read_model::dependents(tx, &[contact_id]).await?;
+            read_model::relationship_changed(tx, id(&relationship.id)?, contact_id, kind, target, changed.removed)
+                .await?;
+            touched.extend(read_model::dependents(tx, &[contact_id]).await?);
+            touched.push(contact_id);
+            return Ok(touched);
+        }
+        let (contact_id, reason) = if kind == contacts::ContactDeleted::full_name() {
+            (id(&decode::<contacts::ContactDeleted>(event)?.contact_id)?, "deleted")
         } else if kind == contacts::ContactErased::full_name() {
-            let contact_id = id(&decode::<contacts::ContactErased>(event)?.contact_id)?;
-            segments::leave_all(tx, &[contact_id], "erased").await?;
-            read_model::forget(tx, contact_id, "erased").await?;
+            (id(&decode::<contacts::ContactErased>(event)?.contact_id)?, "erased")
+        } else {
+            return Ok(Vec::new());
+        };
+        segments::leave_all(tx, &[contact_id], reason).await?;
+        let touched = read_model::dependents(tx, &[contact_id]).await?;
+        read_model::forget(tx, contact_id, reason).await?;
+        if reason == "erased" {
             segments::scrub_events(tx, contact_id).await?;
         }
-        Ok(Vec::new())
+        Ok(touched.into_iter().filter(|other| *other != contact_id).collect())
     }
 }
 

@@ -123,6 +123,8 @@ impl Handler for InteractionsFeed {
             .collect();
         read_model::record_activity(tx, &rows).await?;
         touched.extend(rows.iter().map(|(contact, _)| *contact));
+        // Who referred them, and their colleagues, read their revenue.
+        touched.extend(read_model::dependents(tx, &touched).await?);
         let now = self.clock.now();
         let computed = read_model::recompute(tx, &touched, now).await?;
         self.segments.reconcile(tx, &computed, now).await?;

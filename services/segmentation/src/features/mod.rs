@@ -77,6 +77,43 @@ pub struct Problem {
     pub problem: String,
 }
 
+/// Revenue of a set of contacts over the last 365 days, and when it next
+/// changes by time alone (a purchase leaving the window).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Revenue {
+    pub by_currency: BTreeMap<String, i64>,
+    pub next_change: Option<DateTime<Utc>>,
+}
+
+impl Revenue {
+    /// The revenue of `purchases` (any activity; purchases are picked) in the 365 days before `now`.
+    pub fn of<'a>(purchases: impl IntoIterator<Item = &'a Activity>, now: DateTime<Utc>) -> Revenue {
+        let mut revenue = Revenue::default();
+        for row in purchases.into_iter().filter(|row| row.kind == "purchase" && !row.currency.is_empty()) {
+            if in_window(row, Window::Days(365), now) {
+                *revenue.by_currency.entry(row.currency.clone()).or_default() += row.amount;
+                let leaves = row.occurred_at + Duration::days(365);
+                if revenue.next_change.is_none_or(|next| leaves < next) {
+                    revenue.next_change = Some(leaves);
+                }
+            }
+        }
+        revenue
+    }
+}
+
+/// What a contact's features read of other contacts: the ones it referred,
+/// and its organization's.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Rollups {
+    /// Contacts this one referred.
+    pub referrals: i64,
+    /// Their revenue over the last 365 days.
+    pub referred_revenue: Revenue,
+    /// The organization the contact works for, its contacts, and their revenue.
+    pub organization: Option<(Uuid, i64, Revenue)>,
+}
+
 /// Everything a contact's features are computed from.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Inputs<'a> {
@@ -85,6 +122,7 @@ pub struct Inputs<'a> {
     pub activity: &'a [Activity],
     pub invoices: &'a [Invoice],
     pub problems: &'a [Problem],
+    pub rollups: Option<&'a Rollups>,
 }
 
 /// One feature's value.
@@ -301,6 +339,26 @@ pub fn compute_all(inputs: Inputs<'_>, now: DateTime<Utc>) -> Computed {
         schedule(problem.detected_at + Duration::days(90));
     }
     doc.insert("recurring_problems_90d".into(), Value::Int(recurring));
+
+    let none = Rollups::default();
+    let rollups = inputs.rollups.unwrap_or(&none);
+    doc.insert("referrals".into(), Value::Int(rollups.referrals));
+    doc.insert("referred_revenue_365d".into(), Value::Map(rollups.referred_revenue.by_currency.clone()));
+    if let Some(at) = rollups.referred_revenue.next_change {
+        schedule(at);
+    }
+    let (organization, members, organization_revenue) = match &rollups.organization {
+        Some((id, members, revenue)) => {
+            if let Some(at) = revenue.next_change {
+                schedule(at);
+            }
+            (id.to_string(), *members, revenue.by_currency.clone())
+        }
+        None => (String::new(), 0, BTreeMap::new()),
+    };
+    doc.insert("organization_id".into(), Value::Str(organization));
+    doc.insert("organization_contacts".into(), Value::Int(members));
+    doc.insert("organization_revenue_365d".into(), Value::Map(organization_revenue));
 
     Computed { doc, next_change: next }
 }

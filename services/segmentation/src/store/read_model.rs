@@ -7,7 +7,7 @@ use crm_platform::Error;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use crate::features::{self, Activity, Computed, FeatureDoc, Inputs, Invoice, Problem, Profile};
+use crate::features::{self, Activity, Computed, FeatureDoc, Inputs, Invoice, Problem, Profile, Revenue, Rollups};
 
 /// Where events about each of `ids` go: the survivor of a merged contact,
 /// nowhere (`None`) for a contact that is gone, else the contact itself.
@@ -55,13 +55,20 @@ pub async fn save_profile(tx: &mut PgConnection, contact_id: Uuid, profile: &Pro
 /// redirects to a loser are re-pointed: never a chain).
 pub async fn merge(tx: &mut PgConnection, survivor: Uuid, losers: &[Uuid]) -> Result<(), Error> {
     let losers: Vec<Uuid> = losers.iter().copied().filter(|loser| *loser != survivor).collect();
-    for table in ["activity", "invoices", "problems"] {
+    for table in ["activity", "invoices", "problems", "relationships"] {
         sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {table} SET contact_id = $1 WHERE contact_id = ANY($2)")))
             .bind(survivor)
             .bind(&losers)
             .execute(&mut *tx)
             .await?;
     }
+    // Who referred a loser referred the survivor; links between the merged go (as in contacts).
+    sqlx::query("UPDATE relationships SET target_id = $1 WHERE kind = 'referred_by' AND target_id = ANY($2)")
+        .bind(survivor)
+        .bind(&losers)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM relationships WHERE contact_id = target_id").execute(&mut *tx).await?;
     for table in ["profiles", "features"] {
         sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE contact_id = ANY($1)")))
             .bind(&losers)
@@ -93,6 +100,10 @@ pub async fn forget(tx: &mut PgConnection, contact_id: Uuid, reason: &str) -> Re
             .execute(&mut *tx)
             .await?;
     }
+    sqlx::query("DELETE FROM relationships WHERE contact_id = $1 OR (kind = 'referred_by' AND target_id = $1)")
+        .bind(contact_id)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("INSERT INTO gone (contact_id, reason) VALUES ($1, $2) ON CONFLICT (contact_id) DO NOTHING")
         .bind(contact_id)
         .bind(reason)
@@ -151,17 +162,19 @@ pub async fn recompute(
         return Ok(Vec::new());
     }
     super::lock_contacts(tx, &contacts).await?;
-    let mut stored = inputs(tx, &contacts).await?;
+    let mut stored = inputs(tx, &contacts, now).await?;
     let mut computed = Vec::new();
     for contact in &contacts {
         let rows = stored.activity.remove(contact).unwrap_or_default();
         let invoices = stored.invoices.remove(contact).unwrap_or_default();
         let problems = stored.problems.remove(contact).unwrap_or_default();
         let profile = stored.profiles.get(contact);
-        if profile.is_none() && rows.is_empty() && invoices.is_empty() && problems.is_empty() {
+        let rollups = stored.rollups.remove(contact);
+        if profile.is_none() && rows.is_empty() && invoices.is_empty() && problems.is_empty() && rollups.is_none() {
             continue;
         }
-        let inputs = Inputs { profile, activity: &rows, invoices: &invoices, problems: &problems };
+        let inputs =
+            Inputs { profile, activity: &rows, invoices: &invoices, problems: &problems, rollups: rollups.as_ref() };
         computed.push((*contact, features::compute_all(inputs, now)));
     }
     let known: HashSet<Uuid> = computed.iter().map(|(contact, _)| *contact).collect();
@@ -192,10 +205,11 @@ struct Stored {
     activity: HashMap<Uuid, Vec<Activity>>,
     invoices: HashMap<Uuid, Vec<Invoice>>,
     problems: HashMap<Uuid, Vec<Problem>>,
+    rollups: HashMap<Uuid, Rollups>,
 }
 
 /// The profiles, activity, invoices and problems of `contacts`.
-async fn inputs(tx: &mut PgConnection, contacts: &[Uuid]) -> Result<Stored, Error> {
+async fn inputs(tx: &mut PgConnection, contacts: &[Uuid], now: DateTime<Utc>) -> Result<Stored, Error> {
     let mut profiles = HashMap::new();
     for row in sqlx::query("SELECT contact_id, data FROM profiles WHERE contact_id = ANY($1)")
         .bind(contacts)
@@ -253,7 +267,134 @@ async fn inputs(tx: &mut PgConnection, contacts: &[Uuid]) -> Result<Stored, Erro
             .or_default()
             .push(Problem { detected_at: row.try_get("detected_at")?, problem: row.try_get("problem")? });
     }
-    Ok(Stored { profiles, activity, invoices, problems })
+    let rollups = rollups(tx, contacts, now).await?;
+    Ok(Stored { profiles, activity, invoices, problems, rollups })
+}
+
+/// What `contacts`' features read of others: their referees' revenue, and
+/// their organization's contacts and revenue (each organization's computed once).
+async fn rollups(
+    tx: &mut PgConnection,
+    contacts: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<HashMap<Uuid, Rollups>, Error> {
+    let referred: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "SELECT target_id, contact_id FROM relationships WHERE kind = 'referred_by' AND target_id = ANY($1)",
+    )
+    .bind(contacts)
+    .fetch_all(&mut *tx)
+    .await?;
+    let employers: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "SELECT DISTINCT ON (contact_id) contact_id, target_id FROM relationships
+         WHERE kind = 'employee_of' AND contact_id = ANY($1) ORDER BY contact_id, target_id",
+    )
+    .bind(contacts)
+    .fetch_all(&mut *tx)
+    .await?;
+    let organizations: Vec<Uuid> = employers.iter().map(|(_, organization)| *organization).collect();
+    let staff: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "SELECT DISTINCT target_id, contact_id FROM relationships WHERE kind = 'employee_of' AND target_id = ANY($1)",
+    )
+    .bind(&organizations)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut others: Vec<Uuid> =
+        referred.iter().map(|(_, referee)| *referee).chain(staff.iter().map(|(_, member)| *member)).collect();
+    others.sort_unstable();
+    others.dedup();
+    let mut purchases: HashMap<Uuid, Vec<Activity>> = HashMap::new();
+    for row in sqlx::query(
+        "SELECT contact_id, interaction_id, occurred_at, currency, amount FROM activity
+         WHERE contact_id = ANY($1) AND kind = 'purchase' AND occurred_at > $2",
+    )
+    .bind(&others)
+    .bind(now - chrono::Duration::days(365))
+    .fetch_all(&mut *tx)
+    .await?
+    {
+        purchases.entry(row.try_get("contact_id")?).or_default().push(Activity {
+            interaction_id: row.try_get("interaction_id")?,
+            occurred_at: row.try_get("occurred_at")?,
+            kind: "purchase".into(),
+            channel: String::new(),
+            currency: row.try_get("currency")?,
+            amount: row.try_get("amount")?,
+            sentiment: None,
+            skus: Vec::new(),
+        });
+    }
+    let of = |members: &mut dyn Iterator<Item = &Uuid>| {
+        Revenue::of(members.flat_map(|member| purchases.get(member).into_iter().flatten()), now)
+    };
+    let mut by_organization: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+    for (organization, member) in &staff {
+        by_organization.entry(*organization).or_default().push(*member);
+    }
+    let organization_facts: HashMap<Uuid, (i64, Revenue)> = by_organization
+        .iter()
+        .map(|(organization, members)| (*organization, (members.len() as i64, of(&mut members.iter()))))
+        .collect();
+    let mut found: HashMap<Uuid, Rollups> = HashMap::new();
+    let mut referees: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+    for (referrer, referee) in &referred {
+        referees.entry(*referrer).or_default().push(*referee);
+    }
+    for (referrer, referees) in referees {
+        let rollup = found.entry(referrer).or_default();
+        rollup.referrals = referees.len() as i64;
+        rollup.referred_revenue = of(&mut referees.iter());
+    }
+    for (contact, organization) in employers {
+        if let Some((members, revenue)) = organization_facts.get(&organization) {
+            found.entry(contact).or_default().organization = Some((organization, *members, revenue.clone()));
+        }
+    }
+    Ok(found)
+}
+
+/// The contacts whose features read `contacts`': who referred them, and
+/// their organizations' other contacts. A change of `contacts` recomputes these too.
+pub async fn dependents(tx: &mut PgConnection, contacts: &[Uuid]) -> Result<Vec<Uuid>, Error> {
+    if contacts.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(sqlx::query_scalar(
+        "SELECT target_id FROM relationships WHERE kind = 'referred_by' AND contact_id = ANY($1)
+         UNION
+         SELECT staff.contact_id FROM relationships mine
+           JOIN relationships staff ON staff.kind = 'employee_of' AND staff.target_id = mine.target_id
+          WHERE mine.kind = 'employee_of' AND mine.contact_id = ANY($1)",
+    )
+    .bind(contacts)
+    .fetch_all(tx)
+    .await?)
+}
+
+/// A relationship as the contacts feed tells it (`kind`: referred_by or employee_of).
+pub async fn relationship_changed(
+    tx: &mut PgConnection,
+    relationship_id: Uuid,
+    contact_id: Uuid,
+    kind: &str,
+    target_id: Uuid,
+    removed: bool,
+) -> Result<(), Error> {
+    if removed {
+        sqlx::query("DELETE FROM relationships WHERE relationship_id = $1").bind(relationship_id).execute(tx).await?;
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO relationships (relationship_id, contact_id, kind, target_id) SELECT $1, $2, $3, $4
+         WHERE NOT EXISTS (SELECT 1 FROM gone WHERE contact_id = $2 OR contact_id = $4)
+         ON CONFLICT (relationship_id) DO UPDATE SET contact_id = excluded.contact_id, kind = excluded.kind, target_id = excluded.target_id",
+    )
+    .bind(relationship_id)
+    .bind(contact_id)
+    .bind(kind)
+    .bind(target_id)
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 /// An invoice issued to `contact_id` (resolved), open until paid or overdue.
