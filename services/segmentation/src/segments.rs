@@ -132,7 +132,7 @@ impl Segments {
             }
         }
         store::enter(tx, &entries, now).await?;
-        store::exit(tx, &exits).await?;
+        store::exit(tx, &exits, now).await?;
         outbox::append(tx, &events).await?;
         Ok(())
     }
@@ -171,30 +171,83 @@ impl Segments {
             current.iter().filter(|contact| !members.contains(contact)).map(|contact| (*contact, id)).collect();
         events.extend(exits.iter().map(|(contact, _)| exited(id, *contact, "rule")));
         store::enter(tx, &entries, now).await?;
-        store::exit(tx, &exits).await?;
+        store::exit(tx, &exits, now).await?;
         outbox::append(tx, &events).await?;
         Ok(members.len() as i64)
     }
 
     /// Every member of segment `id` leaves it (the segment is deleted).
-    pub async fn empty(&self, tx: &mut PgConnection, id: Uuid) -> Result<(), Error> {
+    pub async fn empty(&self, tx: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> Result<(), Error> {
         lock(tx, true).await?;
         let exits: Vec<(Uuid, Uuid)> = store::members(tx, id).await?.into_iter().map(|contact| (contact, id)).collect();
-        let events: Vec<NewEvent> = exits.iter().map(|(contact, _)| exited(id, *contact, "segment_deleted")).collect();
-        store::exit(tx, &exits).await?;
+        let left = store::exit(tx, &exits, now).await?;
+        let events: Vec<NewEvent> = left.iter().map(|(contact, _)| exited(id, *contact, "segment_deleted")).collect();
         outbox::append(tx, &events).await?;
         Ok(())
     }
 }
 
-/// `contacts` leave every segment they are in (merged into another, erased, deleted).
-pub async fn leave_all(tx: &mut PgConnection, contacts: &[Uuid], reason: &str) -> Result<(), Error> {
+/// Adds (or removes) `contacts` to static segment `id`; returns how many changed.
+pub async fn change_static(
+    tx: &mut PgConnection,
+    id: Uuid,
+    version: i64,
+    contacts: &[Uuid],
+    add: bool,
+    now: DateTime<Utc>,
+) -> Result<usize, Error> {
+    let pairs: Vec<(Uuid, Uuid)> = contacts.iter().map(|contact| (*contact, id)).collect();
+    let no_reasons = Outcome { member: true, why: Vec::new(), error: None };
+    let (changed, events): (Vec<(Uuid, Uuid)>, Vec<NewEvent>) = if add {
+        let entered_now = store::enter(tx, &pairs, now).await?;
+        let events = entered_now.iter().map(|(contact, _)| entered(id, version, *contact, &no_reasons)).collect();
+        (entered_now, events)
+    } else {
+        let left = store::exit(tx, &pairs, now).await?;
+        let events = left.iter().map(|(contact, _)| exited(id, *contact, "removed")).collect();
+        (left, events)
+    };
+    outbox::append(tx, &events).await?;
+    Ok(changed.len())
+}
+
+/// A new snapshot `id` takes the members `source` has now.
+pub async fn freeze(tx: &mut PgConnection, id: Uuid, source: Uuid, now: DateTime<Utc>) -> Result<(), Error> {
+    lock(tx, true).await?;
+    let members: Vec<Uuid> = store::members(tx, source).await?.into_iter().collect();
+    change_static(tx, id, 1, &members, true, now).await?;
+    Ok(())
+}
+
+/// `contacts` leave every segment they are in (erased, deleted).
+pub async fn leave_all(
+    tx: &mut PgConnection,
+    contacts: &[Uuid],
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
     let current = store::memberships_of(tx, contacts).await?;
     let exits: Vec<(Uuid, Uuid)> =
         current.iter().flat_map(|(contact, segments)| segments.iter().map(|segment| (*contact, *segment))).collect();
-    let events: Vec<NewEvent> = exits.iter().map(|(contact, segment)| exited(*segment, *contact, reason)).collect();
-    store::exit(tx, &exits).await?;
+    let left = store::exit(tx, &exits, now).await?;
+    let events: Vec<NewEvent> = left.iter().map(|(contact, segment)| exited(*segment, *contact, reason)).collect();
     outbox::append(tx, &events).await?;
+    Ok(())
+}
+
+/// Losers merged into `survivor` leave their segments; the survivor takes
+/// their places in static segments and snapshots (the same person), and is
+/// evaluated again for the dynamic ones by the recompute that follows.
+pub async fn merge(tx: &mut PgConnection, survivor: Uuid, losers: &[Uuid], now: DateTime<Utc>) -> Result<(), Error> {
+    let current = store::memberships_of(tx, losers).await?;
+    let segments: Vec<Uuid> = current.values().flatten().copied().collect();
+    let kinds = store::kinds(tx, &segments).await?;
+    leave_all(tx, losers, "merged", now).await?;
+    let kept: HashSet<Uuid> =
+        segments.into_iter().filter(|segment| kinds.get(segment).is_some_and(|kind| kind != "dynamic")).collect();
+    for segment in kept {
+        change_static(tx, segment, 0, &[survivor], true, now).await?;
+    }
     Ok(())
 }
 

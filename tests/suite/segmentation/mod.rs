@@ -2,6 +2,7 @@
 //! the contacts and interactions feeds.
 
 mod features;
+mod kinds;
 mod read_model;
 mod scores;
 mod segments;

@@ -33,7 +33,7 @@ use crate::{
         check::{Checked, check},
         eval::evaluate,
     },
-    segments::Segments,
+    segments::{self, Segments},
     store::{
         read_model,
         segments::{self as store, SegmentRecord},
@@ -72,6 +72,33 @@ impl SegmentationApi {
         })
     }
 
+    /// Adds or removes members of a static segment.
+    async fn change_members(
+        &self,
+        segment: &str,
+        contacts: &[String],
+        add: bool,
+    ) -> Result<pb::ChangeSegmentMembersResponse, Error> {
+        let segment_id = id("segment_id", segment)?;
+        let contacts = contact_ids(contacts)?;
+        let mut tx = self.pool.begin().await?;
+        let current = store::get(&mut tx, segment_id, true).await?;
+        if current.kind != "static" {
+            return Err(Error::FailedPrecondition {
+                reason: "NOT_A_STATIC_SEGMENT",
+                message: format!(
+                    "segment {segment_id} is {}: only a static segment takes members by hand",
+                    current.kind
+                ),
+            });
+        }
+        let changed =
+            segments::change_static(&mut tx, segment_id, current.version, &contacts, add, self.clock.now()).await?;
+        tx.commit().await?;
+        let member_count = self.read(segment_id).await?.member_count;
+        Ok(pb::ChangeSegmentMembersResponse { changed: changed as i64, member_count })
+    }
+
     async fn read(&self, id: Uuid) -> Result<pb::Segment, Error> {
         let mut conn = self.pool.acquire().await?;
         Ok(to_proto_segment(&store::get(&mut conn, id, false).await?))
@@ -101,11 +128,17 @@ fn etag(record: &SegmentRecord) -> String {
 }
 
 fn to_proto_segment(record: &SegmentRecord) -> pb::Segment {
+    let kind = match record.kind.as_str() {
+        "static" => pb::SegmentKind::Static,
+        "snapshot" => pb::SegmentKind::Snapshot,
+        _ => pb::SegmentKind::Dynamic,
+    };
     pb::Segment {
         id: record.id.to_string(),
         name: record.name.clone(),
         description: record.description.clone(),
-        kind: pb::SegmentKind::Dynamic as i32,
+        kind: kind as i32,
+        source_segment_id: record.source_segment_id.map(|source| source.to_string()).unwrap_or_default(),
         rule: record.rule.clone(),
         version: record.version,
         member_count: record.member_count,
@@ -115,11 +148,36 @@ fn to_proto_segment(record: &SegmentRecord) -> pb::Segment {
     }
 }
 
-fn kind(violations: &mut Violations, field: &str, value: i32) {
+/// The stored name of a segment kind (unspecified means dynamic).
+fn kind(violations: &mut Violations, field: &str, value: i32) -> &'static str {
     match pb::SegmentKind::try_from(value) {
-        Ok(pb::SegmentKind::Unspecified | pb::SegmentKind::Dynamic) => {}
-        Err(_) => violations.add(field, format!("{value} is not a segment kind")),
+        Ok(pb::SegmentKind::Unspecified | pb::SegmentKind::Dynamic) => "dynamic",
+        Ok(pb::SegmentKind::Static) => "static",
+        Ok(pb::SegmentKind::Snapshot) => "snapshot",
+        Err(_) => {
+            violations.add(field, format!("{value} is not a segment kind"));
+            "dynamic"
+        }
     }
+}
+
+/// At most this many contacts per AddSegmentMembers / RemoveSegmentMembers.
+const MAX_MEMBERS_PER_CALL: usize = 1000;
+
+fn contact_ids(raw: &[String]) -> Result<Vec<Uuid>, Error> {
+    let mut violations = Violations::new();
+    if raw.is_empty() {
+        violations.add("contact_ids", "must name at least one contact");
+    }
+    let mut ids = Vec::new();
+    for (index, contact) in violations.within("contact_ids", raw, MAX_MEMBERS_PER_CALL).iter().enumerate() {
+        match Uuid::try_parse(contact.trim()) {
+            Ok(contact) => ids.push(contact),
+            Err(_) => violations.add(format!("contact_ids[{index}]"), "must be a contact id (a UUID)"),
+        }
+    }
+    violations.into_result()?;
+    Ok(ids)
 }
 
 #[tonic::async_trait]
@@ -157,23 +215,50 @@ impl SegmentationService for SegmentationApi {
         let mut violations = Violations::new();
         let name = text(&mut violations, "segment.name", &input.name, 1, MAX_NAME);
         let description = text(&mut violations, "segment.description", &input.description, 0, MAX_DESCRIPTION);
-        kind(&mut violations, "segment.kind", input.kind);
-        let checked = match rule("segment.rule", &input.rule) {
-            Ok(checked) => Some(checked),
-            Err(Error::InvalidArgument(found)) => {
-                for violation in found {
-                    violations.add(violation.field, violation.description);
+        let kind = kind(&mut violations, "segment.kind", input.kind);
+        let checked = if kind == "dynamic" {
+            match rule("segment.rule", &input.rule) {
+                Ok(checked) => Some(checked),
+                Err(Error::InvalidArgument(found)) => {
+                    for violation in found {
+                        violations.add(violation.field, violation.description);
+                    }
+                    None
                 }
-                None
+                Err(other) => return Err(other.into()),
             }
-            Err(other) => return Err(other.into()),
+        } else {
+            if !input.rule.trim().is_empty() {
+                violations.add("segment.rule", "only a dynamic segment has a rule");
+            }
+            None
+        };
+        let source = match kind {
+            "snapshot" => match Uuid::try_parse(input.source_segment_id.trim()) {
+                Ok(source) => Some(source),
+                Err(_) => {
+                    violations.add("segment.source_segment_id", "a snapshot names the segment it freezes (its id)");
+                    None
+                }
+            },
+            _ => None,
         };
         violations.into_result()?;
-        let checked = checked.ok_or_else(|| Error::invalid("segment.rule", "is required"))?;
         let segment_id = Uuid::now_v7();
+        let now = self.clock.now();
         let mut tx = self.pool.begin().await.map_err(Error::from)?;
-        store::insert(&mut tx, segment_id, &name, &description, "dynamic", input.rule.trim()).await?;
-        self.segments.populate(&mut tx, segment_id, 1, &checked, self.clock.now()).await?;
+        if let Some(source) = source {
+            store::get(&mut tx, source, false).await?;
+        }
+        let rule_text = if kind == "dynamic" { input.rule.trim() } else { "" };
+        store::insert_from(&mut tx, segment_id, &name, &description, kind, rule_text, source).await?;
+        match (kind, &checked, source) {
+            ("dynamic", Some(checked), _) => {
+                self.segments.populate(&mut tx, segment_id, 1, checked, now).await?;
+            }
+            ("snapshot", _, Some(source)) => segments::freeze(&mut tx, segment_id, source, now).await?,
+            _ => {}
+        }
         tx.commit().await.map_err(Error::from)?;
         Ok(Response::new(self.read(segment_id).await?))
     }
@@ -214,6 +299,9 @@ impl SegmentationService for SegmentationApi {
         let current = store::get(&mut tx, segment_id, true).await?;
         if input.etag != etag(&current) {
             return Err(Error::StaleEtag { resource: "segment", id: segment_id.to_string() }.into());
+        }
+        if checked.is_some() && current.kind != "dynamic" {
+            return Err(Error::invalid("update_mask.paths", "only a dynamic segment has a rule").into());
         }
         let new_rule = checked.is_some() && input.rule.trim() != current.rule;
         store::update(
@@ -266,7 +354,7 @@ impl SegmentationService for SegmentationApi {
         if !body.etag.is_empty() && body.etag != etag(&current) {
             return Err(Error::StaleEtag { resource: "segment", id: segment_id.to_string() }.into());
         }
-        self.segments.empty(&mut tx, segment_id).await?;
+        self.segments.empty(&mut tx, segment_id, self.clock.now()).await?;
         store::soft_delete(&mut tx, segment_id).await?;
         tx.commit().await.map_err(Error::from)?;
         Ok(Response::new(pb::Segment { member_count: 0, ..to_proto_segment(&current) }))
@@ -414,6 +502,73 @@ impl SegmentationService for SegmentationApi {
         request: Request<pb::GetServiceTierRequest>,
     ) -> Result<Response<pb::ServiceTier>, Status> {
         SegmentationApi::get_service_tier(self, request).await
+    }
+
+    async fn add_segment_members(
+        &self,
+        request: Request<pb::AddSegmentMembersRequest>,
+    ) -> Result<Response<pb::ChangeSegmentMembersResponse>, Status> {
+        let body = request.into_inner();
+        self.change_members(&body.segment_id, &body.contact_ids, true).await.map(Response::new).map_err(Into::into)
+    }
+
+    async fn remove_segment_members(
+        &self,
+        request: Request<pb::RemoveSegmentMembersRequest>,
+    ) -> Result<Response<pb::ChangeSegmentMembersResponse>, Status> {
+        let body = request.into_inner();
+        self.change_members(&body.segment_id, &body.contact_ids, false).await.map(Response::new).map_err(Into::into)
+    }
+
+    type ExportSegmentStream =
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<pb::ExportSegmentResponse, Status>> + Send>>;
+
+    async fn export_segment(
+        &self,
+        request: Request<pb::ExportSegmentRequest>,
+    ) -> Result<Response<Self::ExportSegmentStream>, Status> {
+        let segment_id = id("segment_id", &request.get_ref().segment_id)?;
+        let pool = self.pool.clone();
+        store::get(&mut *pool.acquire().await.map_err(Error::from)?, segment_id, false).await?;
+        // Page by page by contact id: a page is read when the client has taken the one before.
+        let stream = async_stream::try_stream! {
+            let mut after = None;
+            loop {
+                let mut conn = pool.acquire().await.map_err(Error::from)?;
+                let page = store::list_members(&mut conn, segment_id, after, 1000).await?;
+                drop(conn);
+                let Some((last, _)) = page.last() else { break };
+                after = Some(*last);
+                let members = page
+                    .iter()
+                    .map(|(contact, since)| pb::SegmentMember { contact_id: contact.to_string(), since: Some(to_proto(*since)) })
+                    .collect();
+                yield pb::ExportSegmentResponse { members };
+            }
+        };
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_segment_sizes(
+        &self,
+        request: Request<pb::GetSegmentSizesRequest>,
+    ) -> Result<Response<pb::GetSegmentSizesResponse>, Status> {
+        let body = request.into_inner();
+        let segment_id = id("segment_id", &body.segment_id)?;
+        let days = page_size(body.days, 30, 366).map_err(|_| Error::invalid("days", "must not be negative"))?;
+        let today = self.clock.now().date_naive();
+        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
+        store::get(&mut conn, segment_id, false).await?;
+        let sizes = store::sizes(&mut conn, segment_id, today - chrono::Duration::days(days - 1), today).await?;
+        Ok(Response::new(pb::GetSegmentSizesResponse {
+            sizes: sizes
+                .into_iter()
+                .map(|(day, members)| pb::SegmentSize {
+                    day: Some(crm_platform::timestamp::date_to_proto(day)),
+                    members,
+                })
+                .collect(),
+        }))
     }
 
     type SubscribeStream = SubscribeStream;

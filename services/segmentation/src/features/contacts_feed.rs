@@ -80,7 +80,7 @@ impl ContactsFeed {
                 merged.survivor.ok_or_else(|| anyhow::anyhow!("merge event {} has no survivor", event.id))?;
             let survivor_id = id(&survivor.id)?;
             let losers: Vec<Uuid> = merged.loser_ids.iter().map(|loser| id(loser)).collect::<Result<_, _>>()?;
-            segments::leave_all(tx, &losers, "merged").await?;
+            segments::merge(tx, survivor_id, &losers, self.clock.now()).await?;
             let mut touched = read_model::dependents(tx, &losers).await?;
             read_model::merge(tx, survivor_id, &losers).await?;
             read_model::save_profile(tx, survivor_id, &profile(&survivor)).await?;
@@ -117,7 +117,7 @@ impl ContactsFeed {
         } else {
             return Ok(Vec::new());
         };
-        segments::leave_all(tx, &[contact_id], reason).await?;
+        segments::leave_all(tx, &[contact_id], reason, self.clock.now()).await?;
         let touched = read_model::dependents(tx, &[contact_id]).await?;
         read_model::forget(tx, contact_id, reason).await?;
         if reason == "erased" {

@@ -20,11 +20,14 @@ pub struct SegmentRecord {
     pub rule: String,
     pub version: i64,
     pub member_count: i64,
+    /// For a snapshot: the segment it froze.
+    pub source_segment_id: Option<Uuid>,
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "s.id, s.name, s.description, s.kind, s.rule, s.version, s.create_time, s.update_time,
+const COLUMNS: &str =
+    "s.id, s.name, s.description, s.kind, s.rule, s.version, s.create_time, s.update_time, s.source_segment_id,
      (SELECT count(*) FROM memberships m WHERE m.segment_id = s.id) AS member_count";
 
 fn record(row: &PgRow) -> Result<SegmentRecord, Error> {
@@ -36,6 +39,7 @@ fn record(row: &PgRow) -> Result<SegmentRecord, Error> {
         rule: row.try_get("rule")?,
         version: row.try_get("version")?,
         member_count: row.try_get("member_count")?,
+        source_segment_id: row.try_get("source_segment_id")?,
         create_time: row.try_get("create_time")?,
         update_time: row.try_get("update_time")?,
     })
@@ -58,8 +62,21 @@ pub async fn insert(
     kind: &str,
     rule: &str,
 ) -> Result<(), Error> {
+    insert_from(tx, id, name, description, kind, rule, None).await
+}
+
+/// Inserts a segment; a snapshot names the segment it froze.
+pub async fn insert_from(
+    tx: &mut PgConnection,
+    id: Uuid,
+    name: &str,
+    description: &str,
+    kind: &str,
+    rule: &str,
+    source: Option<Uuid>,
+) -> Result<(), Error> {
     let inserted = sqlx::query(
-        "INSERT INTO segments (id, name, description, kind, rule) VALUES ($1, $2, $3, $4, $5)
+        "INSERT INTO segments (id, name, description, kind, rule, source_segment_id) VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT DO NOTHING",
     )
     .bind(id)
@@ -67,6 +84,7 @@ pub async fn insert(
     .bind(description)
     .bind(kind)
     .bind(rule)
+    .bind(source)
     .execute(tx)
     .await?;
     if inserted.rows_affected() == 0 {
@@ -155,6 +173,13 @@ pub async fn dynamic(conn: &mut PgConnection) -> Result<Vec<(Uuid, i64, String)>
         .await?)
 }
 
+/// The kind of each of `segments` (`dynamic`, `static`, `snapshot`).
+pub async fn kinds(conn: &mut PgConnection, segments: &[Uuid]) -> Result<HashMap<Uuid, String>, Error> {
+    let rows: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT id, kind FROM segments WHERE id = ANY($1)").bind(segments).fetch_all(conn).await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// The segments each of `contacts` is in.
 pub async fn memberships_of(conn: &mut PgConnection, contacts: &[Uuid]) -> Result<HashMap<Uuid, HashSet<Uuid>>, Error> {
     let rows: Vec<(Uuid, Uuid)> =
@@ -178,41 +203,103 @@ pub async fn members(conn: &mut PgConnection, segment: Uuid) -> Result<HashSet<U
     Ok(members.into_iter().collect())
 }
 
-/// Adds `(contact, segment)` memberships since `since`.
-pub async fn enter(tx: &mut PgConnection, entries: &[(Uuid, Uuid)], since: DateTime<Utc>) -> Result<(), Error> {
+/// Adds `(contact, segment)` memberships at `since`, and counts them in the
+/// segments' sizes of that day; returns those that were not members yet.
+pub async fn enter(
+    tx: &mut PgConnection,
+    entries: &[(Uuid, Uuid)],
+    since: DateTime<Utc>,
+) -> Result<Vec<(Uuid, Uuid)>, Error> {
     if entries.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let contacts: Vec<Uuid> = entries.iter().map(|(contact, _)| *contact).collect();
     let segments: Vec<Uuid> = entries.iter().map(|(_, segment)| *segment).collect();
-    sqlx::query(
+    let entered: Vec<(Uuid, Uuid)> = sqlx::query_as(
         "INSERT INTO memberships (contact_id, segment_id, since) SELECT c, s, $3 FROM unnest($1::uuid[], $2::uuid[]) AS t(c, s)
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT DO NOTHING RETURNING contact_id, segment_id",
     )
     .bind(&contacts)
     .bind(&segments)
     .bind(since)
+    .fetch_all(&mut *tx)
+    .await?;
+    count(tx, &entered, 1, since).await?;
+    Ok(entered)
+}
+
+/// Removes `(contact, segment)` memberships at `at`, counted in the sizes of
+/// that day; returns those that were members.
+pub async fn exit(
+    tx: &mut PgConnection,
+    exits: &[(Uuid, Uuid)],
+    at: DateTime<Utc>,
+) -> Result<Vec<(Uuid, Uuid)>, Error> {
+    if exits.is_empty() {
+        return Ok(Vec::new());
+    }
+    let contacts: Vec<Uuid> = exits.iter().map(|(contact, _)| *contact).collect();
+    let segments: Vec<Uuid> = exits.iter().map(|(_, segment)| *segment).collect();
+    let left: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "DELETE FROM memberships m USING unnest($1::uuid[], $2::uuid[]) AS t(c, s)
+         WHERE m.contact_id = t.c AND m.segment_id = t.s RETURNING m.contact_id, m.segment_id",
+    )
+    .bind(&contacts)
+    .bind(&segments)
+    .fetch_all(&mut *tx)
+    .await?;
+    count(tx, &left, -1, at).await?;
+    Ok(left)
+}
+
+/// Adds `sign` per change to each segment's size of `at`'s day (the day's
+/// row starts from the latest earlier day's count).
+async fn count(tx: &mut PgConnection, changes: &[(Uuid, Uuid)], sign: i64, at: DateTime<Utc>) -> Result<(), Error> {
+    let mut deltas: HashMap<Uuid, i64> = HashMap::new();
+    for (_, segment) in changes {
+        *deltas.entry(*segment).or_default() += sign;
+    }
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    let (segments, amounts): (Vec<Uuid>, Vec<i64>) = deltas.into_iter().unzip();
+    sqlx::query(
+        "INSERT INTO segment_sizes (segment_id, day, members)
+         SELECT s, $3, coalesce((SELECT z.members FROM segment_sizes z WHERE z.segment_id = s AND z.day < $3
+                                  ORDER BY z.day DESC LIMIT 1), 0) + d
+         FROM unnest($1::uuid[], $2::bigint[]) AS t(s, d)
+         ON CONFLICT (segment_id, day) DO UPDATE SET members = segment_sizes.members + excluded.members
+             - coalesce((SELECT z.members FROM segment_sizes z WHERE z.segment_id = excluded.segment_id AND z.day < excluded.day
+                         ORDER BY z.day DESC LIMIT 1), 0)",
+    )
+    .bind(&segments)
+    .bind(&amounts)
+    .bind(at.date_naive())
     .execute(tx)
     .await?;
     Ok(())
 }
 
-/// Removes `(contact, segment)` memberships.
-pub async fn exit(tx: &mut PgConnection, exits: &[(Uuid, Uuid)]) -> Result<(), Error> {
-    if exits.is_empty() {
-        return Ok(());
-    }
-    let contacts: Vec<Uuid> = exits.iter().map(|(contact, _)| *contact).collect();
-    let segments: Vec<Uuid> = exits.iter().map(|(_, segment)| *segment).collect();
-    sqlx::query(
-        "DELETE FROM memberships m USING unnest($1::uuid[], $2::uuid[]) AS t(c, s)
-         WHERE m.contact_id = t.c AND m.segment_id = t.s",
+/// A segment's size at the end of each day from `from` to `to`, carried
+/// forward over days without changes; days before its first count are left out.
+pub async fn sizes(
+    conn: &mut PgConnection,
+    segment: Uuid,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+) -> Result<Vec<(chrono::NaiveDate, i64)>, Error> {
+    let rows: Vec<(chrono::NaiveDate, i64)> = sqlx::query_as(
+        "SELECT d::date, (SELECT z.members FROM segment_sizes z WHERE z.segment_id = $1 AND z.day <= d::date
+                          ORDER BY z.day DESC LIMIT 1)
+         FROM generate_series($2::date, $3::date, interval '1 day') AS d
+         WHERE EXISTS (SELECT 1 FROM segment_sizes z WHERE z.segment_id = $1 AND z.day <= d::date)",
     )
-    .bind(&contacts)
-    .bind(&segments)
-    .execute(tx)
+    .bind(segment)
+    .bind(from)
+    .bind(to)
+    .fetch_all(conn)
     .await?;
-    Ok(())
+    Ok(rows)
 }
 
 /// A page of `segment`'s members after `after`, by contact id.
