@@ -25,6 +25,9 @@ use crate::{metrics::Metrics, outbox::Position, principal::SignedChannel};
 /// How long a consumer waits after a failure before it resumes.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// How often a follower checks its stored cursor, and tells an idle handler so.
+pub const IDLE_CHECK: Duration = Duration::from_secs(1);
+
 /// Events applied in one transaction, at most: those already received when
 /// the consumer is ready for more, so a quiet feed still applies each event
 /// at once.
@@ -35,6 +38,12 @@ pub trait Handler: Send + Sync + 'static {
     /// Applies `event` using `tx`; the cursor moves in the same transaction.
     /// An error rolls both back and the event is offered again later.
     fn handle(&self, tx: &mut PgConnection, event: &pb::Event) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Called when no event came for a while ([`IDLE_CHECK`]): the follower
+    /// has applied everything its feed had. By default nothing.
+    fn idle(&self, _pool: &PgPool) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async { Ok(()) }
+    }
 
     /// Applies a burst of events, in feed order, in one transaction. By
     /// default one by one; a handler that can do a burst's work in fewer
@@ -131,12 +140,31 @@ impl<H: Handler> Consumer<H> {
     }
 
     /// Reads the cursor, subscribes after it and handles events until shutdown.
+    ///
+    /// Every [`IDLE_CHECK`] without events, the handler hears that it is
+    /// idle (caught up with the feed as far as it can tell), and the stored
+    /// cursor is read: if someone moved it back (a rebuild of the read
+    /// model), the follower subscribes again from there.
     async fn follow(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         let after = self.cursor().await?;
         let mut messages = self.source.open(after).await?.ready_chunks(MAX_BATCH);
+        let mut applied = after;
+        let mut ticks = tokio::time::interval(IDLE_CHECK);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut busy = true;
         loop {
             let next = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
+                _ = ticks.tick() => {
+                    if self.cursor().await? < applied {
+                        anyhow::bail!("the cursor was moved back (a rebuild); subscribing again from it");
+                    }
+                    if !busy {
+                        self.handler.idle(&self.pool).await?;
+                    }
+                    busy = false;
+                    continue;
+                }
                 next = messages.next() => next,
             };
             let Some(received) = next else { anyhow::bail!("the feed ended") };
@@ -145,12 +173,19 @@ impl<H: Handler> Consumer<H> {
                 // A stream error drops the events after the cursor: they come again on resume.
                 events.extend(message?.event);
             }
-            self.apply(&events).await?;
+            self.apply(&events, applied).await?;
+            if let Some(last) = events.last() {
+                applied = applied.max(Position::from(last.position));
+            }
+            busy = true;
         }
     }
 
-    /// Handles the events after the cursor and moves the cursor past the last, in one transaction.
-    async fn apply(&self, events: &[pb::Event]) -> anyhow::Result<()> {
+    /// Handles the events after the cursor and moves the cursor past the last,
+    /// in one transaction. `applied` is where this follower left the cursor:
+    /// a stored cursor behind it was moved back (a rebuild), and the events
+    /// in hand must not be applied before the ones it goes back to.
+    async fn apply(&self, events: &[pb::Event], applied: Position) -> anyhow::Result<()> {
         let Some(last) = events.last() else { return Ok(()) };
         let mut tx = self.pool.begin().await?;
         // Creates the cursor on first use; either way locks it for this transaction and reads it.
@@ -163,6 +198,9 @@ impl<H: Handler> Consumer<H> {
         .fetch_one(&mut *tx)
         .await?;
         let stored = Position::from_columns(transaction, sequence);
+        if stored < applied {
+            anyhow::bail!("the cursor was moved back (a rebuild); subscribing again from it");
+        }
         let position = Position::from(last.position);
         if position <= stored {
             return Ok(()); // handled already (by another replica, or before a restart)

@@ -107,6 +107,8 @@ pub const POLICY: &[(&str, Scope)] = &[
     ("/crm.interactions.v1.InteractionsService/ListEvents", Scope::InteractionsRead),
     ("/crm.segmentation.v1.SegmentationService/ListFeatures", Scope::SegmentsRead),
     ("/crm.segmentation.v1.SegmentationService/GetContactFeatures", Scope::SegmentsRead),
+    ("/crm.segmentation.v1.SegmentationService/RebuildReadModel", Scope::SegmentsWrite),
+    ("/crm.segmentation.v1.SegmentationService/GetReadModelStatus", Scope::SegmentsRead),
     ("/crm.segmentation.v1.SegmentationService/CreateSegment", Scope::SegmentsWrite),
     ("/crm.segmentation.v1.SegmentationService/GetSegment", Scope::SegmentsRead),
     ("/crm.segmentation.v1.SegmentationService/UpdateSegment", Scope::SegmentsWrite),

@@ -52,14 +52,14 @@ pub async fn serve(ctx: RoleContext, upstreams: Upstreams, listener: TcpListener
     let segments = std::sync::Arc::new(segments::Segments::default());
     follow(
         &ctx,
-        "segmentation.contacts",
+        store::rebuild::CONSUMERS[0],
         &upstreams.contacts,
         "crm.contacts.v1.ContactsService",
         ContactsFeed { clock: ctx.clock.clone(), segments: segments.clone() },
     )?;
     follow(
         &ctx,
-        "segmentation.interactions",
+        store::rebuild::CONSUMERS[1],
         &upstreams.interactions,
         "crm.interactions.v1.InteractionsService",
         InteractionsFeed { clock: ctx.clock.clone(), segments: segments.clone() },

@@ -29,7 +29,7 @@ use crate::{
         check::{Checked, check},
         eval::{Outcome, evaluate},
     },
-    store::segments as store,
+    store::{rebuild, segments as store},
 };
 
 /// The lock that orders populations (exclusive) and reconciles (shared).
@@ -105,6 +105,10 @@ impl Segments {
             return Ok(());
         }
         lock(tx, false).await?;
+        // During a rebuild the features are incomplete: memberships wait for it to finish.
+        if rebuild::rebuilding(tx).await? {
+            return Ok(());
+        }
         let segments: Vec<(Uuid, i64, Arc<Checked>)> = store::dynamic(tx)
             .await?
             .into_iter()
@@ -174,6 +178,33 @@ impl Segments {
         store::exit(tx, &exits, now).await?;
         outbox::append(tx, &events).await?;
         Ok(members.len() as i64)
+    }
+
+    /// Evaluates every dynamic segment over every contact (a rebuild's end).
+    pub async fn populate_all(&self, tx: &mut PgConnection, now: DateTime<Utc>) -> Result<(), Error> {
+        for (id, version, rule) in store::dynamic(tx).await? {
+            if let Some(checked) = self.compiled(id, version, &rule) {
+                self.populate(tx, id, version, &checked, now).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A consumer has been idle: during a rebuild it has caught up with its
+    /// feed; when both have, memberships are brought up to date and the
+    /// rebuild ends.
+    pub async fn caught_up(&self, pool: &sqlx::PgPool, consumer: &str, now: DateTime<Utc>) -> Result<(), Error> {
+        let mut tx = pool.begin().await?;
+        if !rebuild::rebuilding(&mut tx).await? {
+            return Ok(());
+        }
+        if rebuild::caught_up(&mut tx, consumer).await? {
+            self.populate_all(&mut tx, now).await?;
+            rebuild::finish(&mut tx, now).await?;
+            tracing::info!("the read model is rebuilt; memberships are up to date");
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Every member of segment `id` leaves it (the segment is deleted).

@@ -4,6 +4,7 @@
 mod features;
 mod kinds;
 mod read_model;
+mod rebuild;
 mod scores;
 mod segments;
 mod time;

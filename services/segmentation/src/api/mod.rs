@@ -35,7 +35,7 @@ use crate::{
     },
     segments::{self, Segments},
     store::{
-        read_model,
+        read_model, rebuild,
         segments::{self as store, SegmentRecord},
     },
 };
@@ -102,6 +102,15 @@ impl SegmentationApi {
     async fn read(&self, id: Uuid) -> Result<pb::Segment, Error> {
         let mut conn = self.pool.acquire().await?;
         Ok(to_proto_segment(&store::get(&mut conn, id, false).await?))
+    }
+}
+
+fn status_proto(status: &rebuild::Status) -> pb::ReadModelStatus {
+    pb::ReadModelStatus {
+        generation: status.generation,
+        rebuilding: status.rebuilding,
+        start_time: status.started_at.map(to_proto),
+        finish_time: status.finished_at.map(to_proto),
     }
 }
 
@@ -205,6 +214,30 @@ impl SegmentationService for SegmentationApi {
             compute_time: Some(to_proto(computed_at)),
             next_change_time: next_change.map(to_proto),
         }))
+    }
+
+    async fn rebuild_read_model(
+        &self,
+        _request: Request<pb::RebuildReadModelRequest>,
+    ) -> Result<Response<pb::ReadModelStatus>, Status> {
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        // No reconcile runs while the model is emptied (they hold the lock shared).
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('crm.segmentation.segments', 0))")
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from)?;
+        let status = rebuild::start(&mut tx, self.clock.now()).await?;
+        tx.commit().await.map_err(Error::from)?;
+        tracing::info!(generation = status.generation, "rebuilding the read model from the feeds");
+        Ok(Response::new(status_proto(&status)))
+    }
+
+    async fn get_read_model_status(
+        &self,
+        _request: Request<pb::GetReadModelStatusRequest>,
+    ) -> Result<Response<pb::ReadModelStatus>, Status> {
+        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
+        Ok(Response::new(status_proto(&rebuild::status(&mut conn).await?)))
     }
 
     async fn create_segment(

@@ -128,6 +128,11 @@ impl ContactsFeed {
 }
 
 impl Handler for ContactsFeed {
+    async fn idle(&self, pool: &sqlx::PgPool) -> anyhow::Result<()> {
+        let consumer = crate::store::rebuild::CONSUMERS[0];
+        Ok(self.segments.caught_up(pool, consumer, self.clock.now()).await?)
+    }
+
     async fn handle(&self, tx: &mut PgConnection, event: &Event) -> anyhow::Result<()> {
         self.handle_batch(tx, &[event]).await
     }

@@ -53,6 +53,11 @@ impl Micros for chrono::DateTime<chrono::Utc> {
 }
 
 impl Handler for InteractionsFeed {
+    async fn idle(&self, pool: &sqlx::PgPool) -> anyhow::Result<()> {
+        let consumer = crate::store::rebuild::CONSUMERS[1];
+        Ok(self.segments.caught_up(pool, consumer, self.clock.now()).await?)
+    }
+
     async fn handle(&self, tx: &mut PgConnection, event: &Event) -> anyhow::Result<()> {
         self.handle_batch(tx, &[event]).await
     }

@@ -9,6 +9,7 @@
 //! one's committed result (READ COMMITTED) and no update is lost.
 
 pub mod read_model;
+pub mod rebuild;
 pub mod scores;
 pub mod segments;
 
