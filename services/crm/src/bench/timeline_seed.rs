@@ -71,6 +71,10 @@ pub async fn seed(
         Some(url) => Some(copy_baseline(url, count, contacts, now).await?),
         None => None,
     };
+    let applied_before = match database_url {
+        Some(url) => Some(segmentation_applied(url).await?),
+        None => None,
+    };
     let started = Instant::now();
     let batches = (0..count.div_ceil(BATCH)).map({
         let contacts = contacts.to_vec();
@@ -95,7 +99,36 @@ pub async fn seed(
     if let Some(copy_rate) = copy_rate {
         println!("COPY of the same rows: {copy_rate:.0} rows/s; ingest / COPY = {:.2}", rate / copy_rate);
     }
+    if let (Some(url), Some(before)) = (database_url, applied_before) {
+        // The segmentation role follows the interactions feed: how fast it keeps up.
+        let target = before + stored as i64;
+        let mut applied = before;
+        let mut stalled = Instant::now();
+        while applied < target && stalled.elapsed() < std::time::Duration::from_secs(120) {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let now_applied = segmentation_applied(url).await?;
+            if now_applied > applied {
+                stalled = Instant::now();
+            }
+            applied = now_applied;
+        }
+        let total = started.elapsed().as_secs_f64();
+        let done = applied - before;
+        println!(
+            "segmentation: {done} of {stored} interaction events applied {:.1}s after the ingest began = {:.0} events/s ({:.2} of the ingest rate); caught up {:.1}s after the ingest ended",
+            total,
+            done as f64 / total,
+            (done as f64 / total) / rate,
+            total - elapsed
+        );
+    }
     Ok(())
+}
+
+/// Interaction rows the segmentation role's read model holds.
+async fn segmentation_applied(database_url: &str) -> anyhow::Result<i64> {
+    let mut conn = PgConnection::connect(database_url).await?;
+    Ok(sqlx::query_scalar("SELECT count(*) FROM segmentation.activity").fetch_one(&mut conn).await?)
 }
 
 /// A plain COPY of the same rows (keys, time, kind, the rest as JSON text) into a scratch table.

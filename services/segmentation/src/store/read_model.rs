@@ -291,6 +291,9 @@ async fn rollups(
     .bind(contacts)
     .fetch_all(&mut *tx)
     .await?;
+    if referred.is_empty() && employers.is_empty() {
+        return Ok(HashMap::new());
+    }
     let organizations: Vec<Uuid> = employers.iter().map(|(_, organization)| *organization).collect();
     let staff: Vec<(Uuid, Uuid)> = sqlx::query_as(
         "SELECT DISTINCT target_id, contact_id FROM relationships WHERE kind = 'employee_of' AND target_id = ANY($1)",
