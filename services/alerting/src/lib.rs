@@ -2,9 +2,11 @@
 //!
 //! - [`serve`]: the role's gRPC server (`crm.alerting.v1.AlertingService`, health, reflection).
 //! - [`migrator`]: the role's migrations, applied to the `alerting` schema.
+//! - [`slo`]: service-level objectives; their burn-rate arithmetic.
 //! - `api`: the service implementation.
 
 mod api;
+pub mod slo;
 
 use crm_platform::{RoleContext, server::GrpcServer};
 use crm_proto::alerting::v1::alerting_service_server::AlertingServiceServer;
