@@ -5,7 +5,7 @@
 
 use crm_segmentation::{
     features::{Profile, compute},
-    rules::{check::check, eval::evaluate},
+    rules::{check, evaluate},
 };
 use libfuzzer_sys::fuzz_target;
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     features::{FeatureDoc, Value, catalogue},
-    rules::eval::describe,
+    rules::describe,
 };
 
 const MAX_CONTRIBUTIONS: usize = 50;

@@ -25,10 +25,7 @@ use uuid::Uuid;
 
 use crate::{
     features::Computed,
-    rules::{
-        check::{Checked, check},
-        eval::{Outcome, evaluate},
-    },
+    rules::{Checked, Outcome, check, evaluate},
     store::{rebuild, segments as store},
 };
 

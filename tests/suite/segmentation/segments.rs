@@ -44,7 +44,7 @@ async fn a_bad_rule_is_refused_with_its_position() {
     let suite = TestSuite::start(&test_db).await.unwrap();
     let mut segmentation = suite.segmentation().await.unwrap();
     for (rule, position, words) in [
-        (r#"lifecycle == "customer" && revnue_365d["EUR"] > 5"#, "line 1, column 28", "unknown feature `revnue_365d`"),
+        (r#"lifecycle == "customer" && revnue_365d["EUR"] > 5"#, "line 1, column 28", "unknown name `revnue_365d`"),
         ("complaints_90d == \"none\"", "line 1", "never equal"),
         ("lifecycle ==", "line 1", "syntax error"),
         ("purchases_30d", "line 1, column 1", "must be a condition"),

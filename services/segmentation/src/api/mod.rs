@@ -29,10 +29,7 @@ use uuid::Uuid;
 
 use crate::{
     features::catalogue,
-    rules::{
-        check::{Checked, check},
-        eval::evaluate,
-    },
+    rules::{Checked, check, evaluate},
     segments::{self, Segments},
     store::{
         read_model, rebuild,

@@ -1,18 +1,16 @@
 //! Checking a rule before it is saved: CEL's parser finds syntax errors; this
-//! module walks the parsed expression against the feature catalogue and
-//! finds unknown features, unknown functions and operands of the wrong type,
-//! each with its line and column in the rule. The `cel` crate is an
-//! interpreter only: the checker is ours.
+//! module walks the parsed expression against a [`Schema`] and finds unknown
+//! names, unknown functions and operands of the wrong type, each with its
+//! line and column in the rule. The `cel` crate is an interpreter only: the
+//! checker is ours.
 
 use std::collections::HashMap;
 
+use crate::Schema;
 use cel::{
     Program,
     common::ast::{CallExpr, ComprehensionExpr, EntryExpr, Expr, IdedExpr, LiteralValue, SourceInfo},
 };
-use crm_proto::segmentation::v1::FeatureType;
-
-use crate::features::catalogue;
 
 /// The longest rule accepted, in characters.
 pub const MAX_RULE: usize = 4096;
@@ -38,7 +36,7 @@ impl std::fmt::Display for RuleError {
 
 /// The type of an expression, as far as the checker can tell.
 #[derive(Clone, Debug, PartialEq)]
-enum Type {
+pub enum Type {
     Int,
     Double,
     String,
@@ -54,21 +52,7 @@ enum Type {
 }
 
 impl Type {
-    fn of(kind: FeatureType) -> Type {
-        match kind {
-            FeatureType::Int => Type::Int,
-            // Absent averages are null.
-            FeatureType::Double => Type::Dyn,
-            FeatureType::String => Type::String,
-            FeatureType::Bool => Type::Bool,
-            FeatureType::Timestamp => Type::Timestamp,
-            FeatureType::StringList => Type::List(Box::new(Type::String)),
-            FeatureType::IntMap => Type::Map(Box::new(Type::String), Box::new(Type::Int)),
-            FeatureType::Unspecified => Type::Dyn,
-        }
-    }
-
-    fn name(&self) -> String {
+    pub fn name(&self) -> String {
         match self {
             Type::Int => "int".into(),
             Type::Double => "double".into(),
@@ -102,15 +86,16 @@ impl Type {
 /// A rule that parsed and checked, ready to run.
 pub struct Checked {
     pub program: Program,
-    /// The features it reads.
+    /// The names it reads.
     pub features: Vec<String>,
-    /// Keys of map features it reads by a literal (`revenue_365d["EUR"]`):
-    /// a contact without one reads it as 0, not as an error.
+    /// Keys of maps it reads by a literal (`revenue_365d["EUR"]`): a binder
+    /// may give a missing one a default (segmentation reads a missing
+    /// currency as 0) instead of an error.
     pub map_keys: Vec<(String, String)>,
 }
 
-/// Parses and checks `rule`; the rule must be a condition (bool).
-pub fn check(rule: &str) -> Result<Checked, RuleError> {
+/// Parses and checks `rule` against `schema`; the rule must be a condition (bool).
+pub fn check(rule: &str, schema: &dyn Schema) -> Result<Checked, RuleError> {
     let length = rule.chars().count();
     if rule.trim().is_empty() || length > MAX_RULE {
         return Err(RuleError {
@@ -134,7 +119,8 @@ pub fn check(rule: &str) -> Result<Checked, RuleError> {
     }
     cel::parser::Parser::new().max_recursion_depth(MAX_PARSE_DEPTH).parse(rule).map_err(syntax)?;
     let program = Program::compile(rule).map_err(syntax)?;
-    let mut checker = Checker { source: rule, info: program.source_info(), features: Vec::new(), map_keys: Vec::new() };
+    let mut checker =
+        Checker { source: rule, info: program.source_info(), schema, features: Vec::new(), map_keys: Vec::new() };
     let result = checker.expression(program.expression(), &HashMap::new(), 0)?;
     if !matches!(result, Type::Bool | Type::Dyn) {
         return Err(
@@ -183,6 +169,7 @@ fn too_deeply_bracketed(rule: &str) -> Option<(u32, u32)> {
 struct Checker<'a> {
     source: &'a str,
     info: &'a SourceInfo,
+    schema: &'a dyn Schema,
     features: Vec<String>,
     map_keys: Vec<(String, String)>,
 }
@@ -258,14 +245,15 @@ impl Checker<'_> {
         if let Some(bound) = scope.get(name) {
             return Ok(bound.clone());
         }
-        match catalogue::feature(name) {
-            Some(feature) => {
+        match self.schema.type_of(name) {
+            Some(found) => {
                 self.features.push(name.to_string());
-                Ok(Type::of(feature.kind))
+                Ok(found)
             }
             None => {
-                let hint = closest_feature(name).map(|close| format!(" (did you mean `{close}`?)")).unwrap_or_default();
-                Err(self.error(at, format!("unknown feature `{name}`{hint}; ListFeatures lists them")))
+                let hint =
+                    closest(self.schema, name).map(|close| format!(" (did you mean `{close}`?)")).unwrap_or_default();
+                Err(self.error(at, format!("unknown name `{name}`{hint}; {}", self.schema.where_listed())))
             }
         }
     }
@@ -446,7 +434,7 @@ impl Checker<'_> {
     /// Notes `feature["KEY"]` for a map feature read by a literal key.
     fn literal_map_key(&mut self, container: &IdedExpr, key: &IdedExpr) {
         if let (Expr::Ident(feature), Expr::Literal(LiteralValue::String(literal))) = (&container.expr, &key.expr)
-            && catalogue::feature(feature).is_some()
+            && self.schema.type_of(feature).is_some()
         {
             self.map_keys.push((feature.clone(), literal.inner().to_string()));
         }
@@ -464,19 +452,52 @@ fn display_name(function: &str) -> String {
     }
 }
 
-/// The feature whose name is nearest to `name`, when one is near.
-fn closest_feature(name: &str) -> Option<&'static str> {
-    catalogue::features()
-        .iter()
-        .map(|feature| (strsim::jaro_winkler(name, &feature.name), feature.name.as_str()))
+/// The schema's name nearest to `name`, when one is near.
+fn closest(schema: &dyn Schema, name: &str) -> Option<String> {
+    schema
+        .names()
+        .into_iter()
+        .map(|known| (strsim::jaro_winkler(name, &known), known))
         .filter(|(score, _)| *score > 0.85)
         .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, name)| name)
+        .map(|(_, known)| known)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A few features of the segmentation catalogue's kinds.
+    struct Features;
+
+    impl Schema for Features {
+        fn type_of(&self, name: &str) -> Option<Type> {
+            let money = || Type::Map(Box::new(Type::String), Box::new(Type::Int));
+            Some(match name {
+                "lifecycle" | "country" | "city" => Type::String,
+                "complaints_90d" | "days_since_last_purchase" | "age" | "purchases_total" | "purchases_30d" => {
+                    Type::Int
+                }
+                "revenue_365d" | "revenue_total" | "kinds_30d" => money(),
+                "tags" | "skus" => Type::List(Box::new(Type::String)),
+                "last_purchase_time" => Type::Timestamp,
+                "sentiment_avg_90d" => Type::Dyn,
+                _ => return None,
+            })
+        }
+
+        fn names(&self) -> Vec<String> {
+            ["lifecycle", "revenue_365d", "complaints_90d", "tags"].iter().map(|name| name.to_string()).collect()
+        }
+
+        fn where_listed(&self) -> &str {
+            "ListFeatures lists them"
+        }
+    }
+
+    fn check(rule: &str) -> Result<Checked, RuleError> {
+        super::check(rule, &Features)
+    }
 
     fn error(rule: &str) -> RuleError {
         check(rule).err().unwrap_or_else(|| panic!("{rule} was accepted"))
@@ -507,7 +528,7 @@ mod tests {
     fn bad_rules_say_what_and_where() {
         let unknown = error("lifecycle == \"customer\" && revnue_365d[\"EUR\"] > 5");
         assert_eq!((unknown.line, unknown.column), (1, 28), "{unknown}");
-        assert!(unknown.message.contains("unknown feature `revnue_365d`"), "{unknown}");
+        assert!(unknown.message.contains("unknown name `revnue_365d`"), "{unknown}");
         assert!(unknown.message.contains("did you mean `revenue_365d`"), "{unknown}");
 
         let typed = error("complaints_90d == \"none\"");
