@@ -2,6 +2,7 @@
 //! Each test gets its own database and its own servers on ephemeral ports.
 
 mod access;
+mod alerting;
 mod consumer;
 mod contacts;
 mod event_feed;

@@ -233,6 +233,33 @@ impl<H: Handler> Consumer<H> {
     }
 }
 
+/// Follows `service`'s feed at the first of `urls` with `handler`, as the
+/// consumer `name` of `ctx`'s role: the role signs itself in as an admin
+/// principal (`role:<role>`), over internal TLS when configured.
+pub fn follow<H: Handler>(
+    ctx: &crate::RoleContext,
+    name: &str,
+    urls: &[String],
+    service: &'static str,
+    handler: H,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let role = ctx.role.as_str();
+    let url = urls.first().ok_or_else(|| anyhow::anyhow!("the {role} role needs the address of {service}"))?;
+    let channel = crate::tls::internal_endpoint(url, ctx.server.internal_tls.as_ref())?.connect_lazy();
+    let principal = crate::principal::Principal {
+        key_id: format!("role:{role}"),
+        roles: vec![crate::principal::AccessRole::Admin],
+    };
+    let consumer = Consumer {
+        name: name.into(),
+        pool: ctx.pool.clone(),
+        source: FeedSource { channel: SignedChannel::new(channel, ctx.identity.clone(), principal), service },
+        handler,
+        metrics: ctx.metrics.clone(),
+    };
+    Ok(consumer.spawn(ctx.shutdown.clone()))
+}
+
 enum Leadership {
     /// Another replica leads.
     Refused,

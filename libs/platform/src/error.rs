@@ -148,6 +148,16 @@ impl Violations {
         entries
     }
 
+    /// `value` trimmed; a violation when it is not `min` to `max` characters long.
+    pub fn text(&mut self, field: &str, value: &str, min: usize, max: usize) -> String {
+        let value = value.trim();
+        let length = value.chars().count();
+        if length < min || length > max {
+            self.add(field, format!("must be {min} to {max} characters (got {length})"));
+        }
+        value.to_string()
+    }
+
     /// Whether nothing was wrong so far.
     pub fn is_empty(&self) -> bool {
         self.kept.is_empty()

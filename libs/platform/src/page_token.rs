@@ -75,6 +75,30 @@ impl PageTokens {
         Ok(URL_SAFE_NO_PAD.encode(bytes))
     }
 
+    /// Where a list resumes: nowhere for an empty token (the first page),
+    /// else the cursor inside it.
+    pub fn resume<C: DeserializeOwned>(&self, query: &Query, token: &str) -> Result<Option<C>, Error> {
+        if token.is_empty() { Ok(None) } else { self.decode(query, token).map(Some) }
+    }
+
+    /// Ends a page read with `limit + 1` rows: drops the extra row and, when
+    /// there was one, returns the token that resumes after the last row kept
+    /// (its cursor made by `cursor`); else an empty token (the end).
+    pub fn next_page<T, C: Serialize>(
+        &self,
+        query: &Query,
+        rows: &mut Vec<T>,
+        limit: i64,
+        cursor: impl Fn(&T) -> C,
+    ) -> Result<String, Error> {
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit.max(0) as usize);
+        match rows.last() {
+            Some(last) if more => self.encode(query, &cursor(last)),
+            _ => Ok(String::new()),
+        }
+    }
+
     /// The cursor inside `token`, if the token was minted here for this very query.
     pub fn decode<C: DeserializeOwned>(&self, query: &Query, token: &str) -> Result<C, Error> {
         let invalid = |why: &str| Error::invalid("page_token", why.to_string());

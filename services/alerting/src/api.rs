@@ -1,29 +1,235 @@
 //! `crm.alerting.v1.AlertingService`: each RPC validates, calls the store, maps the result.
 //! The event feed is the platform's; this role only names its service.
 
+use std::time::Duration;
+
 use crm_platform::{
-    RoleContext,
+    Error, RoleContext,
+    clock::Clock,
+    error::Violations,
     feed_api::{FeedApi, SubscribeStream},
+    page_token::{PageTokens, Query, page_size},
+    timestamp::to_proto,
 };
 use crm_proto::{
-    alerting::v1::alerting_service_server::{AlertingService, SERVICE_NAME},
+    alerting::v1::{
+        self as pb,
+        alerting_service_server::{AlertingService, SERVICE_NAME},
+    },
     events::v1::{ListEventsRequest, ListEventsResponse, SubscribeRequest},
 };
+use sqlx::PgPool;
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::{
+    slo::{indicator, status},
+    store::slos::{self as store, SloRecord},
+};
+
+const MAX_NAME: usize = 200;
+const MAX_OWNER: usize = 200;
+const MAX_DESCRIPTION: usize = 2000;
+const MIN_WINDOW: Duration = Duration::from_secs(24 * 3600);
+const MAX_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600);
+/// Fewer valid events than this in an alert's long window never alert, unless the SLO says otherwise.
+const DEFAULT_MIN_EVENTS: u64 = 10;
+const MAX_MIN_EVENTS: i64 = 1_000_000_000;
 
 pub struct AlertingApi {
     feed: FeedApi,
+    pool: PgPool,
+    tokens: PageTokens,
+    clock: Clock,
 }
 
 impl AlertingApi {
     pub async fn new(ctx: &RoleContext) -> anyhow::Result<Self> {
-        Ok(AlertingApi { feed: FeedApi::start(ctx, SERVICE_NAME).await? })
+        Ok(AlertingApi {
+            feed: FeedApi::start(ctx, SERVICE_NAME).await?,
+            pool: ctx.pool.clone(),
+            tokens: ctx.page_tokens.clone(),
+            clock: ctx.clock.clone(),
+        })
+    }
+
+    async fn read(&self, id: Uuid) -> Result<SloRecord, Error> {
+        let mut conn = self.pool.acquire().await?;
+        store::get(&mut conn, id).await
+    }
+}
+
+fn id(field: &str, raw: &str) -> Result<Uuid, Error> {
+    Uuid::try_parse(raw.trim()).map_err(|_| Error::invalid(field, "must be an id (a UUID)"))
+}
+
+/// A new SLO from the request, every wrong field named.
+fn new_slo(input: pb::Slo) -> Result<SloRecord, Error> {
+    let mut violations = Violations::new();
+    let name = violations.text("slo.name", &input.name, 1, MAX_NAME);
+    let owner = violations.text("slo.owner", &input.owner, 0, MAX_OWNER);
+    let description = violations.text("slo.description", &input.description, 0, MAX_DESCRIPTION);
+    if !(input.objective > 0.0 && input.objective < 1.0) {
+        violations.add("slo.objective", format!("must be above 0 and below 1, e.g. 0.999 (got {})", input.objective));
+    }
+    let window = match input.window.map(Duration::try_from) {
+        None => {
+            violations.add("slo.window", "is required, e.g. 28 days");
+            Duration::ZERO
+        }
+        Some(Err(_)) => {
+            violations.add("slo.window", "must be a positive duration");
+            Duration::ZERO
+        }
+        Some(Ok(window)) => {
+            if !(MIN_WINDOW..=MAX_WINDOW).contains(&window) || window.subsec_nanos() != 0 || window.as_secs() % 60 != 0
+            {
+                violations.add("slo.window", "must be whole minutes from 1 day to 366 days");
+            }
+            window
+        }
+    };
+    let (mut valid_rule, mut good_rule) = (String::new(), String::new());
+    match input.indicator {
+        Some(pb::slo::Indicator::Business(business)) => {
+            for (field, rule, kept) in [
+                ("slo.business.valid", business.valid, &mut valid_rule),
+                ("slo.business.good", business.good, &mut good_rule),
+            ] {
+                if let Err(error) = indicator::check(&rule) {
+                    violations.add(field, error.to_string());
+                }
+                *kept = rule.trim().to_string();
+            }
+        }
+        None => violations.add("slo.indicator", "is required: business (conditions over interactions)"),
+    }
+    let min_events = match input.min_events {
+        0 => DEFAULT_MIN_EVENTS,
+        n if (1..=MAX_MIN_EVENTS).contains(&n) => n as u64,
+        n => {
+            violations.add("slo.min_events", format!("must be 0 (the default, 10) to {MAX_MIN_EVENTS} (got {n})"));
+            0
+        }
+    };
+    violations.into_result()?;
+    Ok(SloRecord {
+        id: Uuid::now_v7(),
+        name,
+        owner,
+        description,
+        objective: input.objective,
+        window,
+        valid_rule,
+        good_rule,
+        min_events,
+        create_time: chrono::DateTime::UNIX_EPOCH,
+    })
+}
+
+fn duration(duration: Duration) -> prost_types::Duration {
+    prost_types::Duration::try_from(duration).unwrap_or_default()
+}
+
+fn to_proto_slo(record: &SloRecord) -> pb::Slo {
+    pb::Slo {
+        id: record.id.to_string(),
+        name: record.name.clone(),
+        owner: record.owner.clone(),
+        description: record.description.clone(),
+        objective: record.objective,
+        window: Some(duration(record.window)),
+        indicator: Some(pb::slo::Indicator::Business(pb::BusinessIndicator {
+            valid: record.valid_rule.clone(),
+            good: record.good_rule.clone(),
+        })),
+        min_events: record.min_events as i64,
+        alerts: status::thresholds(record)
+            .iter()
+            .map(|threshold| pb::AlertThreshold {
+                severity: threshold.severity.as_str().into(),
+                budget_fraction: threshold.budget_fraction,
+                burn_rate: threshold.burn_rate,
+                long_window: Some(duration(threshold.long)),
+                short_window: Some(duration(threshold.short)),
+                derived: threshold.derived,
+            })
+            .collect(),
+        create_time: Some(to_proto(record.create_time)),
     }
 }
 
 #[tonic::async_trait]
 impl AlertingService for AlertingApi {
     type SubscribeStream = SubscribeStream;
+
+    async fn create_slo(&self, request: Request<pb::CreateSloRequest>) -> Result<Response<pb::Slo>, Status> {
+        let input = request.into_inner().slo.ok_or_else(|| Error::invalid("slo", "is required"))?;
+        let slo = new_slo(input)?;
+        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
+        store::insert(&mut conn, &slo).await?;
+        Ok(Response::new(to_proto_slo(&store::get(&mut conn, slo.id).await?)))
+    }
+
+    async fn get_slo(&self, request: Request<pb::GetSloRequest>) -> Result<Response<pb::Slo>, Status> {
+        let slo_id = id("id", &request.get_ref().id)?;
+        Ok(Response::new(to_proto_slo(&self.read(slo_id).await?)))
+    }
+
+    async fn list_slos(&self, request: Request<pb::ListSlosRequest>) -> Result<Response<pb::ListSlosResponse>, Status> {
+        let body = request.into_inner();
+        let limit = page_size(body.page_size, 50, 500)?;
+        let query = Query::builder(&format!("{SERVICE_NAME}/ListSlos")).build();
+        let after: Option<(String, Uuid)> = self.tokens.resume(&query, &body.page_token)?;
+        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
+        let mut records = store::list(&mut conn, after, limit + 1).await?;
+        let next_page_token =
+            self.tokens.next_page(&query, &mut records, limit, |last| (last.name.clone(), last.id))?;
+        Ok(Response::new(pb::ListSlosResponse { slos: records.iter().map(to_proto_slo).collect(), next_page_token }))
+    }
+
+    async fn delete_slo(&self, request: Request<pb::DeleteSloRequest>) -> Result<Response<pb::Slo>, Status> {
+        let slo_id = id("id", &request.get_ref().id)?;
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        let current = store::get(&mut tx, slo_id).await?;
+        store::delete(&mut tx, slo_id).await?;
+        tx.commit().await.map_err(Error::from)?;
+        Ok(Response::new(to_proto_slo(&current)))
+    }
+
+    async fn get_slo_status(
+        &self,
+        request: Request<pb::GetSloStatusRequest>,
+    ) -> Result<Response<pb::SloStatus>, Status> {
+        let slo_id = id("id", &request.get_ref().id)?;
+        let now = self.clock.now();
+        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
+        let slo = store::get(&mut conn, slo_id).await?;
+        let counts = store::counts(&mut conn, slo_id, now, &status::windows(&slo)).await?;
+        let found = status::status(&slo, |window| counts.get(&window).copied().unwrap_or_default());
+        Ok(Response::new(pb::SloStatus {
+            slo_id: slo.id.to_string(),
+            sli: found.sli,
+            valid_events: found.total.valid as i64,
+            good_events: (found.total.valid - found.total.bad) as i64,
+            budget_left: found.budget_left,
+            alerts: found
+                .alerts
+                .iter()
+                .map(|alert| pb::WindowBurn {
+                    severity: alert.threshold.severity.as_str().into(),
+                    threshold: alert.threshold.burn_rate,
+                    long_burn_rate: alert.long_burn,
+                    short_burn_rate: alert.short_burn,
+                    long_valid_events: alert.long_valid as i64,
+                    firing: alert.firing,
+                    windows: alert.threshold.windows_label(),
+                })
+                .collect(),
+            exhausted_in: found.exhausted_in.map(duration),
+            evaluate_time: Some(to_proto(now)),
+        }))
+    }
 
     async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
         self.feed.subscribe(request)

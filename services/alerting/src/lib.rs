@@ -1,14 +1,19 @@
 //! The alerting role: service-level objectives over business indicators and their burn-rate alerts.
 //!
-//! - [`serve`]: the role's gRPC server (`crm.alerting.v1.AlertingService`, health, reflection).
+//! - [`serve`]: the role's gRPC server (`crm.alerting.v1.AlertingService`, health, reflection)
+//!   and the consumer of the interactions feed that counts business indicators.
 //! - [`migrator`]: the role's migrations, applied to the `alerting` schema.
-//! - [`slo`]: service-level objectives; their burn-rate arithmetic.
+//! - [`slo`]: service-level objectives: burn-rate arithmetic, indicators, evaluation.
+//! - [`store`]: the schema's SQL.
+//! - `interactions_feed`: counts each interaction for the SLOs whose indicator it belongs to.
 //! - `api`: the service implementation.
 
 mod api;
+mod interactions_feed;
 pub mod slo;
+pub mod store;
 
-use crm_platform::{RoleContext, server::GrpcServer};
+use crm_platform::{RoleContext, consumer::follow, server::GrpcServer};
 use crm_proto::alerting::v1::alerting_service_server::AlertingServiceServer;
 use tokio::net::TcpListener;
 
@@ -18,8 +23,16 @@ pub fn migrator() -> sqlx::migrate::Migrator {
 }
 
 /// Serves the role on `listener` until `ctx.shutdown` is cancelled, then drains.
-/// Expects `ctx.pool` to be migrated.
-pub async fn serve(ctx: RoleContext, listener: TcpListener) -> anyhow::Result<()> {
+/// Expects `ctx.pool` to be migrated. `interactions` are the interactions
+/// role's addresses, whose feed business indicators are counted from.
+pub async fn serve(ctx: RoleContext, interactions: Vec<String>, listener: TcpListener) -> anyhow::Result<()> {
+    follow(
+        &ctx,
+        "alerting.interactions",
+        &interactions,
+        "crm.interactions.v1.InteractionsService",
+        interactions_feed::InteractionsFeed::default(),
+    )?;
     let api = api::AlertingApi::new(&ctx).await?;
     let service = AlertingServiceServer::new(api)
         .max_decoding_message_size(ctx.server.max_message_bytes)

@@ -133,7 +133,10 @@ impl RunningSuite {
                     };
                     tokio::spawn(crm_segmentation::serve(ctx, feeds, listener))
                 }
-                Role::Alerting => tokio::spawn(crm_alerting::serve(ctx, listener)),
+                Role::Alerting => {
+                    let interactions = suite.upstreams(&install.config).remove(&Role::Interactions).unwrap_or_default();
+                    tokio::spawn(crm_alerting::serve(ctx, interactions, listener))
+                }
             };
             suite.addresses.insert(role, bound);
             suite.tasks.insert(if role == Role::Gateway { 0 } else { suite.tasks.len() }, (role, token, task));

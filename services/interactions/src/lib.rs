@@ -22,13 +22,7 @@ pub mod store;
 pub mod summary;
 pub mod validate;
 
-use crm_platform::{
-    RoleContext,
-    config::InteractionsSettings,
-    consumer::{Consumer, FeedSource},
-    principal::{AccessRole, Principal, SignedChannel},
-    server::GrpcServer,
-};
+use crm_platform::{RoleContext, config::InteractionsSettings, consumer::follow, server::GrpcServer};
 use crm_proto::interactions::v1::interactions_service_server::InteractionsServiceServer;
 use tokio::net::TcpListener;
 
@@ -79,23 +73,11 @@ pub async fn serve(
 }
 
 /// Follows the contacts feed (merges, erasures, contact preferences); returns
-/// the channel to the contacts role.
+/// a channel to the contacts role for the API's lookups.
 fn follow_contacts(ctx: &RoleContext, contacts: &[String]) -> anyhow::Result<tonic::transport::Channel> {
     let url = contacts.first().ok_or_else(|| {
         anyhow::anyhow!("the interactions role needs the contacts role's address (CRM_CONTACTS_UPSTREAMS)")
     })?;
-    let channel = crm_platform::tls::internal_endpoint(url, ctx.server.internal_tls.as_ref())?.connect_lazy();
-    let principal = Principal { key_id: "role:interactions".into(), roles: vec![AccessRole::Admin] };
-    let consumer = Consumer {
-        name: "interactions.contacts".into(),
-        pool: ctx.pool.clone(),
-        source: FeedSource {
-            channel: SignedChannel::new(channel.clone(), ctx.identity.clone(), principal),
-            service: "crm.contacts.v1.ContactsService",
-        },
-        handler: contacts_feed::ContactsFeed,
-        metrics: ctx.metrics.clone(),
-    };
-    consumer.spawn(ctx.shutdown.clone());
-    Ok(channel)
+    follow(ctx, "interactions.contacts", contacts, "crm.contacts.v1.ContactsService", contacts_feed::ContactsFeed)?;
+    Ok(crm_platform::tls::internal_endpoint(url, ctx.server.internal_tls.as_ref())?.connect_lazy())
 }

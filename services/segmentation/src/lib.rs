@@ -21,12 +21,7 @@ pub mod scores;
 pub mod segments;
 pub mod store;
 
-use crm_platform::{
-    RoleContext,
-    consumer::{Consumer, FeedSource, Handler},
-    principal::{AccessRole, Principal, SignedChannel},
-    server::GrpcServer,
-};
+use crm_platform::{RoleContext, consumer::follow, server::GrpcServer};
 use crm_proto::segmentation::v1::segmentation_service_server::SegmentationServiceServer;
 use tokio::net::TcpListener;
 
@@ -74,26 +69,4 @@ pub async fn serve(ctx: RoleContext, upstreams: Upstreams, listener: TcpListener
         .max_decoding_message_size(ctx.server.max_message_bytes)
         .max_encoding_message_size(ctx.server.max_message_bytes);
     GrpcServer::new("segmentation").add_service(service).serve_role(&ctx, listener).await
-}
-
-/// Follows `service`'s feed at the first of `urls` with `handler`, as consumer `name`.
-fn follow<H: Handler>(
-    ctx: &RoleContext,
-    name: &str,
-    urls: &[String],
-    service: &'static str,
-    handler: H,
-) -> anyhow::Result<()> {
-    let url = urls.first().ok_or_else(|| anyhow::anyhow!("the segmentation role needs the address of {service}"))?;
-    let channel = crm_platform::tls::internal_endpoint(url, ctx.server.internal_tls.as_ref())?.connect_lazy();
-    let principal = Principal { key_id: "role:segmentation".into(), roles: vec![AccessRole::Admin] };
-    let consumer = Consumer {
-        name: name.into(),
-        pool: ctx.pool.clone(),
-        source: FeedSource { channel: SignedChannel::new(channel, ctx.identity.clone(), principal), service },
-        handler,
-        metrics: ctx.metrics.clone(),
-    };
-    consumer.spawn(ctx.shutdown.clone());
-    Ok(())
 }

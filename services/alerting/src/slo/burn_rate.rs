@@ -59,7 +59,7 @@ pub struct Threshold {
     pub budget_fraction: f64,
     pub burn_rate: f64,
     pub long: Duration,
-    /// 1/12 of `long`.
+    /// 1/12 of `long`, rounded up to a minute.
     pub short: Duration,
     /// Whether the workbook's window was lengthened because its threshold
     /// could not be reached at this objective.
@@ -93,35 +93,44 @@ fn burn_for(tier: &Tier, slo_window: Duration, long: Duration) -> f64 {
     tier.budget_fraction * slo_window.as_secs_f64() / long.as_secs_f64()
 }
 
-/// `tiers` made concrete for `objective` over `slo_window`; a tier whose
-/// threshold cannot be reached is derived again (see the module doc).
+/// The SLO window the workbook's tiers are written for.
+pub const WORKBOOK_WINDOW: Duration = Duration::from_secs(30 * 24 * HOUR);
+
+/// `duration` rounded up to whole minutes, at least one: the indicators are counted per minute.
+fn whole_minutes(duration: Duration) -> Duration {
+    Duration::from_secs((duration.as_secs_f64() / 60.0).ceil().max(1.0) as u64 * 60)
+}
+
+/// `tiers` made concrete for `objective` over `slo_window`.
+///
+/// Under a 30-day window the tiers' windows shrink with it (a 7-day SLO
+/// pages on 2% of its budget in 14 minutes, at the same burn rate of 14.4);
+/// over 30 days they keep the workbook's lengths and their burn rates rise.
+/// Windows are whole minutes. A tier whose threshold cannot be reached is
+/// derived again (see the module doc).
 pub fn thresholds(objective: f64, slo_window: Duration, tiers: &[Tier]) -> Vec<Threshold> {
     let ceiling = max_burn_rate(objective) / 2.0;
+    let scale = (slo_window.as_secs_f64() / WORKBOOK_WINDOW.as_secs_f64()).min(1.0);
+    let made = |tier: &Tier, long: Duration, derived: bool| {
+        let long = whole_minutes(long);
+        Threshold {
+            severity: tier.severity,
+            budget_fraction: tier.budget_fraction,
+            burn_rate: burn_for(tier, slo_window, long),
+            long,
+            short: whole_minutes(long / 12),
+            derived,
+        }
+    };
     tiers
         .iter()
         .map(|tier| {
-            let burn = burn_for(tier, slo_window, tier.long);
-            if burn <= ceiling {
-                return Threshold {
-                    severity: tier.severity,
-                    budget_fraction: tier.budget_fraction,
-                    burn_rate: burn,
-                    long: tier.long,
-                    short: tier.long / 12,
-                    derived: false,
-                };
+            let scaled = made(tier, tier.long.mul_f64(scale), false);
+            if scaled.burn_rate <= ceiling {
+                return scaled;
             }
             // Same share of the budget, reachable: a lower rate over a longer window.
-            let long = Duration::from_secs_f64(tier.budget_fraction * slo_window.as_secs_f64() / ceiling);
-            let long = Duration::from_secs(long.as_secs().div_ceil(60) * 60);
-            Threshold {
-                severity: tier.severity,
-                budget_fraction: tier.budget_fraction,
-                burn_rate: burn_for(tier, slo_window, long),
-                long,
-                short: long / 12,
-                derived: true,
-            }
+            made(tier, Duration::from_secs_f64(tier.budget_fraction * slo_window.as_secs_f64() / ceiling), true)
         })
         .collect()
 }
@@ -173,7 +182,7 @@ pub fn exhausted_in(budget_left: f64, slo_window: Duration, burn: f64) -> Option
 mod tests {
     use super::*;
 
-    const THIRTY_DAYS: Duration = Duration::from_secs(30 * 24 * HOUR);
+    const THIRTY_DAYS: Duration = WORKBOOK_WINDOW;
 
     #[test]
     fn the_workbook_table_at_999() {
@@ -197,7 +206,7 @@ mod tests {
         assert!(made[0].derived);
         assert!((made[0].burn_rate - 5.0).abs() < 0.01, "{:?}", made[0]);
         assert_eq!(made[0].long, Duration::from_secs(2 * HOUR + 53 * 60));
-        assert_eq!(made[0].short, made[0].long / 12);
+        assert_eq!(made[0].short, Duration::from_secs(15 * 60)); // 14.4m, rounded up
         // Spending 2% at the derived rate over the derived window is still 2% of the budget.
         let spent = made[0].burn_rate * made[0].long.as_secs_f64() / THIRTY_DAYS.as_secs_f64();
         assert!((spent - 0.02).abs() < 0.0005, "{spent}");
@@ -207,6 +216,24 @@ mod tests {
         for threshold in &made {
             assert!(threshold.burn_rate < max_burn_rate(0.9), "{threshold:?} must be able to fire");
         }
+    }
+
+    #[test]
+    fn shorter_windows_shrink_the_tiers_and_keep_their_rates() {
+        let week = Duration::from_secs(7 * 24 * HOUR);
+        let made = thresholds(0.999, week, &WORKBOOK);
+        let labels: Vec<String> = made.iter().map(Threshold::windows_label).collect();
+        // 1h × 7/30 = 14m, 6h × 7/30 = 84m, 72h × 7/30 = 16.8h (1008m); short windows 1/12, rounded up.
+        assert_eq!(labels, ["14m/2m", "84m/7m", "1008m/84m"]);
+        assert!((made[0].burn_rate - 14.4).abs() < 0.01, "{:?}", made[0]);
+        assert!((made[2].burn_rate - 1.0).abs() < 0.01, "{:?}", made[2]);
+        // Longer windows keep the workbook's lengths: 2% of 90 days in 1h is a rate of 43.2.
+        let quarter = thresholds(0.999, Duration::from_secs(90 * 24 * HOUR), &WORKBOOK);
+        assert_eq!(quarter[0].windows_label(), "1h/5m");
+        assert!((quarter[0].burn_rate - 43.2).abs() < 1e-9);
+        // A day: never under a minute.
+        let day = thresholds(0.999, Duration::from_secs(24 * HOUR), &WORKBOOK);
+        assert_eq!(day[0].windows_label(), "2m/1m");
     }
 
     #[test]

@@ -2,5 +2,12 @@
 //!
 //! - [`burn_rate`]: the arithmetic of multi-window, multi-burn-rate alerts,
 //!   pure and tested against the SRE workbook.
+//! - [`status`]: an SLO now, from its counts.
+//! - [`indicator`]: business indicators, CEL conditions over an interaction.
+//! - [`evaluate`]: which alerts fire from an indicator's counts (both
+//!   windows, the minimum-event guard, a page suppressing the ticket).
 
 pub mod burn_rate;
+pub mod evaluate;
+pub mod indicator;
+pub mod status;

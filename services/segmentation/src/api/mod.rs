@@ -120,15 +120,6 @@ fn rule(field: &str, text: &str) -> Result<Checked, Error> {
     check(text).map_err(|error| Error::invalid(field, error.to_string()))
 }
 
-fn text(violations: &mut Violations, field: &str, value: &str, min: usize, max: usize) -> String {
-    let value = value.trim();
-    let length = value.chars().count();
-    if length < min || length > max {
-        violations.add(field, format!("must be {min} to {max} characters (got {length})"));
-    }
-    value.to_string()
-}
-
 fn etag(record: &SegmentRecord) -> String {
     format!("{}.{}", record.version, record.update_time.timestamp_micros())
 }
@@ -243,8 +234,8 @@ impl SegmentationService for SegmentationApi {
     ) -> Result<Response<pb::Segment>, Status> {
         let input = request.into_inner().segment.ok_or_else(|| Error::invalid("segment", "is required"))?;
         let mut violations = Violations::new();
-        let name = text(&mut violations, "segment.name", &input.name, 1, MAX_NAME);
-        let description = text(&mut violations, "segment.description", &input.description, 0, MAX_DESCRIPTION);
+        let name = violations.text("segment.name", &input.name, 1, MAX_NAME);
+        let description = violations.text("segment.description", &input.description, 0, MAX_DESCRIPTION);
         let kind = kind(&mut violations, "segment.kind", input.kind);
         let checked = if kind == "dynamic" {
             match rule("segment.rule", &input.rule) {
@@ -319,9 +310,9 @@ impl SegmentationService for SegmentationApi {
             }
         }
         let changes = |field: &str| paths.iter().any(|path| path == field);
-        let name = changes("name").then(|| text(&mut violations, "segment.name", &input.name, 1, MAX_NAME));
+        let name = changes("name").then(|| violations.text("segment.name", &input.name, 1, MAX_NAME));
         let description = changes("description")
-            .then(|| text(&mut violations, "segment.description", &input.description, 0, MAX_DESCRIPTION));
+            .then(|| violations.text("segment.description", &input.description, 0, MAX_DESCRIPTION));
         violations.into_result()?;
         let checked = if changes("rule") { Some(rule("segment.rule", &input.rule)?) } else { None };
 
@@ -357,16 +348,11 @@ impl SegmentationService for SegmentationApi {
         let body = request.into_inner();
         let limit = page_size(body.page_size, 50, 500)?;
         let query = Query::builder(&format!("{SERVICE_NAME}/ListSegments")).build();
-        let after: Option<(String, Uuid)> =
-            if body.page_token.is_empty() { None } else { Some(self.tokens.decode(&query, &body.page_token)?) };
+        let after: Option<(String, Uuid)> = self.tokens.resume(&query, &body.page_token)?;
         let mut conn = self.pool.acquire().await.map_err(Error::from)?;
         let mut records = store::list(&mut conn, after, limit + 1).await?;
-        let more = records.len() as i64 > limit;
-        records.truncate(limit as usize);
-        let next_page_token = match records.last() {
-            Some(last) if more => self.tokens.encode(&query, &(last.name.clone(), last.id))?,
-            _ => String::new(),
-        };
+        let next_page_token =
+            self.tokens.next_page(&query, &mut records, limit, |last| (last.name.clone(), last.id))?;
         Ok(Response::new(pb::ListSegmentsResponse {
             segments: records.iter().map(to_proto_segment).collect(),
             next_page_token,
@@ -434,17 +420,11 @@ impl SegmentationService for SegmentationApi {
         let query = Query::builder(&format!("{SERVICE_NAME}/ListSegmentMembers"))
             .field("segment_id", segment_id.as_bytes())
             .build();
-        let after: Option<Uuid> =
-            if body.page_token.is_empty() { None } else { Some(self.tokens.decode(&query, &body.page_token)?) };
+        let after: Option<Uuid> = self.tokens.resume(&query, &body.page_token)?;
         let mut conn = self.pool.acquire().await.map_err(Error::from)?;
         store::get(&mut conn, segment_id, false).await?;
         let mut members = store::list_members(&mut conn, segment_id, after, limit + 1).await?;
-        let more = members.len() as i64 > limit;
-        members.truncate(limit as usize);
-        let next_page_token = match members.last() {
-            Some((last, _)) if more => self.tokens.encode(&query, last)?,
-            _ => String::new(),
-        };
+        let next_page_token = self.tokens.next_page(&query, &mut members, limit, |(last, _)| *last)?;
         Ok(Response::new(pb::ListSegmentMembersResponse {
             members: members
                 .into_iter()

@@ -105,16 +105,11 @@ impl SegmentationApi {
         let body = request.into_inner();
         let limit = page_size(body.page_size, 50, 500)?;
         let query = Query::builder(&format!("{SERVICE_NAME}/ListScoreModels")).build();
-        let after: Option<(String, Uuid)> =
-            if body.page_token.is_empty() { None } else { Some(self.tokens.decode(&query, &body.page_token)?) };
+        let after: Option<(String, Uuid)> = self.tokens.resume(&query, &body.page_token)?;
         let mut conn = self.pool.acquire().await.map_err(Error::from)?;
         let mut records = store::list(&mut conn, after, limit + 1).await?;
-        let more = records.len() as i64 > limit;
-        records.truncate(limit as usize);
-        let next_page_token = match records.last() {
-            Some(last) if more => self.tokens.encode(&query, &(last.def.name.clone(), last.id))?,
-            _ => String::new(),
-        };
+        let next_page_token =
+            self.tokens.next_page(&query, &mut records, limit, |last| (last.def.name.clone(), last.id))?;
         Ok(Response::new(pb::ListScoreModelsResponse {
             score_models: records.iter().map(to_proto_model).collect(),
             next_page_token,

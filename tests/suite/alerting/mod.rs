@@ -1,0 +1,3 @@
+//! The alerting role: SLOs over business indicators, their burn-rate alerts.
+
+mod slos;
