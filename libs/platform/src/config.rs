@@ -186,6 +186,34 @@ pub struct Config {
     pub jwt: Option<JwtSettings>,
     pub contacts: ContactsSettings,
     pub interactions: InteractionsSettings,
+    pub alerting: AlertingSettings,
+}
+
+/// How the alerting role evaluates and where it delivers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertingSettings {
+    /// How often SLOs are evaluated and alerts sent (`CRM_ALERTING_EVALUATION_INTERVAL`, default 10s).
+    pub evaluation_interval: Duration,
+    /// Alertmanagers that receive every alert (`CRM_ALERTMANAGER_URLS`,
+    /// comma-separated base URLs, e.g. `http://alertmanager:9093`; default none).
+    pub alertmanager_urls: Vec<String>,
+    /// How often a firing alert is sent again to Alertmanager, which resolves it by
+    /// itself when four of these pass without news (`CRM_ALERTMANAGER_RESEND_INTERVAL`, default 1m).
+    pub alertmanager_resend_interval: Duration,
+    /// Where people open an alert's source, the `generatorURL` of each alert
+    /// (`CRM_ALERTING_EXTERNAL_URL`, e.g. the console's address; default none).
+    pub external_url: Option<String>,
+}
+
+impl Default for AlertingSettings {
+    fn default() -> Self {
+        AlertingSettings {
+            evaluation_interval: Duration::from_secs(10),
+            alertmanager_urls: Vec::new(),
+            alertmanager_resend_interval: Duration::from_secs(60),
+            external_url: None,
+        }
+    }
 }
 
 /// How the interactions role detects problems and ages invoices.
@@ -327,6 +355,7 @@ impl Config {
             jwt: reader.jwt(),
             contacts: reader.contacts(),
             interactions: reader.interactions(),
+            alerting: reader.alerting(),
         };
         if config.server.request_timeout > config.server.max_request_timeout {
             reader.fail("CRM_REQUEST_TIMEOUT", "must not be longer than CRM_MAX_REQUEST_TIMEOUT");
@@ -450,6 +479,32 @@ impl Reader<'_> {
                 at_least(1),
             ),
             overdue_check_interval: self.duration("CRM_OVERDUE_CHECK_INTERVAL", defaults.overdue_check_interval),
+        }
+    }
+
+    fn alerting(&mut self) -> AlertingSettings {
+        let defaults = AlertingSettings::default();
+        let mut urls = Vec::new();
+        for url in self.text("CRM_ALERTMANAGER_URLS").unwrap_or_default().split(',').map(str::trim) {
+            if url.is_empty() {
+                continue;
+            }
+            match url.parse::<http::Uri>() {
+                Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {
+                    urls.push(url.trim_end_matches('/').to_string())
+                }
+                _ => self.fail(
+                    "CRM_ALERTMANAGER_URLS",
+                    format!("{url:?} is not an http(s) URL such as http://alertmanager:9093"),
+                ),
+            }
+        }
+        AlertingSettings {
+            evaluation_interval: self.duration("CRM_ALERTING_EVALUATION_INTERVAL", defaults.evaluation_interval),
+            alertmanager_urls: urls,
+            alertmanager_resend_interval: self
+                .duration("CRM_ALERTMANAGER_RESEND_INTERVAL", defaults.alertmanager_resend_interval),
+            external_url: self.text("CRM_ALERTING_EXTERNAL_URL").map(|url| url.trim_end_matches('/').to_string()),
         }
     }
 

@@ -32,6 +32,7 @@ pub mod db;
 pub mod error;
 pub mod feed_api;
 pub mod idempotency;
+pub mod leader;
 pub mod local;
 pub mod metrics;
 pub mod outbox;

@@ -12,7 +12,8 @@
 //!
 //! Exported (Prometheus names): `crm_rpc_requests_total{server,rpc_service,rpc_method,rpc_grpc_status}`,
 //! `crm_rpc_errors_total{..}` (status other than OK) and
-//! `crm_rpc_duration_seconds{..}` (histogram).
+//! `crm_rpc_duration_seconds{..}` (histogram); the SLOs' figures as their
+//! last evaluation found them (see [`SloFigures`]).
 
 use std::{
     pin::Pin,
@@ -43,12 +44,75 @@ pub struct Metrics {
     /// From an event's commit to its application by a consumer: the consumer's lag
     /// (`crm_consumer_delay_seconds{consumer}`).
     consumer_delay: Histogram<f64>,
+    /// Each SLO's figures at its last evaluation, read when `/metrics` is scraped.
+    slos: Arc<std::sync::Mutex<Vec<SloFigures>>>,
+}
+
+/// One SLO's figures, exported as gauges labelled by the SLO's name:
+/// `crm_slo_objective{slo}`, `crm_slo_sli{slo}` (absent without events),
+/// `crm_slo_error_budget_remaining{slo}` (1 untouched, below 0 overspent),
+/// `crm_slo_burn_rate{slo,window}` (each alert window's rate) and
+/// `crm_slo_alert_firing{slo,severity,window}` (1 or 0).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SloFigures {
+    pub slo: String,
+    pub objective: f64,
+    pub sli: Option<f64>,
+    pub budget_left: f64,
+    /// (window, burn rate), e.g. (`1h`, 14.9).
+    pub burn_rates: Vec<(String, f64)>,
+    /// (severity, windows, firing), e.g. (`page`, `1h/5m`, true).
+    pub alerts: Vec<(String, String, bool)>,
+}
+
+/// Registers the SLO gauges; each reads `figures` when scraped.
+fn slo_gauges(meter: &opentelemetry::metrics::Meter, figures: &Arc<std::sync::Mutex<Vec<SloFigures>>>) {
+    type Read = fn(&SloFigures) -> Vec<(f64, Vec<KeyValue>)>;
+    let gauges: [(&'static str, &'static str, Read); 5] = [
+        ("crm.slo.objective", "The SLO's objective", |slo| vec![(slo.objective, vec![])]),
+        ("crm.slo.sli", "Good / valid events over the SLO's window", |slo| {
+            slo.sli.map(|sli| (sli, vec![])).into_iter().collect()
+        }),
+        ("crm.slo.error_budget_remaining", "The share of the error budget left", |slo| vec![(slo.budget_left, vec![])]),
+        ("crm.slo.burn_rate", "How many times faster than allowed the budget is spent, per window", |slo| {
+            slo.burn_rates.iter().map(|(window, rate)| (*rate, vec![KeyValue::new("window", window.clone())])).collect()
+        }),
+        ("crm.slo.alert_firing", "Whether each burn-rate alert fires", |slo| {
+            slo.alerts
+                .iter()
+                .map(|(severity, window, firing)| {
+                    let labels =
+                        vec![KeyValue::new("severity", severity.clone()), KeyValue::new("window", window.clone())];
+                    (if *firing { 1.0 } else { 0.0 }, labels)
+                })
+                .collect()
+        }),
+    ];
+    for (name, description, read) in gauges {
+        let figures = figures.clone();
+        meter
+            .f64_observable_gauge(name)
+            .with_description(description)
+            .with_callback(move |observer| {
+                let figures = figures.lock().unwrap_or_else(|poison| poison.into_inner());
+                for slo in figures.iter() {
+                    for (value, mut labels) in read(slo) {
+                        labels.push(KeyValue::new("slo", slo.slo.clone()));
+                        observer.observe(value, &labels);
+                    }
+                }
+            })
+            .build();
+    }
 }
 
 impl Metrics {
     pub fn new(telemetry: &Telemetry) -> Self {
         let meter = telemetry.meter_provider.meter("crm");
+        let slos = Arc::default();
+        slo_gauges(&meter, &slos);
         Metrics {
+            slos,
             requests: meter.u64_counter("crm.rpc.requests").with_description("RPCs served, by status").build(),
             errors: meter
                 .u64_counter("crm.rpc.errors")
@@ -80,6 +144,11 @@ impl Metrics {
         let attributes = [KeyValue::new("consumer", consumer.to_string())];
         self.consumed.add(1, &attributes);
         self.consumer_delay.record(delay.as_secs_f64(), &attributes);
+    }
+
+    /// Replaces every SLO's figures (a deleted SLO's series disappear).
+    pub fn set_slos(&self, figures: Vec<SloFigures>) {
+        *self.slos.lock().unwrap_or_else(|poison| poison.into_inner()) = figures;
     }
 
     fn record(&self, call: &CallInfo, status: &str) {

@@ -4,12 +4,15 @@
 //!   (or on a private cluster when it is unset), dropped when the test ends.
 //! - [`TestSuite`]: any set of roles started in-process on ephemeral ports,
 //!   with typed clients that reach them through the gateway.
+//! - [`Alertmanager`]: a real Alertmanager on a free port, read through its API.
 //! - [`TcpProxy`]: a connection to PostgreSQL a test can cut, for outages.
 
+mod alertmanager;
 mod database;
 mod suite;
 mod tcp_proxy;
 
+pub use alertmanager::Alertmanager;
 pub use crm_platform::principal::SignedChannel;
 pub use database::TestDb;
 pub use suite::{Authed, BearerKey, INTERNAL_SECRET, TestSuite};

@@ -9,6 +9,7 @@ use crm_platform::{
     error::Violations,
     feed_api::{FeedApi, SubscribeStream},
     page_token::{PageTokens, Query, page_size},
+    principal::Caller,
     timestamp::to_proto,
 };
 use crm_proto::{
@@ -23,8 +24,13 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::{
+    alerts,
+    evaluator::ALERTS_LOCK,
     slo::{indicator, status},
-    store::slos::{self as store, SloRecord},
+    store::{
+        alerts::{self as alert_store, Filter},
+        slos::{self as store, SloRecord},
+    },
 };
 
 const MAX_NAME: usize = 200;
@@ -53,10 +59,26 @@ impl AlertingApi {
         })
     }
 
+    /// A transaction that may change alerts (it holds the alerts lock).
+    async fn alerts_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(ALERTS_LOCK).execute(&mut *tx).await?;
+        Ok(tx)
+    }
+
     async fn read(&self, id: Uuid) -> Result<SloRecord, Error> {
         let mut conn = self.pool.acquire().await?;
         store::get(&mut conn, id).await
     }
+}
+
+/// An alert's id and a note about it (up to 2,000 characters).
+fn noted(alert: &str, note: &str) -> Result<(Uuid, String), Error> {
+    let alert_id = id("id", alert)?;
+    let mut violations = Violations::new();
+    let note = violations.text("note", note, 0, MAX_DESCRIPTION);
+    violations.into_result()?;
+    Ok((alert_id, note))
 }
 
 fn id(field: &str, raw: &str) -> Result<Uuid, Error> {
@@ -190,9 +212,10 @@ impl AlertingService for AlertingApi {
 
     async fn delete_slo(&self, request: Request<pb::DeleteSloRequest>) -> Result<Response<pb::Slo>, Status> {
         let slo_id = id("id", &request.get_ref().id)?;
-        let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        let mut tx = self.alerts_tx().await?;
         let current = store::get(&mut tx, slo_id).await?;
         store::delete(&mut tx, slo_id).await?;
+        alerts::resolve_all(&mut tx, slo_id, self.clock.now()).await?;
         tx.commit().await.map_err(Error::from)?;
         Ok(Response::new(to_proto_slo(&current)))
     }
@@ -229,6 +252,74 @@ impl AlertingService for AlertingApi {
             exhausted_in: found.exhausted_in.map(duration),
             evaluate_time: Some(to_proto(now)),
         }))
+    }
+
+    async fn list_alerts(
+        &self,
+        request: Request<pb::ListAlertsRequest>,
+    ) -> Result<Response<pb::ListAlertsResponse>, Status> {
+        let body = request.into_inner();
+        let limit = page_size(body.page_size, 50, 500)?;
+        let filter = Filter {
+            firing: match pb::AlertState::try_from(body.state) {
+                Ok(pb::AlertState::Unspecified) => None,
+                Ok(pb::AlertState::Firing) => Some(true),
+                Ok(pb::AlertState::Resolved) => Some(false),
+                Err(_) => return Err(Error::invalid("state", format!("{} is not an alert state", body.state)).into()),
+            },
+            source_id: if body.source_id.trim().is_empty() { None } else { Some(id("source_id", &body.source_id)?) },
+        };
+        let query = Query::builder(&format!("{SERVICE_NAME}/ListAlerts"))
+            .field("state", body.state.to_string())
+            .field("source_id", filter.source_id.map(|id| id.to_string()).unwrap_or_default())
+            .build();
+        let before = self.tokens.resume(&query, &body.page_token)?;
+        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
+        let mut records = alert_store::list(&mut conn, &filter, before, limit + 1).await?;
+        let next_page_token = self.tokens.next_page(&query, &mut records, limit, |last| (last.starts_at, last.id))?;
+        Ok(Response::new(pb::ListAlertsResponse {
+            alerts: records.iter().map(alerts::to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_alert(&self, request: Request<pb::GetAlertRequest>) -> Result<Response<pb::Alert>, Status> {
+        let alert_id = id("id", &request.get_ref().id)?;
+        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
+        Ok(Response::new(alerts::to_proto(&alert_store::get(&mut conn, alert_id, false).await?)))
+    }
+
+    async fn acknowledge_alert(
+        &self,
+        request: Request<pb::AcknowledgeAlertRequest>,
+    ) -> Result<Response<pb::Alert>, Status> {
+        let caller = Caller::of(&request)?;
+        let (alert_id, note) = noted(&request.get_ref().id, &request.get_ref().note)?;
+        let mut tx = self.alerts_tx().await?;
+        let acknowledged =
+            alerts::acknowledge(&mut tx, alert_id, caller.principal.actor(), &note, self.clock.now()).await?;
+        tx.commit().await.map_err(Error::from)?;
+        Ok(Response::new(alerts::to_proto(&acknowledged)))
+    }
+
+    async fn resolve_alert(&self, request: Request<pb::ResolveAlertRequest>) -> Result<Response<pb::Alert>, Status> {
+        let caller = Caller::of(&request)?;
+        let (alert_id, note) = noted(&request.get_ref().id, &request.get_ref().note)?;
+        let mut tx = self.alerts_tx().await?;
+        let current = alert_store::get(&mut tx, alert_id, true).await?;
+        if current.source == "slo" {
+            return Err(Error::FailedPrecondition {
+                reason: "ALERT_RESOLVES_ITSELF",
+                message: format!(
+                    "alert {alert_id} belongs to an SLO and resolves when its burn rate falls; acknowledge it, or silence it in Alertmanager"
+                ),
+            }
+            .into());
+        }
+        let resolved =
+            alerts::resolve_by_hand(&mut tx, alert_id, caller.principal.actor(), &note, self.clock.now()).await?;
+        tx.commit().await.map_err(Error::from)?;
+        Ok(Response::new(alerts::to_proto(&resolved)))
     }
 
     async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {

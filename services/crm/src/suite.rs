@@ -135,7 +135,7 @@ impl RunningSuite {
                 }
                 Role::Alerting => {
                     let interactions = suite.upstreams(&install.config).remove(&Role::Interactions).unwrap_or_default();
-                    tokio::spawn(crm_alerting::serve(ctx, interactions, listener))
+                    tokio::spawn(crm_alerting::serve(ctx, install.config.alerting.clone(), interactions, listener))
                 }
             };
             suite.addresses.insert(role, bound);

@@ -22,44 +22,16 @@ pub const POLL: Duration = Duration::from_secs(1);
 const BATCH: i64 = 500;
 const LOCK: &str = "crm.segmentation.schedule";
 
-/// Runs until `shutdown`, leading when it holds the lock.
+/// Runs until `shutdown`, on the replica that holds the lock.
 pub fn spawn(pool: PgPool, clock: Clock, segments: Arc<Segments>, shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        while !shutdown.is_cancelled() {
-            if let Err(error) = lead(&pool, &clock, &segments, &shutdown).await {
-                tracing::warn!(error = format!("{error:#}"), "the feature schedule failed; trying again");
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(POLL) => {}
-            }
+    let run_pool = pool.clone();
+    crm_platform::leader::spawn_periodic(pool, LOCK, POLL, shutdown, move || {
+        let (pool, clock, segments) = (run_pool.clone(), clock.clone(), segments.clone());
+        async move {
+            while run_due(&pool, &clock, &segments).await? == BATCH as usize {}
+            Ok(())
         }
     });
-}
-
-async fn lead(pool: &PgPool, clock: &Clock, segments: &Segments, shutdown: &CancellationToken) -> anyhow::Result<()> {
-    let mut lock = pool.acquire().await?;
-    let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
-        .bind(LOCK)
-        .fetch_one(&mut *lock)
-        .await?;
-    if !leader {
-        return Ok(());
-    }
-    let outcome = async {
-        loop {
-            while run_due(pool, clock, segments).await? == BATCH as usize {}
-            tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                () = tokio::time::sleep(POLL) => {}
-            }
-        }
-    }
-    .await;
-    if sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))").bind(LOCK).execute(&mut *lock).await.is_err() {
-        lock.detach();
-    }
-    outcome
 }
 
 /// Recomputes up to one batch of contacts whose features are due to change;

@@ -6,43 +6,19 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use crm_platform::{Role, clock::Clock, timestamp::to_proto};
+use crm_platform::{Role, clock::Clock};
 use crm_proto::{
     alerting::v1::{
-        BusinessIndicator, CreateSloRequest, GetSloStatusRequest, ListSlosRequest, Slo, SloStatus,
+        BusinessIndicator, CreateSloRequest, GetSloStatusRequest, ListSlosRequest, SloStatus,
         alerting_service_client::AlertingServiceClient, slo,
     },
-    common::v1::Money,
-    contacts::v1::CreateContactRequest,
-    interactions::v1::{
-        Channel, IngestInteractionsRequest, IngestOutcome, Interaction, Kind,
-        interactions_service_client::InteractionsServiceClient,
-    },
+    interactions::v1::{Channel, Interaction},
 };
 use crm_testkit::{Authed, TestDb, TestSuite};
 use tonic_types::StatusExt;
 
-use crate::{
-    contacts::{person, violated_fields},
-    support::eventually,
-};
-
-const DAY: u64 = 24 * 3600;
-
-/// Online bill payment in under three minutes, 90% of the time, over a week.
-fn payments_slo(name: &str) -> Slo {
-    Slo {
-        name: name.into(),
-        owner: "billing-team".into(),
-        objective: 0.9,
-        window: Some(prost_types::Duration { seconds: (7 * DAY) as i64, nanos: 0 }),
-        indicator: Some(slo::Indicator::Business(BusinessIndicator {
-            valid: r#"kind == "payment" && channel == "web""#.into(),
-            good: r#"duration_ms <= 180000 && outcome != "failed""#.into(),
-        })),
-        ..Default::default()
-    }
-}
+use super::{ingest, payer, payment, payments_slo};
+use crate::{contacts::violated_fields, support::eventually};
 
 #[tokio::test]
 async fn a_bad_slo_is_refused_field_by_field_with_the_position_in_the_rule() {
@@ -79,7 +55,6 @@ async fn the_status_follows_the_feed_and_the_alerts_fire_by_burn_rate() {
     let test_db = TestDb::create().await.unwrap();
     let clock = Clock::manual(Utc::now());
     let suite = TestSuite::start_with_clock(&test_db, &Role::ALL, &[], clock.clone()).await.unwrap();
-    let mut contacts = suite.contacts().await.unwrap();
     let mut interactions = suite.interactions().await.unwrap();
     let mut alerting = suite.alerting().await.unwrap();
 
@@ -94,25 +69,9 @@ async fn the_status_follows_the_feed_and_the_alerts_fire_by_burn_rate() {
         .collect();
     assert_eq!(alerts, [("page".into(), true, 4.9), ("page".into(), true, 5.0), ("ticket".into(), false, 1.0)]);
 
-    let payer = contacts
-        .create_contact(CreateContactRequest {
-            contact: Some(person("Paula", "Payer", "paula@example.com", "")),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let payment = |n: usize, channel: Channel, good: bool| Interaction {
-        contact_id: payer.id.clone(),
-        channel: channel as i32,
-        kind: Kind::Payment as i32,
-        occurred_at: Some(to_proto(clock.now() - chrono::Duration::seconds(1 + (n % 90) as i64))),
-        source: "billing".into(),
-        external_id: format!("P-{n}"),
-        duration_ms: if good { 40_000 } else { 400_000 },
-        outcome: "paid".into(),
-        amount: Some(Money { currency_code: "EUR".into(), minor_units: 4_990 }),
-        ..Default::default()
+    let payer = payer(&suite).await;
+    let payment = |n: usize, channel: Channel, good: bool| {
+        payment(&payer, n, clock.now() - chrono::Duration::seconds(1 + (n % 90) as i64), channel, good)
     };
     // 100 web payments, 30 slow (a burn rate of 3), and 50 in the shop that do not count.
     let first: Vec<Interaction> = (0..150)
@@ -148,17 +107,6 @@ async fn the_status_follows_the_feed_and_the_alerts_fire_by_burn_rate() {
     let pages: Vec<bool> = status.alerts.iter().take(2).map(|alert| alert.firing).collect();
     assert_eq!(pages, [false, false], "{status:?}");
     assert!(status.alerts[0].long_burn_rate.is_none());
-}
-
-/// Ingests `batch`, every interaction accepted.
-async fn ingest(client: &mut InteractionsServiceClient<Authed>, batch: Vec<Interaction>, batch_id: &str) {
-    let request = IngestInteractionsRequest { batch_id: batch_id.into(), interactions: batch };
-    let mut acks = client.ingest_interactions(tokio_stream::iter([request])).await.unwrap().into_inner();
-    while let Some(ack) = acks.message().await.unwrap() {
-        for result in &ack.results {
-            assert_eq!(result.outcome(), IngestOutcome::Stored, "{result:?}");
-        }
-    }
 }
 
 async fn wait_for_valid(alerting: &AlertingServiceClient<Authed>, slo: &str, valid: i64) -> SloStatus {

@@ -1,5 +1,7 @@
 //! The `alerting` schema's SQL.
 //!
+//! - [`alerts`]: alerts, from firing to resolved.
 //! - [`slos`]: service-level objectives and the per-minute counts of their indicators.
 
+pub mod alerts;
 pub mod slos;

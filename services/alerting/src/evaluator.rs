@@ -1,0 +1,92 @@
+//! The evaluator: every evaluation interval, on one replica at a time,
+//! each SLO's status is computed at the clock's now, its alerts brought to
+//! what the status says (in one transaction with their events), its figures
+//! exported on `/metrics`, and the alerts sent to Alertmanager.
+
+use std::{sync::Arc, time::Duration};
+
+use crm_platform::{
+    clock::Clock,
+    metrics::{Metrics, SloFigures},
+};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    alerts,
+    delivery::alertmanager::Alertmanagers,
+    slo::status::{self, Status},
+    store::slos::{self, SloRecord},
+};
+
+/// Taken by every transaction that changes alerts, so two writers never
+/// decide about the same alerts at once.
+pub const ALERTS_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended('crm.alerting.alerts', 0))";
+const LEADER_LOCK: &str = "crm.alerting.evaluator";
+
+pub struct Evaluator {
+    pub pool: PgPool,
+    pub clock: Clock,
+    pub metrics: Metrics,
+    pub alertmanagers: Alertmanagers,
+}
+
+impl Evaluator {
+    /// Evaluates every `interval` until `shutdown`, while this replica leads.
+    pub fn spawn(self: Arc<Self>, interval: Duration, shutdown: CancellationToken) {
+        let pool = self.pool.clone();
+        crm_platform::leader::spawn_periodic(pool, LEADER_LOCK, interval, shutdown, move || {
+            let evaluator = self.clone();
+            async move { evaluator.run_once().await }
+        });
+    }
+
+    /// One evaluation of everything.
+    pub async fn run_once(&self) -> anyhow::Result<()> {
+        let now = self.clock.now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(ALERTS_LOCK).execute(&mut *tx).await?;
+        let mut figures = Vec::new();
+        for slo in slos::all(&mut tx).await? {
+            let counts = slos::counts(&mut tx, slo.id, now, &status::windows(&slo)).await?;
+            let found = status::status(&slo, |window| counts.get(&window).copied().unwrap_or_default());
+            figures.push(slo_figures(&slo, &found));
+            let changes = alerts::reconcile(&mut tx, "slo", slo.id, status::wanted_alerts(&slo, &found), now).await?;
+            for alert in &changes.fired {
+                tracing::info!(slo = %slo.id, alert = %alert.id, labels = ?alert.labels, "SLO alert fired");
+            }
+            for alert in &changes.resolved {
+                tracing::info!(slo = %slo.id, alert = %alert.id, labels = ?alert.labels, "SLO alert resolved");
+            }
+        }
+        tx.commit().await?;
+        self.metrics.set_slos(figures);
+        self.alertmanagers.sync(&self.pool, now).await
+    }
+}
+
+fn slo_figures(slo: &SloRecord, found: &Status) -> SloFigures {
+    let mut burn_rates: Vec<(String, f64)> = Vec::new();
+    for alert in &found.alerts {
+        let threshold = &alert.threshold;
+        let windows = threshold.windows_label();
+        let (long, short) = windows.split_once('/').unwrap_or((&windows, ""));
+        for (window, burn) in [(long, alert.long_burn), (short, alert.short_burn)] {
+            if !burn_rates.iter().any(|(known, _)| known == window) {
+                burn_rates.push((window.to_string(), burn.unwrap_or(0.0)));
+            }
+        }
+    }
+    SloFigures {
+        slo: slo.name.clone(),
+        objective: slo.objective,
+        sli: found.sli,
+        budget_left: found.budget_left,
+        burn_rates,
+        alerts: found
+            .alerts
+            .iter()
+            .map(|alert| (alert.threshold.severity.as_str().to_string(), alert.threshold.windows_label(), alert.firing))
+            .collect(),
+    }
+}
