@@ -224,13 +224,20 @@ impl<H: Handler> Consumer<H> {
     }
 
     async fn cursor(&self) -> anyhow::Result<Position> {
-        let stored: Option<(i64, i64)> =
-            sqlx::query_as("SELECT transaction_id, sequence FROM feed_cursors WHERE consumer = $1")
-                .bind(&self.name)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(stored.map(|(transaction, sequence)| Position::from_columns(transaction, sequence)).unwrap_or_default())
+        let mut conn = self.pool.acquire().await?;
+        Ok(cursor_of(&mut conn, &self.name).await?)
     }
+}
+
+/// Where consumer `name` stands: the position of the last event it applied
+/// (the start of the feed before any).
+pub async fn cursor_of(conn: &mut PgConnection, name: &str) -> Result<Position, sqlx::Error> {
+    let stored: Option<(i64, i64)> =
+        sqlx::query_as("SELECT transaction_id, sequence FROM feed_cursors WHERE consumer = $1")
+            .bind(name)
+            .fetch_optional(conn)
+            .await?;
+    Ok(stored.map(|(transaction, sequence)| Position::from_columns(transaction, sequence)).unwrap_or_default())
 }
 
 /// Follows `service`'s feed at the first of `urls` with `handler`, as the

@@ -41,6 +41,7 @@ pub mod principal;
 pub mod readiness;
 pub mod request_id;
 pub mod role;
+pub mod scope;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

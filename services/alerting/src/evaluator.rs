@@ -59,6 +59,9 @@ impl Evaluator {
                 tracing::info!(slo = %slo.id, alert = %alert.id, labels = ?alert.labels, "SLO alert resolved");
             }
         }
+        for alert in alerts::expire(&mut tx, now).await? {
+            tracing::info!(alert = %alert.id, "an alert resolved by itself (its rule's resolve_after)");
+        }
         tx.commit().await?;
         self.metrics.set_slos(figures);
         self.alertmanagers.sync(&self.pool, now).await

@@ -7,6 +7,7 @@
 //! - [`alerts`]: the alert lifecycle (fire, resolve, acknowledge), with its events.
 //! - [`evaluator`]: evaluates every SLO each interval on one replica and sends the alerts.
 //! - [`delivery`]: where alerts go (Alertmanager).
+//! - [`event_rules`]: rules on customer events, and the handler of the feeds they read.
 //! - [`store`]: the schema's SQL.
 //! - `interactions_feed`: counts each interaction for the SLOs whose indicator it belongs to.
 //! - `api`: the service implementation.
@@ -15,14 +16,22 @@ pub mod alerts;
 mod api;
 pub mod delivery;
 pub mod evaluator;
+pub mod event_rules;
 mod interactions_feed;
 pub mod slo;
 pub mod store;
 
 use std::sync::Arc;
 
-use crm_platform::{RoleContext, config::AlertingSettings, consumer::follow, server::GrpcServer};
+use crm_platform::{
+    RoleContext,
+    config::AlertingSettings,
+    consumer::follow,
+    principal::{AccessRole, Principal, SignedChannel},
+    server::GrpcServer,
+};
 use crm_proto::alerting::v1::alerting_service_server::AlertingServiceServer;
+use event_rules::{catalogue::Feed, feed::RulesFeed};
 use tokio::net::TcpListener;
 
 /// The migrations of the `alerting` schema.
@@ -30,22 +39,42 @@ pub fn migrator() -> sqlx::migrate::Migrator {
     sqlx::migrate!("./migrations")
 }
 
+/// Where the feeds the role reads are served.
+#[derive(Clone, Debug, Default)]
+pub struct Upstreams {
+    /// The contacts role's URLs (`CRM_CONTACTS_UPSTREAMS`).
+    pub contacts: Vec<String>,
+    /// The interactions role's URLs (`CRM_INTERACTIONS_UPSTREAMS`).
+    pub interactions: Vec<String>,
+    /// The segmentation role's URLs (`CRM_SEGMENTATION_UPSTREAMS`): its feed, and the features rules read.
+    pub segmentation: Vec<String>,
+}
+
 /// Serves the role on `listener` until `ctx.shutdown` is cancelled, then drains.
-/// Expects `ctx.pool` to be migrated. `interactions` are the interactions
-/// role's addresses, whose feed business indicators are counted from.
+/// Expects `ctx.pool` to be migrated.
 pub async fn serve(
     ctx: RoleContext,
     settings: AlertingSettings,
-    interactions: Vec<String>,
+    upstreams: Upstreams,
     listener: TcpListener,
 ) -> anyhow::Result<()> {
     follow(
         &ctx,
         "alerting.interactions",
-        &interactions,
-        "crm.interactions.v1.InteractionsService",
+        &upstreams.interactions,
+        Feed::Interactions.service(),
         interactions_feed::InteractionsFeed::default(),
     )?;
+    let segmentation = signed(&ctx, &upstreams.segmentation)?;
+    for (feed, urls) in [
+        (Feed::Contacts, &upstreams.contacts),
+        (Feed::Interactions, &upstreams.interactions),
+        (Feed::Segmentation, &upstreams.segmentation),
+    ] {
+        let name = format!("alerting.rules.{}", feed.package().split('.').nth(1).unwrap_or_default());
+        let handler = RulesFeed::new(feed, ctx.clock.clone(), segmentation.clone());
+        follow(&ctx, &name, urls, feed.service(), handler)?;
+    }
     let evaluator = Arc::new(evaluator::Evaluator {
         pool: ctx.pool.clone(),
         clock: ctx.clock.clone(),
@@ -53,9 +82,17 @@ pub async fn serve(
         alertmanagers: delivery::alertmanager::Alertmanagers::new(&settings)?,
     });
     evaluator.spawn(settings.evaluation_interval, ctx.shutdown.clone());
-    let api = api::AlertingApi::new(&ctx).await?;
+    let api = api::AlertingApi::new(&ctx, segmentation).await?;
     let service = AlertingServiceServer::new(api)
         .max_decoding_message_size(ctx.server.max_message_bytes)
         .max_encoding_message_size(ctx.server.max_message_bytes);
     GrpcServer::new("alerting").add_service(service).serve_role(&ctx, listener).await
+}
+
+/// A channel to the first of `urls` that signs this role in as an admin.
+fn signed(ctx: &RoleContext, urls: &[String]) -> anyhow::Result<Option<SignedChannel>> {
+    let Some(url) = urls.first() else { return Ok(None) };
+    let channel = crm_platform::tls::internal_endpoint(url, ctx.server.internal_tls.as_ref())?.connect_lazy();
+    let principal = Principal { key_id: "role:alerting".into(), roles: vec![AccessRole::Admin] };
+    Ok(Some(SignedChannel::new(channel, ctx.identity.clone(), principal)))
 }

@@ -134,8 +134,13 @@ impl RunningSuite {
                     tokio::spawn(crm_segmentation::serve(ctx, feeds, listener))
                 }
                 Role::Alerting => {
-                    let interactions = suite.upstreams(&install.config).remove(&Role::Interactions).unwrap_or_default();
-                    tokio::spawn(crm_alerting::serve(ctx, install.config.alerting.clone(), interactions, listener))
+                    let mut upstreams = suite.upstreams(&install.config);
+                    let feeds = crm_alerting::Upstreams {
+                        contacts: upstreams.remove(&Role::Contacts).unwrap_or_default(),
+                        interactions: upstreams.remove(&Role::Interactions).unwrap_or_default(),
+                        segmentation: upstreams.remove(&Role::Segmentation).unwrap_or_default(),
+                    };
+                    tokio::spawn(crm_alerting::serve(ctx, install.config.alerting.clone(), feeds, listener))
                 }
             };
             suite.addresses.insert(role, bound);

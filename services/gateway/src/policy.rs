@@ -2,74 +2,7 @@
 //! listed in [`POLICY`]; a method without a line there is refused, so a new
 //! RPC is unreachable until someone decides who may call it.
 
-use crm_platform::principal::{AccessRole, Principal};
-
-/// A permission a method requires.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Scope {
-    ContactsRead,
-    ContactsWrite,
-    /// Right-to-be-forgotten erasure: irreversible, so admin only.
-    ContactsErase,
-    InteractionsRead,
-    InteractionsWrite,
-    /// Bulk ingest from billing and accounting.
-    InteractionsIngest,
-    SegmentsRead,
-    SegmentsWrite,
-    AlertsRead,
-    AlertsWrite,
-    /// API keys and the gateway's own feed.
-    GatewayAdmin,
-}
-
-impl Scope {
-    pub const ALL: [Scope; 11] = [
-        Scope::ContactsRead,
-        Scope::ContactsWrite,
-        Scope::ContactsErase,
-        Scope::InteractionsRead,
-        Scope::InteractionsWrite,
-        Scope::InteractionsIngest,
-        Scope::SegmentsRead,
-        Scope::SegmentsWrite,
-        Scope::AlertsRead,
-        Scope::AlertsWrite,
-        Scope::GatewayAdmin,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::ContactsRead => "contacts.read",
-            Scope::ContactsWrite => "contacts.write",
-            Scope::ContactsErase => "contacts.erase",
-            Scope::InteractionsRead => "interactions.read",
-            Scope::InteractionsWrite => "interactions.write",
-            Scope::InteractionsIngest => "interactions.ingest",
-            Scope::SegmentsRead => "segments.read",
-            Scope::SegmentsWrite => "segments.write",
-            Scope::AlertsRead => "alerts.read",
-            Scope::AlertsWrite => "alerts.write",
-            Scope::GatewayAdmin => "gateway.admin",
-        }
-    }
-}
-
-/// The scopes each access role grants.
-pub fn scopes_of(role: AccessRole) -> &'static [Scope] {
-    use Scope::*;
-    match role {
-        AccessRole::Admin => &Scope::ALL,
-        AccessRole::Agent => {
-            &[ContactsRead, ContactsWrite, InteractionsRead, InteractionsWrite, SegmentsRead, AlertsRead]
-        }
-        AccessRole::Integration => {
-            &[ContactsRead, ContactsWrite, InteractionsRead, InteractionsWrite, InteractionsIngest]
-        }
-        AccessRole::Analyst => &[ContactsRead, InteractionsRead, SegmentsRead, SegmentsWrite, AlertsRead],
-        AccessRole::Sre => &[AlertsRead, AlertsWrite],
-    }
-}
+pub use crm_platform::scope::{Scope, allows, scopes_of};
 
 /// Every method of the suite and the scope it requires: one line per method.
 pub const POLICY: &[(&str, Scope)] = &[
@@ -135,6 +68,11 @@ pub const POLICY: &[(&str, Scope)] = &[
     ("/crm.alerting.v1.AlertingService/ListSlos", Scope::AlertsRead),
     ("/crm.alerting.v1.AlertingService/DeleteSlo", Scope::AlertsWrite),
     ("/crm.alerting.v1.AlertingService/GetSloStatus", Scope::AlertsRead),
+    ("/crm.alerting.v1.AlertingService/CreateAlertRule", Scope::AlertsWrite),
+    ("/crm.alerting.v1.AlertingService/GetAlertRule", Scope::AlertsRead),
+    ("/crm.alerting.v1.AlertingService/ListAlertRules", Scope::AlertsRead),
+    ("/crm.alerting.v1.AlertingService/DeleteAlertRule", Scope::AlertsWrite),
+    ("/crm.alerting.v1.AlertingService/ListEventTypes", Scope::AlertsRead),
     ("/crm.alerting.v1.AlertingService/ListAlerts", Scope::AlertsRead),
     ("/crm.alerting.v1.AlertingService/GetAlert", Scope::AlertsRead),
     ("/crm.alerting.v1.AlertingService/AcknowledgeAlert", Scope::AlertsWrite),
@@ -154,14 +92,11 @@ pub fn required_scope(path: &str) -> Option<Scope> {
     POLICY.iter().find(|(method, _)| *method == path).map(|(_, scope)| *scope)
 }
 
-/// Whether any of the principal's roles grants `scope`.
-pub fn allows(principal: &Principal, scope: Scope) -> bool {
-    principal.roles.iter().any(|role| scopes_of(*role).contains(&scope))
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
+
+    use crm_platform::principal::{AccessRole, Principal};
 
     use super::*;
 

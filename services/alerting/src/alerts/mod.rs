@@ -84,6 +84,7 @@ pub async fn reconcile(
                     ends_at: None,
                     resolved_by: String::new(),
                     acknowledged: None,
+                    expires_at: None,
                 };
                 store::insert(tx, &alert, now).await?;
                 changes.fired.push(alert);
@@ -102,6 +103,51 @@ pub async fn reconcile(
         .collect();
     outbox::append(tx, &events).await?;
     Ok(changes)
+}
+
+/// Fires `wanted` for a rule unless an alert with its labels fires already
+/// (the same rule and contact fire once until resolved); `expires_at`: when
+/// it resolves by itself.
+pub async fn fire(
+    tx: &mut PgConnection,
+    source_id: Uuid,
+    wanted: Wanted,
+    now: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<Option<AlertRecord>, Error> {
+    let fingerprint = fingerprint(&wanted.labels);
+    if store::is_firing(tx, &fingerprint).await? {
+        return Ok(None);
+    }
+    let alert = AlertRecord {
+        id: Uuid::now_v7(),
+        fingerprint,
+        labels: wanted.labels,
+        annotations: wanted.annotations,
+        source: "rule".into(),
+        source_id,
+        firing: true,
+        starts_at: now,
+        ends_at: None,
+        resolved_by: String::new(),
+        acknowledged: None,
+        expires_at,
+    };
+    store::insert(tx, &alert, now).await?;
+    let event = pb::AlertFired { alert: Some(to_proto(&alert)) };
+    outbox::append(tx, &[NewEvent::new("alert", alert.id.to_string(), &event, "")]).await?;
+    Ok(Some(alert))
+}
+
+/// Resolves the alerts whose time has come (a rule's `resolve_after`).
+pub async fn expire(tx: &mut PgConnection, now: DateTime<Utc>) -> Result<Vec<AlertRecord>, Error> {
+    let mut resolved = Vec::new();
+    for alert in store::expired(tx, now).await? {
+        resolved.push(store::resolve(tx, alert.id, now, "", &alert.annotations).await?);
+    }
+    let events: Vec<NewEvent> = resolved.iter().map(resolved_event).collect();
+    outbox::append(tx, &events).await?;
+    Ok(resolved)
 }
 
 /// Resolves every firing alert of `source_id` (its SLO or rule was deleted).

@@ -25,10 +25,12 @@ pub struct AlertRecord {
     pub ends_at: Option<DateTime<Utc>>,
     pub resolved_by: String,
     pub acknowledged: Option<(String, DateTime<Utc>, String)>,
+    /// When it resolves by itself (a rule's `resolve_after`).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 const COLUMNS: &str = "id, fingerprint, labels, annotations, source, source_id, state, starts_at, ends_at, resolved_by,
-    acknowledged_by, acknowledged_at, acknowledge_note";
+    acknowledged_by, acknowledged_at, acknowledge_note, expires_at";
 
 fn record(row: &PgRow) -> Result<AlertRecord, Error> {
     let acknowledged_by: Option<String> = row.try_get("acknowledged_by")?;
@@ -48,6 +50,7 @@ fn record(row: &PgRow) -> Result<AlertRecord, Error> {
             (Some(by), Some(at)) => Some((by, at, row.try_get("acknowledge_note")?)),
             _ => None,
         },
+        expires_at: row.try_get("expires_at")?,
     })
 }
 
@@ -57,8 +60,8 @@ fn select(rest: &str) -> sqlx::AssertSqlSafe<String> {
 
 pub async fn insert(conn: &mut PgConnection, alert: &AlertRecord, now: DateTime<Utc>) -> Result<(), Error> {
     sqlx::query(
-        "INSERT INTO alerts (id, fingerprint, labels, annotations, source, source_id, state, starts_at, update_time)
-         VALUES ($1, $2, $3, $4, $5, $6, 'firing', $7, $8)",
+        "INSERT INTO alerts (id, fingerprint, labels, annotations, source, source_id, state, starts_at, update_time, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, 'firing', $7, $8, $9)",
     )
     .bind(alert.id)
     .bind(&alert.fingerprint)
@@ -68,9 +71,27 @@ pub async fn insert(conn: &mut PgConnection, alert: &AlertRecord, now: DateTime<
     .bind(alert.source_id)
     .bind(alert.starts_at)
     .bind(now)
+    .bind(alert.expires_at)
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Whether an alert with `fingerprint` is firing.
+pub async fn is_firing(conn: &mut PgConnection, fingerprint: &str) -> Result<bool, Error> {
+    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM alerts WHERE fingerprint = $1 AND state = 'firing')")
+        .bind(fingerprint)
+        .fetch_one(conn)
+        .await?)
+}
+
+/// Firing alerts whose time to resolve by themselves has come.
+pub async fn expired(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<Vec<AlertRecord>, Error> {
+    let rows = sqlx::query(select("WHERE state = 'firing' AND expires_at <= $1 ORDER BY expires_at LIMIT 1000"))
+        .bind(now)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(record).collect()
 }
 
 /// The firing alerts of one SLO or rule.

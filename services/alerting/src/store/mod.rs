@@ -1,7 +1,9 @@
 //! The `alerting` schema's SQL.
 //!
 //! - [`alerts`]: alerts, from firing to resolved.
+//! - [`rules`]: rules on customer events.
 //! - [`slos`]: service-level objectives and the per-minute counts of their indicators.
 
 pub mod alerts;
+pub mod rules;
 pub mod slos;

@@ -108,6 +108,8 @@ fn status_proto(status: &rebuild::Status) -> pb::ReadModelStatus {
         rebuilding: status.rebuilding,
         start_time: status.started_at.map(to_proto),
         finish_time: status.finished_at.map(to_proto),
+        contacts_applied: Some(status.contacts_applied.into()),
+        interactions_applied: Some(status.interactions_applied.into()),
     }
 }
 

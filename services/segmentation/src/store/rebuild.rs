@@ -16,6 +16,9 @@ pub const CONSUMERS: [&str; 2] = ["segmentation.contacts", "segmentation.interac
 #[derive(Clone, Debug, PartialEq)]
 pub struct Status {
     pub generation: i64,
+    /// The last event of each feed the read model applied.
+    pub contacts_applied: crm_platform::outbox::Position,
+    pub interactions_applied: crm_platform::outbox::Position,
     pub rebuilding: bool,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -23,8 +26,12 @@ pub struct Status {
 
 pub async fn status(conn: &mut PgConnection) -> Result<Status, Error> {
     let (generation, rebuilding, started_at, finished_at) =
-        sqlx::query_as("SELECT generation, rebuilding, started_at, finished_at FROM rebuild").fetch_one(conn).await?;
-    Ok(Status { generation, rebuilding, started_at, finished_at })
+        sqlx::query_as("SELECT generation, rebuilding, started_at, finished_at FROM rebuild")
+            .fetch_one(&mut *conn)
+            .await?;
+    let contacts_applied = crm_platform::consumer::cursor_of(conn, CONSUMERS[0]).await?;
+    let interactions_applied = crm_platform::consumer::cursor_of(conn, CONSUMERS[1]).await?;
+    Ok(Status { generation, rebuilding, started_at, finished_at, contacts_applied, interactions_applied })
 }
 
 /// Empties the read model and sends the consumers back to the start.

@@ -1,5 +1,10 @@
 //! `crm.alerting.v1.AlertingService`: each RPC validates, calls the store, maps the result.
 //! The event feed is the platform's; this role only names its service.
+//!
+//! - this module: SLOs, alerts and the feed;
+//! - [`rules`]: rules on customer events.
+
+mod rules;
 
 use std::time::Duration;
 
@@ -9,7 +14,7 @@ use crm_platform::{
     error::Violations,
     feed_api::{FeedApi, SubscribeStream},
     page_token::{PageTokens, Query, page_size},
-    principal::Caller,
+    principal::{Caller, SignedChannel},
     timestamp::to_proto,
 };
 use crm_proto::{
@@ -18,6 +23,7 @@ use crm_proto::{
         alerting_service_server::{AlertingService, SERVICE_NAME},
     },
     events::v1::{ListEventsRequest, ListEventsResponse, SubscribeRequest},
+    segmentation::v1::segmentation_service_client::SegmentationServiceClient,
 };
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
@@ -47,15 +53,18 @@ pub struct AlertingApi {
     pool: PgPool,
     tokens: PageTokens,
     clock: Clock,
+    /// Lists the features a rule may read (checked when it is made).
+    segmentation: Option<SegmentationServiceClient<SignedChannel>>,
 }
 
 impl AlertingApi {
-    pub async fn new(ctx: &RoleContext) -> anyhow::Result<Self> {
+    pub async fn new(ctx: &RoleContext, segmentation: Option<SignedChannel>) -> anyhow::Result<Self> {
         Ok(AlertingApi {
             feed: FeedApi::start(ctx, SERVICE_NAME).await?,
             pool: ctx.pool.clone(),
             tokens: ctx.page_tokens.clone(),
             clock: ctx.clock.clone(),
+            segmentation: segmentation.map(SegmentationServiceClient::new),
         })
     }
 
@@ -252,6 +261,41 @@ impl AlertingService for AlertingApi {
             exhausted_in: found.exhausted_in.map(duration),
             evaluate_time: Some(to_proto(now)),
         }))
+    }
+
+    async fn create_alert_rule(
+        &self,
+        request: Request<pb::CreateAlertRuleRequest>,
+    ) -> Result<Response<pb::AlertRule>, Status> {
+        AlertingApi::create_alert_rule(self, request).await
+    }
+
+    async fn get_alert_rule(
+        &self,
+        request: Request<pb::GetAlertRuleRequest>,
+    ) -> Result<Response<pb::AlertRule>, Status> {
+        AlertingApi::get_alert_rule(self, request).await
+    }
+
+    async fn list_alert_rules(
+        &self,
+        request: Request<pb::ListAlertRulesRequest>,
+    ) -> Result<Response<pb::ListAlertRulesResponse>, Status> {
+        AlertingApi::list_alert_rules(self, request).await
+    }
+
+    async fn delete_alert_rule(
+        &self,
+        request: Request<pb::DeleteAlertRuleRequest>,
+    ) -> Result<Response<pb::AlertRule>, Status> {
+        AlertingApi::delete_alert_rule(self, request).await
+    }
+
+    async fn list_event_types(
+        &self,
+        _request: Request<pb::ListEventTypesRequest>,
+    ) -> Result<Response<pb::ListEventTypesResponse>, Status> {
+        Ok(Response::new(AlertingApi::list_event_types(self)))
     }
 
     async fn list_alerts(
