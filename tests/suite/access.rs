@@ -22,7 +22,7 @@ use tonic_types::StatusExt;
 use crate::support::eventually;
 
 /// Creates a key with `roles` through `suite`'s gateway; returns (id, secret).
-async fn create_key(suite: &TestSuite, roles: &[&str]) -> (String, String) {
+pub async fn create_key(suite: &TestSuite, roles: &[&str]) -> (String, String) {
     let request = CreateApiKeyRequest {
         display_name: format!("test key {}", roles.join("+")),
         roles: roles.iter().map(|role| role.to_string()).collect(),

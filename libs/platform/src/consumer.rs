@@ -121,21 +121,12 @@ impl<H: Handler> Consumer<H> {
 
     /// Follows the feed while holding the consumer's advisory lock.
     async fn lead(&self, shutdown: &CancellationToken) -> anyhow::Result<Leadership> {
-        let mut lock = self.pool.acquire().await?;
         let key = format!("crm.consumer.{}", self.name);
-        let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
-            .bind(&key)
-            .fetch_one(&mut *lock)
-            .await?;
-        if !leader {
+        let Some(lock) = crate::leader::SessionLock::try_take(&self.pool, &key).await? else {
             return Ok(Leadership::Refused);
-        }
+        };
         let outcome = self.follow(shutdown).await;
-        let unlocked =
-            sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))").bind(&key).execute(&mut *lock).await;
-        if unlocked.is_err() {
-            lock.detach(); // a session lock dies with its session
-        }
+        lock.release().await;
         outcome.map(|()| Leadership::Done)
     }
 

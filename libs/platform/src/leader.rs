@@ -6,7 +6,7 @@
 
 use std::{future::Future, time::Duration};
 
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 /// Runs `task` every `period` until `shutdown`, while holding the advisory
@@ -46,14 +46,9 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let mut session = pool.acquire().await?;
-    let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
-        .bind(lock)
-        .fetch_one(&mut *session)
-        .await?;
-    if !leader {
+    let Some(mut session) = SessionLock::try_take(pool, lock).await? else {
         return Ok(());
-    }
+    };
     let outcome = async {
         loop {
             task().await?;
@@ -61,15 +56,50 @@ where
                 () = shutdown.cancelled() => return Ok(()),
                 () = tokio::time::sleep(period) => {}
             }
-            // Still the leader: the session holding the lock is alive.
-            sqlx::query("SELECT 1").execute(&mut *session).await?;
+            session.still_held().await?;
         }
     }
     .await;
-    let unlocked =
-        sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))").bind(lock).execute(&mut *session).await;
-    if unlocked.is_err() {
-        session.detach(); // a session lock dies with its session
-    }
+    session.release().await;
     outcome
+}
+
+/// A session advisory lock held on a connection of its own, opened with the
+/// pool's options but outside it: a role's leaders (its consumers, its
+/// periodic tasks) hold their locks for as long as they lead, and must not
+/// take the pool's connections from the work they lead.
+pub struct SessionLock {
+    session: PgConnection,
+    key: String,
+}
+
+impl SessionLock {
+    /// Takes lock `key` if no other session holds it; `None` if one does.
+    pub async fn try_take(pool: &PgPool, key: &str) -> anyhow::Result<Option<SessionLock>> {
+        let mut session = PgConnection::connect_with(&pool.connect_options()).await?;
+        let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+            .bind(key)
+            .fetch_one(&mut session)
+            .await?;
+        if !taken {
+            let _ = session.close().await;
+            return Ok(None);
+        }
+        Ok(Some(SessionLock { session, key: key.to_string() }))
+    }
+
+    /// Fails when the session holding the lock has died (and the lock with it).
+    pub async fn still_held(&mut self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1").execute(&mut self.session).await?;
+        Ok(())
+    }
+
+    /// Lets the lock go (closing the session lets it go too, if unlocking fails).
+    pub async fn release(mut self) {
+        let _ = sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
+            .bind(&self.key)
+            .execute(&mut self.session)
+            .await;
+        let _ = self.session.close().await;
+    }
 }

@@ -17,7 +17,7 @@ mod api;
 pub mod delivery;
 pub mod evaluator;
 pub mod event_rules;
-mod interactions_feed;
+pub mod interactions_feed;
 pub mod slo;
 pub mod store;
 

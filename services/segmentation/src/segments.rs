@@ -3,8 +3,9 @@
 //! (`SegmentEntered`, `SegmentExited`, aggregate `contact`).
 //!
 //! Evaluating a new or changed rule over every contact and keeping
-//! memberships as features change must not miss each other: a consumer's
-//! reconcile holds a shared advisory lock, a segment's population the
+//! memberships as features change must not miss each other: a consumer
+//! holds a shared advisory lock from the start of its batch (before it reads
+//! features or memberships, [`lock_shared`]), a segment's population the
 //! exclusive one, so a population sees every feature committed before it,
 //! and a reconcile after it sees the new rule.
 
@@ -58,6 +59,12 @@ fn exited(segment: Uuid, contact: Uuid, reason: &str) -> NewEvent {
     let event =
         pb::SegmentExited { segment_id: segment.to_string(), contact_id: contact.to_string(), reason: reason.into() };
     NewEvent::new("contact", contact.to_string(), &event, "")
+}
+
+/// Taken by a feed consumer or the schedule at the start of its batch,
+/// before it reads any feature or membership (see the module's doc).
+pub async fn lock_shared(tx: &mut PgConnection) -> Result<(), Error> {
+    lock(tx, false).await
 }
 
 async fn lock(tx: &mut PgConnection, exclusive: bool) -> Result<(), Error> {

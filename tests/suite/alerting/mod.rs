@@ -2,6 +2,8 @@
 //! alerts, and their delivery to a real Alertmanager.
 
 mod alertmanager;
+mod counts;
+mod rules;
 mod slos;
 
 use crm_proto::{

@@ -138,6 +138,16 @@ impl Handler for ContactsFeed {
     }
 
     async fn handle_batch(&self, tx: &mut PgConnection, events: &[&Event]) -> anyhow::Result<()> {
+        let changes_identities = events.iter().any(|event| {
+            [
+                contacts::ContactMerged::full_name(),
+                contacts::ContactDeleted::full_name(),
+                contacts::ContactErased::full_name(),
+            ]
+            .contains(&event.r#type)
+        });
+        crate::store::lock_identities(tx, changes_identities).await?;
+        segments::lock_shared(tx).await?;
         let mut touched = Vec::new();
         for event in events {
             touched.extend(self.apply(tx, event).await?);

@@ -63,6 +63,8 @@ impl Handler for InteractionsFeed {
     }
 
     async fn handle_batch(&self, tx: &mut PgConnection, events: &[&Event]) -> anyhow::Result<()> {
+        crate::store::lock_identities(tx, false).await?;
+        crate::segments::lock_shared(tx).await?;
         let mut rows = Vec::new();
         let mut touched = Vec::new();
         for event in events {
