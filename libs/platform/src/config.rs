@@ -203,6 +203,19 @@ pub struct AlertingSettings {
     /// Where people open an alert's source, the `generatorURL` of each alert
     /// (`CRM_ALERTING_EXTERNAL_URL`, e.g. the console's address; default none).
     pub external_url: Option<String>,
+    /// Networks webhooks may reach although they are loopback, link-local
+    /// (cloud metadata), multicast or unspecified (`CRM_WEBHOOK_ALLOWED_NETWORKS`,
+    /// comma-separated CIDRs such as `127.0.0.0/8`; default none).
+    pub webhook_allowed_networks: Vec<ipnet::IpNet>,
+    /// Attempts at a webhook delivery before it is dead (`CRM_WEBHOOK_MAX_ATTEMPTS`, default 8).
+    pub webhook_max_attempts: u32,
+    /// The first retry's delay; each next one doubles, plus jitter
+    /// (`CRM_WEBHOOK_RETRY_MIN`, default 1s).
+    pub webhook_retry_min: Duration,
+    /// The longest delay between attempts (`CRM_WEBHOOK_RETRY_MAX`, default 10m).
+    pub webhook_retry_max: Duration,
+    /// How long one attempt may take (`CRM_WEBHOOK_TIMEOUT`, default 10s).
+    pub webhook_timeout: Duration,
 }
 
 impl Default for AlertingSettings {
@@ -212,6 +225,11 @@ impl Default for AlertingSettings {
             alertmanager_urls: Vec::new(),
             alertmanager_resend_interval: Duration::from_secs(60),
             external_url: None,
+            webhook_allowed_networks: Vec::new(),
+            webhook_max_attempts: 8,
+            webhook_retry_min: Duration::from_secs(1),
+            webhook_retry_max: Duration::from_secs(600),
+            webhook_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -499,12 +517,30 @@ impl Reader<'_> {
                 ),
             }
         }
+        let mut networks = Vec::new();
+        for network in self.text("CRM_WEBHOOK_ALLOWED_NETWORKS").unwrap_or_default().split(',').map(str::trim) {
+            if network.is_empty() {
+                continue;
+            }
+            match network.parse::<ipnet::IpNet>() {
+                Ok(parsed) => networks.push(parsed),
+                Err(_) => self.fail(
+                    "CRM_WEBHOOK_ALLOWED_NETWORKS",
+                    format!("{network:?} is not a network in CIDR notation such as 127.0.0.0/8 or ::1/128"),
+                ),
+            }
+        }
         AlertingSettings {
             evaluation_interval: self.duration("CRM_ALERTING_EVALUATION_INTERVAL", defaults.evaluation_interval),
             alertmanager_urls: urls,
             alertmanager_resend_interval: self
                 .duration("CRM_ALERTMANAGER_RESEND_INTERVAL", defaults.alertmanager_resend_interval),
             external_url: self.text("CRM_ALERTING_EXTERNAL_URL").map(|url| url.trim_end_matches('/').to_string()),
+            webhook_allowed_networks: networks,
+            webhook_max_attempts: self.parsed("CRM_WEBHOOK_MAX_ATTEMPTS", defaults.webhook_max_attempts, at_least(1)),
+            webhook_retry_min: self.duration("CRM_WEBHOOK_RETRY_MIN", defaults.webhook_retry_min),
+            webhook_retry_max: self.duration("CRM_WEBHOOK_RETRY_MAX", defaults.webhook_retry_max),
+            webhook_timeout: self.duration("CRM_WEBHOOK_TIMEOUT", defaults.webhook_timeout),
         }
     }
 

@@ -58,6 +58,20 @@ impl FeedApi {
         Ok(Response::new(self.page(request.into_inner()).await?))
     }
 
+    /// Events of `event_types` after `after` (`None`: from now on) as they
+    /// commit, for a role's own streams over its feed (alerting's WatchAlerts).
+    pub async fn watch(
+        &self,
+        after: Option<pb::EventPosition>,
+        event_types: Vec<String>,
+    ) -> Result<impl Stream<Item = Result<pb::Event, Error>> + Send + use<>, Error> {
+        let after = match after {
+            Some(position) => Position::from(Some(position)),
+            None => self.feed.end().await?,
+        };
+        Ok(self.feed.follow(after, event_types, self.shutdown.clone()))
+    }
+
     /// The feed from `after`, then new events as they commit.
     fn follow(&self, request: pb::SubscribeRequest) -> Result<SubscribeStream, Error> {
         let mut violations = Violations::new();

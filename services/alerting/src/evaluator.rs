@@ -1,7 +1,8 @@
 //! The evaluator: every evaluation interval, on one replica at a time,
 //! each SLO's status is computed at the clock's now, its alerts brought to
 //! what the status says (in one transaction with their events), its figures
-//! exported on `/metrics`, and the alerts sent to Alertmanager.
+//! exported on `/metrics`, alerts whose silence ended announced, and the
+//! alerts sent to Alertmanager.
 
 use std::{sync::Arc, time::Duration};
 
@@ -61,6 +62,10 @@ impl Evaluator {
         }
         for alert in alerts::expire(&mut tx, now).await? {
             tracing::info!(alert = %alert.id, "an alert resolved by itself (its rule's resolve_after)");
+        }
+        let unsilenced = alerts::announce_unsilenced(&mut tx, now).await?;
+        if unsilenced > 0 {
+            tracing::info!(alerts = unsilenced, "alerts whose silence ended are announced");
         }
         tx.commit().await?;
         self.metrics.set_slos(figures);

@@ -6,7 +6,9 @@
 //! - [`slo`]: service-level objectives: burn-rate arithmetic, indicators, evaluation.
 //! - [`alerts`]: the alert lifecycle (fire, resolve, acknowledge), with its events.
 //! - [`evaluator`]: evaluates every SLO each interval on one replica and sends the alerts.
-//! - [`delivery`]: where alerts go (Alertmanager).
+//! - [`delivery`]: where alerts go (Alertmanager, signed webhooks).
+//! - [`silences`]: silences in force, which hold alerts back from every receiver.
+//! - [`matchers`]: label matchers (of silences and webhooks).
 //! - [`event_rules`]: rules on customer events, and the handler of the feeds they read.
 //! - [`store`]: the schema's SQL.
 //! - `interactions_feed`: counts each interaction for the SLOs whose indicator it belongs to.
@@ -18,6 +20,8 @@ pub mod delivery;
 pub mod evaluator;
 pub mod event_rules;
 pub mod interactions_feed;
+pub mod matchers;
+pub mod silences;
 pub mod slo;
 pub mod store;
 
@@ -82,7 +86,9 @@ pub async fn serve(
         alertmanagers: delivery::alertmanager::Alertmanagers::new(&settings)?,
     });
     evaluator.spawn(settings.evaluation_interval, ctx.shutdown.clone());
-    let api = api::AlertingApi::new(&ctx, segmentation).await?;
+    let webhooks = Arc::new(delivery::webhooks::Webhooks::new(&settings)?);
+    webhooks.clone().spawn(ctx.pool.clone(), ctx.clock.clone(), ctx.shutdown.clone());
+    let api = api::AlertingApi::new(&ctx, segmentation, webhooks).await?;
     let service = AlertingServiceServer::new(api)
         .max_decoding_message_size(ctx.server.max_message_bytes)
         .max_encoding_message_size(ctx.server.max_message_bytes);

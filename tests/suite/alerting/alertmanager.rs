@@ -39,7 +39,8 @@ async fn a_burning_slo_pages_through_a_real_alertmanager_and_resolves_when_delet
         ("CRM_ALERTMANAGER_URLS".to_string(), alertmanager.url.clone()),
         ("CRM_ALERTMANAGER_RESEND_INTERVAL".to_string(), "1m".to_string()),
     ];
-    let suite = TestSuite::start_roles(&test_db, &Role::ALL, &vars).await.unwrap();
+    let clock = super::mid_minute_clock();
+    let suite = TestSuite::start_with_clock(&test_db, &Role::ALL, &vars, clock.clone()).await.unwrap();
     let mut alerting = suite.alerting().await.unwrap();
     let mut interactions = suite.interactions().await.unwrap();
 
@@ -58,9 +59,7 @@ async fn a_burning_slo_pages_through_a_real_alertmanager_and_resolves_when_delet
 
     // Every web payment fails: a burn rate of 10.
     let contact = payer(&suite).await;
-    let now = Utc::now();
-    let failing =
-        (0..40).map(|n| payment(&contact, n, now - chrono::Duration::seconds(5), Channel::Web, false)).collect();
+    let failing = (0..40).map(|n| payment(&contact, n, clock.now(), Channel::Web, false)).collect();
     ingest(&mut interactions, failing, "outage").await;
 
     eventually(Duration::from_secs(30), "both pages in Alertmanager", || async {

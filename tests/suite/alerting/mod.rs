@@ -5,6 +5,7 @@ mod alertmanager;
 mod counts;
 mod rules;
 mod slos;
+mod webhooks;
 
 use crm_proto::{
     alerting::v1::{BusinessIndicator, Slo, slo},
@@ -18,6 +19,34 @@ use crm_proto::{
 use crm_testkit::Authed;
 
 pub const DAY: u64 = 24 * 3600;
+
+/// A clock that runs as fast as the machine's but stands at second 15 of
+/// a minute when the test starts: the pages' 1-minute short windows count
+/// whole minute buckets, so an outage recorded at its now stays in the
+/// window for the 45 s a test may take (on the machine's clock, an outage
+/// recorded just before a minute ends leaves the short window at once).
+pub fn mid_minute_clock() -> crm_platform::clock::Clock {
+    use chrono::{DurationRound, Timelike};
+    let real = chrono::Utc::now();
+    let minute = real.duration_trunc(chrono::Duration::minutes(1)).unwrap();
+    let start = if real.second() >= 15 {
+        minute + chrono::Duration::seconds(15)
+    } else {
+        minute - chrono::Duration::seconds(45)
+    };
+    let clock = crm_platform::clock::Clock::manual(start);
+    let running = clock.clone();
+    tokio::spawn(async move {
+        let mut last = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            let elapsed = last.elapsed();
+            last += elapsed;
+            running.advance(chrono::Duration::from_std(elapsed).unwrap());
+        }
+    });
+    clock
+}
 
 /// Online bill payment in under three minutes, 90% of the time, over a week.
 pub fn payments_slo(name: &str) -> Slo {

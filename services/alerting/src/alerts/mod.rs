@@ -5,6 +5,11 @@
 //!
 //! An alert is identified by its labels (the [`fingerprint`]); while one
 //! is firing another with the same labels cannot start.
+//!
+//! Every change is announced in its transaction ([`announce`]): its event,
+//! and a delivery for each webhook that hears of it, unless a silence holds
+//! the alert back (then the evaluator announces it when the silence ends,
+//! [`announce_unsilenced`]).
 
 use chrono::{DateTime, Utc};
 use crm_platform::{
@@ -17,7 +22,11 @@ use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::store::alerts::{self as store, AlertRecord, Pairs};
+use crate::{
+    delivery::webhooks,
+    silences::Active,
+    store::alerts::{self as store, AlertRecord, Pairs},
+};
 
 /// An alert that should be firing now.
 #[derive(Clone, Debug, PartialEq)]
@@ -85,6 +94,7 @@ pub async fn reconcile(
                     resolved_by: String::new(),
                     acknowledged: None,
                     expires_at: None,
+                    notified: true,
                 };
                 store::insert(tx, &alert, now).await?;
                 changes.fired.push(alert);
@@ -95,14 +105,59 @@ pub async fn reconcile(
         let annotations = gone.annotations.clone();
         changes.resolved.push(store::resolve(tx, gone.id, now, "", &annotations).await?);
     }
-    let events: Vec<NewEvent> = changes
-        .fired
+    announce(tx, &changes.fired, &changes.resolved, now).await?;
+    Ok(changes)
+}
+
+/// Tells the feed and the receivers, in the transaction that changed them,
+/// that `fired` fired and `resolved` resolved: their events; for each fired
+/// alert no silence holds back, a delivery to every webhook that hears of
+/// it (a held-back one is marked unannounced); for each resolved alert
+/// whose firing was announced, its resolution.
+async fn announce(
+    tx: &mut PgConnection,
+    fired: &[AlertRecord],
+    resolved: &[AlertRecord],
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    if fired.is_empty() && resolved.is_empty() {
+        return Ok(());
+    }
+    let events: Vec<NewEvent> = fired
         .iter()
         .map(|alert| NewEvent::new("alert", alert.id.to_string(), &pb::AlertFired { alert: Some(to_proto(alert)) }, ""))
-        .chain(changes.resolved.iter().map(resolved_event))
+        .chain(resolved.iter().map(resolved_event))
         .collect();
     outbox::append(tx, &events).await?;
-    Ok(changes)
+    let silences = Active::load(tx, now).await?;
+    for alert in fired {
+        if silences.holds(&alert.labels) {
+            store::set_notified(tx, alert.id, false).await?;
+        } else {
+            webhooks::enqueue(tx, alert, "firing", now).await?;
+        }
+    }
+    for alert in resolved.iter().filter(|alert| alert.notified) {
+        webhooks::enqueue(tx, alert, "resolved", now).await?;
+    }
+    Ok(())
+}
+
+/// Announces the firing alerts a silence held back and no longer does;
+/// returns how many.
+pub async fn announce_unsilenced(tx: &mut PgConnection, now: DateTime<Utc>) -> Result<usize, Error> {
+    let waiting = store::unannounced(tx).await?;
+    if waiting.is_empty() {
+        return Ok(0);
+    }
+    let silences = Active::load(tx, now).await?;
+    let mut announced = 0;
+    for alert in waiting.iter().filter(|alert| !silences.holds(&alert.labels)) {
+        webhooks::enqueue(tx, alert, "firing", now).await?;
+        store::set_notified(tx, alert.id, true).await?;
+        announced += 1;
+    }
+    Ok(announced)
 }
 
 /// Fires `wanted` for a rule unless an alert with its labels fires already
@@ -132,10 +187,10 @@ pub async fn fire(
         resolved_by: String::new(),
         acknowledged: None,
         expires_at,
+        notified: true,
     };
     store::insert(tx, &alert, now).await?;
-    let event = pb::AlertFired { alert: Some(to_proto(&alert)) };
-    outbox::append(tx, &[NewEvent::new("alert", alert.id.to_string(), &event, "")]).await?;
+    announce(tx, std::slice::from_ref(&alert), &[], now).await?;
     Ok(Some(alert))
 }
 
@@ -145,8 +200,7 @@ pub async fn expire(tx: &mut PgConnection, now: DateTime<Utc>) -> Result<Vec<Ale
     for alert in store::expired(tx, now).await? {
         resolved.push(store::resolve(tx, alert.id, now, "", &alert.annotations).await?);
     }
-    let events: Vec<NewEvent> = resolved.iter().map(resolved_event).collect();
-    outbox::append(tx, &events).await?;
+    announce(tx, &[], &resolved, now).await?;
     Ok(resolved)
 }
 
@@ -169,7 +223,7 @@ pub async fn resolve_by_hand(
         annotations.insert("resolution".into(), note.into());
     }
     let resolved = store::resolve(tx, id, now, by, &annotations).await?;
-    outbox::append(tx, &[resolved_event(&resolved)]).await?;
+    announce(tx, &[], std::slice::from_ref(&resolved), now).await?;
     Ok(resolved)
 }
 
@@ -208,6 +262,7 @@ pub fn to_proto(alert: &AlertRecord) -> pb::Alert {
             note: note.clone(),
         }),
         resolved_by: alert.resolved_by.clone(),
+        silenced_by: Vec::new(),
     }
 }
 

@@ -1,12 +1,16 @@
 //! `crm.alerting.v1.AlertingService`: each RPC validates, calls the store, maps the result.
 //! The event feed is the platform's; this role only names its service.
 //!
-//! - this module: SLOs, alerts and the feed;
-//! - [`rules`]: rules on customer events.
+//! - this module: SLOs, alerts (with WatchAlerts) and the feed;
+//! - [`rules`]: rules on customer events;
+//! - [`silences`]: the silences;
+//! - [`webhooks`]: webhooks and their delivery log.
 
 mod rules;
+mod silences;
+mod webhooks;
 
-use std::time::Duration;
+use std::{pin::Pin, sync::Arc, time::Duration};
 
 use crm_platform::{
     Error, RoleContext,
@@ -22,19 +26,24 @@ use crm_proto::{
         self as pb,
         alerting_service_server::{AlertingService, SERVICE_NAME},
     },
+    events::v1::Event,
     events::v1::{ListEventsRequest, ListEventsResponse, SubscribeRequest},
     segmentation::v1::segmentation_service_client::SegmentationServiceClient,
 };
-use sqlx::PgPool;
+use futures_util::{Stream, StreamExt};
+use prost::{Message, Name};
+use sqlx::{PgConnection, PgPool};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::{
     alerts,
+    delivery::webhooks::Webhooks,
     evaluator::ALERTS_LOCK,
+    silences::Active,
     slo::{indicator, status},
     store::{
-        alerts::{self as alert_store, Filter},
+        alerts::{self as alert_store, AlertRecord, Filter},
         slos::{self as store, SloRecord},
     },
 };
@@ -55,17 +64,57 @@ pub struct AlertingApi {
     clock: Clock,
     /// Lists the features a rule may read (checked when it is made).
     segmentation: Option<SegmentationServiceClient<SignedChannel>>,
+    /// Where webhooks may go (checked when one is made).
+    webhooks: Arc<Webhooks>,
+}
+
+/// The stream of `WatchAlerts`.
+pub type AlertChanges = Pin<Box<dyn Stream<Item = Result<pb::AlertChange, Status>> + Send>>;
+
+/// An alert event of the role's feed as a change for `WatchAlerts`.
+fn alert_change(event: &Event) -> Result<Option<pb::AlertChange>, prost::DecodeError> {
+    let payload = event.payload.as_ref().map(|any| any.value.as_slice()).unwrap_or_default();
+    let (kind, alert) = if event.r#type == pb::AlertFired::full_name() {
+        (pb::AlertChangeKind::Fired, pb::AlertFired::decode(payload)?.alert)
+    } else if event.r#type == pb::AlertResolved::full_name() {
+        (pb::AlertChangeKind::Resolved, pb::AlertResolved::decode(payload)?.alert)
+    } else if event.r#type == pb::AlertAcknowledged::full_name() {
+        (pb::AlertChangeKind::Acknowledged, pb::AlertAcknowledged::decode(payload)?.alert)
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(pb::AlertChange { kind: kind as i32, alert, position: event.position, time: event.occurred_at }))
 }
 
 impl AlertingApi {
-    pub async fn new(ctx: &RoleContext, segmentation: Option<SignedChannel>) -> anyhow::Result<Self> {
+    pub async fn new(
+        ctx: &RoleContext,
+        segmentation: Option<SignedChannel>,
+        webhooks: Arc<Webhooks>,
+    ) -> anyhow::Result<Self> {
         Ok(AlertingApi {
             feed: FeedApi::start(ctx, SERVICE_NAME).await?,
             pool: ctx.pool.clone(),
             tokens: ctx.page_tokens.clone(),
             clock: ctx.clock.clone(),
             segmentation: segmentation.map(SegmentationServiceClient::new),
+            webhooks,
         })
+    }
+
+    /// Alerts as answered: each with the active silences that hold it back.
+    async fn answer(&self, conn: &mut PgConnection, records: &[AlertRecord]) -> Result<Vec<pb::Alert>, Error> {
+        let silences = Active::load(conn, self.clock.now()).await?;
+        Ok(records
+            .iter()
+            .map(|record| {
+                let mut alert = alerts::to_proto(record);
+                if record.firing {
+                    alert.silenced_by = silences.silencing(&record.labels).iter().map(Uuid::to_string).collect();
+                }
+                alert
+            })
+            .collect())
     }
 
     /// A transaction that may change alerts (it holds the alerts lock).
@@ -321,16 +370,15 @@ impl AlertingService for AlertingApi {
         let mut conn = self.pool.acquire().await.map_err(Error::from)?;
         let mut records = alert_store::list(&mut conn, &filter, before, limit + 1).await?;
         let next_page_token = self.tokens.next_page(&query, &mut records, limit, |last| (last.starts_at, last.id))?;
-        Ok(Response::new(pb::ListAlertsResponse {
-            alerts: records.iter().map(alerts::to_proto).collect(),
-            next_page_token,
-        }))
+        Ok(Response::new(pb::ListAlertsResponse { alerts: self.answer(&mut conn, &records).await?, next_page_token }))
     }
 
     async fn get_alert(&self, request: Request<pb::GetAlertRequest>) -> Result<Response<pb::Alert>, Status> {
         let alert_id = id("id", &request.get_ref().id)?;
         let mut conn = self.pool.acquire().await.map_err(Error::from)?;
-        Ok(Response::new(alerts::to_proto(&alert_store::get(&mut conn, alert_id, false).await?)))
+        let record = alert_store::get(&mut conn, alert_id, false).await?;
+        let mut answered = self.answer(&mut conn, std::slice::from_ref(&record)).await?;
+        Ok(Response::new(answered.remove(0)))
     }
 
     async fn acknowledge_alert(
@@ -364,6 +412,82 @@ impl AlertingService for AlertingApi {
             alerts::resolve_by_hand(&mut tx, alert_id, caller.principal.actor(), &note, self.clock.now()).await?;
         tx.commit().await.map_err(Error::from)?;
         Ok(Response::new(alerts::to_proto(&resolved)))
+    }
+
+    type WatchAlertsStream = AlertChanges;
+
+    async fn watch_alerts(
+        &self,
+        request: Request<pb::WatchAlertsRequest>,
+    ) -> Result<Response<Self::WatchAlertsStream>, Status> {
+        let types = [pb::AlertFired::full_name(), pb::AlertResolved::full_name(), pb::AlertAcknowledged::full_name()];
+        let events = self.feed.watch(request.into_inner().after, types.to_vec()).await?;
+        let changes = events.filter_map(|event| async move {
+            match event {
+                Ok(event) => match alert_change(&event) {
+                    Ok(change) => change.map(Ok),
+                    Err(error) => Some(Err(Status::internal(format!("an alert event did not decode: {error}")))),
+                },
+                Err(error) => Some(Err(Status::from(error))),
+            }
+        });
+        Ok(Response::new(Box::pin(changes)))
+    }
+
+    async fn create_silence(
+        &self,
+        request: Request<pb::CreateSilenceRequest>,
+    ) -> Result<Response<pb::Silence>, Status> {
+        AlertingApi::create_silence(self, request).await
+    }
+
+    async fn list_silences(
+        &self,
+        request: Request<pb::ListSilencesRequest>,
+    ) -> Result<Response<pb::ListSilencesResponse>, Status> {
+        AlertingApi::list_silences(self, request).await
+    }
+
+    async fn expire_silence(
+        &self,
+        request: Request<pb::ExpireSilenceRequest>,
+    ) -> Result<Response<pb::Silence>, Status> {
+        AlertingApi::expire_silence(self, request).await
+    }
+
+    async fn create_webhook(
+        &self,
+        request: Request<pb::CreateWebhookRequest>,
+    ) -> Result<Response<pb::CreateWebhookResponse>, Status> {
+        AlertingApi::create_webhook(self, request).await
+    }
+
+    async fn list_webhooks(
+        &self,
+        request: Request<pb::ListWebhooksRequest>,
+    ) -> Result<Response<pb::ListWebhooksResponse>, Status> {
+        AlertingApi::list_webhooks(self, request).await
+    }
+
+    async fn delete_webhook(
+        &self,
+        request: Request<pb::DeleteWebhookRequest>,
+    ) -> Result<Response<pb::Webhook>, Status> {
+        AlertingApi::delete_webhook(self, request).await
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        request: Request<pb::ListWebhookDeliveriesRequest>,
+    ) -> Result<Response<pb::ListWebhookDeliveriesResponse>, Status> {
+        AlertingApi::list_webhook_deliveries(self, request).await
+    }
+
+    async fn retry_webhook_delivery(
+        &self,
+        request: Request<pb::RetryWebhookDeliveryRequest>,
+    ) -> Result<Response<pb::WebhookDelivery>, Status> {
+        AlertingApi::retry_webhook_delivery(self, request).await
     }
 
     async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {

@@ -23,6 +23,7 @@ use super::{AlertingApi, MAX_DESCRIPTION, MAX_NAME, MAX_OWNER, duration, id};
 use crate::{
     alerts,
     event_rules::{CompiledRule, catalogue::catalogue},
+    matchers::is_label_name,
     store::{
         alerts::Pairs,
         rules::{self as store, RuleRecord},
@@ -37,13 +38,6 @@ const SEVERITIES: [&str; 3] = ["page", "ticket", "info"];
 const RESERVED_LABELS: [&str; 4] = ["alertname", "severity", "rule_id", "contact_id"];
 const MIN_RESOLVE_AFTER: Duration = Duration::from_secs(60);
 const MAX_RESOLVE_AFTER: Duration = Duration::from_secs(366 * 24 * 3600);
-
-/// A label or annotation name as Prometheus and Alertmanager accept it.
-fn is_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
 
 fn pairs(
     violations: &mut Violations,

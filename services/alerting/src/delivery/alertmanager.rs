@@ -5,7 +5,9 @@
 //! for [`RESOLVED_KEPT`] after it ends. Alertmanager deduplicates by
 //! labels, so sending an alert twice notifies no one twice; a new leader
 //! sends everything at once, so a change committed just before a crash is
-//! not lost.
+//! not lost. An alert a silence of the suite's own holds back is not sent
+//! (Alertmanager lets it lapse at its `endsAt`); when the silence ends it
+//! is sent again.
 
 use std::{sync::Mutex, time::Duration};
 
@@ -14,7 +16,13 @@ use crm_platform::config::AlertingSettings;
 use serde::Serialize;
 use sqlx::PgPool;
 
-use crate::store::alerts::{self as store, AlertRecord, Pairs};
+use crate::{
+    silences::Active,
+    store::{
+        alerts::{self as store, AlertRecord, Pairs},
+        silences,
+    },
+};
 
 /// How long a resolved alert is still sent.
 pub const RESOLVED_KEPT: Duration = Duration::from_secs(15 * 60);
@@ -75,14 +83,22 @@ impl Alertmanagers {
         let last = *self.last_sent();
         let due = match last {
             Some(last) => {
-                now - last >= chrono::Duration::from_std(self.resend)? || store::changed_since(&mut conn, last).await?
+                now - last >= chrono::Duration::from_std(self.resend)?
+                    || store::changed_since(&mut conn, last).await?
+                    || silences::changed_between(&mut conn, last, now).await?
             }
             None => true,
         };
         if !due {
             return Ok(());
         }
-        let alerts = store::to_send(&mut conn, now - chrono::Duration::from_std(RESOLVED_KEPT)?).await?;
+        let silences = Active::load(&mut conn, now).await?;
+        let alerts: Vec<AlertRecord> = store::to_send(&mut conn, now - chrono::Duration::from_std(RESOLVED_KEPT)?)
+            .await?
+            .into_iter()
+            // Held back by a silence of the suite's own, or resolved without its firing ever sent.
+            .filter(|alert| if alert.firing { !silences.holds(&alert.labels) } else { alert.notified })
+            .collect();
         drop(conn);
         let outcome = self.send(&alerts, now).await;
         *self.last_sent() = outcome.is_ok().then_some(now);

@@ -27,10 +27,12 @@ pub struct AlertRecord {
     pub acknowledged: Option<(String, DateTime<Utc>, String)>,
     /// When it resolves by itself (a rule's `resolve_after`).
     pub expires_at: Option<DateTime<Utc>>,
+    /// Whether receivers heard it fire (false while a silence held it back).
+    pub notified: bool,
 }
 
 const COLUMNS: &str = "id, fingerprint, labels, annotations, source, source_id, state, starts_at, ends_at, resolved_by,
-    acknowledged_by, acknowledged_at, acknowledge_note, expires_at";
+    acknowledged_by, acknowledged_at, acknowledge_note, expires_at, notified";
 
 fn record(row: &PgRow) -> Result<AlertRecord, Error> {
     let acknowledged_by: Option<String> = row.try_get("acknowledged_by")?;
@@ -51,6 +53,7 @@ fn record(row: &PgRow) -> Result<AlertRecord, Error> {
             _ => None,
         },
         expires_at: row.try_get("expires_at")?,
+        notified: row.try_get("notified")?,
     })
 }
 
@@ -60,8 +63,8 @@ fn select(rest: &str) -> sqlx::AssertSqlSafe<String> {
 
 pub async fn insert(conn: &mut PgConnection, alert: &AlertRecord, now: DateTime<Utc>) -> Result<(), Error> {
     sqlx::query(
-        "INSERT INTO alerts (id, fingerprint, labels, annotations, source, source_id, state, starts_at, update_time, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, 'firing', $7, $8, $9)",
+        "INSERT INTO alerts (id, fingerprint, labels, annotations, source, source_id, state, starts_at, update_time, expires_at, notified)
+         VALUES ($1, $2, $3, $4, $5, $6, 'firing', $7, $8, $9, $10)",
     )
     .bind(alert.id)
     .bind(&alert.fingerprint)
@@ -72,9 +75,23 @@ pub async fn insert(conn: &mut PgConnection, alert: &AlertRecord, now: DateTime<
     .bind(alert.starts_at)
     .bind(now)
     .bind(alert.expires_at)
+    .bind(alert.notified)
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Records whether receivers heard alert `id` fire.
+pub async fn set_notified(conn: &mut PgConnection, id: Uuid, notified: bool) -> Result<(), Error> {
+    sqlx::query("UPDATE alerts SET notified = $2 WHERE id = $1").bind(id).bind(notified).execute(conn).await?;
+    Ok(())
+}
+
+/// Firing alerts receivers have not heard of (a silence held them back when they fired).
+pub async fn unannounced(conn: &mut PgConnection) -> Result<Vec<AlertRecord>, Error> {
+    let rows =
+        sqlx::query(select("WHERE state = 'firing' AND NOT notified ORDER BY id LIMIT 1000")).fetch_all(conn).await?;
+    rows.iter().map(record).collect()
 }
 
 /// Whether an alert with `fingerprint` is firing.
