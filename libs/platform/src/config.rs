@@ -216,6 +216,9 @@ pub struct AlertingSettings {
     pub webhook_retry_max: Duration,
     /// How long one attempt may take (`CRM_WEBHOOK_TIMEOUT`, default 10s).
     pub webhook_timeout: Duration,
+    /// The Prometheus that SLOs with a Prometheus indicator read
+    /// (`CRM_PROMETHEUS_URL`, e.g. `http://prometheus:9090`; default none).
+    pub prometheus_url: Option<String>,
 }
 
 impl Default for AlertingSettings {
@@ -230,6 +233,7 @@ impl Default for AlertingSettings {
             webhook_retry_min: Duration::from_secs(1),
             webhook_retry_max: Duration::from_secs(600),
             webhook_timeout: Duration::from_secs(10),
+            prometheus_url: None,
         }
     }
 }
@@ -517,6 +521,12 @@ impl Reader<'_> {
                 ),
             }
         }
+        let prometheus_url = self.text("CRM_PROMETHEUS_URL").map(|url| url.trim().trim_end_matches('/').to_string());
+        if let Some(url) = &prometheus_url
+            && !matches!(url.parse::<http::Uri>(), Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some())
+        {
+            self.fail("CRM_PROMETHEUS_URL", format!("{url:?} is not an http(s) URL such as http://prometheus:9090"));
+        }
         let mut networks = Vec::new();
         for network in self.text("CRM_WEBHOOK_ALLOWED_NETWORKS").unwrap_or_default().split(',').map(str::trim) {
             if network.is_empty() {
@@ -541,6 +551,7 @@ impl Reader<'_> {
             webhook_retry_min: self.duration("CRM_WEBHOOK_RETRY_MIN", defaults.webhook_retry_min),
             webhook_retry_max: self.duration("CRM_WEBHOOK_RETRY_MAX", defaults.webhook_retry_max),
             webhook_timeout: self.duration("CRM_WEBHOOK_TIMEOUT", defaults.webhook_timeout),
+            prometheus_url,
         }
     }
 

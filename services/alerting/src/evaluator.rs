@@ -4,7 +4,10 @@
 //! exported on `/metrics`, alerts whose silence ended announced, and the
 //! alerts sent to Alertmanager.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use crm_platform::{
     clock::Clock,
@@ -16,7 +19,11 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     alerts,
     delivery::alertmanager::Alertmanagers,
-    slo::status::{self, Status},
+    slo::{
+        evaluate::Counts,
+        prometheus::Prometheus,
+        status::{self, Status},
+    },
     store::slos::{self, SloRecord},
 };
 
@@ -30,6 +37,8 @@ pub struct Evaluator {
     pub clock: Clock,
     pub metrics: Metrics,
     pub alertmanagers: Alertmanagers,
+    /// Where Prometheus indicators are read (`CRM_PROMETHEUS_URL`).
+    pub prometheus: Option<Prometheus>,
 }
 
 impl Evaluator {
@@ -42,14 +51,47 @@ impl Evaluator {
         });
     }
 
+    /// The counts of the SLOs whose indicator Prometheus reads, asked
+    /// before the evaluation's transaction (no lock is held over HTTP). An
+    /// SLO Prometheus cannot answer for is left out: its alerts stay as they are.
+    async fn prometheus_counts(&self, now: DateTime<Utc>) -> anyhow::Result<HashMap<Uuid, HashMap<Duration, Counts>>> {
+        let mut conn = self.pool.acquire().await?;
+        let slos = slos::all(&mut conn).await?;
+        drop(conn);
+        let mut read = HashMap::new();
+        for slo in slos {
+            let Some(queries) = &slo.prometheus else { continue };
+            let Some(prometheus) = &self.prometheus else {
+                tracing::warn!(slo = %slo.id, "an SLO reads Prometheus but CRM_PROMETHEUS_URL is not set; it is not evaluated");
+                continue;
+            };
+            match prometheus.counts(queries, &status::windows(&slo), now).await {
+                Ok(counts) => {
+                    read.insert(slo.id, counts);
+                }
+                Err(error) => {
+                    tracing::warn!(slo = %slo.id, %error, "Prometheus did not give an SLO's counts; its alerts stay as they are")
+                }
+            }
+        }
+        Ok(read)
+    }
+
     /// One evaluation of everything.
     pub async fn run_once(&self) -> anyhow::Result<()> {
         let now = self.clock.now();
+        let mut from_prometheus = self.prometheus_counts(now).await?;
         let mut tx = self.pool.begin().await?;
         sqlx::query(ALERTS_LOCK).execute(&mut *tx).await?;
         let mut figures = Vec::new();
         for slo in slos::all(&mut tx).await? {
-            let counts = slos::counts(&mut tx, slo.id, now, &status::windows(&slo)).await?;
+            let counts = match &slo.prometheus {
+                None => slos::counts(&mut tx, slo.id, now, &status::windows(&slo)).await?,
+                Some(_) => match from_prometheus.remove(&slo.id) {
+                    Some(counts) => counts,
+                    None => continue,
+                },
+            };
             let found = status::status(&slo, |window| counts.get(&window).copied().unwrap_or_default());
             figures.push(slo_figures(&slo, &found));
             let changes = alerts::reconcile(&mut tx, "slo", slo.id, status::wanted_alerts(&slo, &found), now).await?;

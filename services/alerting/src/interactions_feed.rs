@@ -63,8 +63,12 @@ impl Handler for InteractionsFeed {
         if interactions.is_empty() {
             return Ok(());
         }
-        let slos: Vec<(Uuid, Arc<(Checked, Checked)>)> =
-            slos::all(tx).await?.iter().filter_map(|slo| Some((slo.id, self.conditions(slo)?))).collect();
+        let slos: Vec<(Uuid, Arc<(Checked, Checked)>)> = slos::all(tx)
+            .await?
+            .iter()
+            .filter(|slo| slo.prometheus.is_none())
+            .filter_map(|slo| Some((slo.id, self.conditions(slo)?)))
+            .collect();
         let mut deltas: HashMap<(Uuid, DateTime<Utc>), (i64, i64)> = HashMap::new();
         for interaction in &interactions {
             let Some(at) = interaction.occurred_at.as_ref().and_then(timestamp::from_proto) else { continue };

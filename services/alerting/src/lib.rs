@@ -70,6 +70,7 @@ pub async fn serve(
         interactions_feed::InteractionsFeed::default(),
     )?;
     let segmentation = signed(&ctx, &upstreams.segmentation)?;
+    let prometheus = settings.prometheus_url.as_deref().map(slo::prometheus::Prometheus::new).transpose()?;
     for (feed, urls) in [
         (Feed::Contacts, &upstreams.contacts),
         (Feed::Interactions, &upstreams.interactions),
@@ -84,11 +85,12 @@ pub async fn serve(
         clock: ctx.clock.clone(),
         metrics: ctx.metrics.clone(),
         alertmanagers: delivery::alertmanager::Alertmanagers::new(&settings)?,
+        prometheus: prometheus.clone(),
     });
     evaluator.spawn(settings.evaluation_interval, ctx.shutdown.clone());
     let webhooks = Arc::new(delivery::webhooks::Webhooks::new(&settings)?);
     webhooks.clone().spawn(ctx.pool.clone(), ctx.clock.clone(), ctx.shutdown.clone());
-    let api = api::AlertingApi::new(&ctx, segmentation, webhooks).await?;
+    let api = api::AlertingApi::new(&ctx, segmentation, webhooks, prometheus).await?;
     let service = AlertingServiceServer::new(api)
         .max_decoding_message_size(ctx.server.max_message_bytes)
         .max_encoding_message_size(ctx.server.max_message_bytes);

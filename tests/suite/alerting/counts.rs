@@ -118,6 +118,7 @@ async fn counts_kept_per_minute_equal_a_recount_over_any_window_at_any_time() {
                 window: Duration::from_secs(windows.choose(&mut rng).unwrap() * 24 * 3600),
                 valid_rule: indicator.valid.into(),
                 good_rule: indicator.good.into(),
+                prometheus: None,
                 min_events: 10,
                 create_time: now,
             };

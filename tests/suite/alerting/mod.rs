@@ -3,6 +3,7 @@
 
 mod alertmanager;
 mod counts;
+mod prometheus;
 mod rules;
 mod slos;
 mod webhooks;

@@ -41,7 +41,11 @@ use crate::{
     delivery::webhooks::Webhooks,
     evaluator::ALERTS_LOCK,
     silences::Active,
-    slo::{indicator, status},
+    slo::{
+        indicator,
+        prometheus::{self as prom, Prometheus},
+        status,
+    },
     store::{
         alerts::{self as alert_store, AlertRecord, Filter},
         slos::{self as store, SloRecord},
@@ -56,6 +60,7 @@ const MAX_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600);
 /// Fewer valid events than this in an alert's long window never alert, unless the SLO says otherwise.
 const DEFAULT_MIN_EVENTS: u64 = 10;
 const MAX_MIN_EVENTS: i64 = 1_000_000_000;
+const MAX_QUERY: usize = 4096;
 
 pub struct AlertingApi {
     feed: FeedApi,
@@ -66,6 +71,8 @@ pub struct AlertingApi {
     segmentation: Option<SegmentationServiceClient<SignedChannel>>,
     /// Where webhooks may go (checked when one is made).
     webhooks: Arc<Webhooks>,
+    /// Where Prometheus indicators are read.
+    prometheus: Option<Prometheus>,
 }
 
 /// The stream of `WatchAlerts`.
@@ -91,6 +98,7 @@ impl AlertingApi {
         ctx: &RoleContext,
         segmentation: Option<SignedChannel>,
         webhooks: Arc<Webhooks>,
+        prometheus: Option<Prometheus>,
     ) -> anyhow::Result<Self> {
         Ok(AlertingApi {
             feed: FeedApi::start(ctx, SERVICE_NAME).await?,
@@ -99,7 +107,28 @@ impl AlertingApi {
             clock: ctx.clock.clone(),
             segmentation: segmentation.map(SegmentationServiceClient::new),
             webhooks,
+            prometheus,
         })
+    }
+
+    fn prometheus(&self) -> Result<&Prometheus, Error> {
+        self.prometheus.as_ref().ok_or_else(|| Error::FailedPrecondition {
+            reason: "PROMETHEUS_NOT_CONFIGURED",
+            message: "this SLO reads Prometheus; set CRM_PROMETHEUS_URL for the alerting role".into(),
+        })
+    }
+
+    /// Runs both queries once over a 5-minute window: what Prometheus
+    /// refuses is refused here, with its message (which names the position).
+    async fn check_queries(&self, queries: &prom::Queries) -> Result<(), Error> {
+        let prometheus = self.prometheus()?;
+        let mut violations = Violations::new();
+        for (field, query) in [("slo.prometheus.good", &queries.good), ("slo.prometheus.total", &queries.total)] {
+            if let Err(problem) = prometheus.count(query, Duration::from_secs(300), self.clock.now()).await {
+                violations.add(field, problem);
+            }
+        }
+        violations.into_result()
     }
 
     /// Alerts as answered: each with the active silences that hold it back.
@@ -169,8 +198,25 @@ fn new_slo(input: pb::Slo) -> Result<SloRecord, Error> {
             window
         }
     };
-    let (mut valid_rule, mut good_rule) = (String::new(), String::new());
+    let (mut valid_rule, mut good_rule, mut prometheus) = (String::new(), String::new(), None);
     match input.indicator {
+        Some(pb::slo::Indicator::Prometheus(queries)) => {
+            for (field, query) in [("slo.prometheus.good", &queries.good), ("slo.prometheus.total", &queries.total)] {
+                let query = violations.text(field, query, 1, MAX_QUERY);
+                if !query.is_empty() && !query.contains(prom::WINDOW) {
+                    violations.add(
+                        field,
+                        format!(
+                            "must write its range as {} (e.g. [{}]), where each alert window goes",
+                            prom::WINDOW,
+                            prom::WINDOW
+                        ),
+                    );
+                }
+            }
+            prometheus =
+                Some(prom::Queries { good: queries.good.trim().to_string(), total: queries.total.trim().to_string() });
+        }
         Some(pb::slo::Indicator::Business(business)) => {
             for (field, rule, kept) in [
                 ("slo.business.valid", business.valid, &mut valid_rule),
@@ -182,7 +228,10 @@ fn new_slo(input: pb::Slo) -> Result<SloRecord, Error> {
                 *kept = rule.trim().to_string();
             }
         }
-        None => violations.add("slo.indicator", "is required: business (conditions over interactions)"),
+        None => violations.add(
+            "slo.indicator",
+            "is required: business (conditions over interactions) or prometheus (PromQL for good and total)",
+        ),
     }
     let min_events = match input.min_events {
         0 => DEFAULT_MIN_EVENTS,
@@ -202,6 +251,7 @@ fn new_slo(input: pb::Slo) -> Result<SloRecord, Error> {
         window,
         valid_rule,
         good_rule,
+        prometheus,
         min_events,
         create_time: chrono::DateTime::UNIX_EPOCH,
     })
@@ -219,10 +269,16 @@ fn to_proto_slo(record: &SloRecord) -> pb::Slo {
         description: record.description.clone(),
         objective: record.objective,
         window: Some(duration(record.window)),
-        indicator: Some(pb::slo::Indicator::Business(pb::BusinessIndicator {
-            valid: record.valid_rule.clone(),
-            good: record.good_rule.clone(),
-        })),
+        indicator: Some(match &record.prometheus {
+            Some(queries) => pb::slo::Indicator::Prometheus(pb::PrometheusIndicator {
+                good: queries.good.clone(),
+                total: queries.total.clone(),
+            }),
+            None => pb::slo::Indicator::Business(pb::BusinessIndicator {
+                valid: record.valid_rule.clone(),
+                good: record.good_rule.clone(),
+            }),
+        }),
         min_events: record.min_events as i64,
         alerts: status::thresholds(record)
             .iter()
@@ -246,6 +302,9 @@ impl AlertingService for AlertingApi {
     async fn create_slo(&self, request: Request<pb::CreateSloRequest>) -> Result<Response<pb::Slo>, Status> {
         let input = request.into_inner().slo.ok_or_else(|| Error::invalid("slo", "is required"))?;
         let slo = new_slo(input)?;
+        if let Some(queries) = &slo.prometheus {
+            self.check_queries(queries).await?;
+        }
         let mut conn = self.pool.acquire().await.map_err(Error::from)?;
         store::insert(&mut conn, &slo).await?;
         Ok(Response::new(to_proto_slo(&store::get(&mut conn, slo.id).await?)))
@@ -286,7 +345,17 @@ impl AlertingService for AlertingApi {
         let now = self.clock.now();
         let mut conn = self.pool.acquire().await.map_err(Error::from)?;
         let slo = store::get(&mut conn, slo_id).await?;
-        let counts = store::counts(&mut conn, slo_id, now, &status::windows(&slo)).await?;
+        let counts = match &slo.prometheus {
+            None => store::counts(&mut conn, slo_id, now, &status::windows(&slo)).await?,
+            Some(queries) => {
+                self.prometheus()?.counts(queries, &status::windows(&slo), now).await.map_err(|error| {
+                    Error::Unavailable {
+                        message: format!("Prometheus did not give this SLO's counts: {error}"),
+                        retry_after: Duration::from_secs(10),
+                    }
+                })?
+            }
+        };
         let found = status::status(&slo, |window| counts.get(&window).copied().unwrap_or_default());
         Ok(Response::new(pb::SloStatus {
             slo_id: slo.id.to_string(),

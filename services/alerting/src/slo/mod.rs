@@ -4,10 +4,12 @@
 //!   pure and tested against the SRE workbook.
 //! - [`status`]: an SLO now, from its counts.
 //! - [`indicator`]: business indicators, CEL conditions over an interaction.
+//! - [`prometheus`]: indicators read from Prometheus (PromQL over `{{.window}}`).
 //! - [`evaluate`]: which alerts fire from an indicator's counts (both
 //!   windows, the minimum-event guard, a page suppressing the ticket).
 
 pub mod burn_rate;
 pub mod evaluate;
 pub mod indicator;
+pub mod prometheus;
 pub mod status;

@@ -7,7 +7,7 @@ use crm_platform::Error;
 use sqlx::{PgConnection, Row, postgres::PgRow};
 use uuid::Uuid;
 
-use crate::slo::evaluate::Counts;
+use crate::slo::{evaluate::Counts, prometheus::Queries};
 
 /// An SLO as stored.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,14 +18,16 @@ pub struct SloRecord {
     pub description: String,
     pub objective: f64,
     pub window: Duration,
+    /// A business indicator's conditions (empty for a Prometheus one).
     pub valid_rule: String,
     pub good_rule: String,
+    /// A Prometheus indicator's queries.
+    pub prometheus: Option<Queries>,
     pub min_events: u64,
     pub create_time: DateTime<Utc>,
 }
 
-const COLUMNS: &str =
-    "id, name, owner, description, objective, window_seconds, valid_rule, good_rule, min_events, create_time";
+const COLUMNS: &str = "id, name, owner, description, objective, window_seconds, valid_rule, good_rule, good_query, total_query, min_events, create_time";
 
 fn record(row: &PgRow) -> Result<SloRecord, Error> {
     Ok(SloRecord {
@@ -37,6 +39,13 @@ fn record(row: &PgRow) -> Result<SloRecord, Error> {
         window: Duration::from_secs(row.try_get::<i64, _>("window_seconds")?.max(0) as u64),
         valid_rule: row.try_get("valid_rule")?,
         good_rule: row.try_get("good_rule")?,
+        prometheus: match (
+            row.try_get::<Option<String>, _>("good_query")?,
+            row.try_get::<Option<String>, _>("total_query")?,
+        ) {
+            (Some(good), Some(total)) => Some(Queries { good, total }),
+            _ => None,
+        },
         min_events: row.try_get::<i64, _>("min_events")?.max(0) as u64,
         create_time: row.try_get("create_time")?,
     })
@@ -44,8 +53,9 @@ fn record(row: &PgRow) -> Result<SloRecord, Error> {
 
 pub async fn insert(conn: &mut PgConnection, slo: &SloRecord) -> Result<(), Error> {
     let inserted = sqlx::query(
-        "INSERT INTO slos (id, name, owner, description, objective, window_seconds, valid_rule, good_rule, min_events)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+        "INSERT INTO slos (id, name, owner, description, objective, window_seconds, valid_rule, good_rule, min_events,
+                           good_query, total_query)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
     )
     .bind(slo.id)
     .bind(&slo.name)
@@ -56,6 +66,8 @@ pub async fn insert(conn: &mut PgConnection, slo: &SloRecord) -> Result<(), Erro
     .bind(&slo.valid_rule)
     .bind(&slo.good_rule)
     .bind(slo.min_events as i64)
+    .bind(slo.prometheus.as_ref().map(|queries| queries.good.as_str()))
+    .bind(slo.prometheus.as_ref().map(|queries| queries.total.as_str()))
     .execute(conn)
     .await?;
     if inserted.rows_affected() == 0 {
