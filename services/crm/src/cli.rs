@@ -74,11 +74,34 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         interactions: usize,
     },
+    /// Tools of the alerting role that work against a running install.
+    Alerting {
+        #[command(subcommand)]
+        command: AlertingCommand,
+    },
     /// Apply the migrations of every role (or of --target) to DATABASE_URL and exit.
     Migrate {
         /// Roles whose schemas to migrate: all, or a comma-separated list.
         #[arg(long, value_name = "ROLES", default_value = "all", value_parser = parse_targets)]
         target: Targets,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertingCommand {
+    /// Write the Prometheus recording and alerting rules of the SLOs whose
+    /// indicator Prometheus counts, for a team's own Prometheus
+    /// (`promtool check rules` passes on them).
+    ExportRules {
+        /// The gateway (host:port).
+        #[arg(long, env = "CRM_GATEWAY", value_name = "ADDR")]
+        gateway: String,
+        /// An API key that reads alerts (alerts.read).
+        #[arg(long, env = "CRM_API_KEY", hide_env_values = true)]
+        key: String,
+        /// Where to write them (default: standard output).
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
 }
 

@@ -7,8 +7,8 @@ use crm_localpg::{LocalPostgres, Options};
 use crm_platform::{Config, Role, config::Secret, db, telemetry::Telemetry};
 
 use crate::{
-    bench,
-    cli::Command,
+    alerting, bench,
+    cli::{AlertingCommand, Command},
     secrets,
     suite::{self, Install, RunningSuite},
 };
@@ -20,6 +20,9 @@ pub async fn run(command: Command, config: Config, telemetry: &Telemetry) -> any
         Command::Serve { target } => {
             let install = install_for_serve(config)?;
             serve_until_signal(&install, &target.0, telemetry, None).await
+        }
+        Command::Alerting { command: AlertingCommand::ExportRules { gateway, key, output } } => {
+            alerting::export_rules(&gateway, &key, output.as_deref()).await
         }
         Command::Migrate { target } => suite::migrate(&install_for_serve(config)?, &target.0).await,
         Command::Bench { gateway, key, direct, concurrency, duration, mix, rate, contacts, interactions } => {

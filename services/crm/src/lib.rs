@@ -1,11 +1,13 @@
 //! The `crm` binary's library: everything `main` does, reusable by tests.
 //!
-//! - [`cli`]: the command line (`up`, `serve --target`, `migrate`, `bench`).
+//! - [`cli`]: the command line (`up`, `serve --target`, `migrate`, `bench`, `alerting export-rules`).
+//! - [`alerting`]: `crm alerting`, tools against a running install.
 //! - [`bench`]: the load generator.
 //! - [`commands`]: what each command does.
 //! - [`suite`]: starting a set of roles in this process and stopping them in order.
 //! - [`secrets`]: secrets `crm up` generates once and keeps.
 
+pub mod alerting;
 pub mod bench;
 pub mod cli;
 pub mod commands;

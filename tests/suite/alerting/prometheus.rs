@@ -86,5 +86,75 @@ async fn a_technical_slo_read_from_a_real_prometheus_pages_when_lookups_fail() {
     let status = alerting.get_slo_status(GetSloStatusRequest { id: slo.id.clone() }).await.unwrap().into_inner();
     assert!(status.valid_events >= 30, "{status:?}");
     assert!(status.sli.unwrap() < 0.2, "{status:?}");
+
+    // The same SLO as rules for a team's own Prometheus: promtool checks
+    // them, and its unit test shows them paging on the windows the suite
+    // paged on, the ticket held back, for the same outage.
+    let firing = alerting
+        .list_alerts(ListAlertsRequest {
+            state: AlertState::Firing as i32,
+            source_id: slo.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .alerts;
+    let dir = std::env::temp_dir().join(format!("crm-rules-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules = dir.join("rules.yml");
+    crm::alerting::export_rules(&suite.address(Role::Gateway).to_string(), &suite.admin_key, Some(&rules))
+        .await
+        .unwrap();
+    promtool(&["check", "rules", rules.to_str().unwrap()]);
+    let expected: Vec<String> = firing
+        .iter()
+        .map(|alert| {
+            let labels: Vec<String> = ["severity", "slo", "slo_id", "window", "owner"]
+                .iter()
+                .map(|name| format!("{name}: {}", serde_json::to_string(&alert.labels[*name]).unwrap()))
+                .collect();
+            let threshold = slo
+                .alerts
+                .iter()
+                .find(|threshold| {
+                    alert.labels["window"]
+                        == format!(
+                            "{}m/{}m",
+                            threshold.long_window.unwrap().seconds / 60,
+                            threshold.short_window.unwrap().seconds / 60
+                        )
+                })
+                .unwrap();
+            let summary = format!(
+                "{}: the error budget burns at least {:.2}× faster than allowed over {}",
+                slo.name, threshold.burn_rate, alert.labels["window"]
+            );
+            format!(
+                "          - exp_labels: {{ {} }}\n            exp_annotations: {{ summary: {} }}\n",
+                labels.join(", "),
+                serde_json::to_string(&summary).unwrap()
+            )
+        })
+        .collect();
+    let unit = format!(
+        "rule_files:\n  - rules.yml\nevaluation_interval: 15s\ntests:\n  - interval: 15s\n    input_series:\n      - series: 'crm_rpc_requests_total{{server=\"gateway\",rpc_method=\"GetContact\"}}'\n        values: '0+10x200'\n      - series: 'crm_rpc_errors_total{{server=\"gateway\",rpc_method=\"GetContact\"}}'\n        values: '0+10x200'\n    alert_rule_test:\n      - eval_time: 30m\n        alertname: SloErrorBudgetBurn\n        exp_alerts:\n{}",
+        expected.concat()
+    );
+    std::fs::write(dir.join("rules_test.yml"), unit).unwrap();
+    promtool(&["test", "rules", dir.join("rules_test.yml").to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
     suite.shutdown().await.unwrap();
+}
+
+/// Runs promtool (the Debian package `prometheus`), failing with its output.
+fn promtool(args: &[&str]) {
+    let output =
+        std::process::Command::new("promtool").args(args).output().expect("promtool (Debian package prometheus)");
+    assert!(
+        output.status.success(),
+        "promtool {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

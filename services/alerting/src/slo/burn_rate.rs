@@ -69,11 +69,12 @@ pub struct Threshold {
 impl Threshold {
     /// `1h/5m`: which window pair an alert's labels name.
     pub fn windows_label(&self) -> String {
-        format!("{}/{}", human(self.long), human(self.short))
+        format!("{}/{}", notation(self.long), notation(self.short))
     }
 }
 
-fn human(duration: Duration) -> String {
+/// A window as Prometheus writes durations, in its largest whole unit: `6m`, `173m`, `1h`, `3d`.
+pub fn notation(duration: Duration) -> String {
     let seconds = duration.as_secs();
     match seconds {
         s if s % (24 * HOUR) == 0 => format!("{}d", s / (24 * HOUR)),
@@ -143,7 +144,7 @@ pub fn unreachable(objective: f64, slo_window: Duration, tier: &Tier) -> Option<
         format!(
             "{} of the budget in {} needs a burn rate of {burn:.2}, but at an objective of {} the burn rate cannot exceed {max:.2} (every event bad): lengthen the window or lower the fraction",
             percent(tier.budget_fraction),
-            human(tier.long),
+            notation(tier.long),
             percent(objective)
         )
     })

@@ -5,11 +5,13 @@
 //! - [`status`]: an SLO now, from its counts.
 //! - [`indicator`]: business indicators, CEL conditions over an interaction.
 //! - [`prometheus`]: indicators read from Prometheus (PromQL over `{{.window}}`).
+//! - [`export`]: the Prometheus rules of those SLOs, for a team's own Prometheus.
 //! - [`evaluate`]: which alerts fire from an indicator's counts (both
 //!   windows, the minimum-event guard, a page suppressing the ticket).
 
 pub mod burn_rate;
 pub mod evaluate;
+pub mod export;
 pub mod indicator;
 pub mod prometheus;
 pub mod status;

@@ -8,7 +8,7 @@ use std::{collections::HashMap, time::Duration};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::slo::evaluate::Counts;
+use crate::slo::{burn_rate::notation, evaluate::Counts};
 
 /// The placeholder a query writes where the window goes (as Sloth writes it).
 pub const WINDOW: &str = "{{.window}}";
@@ -19,19 +19,6 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Queries {
     pub good: String,
     pub total: String,
-}
-
-/// A window in Prometheus' notation: `6m`, `1h`, `2h53m`, `3d`.
-pub fn notation(window: Duration) -> String {
-    let mut minutes = window.as_secs() / 60;
-    let mut text = String::new();
-    for (unit, size) in [("d", 24 * 60), ("h", 60), ("m", 1)] {
-        if minutes >= size {
-            text.push_str(&format!("{}{unit}", minutes / size));
-            minutes %= size;
-        }
-    }
-    if text.is_empty() { format!("{}s", window.as_secs()) } else { text }
 }
 
 #[derive(Deserialize)]
@@ -118,20 +105,5 @@ impl Prometheus {
             found.insert(*window, Counts { valid, bad: valid.saturating_sub(good.round() as u64) });
         }
         Ok(found)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn windows_are_written_as_prometheus_writes_durations() {
-        let minutes = |n: u64| Duration::from_secs(n * 60);
-        assert_eq!(notation(minutes(6)), "6m");
-        assert_eq!(notation(minutes(60)), "1h");
-        assert_eq!(notation(minutes(173)), "2h53m");
-        assert_eq!(notation(minutes(3 * 24 * 60)), "3d");
-        assert_eq!(notation(minutes(30 * 24 * 60 + 1)), "30d1m");
     }
 }

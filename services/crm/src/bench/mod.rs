@@ -19,7 +19,7 @@ mod report;
 pub mod seed;
 mod self_hosted;
 pub mod timeline_seed;
-mod transport;
+pub(crate) mod transport;
 
 use std::time::Duration;
 
