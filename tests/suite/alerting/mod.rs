@@ -3,6 +3,7 @@
 
 mod alertmanager;
 mod counts;
+mod failover;
 mod prometheus;
 mod rules;
 mod slos;

@@ -40,14 +40,14 @@ use crate::support::eventually;
 
 /// A request the receiver took.
 #[derive(Clone, Debug)]
-struct Received {
-    delivery_id: String,
-    signed: bool,
-    body: Value,
+pub(super) struct Received {
+    pub(super) delivery_id: String,
+    pub(super) signed: bool,
+    pub(super) body: Value,
 }
 
 #[derive(Default)]
-struct Receiver {
+pub(super) struct Receiver {
     secrets: HashMap<String, String>,
     /// Every request, answered or not, by webhook name.
     seen: HashMap<String, Vec<Received>>,
@@ -55,7 +55,7 @@ struct Receiver {
     failures: HashMap<String, u32>,
 }
 
-type Shared = Arc<Mutex<Receiver>>;
+pub(super) type Shared = Arc<Mutex<Receiver>>;
 
 /// Checks the signature as a receiver would: HMAC-SHA256 of `timestamp.body`,
 /// compared in constant time, with the timestamp within 5 minutes.
@@ -96,15 +96,15 @@ async fn receive(State(state): State<Shared>, Path(name): Path<String>, headers:
     }
 }
 
-fn seen(state: &Shared, name: &str) -> Vec<Received> {
+pub(super) fn seen(state: &Shared, name: &str) -> Vec<Received> {
     state.lock().unwrap().seen.get(name).cloned().unwrap_or_default()
 }
 
-fn equal(name: &str, value: &str) -> Matcher {
+pub(super) fn equal(name: &str, value: &str) -> Matcher {
     Matcher { name: name.into(), value: value.into(), r#type: MatchType::Equal as i32 }
 }
 
-async fn register(
+pub(super) async fn register(
     alerting: &mut AlertingServiceClient<Authed>,
     state: &Shared,
     base: &str,
@@ -118,18 +118,24 @@ async fn register(
     created.webhook.unwrap().id
 }
 
-async fn deliveries(alerting: &mut AlertingServiceClient<Authed>, webhook_id: &str) -> Vec<WebhookDelivery> {
+pub(super) async fn deliveries(alerting: &mut AlertingServiceClient<Authed>, webhook_id: &str) -> Vec<WebhookDelivery> {
     let request = ListWebhookDeliveriesRequest { webhook_id: webhook_id.into(), ..Default::default() };
     alerting.list_webhook_deliveries(request).await.unwrap().into_inner().deliveries
+}
+
+/// A receiver on a free port; its base URL.
+pub(super) async fn receiver(state: &Shared) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = Router::new().route("/hooks/{name}", post(receive)).with_state(state.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
 }
 
 #[tokio::test]
 async fn alerts_reach_signed_webhooks_with_retries_silences_hold_them_back_and_watchers_see_every_change() {
     let state: Shared = Arc::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = Router::new().route("/hooks/{name}", post(receive)).with_state(state.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = receiver(&state).await;
 
     let test_db = TestDb::create().await.unwrap();
     let vars = [
