@@ -103,6 +103,33 @@ pub enum AlertingCommand {
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Create the SLOs of OpenSLO v1 documents (one file, several documents
+    /// separated by `---`; `-` reads standard input). Every document is
+    /// checked before any is applied; an SLO that exists with the same
+    /// content is left alone, one that differs is reported.
+    Apply {
+        /// The gateway (host:port).
+        #[arg(long, env = "CRM_GATEWAY", value_name = "ADDR")]
+        gateway: String,
+        /// An API key that writes alerts (alerts.write).
+        #[arg(long, env = "CRM_API_KEY", hide_env_values = true)]
+        key: String,
+        /// The OpenSLO file.
+        #[arg(long, short = 'f', value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Write every SLO as an OpenSLO v1 document.
+    ExportOpenslo {
+        /// The gateway (host:port).
+        #[arg(long, env = "CRM_GATEWAY", value_name = "ADDR")]
+        gateway: String,
+        /// An API key that reads alerts (alerts.read).
+        #[arg(long, env = "CRM_API_KEY", hide_env_values = true)]
+        key: String,
+        /// Where to write them (default: standard output).
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 fn parse_rate(value: &str) -> Result<f64, String> {

@@ -24,6 +24,14 @@ pub async fn run(command: Command, config: Config, telemetry: &Telemetry) -> any
         Command::Alerting { command: AlertingCommand::ExportRules { gateway, key, output } } => {
             alerting::export_rules(&gateway, &key, output.as_deref()).await
         }
+        Command::Alerting { command: AlertingCommand::Apply { gateway, key, file } } => {
+            let report = alerting::apply(&gateway, &key, &file).await?;
+            print!("{report}");
+            Ok(())
+        }
+        Command::Alerting { command: AlertingCommand::ExportOpenslo { gateway, key, output } } => {
+            alerting::export_openslo(&gateway, &key, output.as_deref()).await
+        }
         Command::Migrate { target } => suite::migrate(&install_for_serve(config)?, &target.0).await,
         Command::Bench { gateway, key, direct, concurrency, duration, mix, rate, contacts, interactions } => {
             let options = bench::BenchOptions {

@@ -4,6 +4,7 @@
 mod alertmanager;
 mod counts;
 mod failover;
+mod openslo;
 mod prometheus;
 mod rules;
 mod slos;
