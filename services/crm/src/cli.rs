@@ -73,6 +73,13 @@ pub enum Command {
         /// Interactions to ingest first over N/50 new contacts (timed next to a COPY); timeline reads use them.
         #[arg(long, default_value_t = 0)]
         interactions: usize,
+        /// With --interactions: define this many SLOs over interactions halfway through the
+        /// ingest, and print both halves' rates and how fast the alerting role counts.
+        #[arg(long, default_value_t = 0)]
+        slos: usize,
+        /// With --slos: rules on InteractionRecorded defined with them.
+        #[arg(long, default_value_t = 0)]
+        alert_rules: usize,
     },
     /// Tools of the alerting role that work against a running install.
     Alerting {

@@ -33,7 +33,19 @@ pub async fn run(command: Command, config: Config, telemetry: &Telemetry) -> any
             alerting::export_openslo(&gateway, &key, output.as_deref()).await
         }
         Command::Migrate { target } => suite::migrate(&install_for_serve(config)?, &target.0).await,
-        Command::Bench { gateway, key, direct, concurrency, duration, mix, rate, contacts, interactions } => {
+        Command::Bench {
+            gateway,
+            key,
+            direct,
+            concurrency,
+            duration,
+            mix,
+            rate,
+            contacts,
+            interactions,
+            slos,
+            alert_rules,
+        } => {
             let options = bench::BenchOptions {
                 gateway,
                 key,
@@ -44,6 +56,7 @@ pub async fn run(command: Command, config: Config, telemetry: &Telemetry) -> any
                 rate,
                 contacts,
                 interactions,
+                alerting: (slos > 0 || alert_rules > 0).then_some((slos, alert_rules)),
             };
             bench::run(options, config).await
         }

@@ -13,6 +13,7 @@
 //! - `report`: the table.
 //! - `self_hosted`: a private suite on a scratch database when no `--gateway` is given.
 
+pub mod alerting_seed;
 pub mod load;
 pub mod operations;
 mod report;
@@ -46,6 +47,8 @@ pub struct BenchOptions {
     pub contacts: usize,
     /// Interactions to ingest before the load (0: none).
     pub interactions: usize,
+    /// SLOs and rules on interactions defined halfway through the ingest (none: no alerting figures).
+    pub alerting: Option<(usize, usize)>,
 }
 
 /// One target's results in both load shapes.
@@ -89,7 +92,7 @@ pub async fn run(options: BenchOptions, config: Config) -> anyhow::Result<()> {
 async fn prepare(options: &BenchOptions, gateway: &Transport, database_url: Option<&str>) -> anyhow::Result<()> {
     if options.interactions > 0 {
         let contacts = timeline_seed::contacts(options.interactions);
-        timeline_seed::seed(gateway, database_url, options.interactions, &contacts).await?;
+        timeline_seed::seed(gateway, database_url, options.interactions, &contacts, options.alerting).await?;
         let _ = operations::TIMELINES.set(contacts);
     } else if options.mix.0.iter().any(|(operation, _)| operation.needs_timelines()) {
         let Some(url) = database_url else {

@@ -59,28 +59,20 @@ fn interaction(n: usize, contacts: &[Uuid], now: i64) -> Interaction {
     }
 }
 
-/// Ingests `count` interactions for `contacts`; prints rows/s next to COPY's.
-pub async fn seed(
+/// Ingests interactions `range` for `contacts` in one stream; returns (stored, other, seconds).
+async fn ingest(
     transport: &Transport,
-    database_url: Option<&str>,
-    count: usize,
+    range: std::ops::Range<usize>,
     contacts: &[Uuid],
-) -> anyhow::Result<()> {
-    let now = chrono::Utc::now().timestamp() - 3600;
-    let copy_rate = match database_url {
-        Some(url) => Some(copy_baseline(url, count, contacts, now).await?),
-        None => None,
-    };
-    let applied_before = match database_url {
-        Some(url) => Some(segmentation_applied(url).await?),
-        None => None,
-    };
+    now: i64,
+) -> anyhow::Result<(usize, usize, f64)> {
     let started = Instant::now();
-    let batches = (0..count.div_ceil(BATCH)).map({
+    let (start, end) = (range.start, range.end);
+    let batches = (start / BATCH..end.div_ceil(BATCH)).map({
         let contacts = contacts.to_vec();
         move |batch| IngestInteractionsRequest {
             batch_id: batch.to_string(),
-            interactions: (batch * BATCH..((batch + 1) * BATCH).min(count))
+            interactions: ((batch * BATCH).max(start)..((batch + 1) * BATCH).min(end))
                 .map(|n| interaction(n, &contacts, now))
                 .collect(),
         }
@@ -93,7 +85,51 @@ pub async fn seed(
             if result.outcome() == IngestOutcome::Stored { stored += 1 } else { other += 1 }
         }
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    Ok((stored, other, started.elapsed().as_secs_f64()))
+}
+
+/// Ingests `count` interactions for `contacts`; prints rows/s next to
+/// COPY's. With `alerting`, the second half is ingested after SLOs and
+/// rules are defined, and both halves' rates are printed.
+pub async fn seed(
+    transport: &Transport,
+    database_url: Option<&str>,
+    count: usize,
+    contacts: &[Uuid],
+    alerting: Option<(usize, usize)>,
+) -> anyhow::Result<()> {
+    let now = chrono::Utc::now().timestamp() - 3600;
+    let copy_rate = match database_url {
+        Some(url) => Some(copy_baseline(url, count, contacts, now).await?),
+        None => None,
+    };
+    let applied_before = match database_url {
+        Some(url) => Some(segmentation_applied(url).await?),
+        None => None,
+    };
+    let started = Instant::now();
+    let (stored, other, elapsed) = match alerting {
+        None => ingest(transport, 0..count, contacts, now).await?,
+        Some((slos, rules)) => {
+            let half = count / 2;
+            let (stored_a, other_a, seconds_a) = ingest(transport, 0..half, contacts, now).await?;
+            let counter = super::alerting_seed::define(transport, slos, rules).await?;
+            let counted_before = match database_url {
+                Some(url) => super::alerting_seed::counted(url, counter).await?,
+                None => 0,
+            };
+            let (stored_b, other_b, seconds_b) = ingest(transport, half..count, contacts, now).await?;
+            let (rate_a, rate_b) = (half as f64 / seconds_a, (count - half) as f64 / seconds_b);
+            println!(
+                "ingest without alerting definitions: {rate_a:.0} rows/s; with {slos} SLOs and {rules} rules on interactions: {rate_b:.0} rows/s ({:.2} of it)",
+                rate_b / rate_a
+            );
+            if let Some(url) = database_url {
+                super::alerting_seed::report_counting(url, counter, counted_before, stored_b, seconds_b).await?;
+            }
+            (stored_a + stored_b, other_a + other_b, seconds_a + seconds_b)
+        }
+    };
     let rate = count as f64 / elapsed;
     println!("ingest: {count} interactions in {elapsed:.1}s = {rate:.0} rows/s ({stored} stored, {other} other)");
     if let Some(copy_rate) = copy_rate {
