@@ -61,7 +61,7 @@ pub const MAX_ROWS: usize = 5000;
 /// Messages in flight at once. Four kept both cores busy at a million rows
 /// (messages of 1,000 rows: 14,697 rows/s, against 14,142 with three and
 /// 14,275 with six; of 5,000 rows: 16,516, against 15,949 with three; after
-/// this stop's other changes, 20,560-21,065 and 21,279 with five).
+/// the other import changes of 2026-12-01 (to commit db44b51), 20,560-21,065 and 21,279 with five).
 pub const PIPELINE: usize = 4;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
