@@ -60,6 +60,32 @@ impl Changes {
     }
 }
 
+/// A new alert of `source` that fires from `now`.
+fn firing_now(
+    wanted: Wanted,
+    fingerprint: String,
+    source: &str,
+    source_id: Uuid,
+    now: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+) -> AlertRecord {
+    AlertRecord {
+        id: Uuid::now_v7(),
+        fingerprint,
+        labels: wanted.labels,
+        annotations: wanted.annotations,
+        source: source.into(),
+        source_id,
+        firing: true,
+        starts_at: now,
+        ends_at: None,
+        resolved_by: String::new(),
+        acknowledged: None,
+        expires_at,
+        notified: true,
+    }
+}
+
 /// Brings the alerts of `source_id` to `wanted`: those not firing fire,
 /// those firing and no longer wanted resolve, the others take the new annotations.
 pub async fn reconcile(
@@ -81,21 +107,7 @@ pub async fn reconcile(
                 }
             }
             None => {
-                let alert = AlertRecord {
-                    id: Uuid::now_v7(),
-                    fingerprint,
-                    labels: want.labels,
-                    annotations: want.annotations,
-                    source: source.into(),
-                    source_id,
-                    firing: true,
-                    starts_at: now,
-                    ends_at: None,
-                    resolved_by: String::new(),
-                    acknowledged: None,
-                    expires_at: None,
-                    notified: true,
-                };
+                let alert = firing_now(want, fingerprint, source, source_id, now, None);
                 store::insert(tx, &alert, now).await?;
                 changes.fired.push(alert);
             }
@@ -130,15 +142,16 @@ async fn announce(
         .collect();
     outbox::append(tx, &events).await?;
     let silences = Active::load(tx, now).await?;
+    let hooks = webhooks::Hooks::load(tx).await?;
     for alert in fired {
         if silences.holds(&alert.labels) {
             store::set_notified(tx, alert.id, false).await?;
         } else {
-            webhooks::enqueue(tx, alert, "firing", now).await?;
+            hooks.enqueue(tx, alert, "firing", now).await?;
         }
     }
     for alert in resolved.iter().filter(|alert| alert.notified) {
-        webhooks::enqueue(tx, alert, "resolved", now).await?;
+        hooks.enqueue(tx, alert, "resolved", now).await?;
     }
     Ok(())
 }
@@ -151,9 +164,10 @@ pub async fn announce_unsilenced(tx: &mut PgConnection, now: DateTime<Utc>) -> R
         return Ok(0);
     }
     let silences = Active::load(tx, now).await?;
+    let hooks = webhooks::Hooks::load(tx).await?;
     let mut announced = 0;
     for alert in waiting.iter().filter(|alert| !silences.holds(&alert.labels)) {
-        webhooks::enqueue(tx, alert, "firing", now).await?;
+        hooks.enqueue(tx, alert, "firing", now).await?;
         store::set_notified(tx, alert.id, true).await?;
         announced += 1;
     }
@@ -174,21 +188,7 @@ pub async fn fire(
     if store::is_firing(tx, &fingerprint).await? {
         return Ok(None);
     }
-    let alert = AlertRecord {
-        id: Uuid::now_v7(),
-        fingerprint,
-        labels: wanted.labels,
-        annotations: wanted.annotations,
-        source: "rule".into(),
-        source_id,
-        firing: true,
-        starts_at: now,
-        ends_at: None,
-        resolved_by: String::new(),
-        acknowledged: None,
-        expires_at,
-        notified: true,
-    };
+    let alert = firing_now(wanted, fingerprint, "rule", source_id, now, expires_at);
     store::insert(tx, &alert, now).await?;
     announce(tx, std::slice::from_ref(&alert), &[], now).await?;
     Ok(Some(alert))

@@ -53,21 +53,28 @@ pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
     format!("v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Queues, for every webhook whose matchers select `alert`, a delivery
-/// announcing that it is `status` (`firing` or `resolved`).
-pub async fn enqueue(
-    conn: &mut PgConnection,
-    alert: &AlertRecord,
-    status: &str,
-    now: DateTime<Utc>,
-) -> Result<(), Error> {
-    let hooks: Vec<Uuid> = store::all(&mut *conn)
-        .await?
-        .into_iter()
-        .filter(|hook| Compiled::new(hook.matchers.clone()).matches(&alert.labels))
-        .map(|hook| hook.id)
-        .collect();
-    store::enqueue(conn, &hooks, alert.id, status, now).await
+/// The webhooks and their compiled matchers, loaded once per announcement.
+pub struct Hooks(Vec<(Uuid, Compiled)>);
+
+impl Hooks {
+    pub async fn load(conn: &mut PgConnection) -> Result<Hooks, Error> {
+        let hooks = store::all(conn).await?.into_iter().map(|hook| (hook.id, Compiled::new(hook.matchers))).collect();
+        Ok(Hooks(hooks))
+    }
+
+    /// Queues, for every webhook whose matchers select `alert`, a delivery
+    /// announcing that it is `status` (`firing` or `resolved`).
+    pub async fn enqueue(
+        &self,
+        conn: &mut PgConnection,
+        alert: &AlertRecord,
+        status: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let selected: Vec<Uuid> =
+            self.0.iter().filter(|(_, matchers)| matchers.matches(&alert.labels)).map(|(id, _)| *id).collect();
+        store::enqueue(conn, &selected, alert.id, status, now).await
+    }
 }
 
 /// An alert as Alertmanager's webhook payload carries it.
@@ -168,12 +175,17 @@ impl Webhooks {
         }
         let hooks: HashMap<Uuid, WebhookRecord> =
             store::all(&mut conn).await?.into_iter().map(|hook| (hook.id, hook)).collect();
-        let mut work = Vec::new();
-        for delivery in &due {
-            let alert = alert_store::get(&mut conn, delivery.alert_id, false).await?;
-            work.push((delivery.clone(), hooks.get(&delivery.webhook_id).cloned(), alert));
-        }
+        let ids: Vec<Uuid> = due.iter().map(|delivery| delivery.alert_id).collect();
+        let alerts = alert_store::get_many(&mut conn, &ids).await?;
         drop(conn);
+        // A delivery's alert stays (deliveries reference it), so each is found.
+        let work: Vec<_> = due
+            .iter()
+            .filter_map(|delivery| {
+                let alert = alerts.get(&delivery.alert_id).cloned()?;
+                Some((delivery.clone(), hooks.get(&delivery.webhook_id).cloned(), alert))
+            })
+            .collect();
         let attempts: Vec<(Uuid, Attempt, Outcome, usize)> = stream::iter(work)
             .map(|(delivery, hook, alert): (DeliveryRecord, Option<WebhookRecord>, AlertRecord)| async move {
                 let (attempt, outcome) = match &hook {

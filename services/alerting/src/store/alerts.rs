@@ -1,6 +1,6 @@
 //! Alerts: each firing of a condition, from start to end.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use crm_platform::Error;
@@ -181,6 +181,12 @@ pub async fn acknowledge(
     .await?
     .ok_or_else(|| Error::NotFound { resource: "alert", id: id.to_string() })?;
     record(&row)
+}
+
+/// The alerts with `ids` (those that exist), by id.
+pub async fn get_many(conn: &mut PgConnection, ids: &[Uuid]) -> Result<HashMap<Uuid, AlertRecord>, Error> {
+    let rows = sqlx::query(select("WHERE id = ANY($1)")).bind(ids).fetch_all(conn).await?;
+    rows.iter().map(|row| record(row).map(|alert| (alert.id, alert))).collect()
 }
 
 pub async fn get(conn: &mut PgConnection, id: Uuid, for_update: bool) -> Result<AlertRecord, Error> {
