@@ -94,6 +94,50 @@ pub struct Checked {
     pub map_keys: Vec<(String, String)>,
 }
 
+impl Checked {
+    /// The rule's top-level conjuncts that compare a name or a path in it
+    /// with a text (`event.interaction.kind == "complaint"`, either way
+    /// round), as (path, text): the rule can only be met where each holds
+    /// (a false or failing conjunct of `&&` leaves it false or undecided,
+    /// which is not met). A caller holding many rules indexes them by these,
+    /// so that most are never run.
+    pub fn equalities(&self) -> Vec<(String, String)> {
+        let mut found = Vec::new();
+        conjunct_equalities(self.program.expression(), &mut found);
+        found
+    }
+}
+
+fn conjunct_equalities(at: &IdedExpr, found: &mut Vec<(String, String)>) {
+    let Expr::Call(call) = &at.expr else { return };
+    match (call.func_name.as_str(), call.target.as_ref(), call.args.as_slice()) {
+        ("_&&_", None, [left, right]) => {
+            conjunct_equalities(left, found);
+            conjunct_equalities(right, found);
+        }
+        ("_==_", None, [left, right]) => {
+            let pair = match (&left.expr, &right.expr) {
+                (_, Expr::Literal(LiteralValue::String(text))) => path_of(left).map(|path| (path, text.inner())),
+                (Expr::Literal(LiteralValue::String(text)), _) => path_of(right).map(|path| (path, text.inner())),
+                _ => None,
+            };
+            if let Some((path, text)) = pair {
+                found.push((path, text.to_string()));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `a.b.c` as written, when `at` is a name followed by field selections.
+fn path_of(at: &IdedExpr) -> Option<String> {
+    match &at.expr {
+        Expr::Ident(name) => Some(name.clone()),
+        Expr::Select(select) if !select.test => Some(format!("{}.{}", path_of(&select.operand)?, select.field)),
+        _ => None,
+    }
+}
+
 /// Parses and checks `rule` against `schema`; the rule must be a condition (bool).
 pub fn check(rule: &str, schema: &dyn Schema) -> Result<Checked, RuleError> {
     let length = rule.chars().count();

@@ -1,8 +1,9 @@
 //! The evaluator: every evaluation interval, on one replica at a time,
 //! each SLO's status is computed at the clock's now, its alerts brought to
 //! what the status says (in one transaction with their events), its figures
-//! exported on `/metrics`, alerts whose silence ended announced, and the
-//! alerts sent to Alertmanager.
+//! exported on `/metrics`, and alerts whose silence ended announced. (The
+//! alerts reach Alertmanager from `delivery::alertmanager`, which follows
+//! their changes.)
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -18,7 +19,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     alerts,
-    delivery::alertmanager::Alertmanagers,
     slo::{
         evaluate::Counts,
         prometheus::Prometheus,
@@ -36,7 +36,6 @@ pub struct Evaluator {
     pub pool: PgPool,
     pub clock: Clock,
     pub metrics: Metrics,
-    pub alertmanagers: Alertmanagers,
     /// Where Prometheus indicators are read (`CRM_PROMETHEUS_URL`).
     pub prometheus: Option<Prometheus>,
 }
@@ -111,7 +110,7 @@ impl Evaluator {
         }
         tx.commit().await?;
         self.metrics.set_slos(figures);
-        self.alertmanagers.sync(&self.pool, now).await
+        Ok(())
     }
 }
 

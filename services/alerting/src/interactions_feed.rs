@@ -10,31 +10,30 @@ use std::{
 use chrono::{DateTime, DurationRound, Utc};
 use crm_platform::{consumer::Handler, timestamp};
 use crm_proto::{events::v1::Event, interactions::v1 as pb};
-use crm_rules::Checked;
 use prost::{Message, Name};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{
-    slo::indicator,
+    slo::indicator::{self, Filter},
     store::slos::{self, SloRecord},
 };
 
 /// The interactions feed's handler, with the SLOs' conditions compiled once.
 #[derive(Default)]
 pub struct InteractionsFeed {
-    compiled: Mutex<HashMap<Uuid, Arc<(Checked, Checked)>>>,
+    compiled: Mutex<HashMap<Uuid, Arc<(Filter, Filter)>>>,
 }
 
 impl InteractionsFeed {
-    fn conditions(&self, slo: &SloRecord) -> Option<Arc<(Checked, Checked)>> {
+    fn conditions(&self, slo: &SloRecord) -> Option<Arc<(Filter, Filter)>> {
         let mut compiled = self.compiled.lock().unwrap_or_else(|poison| poison.into_inner());
         if let Some(found) = compiled.get(&slo.id) {
             return Some(found.clone());
         }
         match (indicator::check(&slo.valid_rule), indicator::check(&slo.good_rule)) {
             (Ok(valid), Ok(good)) => {
-                let both = Arc::new((valid, good));
+                let both = Arc::new((Filter::new(valid), Filter::new(good)));
                 compiled.insert(slo.id, both.clone());
                 Some(both)
             }
@@ -63,7 +62,7 @@ impl Handler for InteractionsFeed {
         if interactions.is_empty() {
             return Ok(());
         }
-        let slos: Vec<(Uuid, Arc<(Checked, Checked)>)> = slos::all(tx)
+        let slos: Vec<(Uuid, Arc<(Filter, Filter)>)> = slos::all(tx)
             .await?
             .iter()
             .filter(|slo| slo.prometheus.is_none())
@@ -74,10 +73,10 @@ impl Handler for InteractionsFeed {
             let Some(at) = interaction.occurred_at.as_ref().and_then(timestamp::from_proto) else { continue };
             let minute = at.duration_trunc(chrono::Duration::minutes(1)).unwrap_or(at);
             for (slo, conditions) in &slos {
-                if indicator::meets(&conditions.0, interaction) {
+                if conditions.0.meets(interaction) {
                     let delta = deltas.entry((*slo, minute)).or_default();
                     delta.0 += 1;
-                    if indicator::meets(&conditions.1, interaction) {
+                    if conditions.1.meets(interaction) {
                         delta.1 += 1;
                     }
                 }

@@ -84,10 +84,11 @@ pub async fn serve(
         pool: ctx.pool.clone(),
         clock: ctx.clock.clone(),
         metrics: ctx.metrics.clone(),
-        alertmanagers: delivery::alertmanager::Alertmanagers::new(&settings)?,
         prometheus: prometheus.clone(),
     });
     evaluator.spawn(settings.evaluation_interval, ctx.shutdown.clone());
+    let alertmanagers = Arc::new(delivery::alertmanager::Alertmanagers::new(&settings)?);
+    alertmanagers.spawn(ctx.pool.clone(), ctx.feed().await?, ctx.clock.clone(), ctx.shutdown.clone());
     let webhooks = Arc::new(delivery::webhooks::Webhooks::new(&settings)?);
     webhooks.clone().spawn(ctx.pool.clone(), ctx.clock.clone(), ctx.shutdown.clone());
     let api = api::AlertingApi::new(&ctx, segmentation, webhooks, prometheus).await?;

@@ -80,6 +80,12 @@ pub enum Command {
         /// With --slos: rules on InteractionRecorded defined with them.
         #[arg(long, default_value_t = 0)]
         alert_rules: usize,
+        /// Measure from RecordInteraction to the alert in Alertmanager (the first of
+        /// CRM_ALERTMANAGER_URLS, which the suite sends to): at 1,000 interactions/s, then
+        /// while 20,000 rows/s are ingested besides, --duration each (with --slos and
+        /// --alert-rules defined first).
+        #[arg(long)]
+        alert_latency: bool,
     },
     /// Tools of the alerting role that work against a running install.
     Alerting {

@@ -45,6 +45,7 @@ pub async fn run(command: Command, config: Config, telemetry: &Telemetry) -> any
             interactions,
             slos,
             alert_rules,
+            alert_latency,
         } => {
             let options = bench::BenchOptions {
                 gateway,
@@ -57,6 +58,7 @@ pub async fn run(command: Command, config: Config, telemetry: &Telemetry) -> any
                 contacts,
                 interactions,
                 alerting: (slos > 0 || alert_rules > 0).then_some((slos, alert_rules)),
+                alert_latency,
             };
             bench::run(options, config).await
         }

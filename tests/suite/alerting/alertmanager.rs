@@ -3,7 +3,8 @@
 //! arrives with its labels and an `endsAt` ahead, a silence made in
 //! Alertmanager suppresses it there, acknowledging it is recorded, and
 //! deleting the SLO resolves its alerts here and there. The SLO's figures
-//! are on `/metrics`.
+//! are on `/metrics`. A rule's alert reaches Alertmanager when it commits,
+//! not at the next evaluation.
 
 use std::time::Duration;
 
@@ -11,11 +12,11 @@ use chrono::Utc;
 use crm_platform::Role;
 use crm_proto::{
     alerting::v1::{
-        AcknowledgeAlertRequest, AlertFired, AlertState, CreateSloRequest, DeleteSloRequest, ListAlertsRequest,
-        ResolveAlertRequest,
+        AcknowledgeAlertRequest, AlertFired, AlertRule, AlertState, CreateAlertRuleRequest, CreateSloRequest,
+        DeleteSloRequest, ListAlertsRequest, ResolveAlertRequest,
     },
     events::v1::ListEventsRequest,
-    interactions::v1::Channel,
+    interactions::v1::{Channel, RecordInteractionRequest},
 };
 use crm_testkit::{Alertmanager, TestDb, TestSuite};
 use prost::{Message, Name};
@@ -147,7 +148,51 @@ async fn a_burning_slo_pages_through_a_real_alertmanager_and_resolves_when_delet
         held(&alertmanager, "Checkout").await.is_empty()
     })
     .await;
-    let metrics = scrape(suite.metrics_address().unwrap()).await;
-    assert!(!metrics.contains(r#"slo="Checkout""#), "a deleted SLO's series go");
+    // Alertmanager hears of the resolution when it commits; the series go at the next evaluation.
+    eventually(Duration::from_secs(10), "a deleted SLO's series go", || async {
+        !scrape(suite.metrics_address().unwrap()).await.contains(r#"slo="Checkout""#)
+    })
+    .await;
+    suite.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_rules_alert_reaches_alertmanager_when_it_commits_not_at_the_next_evaluation() {
+    let alertmanager = Alertmanager::start().await.unwrap();
+    let test_db = TestDb::create().await.unwrap();
+    // The evaluation (and the resend) would not come again within the test.
+    let vars = [
+        ("CRM_ALERTING_EVALUATION_INTERVAL".to_string(), "1h".to_string()),
+        ("CRM_ALERTMANAGER_URLS".to_string(), alertmanager.url.clone()),
+        ("CRM_ALERTMANAGER_RESEND_INTERVAL".to_string(), "1h".to_string()),
+    ];
+    let suite = TestSuite::start_roles(&test_db, &Role::ALL, &vars).await.unwrap();
+    let mut alerting = suite.alerting().await.unwrap();
+    let rule = AlertRule {
+        name: "SlowWebPayment".into(),
+        owner: "billing".into(),
+        event_types: vec!["crm.interactions.v1.InteractionRecorded".into()],
+        condition: r#"event.interaction.kind == "payment" && event.interaction.duration_ms > 180000"#.into(),
+        ..Default::default()
+    };
+    alerting.create_alert_rule(CreateAlertRuleRequest { rule: Some(rule) }).await.unwrap();
+    let contact = payer(&suite).await;
+    let mut interactions = suite.interactions().await.unwrap();
+    for (n, good) in [(0, true), (1, false)] {
+        let request = RecordInteractionRequest {
+            interaction: Some(payment(&contact, n, Utc::now(), Channel::Web, good)),
+            ..Default::default()
+        };
+        interactions.record_interaction(request).await.unwrap();
+    }
+    eventually(Duration::from_secs(20), "the rule's alert in Alertmanager", || async {
+        let alerts = alertmanager.alerts().await.unwrap();
+        alerts.iter().any(|alert| {
+            alert["labels"]["alertname"] == "SlowWebPayment" && alert["labels"]["contact_id"] == contact.as_str()
+        })
+    })
+    .await;
+    let held = alertmanager.alerts().await.unwrap();
+    assert_eq!(held.iter().filter(|alert| alert["labels"]["alertname"] == "SlowWebPayment").count(), 1, "{held:?}");
     suite.shutdown().await.unwrap();
 }

@@ -1,5 +1,14 @@
-//! Alertmanager's API v2 (`POST /api/v2/alerts`), as Prometheus speaks it:
-//! every firing alert is sent again each resend interval with an `endsAt`
+//! Alertmanager's API v2 (`POST /api/v2/alerts`), as Prometheus speaks it.
+//!
+//! The sender follows the role's own feed, on one replica at a time: every
+//! change of an alert is an event committed with the change, so the alerts
+//! go out as soon as a change commits (a rule's alert reaches Alertmanager
+//! milliseconds after the event that broke it, not at the next evaluation),
+//! and a change committed while a send was under way is sent again after it.
+//! Between changes, each evaluation interval checks what time alone makes
+//! due: the resend interval, a silence that started or ended, a send that failed.
+//!
+//! Every firing alert is sent again each resend interval with an `endsAt`
 //! four intervals ahead, so that if the suite dies Alertmanager resolves
 //! the alert by itself; a resolved alert is sent with its real `endsAt`
 //! for [`RESOLVED_KEPT`] after it ends. Alertmanager deduplicates by
@@ -12,9 +21,12 @@
 use std::{sync::Mutex, time::Duration};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use crm_platform::config::AlertingSettings;
+use crm_platform::{clock::Clock, config::AlertingSettings, leader::SessionLock, outbox::Feed};
+use futures_util::StreamExt;
 use serde::Serialize;
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::{
     silences::Active,
@@ -29,6 +41,7 @@ pub const RESOLVED_KEPT: Duration = Duration::from_secs(15 * 60);
 /// Alerts per request.
 const CHUNK: usize = 1000;
 const TIMEOUT: Duration = Duration::from_secs(10);
+const LEADER_LOCK: &str = "crm.alerting.alertmanager";
 
 /// An alert as Alertmanager takes it (`postableAlert`).
 #[derive(Debug, Serialize)]
@@ -43,6 +56,12 @@ struct Postable<'a> {
     generator_url: Option<String>,
 }
 
+/// Whether Alertmanager hears of `alert`: not when a silence of the suite's
+/// own holds it back, nor when it resolved without its firing ever sent.
+fn is_sent(alert: &AlertRecord, silences: &Active) -> bool {
+    if alert.firing { !silences.holds(&alert.labels) } else { alert.notified }
+}
+
 fn rfc3339(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -53,6 +72,8 @@ pub struct Alertmanagers {
     urls: Vec<String>,
     resend: Duration,
     external_url: Option<String>,
+    /// How often what time alone makes due is checked (the evaluation interval).
+    check_every: Duration,
     /// When every Alertmanager last took every alert; `None` before the first time or after a failure.
     last_sent: Mutex<Option<DateTime<Utc>>>,
 }
@@ -64,6 +85,7 @@ impl Alertmanagers {
             urls: settings.alertmanager_urls.clone(),
             resend: settings.alertmanager_resend_interval,
             external_url: settings.external_url.clone(),
+            check_every: settings.evaluation_interval,
             last_sent: Mutex::new(None),
         })
     }
@@ -72,9 +94,101 @@ impl Alertmanagers {
         self.last_sent.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
-    /// Sends every alert when one fired, resolved or was acknowledged since
-    /// the last send (here or on another replica), when the resend interval
-    /// has passed, or when the last send failed.
+    /// Sends the alerts to the configured Alertmanagers until `shutdown`,
+    /// while this replica leads (none configured: nothing to do).
+    pub fn spawn(self: std::sync::Arc<Self>, pool: PgPool, feed: Feed, clock: Clock, shutdown: CancellationToken) {
+        if self.urls.is_empty() {
+            return;
+        }
+        tokio::spawn(async move {
+            while !shutdown.is_cancelled() {
+                if let Err(error) = self.lead(&pool, &feed, &clock, &shutdown).await {
+                    tracing::warn!(error = format!("{error:#}"), "the Alertmanager sender failed; trying again");
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(self.check_every) => {}
+                }
+            }
+        });
+    }
+
+    /// Sends on every committed change of an alert and checks what is due
+    /// every [`Self::check_every`], while holding the sender's lock.
+    async fn lead(
+        &self,
+        pool: &PgPool,
+        feed: &Feed,
+        clock: &Clock,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let Some(mut session) = SessionLock::try_take(pool, LEADER_LOCK).await? else { return Ok(()) };
+        let outcome = async {
+            let mut changes =
+                Box::pin(feed.follow(feed.end().await?, Vec::new(), shutdown.child_token()).ready_chunks(1000));
+            // A new leader sends everything at once: a change committed just before a crash is not lost.
+            *self.last_sent() = None;
+            let mut checks = tokio::time::interval(self.check_every);
+            checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let changed: Vec<Uuid> = tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    _ = checks.tick() => {
+                        session.still_held().await?;
+                        Vec::new()
+                    }
+                    next = changes.next() => {
+                        let Some(events) = next else { anyhow::bail!("the role's feed ended") };
+                        let mut changed = Vec::with_capacity(events.len());
+                        for event in events {
+                            changed.extend(Uuid::try_parse(&event?.aggregate_id).ok());
+                        }
+                        changed
+                    }
+                };
+                let outcome = if changed.is_empty() {
+                    self.sync(pool, clock.now()).await
+                } else {
+                    self.send_changed(pool, &changed, clock.now()).await
+                };
+                if let Err(error) = outcome {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "the alerts were not sent; sending again at the next check"
+                    );
+                }
+            }
+        }
+        .await;
+        session.release().await;
+        outcome
+    }
+
+    /// Sends the alerts `changed` (their changes committed): only those, as
+    /// long as the last full send succeeded; else everything.
+    async fn send_changed(&self, pool: &PgPool, changed: &[Uuid], now: DateTime<Utc>) -> anyhow::Result<()> {
+        if self.last_sent().is_none() {
+            return self.sync(pool, now).await;
+        }
+        let mut conn = pool.acquire().await?;
+        let silences = Active::load(&mut conn, now).await?;
+        let mut alerts: Vec<AlertRecord> = store::get_many(&mut conn, changed)
+            .await?
+            .into_values()
+            .filter(|alert| is_sent(alert, &silences))
+            .collect();
+        drop(conn);
+        alerts.sort_by_key(|alert| (alert.starts_at, alert.id));
+        let outcome = self.send(&alerts, now).await;
+        if outcome.is_err() {
+            *self.last_sent() = None;
+        }
+        outcome
+    }
+
+    /// Sends every alert when one was annotated since the last send (here
+    /// or on another replica), when the resend interval has passed, when a
+    /// silence started or ended, or when the last send failed.
     pub async fn sync(&self, pool: &PgPool, now: DateTime<Utc>) -> anyhow::Result<()> {
         if self.urls.is_empty() {
             return Ok(());
@@ -96,8 +210,7 @@ impl Alertmanagers {
         let alerts: Vec<AlertRecord> = store::to_send(&mut conn, now - chrono::Duration::from_std(RESOLVED_KEPT)?)
             .await?
             .into_iter()
-            // Held back by a silence of the suite's own, or resolved without its firing ever sent.
-            .filter(|alert| if alert.firing { !silences.holds(&alert.labels) } else { alert.notified })
+            .filter(|alert| is_sent(alert, &silences))
             .collect();
         drop(conn);
         let outcome = self.send(&alerts, now).await;

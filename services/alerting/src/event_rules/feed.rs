@@ -29,6 +29,7 @@ use super::{
     CompiledRule,
     catalogue::{Feed, catalogue},
     condition::{ContactValues, holds},
+    index::RuleIndex,
 };
 use crate::{alerts, evaluator::ALERTS_LOCK, store::rules};
 
@@ -164,17 +165,18 @@ impl Handler for RulesFeed {
     }
 
     async fn handle_batch(&self, tx: &mut PgConnection, events: &[&Event]) -> anyhow::Result<()> {
-        let decoded: Vec<(&Event, _)> =
-            events.iter().filter_map(|event| Some((*event, catalogue().decode(event)?))).collect();
+        let rules = RuleIndex::new(self.rules(tx).await?);
+        let decoded: Vec<(&Event, _)> = events
+            .iter()
+            .filter(|event| rules.reads(&event.r#type))
+            .filter_map(|event| Some((*event, catalogue().decode(event)?)))
+            .collect();
         if decoded.is_empty() {
             return Ok(());
         }
-        let rules = self.rules(tx).await?;
         let matches: Vec<_> = decoded
             .iter()
-            .flat_map(|(event, found)| {
-                rules.iter().filter(|rule| rule.reads(&found.event_type.name)).map(move |rule| (*event, found, rule))
-            })
+            .flat_map(|(event, found)| rules.candidates(found).into_iter().map(move |rule| (*event, found, rule)))
             .collect();
         if matches.is_empty() {
             return Ok(());

@@ -6,11 +6,13 @@
 //!   contracts) and their payloads as CEL values.
 //! - [`condition`]: the names a condition reads, its checks, its evaluation.
 //! - [`template`]: annotations with `{{ path }}` placeholders, and the scopes they reveal.
+//! - [`index`]: which rules an event can meet, so that most are never run.
 //! - [`feed`]: the handler of the three feeds.
 
 pub mod catalogue;
 pub mod condition;
 pub mod feed;
+pub mod index;
 pub mod template;
 
 use catalogue::{Decoded, EventType, catalogue};

@@ -91,6 +91,30 @@ pub fn meets(rule: &Checked, interaction: &pb::Interaction) -> bool {
     crm_rules::evaluate(rule, &|name| field(interaction, name).map(|value| (value, String::new()))).member
 }
 
+/// A condition with the equalities it cannot be met without
+/// (`kind == "payment"`), checked first: most interactions fail one of an
+/// SLO's, and the condition itself then never runs.
+pub struct Filter {
+    pub checked: Checked,
+    equalities: Vec<(String, String)>,
+}
+
+impl Filter {
+    pub fn new(checked: Checked) -> Self {
+        let equalities = checked.equalities();
+        Filter { checked, equalities }
+    }
+
+    /// Whether `interaction` meets the condition.
+    pub fn meets(&self, interaction: &pb::Interaction) -> bool {
+        let holds = |(name, text): &(String, String)| match field(interaction, name) {
+            Some(CelValue::String(value)) => *value == *text,
+            _ => false,
+        };
+        self.equalities.iter().all(holds) && meets(&self.checked, interaction)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +126,34 @@ mod tests {
             duration_ms,
             outcome: outcome.into(),
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_filter_decides_as_its_condition_does() {
+        let kinds = [pb::Kind::Payment, pb::Kind::Purchase, pb::Kind::Complaint];
+        let channels = [pb::Channel::Web, pb::Channel::Store];
+        for rule in [
+            r#"kind == "payment" && channel == "web""#,
+            r#""web" == channel && (kind == "purchase" || outcome == "failed")"#,
+            r#"kind == "payment" || channel == "store""#,
+            r#"duration_ms <= 180000 && outcome != "failed""#,
+        ] {
+            let filter = Filter::new(check(rule).unwrap());
+            for kind in kinds {
+                for channel in channels {
+                    for outcome in ["ok", "failed"] {
+                        let interaction = pb::Interaction {
+                            kind: kind as i32,
+                            channel: channel as i32,
+                            outcome: outcome.into(),
+                            duration_ms: 1_000,
+                            ..Default::default()
+                        };
+                        assert_eq!(filter.meets(&interaction), meets(&filter.checked, &interaction), "{rule}");
+                    }
+                }
+            }
         }
     }
 

@@ -12,7 +12,9 @@
 //! - [`load`]: the two load shapes and their measurements.
 //! - `report`: the table.
 //! - `self_hosted`: a private suite on a scratch database when no `--gateway` is given.
+//! - [`alert_latency`]: from `RecordInteraction` to the alert in Alertmanager.
 
+pub mod alert_latency;
 pub mod alerting_seed;
 pub mod load;
 pub mod operations;
@@ -49,6 +51,8 @@ pub struct BenchOptions {
     pub interactions: usize,
     /// SLOs and rules on interactions defined halfway through the ingest (none: no alerting figures).
     pub alerting: Option<(usize, usize)>,
+    /// Measure the alert latency (`alert_latency`) instead of the load phases.
+    pub alert_latency: bool,
 }
 
 /// One target's results in both load shapes.
@@ -74,6 +78,9 @@ pub async fn run(options: BenchOptions, config: Config) -> anyhow::Result<()> {
                 None => None,
             };
             prepare(&options, &gateway, config.database_url.as_ref().map(|url| url.expose())).await?;
+            if options.alert_latency {
+                return alert_latency(&options, &config, &gateway).await;
+            }
             compare(&options, gateway, direct).await
         }
         None => {
@@ -81,7 +88,11 @@ pub async fn run(options: BenchOptions, config: Config) -> anyhow::Result<()> {
             let gateway = Transport::with_key(&suite.address(Role::Gateway), suite.admin_key()).await?;
             let direct = Transport::signed(&suite.address(Role::Contacts), suite.internal_secret()).await?;
             prepare(&options, &gateway, Some(suite.database_url())).await?;
-            let outcome = compare(&options, gateway, Some(direct)).await;
+            let outcome = if options.alert_latency {
+                alert_latency(&options, &config, &gateway).await
+            } else {
+                compare(&options, gateway, Some(direct)).await
+            };
             suite.stop().await?;
             outcome
         }
@@ -158,6 +169,20 @@ async fn settle(database_url: &str) -> anyhow::Result<()> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
+}
+
+/// `--alert-latency`: defines the SLOs and rules asked for (unless the
+/// ingest did), then measures against the suite's first Alertmanager.
+async fn alert_latency(options: &BenchOptions, config: &Config, gateway: &Transport) -> anyhow::Result<()> {
+    let Some(alertmanager) = config.alerting.alertmanager_urls.first() else {
+        anyhow::bail!(
+            "--alert-latency reads the alerts from Alertmanager: set CRM_ALERTMANAGER_URLS to the one the suite sends to"
+        );
+    };
+    if let Some((slos, rules)) = options.alerting.filter(|_| options.interactions == 0) {
+        alerting_seed::define(gateway, slos, rules).await?;
+    }
+    alert_latency::run(gateway, alertmanager, options.duration).await
 }
 
 async fn compare(options: &BenchOptions, gateway: Transport, direct: Option<Transport>) -> anyhow::Result<()> {

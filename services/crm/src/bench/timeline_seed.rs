@@ -113,6 +113,10 @@ pub async fn seed(
         Some((slos, rules)) => {
             let half = count / 2;
             let (stored_a, other_a, seconds_a) = ingest(transport, 0..half, contacts, now).await?;
+            if let Some(url) = database_url {
+                // Both halves start with every follower caught up: neither works off the other's backlog.
+                drained(url).await?;
+            }
             let counter = super::alerting_seed::define(transport, slos, rules).await?;
             let counted_before = match database_url {
                 Some(url) => super::alerting_seed::counted(url, counter).await?,
@@ -157,6 +161,41 @@ pub async fn seed(
             (done as f64 / total) / rate,
             total - elapsed
         );
+    }
+    Ok(())
+}
+
+/// The followers of the interactions feed, by schema and consumer name.
+const FOLLOWERS: [(&str, &str); 3] = [
+    ("segmentation", "segmentation.interactions"),
+    ("alerting", "alerting.interactions"),
+    ("alerting", "alerting.rules.interactions"),
+];
+
+/// Waits (up to five minutes) until every follower of the interactions feed has applied it to its end.
+async fn drained(database_url: &str) -> anyhow::Result<()> {
+    let mut conn = PgConnection::connect(database_url).await?;
+    let started = Instant::now();
+    let end: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT transaction_id::text::bigint, sequence FROM interactions.outbox
+         ORDER BY transaction_id DESC, sequence DESC LIMIT 1",
+    )
+    .fetch_optional(&mut conn)
+    .await?;
+    let Some(end) = end else { return Ok(()) };
+    for (schema, consumer) in FOLLOWERS {
+        loop {
+            let at: Option<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT transaction_id, sequence FROM {schema}.feed_cursors WHERE consumer = $1"
+            )))
+            .bind(consumer)
+            .fetch_optional(&mut conn)
+            .await?;
+            if at.is_some_and(|at| at >= end) || started.elapsed() > std::time::Duration::from_secs(300) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
     }
     Ok(())
 }

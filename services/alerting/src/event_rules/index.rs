@@ -1,0 +1,90 @@
+//! Which rules an event can meet. Rules are indexed by an equality their
+//! condition cannot be met without (`event.interaction.kind ==
+//! "complaint"`, a top-level conjunct: `crm_rules::Checked::equalities`),
+//! so of a hundred rules on interactions an event runs the few that name
+//! its kind, and the rules with no such equality. Skipping is exact: a
+//! rule whose equality fails on the event would have been false or
+//! undecided, neither of which fires.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use cel::objects::{Key, Value as CelValue};
+
+use super::{CompiledRule, catalogue::Decoded};
+
+/// Rules by the text a path must hold for them.
+type ByText = HashMap<String, Vec<Arc<CompiledRule>>>;
+
+/// The live rules, indexed.
+#[derive(Default)]
+pub struct RuleIndex {
+    /// Rules with no equality on what the event carries: run for every event of their types.
+    always: Vec<Arc<CompiledRule>>,
+    /// By the path an equality reads, then by the text it must hold.
+    by_value: Vec<(String, ByText)>,
+    /// The event types any rule reads.
+    types: HashSet<String>,
+}
+
+impl RuleIndex {
+    pub fn new(rules: Vec<Arc<CompiledRule>>) -> Self {
+        let mut index = RuleIndex::default();
+        for rule in rules {
+            index.types.extend(rule.record.event_types.iter().cloned());
+            let guard = rule.condition.checked.equalities().into_iter().find(|(path, _)| is_of_event(path));
+            let Some((path, text)) = guard else {
+                index.always.push(rule);
+                continue;
+            };
+            let at = match index.by_value.iter().position(|(known, _)| *known == path) {
+                Some(at) => at,
+                None => {
+                    index.by_value.push((path, HashMap::new()));
+                    index.by_value.len() - 1
+                }
+            };
+            index.by_value[at].1.entry(text).or_default().push(rule);
+        }
+        index
+    }
+
+    /// Whether any rule reads events of type `name` (others need not be decoded).
+    pub fn reads(&self, name: &str) -> bool {
+        self.types.contains(name)
+    }
+
+    /// The rules that read `event`'s type and whose equality (if any) it meets.
+    pub fn candidates(&self, event: &Decoded) -> Vec<&Arc<CompiledRule>> {
+        let indexed = self.by_value.iter().flat_map(|(path, by_text)| {
+            value_at(event, path).and_then(|text| by_text.get(&text)).into_iter().flatten()
+        });
+        self.always.iter().chain(indexed).filter(|rule| rule.reads(&event.event_type.name)).collect()
+    }
+}
+
+/// Whether a condition's `path` reads the event itself (not the contact's features or tier).
+fn is_of_event(path: &str) -> bool {
+    path == "event_type" || path == "contact_id" || path.starts_with("event.")
+}
+
+/// The text at `path` of `event`, as the condition binds it; `None` when
+/// it is missing or not text (then no equality with a text holds).
+fn value_at(event: &Decoded, path: &str) -> Option<String> {
+    match path {
+        "event_type" => return Some(event.event_type.short.clone()),
+        "contact_id" => return Some(event.contact_id.clone()),
+        _ => {}
+    }
+    let mut value = &event.payload;
+    for field in path.strip_prefix("event.")?.split('.') {
+        let CelValue::Map(map) = value else { return None };
+        value = map.map.get(&Key::String(Arc::new(field.to_string())))?;
+    }
+    match value {
+        CelValue::String(text) => Some(text.to_string()),
+        _ => None,
+    }
+}

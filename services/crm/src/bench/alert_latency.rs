@@ -1,0 +1,278 @@
+//! `--alert-latency`: how long from the start of the `RecordInteraction`
+//! that breaks a customer-event rule to the alert in Alertmanager, read
+//! from Alertmanager's own API (the suite's word is not taken for it).
+//!
+//! A rule fires on interactions with the outcome `bench-breach`; every
+//! [`BREACH_EVERY`]th recorded interaction has it, for a contact of its own
+//! (one alert each). Two phases of `--duration`: interactions recorded at
+//! [`QUIET_RATE`]/s, then the same while [`BUSY_INGEST`] rows/s are
+//! ingested besides through `IngestInteractions`. A poller asks
+//! Alertmanager for the rule's alerts every [`POLL`] and notes when each
+//! contact's first appears; a breach not seen [`GIVE_UP`] after its phase
+//! counts as missed.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use crm_proto::{
+    alerting::v1::{AlertRule, CreateAlertRuleRequest, alerting_service_client::AlertingServiceClient},
+    interactions::v1::{
+        Channel, IngestInteractionsRequest, Interaction, Kind, RecordInteractionRequest,
+        interactions_service_client::InteractionsServiceClient,
+    },
+};
+use hdrhistogram::Histogram;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::transport::Transport;
+
+/// Interactions recorded per second in both phases (the issue's 1,000/s).
+pub const QUIET_RATE: u64 = 1_000;
+/// Rows ingested per second besides in the second phase (the issue's 20,000/s).
+pub const BUSY_INGEST: u64 = 20_000;
+/// One recorded interaction in this many breaks the rule.
+const BREACH_EVERY: u64 = 50;
+/// How often Alertmanager is asked.
+const POLL: Duration = Duration::from_millis(50);
+/// How long after its phase a breach may still show up.
+const GIVE_UP: Duration = Duration::from_secs(30);
+/// Rows per ingest request of the busy phase (20 requests a second at 20,000/s).
+const INGEST_BATCH: u64 = 1_000;
+
+/// When each breach was recorded, and when Alertmanager first showed it, by contact.
+#[derive(Default)]
+struct Breaches {
+    recorded: HashMap<String, Instant>,
+    seen: HashMap<String, Instant>,
+}
+
+/// Runs both phases against `transport`, watching `alertmanager` (a base URL).
+pub async fn run(transport: &Transport, alertmanager: &str, duration: Duration) -> anyhow::Result<()> {
+    let rule = define_rule(transport).await?;
+    let breaches = Arc::new(Mutex::new(Breaches::default()));
+    let stop = CancellationToken::new();
+    let poller = tokio::spawn(poll(alertmanager.to_string(), rule.clone(), breaches.clone(), stop.clone()));
+    let quiet = phase(transport, &breaches, duration, None).await?;
+    let busy = phase(transport, &breaches, duration, Some(BUSY_INGEST)).await?;
+    stop.cancel();
+    poller.await??;
+    println!("alert latency, RecordInteraction start → alert in Alertmanager (rule `{rule}`):");
+    for (name, phase) in [("quiet", quiet), ("busy", busy)] {
+        let found = latencies(&breaches, &phase.contacts);
+        println!(
+            "  {name}: {QUIET_RATE} interactions/s{} ({} calls, {} failed): {} breaches, {} seen, {} missed; p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
+            match phase.ingested {
+                Some(rate) => format!(" while ingesting {rate:.0} rows/s"),
+                None => String::new(),
+            },
+            phase.calls,
+            phase.failed,
+            phase.contacts.len(),
+            found.len(),
+            phase.contacts.len() as u64 - found.len(),
+            found.value_at_quantile(0.5),
+            found.value_at_quantile(0.9),
+            found.value_at_quantile(0.99),
+            found.max(),
+        );
+    }
+    Ok(())
+}
+
+/// The rule the breaches break; returns its name (the alerts' `alertname`).
+async fn define_rule(transport: &Transport) -> anyhow::Result<String> {
+    let name = format!("bench breach {}", Uuid::now_v7());
+    let rule = AlertRule {
+        name: name.clone(),
+        event_types: vec!["crm.interactions.v1.InteractionRecorded".into()],
+        condition: r#"event.interaction.outcome == "bench-breach""#.into(),
+        ..Default::default()
+    };
+    AlertingServiceClient::new(transport.clone())
+        .create_alert_rule(CreateAlertRuleRequest { rule: Some(rule) })
+        .await?;
+    Ok(name)
+}
+
+/// What a phase did.
+struct Phase {
+    /// The contacts whose interactions broke the rule.
+    contacts: Vec<String>,
+    /// The ingest rate reached besides, when there was one.
+    ingested: Option<f64>,
+    /// `RecordInteraction` calls made, and how many failed.
+    calls: u64,
+    failed: u64,
+}
+
+/// Records interactions at [`QUIET_RATE`] for `duration` (with `ingest`
+/// rows/s ingested besides), then waits until every breach is seen or [`GIVE_UP`].
+async fn phase(
+    transport: &Transport,
+    breaches: &Arc<Mutex<Breaches>>,
+    duration: Duration,
+    ingest: Option<u64>,
+) -> anyhow::Result<Phase> {
+    let stop = CancellationToken::new();
+    let ingester = ingest.map(|rate| tokio::spawn(ingest_at(transport.clone(), rate, stop.clone())));
+    let started = Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
+    let mut contacts = Vec::new();
+    let mut ticks = tokio::time::interval(Duration::from_secs(1) / QUIET_RATE as u32);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let (mut n, mut failed) = (0u64, 0u64);
+    while started.elapsed() < duration {
+        ticks.tick().await;
+        n += 1;
+        let breach = n.is_multiple_of(BREACH_EVERY);
+        let contact = Uuid::now_v7().to_string();
+        if breach {
+            contacts.push(contact.clone());
+        }
+        let (transport, breaches) = (transport.clone(), breaches.clone());
+        calls.spawn(async move {
+            let interaction = Interaction {
+                contact_id: contact.clone(),
+                kind: Kind::Visit as i32,
+                channel: Channel::Web as i32,
+                occurred_at: Some(crm_platform::timestamp::to_proto(chrono::Utc::now())),
+                subject: "bench".into(),
+                outcome: if breach { "bench-breach" } else { "ok" }.into(),
+                ..Default::default()
+            };
+            let at = Instant::now();
+            if breach {
+                breaches.lock().unwrap_or_else(|poison| poison.into_inner()).recorded.insert(contact.clone(), at);
+            }
+            let request = RecordInteractionRequest { interaction: Some(interaction), ..Default::default() };
+            let outcome = InteractionsServiceClient::new(transport).record_interaction(request).await;
+            if let Err(status) = &outcome {
+                // Not recorded: no alert to wait for.
+                tracing::warn!(%status, "a RecordInteraction of the benchmark failed");
+                breaches.lock().unwrap_or_else(|poison| poison.into_inner()).recorded.remove(&contact);
+            }
+            outcome.is_err()
+        });
+        while let Some(done) = calls.try_join_next() {
+            failed += u64::from(done?);
+        }
+    }
+    while let Some(done) = calls.join_next().await {
+        failed += u64::from(done?);
+    }
+    let contacts: Vec<String> = {
+        let breaches = breaches.lock().unwrap_or_else(|poison| poison.into_inner());
+        contacts.into_iter().filter(|contact| breaches.recorded.contains_key(contact)).collect()
+    };
+    stop.cancel();
+    let ingested = match ingester {
+        Some(task) => Some(task.await??),
+        None => None,
+    };
+    let waited = Instant::now();
+    while waited.elapsed() < GIVE_UP {
+        let all_seen = {
+            let breaches = breaches.lock().unwrap_or_else(|poison| poison.into_inner());
+            contacts.iter().all(|contact| breaches.seen.contains_key(contact))
+        };
+        if all_seen {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(Phase { contacts, ingested, calls: n, failed })
+}
+
+/// Ingests `rate` rows/s of plain visits (no breach) until `stop`; returns the rate reached.
+async fn ingest_at(transport: Transport, rate: u64, stop: CancellationToken) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let run = Uuid::now_v7().simple().to_string();
+    let contacts: Vec<String> = (0..2_000).map(|_| Uuid::now_v7().to_string()).collect();
+    let (sender, receiver) = tokio::sync::mpsc::channel::<IngestInteractionsRequest>(4);
+    let mut client = InteractionsServiceClient::new(transport).max_encoding_message_size(64 << 20);
+    let stream = client.ingest_interactions(tokio_stream::wrappers::ReceiverStream::new(receiver));
+    let feeding = async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(1) * INGEST_BATCH as u32 / rate as u32);
+        let mut batch = 0u64;
+        while !stop.is_cancelled() {
+            ticks.tick().await;
+            let interactions = (0..INGEST_BATCH)
+                .map(|i| {
+                    let n = batch * INGEST_BATCH + i;
+                    Interaction {
+                        contact_id: contacts[(n % contacts.len() as u64) as usize].clone(),
+                        kind: Kind::Visit as i32,
+                        channel: Channel::Store as i32,
+                        occurred_at: Some(crm_platform::timestamp::to_proto(chrono::Utc::now())),
+                        subject: "bench ingest".into(),
+                        outcome: "ok".into(),
+                        source: "bench".into(),
+                        external_id: format!("L{run}-{n}"),
+                        ..Default::default()
+                    }
+                })
+                .collect();
+            let request = IngestInteractionsRequest { batch_id: batch.to_string(), interactions };
+            if sender.send(request).await.is_err() {
+                break;
+            }
+            batch += 1;
+        }
+        batch * INGEST_BATCH
+    };
+    let acknowledging = async {
+        let mut acks = stream.await?.into_inner();
+        let mut rows = 0u64;
+        while let Some(ack) = acks.message().await? {
+            rows += ack.results.len() as u64;
+        }
+        anyhow::Ok(rows)
+    };
+    let (_, acknowledged) = tokio::join!(feeding, acknowledging);
+    Ok(acknowledged? as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Asks Alertmanager for `rule`'s alerts every [`POLL`] until `stop`, noting when each contact's first appears.
+async fn poll(
+    alertmanager: String,
+    rule: String,
+    breaches: Arc<Mutex<Breaches>>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/v2/alerts", alertmanager.trim_end_matches('/'));
+    let filter = format!("alertname=\"{rule}\"");
+    while !stop.is_cancelled() {
+        let alerts: Vec<serde_json::Value> =
+            client.get(&url).query(&[("filter", filter.as_str())]).send().await?.error_for_status()?.json().await?;
+        let at = Instant::now();
+        {
+            let mut breaches = breaches.lock().unwrap_or_else(|poison| poison.into_inner());
+            for alert in &alerts {
+                if let Some(contact) = alert["labels"]["contact_id"].as_str() {
+                    breaches.seen.entry(contact.to_string()).or_insert(at);
+                }
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    Ok(())
+}
+
+/// The latencies (ms) of `contacts`' breaches that were seen.
+fn latencies(breaches: &Mutex<Breaches>, contacts: &[String]) -> Histogram<u64> {
+    let breaches = breaches.lock().unwrap_or_else(|poison| poison.into_inner());
+    let mut found = Histogram::new_with_bounds(1, 3_600_000, 3)
+        .unwrap_or_else(|_| unreachable!("static histogram bounds are valid"));
+    for contact in contacts {
+        if let (Some(recorded), Some(seen)) = (breaches.recorded.get(contact), breaches.seen.get(contact)) {
+            let ms = u64::try_from(seen.saturating_duration_since(*recorded).as_millis()).unwrap_or(u64::MAX);
+            let _ = found.record(ms.clamp(1, 3_600_000));
+        }
+    }
+    found
+}
