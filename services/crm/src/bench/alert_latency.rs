@@ -50,14 +50,20 @@ struct Breaches {
     seen: HashMap<String, Instant>,
 }
 
-/// Runs both phases against `transport`, watching `alertmanager` (a base URL).
-pub async fn run(transport: &Transport, alertmanager: &str, duration: Duration) -> anyhow::Result<()> {
+/// Runs both phases against `transport` (the busy phase's ingest over
+/// `ingest`), watching `alertmanager` (a base URL).
+pub async fn run(
+    transport: &Transport,
+    ingest: Transport,
+    alertmanager: &str,
+    duration: Duration,
+) -> anyhow::Result<()> {
     let rule = define_rule(transport).await?;
     let breaches = Arc::new(Mutex::new(Breaches::default()));
     let stop = CancellationToken::new();
     let poller = tokio::spawn(poll(alertmanager.to_string(), rule.clone(), breaches.clone(), stop.clone()));
     let quiet = phase(transport, &breaches, duration, None).await?;
-    let busy = phase(transport, &breaches, duration, Some(BUSY_INGEST)).await?;
+    let busy = phase(transport, &breaches, duration, Some((ingest, BUSY_INGEST))).await?;
     stop.cancel();
     poller.await??;
     println!("alert latency, RecordInteraction start → alert in Alertmanager (rule `{rule}`):");
@@ -110,15 +116,15 @@ struct Phase {
 }
 
 /// Records interactions at [`QUIET_RATE`] for `duration` (with `ingest`
-/// rows/s ingested besides), then waits until every breach is seen or [`GIVE_UP`].
+/// rows/s ingested besides, over a connection of its own), then waits until every breach is seen or [`GIVE_UP`].
 async fn phase(
     transport: &Transport,
     breaches: &Arc<Mutex<Breaches>>,
     duration: Duration,
-    ingest: Option<u64>,
+    ingest: Option<(Transport, u64)>,
 ) -> anyhow::Result<Phase> {
     let stop = CancellationToken::new();
-    let ingester = ingest.map(|rate| tokio::spawn(ingest_at(transport.clone(), rate, stop.clone())));
+    let ingester = ingest.map(|(over, rate)| tokio::spawn(ingest_at(over, rate, stop.clone())));
     let started = Instant::now();
     let mut calls = tokio::task::JoinSet::new();
     let mut contacts = Vec::new();

@@ -65,9 +65,9 @@ pub struct TargetResult {
 /// Runs the benchmark and prints the report.
 pub async fn run(options: BenchOptions, config: Config) -> anyhow::Result<()> {
     match &options.gateway {
-        Some(gateway) => {
+        Some(gateway_address) => {
             let key = options.key.clone().ok_or_else(|| anyhow::anyhow!("--gateway needs --key (or CRM_BENCH_KEY)"))?;
-            let gateway = Transport::with_key(gateway, &key).await?;
+            let gateway = Transport::with_key(gateway_address, &key).await?;
             let direct = match &options.direct {
                 Some(address) => {
                     let secret = config.internal_secret.as_ref().ok_or_else(|| {
@@ -79,7 +79,8 @@ pub async fn run(options: BenchOptions, config: Config) -> anyhow::Result<()> {
             };
             prepare(&options, &gateway, config.database_url.as_ref().map(|url| url.expose())).await?;
             if options.alert_latency {
-                return alert_latency(&options, &config, &gateway).await;
+                let ingest = Transport::with_key(gateway_address, &key).await?;
+                return alert_latency(&options, &config, &gateway, ingest).await;
             }
             compare(&options, gateway, direct).await
         }
@@ -89,7 +90,8 @@ pub async fn run(options: BenchOptions, config: Config) -> anyhow::Result<()> {
             let direct = Transport::signed(&suite.address(Role::Contacts), suite.internal_secret()).await?;
             prepare(&options, &gateway, Some(suite.database_url())).await?;
             let outcome = if options.alert_latency {
-                alert_latency(&options, &config, &gateway).await
+                let ingest = Transport::with_key(&suite.address(Role::Gateway), suite.admin_key()).await?;
+                alert_latency(&options, &config, &gateway, ingest).await
             } else {
                 compare(&options, gateway, Some(direct)).await
             };
@@ -173,7 +175,14 @@ async fn settle(database_url: &str) -> anyhow::Result<()> {
 
 /// `--alert-latency`: defines the SLOs and rules asked for (unless the
 /// ingest did), then measures against the suite's first Alertmanager.
-async fn alert_latency(options: &BenchOptions, config: &Config, gateway: &Transport) -> anyhow::Result<()> {
+/// The ingest of the busy phase has a connection of its own, as a billing
+/// integration would.
+async fn alert_latency(
+    options: &BenchOptions,
+    config: &Config,
+    gateway: &Transport,
+    ingest: Transport,
+) -> anyhow::Result<()> {
     let Some(alertmanager) = config.alerting.alertmanager_urls.first() else {
         anyhow::bail!(
             "--alert-latency reads the alerts from Alertmanager: set CRM_ALERTMANAGER_URLS to the one the suite sends to"
@@ -182,7 +191,7 @@ async fn alert_latency(options: &BenchOptions, config: &Config, gateway: &Transp
     if let Some((slos, rules)) = options.alerting.filter(|_| options.interactions == 0) {
         alerting_seed::define(gateway, slos, rules).await?;
     }
-    alert_latency::run(gateway, alertmanager, options.duration).await
+    alert_latency::run(gateway, ingest, alertmanager, options.duration).await
 }
 
 async fn compare(options: &BenchOptions, gateway: Transport, direct: Option<Transport>) -> anyhow::Result<()> {
