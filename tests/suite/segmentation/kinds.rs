@@ -1,12 +1,14 @@
 //! Static segments, snapshots, exports and daily sizes.
 
+use std::time::Duration;
+
 use chrono::Utc;
 use crm_platform::{Role, clock::Clock};
 use crm_proto::{
     contacts::v1::{CreateContactRequest, LifecycleStage, MergeContactsRequest, UpdateContactRequest},
     segmentation::v1::{
-        AddSegmentMembersRequest, CreateSegmentRequest, ExportSegmentRequest, GetSegmentSizesRequest,
-        ListSegmentMembersRequest, RemoveSegmentMembersRequest, Segment, SegmentKind,
+        AddSegmentMembersRequest, CreateSegmentRequest, ExportSegmentRequest, GetContactFeaturesRequest,
+        GetSegmentSizesRequest, ListSegmentMembersRequest, RemoveSegmentMembersRequest, Segment, SegmentKind,
     },
 };
 use crm_testkit::{TestDb, TestSuite};
@@ -75,7 +77,16 @@ async fn static_segments_snapshots_exports_and_sizes() {
         .into_inner();
     assert_eq!((removed.changed, removed.member_count), (1, 2));
 
-    // Leads, dynamic; a snapshot of it stays as it was when taken.
+    // Leads, dynamic, once the read model has the three (it follows the contacts feed);
+    // a snapshot of it stays as it was when taken.
+    for id in &ids {
+        eventually(Duration::from_secs(20), "the contact in the read model", || {
+            let mut segmentation = segmentation.clone();
+            let request = GetContactFeaturesRequest { contact_id: id.clone() };
+            async move { segmentation.get_contact_features(request).await.is_ok() }
+        })
+        .await;
+    }
     let leads = segmentation
         .create_segment(create("Leads", SegmentKind::Dynamic, r#"lifecycle == "lead""#, ""))
         .await

@@ -143,6 +143,7 @@ impl Handler for ContactsFeed {
                 contacts::ContactMerged::full_name(),
                 contacts::ContactDeleted::full_name(),
                 contacts::ContactErased::full_name(),
+                contacts::RelationshipChanged::full_name(),
             ]
             .contains(&event.r#type)
         });

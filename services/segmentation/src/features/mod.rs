@@ -454,6 +454,17 @@ pub fn doc_to_json(doc: &FeatureDoc) -> serde_json::Value {
     )
 }
 
+/// A document as the `features.doc` column holds it: the bytes of its JSON text.
+pub fn doc_to_bytes(doc: &FeatureDoc) -> Vec<u8> {
+    doc_to_json(doc).to_string().into_bytes()
+}
+
+/// A document read back from the `features.doc` column (one that does not
+/// parse reads as empty: the next recompute writes it again).
+pub fn doc_from_bytes(bytes: &[u8]) -> FeatureDoc {
+    serde_json::from_slice(bytes).map(|json| doc_from_json(&json)).unwrap_or_default()
+}
+
 /// A stored document read back; features the catalogue no longer has are left out.
 pub fn doc_from_json(json: &serde_json::Value) -> FeatureDoc {
     let Some(object) = json.as_object() else { return FeatureDoc::new() };

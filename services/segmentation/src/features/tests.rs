@@ -110,4 +110,6 @@ fn a_stored_document_reads_back_the_same() {
     let computed =
         compute(Some(&profile), &[purchase("2026-05-20T12:00:00.654321Z", 1500)], at("2026-06-01T00:00:00Z"));
     assert_eq!(doc_from_json(&doc_to_json(&computed.doc)), computed.doc);
+    assert_eq!(doc_from_bytes(&doc_to_bytes(&computed.doc)), computed.doc);
+    assert!(doc_from_bytes(b"not json").is_empty(), "a document that does not parse reads as empty");
 }

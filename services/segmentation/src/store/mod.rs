@@ -16,11 +16,15 @@ pub mod segments;
 use uuid::Uuid;
 
 /// Who a contact id names changes with a merge (its survivor) or an
-/// erasure (no one): the contacts consumer holds this lock exclusively
-/// while it applies either, every other batch shared from its start, so
-/// an interaction stored under a loser by a concurrent batch is either
-/// committed before the merge moves the loser's activity, or resolved to
-/// the survivor after it. Taken before any other lock of the role.
+/// erasure (no one), and whose revenue a contact reads changes with a
+/// relationship (its referees, its organization's staff): the contacts
+/// consumer holds this lock exclusively while it applies any of these,
+/// every other batch shared from its start. So an interaction stored under
+/// a loser by a concurrent batch is either committed before the merge moves
+/// the loser's activity, or resolved to the survivor after it; and a
+/// purchase either commits before a new colleague's features read the
+/// organization's revenue, or finds that colleague among its dependents
+/// after. Taken before any other lock of the role.
 pub async fn lock_identities(tx: &mut sqlx::PgConnection, exclusive: bool) -> Result<(), crm_platform::Error> {
     let function = if exclusive { "pg_advisory_xact_lock" } else { "pg_advisory_xact_lock_shared" };
     sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {function}(hashtextextended('crm.segmentation.identities', 0))")))

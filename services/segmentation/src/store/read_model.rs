@@ -181,11 +181,11 @@ pub async fn recompute(
     let nothing: Vec<Uuid> = contacts.iter().copied().filter(|contact| !known.contains(contact)).collect();
     sqlx::query("DELETE FROM features WHERE contact_id = ANY($1)").bind(&nothing).execute(&mut *tx).await?;
     let ids: Vec<Uuid> = computed.iter().map(|(contact, _)| *contact).collect();
-    let docs: Vec<serde_json::Value> = computed.iter().map(|(_, c)| features::doc_to_json(&c.doc)).collect();
+    let docs: Vec<Vec<u8>> = computed.iter().map(|(_, c)| features::doc_to_bytes(&c.doc)).collect();
     let next: Vec<Option<DateTime<Utc>>> = computed.iter().map(|(_, c)| c.next_change).collect();
     sqlx::query(
         "INSERT INTO features (contact_id, doc, computed_at, next_change_at)
-         SELECT c, d, $4, n FROM unnest($1::uuid[], $2::jsonb[], $3::timestamptz[]) AS t(c, d, n)
+         SELECT c, d, $4, n FROM unnest($1::uuid[], $2::bytea[], $3::timestamptz[]) AS t(c, d, n)
          ON CONFLICT (contact_id) DO UPDATE SET doc = excluded.doc, computed_at = excluded.computed_at,
              next_change_at = excluded.next_change_at",
     )
@@ -479,10 +479,10 @@ pub async fn load(
     .fetch_optional(conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let doc: serde_json::Value = row.try_get("doc")?;
+    let doc: Vec<u8> = row.try_get("doc")?;
     Ok(Some((
         row.try_get("contact_id")?,
-        features::doc_from_json(&doc),
+        features::doc_from_bytes(&doc),
         row.try_get("computed_at")?,
         row.try_get("next_change_at")?,
     )))

@@ -340,12 +340,12 @@ pub async fn features_page(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<(Uuid, FeatureDoc)>, Error> {
-    let rows: Vec<(Uuid, serde_json::Value)> = sqlx::query_as(
+    let rows: Vec<(Uuid, Vec<u8>)> = sqlx::query_as(
         "SELECT contact_id, doc FROM features WHERE ($1::uuid IS NULL OR contact_id > $1) ORDER BY contact_id LIMIT $2",
     )
     .bind(after)
     .bind(limit)
     .fetch_all(conn)
     .await?;
-    Ok(rows.into_iter().map(|(contact, doc)| (contact, features::doc_from_json(&doc))).collect())
+    Ok(rows.into_iter().map(|(contact, doc)| (contact, features::doc_from_bytes(&doc))).collect())
 }
