@@ -132,13 +132,67 @@ impl Catalogue {
     /// (a `contact_id` field of the payload or of a message in it, else the
     /// aggregate when that is a contact); `None` for a type not in the catalogue.
     pub fn decode(&self, event: &Event) -> Option<Decoded> {
+        self.decode_reading(event, &Fields::whole())
+    }
+
+    /// Decodes `event` with only the `wanted` fields of its payload as CEL
+    /// values (the rest absent): what its rules read, not the whole message.
+    pub fn decode_reading(&self, event: &Event, wanted: &Fields) -> Option<Decoded> {
         let event_type = self.types.get(&event.r#type)?;
         let payload = event.payload.as_ref().map(|any| any.value.as_slice()).unwrap_or_default();
         let message = DynamicMessage::decode(event_type.message.clone(), payload).ok()?;
         let contact_id = contact_of(&message)
             .or_else(|| (event.aggregate_type == "contact").then(|| event.aggregate_id.clone()))
             .unwrap_or_default();
-        Some(Decoded { event_type: event_type.clone(), payload: message_value(&message), contact_id })
+        Some(Decoded { event_type: event_type.clone(), payload: message_value(&message, wanted), contact_id })
+    }
+}
+
+/// The fields of a payload some rules read, as a tree: a field read whole
+/// (or the whole payload) has `whole` set; otherwise only its listed fields
+/// are made CEL values.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Fields {
+    whole: bool,
+    fields: HashMap<String, Fields>,
+}
+
+impl Fields {
+    /// Everything.
+    pub fn whole() -> Self {
+        Fields { whole: true, fields: HashMap::new() }
+    }
+
+    /// Nothing yet.
+    pub fn nothing() -> Self {
+        Fields::default()
+    }
+
+    /// Adds the field at `path` (`interaction.kind`), read whole.
+    pub fn add(&mut self, path: &str) {
+        let mut node = self;
+        for field in path.split('.') {
+            if node.whole {
+                return;
+            }
+            node = node.fields.entry(field.to_string()).or_default();
+        }
+        node.whole = true;
+        node.fields.clear();
+    }
+
+    /// Adds everything `other` wants.
+    pub fn merge(&mut self, other: &Fields) {
+        if self.whole {
+            return;
+        }
+        if other.whole {
+            *self = Fields::whole();
+            return;
+        }
+        for (field, wanted) in &other.fields {
+            self.fields.entry(field.clone()).or_default().merge(wanted);
+        }
     }
 }
 
@@ -188,8 +242,8 @@ fn text(value: &str) -> CelValue {
     CelValue::String(Arc::new(value.to_string()))
 }
 
-/// A message as a CEL map: every field by name; a message field only when set.
-fn message_value(message: &DynamicMessage) -> CelValue {
+/// A message as a CEL map: every `wanted` field by name; a message field only when set.
+fn message_value(message: &DynamicMessage, wanted: &Fields) -> CelValue {
     match message.descriptor().full_name() {
         "google.protobuf.Timestamp" => {
             let seconds = message.get_field_by_name("seconds").and_then(|v| v.as_i64()).unwrap_or_default();
@@ -208,12 +262,24 @@ fn message_value(message: &DynamicMessage) -> CelValue {
     }
     let mut entries: HashMap<Key, CelValue> = HashMap::new();
     for field in message.descriptor().fields() {
+        let inner = if wanted.whole {
+            wanted
+        } else {
+            match wanted.fields.get(field.name()) {
+                Some(inner) => inner,
+                None => continue, // no rule reads it
+            }
+        };
         let set = message.has_field(&field);
         let is_message = matches!(field.kind(), Kind::Message(_)) && !field.is_list() && !field.is_map();
         if !set && (is_message || field.containing_oneof().is_some()) {
             continue; // absent, so `has(event.x)` tells
         }
-        entries.insert(Key::String(Arc::new(field.name().to_string())), value(&field, &message.get_field(&field)));
+        let found = match message.get_field(&field).as_ref() {
+            Value::Message(nested) if is_message => message_value(nested, inner),
+            other => value(&field, other),
+        };
+        entries.insert(Key::String(Arc::new(field.name().to_string())), found);
     }
     CelValue::Map(Map { map: Arc::new(entries) })
 }
@@ -230,7 +296,7 @@ fn value(field: &FieldDescriptor, found: &Value) -> CelValue {
         Value::String(string) => text(string),
         Value::Bytes(bytes) => CelValue::Bytes(Arc::new(bytes.to_vec())),
         Value::EnumNumber(number) => enum_name(field, *number),
-        Value::Message(message) => message_value(message),
+        Value::Message(message) => message_value(message, &Fields::whole()),
         Value::List(items) => CelValue::List(Arc::new(items.iter().map(|item| value(field, item)).collect())),
         Value::Map(entries) => {
             let value_field = match field.kind() {
@@ -326,5 +392,49 @@ mod tests {
         // Unset messages are absent; unset scalars read their default.
         assert!(!invoice.map.contains_key(&Key::String(Arc::new("occurred_at".into()))));
         assert_eq!(invoice.map.get(&Key::String(Arc::new("duration_ms".into()))), Some(&CelValue::Int(0)));
+    }
+
+    #[test]
+    fn only_the_fields_rules_read_become_cel_values() {
+        let invoice = pb::Interaction {
+            contact_id: "c-1".into(),
+            kind: pb::Kind::Invoice as i32,
+            subject: "March".into(),
+            amount: Some(crm_proto::common::v1::Money { currency_code: "EUR".into(), minor_units: 12_000 }),
+            ..Default::default()
+        };
+        let event = Event {
+            r#type: pb::InvoiceOverdue::full_name(),
+            payload: Some(prost_types::Any {
+                type_url: pb::InvoiceOverdue::type_url(),
+                value: pb::InvoiceOverdue { invoice: Some(invoice) }.encode_to_vec(),
+            }),
+            ..Default::default()
+        };
+        let key = |name: &str| Key::String(Arc::new(name.into()));
+        let mut wanted = Fields::nothing();
+        wanted.add("invoice.amount");
+        wanted.add("invoice.amount.minor_units"); // inside what is read whole already
+        let decoded = catalogue().decode_reading(&event, &wanted).unwrap();
+        assert_eq!(decoded.contact_id, "c-1", "the contact is found in the message, not the values");
+        let CelValue::Map(map) = &decoded.payload else { panic!() };
+        let CelValue::Map(invoice) = map.map.get(&key("invoice")).unwrap() else { panic!() };
+        assert_eq!(invoice.map.keys().collect::<Vec<_>>(), [&key("amount")]);
+        let CelValue::Map(amount) = invoice.map.get(&key("amount")).unwrap() else { panic!() };
+        assert_eq!(amount.map.get(&key("currency_code")), Some(&text("EUR")));
+
+        let mut kind = Fields::nothing();
+        kind.add("invoice.kind");
+        wanted.merge(&kind);
+        let decoded = catalogue().decode_reading(&event, &wanted).unwrap();
+        let CelValue::Map(map) = &decoded.payload else { panic!() };
+        let CelValue::Map(invoice) = map.map.get(&key("invoice")).unwrap() else { panic!() };
+        assert_eq!(invoice.map.len(), 2);
+        wanted.merge(&Fields::whole());
+        assert_eq!(wanted, Fields::whole());
+        assert_eq!(
+            catalogue().decode_reading(&event, &wanted).unwrap().payload,
+            catalogue().decode(&event).unwrap().payload
+        );
     }
 }

@@ -59,6 +59,27 @@ pub fn paths_under<'a>(text: &'a str, root: &str) -> Vec<(usize, &'a str)> {
     found
 }
 
+/// Whether `text` reads the name `root` other than through `root.a.b`
+/// paths (`root["a"]`, `x in root`, `size(root)`), or might: a caller that
+/// keeps only the paths' fields must then keep them all. A word in a
+/// string literal counts too (harmless: all fields are kept).
+pub fn reads_whole(text: &str, root: &str) -> bool {
+    let mut from = 0;
+    while let Some(at) = text[from..].find(root) {
+        let start = from + at;
+        let end = start + root.len();
+        let before = text[..start].chars().next_back();
+        let after = text[end..].chars().next();
+        let word_starts = !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.');
+        let word_ends = !after.is_some_and(|c| c.is_alphanumeric() || c == '_');
+        if word_starts && word_ends && after != Some('.') {
+            return true;
+        }
+        from = end;
+    }
+    false
+}
+
 /// Line and column (from 1) of byte `offset` in `text`.
 pub fn position(text: &str, offset: usize) -> (u32, u32) {
     let before = &text[..offset.min(text.len())];
@@ -157,6 +178,17 @@ fn written(value: &CelValue) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_condition_reads_the_whole_event_only_when_it_names_it_bare() {
+        use super::reads_whole;
+        assert!(!reads_whole(r#"event.interaction.kind == "complaint" && has(event.interaction.amount)"#, "event"));
+        assert!(!reads_whole(r#"event_type == "InvoiceOverdue" && event.invoice.amount.minor_units > 1"#, "event"));
+        assert!(reads_whole(r#"event["interaction"].kind == "visit""#, "event"));
+        assert!(reads_whole(r#""interaction" in event"#, "event"));
+        assert!(reads_whole("size(event) > 1", "event"));
+        assert!(reads_whole("event .interaction.kind == 'visit'", "event"));
+    }
+
     use super::*;
     use crate::event_rules::catalogue::catalogue;
 

@@ -166,10 +166,11 @@ impl Handler for RulesFeed {
 
     async fn handle_batch(&self, tx: &mut PgConnection, events: &[&Event]) -> anyhow::Result<()> {
         let rules = RuleIndex::new(self.rules(tx).await?);
+        // Only the fields the rules read become CEL values (binding the event
+        // to a rule converts all of it, for every rule run).
         let decoded: Vec<(&Event, _)> = events
             .iter()
-            .filter(|event| rules.reads(&event.r#type))
-            .filter_map(|event| Some((*event, catalogue().decode(event)?)))
+            .filter_map(|event| Some((*event, catalogue().decode_reading(event, rules.fields_of(&event.r#type)?)?)))
             .collect();
         if decoded.is_empty() {
             return Ok(());

@@ -6,14 +6,14 @@
 //! rule whose equality fails on the event would have been false or
 //! undecided, neither of which fires.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-};
+use std::{collections::HashMap, sync::Arc};
 
 use cel::objects::{Key, Value as CelValue};
 
-use super::{CompiledRule, catalogue::Decoded};
+use super::{
+    CompiledRule,
+    catalogue::{Decoded, Fields},
+};
 
 /// Rules by the text a path must hold for them.
 type ByText = HashMap<String, Vec<Arc<CompiledRule>>>;
@@ -25,15 +25,18 @@ pub struct RuleIndex {
     always: Vec<Arc<CompiledRule>>,
     /// By the path an equality reads, then by the text it must hold.
     by_value: Vec<(String, ByText)>,
-    /// The event types any rule reads.
-    types: HashSet<String>,
+    /// The event types any rule reads, with the payload fields they read.
+    types: HashMap<String, Fields>,
 }
 
 impl RuleIndex {
     pub fn new(rules: Vec<Arc<CompiledRule>>) -> Self {
         let mut index = RuleIndex::default();
         for rule in rules {
-            index.types.extend(rule.record.event_types.iter().cloned());
+            let fields = rule.event_fields();
+            for name in &rule.record.event_types {
+                index.types.entry(name.clone()).or_insert_with(Fields::nothing).merge(&fields);
+            }
             let guard = rule.condition.checked.equalities().into_iter().find(|(path, _)| is_of_event(path));
             let Some((path, text)) = guard else {
                 index.always.push(rule);
@@ -51,9 +54,10 @@ impl RuleIndex {
         index
     }
 
-    /// Whether any rule reads events of type `name` (others need not be decoded).
-    pub fn reads(&self, name: &str) -> bool {
-        self.types.contains(name)
+    /// The payload fields the rules on events of type `name` read; `None`
+    /// when no rule reads them (they need not be decoded).
+    pub fn fields_of(&self, name: &str) -> Option<&Fields> {
+        self.types.get(name)
     }
 
     /// The rules that read `event`'s type and whose equality (if any) it meets.

@@ -15,7 +15,7 @@ pub mod feed;
 pub mod index;
 pub mod template;
 
-use catalogue::{Decoded, EventType, catalogue};
+use catalogue::{Decoded, EventType, Fields, catalogue};
 use condition::{Condition, ContactValues};
 use template::Template;
 
@@ -74,6 +74,24 @@ impl CompiledRule {
     /// Whether its condition or an annotation reads the contact's features or tier.
     pub fn reads_contact(&self) -> bool {
         self.condition.reads_contact || self.annotations.iter().any(|(_, template)| template.reads_contact())
+    }
+
+    /// The payload fields its condition and annotations read (all of them
+    /// when the condition names `event` other than by its fields).
+    pub fn event_fields(&self) -> Fields {
+        if condition::reads_whole(&self.record.condition, "event") {
+            return Fields::whole();
+        }
+        let mut wanted = Fields::nothing();
+        for (_, path) in condition::paths_under(&self.record.condition, "event") {
+            wanted.add(path);
+        }
+        for (_, template) in &self.annotations {
+            for path in template.event_fields() {
+                wanted.add(path);
+            }
+        }
+        wanted
     }
 
     /// Whether it reads events of type `name`.

@@ -59,6 +59,14 @@ impl Template {
         scopes
     }
 
+    /// The payload fields it quotes (`invoice.amount.minor_units` for `{{ event.invoice.amount.minor_units }}`).
+    pub fn event_fields(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().filter_map(|piece| match piece {
+            Piece::Path(path) => path.strip_prefix("event."),
+            Piece::Text(_) => None,
+        })
+    }
+
     /// Whether it reads the contact's features or tier.
     pub fn reads_contact(&self) -> bool {
         self.0.iter().any(|piece| matches!(piece, Piece::Path(path) if path == "tier" || path.starts_with("features.")))
