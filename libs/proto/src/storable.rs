@@ -16,7 +16,7 @@ use std::{collections::HashMap, sync::OnceLock};
 use prost::{
     Message, Name,
     bytes::Buf,
-    encoding::{WireType, decode_key, decode_varint},
+    encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field},
 };
 use prost_types::field_descriptor_proto::{Label, Type};
 
@@ -156,7 +156,13 @@ fn walk(
             }
             WireType::SixtyFourBit => bytes.advance(8.min(bytes.remaining())),
             WireType::ThirtyTwoBit => bytes.advance(4.min(bytes.remaining())),
-            WireType::StartGroup | WireType::EndGroup => return None,
+            // A group (proto2; no field of ours is one) is skipped as prost
+            // skips it: giving up here would pass a NUL in a later field.
+            WireType::StartGroup => {
+                skip_field(WireType::StartGroup, number, &mut bytes, DecodeContext::default()).ok()?
+            }
+            // An end without its start: prost refuses the message.
+            WireType::EndGroup => return None,
             WireType::LengthDelimited => {
                 let length = usize::try_from(decode_varint(&mut bytes).ok()?).ok()?;
                 if length > bytes.len() {
@@ -273,5 +279,16 @@ mod tests {
     fn bytes_that_do_not_decode_are_left_to_the_decoder() {
         assert_eq!(first_nul(&CreateContactRequest::full_name(), &[0x0a, 0xff, 0xff]), None);
         assert_eq!(first_nul("no.such.Message", b"\0"), None);
+    }
+
+    #[test]
+    fn a_group_before_a_nul_does_not_hide_it() {
+        // Found by the request_decoding fuzz target: an unknown group (field
+        // 11, started and ended), then roles[0] = "\0". prost skips the group
+        // and decodes the NUL; the walk used to stop at the group.
+        let bytes = [0x5b, 0x5c, 0x12, 0x01, 0x00];
+        let decoded = crate::gateway::v1::CreateApiKeyRequest::decode(&bytes[..]).unwrap();
+        assert_eq!(decoded.roles, ["\0"]);
+        assert_eq!(first_nul("crm.gateway.v1.CreateApiKeyRequest", &bytes).as_deref(), Some("roles[0]"));
     }
 }
