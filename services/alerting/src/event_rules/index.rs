@@ -8,11 +8,10 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use cel::objects::{Key, Value as CelValue};
-
 use super::{
     CompiledRule,
     catalogue::{Decoded, Fields},
+    condition::{ContactValues, lookup},
 };
 
 /// Rules by the text a path must hold for them.
@@ -63,7 +62,10 @@ impl RuleIndex {
     /// The rules that read `event`'s type and whose equality (if any) it meets.
     pub fn candidates(&self, event: &Decoded) -> Vec<&Arc<CompiledRule>> {
         let indexed = self.by_value.iter().flat_map(|(path, by_text)| {
-            value_at(event, path).and_then(|text| by_text.get(&text)).into_iter().flatten()
+            // The value as a template would quote it: a number written as
+            // text may name a rule whose equality then fails when it runs
+            // (an extra candidate, never a missed one).
+            lookup(event, &ContactValues::default(), path).and_then(|text| by_text.get(&text)).into_iter().flatten()
         });
         self.always.iter().chain(indexed).filter(|rule| rule.reads(&event.event_type.name)).collect()
     }
@@ -72,23 +74,4 @@ impl RuleIndex {
 /// Whether a condition's `path` reads the event itself (not the contact's features or tier).
 fn is_of_event(path: &str) -> bool {
     path == "event_type" || path == "contact_id" || path.starts_with("event.")
-}
-
-/// The text at `path` of `event`, as the condition binds it; `None` when
-/// it is missing or not text (then no equality with a text holds).
-fn value_at(event: &Decoded, path: &str) -> Option<String> {
-    match path {
-        "event_type" => return Some(event.event_type.short.clone()),
-        "contact_id" => return Some(event.contact_id.clone()),
-        _ => {}
-    }
-    let mut value = &event.payload;
-    for field in path.strip_prefix("event.")?.split('.') {
-        let CelValue::Map(map) = value else { return None };
-        value = map.map.get(&Key::String(Arc::new(field.to_string())))?;
-    }
-    match value {
-        CelValue::String(text) => Some(text.to_string()),
-        _ => None,
-    }
 }
