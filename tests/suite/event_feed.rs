@@ -142,6 +142,45 @@ async fn list_events_pages_with_tokens_bound_to_their_query() {
 }
 
 #[tokio::test]
+async fn a_page_waits_for_transactions_running_when_it_was_asked_for() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let pool = test_db.role_pool(Role::Interactions).await.unwrap();
+    let mut interactions = suite.interactions().await.unwrap();
+    let amounts =
+        |page: crm_proto::events::v1::ListEventsResponse| page.events.iter().map(amount_of).collect::<Vec<_>>();
+
+    // An older transaction (it has an id) is running when event 1 commits:
+    // event 1 stays behind the horizon until it ends, lest a later commit of
+    // the older one land behind a reader's cursor.
+    let mut older = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()").execute(&mut *older).await.unwrap();
+    commit_events(&pool, &[test_event("i1", 1)]).await;
+
+    // It ends while the page waits: the event committed before the call is in the page.
+    let finish = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        older.commit().await.unwrap();
+    };
+    let (page, ()) = tokio::join!(interactions.list_events(ListEventsRequest::default()), finish);
+    let page = page.unwrap().into_inner();
+    let first = page.events[0].position;
+    assert_eq!(amounts(page), [1]);
+
+    // One that outlives the page's patience (a second) holds the event back,
+    // and the page says nothing more is ready; the next call finds it.
+    let mut long = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()").execute(&mut *long).await.unwrap();
+    commit_events(&pool, &[test_event("i1", 2)]).await;
+    let after = ListEventsRequest { after: first, ..Default::default() };
+    let page = interactions.list_events(after.clone()).await.unwrap().into_inner();
+    assert!(page.events.is_empty() && page.next_page_token.is_empty(), "{page:?}");
+    long.commit().await.unwrap();
+    assert_eq!(amounts(interactions.list_events(after).await.unwrap().into_inner()), [2]);
+    suite.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn each_role_serves_only_its_own_feed() {
     let test_db = TestDb::create().await.unwrap();
     let suite = TestSuite::start(&test_db).await.unwrap();

@@ -1,7 +1,7 @@
 //! The `Subscribe` and `ListEvents` RPCs that every role serves over its own
 //! outbox. A role's generated service trait delegates both methods here.
 
-use std::pin::Pin;
+use std::{pin::Pin, time::Duration};
 
 use crm_proto::events::v1 as pb;
 use futures_util::{Stream, StreamExt};
@@ -20,6 +20,10 @@ pub const MAX_PAGE_SIZE: i32 = 1000;
 const DEFAULT_PAGE_SIZE: i32 = 100;
 const MAX_FILTER_VALUES: usize = 100;
 const MAX_FILTER_VALUE_LEN: usize = 200;
+/// How long a page waits for transactions running when it was asked for, so
+/// that an event committed before the call is not left out because an older
+/// transaction (a consumer's burst, another request) had not finished yet.
+const SETTLE_PATIENCE: Duration = Duration::from_secs(1);
 
 /// The stream type of every role's `Subscribe`.
 pub type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
@@ -107,7 +111,7 @@ impl FeedApi {
             self.tokens.decode::<Position>(&query, &request.page_token)?
         };
         let aggregate_id = Some(request.aggregate_id.as_str()).filter(|id| !id.is_empty());
-        let batch = self.feed.read(after, aggregate_id, i64::from(page_size)).await?;
+        let batch = self.feed.read_settled(after, aggregate_id, i64::from(page_size), SETTLE_PATIENCE).await?;
         let events = batch.events.into_iter().filter(|event| is_wanted(&request.event_types, event)).collect();
         let next_page_token = if batch.full { self.tokens.encode(&query, &batch.scanned_to)? } else { String::new() };
         Ok(pb::ListEventsResponse { events, next_page_token })

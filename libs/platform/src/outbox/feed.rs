@@ -19,6 +19,8 @@ const FALLBACK_POLL: Duration = Duration::from_secs(5);
 /// re-reads with a backoff between these bounds.
 const HORIZON_RETRY_MIN: Duration = Duration::from_millis(5);
 const HORIZON_RETRY_MAX: Duration = Duration::from_millis(500);
+/// A one-shot reader waiting for running transactions polls at most this far apart.
+const SETTLE_RETRY_MAX: Duration = Duration::from_millis(50);
 
 /// A place in the feed: compares as `(transaction, sequence)`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -69,6 +71,19 @@ pub struct Batch {
     pub held_back: bool,
 }
 
+/// Where readers may read up to now.
+#[derive(Clone, Copy, Debug)]
+struct Horizon {
+    /// Every transaction of this database below it has finished.
+    below: i64,
+    /// Whether a transaction of this database is still running (then `below`
+    /// is under `xmax`).
+    running: bool,
+    /// The snapshot's xmax: every transaction that had committed when the
+    /// horizon was taken is below it.
+    xmax: i64,
+}
+
 /// The feed of one role's outbox.
 #[derive(Clone)]
 pub struct Feed {
@@ -114,8 +129,8 @@ impl Feed {
     /// with none left, the snapshot's xmax. A long transaction in another
     /// database of the cluster therefore does not hold this feed back.
     /// Must run as its own statement, before the read's snapshot is taken.
-    async fn horizon(&self) -> Result<(i64, bool), Error> {
-        let (horizon, running): (i64, bool) = sqlx::query_as(
+    async fn horizon(&self) -> Result<Horizon, Error> {
+        let (below, running, xmax): (i64, bool, i64) = sqlx::query_as(
             "WITH snap AS (SELECT pg_current_snapshot() AS s),
                   ours AS (SELECT oid FROM pg_database WHERE datname = current_database()),
                   running AS (
@@ -125,16 +140,60 @@ impl Feed {
                           SELECT 1 FROM pg_stat_activity a, ours
                           WHERE a.backend_xid = xid(x) AND a.datid IS NOT NULL AND a.datid <> ours.oid))
              SELECT coalesce((SELECT min(xid) FROM running), (SELECT pg_snapshot_xmax(s)::text::bigint FROM snap)),
-                    EXISTS (SELECT 1 FROM running)",
+                    EXISTS (SELECT 1 FROM running),
+                    (SELECT pg_snapshot_xmax(s)::text::bigint FROM snap)",
         )
         .fetch_one(&self.pool)
         .await?;
-        Ok((horizon, running))
+        Ok(Horizon { below, running, xmax })
     }
 
     /// Reads up to `limit` events after `after`, optionally about one aggregate only.
     pub async fn read(&self, after: Position, aggregate_id: Option<&str>, limit: i64) -> Result<Batch, Error> {
-        let (horizon, running) = self.horizon().await?;
+        let horizon = self.horizon().await?;
+        self.read_below(after, aggregate_id, limit, horizon).await
+    }
+
+    /// Reads like [`Feed::read`], but when events may be held back it first
+    /// waits, up to `patience`, for the transactions that were running when
+    /// it was called to finish: every event committed before the call is then
+    /// in the answer (or behind a full page), unless a transaction outlives
+    /// the patience. For one-shot readers (`ListEvents`), which cannot come
+    /// back on a NOTIFY as a follower does.
+    pub async fn read_settled(
+        &self,
+        after: Position,
+        aggregate_id: Option<&str>,
+        limit: i64,
+        patience: Duration,
+    ) -> Result<Batch, Error> {
+        let first = self.horizon().await?;
+        let batch = self.read_below(after, aggregate_id, limit, first).await?;
+        if !batch.held_back {
+            return Ok(batch);
+        }
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut horizon = first;
+        let mut wait = HORIZON_RETRY_MIN;
+        while horizon.running && horizon.below < first.xmax && tokio::time::Instant::now() + wait < deadline {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(SETTLE_RETRY_MAX);
+            horizon = self.horizon().await?;
+        }
+        if horizon.below == first.below {
+            return Ok(batch);
+        }
+        self.read_below(after, aggregate_id, limit, horizon).await
+    }
+
+    async fn read_below(
+        &self,
+        after: Position,
+        aggregate_id: Option<&str>,
+        limit: i64,
+        horizon: Horizon,
+    ) -> Result<Batch, Error> {
+        let Horizon { below: horizon, running, .. } = horizon;
         let (after_transaction, after_sequence) = after.columns();
         let rows = sqlx::query(
             "SELECT transaction_id::text::bigint AS transaction, sequence, id, event_type, aggregate_type,
@@ -168,7 +227,7 @@ impl Feed {
     /// The position of the newest event readers can see now: following from
     /// it delivers exactly the events that become visible later.
     pub async fn end(&self) -> Result<Position, Error> {
-        let (horizon, _) = self.horizon().await?;
+        let horizon = self.horizon().await?.below;
         let newest: Option<(i64, i64)> = sqlx::query_as(
             "SELECT transaction_id::text::bigint, sequence FROM outbox
              WHERE transaction_id < $1::bigint::text::xid8
