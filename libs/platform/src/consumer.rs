@@ -39,6 +39,15 @@ pub trait Handler: Send + Sync + 'static {
     /// An error rolls both back and the event is offered again later.
     fn handle(&self, tx: &mut PgConnection, event: &pb::Event) -> impl Future<Output = anyhow::Result<()>> + Send;
 
+    /// The most events applied in one transaction. A handler whose cost
+    /// grows with the distinct records a burst touches rather than with its
+    /// events (one recomputation per contact, one commit per burst) catches
+    /// up faster with larger bursts; a quiet feed still applies each event
+    /// at once, since a burst is only what has already arrived.
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
     /// Called when no event came for a while ([`IDLE_CHECK`]): the follower
     /// has applied everything its feed had. By default nothing.
     fn idle(&self, _pool: &PgPool) -> impl Future<Output = anyhow::Result<()>> + Send {
@@ -138,7 +147,7 @@ impl<H: Handler> Consumer<H> {
     /// model), the follower subscribes again from there.
     async fn follow(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         let after = self.cursor().await?;
-        let mut messages = self.source.open(after).await?.ready_chunks(MAX_BATCH);
+        let mut messages = self.source.open(after).await?.ready_chunks(self.handler.max_batch().max(1));
         let mut applied = after;
         let mut ticks = tokio::time::interval(IDLE_CHECK);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

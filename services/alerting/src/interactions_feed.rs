@@ -46,6 +46,10 @@ impl InteractionsFeed {
 }
 
 impl Handler for InteractionsFeed {
+    fn max_batch(&self) -> usize {
+        crate::CATCH_UP_BURST
+    }
+
     async fn handle(&self, tx: &mut PgConnection, event: &Event) -> anyhow::Result<()> {
         self.handle_batch(tx, &[event]).await
     }

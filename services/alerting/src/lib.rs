@@ -38,6 +38,12 @@ use crm_proto::alerting::v1::alerting_service_server::AlertingServiceServer;
 use event_rules::{catalogue::Feed, feed::RulesFeed};
 use tokio::net::TcpListener;
 
+/// Events the role's consumers apply in one transaction, at most: what has
+/// arrived, so a live feed's events go one by one, but a backlog (ingest at
+/// 20,000 rows/s) is worked off in long bursts, each paying for the rules
+/// it loads and its commit once.
+const CATCH_UP_BURST: usize = 5000;
+
 /// The migrations of the `alerting` schema.
 pub fn migrator() -> sqlx::migrate::Migrator {
     sqlx::migrate!("./migrations")

@@ -160,6 +160,10 @@ fn features_value(features: &HashMap<String, seg::FeatureValue>) -> CelValue {
 }
 
 impl Handler for RulesFeed {
+    fn max_batch(&self) -> usize {
+        crate::CATCH_UP_BURST
+    }
+
     async fn handle(&self, tx: &mut PgConnection, event: &Event) -> anyhow::Result<()> {
         self.handle_batch(tx, &[event]).await
     }
