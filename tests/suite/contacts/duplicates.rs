@@ -26,7 +26,7 @@ async fn a_likely_duplicate_is_refused_with_its_candidates_unless_overridden() {
     assert_eq!(info.metadata["candidate_ids"], robert.id);
     let score: f64 = info.metadata["candidate_scores"].parse().unwrap();
     assert!(score >= 0.8, "{score}");
-    assert!(info.metadata["reasons"].contains("name_nickname"), "{:?}", info.metadata);
+    assert!(info.metadata["reasons"].contains("given_name_nickname"), "{:?}", info.metadata);
     assert!(info.metadata["reasons"].contains("phone_exact"), "{:?}", info.metadata);
 
     // A household member sharing the address is not a duplicate.
@@ -60,7 +60,7 @@ async fn a_likely_duplicate_is_refused_with_its_candidates_unless_overridden() {
         .into_inner();
     assert_eq!(found.pairs.len(), 1);
     assert_eq!(found.pairs[0].other_contact_id, created.id);
-    assert!(found.pairs[0].reasons.iter().any(|reason| reason.signal == "name_nickname"));
+    assert!(found.pairs[0].reasons.iter().any(|reason| reason.signal == "given_name_nickname"));
     suite.shutdown().await.unwrap();
 }
 

@@ -331,10 +331,14 @@ async fn read_base<'a>(
     keys.sort_unstable();
     keys.dedup();
     let mut index: HashMap<i64, Vec<Target>> = HashMap::new();
-    for row in sqlx::query("SELECT term, contact_id FROM contact_terms WHERE term = ANY($1)")
-        .bind(&keys)
-        .fetch_all(&mut *tx)
-        .await?
+    for row in sqlx::query(
+        "SELECT k.term, held.contact_id FROM unnest($1::bigint[]) AS k(term)
+         CROSS JOIN LATERAL (SELECT contact_id FROM contact_terms t WHERE t.term = k.term LIMIT $2) AS held",
+    )
+    .bind(&keys)
+    .bind(crate::matching::MAX_FAN_OUT)
+    .fetch_all(&mut *tx)
+    .await?
     {
         index.entry(row.try_get("term")?).or_default().push(Target::Stored(row.try_get("contact_id")?));
     }

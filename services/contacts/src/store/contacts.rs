@@ -80,11 +80,14 @@ impl ContactStore {
         min_score: f64,
         similar: bool,
     ) -> Result<Vec<Candidate>, Error> {
-        let mut ids: Vec<Uuid> =
-            sqlx::query_scalar("SELECT DISTINCT contact_id FROM contact_terms WHERE term = ANY($1)")
-                .bind(terms::hashes(&matching::keys(data)))
-                .fetch_all(&mut *conn)
-                .await?;
+        let mut ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT DISTINCT held.contact_id FROM unnest($1::bigint[]) AS k(term)
+             CROSS JOIN LATERAL (SELECT contact_id FROM contact_terms t WHERE t.term = k.term LIMIT $2) AS held",
+        )
+        .bind(terms::hashes(&matching::keys(data)))
+        .bind(matching::MAX_FAN_OUT)
+        .fetch_all(&mut *conn)
+        .await?;
         if similar {
             ids.extend(search::similar_names(&mut *conn, data, SIMILAR_CANDIDATES).await?);
         }

@@ -1,0 +1,178 @@
+//! Learning the model from an install's own contacts, as Splink and
+//! `recordlinkage` do, with no labels:
+//!
+//! - [`estimate_u`]: the u-probabilities are how often the levels occur
+//!   among random pairs of contacts, nearly all of which are two people;
+//! - [`estimate_m`]: the m-probabilities and the prior by
+//!   expectation–maximisation over the pairs that blocking brings
+//!   together, with u held fixed: each pair is weighed by how likely it is
+//!   to be one person under the current parameters (E), and m and the prior
+//!   are re-counted with those weights (M), until they stop moving.
+
+use std::collections::HashMap;
+
+use super::{
+    compare::{Comparison, Field},
+    model::{FLOOR, Model},
+};
+
+/// EM stops when no parameter moves by more than this in an iteration.
+const TOLERANCE: f64 = 1e-6;
+
+/// Pseudo-count added to every level, so no level's probability is zero.
+const SMOOTHING: f64 = 0.5;
+
+/// Level frequencies among `random` pairs (add-half smoothed), per field.
+pub fn estimate_u(random: &[Comparison]) -> Vec<Vec<f64>> {
+    Field::ALL
+        .iter()
+        .map(|&field| {
+            let mut counts = vec![SMOOTHING; field.levels().len()];
+            for comparison in random {
+                if let Some(level) = comparison.level(field) {
+                    counts[usize::from(level)] += 1.0;
+                }
+            }
+            let total: f64 = counts.iter().sum();
+            counts.into_iter().map(|count| count / total).collect()
+        })
+        .collect()
+}
+
+/// What EM found: m per field and level, the prior, and how many rounds it took.
+#[derive(Clone, Debug)]
+pub struct Estimate {
+    pub m: Vec<Vec<f64>>,
+    pub prior: f64,
+    pub iterations: usize,
+}
+
+/// m and the prior over the `blocked` pairs by EM, from `start`'s, with `u` held fixed.
+pub fn estimate_m(blocked: &[Comparison], u: &[Vec<f64>], start: &Model, max_iterations: usize) -> Estimate {
+    // Many pairs compare alike: work on the distinct comparisons and their counts.
+    let mut distinct: HashMap<Comparison, f64> = HashMap::new();
+    for comparison in blocked {
+        *distinct.entry(*comparison).or_default() += 1.0;
+    }
+    let pairs: f64 = blocked.len() as f64;
+    let mut m = start.m.clone();
+    let mut prior = start.prior.clamp(0.001, 0.999);
+    let mut iterations = 0;
+    while iterations < max_iterations && pairs > 0.0 {
+        iterations += 1;
+        let mut counts: Vec<Vec<f64>> = Field::ALL.iter().map(|field| vec![0.0; field.levels().len()]).collect();
+        let mut matched = 0.0;
+        for (comparison, &count) in &distinct {
+            let (mut log_m, mut log_u) = (prior.ln(), (1.0 - prior).ln());
+            for field in Field::ALL {
+                if let Some(level) = comparison.level(field) {
+                    log_m += m[field as usize][usize::from(level)].max(FLOOR).ln();
+                    log_u += u[field as usize][usize::from(level)].max(FLOOR).ln();
+                }
+            }
+            let probability = 1.0 / (1.0 + (log_u - log_m).exp());
+            matched += probability * count;
+            for field in Field::ALL {
+                if let Some(level) = comparison.level(field) {
+                    counts[field as usize][usize::from(level)] += probability * count;
+                }
+            }
+        }
+        let next_prior = (matched / pairs).clamp(0.001, 0.999);
+        let next_m: Vec<Vec<f64>> = counts
+            .into_iter()
+            .zip(&m)
+            .map(|(levels, previous)| {
+                let total: f64 = levels.iter().sum();
+                if total < 1e-9 {
+                    return previous.clone(); // no pair has this field: keep what we had
+                }
+                let smoothed = total + SMOOTHING * 1e-3 * levels.len() as f64;
+                levels.iter().map(|count| (count + SMOOTHING * 1e-3) / smoothed).collect()
+            })
+            .collect();
+        let moved = next_m
+            .iter()
+            .flatten()
+            .zip(m.iter().flatten())
+            .map(|(a, b)| (a - b).abs())
+            .fold((next_prior - prior).abs(), f64::max);
+        m = next_m;
+        prior = next_prior;
+        if moved < TOLERANCE {
+            break;
+        }
+    }
+    Estimate { m, prior, iterations }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    use super::*;
+
+    /// A level drawn from `probabilities`.
+    fn draw(rng: &mut StdRng, probabilities: &[f64]) -> u8 {
+        let mut at: f64 = rng.random();
+        for (level, p) in probabilities.iter().enumerate() {
+            if at < *p {
+                return level as u8;
+            }
+            at -= p;
+        }
+        (probabilities.len() - 1) as u8
+    }
+
+    /// A pair drawn from `m` (one person) or `u` (two), each field missing one time in ten.
+    fn pair(rng: &mut StdRng, levels: &[Vec<f64>]) -> Comparison {
+        let mut comparison = Comparison::default();
+        for field in Field::ALL {
+            if rng.random::<f64>() >= 0.1 {
+                comparison.levels[field as usize] = Some(draw(rng, &levels[field as usize]));
+            }
+        }
+        comparison
+    }
+
+    #[test]
+    fn em_recovers_the_parameters_the_pairs_were_drawn_from() {
+        let mut rng = StdRng::seed_from_u64(15);
+        // Known parameters, not the built-in ones: m flatter, u as built in.
+        let truth = Model::builtin();
+        let known_m: Vec<Vec<f64>> = truth
+            .m
+            .iter()
+            .map(|levels| {
+                let flat: Vec<f64> = levels.iter().map(|p| 0.6 * p + 0.4 / levels.len() as f64).collect();
+                flat
+            })
+            .collect();
+        let known_prior = 0.3;
+        let blocked: Vec<Comparison> = (0..60_000)
+            .map(|_| {
+                let one_person = rng.random::<f64>() < known_prior;
+                pair(&mut rng, if one_person { &known_m } else { &truth.u })
+            })
+            .collect();
+        let random: Vec<Comparison> = (0..200_000).map(|_| pair(&mut rng, &truth.u)).collect();
+
+        let u = estimate_u(&random);
+        for (estimated, known) in u.iter().flatten().zip(truth.u.iter().flatten()) {
+            assert!((estimated - known).abs() < 0.01, "u {estimated} against {known}");
+        }
+        let estimate = estimate_m(&blocked, &u, Model::builtin(), 500);
+        assert!((estimate.prior - known_prior).abs() < 0.02, "prior {} against {known_prior}", estimate.prior);
+        for field in Field::ALL {
+            for (estimated, known) in estimate.m[field as usize].iter().zip(&known_m[field as usize]) {
+                assert!(
+                    (estimated - known).abs() < 0.02,
+                    "{field:?}: m {:?} against {:?}",
+                    estimate.m[field as usize],
+                    known_m[field as usize]
+                );
+            }
+        }
+        assert!(estimate.iterations < 500, "EM converged");
+    }
+}

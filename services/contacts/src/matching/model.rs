@@ -1,0 +1,157 @@
+//! The Fellegi–Sunter model: how much each field's level says for or
+//! against two contacts being one person, and the probability that they are.
+//!
+//! For each field and level, `m` is the probability of that level when the
+//! two contacts are one person, `u` when they are two; the level's weight is
+//! `log2(m / u)` bits. A pair's weight is the prior's log-odds plus the
+//! weights of the fields both sides have; its probability is the logistic of
+//! that (base 2). The prior is the chance that two contacts sharing a
+//! blocking key are one person.
+//!
+//! One rule stands beside the weights, because fields are not independent
+//! inside a household: members share a family name, an address, a landline
+//! (a parent and child often the whole name; twins a birth date too), so
+//! those agreements add up as if they were separate evidence. So two
+//! contacts are not one person, whatever else agrees, when their names
+//! disagree (a given or family name present on both sides and different)
+//! or their birth dates do (beyond a typo), unless an email agrees. The
+//! reason `household_guard` says when this held a pair back. (The cost:
+//! a record whose name was replaced outright is not found by its address
+//! and birth date alone, which is also what twins share.)
+
+use std::sync::LazyLock;
+
+use super::{
+    Match,
+    compare::{Comparison, Field},
+};
+
+/// The probability a pair held back by the household guard is given at most.
+const GUARDED: f64 = 0.5;
+
+/// m- and u-probabilities per field and level, and the prior.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    /// Which model this is: `builtin`, or the version a fit stored.
+    pub version: String,
+    /// Chance that two contacts sharing a blocking key are one person.
+    pub prior: f64,
+    /// Per field (in [`Field::ALL`] order), per level.
+    pub m: Vec<Vec<f64>>,
+    pub u: Vec<Vec<f64>>,
+}
+
+/// The smallest probability a level is given: a level never seen is rare, not impossible.
+pub const FLOOR: f64 = 1e-6;
+
+static BUILTIN: LazyLock<Model> = LazyLock::new(|| {
+    // Sensible before any fit: m from how often a person's own records
+    // disagree (typos, nicknames, moves), u from how often strangers agree
+    // (a common given name one in a hundred, a birth date one in five
+    // thousand, a phone or email almost never).
+    let fields: [(&[f64], &[f64]); 7] = [
+        (&[0.80, 0.03, 0.08, 0.04, 0.05], &[0.008, 0.0005, 0.004, 0.03, 0.9575]),
+        (&[0.85, 0.08, 0.03, 0.04], &[0.005, 0.003, 0.02, 0.972]),
+        (&[0.90, 0.03, 0.07], &[0.0001, 0.0005, 0.9994]),
+        (&[0.85, 0.05, 0.10], &[0.0001, 0.0004, 0.9995]),
+        (&[0.85, 0.08, 0.07], &[0.0002, 0.001, 0.9988]),
+        (&[0.80, 0.07, 0.06, 0.07], &[0.0005, 0.002, 0.02, 0.9775]),
+        (&[0.95, 0.05], &[0.2, 0.8]),
+    ];
+    Model {
+        version: "builtin".into(),
+        prior: 0.05,
+        m: fields.iter().map(|(m, _)| m.to_vec()).collect(),
+        u: fields.iter().map(|(_, u)| u.to_vec()).collect(),
+    }
+});
+
+impl Model {
+    /// The parameters a new install starts from, until it has fitted its own.
+    pub fn builtin() -> &'static Model {
+        &BUILTIN
+    }
+
+    /// The weight, in bits, of `field` at `level`: never more than a
+    /// closer level's (a fitted model may say otherwise of a rare level;
+    /// a closer value must never score lower).
+    pub fn weight(&self, field: Field, level: u8) -> f64 {
+        (0..=usize::from(level))
+            .map(|at| (self.m[field as usize][at].max(FLOOR) / self.u[field as usize][at].max(FLOOR)).log2())
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    /// The probability that the compared pair is one person, with every
+    /// field's level and weight as the reasons (strongest first).
+    pub fn score(&self, comparison: &Comparison) -> Match {
+        let mut reasons: Vec<(&'static str, f64)> = Field::ALL
+            .iter()
+            .filter_map(|&field| comparison.level(field).map(|level| (field.reason(level), self.weight(field, level))))
+            .collect();
+        let prior = self.prior.clamp(FLOOR, 1.0 - FLOOR);
+        let bits = (prior / (1.0 - prior)).log2() + reasons.iter().map(|(_, weight)| weight).sum::<f64>();
+        let mut probability = 1.0 / (1.0 + (-bits).exp2());
+        if comparison.swapped {
+            reasons.push(("name_swapped", 0.0));
+        }
+        if household_guard(comparison) && probability > GUARDED {
+            probability = GUARDED;
+            reasons.push(("household_guard", 0.0));
+        }
+        reasons.sort_by(|x, y| y.1.abs().total_cmp(&x.1.abs()));
+        Match { score: probability, reasons }
+    }
+}
+
+/// Names or birth dates that disagree, without the evidence that overrides it.
+fn household_guard(comparison: &Comparison) -> bool {
+    let differs = |field: Field| comparison.level(field) == Some(field.different());
+    let email_agrees = comparison.level(Field::Email).is_some_and(|level| level < Field::Email.different());
+    let same_birth = comparison.level(Field::BirthDate) == Some(0);
+    // A family name changed (marriage), the given name and birth date the same: one person.
+    let renamed = differs(Field::FamilyName) && !differs(Field::GivenName) && same_birth;
+    let names_differ = (differs(Field::GivenName) || differs(Field::FamilyName)) && !renamed;
+    (names_differ || differs(Field::BirthDate)) && !email_agrees
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builtin_model_is_a_set_of_distributions_with_agreement_for_and_difference_against() {
+        let model = Model::builtin();
+        for field in Field::ALL {
+            let (m, u) = (&model.m[field as usize], &model.u[field as usize]);
+            assert_eq!((m.len(), u.len()), (field.levels().len(), field.levels().len()), "{field:?}");
+            assert!((m.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{field:?} m sums to {}", m.iter().sum::<f64>());
+            assert!((u.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{field:?} u sums to {}", u.iter().sum::<f64>());
+            assert!(model.weight(field, 0) > 0.0 && model.weight(field, field.different()) < 0.0, "{field:?}");
+            // Monotonic: a closer level never weighs less than a further one.
+            let weights: Vec<f64> = (0..=field.different()).map(|level| model.weight(field, level)).collect();
+            assert!(weights.windows(2).all(|w| w[0] >= w[1]), "{field:?}: {weights:?}");
+        }
+    }
+
+    #[test]
+    fn missing_fields_weigh_nothing_and_the_guard_holds_a_household_back() {
+        let model = Model::builtin();
+        let mut comparison = Comparison::default();
+        let nothing = model.score(&comparison);
+        assert!((nothing.score - model.prior).abs() < 1e-9, "{nothing:?}");
+        assert!(nothing.reasons.is_empty());
+
+        // Same family name, phone and address; given names differ: a household.
+        for (field, level) in [(Field::FamilyName, 0), (Field::GivenName, 4), (Field::Phone, 0), (Field::Address, 0)] {
+            comparison.levels[field as usize] = Some(level);
+        }
+        let household = model.score(&comparison);
+        assert!(household.score <= GUARDED, "{household:?}");
+        assert!(household.reasons.iter().any(|(reason, _)| *reason == "household_guard"));
+        // The same birth date too: twins, still held back; an email in common overrides.
+        comparison.levels[Field::BirthDate as usize] = Some(0);
+        assert!(model.score(&comparison).score <= GUARDED, "{:?}", model.score(&comparison));
+        comparison.levels[Field::Email as usize] = Some(0);
+        assert!(model.score(&comparison).score > 0.99, "{:?}", model.score(&comparison));
+    }
+}
