@@ -36,6 +36,9 @@ impl Field {
         Field::Region,
     ];
 
+    /// What the members of a household often share: an address, a landline.
+    pub const HOUSEHOLD: [Field; 3] = [Field::Address, Field::Phone, Field::Region];
+
     /// The field's name, as reasons and stored models spell it.
     pub fn name(self) -> &'static str {
         match self {

@@ -176,3 +176,118 @@ mod tests {
         assert!(estimate.iterations < 500, "EM converged");
     }
 }
+
+/// The fitter on data we did not make: FEBRL3 (`tests/data/febrl`, 5,000
+/// records of 2,000 people), its m and prior learned from its own blocked
+/// pairs and its u from random pairs of it, with no labels; the labels only
+/// score the result. The figures:
+/// `cargo test -p crm-contacts --release febrl3 -- --nocapture`.
+#[cfg(test)]
+mod febrl3 {
+    use std::collections::{BTreeMap, HashMap, HashSet};
+
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    use super::*;
+    use crate::{
+        matching::{DEFAULT_THRESHOLD, compare::compare, keys},
+        model::{Address, ContactData},
+    };
+
+    fn records() -> Vec<(u32, ContactData)> {
+        let text = include_str!("../../../../tests/data/febrl/dataset3.csv");
+        let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
+        reader
+            .deserialize::<BTreeMap<String, String>>()
+            .map(|row| {
+                let row = row.expect("FEBRL rows are well formed");
+                let field = |name: &str| row.get(name).cloned().unwrap_or_default();
+                let person = field("rec_id").split('-').nth(1).and_then(|n| n.parse().ok()).expect("rec-N-…");
+                let street = format!("{} {}", field("street_number"), field("address_1")).trim().to_string();
+                let address = Address {
+                    lines: [street, field("address_2")].into_iter().filter(|line| !line.is_empty()).collect(),
+                    locality: field("suburb"),
+                    postal_code: field("postcode"),
+                    region: field("state").to_uppercase(),
+                    country_code: "AU".into(),
+                    ..Default::default()
+                };
+                let contact = ContactData {
+                    given_name: field("given_name"),
+                    family_name: field("surname"),
+                    addresses: vec![address],
+                    birth_date: chrono::NaiveDate::parse_from_str(&field("date_of_birth"), "%Y%m%d").ok(),
+                    ..Default::default()
+                };
+                (person, contact)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_model_fitted_on_febrl3_finds_its_duplicates_without_labels() {
+        let records = records();
+        let mut holders: HashMap<String, Vec<usize>> = HashMap::new();
+        for (at, (_, contact)) in records.iter().enumerate() {
+            for key in keys(contact) {
+                holders.entry(key).or_default().push(at);
+            }
+        }
+        let mut blocked: HashSet<(usize, usize)> = HashSet::new();
+        for members in holders.values() {
+            for (i, &a) in members.iter().enumerate() {
+                blocked.extend(members[i + 1..].iter().map(|&b| (a.min(b), a.max(b))));
+            }
+        }
+        let blocked: Vec<(usize, usize)> = blocked.into_iter().collect();
+        let comparisons: Vec<Comparison> =
+            blocked.iter().map(|&(a, b)| compare(&records[a].1, &records[b].1)).collect();
+        let mut rng = StdRng::seed_from_u64(3);
+        let random: Vec<Comparison> = (0..100_000)
+            .map(|_| {
+                let (a, b) = (rng.random_range(0..records.len()), rng.random_range(0..records.len()));
+                compare(&records[a].1, &records[b].1)
+            })
+            .collect();
+        let u = estimate_u(&random);
+        let estimate = estimate_m(&comparisons, &u, Model::builtin(), 200);
+        let fitted = Model { version: "febrl3".into(), prior: estimate.prior, m: estimate.m, u };
+
+        let mut people: HashMap<u32, usize> = HashMap::new();
+        for (person, _) in &records {
+            *people.entry(*person).or_default() += 1;
+        }
+        let truth: usize = people.values().map(|n| n * (n - 1) / 2).sum();
+        let same = |&(a, b): &(usize, usize)| records[a].0 == records[b].0;
+        let blocking_recall = blocked.iter().filter(|pair| same(pair)).count() as f64 / truth as f64;
+        let quality = |model: &Model| {
+            let found: Vec<&(usize, usize)> = blocked
+                .iter()
+                .zip(&comparisons)
+                .filter(|(_, comparison)| model.score(comparison).score >= DEFAULT_THRESHOLD)
+                .map(|(pair, _)| pair)
+                .collect();
+            let right = found.iter().filter(|pair| same(pair)).count() as f64;
+            let (precision, recall) = (right / found.len() as f64, right / truth as f64);
+            (precision, recall, 2.0 * precision * recall / (precision + recall))
+        };
+        let (builtin, learned) = (quality(Model::builtin()), quality(&fitted));
+        println!(
+            "FEBRL3, {truth} true pairs, blocking recall {blocking_recall:.3} ({} blocked pairs); \
+             built-in model: precision {:.3} recall {:.3} F1 {:.3}; fitted (prior {:.3}, {} EM rounds): \
+             precision {:.3} recall {:.3} F1 {:.3}",
+            blocked.len(),
+            builtin.0,
+            builtin.1,
+            builtin.2,
+            fitted.prior,
+            estimate.iterations,
+            learned.0,
+            learned.1,
+            learned.2
+        );
+        assert!(learned.0 >= 0.99 && builtin.0 >= 0.99, "precision: {builtin:?} {learned:?}");
+        assert!(learned.2 >= builtin.2, "fitting must not lose what the built-in model finds");
+        assert!(learned.2 >= 0.93, "{learned:?}");
+    }
+}

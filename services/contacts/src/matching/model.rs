@@ -9,15 +9,19 @@
 //! blocking key are one person.
 //!
 //! One rule stands beside the weights, because fields are not independent
-//! inside a household: members share a family name, an address, a landline
-//! (a parent and child often the whole name; twins a birth date too), so
-//! those agreements add up as if they were separate evidence. So two
-//! contacts are not one person, whatever else agrees, when their names
-//! disagree (a given or family name present on both sides and different)
-//! or their birth dates do (beyond a typo), unless an email agrees. The
-//! reason `household_guard` says when this held a pair back. (The cost:
-//! a record whose name was replaced outright is not found by its address
-//! and birth date alone, which is also what twins share.)
+//! inside a household: members share an address, a landline and a region,
+//! siblings a family name, twins a birth date too, so those agreements add
+//! up as if they were separate evidence. So when no email agrees and two
+//! contacts' given names differ, or their birth dates do (beyond a typo),
+//! only the given name counts for them (what siblings, twins, or a parent
+//! and child of one name share is withdrawn: family name, birth date,
+//! address, phone, region); when their family names differ (a changed
+//! family name with the same given name and birth date excepted), what a
+//! household shares cannot make the case: the positive weight of the
+//! address, phone and region is withdrawn. The reason `household_guard` carries what was withdrawn,
+//! negated, so the reasons still sum to the score's log-odds. The cost: a
+//! record whose given name was replaced outright is not found by its
+//! family name, birth date and address, since that is what twins share.
 
 use std::sync::LazyLock;
 
@@ -25,9 +29,6 @@ use super::{
     Match,
     compare::{Comparison, Field},
 };
-
-/// The probability a pair held back by the household guard is given at most.
-const GUARDED: f64 = 0.5;
 
 /// m- and u-probabilities per field and level, and the prior.
 #[derive(Clone, Debug, PartialEq)]
@@ -88,30 +89,45 @@ impl Model {
             .iter()
             .filter_map(|&field| comparison.level(field).map(|level| (field.reason(level), self.weight(field, level))))
             .collect();
-        let prior = self.prior.clamp(FLOOR, 1.0 - FLOOR);
-        let bits = (prior / (1.0 - prior)).log2() + reasons.iter().map(|(_, weight)| weight).sum::<f64>();
-        let mut probability = 1.0 / (1.0 + (-bits).exp2());
+        if let Some(shared_fields) = household_guard(comparison) {
+            // What a household shares cannot make the case: its agreement is withdrawn.
+            let shared: f64 = shared_fields
+                .iter()
+                .filter_map(|&field| comparison.level(field).map(|level| self.weight(field, level)))
+                .filter(|weight| *weight > 0.0)
+                .sum();
+            if shared > 0.0 {
+                reasons.push(("household_guard", -shared));
+            }
+        }
         if comparison.swapped {
             reasons.push(("name_swapped", 0.0));
         }
-        if household_guard(comparison) && probability > GUARDED {
-            probability = GUARDED;
-            reasons.push(("household_guard", 0.0));
-        }
+        let prior = self.prior.clamp(FLOOR, 1.0 - FLOOR);
+        let bits = (prior / (1.0 - prior)).log2() + reasons.iter().map(|(_, weight)| weight).sum::<f64>();
+        let probability = 1.0 / (1.0 + (-bits).exp2());
         reasons.sort_by(|x, y| y.1.abs().total_cmp(&x.1.abs()));
         Match { score: probability, reasons }
     }
 }
 
-/// Names or birth dates that disagree, without the evidence that overrides it.
-fn household_guard(comparison: &Comparison) -> bool {
+/// Fields whose agreement a pair may not count, when names or birth dates
+/// disagree without the email that overrides it: a different given name
+/// (a sibling, twins) or birth date (a parent and child of one name)
+/// leaves only the names to go on; a different family name everything but
+/// what a household shares.
+fn household_guard(comparison: &Comparison) -> Option<&'static [Field]> {
+    const SIBLINGS: [Field; 5] = [Field::FamilyName, Field::BirthDate, Field::Address, Field::Phone, Field::Region];
     let differs = |field: Field| comparison.level(field) == Some(field.different());
-    let email_agrees = comparison.level(Field::Email).is_some_and(|level| level < Field::Email.different());
-    let same_birth = comparison.level(Field::BirthDate) == Some(0);
+    if comparison.level(Field::Email).is_some_and(|level| level < Field::Email.different()) {
+        return None;
+    }
+    if differs(Field::GivenName) || differs(Field::BirthDate) {
+        return Some(&SIBLINGS);
+    }
     // A family name changed (marriage), the given name and birth date the same: one person.
-    let renamed = differs(Field::FamilyName) && !differs(Field::GivenName) && same_birth;
-    let names_differ = (differs(Field::GivenName) || differs(Field::FamilyName)) && !renamed;
-    (names_differ || differs(Field::BirthDate)) && !email_agrees
+    let renamed = differs(Field::FamilyName) && comparison.level(Field::BirthDate) == Some(0);
+    (differs(Field::FamilyName) && !renamed).then_some(&Field::HOUSEHOLD[..])
 }
 
 #[cfg(test)]
@@ -146,11 +162,21 @@ mod tests {
             comparison.levels[field as usize] = Some(level);
         }
         let household = model.score(&comparison);
-        assert!(household.score <= GUARDED, "{household:?}");
-        assert!(household.reasons.iter().any(|(reason, _)| *reason == "household_guard"));
-        // The same birth date too: twins, still held back; an email in common overrides.
+        assert!(household.score < crate::matching::DEFAULT_THRESHOLD, "{household:?}");
+        let withdrawn =
+            model.weight(Field::FamilyName, 0) + model.weight(Field::Phone, 0) + model.weight(Field::Address, 0);
+        assert!(household.reasons.contains(&("household_guard", -withdrawn)), "{household:?}");
+        // The reasons sum to the log-odds.
+        let bits: f64 = household.reasons.iter().map(|(_, weight)| weight).sum::<f64>()
+            + (model.prior / (1.0 - model.prior)).log2();
+        assert!((household.score - 1.0 / (1.0 + (-bits).exp2())).abs() < 1e-12);
+        // Twins: the same birth date as well; still held back.
         comparison.levels[Field::BirthDate as usize] = Some(0);
-        assert!(model.score(&comparison).score <= GUARDED, "{:?}", model.score(&comparison));
+        assert!(model.score(&comparison).score < crate::matching::DEFAULT_THRESHOLD, "{:?}", model.score(&comparison));
+        // A parent with the child's name: the given names agree, the birth dates do not.
+        comparison.levels[Field::GivenName as usize] = Some(0);
+        comparison.levels[Field::BirthDate as usize] = Some(2);
+        assert!(model.score(&comparison).score < crate::matching::DEFAULT_THRESHOLD, "{:?}", model.score(&comparison));
         comparison.levels[Field::Email as usize] = Some(0);
         assert!(model.score(&comparison).score > 0.99, "{:?}", model.score(&comparison));
     }
