@@ -29,12 +29,35 @@ pub fn migrator() -> sqlx::migrate::Migrator {
     sqlx::migrate!("./migrations")
 }
 
+/// How often the role looks for a newer fitted matching model.
+const MODEL_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Keeps the store's matching model the newest stored one (a fit by any
+/// replica, or by `crm contacts fit-matcher`), looking every [`MODEL_CHECK`].
+fn follow_fitted_models(store: &store::ContactStore, ctx: &RoleContext) {
+    let (matcher, pool, shutdown) = (store.matcher.clone(), ctx.pool.clone(), ctx.shutdown.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(MODEL_CHECK) => {}
+            }
+            if let Err(error) = matcher.refresh(&pool).await {
+                tracing::warn!(error = %error, "reading the newest matching model failed; keeping the one in use");
+            }
+        }
+    });
+}
+
 /// Serves the role on `listener` until `ctx.shutdown` is cancelled, then drains.
 /// Expects `ctx.pool` to be migrated.
 pub async fn serve(ctx: RoleContext, settings: ContactsSettings, listener: TcpListener) -> anyhow::Result<()> {
     let region = validate::Region::parse(&settings.default_region)
         .map_err(|reason| anyhow::anyhow!("CRM_CONTACTS_DEFAULT_REGION: {reason}"))?;
-    let store = store::ContactStore { pool: ctx.pool.clone(), threshold: settings.duplicate_threshold };
+    let matcher = store::matcher::Matcher::default();
+    matcher.refresh(&ctx.pool).await?;
+    let store = store::ContactStore { pool: ctx.pool.clone(), threshold: settings.duplicate_threshold, matcher };
+    follow_fitted_models(&store, &ctx);
     let (pool, shutdown) = (ctx.pool.clone(), ctx.shutdown.clone());
     tokio::spawn(async move {
         match store::reindex::run(&pool, &shutdown).await {

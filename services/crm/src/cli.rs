@@ -92,12 +92,26 @@ pub enum Command {
         #[command(subcommand)]
         command: AlertingCommand,
     },
+    /// Work on the contacts role's data in DATABASE_URL.
+    Contacts {
+        #[command(subcommand)]
+        command: ContactsCommand,
+    },
     /// Apply the migrations of every role (or of --target) to DATABASE_URL and exit.
     Migrate {
         /// Roles whose schemas to migrate: all, or a comma-separated list.
         #[arg(long, value_name = "ROLES", default_value = "all", value_parser = parse_targets)]
         target: Targets,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContactsCommand {
+    /// Fit the duplicate-matching model on the live contacts (a sample of up
+    /// to 20,000, compared at random and with those they share a blocking
+    /// key with) and store it as the next version; running roles take it up
+    /// within 30 seconds. Prints the fitted weights.
+    FitMatcher,
 }
 
 #[derive(Debug, Subcommand)]

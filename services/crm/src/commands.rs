@@ -8,7 +8,7 @@ use crm_platform::{Config, Role, config::Secret, db, telemetry::Telemetry};
 
 use crate::{
     alerting, bench,
-    cli::{AlertingCommand, Command},
+    cli::{AlertingCommand, Command, ContactsCommand},
     secrets,
     suite::{self, Install, RunningSuite},
 };
@@ -32,6 +32,7 @@ pub async fn run(command: Command, config: Config, telemetry: &Telemetry) -> any
         Command::Alerting { command: AlertingCommand::ExportOpenslo { gateway, key, output } } => {
             alerting::export_openslo(&gateway, &key, output.as_deref()).await
         }
+        Command::Contacts { command: ContactsCommand::FitMatcher } => fit_matcher(config).await,
         Command::Migrate { target } => suite::migrate(&install_for_serve(config)?, &target.0).await,
         Command::Bench {
             gateway,
@@ -166,4 +167,28 @@ fn print_banner(suite: &RunningSuite, admin_key: &Secret, local_postgres: Option
     }
     println!("Try: grpcurl -plaintext {gateway} grpc.health.v1.Health/Check");
     println!("Stop with Ctrl-C; calls in flight finish first.");
+}
+
+/// Fits and stores a matching model on DATABASE_URL's contacts, and prints it.
+async fn fit_matcher(config: Config) -> anyhow::Result<()> {
+    let install = install_for_serve(config)?;
+    let pool = db::connect(install.database_url.expose(), Role::Contacts, &install.config.db).await?;
+    db::migrate(&pool, Role::Contacts, crm_contacts::migrator()).await?;
+    let fitted = crm_contacts::store::matcher::fit(&pool).await?;
+    println!(
+        "matching model {} fitted on {} contacts ({} random pairs, {} blocked pairs, {} EM rounds); prior {:.4}",
+        fitted.model.version,
+        fitted.contacts,
+        fitted.random_pairs,
+        fitted.blocked_pairs,
+        fitted.iterations,
+        fitted.model.prior
+    );
+    for field in crm_contacts::matching::compare::Field::ALL {
+        let weights: Vec<String> = (0..=field.different())
+            .map(|level| format!("{} {:+.2}", field.levels()[usize::from(level)], fitted.model.weight(field, level)))
+            .collect();
+        println!("  {:<12} {}", field.name(), weights.join(", "));
+    }
+    Ok(())
 }

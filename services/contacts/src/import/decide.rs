@@ -84,6 +84,8 @@ pub struct Rules {
     pub policy: Policy,
     /// Score from which a row likely duplicates a contact.
     pub threshold: f64,
+    /// The matching model the whole import decides with.
+    pub model: std::sync::Arc<crate::matching::model::Model>,
     /// A dry run names no ids of contacts it would create.
     pub dry_run: bool,
 }
@@ -175,8 +177,8 @@ impl Known<'_> {
         }
     }
 
-    /// The best-scoring contact at or above `threshold` sharing a key with `data`.
-    fn best_match(&self, data: &ContactData, keys: &[i64], threshold: f64) -> Option<(Target, f64)> {
+    /// The best-scoring contact at or above the rules' threshold sharing a key with `data`.
+    fn best_match(&self, data: &ContactData, keys: &[i64], rules: &Rules) -> Option<(Target, f64)> {
         let mut seen = HashSet::new();
         let mut best: Option<(Target, f64)> = None;
         for target in keys.iter().flat_map(|key| self.holders(*key)) {
@@ -184,8 +186,8 @@ impl Known<'_> {
                 continue;
             }
             let Some(other) = self.data(target) else { continue };
-            let score = matching::score(data, other).score;
-            if score >= threshold && best.is_none_or(|(_, top)| score > top) {
+            let score = rules.model.score(&matching::compare::compare(data, other)).score;
+            if score >= rules.threshold && best.is_none_or(|(_, top)| score > top) {
                 best = Some((target, score));
             }
         }
@@ -262,7 +264,7 @@ pub async fn decide(
         }
         let mut result = outcome_result(&row.row_id, pb::ImportOutcome::Created);
         let mut needs_review = false;
-        if let Some((target, score)) = known.best_match(&data, &keys, rules.threshold) {
+        if let Some((target, score)) = known.best_match(&data, &keys, rules) {
             let matched = known.id(target);
             result.matched_contact_id = matched.to_string();
             result.match_score = score;

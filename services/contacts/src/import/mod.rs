@@ -114,7 +114,7 @@ pub fn run(
             Err(Error::invalid("options.source", "must be at most 64 characters"))?;
         }
         let note = if source.is_empty() { "import".to_string() } else { format!("import from {source}") };
-        let rules = Rules { policy, threshold: store.threshold, dry_run: options.dry_run };
+        let rules = Rules { policy, threshold: store.threshold, model: store.matcher.current(), dry_run: options.dry_run };
         let importer = Arc::new(Importer { store, region, rules, actor, note });
         let messages = futures_util::stream::once(async { Ok(first) }).chain(input);
         let mut results = if options.dry_run { importer.dry_run(messages) } else { importer.pipeline(messages) };

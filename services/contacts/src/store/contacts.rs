@@ -103,10 +103,11 @@ impl ContactStore {
         .bind(&ids)
         .fetch_all(&mut *conn)
         .await?;
+        let model = self.matcher.current();
         let mut candidates = Vec::new();
         for row in &rows {
             let record = contact_record(row)?;
-            let found = matching::score(data, &record.data);
+            let found = model.score(&matching::compare::compare(data, &record.data));
             if found.score >= min_score {
                 candidates.push(Candidate { record, found });
             }

@@ -8,11 +8,13 @@
 //! - `organizations`, `relationships`.
 //! - `audit`: the trail and its redaction.
 //! - `search`: the search vocabulary and free-text search.
+//! - `matcher`: the matching model in use, and fitting one on the base.
 //! - `reindex`: bringing contacts indexed by an older `terms` version up to date.
 
 pub mod audit;
 pub mod contacts;
 pub mod erase;
+pub mod matcher;
 pub mod merge;
 pub mod organizations;
 pub mod reindex;
@@ -39,6 +41,8 @@ pub struct ContactStore {
     pub pool: PgPool,
     /// Score from which a contact is a likely duplicate.
     pub threshold: f64,
+    /// The matching model in use.
+    pub matcher: matcher::Matcher,
 }
 
 /// A live contact (`c`): not merged away, deleted or erased. The terms index covers exactly these.

@@ -1,0 +1,212 @@
+//! The matching model in use, and fitting a new one on the base's own contacts.
+//!
+//! - [`Matcher`]: the model every duplicate decision of this process uses,
+//!   swapped whole when a newer one is stored.
+//! - [`fit`]: samples live contacts, compares random pairs of them (u) and
+//!   each with the contacts it shares a blocking key with (m and the prior,
+//!   by EM), and stores the result as the next version.
+//! - [`latest`]: the newest stored model, if any.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{Arc, RwLock},
+};
+
+use crm_platform::Error;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use super::LIVE;
+use crate::{
+    matching::{
+        MAX_FAN_OUT,
+        compare::{Comparison, Field, compare},
+        fit::{estimate_m, estimate_u},
+        keys,
+        model::Model,
+    },
+    model::ContactData,
+    terms,
+};
+
+/// Contacts a fit samples, at most.
+const SAMPLE: i64 = 20_000;
+/// Random pairs compared for u.
+const RANDOM_PAIRS: usize = 100_000;
+/// EM rounds, at most.
+const MAX_ITERATIONS: usize = 200;
+
+/// The model this process decides duplicates with; cheap to clone.
+#[derive(Clone)]
+pub struct Matcher(Arc<RwLock<Arc<Model>>>);
+
+impl Default for Matcher {
+    fn default() -> Self {
+        Matcher(Arc::new(RwLock::new(Arc::new(Model::builtin().clone()))))
+    }
+}
+
+impl Matcher {
+    /// The model in use now.
+    pub fn current(&self) -> Arc<Model> {
+        self.0.read().unwrap_or_else(|poison| poison.into_inner()).clone()
+    }
+
+    /// Uses the newest stored model, if it is not the one in use already.
+    pub async fn refresh(&self, pool: &PgPool) -> Result<(), Error> {
+        if let Some(model) = latest(pool).await?
+            && model.version != self.current().version
+        {
+            tracing::info!(version = %model.version, "matching with a newly fitted model");
+            *self.0.write().unwrap_or_else(|poison| poison.into_inner()) = Arc::new(model);
+        }
+        Ok(())
+    }
+}
+
+/// What a fit stored.
+#[derive(Clone, Debug)]
+pub struct Fitted {
+    pub model: Model,
+    pub contacts: usize,
+    pub random_pairs: usize,
+    pub blocked_pairs: usize,
+    pub iterations: usize,
+}
+
+/// The newest stored model.
+pub async fn latest(pool: &PgPool) -> Result<Option<Model>, Error> {
+    let row = sqlx::query("SELECT version, prior, m, u FROM matcher_models ORDER BY version DESC LIMIT 1")
+        .fetch_optional(pool)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let by_field = |column: &str| -> Result<Vec<Vec<f64>>, Error> {
+        let stored: sqlx::types::Json<BTreeMap<String, Vec<f64>>> = row.try_get(column)?;
+        Field::ALL
+            .iter()
+            .map(|field| match stored.0.get(field.name()) {
+                Some(levels) if levels.len() == field.levels().len() => Ok(levels.clone()),
+                // Stored before the field or its levels changed: the built-in ones stand in.
+                _ => Ok(if column == "m" { Model::builtin().m.clone() } else { Model::builtin().u.clone() }
+                    [*field as usize]
+                    .clone()),
+            })
+            .collect()
+    };
+    Ok(Some(Model {
+        version: row.try_get::<i64, _>("version")?.to_string(),
+        prior: row.try_get("prior")?,
+        m: by_field("m")?,
+        u: by_field("u")?,
+    }))
+}
+
+/// Fits a model on the live contacts and stores it as the next version.
+pub async fn fit(pool: &PgPool) -> Result<Fitted, Error> {
+    let sample: Vec<(Uuid, ContactData)> = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT c.id, c.data FROM contacts c WHERE {LIVE} ORDER BY random() LIMIT $1"
+    )))
+    .bind(SAMPLE)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|row| Ok((row.try_get("id")?, row.try_get::<sqlx::types::Json<ContactData>, _>("data")?.0)))
+    .collect::<Result<_, Error>>()?;
+    if sample.len() < 2 {
+        return Err(Error::FailedPrecondition {
+            reason: "TOO_FEW_CONTACTS",
+            message: "a matching model is fitted on at least two live contacts; import some first".into(),
+        });
+    }
+
+    let mut rng = StdRng::from_os_rng();
+    let random: Vec<Comparison> = (0..RANDOM_PAIRS)
+        .map(|_| {
+            let (a, b) = (rng.random_range(0..sample.len()), rng.random_range(0..sample.len()));
+            compare(&sample[a].1, &sample[b].1)
+        })
+        .collect();
+    let blocked = blocked_pairs(pool, &sample).await?;
+
+    let u = estimate_u(&random);
+    let estimate = estimate_m(&blocked, &u, Model::builtin(), MAX_ITERATIONS);
+    let as_json = |levels: &[Vec<f64>]| -> serde_json::Value {
+        Field::ALL
+            .iter()
+            .map(|field| (field.name().to_string(), serde_json::Value::from(levels[*field as usize].clone())))
+            .collect()
+    };
+    let version: i64 = sqlx::query_scalar(
+        "INSERT INTO matcher_models (contacts, random_pairs, blocked_pairs, iterations, prior, m, u)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING version",
+    )
+    .bind(sample.len() as i32)
+    .bind(random.len() as i32)
+    .bind(blocked.len() as i32)
+    .bind(estimate.iterations as i32)
+    .bind(estimate.prior)
+    .bind(as_json(&estimate.m))
+    .bind(as_json(&u))
+    .fetch_one(pool)
+    .await?;
+    let model = Model { version: version.to_string(), prior: estimate.prior, m: estimate.m, u };
+    Ok(Fitted {
+        model,
+        contacts: sample.len(),
+        random_pairs: random.len(),
+        blocked_pairs: blocked.len(),
+        iterations: estimate.iterations,
+    })
+}
+
+/// Each sampled contact compared with every live contact it shares a
+/// blocking key with (at most [`MAX_FAN_OUT`] per key), each pair once.
+async fn blocked_pairs(pool: &PgPool, sample: &[(Uuid, ContactData)]) -> Result<Vec<Comparison>, Error> {
+    let mut sampled_by_key: HashMap<i64, Vec<usize>> = HashMap::new();
+    for (at, (_, data)) in sample.iter().enumerate() {
+        for key in terms::hashes(&keys(data)) {
+            sampled_by_key.entry(key).or_default().push(at);
+        }
+    }
+    let all_keys: Vec<i64> = sampled_by_key.keys().copied().collect();
+    let mut holders: Vec<(i64, Uuid)> = Vec::new();
+    for chunk in all_keys.chunks(10_000) {
+        for row in sqlx::query(
+            "SELECT k.term, held.contact_id FROM unnest($1::bigint[]) AS k(term)
+             CROSS JOIN LATERAL (SELECT contact_id FROM contact_terms t WHERE t.term = k.term LIMIT $2) AS held",
+        )
+        .bind(chunk)
+        .bind(MAX_FAN_OUT)
+        .fetch_all(pool)
+        .await?
+        {
+            holders.push((row.try_get("term")?, row.try_get("contact_id")?));
+        }
+    }
+    let wanted: Vec<Uuid> = holders.iter().map(|(_, id)| *id).collect::<HashSet<_>>().into_iter().collect();
+    let mut data: HashMap<Uuid, ContactData> = HashMap::new();
+    for chunk in wanted.chunks(10_000) {
+        for row in sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT c.id, c.data FROM contacts c WHERE c.id = ANY($1) AND {LIVE}"
+        )))
+        .bind(chunk)
+        .fetch_all(pool)
+        .await?
+        {
+            data.insert(row.try_get("id")?, row.try_get::<sqlx::types::Json<ContactData>, _>("data")?.0);
+        }
+    }
+    let mut seen: HashSet<(Uuid, Uuid)> = HashSet::new();
+    let mut pairs = Vec::new();
+    for (key, holder) in holders {
+        let Some(other) = data.get(&holder) else { continue };
+        for &at in &sampled_by_key[&key] {
+            let id = sample[at].0;
+            if id != holder && seen.insert((id.min(holder), id.max(holder))) {
+                pairs.push(compare(&sample[at].1, other));
+            }
+        }
+    }
+    Ok(pairs)
+}
