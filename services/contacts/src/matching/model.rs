@@ -19,7 +19,11 @@
 //! family name with the same given name and birth date excepted), what a
 //! household shares cannot make the case: the positive weight of the
 //! address, phone and region is withdrawn. The reason `household_guard` carries what was withdrawn,
-//! negated, so the reasons still sum to the score's log-odds. The cost: a
+//! negated, so the reasons still sum to the score's log-odds. And names
+//! alone are not an identity: in a base of a million, two people of one
+//! name in one postal code are common, so when nothing else identifies
+//! the pair (no email, phone or birth date at least close, no shared
+//! street), the names' agreement is withdrawn (`no_identifier_agrees`). The cost: a
 //! record whose given name was replaced outright is not found by its
 //! family name, birth date and address, since that is what twins share.
 
@@ -100,6 +104,17 @@ impl Model {
                 reasons.push(("household_guard", -shared));
             }
         }
+        if !identifier_agrees(comparison) {
+            // Names and an area alone: namesakes in a big base. Their agreement is withdrawn.
+            let names: f64 = [Field::GivenName, Field::FamilyName]
+                .iter()
+                .filter_map(|&field| comparison.level(field).map(|level| self.weight(field, level)))
+                .filter(|weight| *weight > 0.0)
+                .sum();
+            if names > 0.0 {
+                reasons.push(("no_identifier_agrees", -names));
+            }
+        }
         if comparison.swapped {
             reasons.push(("name_swapped", 0.0));
         }
@@ -109,6 +124,17 @@ impl Model {
         reasons.sort_by(|x, y| y.1.abs().total_cmp(&x.1.abs()));
         Match { score: probability, reasons }
     }
+}
+
+/// Whether something besides the names and the area identifies the pair
+/// as one person: an email, a phone or a birth date at least close, or
+/// the same street.
+fn identifier_agrees(comparison: &Comparison) -> bool {
+    let close = |field: Field| comparison.level(field).is_some_and(|level| level < field.different());
+    close(Field::Email)
+        || close(Field::Phone)
+        || close(Field::BirthDate)
+        || comparison.level(Field::Address) <= Some(1) && comparison.level(Field::Address).is_some()
 }
 
 /// Fields whose agreement a pair may not count, when names or birth dates
@@ -147,6 +173,28 @@ mod tests {
             let weights: Vec<f64> = (0..=field.different()).map(|level| model.weight(field, level)).collect();
             assert!(weights.windows(2).all(|w| w[0] >= w[1]), "{field:?}: {weights:?}");
         }
+    }
+
+    #[test]
+    fn namesakes_in_one_area_are_not_one_person_without_an_identifier() {
+        let model = Model::builtin();
+        let mut comparison = Comparison::default();
+        for (field, level) in [
+            (Field::GivenName, 0),
+            (Field::FamilyName, 0),
+            (Field::Address, 2),
+            (Field::Region, 0),
+            (Field::Email, 2),
+            (Field::Phone, 2),
+        ] {
+            comparison.levels[field as usize] = Some(level);
+        }
+        let namesakes = model.score(&comparison);
+        assert!(namesakes.score < crate::matching::DEFAULT_THRESHOLD, "{namesakes:?}");
+        assert!(namesakes.reasons.iter().any(|(reason, _)| *reason == "no_identifier_agrees"), "{namesakes:?}");
+        // The same street makes the names count again.
+        comparison.levels[Field::Address as usize] = Some(1);
+        assert!(!model.score(&comparison).reasons.iter().any(|(reason, _)| *reason == "no_identifier_agrees"));
     }
 
     #[test]
