@@ -140,8 +140,8 @@ fn identifier_agrees(comparison: &Comparison) -> bool {
 /// Fields whose agreement a pair may not count, when names or birth dates
 /// disagree without the email that overrides it: a different given name
 /// (a sibling, twins) or birth date (a parent and child of one name)
-/// leaves only the names to go on; a different family name everything but
-/// what a household shares.
+/// leaves only the names to go on; a different family name, or given names
+/// merely alike ("somewhat"), everything but what a household shares.
 fn household_guard(comparison: &Comparison) -> Option<&'static [Field]> {
     const SIBLINGS: [Field; 5] = [Field::FamilyName, Field::BirthDate, Field::Address, Field::Phone, Field::Region];
     let differs = |field: Field| comparison.level(field) == Some(field.different());
@@ -153,7 +153,9 @@ fn household_guard(comparison: &Comparison) -> Option<&'static [Field]> {
     }
     // A family name changed (marriage), the given name and birth date the same: one person.
     let renamed = differs(Field::FamilyName) && comparison.level(Field::BirthDate) == Some(0);
-    (differs(Field::FamilyName) && !renamed).then_some(&Field::HOUSEHOLD[..])
+    // Given names merely alike (Lars and Laura) are a household's as often as a typo's.
+    let given_alike = comparison.level(Field::GivenName) == Some(Field::GivenName.different() - 1);
+    ((differs(Field::FamilyName) && !renamed) || given_alike).then_some(&Field::HOUSEHOLD[..])
 }
 
 #[cfg(test)]
