@@ -86,6 +86,24 @@ impl Model {
             .fold(f64::INFINITY, f64::min)
     }
 
+    /// Adds `reason` taking back the positive weight of `fields`, if any.
+    fn withdraw(
+        &self,
+        comparison: &Comparison,
+        fields: &[Field],
+        reason: &'static str,
+        reasons: &mut Vec<(&'static str, f64)>,
+    ) {
+        let agreement: f64 = fields
+            .iter()
+            .filter_map(|&field| comparison.level(field).map(|level| self.weight(field, level)))
+            .filter(|weight| *weight > 0.0)
+            .sum();
+        if agreement > 0.0 {
+            reasons.push((reason, -agreement));
+        }
+    }
+
     /// The probability that the compared pair is one person, with every
     /// field's level and weight as the reasons (strongest first).
     pub fn score(&self, comparison: &Comparison) -> Match {
@@ -95,25 +113,11 @@ impl Model {
             .collect();
         if let Some(shared_fields) = household_guard(comparison) {
             // What a household shares cannot make the case: its agreement is withdrawn.
-            let shared: f64 = shared_fields
-                .iter()
-                .filter_map(|&field| comparison.level(field).map(|level| self.weight(field, level)))
-                .filter(|weight| *weight > 0.0)
-                .sum();
-            if shared > 0.0 {
-                reasons.push(("household_guard", -shared));
-            }
+            self.withdraw(comparison, shared_fields, "household_guard", &mut reasons);
         }
         if !identifier_agrees(comparison) {
             // Names and an area alone: namesakes in a big base. Their agreement is withdrawn.
-            let names: f64 = [Field::GivenName, Field::FamilyName]
-                .iter()
-                .filter_map(|&field| comparison.level(field).map(|level| self.weight(field, level)))
-                .filter(|weight| *weight > 0.0)
-                .sum();
-            if names > 0.0 {
-                reasons.push(("no_identifier_agrees", -names));
-            }
+            self.withdraw(comparison, &[Field::GivenName, Field::FamilyName], "no_identifier_agrees", &mut reasons);
         }
         if comparison.swapped {
             reasons.push(("name_swapped", 0.0));
