@@ -31,8 +31,10 @@ use crate::model::ContactData;
 /// Bumped whenever [`all`] or [`hash`] changes: contacts indexed by an older
 /// version are indexed again in the background at start (`store::reindex`).
 /// Version 2 stores hashes instead of text; version 3 adds the blocking keys
-/// of the postal code with the birth date and with the house number.
-pub const VERSION: i16 = 3;
+/// of the postal code with the birth date and with the house number;
+/// version 4 reads the house number as the address comparison does
+/// (punctuation dropped: "12," and "12" are one key).
+pub const VERSION: i16 = 4;
 
 /// Name words indexed per contact, at most (pairs grow with their square).
 const MAX_WORDS: usize = 6;

@@ -333,16 +333,8 @@ async fn read_base<'a>(
     keys.sort_unstable();
     keys.dedup();
     let mut index: HashMap<i64, Vec<Target>> = HashMap::new();
-    for row in sqlx::query(
-        "SELECT k.term, held.contact_id FROM unnest($1::bigint[]) AS k(term)
-         CROSS JOIN LATERAL (SELECT contact_id FROM contact_terms t WHERE t.term = k.term LIMIT $2) AS held",
-    )
-    .bind(&keys)
-    .bind(crate::matching::MAX_FAN_OUT)
-    .fetch_all(&mut *tx)
-    .await?
-    {
-        index.entry(row.try_get("term")?).or_default().push(Target::Stored(row.try_get("contact_id")?));
+    for (key, holder) in crate::store::key_holders(&mut *tx, &keys).await? {
+        index.entry(key).or_default().push(Target::Stored(holder));
     }
     let mut wanted: Vec<Uuid> = owners
         .values()

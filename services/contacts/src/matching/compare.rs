@@ -313,7 +313,7 @@ fn birth_level(a: chrono::NaiveDate, b: chrono::NaiveDate) -> u8 {
 
 /// The house number of an address: the first word of its first line when
 /// that starts with a digit ("12a Market Street" → "12a").
-fn street_number(address: &Address) -> Option<String> {
+pub fn street_number(address: &Address) -> Option<String> {
     let first = address.lines.first()?.split_whitespace().next()?;
     first.starts_with(|c: char| c.is_ascii_digit()).then(|| squash(first))
 }

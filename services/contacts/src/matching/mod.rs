@@ -75,9 +75,8 @@ pub fn keys(contact: &ContactData) -> Vec<String> {
         if let Some(birth) = contact.birth_date {
             keys.insert(format!("pb:{postal}|{birth}"));
         }
-        let number = address.lines.first().and_then(|line| line.split_whitespace().next());
-        if let Some(number) = number.filter(|word| word.starts_with(|c: char| c.is_ascii_digit())) {
-            keys.insert(format!("pn:{postal}|{}", number.to_lowercase()));
+        if let Some(number) = compare::street_number(address) {
+            keys.insert(format!("pn:{postal}|{number}"));
         }
     }
     keys.into_iter().collect()

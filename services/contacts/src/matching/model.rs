@@ -21,9 +21,11 @@
 //! address, phone and region is withdrawn. The reason `household_guard` carries what was withdrawn,
 //! negated, so the reasons still sum to the score's log-odds. And names
 //! alone are not an identity: in a base of a million, two people of one
-//! name in one postal code are common, so when nothing else identifies
-//! the pair (no email, phone or birth date at least close, no shared
-//! street), the names' agreement is withdrawn (`no_identifier_agrees`). The cost: a
+//! name in one postal code are common, and so are two of one given name
+//! and birth date; so when nothing else identifies the pair (no email or
+//! phone at least close, no shared street, no birth date at least close
+//! beside family names that are not different), the agreement of the
+//! names and the birth date is withdrawn (`no_identifier_agrees`). The cost: a
 //! record whose given name was replaced outright is not found by its
 //! family name, birth date and address, since that is what twins share.
 
@@ -116,8 +118,9 @@ impl Model {
             self.withdraw(comparison, shared_fields, "household_guard", &mut reasons);
         }
         if !identifier_agrees(comparison) {
-            // Names and an area alone: namesakes in a big base. Their agreement is withdrawn.
-            self.withdraw(comparison, &[Field::GivenName, Field::FamilyName], "no_identifier_agrees", &mut reasons);
+            // Names, a birth date and an area alone: namesakes in a big base. Their agreement is withdrawn.
+            const NAMESAKES: [Field; 3] = [Field::GivenName, Field::FamilyName, Field::BirthDate];
+            self.withdraw(comparison, &NAMESAKES, "no_identifier_agrees", &mut reasons);
         }
         if comparison.swapped {
             reasons.push(("name_swapped", 0.0));
@@ -131,13 +134,15 @@ impl Model {
 }
 
 /// Whether something besides the names and the area identifies the pair
-/// as one person: an email, a phone or a birth date at least close, or
-/// the same street.
+/// as one person: an email or a phone at least close, the same street, or
+/// a birth date at least close with family names not different. A birth
+/// date and a given name alone are not an identity: in a base of a
+/// million, every given name and birth date is shared by someone.
 fn identifier_agrees(comparison: &Comparison) -> bool {
     let close = |field: Field| comparison.level(field).is_some_and(|level| level < field.different());
     close(Field::Email)
         || close(Field::Phone)
-        || close(Field::BirthDate)
+        || close(Field::BirthDate) && comparison.level(Field::FamilyName) != Some(Field::FamilyName.different())
         || comparison.level(Field::Address) <= Some(1) && comparison.level(Field::Address).is_some()
 }
 
@@ -200,6 +205,38 @@ mod tests {
         assert!(namesakes.reasons.iter().any(|(reason, _)| *reason == "no_identifier_agrees"), "{namesakes:?}");
         // The same street makes the names count again.
         comparison.levels[Field::Address as usize] = Some(1);
+        assert!(!model.score(&comparison).reasons.iter().any(|(reason, _)| *reason == "no_identifier_agrees"));
+    }
+
+    #[test]
+    fn a_given_name_and_birth_date_shared_by_strangers_are_not_one_person() {
+        // In a base of a million, 43 people share each birth date and one in
+        // a hundred of them a given name: the commonest false flag there was this.
+        let model = Model::builtin();
+        let mut comparison = Comparison::default();
+        for (field, level) in [
+            (Field::GivenName, 0),
+            (Field::BirthDate, 0),
+            (Field::FamilyName, 3),
+            (Field::Address, 2),
+            (Field::Region, 0),
+            (Field::Email, 2),
+        ] {
+            comparison.levels[field as usize] = Some(level);
+        }
+        let strangers = model.score(&comparison);
+        assert!(strangers.score < 0.5, "{strangers:?}");
+        assert!(strangers.reasons.iter().any(|(reason, _)| *reason == "no_identifier_agrees"), "{strangers:?}");
+        // The same family name makes the birth date an identifier again.
+        comparison.levels[Field::FamilyName as usize] = Some(0);
+        let namesakes_born_the_same_day = model.score(&comparison);
+        assert!(
+            namesakes_born_the_same_day.score >= crate::matching::DEFAULT_THRESHOLD,
+            "{namesakes_born_the_same_day:?}"
+        );
+        // As does a shared phone.
+        comparison.levels[Field::FamilyName as usize] = Some(3);
+        comparison.levels[Field::Phone as usize] = Some(0);
         assert!(!model.score(&comparison).reasons.iter().any(|(reason, _)| *reason == "no_identifier_agrees"));
     }
 

@@ -80,14 +80,11 @@ impl ContactStore {
         min_score: f64,
         similar: bool,
     ) -> Result<Vec<Candidate>, Error> {
-        let mut ids: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT DISTINCT held.contact_id FROM unnest($1::bigint[]) AS k(term)
-             CROSS JOIN LATERAL (SELECT contact_id FROM contact_terms t WHERE t.term = k.term LIMIT $2) AS held",
-        )
-        .bind(terms::hashes(&matching::keys(data)))
-        .bind(matching::MAX_FAN_OUT)
-        .fetch_all(&mut *conn)
-        .await?;
+        let mut ids: Vec<Uuid> = super::key_holders(&mut *conn, &terms::hashes(&matching::keys(data)))
+            .await?
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
         if similar {
             ids.extend(search::similar_names(&mut *conn, data, SIMILAR_CANDIDATES).await?);
         }

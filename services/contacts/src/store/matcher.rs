@@ -20,7 +20,6 @@ use uuid::Uuid;
 use super::LIVE;
 use crate::{
     matching::{
-        MAX_FAN_OUT,
         compare::{Comparison, Field, compare},
         fit::{estimate_m, estimate_u},
         keys,
@@ -161,7 +160,7 @@ pub async fn fit(pool: &PgPool) -> Result<Fitted, Error> {
 }
 
 /// Each sampled contact compared with every live contact it shares a
-/// blocking key with (at most [`MAX_FAN_OUT`] per key), each pair once.
+/// blocking key with (at most [`crate::matching::MAX_FAN_OUT`] per key), each pair once.
 async fn blocked_pairs(pool: &PgPool, sample: &[(Uuid, ContactData)]) -> Result<Vec<Comparison>, Error> {
     let mut sampled_by_key: HashMap<i64, Vec<usize>> = HashMap::new();
     for (at, (_, data)) in sample.iter().enumerate() {
@@ -172,17 +171,7 @@ async fn blocked_pairs(pool: &PgPool, sample: &[(Uuid, ContactData)]) -> Result<
     let all_keys: Vec<i64> = sampled_by_key.keys().copied().collect();
     let mut holders: Vec<(i64, Uuid)> = Vec::new();
     for chunk in all_keys.chunks(10_000) {
-        for row in sqlx::query(
-            "SELECT k.term, held.contact_id FROM unnest($1::bigint[]) AS k(term)
-             CROSS JOIN LATERAL (SELECT contact_id FROM contact_terms t WHERE t.term = k.term LIMIT $2) AS held",
-        )
-        .bind(chunk)
-        .bind(MAX_FAN_OUT)
-        .fetch_all(pool)
-        .await?
-        {
-            holders.push((row.try_get("term")?, row.try_get("contact_id")?));
-        }
+        holders.extend(super::key_holders(pool, chunk).await?);
     }
     let wanted: Vec<Uuid> = holders.iter().map(|(_, id)| *id).collect::<HashSet<_>>().into_iter().collect();
     let mut data: HashMap<Uuid, ContactData> = HashMap::new();

@@ -70,6 +70,23 @@ pub(crate) fn contact_record(row: &PgRow) -> Result<ContactRecord, Error> {
     })
 }
 
+/// The contacts holding each blocking key (hashes, see `terms::hash`), at
+/// most [`crate::matching::MAX_FAN_OUT`] per key: a common value cannot
+/// make one decision compare against thousands.
+pub(crate) async fn key_holders<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    keys: &[i64],
+) -> Result<Vec<(i64, Uuid)>, Error> {
+    Ok(sqlx::query_as(
+        "SELECT k.term, held.contact_id FROM unnest($1::bigint[]) AS k(term)
+         CROSS JOIN LATERAL (SELECT contact_id FROM contact_terms t WHERE t.term = k.term LIMIT $2) AS held",
+    )
+    .bind(keys)
+    .bind(crate::matching::MAX_FAN_OUT)
+    .fetch_all(executor)
+    .await?)
+}
+
 /// The id a contact id resolves to: itself, or the survivor it was merged into.
 pub(crate) async fn resolve(conn: &mut PgConnection, id: Uuid) -> Result<Uuid, Error> {
     let row = sqlx::query("SELECT coalesce(merged_into, id) AS id FROM contacts WHERE id = $1")
