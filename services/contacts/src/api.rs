@@ -169,6 +169,7 @@ fn pair(contact_id: Uuid, candidate: &Candidate) -> pb::DuplicatePair {
             .iter()
             .map(|(signal, weight)| pb::MatchReason { signal: signal.to_string(), weight: *weight })
             .collect(),
+        model_version: candidate.model_version.clone(),
     }
 }
 
@@ -725,6 +726,7 @@ mod tests {
             other_contact_id: b.into(),
             score: 0.9,
             reasons: Vec::new(),
+            model_version: "builtin".into(),
         };
         let found = clusters(&[link("a", "b"), link("b", "c"), link("x", "y")]);
         assert_eq!(found.len(), 1);

@@ -28,6 +28,7 @@ async fn a_likely_duplicate_is_refused_with_its_candidates_unless_overridden() {
     assert!(score >= 0.8, "{score}");
     assert!(info.metadata["reasons"].contains("given_name_nickname"), "{:?}", info.metadata);
     assert!(info.metadata["reasons"].contains("phone_exact"), "{:?}", info.metadata);
+    assert_eq!(info.metadata["model_version"], "builtin", "a new install decides with the built-in model");
 
     // A household member sharing the address is not a duplicate.
     create(&mut contacts, {

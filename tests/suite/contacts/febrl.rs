@@ -149,6 +149,8 @@ async fn import(contacts: &mut Client, records: &[Record]) -> Vec<(String, Strin
             let outcome = result.outcome();
             let refused = outcome == ImportOutcome::Failed && result.invalid_fields == ["contact.given_name"];
             assert!(matches!(outcome, ImportOutcome::Created | ImportOutcome::Flagged) || refused, "{result:?}");
+            // Every row the duplicate check decided names the model that decided it.
+            assert_eq!(result.model_version, if refused { "" } else { "builtin" }, "{result:?}");
             (result.contact_id, result.matched_contact_id)
         })
         .collect()
@@ -179,9 +181,14 @@ fn import_pairs(verdicts: &[(String, String)], index_of: &HashMap<String, usize>
     clusters.values().flat_map(|members| pairs_within(members)).collect()
 }
 
-/// The pairs the whole-base scan reports at the default threshold.
-async fn scan_pairs(contacts: &mut Client, index_of: &HashMap<String, usize>) -> BTreeSet<(usize, usize)> {
+/// The pairs the whole-base scan reports at the default threshold, and the
+/// model versions that scored them.
+async fn scan_pairs(
+    contacts: &mut Client,
+    index_of: &HashMap<String, usize>,
+) -> (BTreeSet<(usize, usize)>, BTreeSet<String>) {
     let mut found = BTreeSet::new();
+    let mut versions = BTreeSet::new();
     let mut page_token = String::new();
     loop {
         let request = FindDuplicatesRequest { page_size: 1000, page_token: page_token.clone(), ..Default::default() };
@@ -189,9 +196,10 @@ async fn scan_pairs(contacts: &mut Client, index_of: &HashMap<String, usize>) ->
         for pair in &page.pairs {
             let (a, b) = (index_of[&pair.contact_id], index_of[&pair.other_contact_id]);
             found.insert((a.min(b), a.max(b)));
+            versions.insert(pair.model_version.clone());
         }
         if page.next_page_token.is_empty() {
-            return found;
+            return (found, versions);
         }
         page_token = page.next_page_token;
     }
@@ -215,7 +223,9 @@ async fn febrl3_through_the_import_and_the_scan() {
         .collect();
     let refused = records.len() - index_of.len();
 
-    let scan = figures(&scan_pairs(&mut contacts, &index_of).await, &truth);
+    let (scanned, versions) = scan_pairs(&mut contacts, &index_of).await;
+    assert_eq!(versions, BTreeSet::from(["builtin".to_string()]));
+    let scan = figures(&scanned, &truth);
     let imported = figures(&import_pairs(&verdicts, &index_of), &truth);
     println!(
         "FEBRL3, {} true pairs, {refused} records refused (no name), built-in model: scan: {scan}; import verdicts as clusters: {imported}",
@@ -231,7 +241,9 @@ async fn febrl3_through_the_import_and_the_scan() {
     let fitted = crm_contacts::store::matcher::fit(&pool).await.unwrap();
     let suite = TestSuite::start(&test_db).await.unwrap();
     let mut contacts = suite.contacts().await.unwrap();
-    let refitted = figures(&scan_pairs(&mut contacts, &index_of).await, &truth);
+    let (scanned, versions) = scan_pairs(&mut contacts, &index_of).await;
+    assert_eq!(versions, BTreeSet::from([fitted.model.version.clone()]), "the scan names the fitted model");
+    let refitted = figures(&scanned, &truth);
     println!(
         "FEBRL3, model {} fitted on {} contacts ({} blocked pairs, prior {:.3}): scan: {refitted}",
         fitted.model.version, fitted.contacts, fitted.blocked_pairs, fitted.model.prior

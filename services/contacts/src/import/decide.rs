@@ -263,6 +263,7 @@ pub async fn decide(
             continue;
         }
         let mut result = outcome_result(&row.row_id, pb::ImportOutcome::Created);
+        result.model_version = rules.model.version.clone();
         let mut needs_review = false;
         if let Some((target, score)) = known.best_match(&data, &keys, rules) {
             let matched = known.id(target);

@@ -770,7 +770,9 @@ mod tests {
         let records: Vec<Labelled> = (0..count).map(|_| generator.next_record(0.0)).collect();
         let mut patterns: HashMap<String, usize> = HashMap::new();
         let mut flagged = 0;
-        decide_in_order(&records, |_, _, best| {
+        let mut compared = 0;
+        decide_in_order(&records, |_, candidates, best| {
+            compared += candidates.len();
             if let Some((_, found)) = best.filter(|(_, found)| found.score >= DEFAULT_THRESHOLD) {
                 flagged += 1;
                 let mut reasons: Vec<&str> = found.reasons.iter().map(|(reason, _)| *reason).collect();
@@ -778,7 +780,7 @@ mod tests {
                 *patterns.entry(reasons.join(" ")).or_default() += 1;
             }
         });
-        println!("{count} records, {flagged} flagged");
+        println!("{count} records, {flagged} flagged, {:.1} candidates a record", compared as f64 / count as f64);
         let mut patterns: Vec<_> = patterns.into_iter().collect();
         patterns.sort_by_key(|pattern| std::cmp::Reverse(pattern.1));
         for (pattern, n) in patterns.iter().take(25) {

@@ -27,6 +27,8 @@ use crate::{
 pub struct Candidate {
     pub record: ContactRecord,
     pub found: Match,
+    /// The matching model that scored it (`Model::version`).
+    pub model_version: String,
 }
 
 /// How a create treats a likely duplicate.
@@ -106,7 +108,7 @@ impl ContactStore {
             let record = contact_record(row)?;
             let found = model.score(&matching::compare::compare(data, &record.data));
             if found.score >= min_score {
-                candidates.push(Candidate { record, found });
+                candidates.push(Candidate { record, found, model_version: model.version.clone() });
             }
         }
         candidates
@@ -489,6 +491,7 @@ pub(crate) fn likely_duplicate(candidates: &[Candidate]) -> Error {
             ("candidate_ids".to_string(), ids.join(",")),
             ("candidate_scores".to_string(), scores.join(",")),
             ("reasons".to_string(), reasons.into_iter().collect::<Vec<_>>().join(",")),
+            ("model_version".to_string(), candidates[0].model_version.clone()),
         ]
         .into(),
     }
