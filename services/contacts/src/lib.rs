@@ -32,6 +32,40 @@ pub fn migrator() -> sqlx::migrate::Migrator {
 /// How often the role looks for a newer fitted matching model.
 const MODEL_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How often one replica (the leader) checks whether the base has grown
+/// enough to fit the matching model again (`store::matcher::fit_if_due`,
+/// cheap when it has not), and a standby whether the leader is gone.
+const FIT_CHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Fits the matching model on the install's own contacts when it is due: at
+/// the leader's start and every [`FIT_CHECK`], the leader being whichever
+/// replica holds the advisory lock. The fitting replica decides with the new
+/// model at once; the others take it up within [`MODEL_CHECK`].
+fn fit_on_schedule(store: &store::ContactStore, ctx: &RoleContext) {
+    let (matcher, pool) = (store.matcher.clone(), ctx.pool.clone());
+    crm_platform::leader::spawn_periodic(
+        ctx.pool.clone(),
+        "contacts.matcher_fit",
+        FIT_CHECK,
+        ctx.shutdown.clone(),
+        move || {
+            let (matcher, pool) = (matcher.clone(), pool.clone());
+            async move {
+                if let Some(fitted) = store::matcher::fit_if_due(&pool).await? {
+                    tracing::info!(
+                        version = %fitted.model.version,
+                        contacts = fitted.contacts,
+                        blocked_pairs = fitted.blocked_pairs,
+                        "fitted the matching model on the base"
+                    );
+                    matcher.install(fitted.model);
+                }
+                Ok(())
+            }
+        },
+    );
+}
+
 /// Keeps the store's matching model the newest stored one (a fit by any
 /// replica, or by `crm contacts fit-matcher`), looking every [`MODEL_CHECK`].
 fn follow_fitted_models(store: &store::ContactStore, ctx: &RoleContext) {
@@ -58,6 +92,7 @@ pub async fn serve(ctx: RoleContext, settings: ContactsSettings, listener: TcpLi
     matcher.refresh(&ctx.pool).await?;
     let store = store::ContactStore { pool: ctx.pool.clone(), threshold: settings.duplicate_threshold, matcher };
     follow_fitted_models(&store, &ctx);
+    fit_on_schedule(&store, &ctx);
     let (pool, shutdown) = (ctx.pool.clone(), ctx.shutdown.clone());
     tokio::spawn(async move {
         match store::reindex::run(&pool, &shutdown).await {

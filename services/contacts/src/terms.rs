@@ -2,7 +2,8 @@
 //! btree) and recorded in its row (so a change deletes exactly those).
 //!
 //! - Blocking keys ([`crate::matching::keys`]): `e:` normalised email, `p:`
-//!   E.164 phone, `np:`/`nb:` phonetic names with postal code or birth date.
+//!   E.164 phone, `np:`/`nb:` phonetic names with postal code or birth
+//!   date, `pb:` postal code with birth date, `sn:` street with house number.
 //!   Duplicate checks read them; lookups by email and phone use the first two.
 //! - Search terms ([`search`]):
 //!   - `w:<word>`: each word of the names (lower case, accents folded);
@@ -32,8 +33,9 @@ use crate::model::ContactData;
 /// version are indexed again in the background at start (`store::reindex`).
 /// Version 2 stores hashes instead of text; version 3 adds the blocking keys
 /// of the postal code with the birth date and with the house number;
-/// version 4 reads the house number as the address comparison does
-/// (punctuation dropped: "12," and "12" are one key).
+/// version 4 blocks on the street with the house number instead of the
+/// postal code with the house number (FEBRL3's blocking recall 0.932 →
+/// 0.945, the same number of keys).
 pub const VERSION: i16 = 4;
 
 /// Name words indexed per contact, at most (pairs grow with their square).

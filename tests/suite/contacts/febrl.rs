@@ -30,7 +30,7 @@ const CHUNK: usize = 1000;
 /// targets of issue #15 are precision 0.99 and F1 0.97).
 const MIN_PRECISION: f64 = 0.99;
 const MIN_SCAN_F1: f64 = 0.85;
-const MIN_FITTED_F1: f64 = 0.92;
+const MIN_FITTED_F1: f64 = 0.95;
 
 /// One FEBRL record: the person it belongs to (from its `rec_id`) and the
 /// contact a migration team would make of it.
@@ -226,6 +226,8 @@ async fn febrl3_through_the_import_and_the_scan() {
     let (scanned, versions) = scan_pairs(&mut contacts, &index_of).await;
     assert_eq!(versions, BTreeSet::from(["builtin".to_string()]));
     let scan = figures(&scanned, &truth);
+    // A contact with a likely duplicate, to see which model decides later.
+    let (with_duplicate, _) = *scanned.iter().next().expect("the scan found pairs");
     let imported = figures(&import_pairs(&verdicts, &index_of), &truth);
     println!(
         "FEBRL3, {} true pairs, {refused} records refused (no name), built-in model: scan: {scan}; import verdicts as clusters: {imported}",
@@ -235,20 +237,67 @@ async fn febrl3_through_the_import_and_the_scan() {
     assert!(scan.f1 >= MIN_SCAN_F1, "{scan:?}");
     suite.shutdown().await.unwrap();
 
-    // The install fits its own model (as `crm contacts fit-matcher` does); a
-    // role takes the newest up when it starts (and every 30 s).
-    let pool = test_db.role_pool(Role::Contacts).await.unwrap();
-    let fitted = crm_contacts::store::matcher::fit(&pool).await.unwrap();
+    // The install fits its own model: the role's leader does it on its own
+    // once the base holds enough contacts (at this start, or in the first
+    // suite already if the import outlasted its first minute).
     let suite = TestSuite::start(&test_db).await.unwrap();
     let mut contacts = suite.contacts().await.unwrap();
+    let pool = test_db.role_pool(Role::Contacts).await.unwrap();
+    let fitted = scheduled_fit(&pool, &mut contacts, &verdicts[with_duplicate].0).await;
     let (scanned, versions) = scan_pairs(&mut contacts, &index_of).await;
-    assert_eq!(versions, BTreeSet::from([fitted.model.version.clone()]), "the scan names the fitted model");
+    assert_eq!(versions, BTreeSet::from([fitted.version.clone()]), "the scan names the fitted model");
     let refitted = figures(&scanned, &truth);
     println!(
-        "FEBRL3, model {} fitted on {} contacts ({} blocked pairs, prior {:.3}): scan: {refitted}",
-        fitted.model.version, fitted.contacts, fitted.blocked_pairs, fitted.model.prior
+        "FEBRL3, model {} fitted by the role's schedule on {} contacts ({} blocked pairs, prior {:.3}): scan: {refitted}",
+        fitted.version, fitted.contacts, fitted.blocked_pairs, fitted.prior
     );
     assert!(refitted.precision >= MIN_PRECISION, "{refitted:?}");
     assert!(refitted.f1 >= MIN_FITTED_F1 && refitted.f1 >= scan.f1, "{refitted:?} against {scan:?}");
     suite.shutdown().await.unwrap();
+}
+
+/// The model the contacts role fitted on its own schedule, once the role decides with it.
+#[derive(sqlx::FromRow)]
+struct ScheduledFit {
+    version: String,
+    contacts: i32,
+    blocked_pairs: i32,
+    prior: f64,
+}
+
+/// Waits (five minutes at most: a restarted role's leader may wait a
+/// minute for the old one's lock) for the role's leader to store a fitted
+/// model and decide with it (`contact_id`'s duplicates name its version).
+async fn scheduled_fit(pool: &sqlx::PgPool, contacts: &mut Client, contact_id: &str) -> ScheduledFit {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let stored: Option<ScheduledFit> = sqlx::query_as(
+            "SELECT version::text AS version, contacts, blocked_pairs, prior FROM matcher_models
+             ORDER BY version DESC LIMIT 1",
+        )
+        .fetch_optional(pool)
+        .await
+        .unwrap();
+        if let Some(fitted) = stored {
+            let request =
+                FindDuplicatesRequest { contact_id: contact_id.into(), min_score: 0.01, ..Default::default() };
+            let pairs = contacts.find_duplicates(request).await.unwrap().into_inner().pairs;
+            if !pairs.is_empty() && pairs.iter().all(|pair| pair.model_version == fitted.version) {
+                return fitted;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let state: (i64, Option<i64>, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM matcher_models),
+                        (SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = 'contacts'::regclass),
+                        (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+                          AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            panic!("the role fitted no model within five minutes (models, live rows, advisory locks): {state:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

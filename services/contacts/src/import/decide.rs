@@ -186,7 +186,7 @@ impl Known<'_> {
                 continue;
             }
             let Some(other) = self.data(target) else { continue };
-            let score = rules.model.score(&matching::compare::compare(data, other)).score;
+            let score = rules.model.score_pair(data, other).score;
             if score >= rules.threshold && best.is_none_or(|(_, top)| score > top) {
                 best = Some((target, score));
             }

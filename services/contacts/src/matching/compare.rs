@@ -320,7 +320,7 @@ pub fn street_number(address: &Address) -> Option<String> {
 
 /// The street of an address: its first line without the house number,
 /// common abbreviations spelt out, words joined.
-fn street_name(address: &Address) -> Option<String> {
+pub fn street_name(address: &Address) -> Option<String> {
     let line = address.lines.first()?;
     let mut words = line.split_whitespace().peekable();
     if words.peek().is_some_and(|word| word.starts_with(|c: char| c.is_ascii_digit())) {

@@ -190,7 +190,7 @@ mod febrl3 {
 
     use super::*;
     use crate::{
-        matching::{DEFAULT_THRESHOLD, compare::compare, keys},
+        matching::{DEFAULT_THRESHOLD, compare::compare, keys, model::NameFrequencies},
         model::{Address, ContactData},
     };
 
@@ -224,6 +224,39 @@ mod febrl3 {
             .collect()
     }
 
+    /// The true pairs no blocking key brings together, side by side:
+    /// `cargo test -p crm-contacts --release unblocked -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a diagnosis, printed"]
+    fn unblocked_true_pairs() {
+        let records = records();
+        let keyed: Vec<HashSet<String>> =
+            records.iter().map(|(_, contact)| keys(contact).into_iter().collect()).collect();
+        let mut missed = 0;
+        for a in 0..records.len() {
+            for b in a + 1..records.len() {
+                if records[a].0 == records[b].0 && keyed[a].is_disjoint(&keyed[b]) {
+                    missed += 1;
+                    if missed <= 40 {
+                        let show = |contact: &ContactData| {
+                            format!(
+                                "{} | {} | {:?} | {} {} | {:?}",
+                                contact.given_name,
+                                contact.family_name,
+                                contact.addresses[0].lines,
+                                contact.addresses[0].locality,
+                                contact.addresses[0].postal_code,
+                                contact.birth_date
+                            )
+                        };
+                        println!("{}\n{}\n", show(&records[a].1), show(&records[b].1));
+                    }
+                }
+            }
+        }
+        println!("{missed} true pairs share no key");
+    }
+
     #[test]
     fn a_model_fitted_on_febrl3_finds_its_duplicates_without_labels() {
         let records = records();
@@ -251,7 +284,9 @@ mod febrl3 {
             .collect();
         let u = estimate_u(&random);
         let estimate = estimate_m(&comparisons, &u, Model::builtin(), 200);
-        let fitted = Model { version: "febrl3".into(), prior: estimate.prior, m: estimate.m, u };
+        let fitted = Model { version: "febrl3".into(), prior: estimate.prior, m: estimate.m, u, names: None };
+        let with_frequencies =
+            Model { names: Some(NameFrequencies::of(records.iter().map(|(_, contact)| contact))), ..fitted.clone() };
 
         let mut people: HashMap<u32, usize> = HashMap::new();
         for (person, _) in &records {
@@ -263,19 +298,17 @@ mod febrl3 {
         let quality = |model: &Model| {
             let found: Vec<&(usize, usize)> = blocked
                 .iter()
-                .zip(&comparisons)
-                .filter(|(_, comparison)| model.score(comparison).score >= DEFAULT_THRESHOLD)
-                .map(|(pair, _)| pair)
+                .filter(|&&(a, b)| model.score_pair(&records[a].1, &records[b].1).score >= DEFAULT_THRESHOLD)
                 .collect();
             let right = found.iter().filter(|pair| same(pair)).count() as f64;
             let (precision, recall) = (right / found.len() as f64, right / truth as f64);
             (precision, recall, 2.0 * precision * recall / (precision + recall))
         };
-        let (builtin, learned) = (quality(Model::builtin()), quality(&fitted));
+        let (builtin, learned, adjusted) = (quality(Model::builtin()), quality(&fitted), quality(&with_frequencies));
         println!(
             "FEBRL3, {truth} true pairs, blocking recall {blocking_recall:.3} ({} blocked pairs); \
              built-in model: precision {:.3} recall {:.3} F1 {:.3}; fitted (prior {:.3}, {} EM rounds): \
-             precision {:.3} recall {:.3} F1 {:.3}",
+             precision {:.3} recall {:.3} F1 {:.3}; with name frequencies: precision {:.3} recall {:.3} F1 {:.3}",
             blocked.len(),
             builtin.0,
             builtin.1,
@@ -284,10 +317,14 @@ mod febrl3 {
             estimate.iterations,
             learned.0,
             learned.1,
-            learned.2
+            learned.2,
+            adjusted.0,
+            adjusted.1,
+            adjusted.2
         );
         assert!(learned.0 >= 0.99 && builtin.0 >= 0.99, "precision: {builtin:?} {learned:?}");
         assert!(learned.2 >= builtin.2, "fitting must not lose what the built-in model finds");
-        assert!(learned.2 >= 0.93, "{learned:?}");
+        assert!(learned.2 >= 0.95, "{learned:?}");
+        assert!(adjusted.0 >= 0.99, "precision with name frequencies: {adjusted:?}");
     }
 }

@@ -5,8 +5,8 @@
 //!   when they share one: the normalised email, the E.164 phone, a
 //!   phonetic key of both names (Double Metaphone, nicknames folded to the
 //!   formal name, order-free) with the postal code, of either name with
-//!   the birth date, or the postal code with the birth date or with the
-//!   house number. A key read back brings at most [`MAX_FAN_OUT`] contacts
+//!   the birth date, the postal code with the birth date, or the street
+//!   with the house number. A key read back brings at most [`MAX_FAN_OUT`] contacts
 //!   (a common value cannot make one create compare against thousands).
 //!   The store adds trigram similarity of the names for `FindDuplicates`
 //!   of one contact.
@@ -68,15 +68,20 @@ pub fn keys(contact: &ContactData) -> Vec<String> {
         }
     }
     // Without the names (a typo changes both phonetic codes; a name
-    // replaced outright): the postal code with the birth date, or with the
-    // house number.
-    for address in contact.addresses.iter().filter(|address| !address.postal_code.is_empty()) {
-        let postal = postal_key(&address.postal_code);
-        if let Some(birth) = contact.birth_date {
-            keys.insert(format!("pb:{postal}|{birth}"));
+    // replaced outright): the postal code with the birth date, and the
+    // street with the house number (the street as the address comparison
+    // reads it: abbreviations spelt out, spaces dropped, so "Burkitts
+    // treet" is "Burkitt Street"; not the postal code, whose typos it
+    // outlasts).
+    if let Some(birth) = contact.birth_date {
+        for address in contact.addresses.iter().filter(|address| !address.postal_code.is_empty()) {
+            keys.insert(format!("pb:{}|{birth}", postal_key(&address.postal_code)));
         }
-        if let Some(number) = compare::street_number(address) {
-            keys.insert(format!("pn:{postal}|{number}"));
+    }
+    for address in &contact.addresses {
+        if let (Some(number), Some(street)) = (compare::street_number(address), compare::street_name(address)) {
+            let region: String = postal_key(&address.postal_code).chars().take(2).collect();
+            keys.insert(format!("sn:{region}|{street}|{number}"));
         }
     }
     keys.into_iter().collect()
@@ -118,7 +123,7 @@ pub struct Match {
 
 /// Scores `a` against `b` with the built-in model; symmetric.
 pub fn score(a: &ContactData, b: &ContactData) -> Match {
-    Model::builtin().score(&compare::compare(a, b))
+    Model::builtin().score_pair(a, b)
 }
 
 #[cfg(test)]

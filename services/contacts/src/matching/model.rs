@@ -29,12 +29,14 @@
 //! record whose given name was replaced outright is not found by its
 //! family name, birth date and address, since that is what twins share.
 
-use std::sync::LazyLock;
+use std::{collections::HashMap, sync::LazyLock};
 
 use super::{
     Match,
-    compare::{Comparison, Field},
+    compare::{Comparison, Field, compare},
+    names,
 };
+use crate::model::ContactData;
 
 /// m- and u-probabilities per field and level, and the prior.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,6 +48,57 @@ pub struct Model {
     /// Per field (in [`Field::ALL`] order), per level.
     pub m: Vec<Vec<f64>>,
     pub u: Vec<Vec<f64>>,
+    /// How common each name is in the base, for term-frequency adjustment
+    /// (a fitted model's; the built-in one has none).
+    pub names: Option<NameFrequencies>,
+}
+
+/// How common names are among an install's contacts: the share of contacts
+/// holding each given and family name (folded, see `names::fold`), for the
+/// names two or more of the contacts sampled hold.
+///
+/// Two contacts sharing a name agree by chance as often as that name is
+/// held, not as often as names agree on average (the level's u): a shared
+/// "smith" says less than a shared "zywicki". So an exact agreement weighs
+/// log2(m / frequency) instead of log2(m / u), never less than the next
+/// level's weight (a closer value never scores lower); a name not listed
+/// is taken to be as rare as one contact of the sample ([`Self::rare`]).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NameFrequencies {
+    pub given: HashMap<String, f64>,
+    pub family: HashMap<String, f64>,
+    /// The share of a name held by one contact of the sample.
+    pub rare: f64,
+}
+
+impl NameFrequencies {
+    /// The frequencies among `contacts`.
+    pub fn of<'a>(contacts: impl IntoIterator<Item = &'a ContactData>) -> NameFrequencies {
+        let (mut given, mut family, mut sampled) = (HashMap::new(), HashMap::new(), 0usize);
+        for contact in contacts {
+            sampled += 1;
+            for (name, counts) in [(&contact.given_name, &mut given), (&contact.family_name, &mut family)] {
+                let folded = names::fold(name);
+                if !folded.is_empty() {
+                    *counts.entry(folded).or_insert(0usize) += 1;
+                }
+            }
+        }
+        let shares = |counts: HashMap<String, usize>| -> HashMap<String, f64> {
+            counts
+                .into_iter()
+                .filter(|(_, count)| *count >= 2)
+                .map(|(name, count)| (name, count as f64 / sampled as f64))
+                .collect()
+        };
+        NameFrequencies { given: shares(given), family: shares(family), rare: 1.0 / sampled.max(1) as f64 }
+    }
+
+    /// How often a contact holds `name` (folded) as its `field`.
+    fn frequency(&self, field: Field, name: &str) -> f64 {
+        let listed = if field == Field::GivenName { &self.given } else { &self.family };
+        listed.get(name).copied().unwrap_or(self.rare)
+    }
 }
 
 /// The smallest probability a level is given: a level never seen is rare, not impossible.
@@ -70,6 +123,7 @@ static BUILTIN: LazyLock<Model> = LazyLock::new(|| {
         prior: 0.05,
         m: fields.iter().map(|(m, _)| m.to_vec()).collect(),
         u: fields.iter().map(|(_, u)| u.to_vec()).collect(),
+        names: None,
     }
 });
 
@@ -88,39 +142,61 @@ impl Model {
             .fold(f64::INFINITY, f64::min)
     }
 
-    /// Adds `reason` taking back the positive weight of `fields`, if any.
-    fn withdraw(
-        &self,
-        comparison: &Comparison,
-        fields: &[Field],
-        reason: &'static str,
-        reasons: &mut Vec<(&'static str, f64)>,
-    ) {
-        let agreement: f64 = fields
-            .iter()
-            .filter_map(|&field| comparison.level(field).map(|level| self.weight(field, level)))
-            .filter(|weight| *weight > 0.0)
-            .sum();
-        if agreement > 0.0 {
-            reasons.push((reason, -agreement));
+    /// The weight of an exact agreement on a name `frequency` of the
+    /// contacts hold (see [`NameFrequencies`]).
+    fn name_weight(&self, field: Field, frequency: f64) -> f64 {
+        let exact = (self.m[field as usize][0].max(FLOOR) / frequency.max(FLOOR)).log2();
+        exact.max(self.weight(field, 1))
+    }
+
+    /// Compares two contacts and scores them, names weighed by how common
+    /// they are when the model knows (term-frequency adjustment).
+    pub fn score_pair(&self, a: &ContactData, b: &ContactData) -> Match {
+        let comparison = compare(a, b);
+        let mut weights = self.weights(&comparison);
+        if let Some(frequencies) = self.names.as_ref().filter(|_| !comparison.swapped) {
+            for (field, name) in [(Field::GivenName, &a.given_name), (Field::FamilyName, &a.family_name)] {
+                if comparison.level(field) == Some(0) {
+                    weights[field as usize] =
+                        Some(self.name_weight(field, frequencies.frequency(field, &names::fold(name))));
+                }
+            }
         }
+        self.score_weighed(&comparison, &weights)
     }
 
     /// The probability that the compared pair is one person, with every
     /// field's level and weight as the reasons (strongest first).
     pub fn score(&self, comparison: &Comparison) -> Match {
+        self.score_weighed(comparison, &self.weights(comparison))
+    }
+
+    /// Each field's weight at its level (None: a side lacks it).
+    fn weights(&self, comparison: &Comparison) -> [Option<f64>; Field::ALL.len()] {
+        Field::ALL.map(|field| comparison.level(field).map(|level| self.weight(field, level)))
+    }
+
+    fn score_weighed(&self, comparison: &Comparison, weights: &[Option<f64>; Field::ALL.len()]) -> Match {
         let mut reasons: Vec<(&'static str, f64)> = Field::ALL
             .iter()
-            .filter_map(|&field| comparison.level(field).map(|level| (field.reason(level), self.weight(field, level))))
+            .filter_map(|&field| Some((field.reason(comparison.level(field)?), weights[field as usize]?)))
             .collect();
+        // Adds `reason` taking back the positive weight of `fields`, if any.
+        let mut withdraw = |fields: &[Field], reason: &'static str| {
+            let agreement: f64 =
+                fields.iter().filter_map(|&field| weights[field as usize]).filter(|weight| *weight > 0.0).sum();
+            if agreement > 0.0 {
+                reasons.push((reason, -agreement));
+            }
+        };
         if let Some(shared_fields) = household_guard(comparison) {
             // What a household shares cannot make the case: its agreement is withdrawn.
-            self.withdraw(comparison, shared_fields, "household_guard", &mut reasons);
+            withdraw(shared_fields, "household_guard");
         }
         if !identifier_agrees(comparison) {
             // Names, a birth date and an area alone: namesakes in a big base. Their agreement is withdrawn.
             const NAMESAKES: [Field; 3] = [Field::GivenName, Field::FamilyName, Field::BirthDate];
-            self.withdraw(comparison, &NAMESAKES, "no_identifier_agrees", &mut reasons);
+            withdraw(&NAMESAKES, "no_identifier_agrees");
         }
         if comparison.swapped {
             reasons.push(("name_swapped", 0.0));
@@ -238,6 +314,42 @@ mod tests {
         comparison.levels[Field::FamilyName as usize] = Some(3);
         comparison.levels[Field::Phone as usize] = Some(0);
         assert!(!model.score(&comparison).reasons.iter().any(|(reason, _)| *reason == "no_identifier_agrees"));
+    }
+
+    #[test]
+    fn a_shared_rare_family_name_counts_for_more_than_a_shared_common_one() {
+        let person = |given: &str, family: &str, phone: &str| ContactData {
+            given_name: given.into(),
+            family_name: family.into(),
+            phones: vec![crate::model::Phone { number: phone.into(), ..Default::default() }],
+            ..Default::default()
+        };
+        // A base where one contact in fifty is a Smith and Zywicki is unheard of.
+        let base: Vec<ContactData> = (0..1000)
+            .map(|n| person(if n % 2 == 0 { "Anna" } else { "Ben" }, if n % 50 == 0 { "Smith" } else { "Other" }, ""))
+            .chain(std::iter::once(person("Carl", "Other", "")))
+            .collect();
+        let frequencies = NameFrequencies::of(&base);
+        assert_eq!(frequencies.family["smith"], 20.0 / 1001.0);
+        assert!(!frequencies.given.contains_key("carl"), "one holder: rare, not listed");
+        let model = Model { names: Some(frequencies), ..Model::builtin().clone() };
+
+        // The same comparison (given name close, family name exact, phone one digit off).
+        let smiths =
+            model.score_pair(&person("Ann", "Smith", "+14155550100"), &person("Anne", "Smith", "+14155550101"));
+        let zywickis =
+            model.score_pair(&person("Ann", "Zywicki", "+14155550100"), &person("Anne", "Zywicki", "+14155550101"));
+        let weight = |found: &Match| found.reasons.iter().find(|(reason, _)| *reason == "family_name_exact").unwrap().1;
+        assert!(weight(&zywickis) > weight(&smiths) && zywickis.score > smiths.score, "{zywickis:?} {smiths:?}");
+        // Monotonic still: however common, an exact name weighs no less than a close one.
+        assert!(weight(&smiths) >= model.weight(Field::FamilyName, 1), "{smiths:?}");
+        // The reasons still sum to the log-odds.
+        let bits: f64 =
+            smiths.reasons.iter().map(|(_, weight)| weight).sum::<f64>() + (model.prior / (1.0 - model.prior)).log2();
+        assert!((smiths.score - 1.0 / (1.0 + (-bits).exp2())).abs() < 1e-12);
+        // Without frequencies (the built-in model), both weigh the level's weight.
+        let plain = Model::builtin().score_pair(&person("Ann", "Smith", "+1"), &person("Anne", "Smith", "+1"));
+        assert_eq!(weight(&plain), Model::builtin().weight(Field::FamilyName, 0));
     }
 
     #[test]

@@ -106,7 +106,7 @@ impl ContactStore {
         let mut candidates = Vec::new();
         for row in &rows {
             let record = contact_record(row)?;
-            let found = model.score(&matching::compare::compare(data, &record.data));
+            let found = model.score_pair(data, &record.data);
             if found.score >= min_score {
                 candidates.push(Candidate { record, found, model_version: model.version.clone() });
             }

@@ -6,6 +6,9 @@
 //!   each with the contacts it shares a blocking key with (m and the prior,
 //!   by EM), and stores the result as the next version.
 //! - [`latest`]: the newest stored model, if any.
+//! - [`fit_if_due`]: the schedule's check: a first fit once the base holds
+//!   [`MIN_CONTACTS_TO_FIT`] live contacts, another each time it has grown
+//!   by half since the last.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -23,7 +26,7 @@ use crate::{
         compare::{Comparison, Field, compare},
         fit::{estimate_m, estimate_u},
         keys,
-        model::Model,
+        model::{Model, NameFrequencies},
     },
     model::ContactData,
     terms,
@@ -35,6 +38,10 @@ const SAMPLE: i64 = 20_000;
 const RANDOM_PAIRS: usize = 100_000;
 /// EM rounds, at most.
 const MAX_ITERATIONS: usize = 200;
+
+/// Live contacts from which the schedule fits a first model: fewer say too
+/// little about how often strangers agree, and the built-in parameters stand.
+pub const MIN_CONTACTS_TO_FIT: i64 = 1_000;
 
 /// The model this process decides duplicates with; cheap to clone.
 #[derive(Clone)]
@@ -57,11 +64,58 @@ impl Matcher {
         if let Some(model) = latest(pool).await?
             && model.version != self.current().version
         {
-            tracing::info!(version = %model.version, "matching with a newly fitted model");
-            *self.0.write().unwrap_or_else(|poison| poison.into_inner()) = Arc::new(model);
+            self.install(model);
         }
         Ok(())
     }
+
+    /// Decides with `model` from now on.
+    pub fn install(&self, model: Model) {
+        tracing::info!(version = %model.version, "matching with a newly fitted model");
+        *self.0.write().unwrap_or_else(|poison| poison.into_inner()) = Arc::new(model);
+    }
+}
+
+/// Whether the schedule fits now, with `live` contacts in the base and
+/// `last` live when the newest model was fitted (None: never).
+pub fn due(live: i64, last: Option<i64>) -> bool {
+    live >= MIN_CONTACTS_TO_FIT && last.is_none_or(|last| live >= last + last / 2)
+}
+
+/// Fits a model when [`due`]; what it stored, if it did. Cheap when not
+/// due: the statistics' count of the table's live rows (kept at every
+/// commit; it counts merged and deleted contacts too, so it is never
+/// below the live contacts) rules most checks out, and the live contacts
+/// are counted only up to the number that makes a fit due.
+pub async fn fit_if_due(pool: &PgPool) -> Result<Option<Fitted>, Error> {
+    let last: Option<i64> =
+        sqlx::query_scalar("SELECT live_contacts FROM matcher_models ORDER BY version DESC LIMIT 1")
+            .fetch_optional(pool)
+            .await?;
+    let needed = last.map_or(MIN_CONTACTS_TO_FIT, |last| (last + last / 2).max(MIN_CONTACTS_TO_FIT));
+    let rows: Option<i64> =
+        sqlx::query_scalar("SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = 'contacts'::regclass")
+            .fetch_optional(pool)
+            .await?;
+    if rows.unwrap_or(0) < needed {
+        return Ok(None);
+    }
+    let live: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM (SELECT 1 FROM contacts c WHERE {LIVE} LIMIT $1) AS enough"
+    )))
+    .bind(needed)
+    .fetch_one(pool)
+    .await?;
+    if !due(live, last) {
+        return Ok(None);
+    }
+    fit(pool).await.map(Some)
+}
+
+async fn live_contacts(pool: &PgPool) -> Result<i64, Error> {
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM contacts c WHERE {LIVE}")))
+        .fetch_one(pool)
+        .await?)
 }
 
 /// What a fit stored.
@@ -76,7 +130,7 @@ pub struct Fitted {
 
 /// The newest stored model.
 pub async fn latest(pool: &PgPool) -> Result<Option<Model>, Error> {
-    let row = sqlx::query("SELECT version, prior, m, u FROM matcher_models ORDER BY version DESC LIMIT 1")
+    let row = sqlx::query("SELECT version, prior, m, u, names FROM matcher_models ORDER BY version DESC LIMIT 1")
         .fetch_optional(pool)
         .await?;
     let Some(row) = row else { return Ok(None) };
@@ -93,16 +147,19 @@ pub async fn latest(pool: &PgPool) -> Result<Option<Model>, Error> {
             })
             .collect()
     };
+    let names: Option<sqlx::types::Json<NameFrequencies>> = row.try_get("names")?;
     Ok(Some(Model {
         version: row.try_get::<i64, _>("version")?.to_string(),
         prior: row.try_get("prior")?,
         m: by_field("m")?,
         u: by_field("u")?,
+        names: names.map(|names| names.0),
     }))
 }
 
 /// Fits a model on the live contacts and stores it as the next version.
 pub async fn fit(pool: &PgPool) -> Result<Fitted, Error> {
+    let live = live_contacts(pool).await?;
     let sample: Vec<(Uuid, ContactData)> = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT c.id, c.data FROM contacts c WHERE {LIVE} ORDER BY random() LIMIT $1"
     )))
@@ -129,6 +186,7 @@ pub async fn fit(pool: &PgPool) -> Result<Fitted, Error> {
     let blocked = blocked_pairs(pool, &sample).await?;
 
     let u = estimate_u(&random);
+    let names = NameFrequencies::of(sample.iter().map(|(_, contact)| contact));
     let estimate = estimate_m(&blocked, &u, Model::builtin(), MAX_ITERATIONS);
     let as_json = |levels: &[Vec<f64>]| -> serde_json::Value {
         Field::ALL
@@ -137,8 +195,8 @@ pub async fn fit(pool: &PgPool) -> Result<Fitted, Error> {
             .collect()
     };
     let version: i64 = sqlx::query_scalar(
-        "INSERT INTO matcher_models (contacts, random_pairs, blocked_pairs, iterations, prior, m, u)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING version",
+        "INSERT INTO matcher_models (contacts, random_pairs, blocked_pairs, iterations, prior, m, u, live_contacts, names)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING version",
     )
     .bind(sample.len() as i32)
     .bind(random.len() as i32)
@@ -147,9 +205,11 @@ pub async fn fit(pool: &PgPool) -> Result<Fitted, Error> {
     .bind(estimate.prior)
     .bind(as_json(&estimate.m))
     .bind(as_json(&u))
+    .bind(live)
+    .bind(sqlx::types::Json(&names))
     .fetch_one(pool)
     .await?;
-    let model = Model { version: version.to_string(), prior: estimate.prior, m: estimate.m, u };
+    let model = Model { version: version.to_string(), prior: estimate.prior, m: estimate.m, u, names: Some(names) };
     Ok(Fitted {
         model,
         contacts: sample.len(),
@@ -198,4 +258,17 @@ async fn blocked_pairs(pool: &PgPool, sample: &[(Uuid, ContactData)]) -> Result<
         }
     }
     Ok(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_fits_a_big_enough_base_first_and_again_when_it_has_grown_by_half() {
+        assert!(!due(MIN_CONTACTS_TO_FIT - 1, None), "too few contacts to learn from");
+        assert!(due(MIN_CONTACTS_TO_FIT, None), "a first fit");
+        assert!(!due(14_999, Some(10_000)) && due(15_000, Some(10_000)), "again at half as many again");
+        assert!(!due(500, Some(10_000)), "a base that shrank keeps its model");
+    }
 }
