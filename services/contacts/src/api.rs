@@ -524,11 +524,17 @@ impl ContactsService for ContactsApi {
         request: Request<pb::CreateOrganizationRequest>,
     ) -> Result<Response<pb::Organization>, Status> {
         let actor = Actor::of(&request)?;
-        let input = request.into_inner().organization.ok_or_else(|| Error::invalid("organization", "is required"))?;
+        let body = request.into_inner();
+        let input = body.organization.ok_or_else(|| Error::invalid("organization", "is required"))?;
         let mut violations = Violations::new();
         let data = validate::organization(&mut violations, "organization", &input);
+        let override_reason = body.override_reason.trim();
+        if body.allow_duplicate && (override_reason.is_empty() || override_reason.chars().count() > 500) {
+            violations.add("override_reason", "must say why (1 to 500 characters) when allow_duplicate is set");
+        }
         violations.into_result()?;
-        Ok(Response::new(self.store.create_organization(data, &actor).await?.to_proto()))
+        let record = self.store.create_organization(data, body.allow_duplicate, override_reason, &actor).await?;
+        Ok(Response::new(record.to_proto()))
     }
 
     async fn get_organization(

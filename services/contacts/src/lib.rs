@@ -93,6 +93,16 @@ pub async fn serve(ctx: RoleContext, settings: ContactsSettings, listener: TcpLi
     let store = store::ContactStore { pool: ctx.pool.clone(), threshold: settings.duplicate_threshold, matcher };
     follow_fitted_models(&store, &ctx);
     fit_on_schedule(&store, &ctx);
+    let organizations = store.clone();
+    tokio::spawn(async move {
+        match organizations.fill_name_keys().await {
+            Ok(0) => {}
+            Ok(filled) => tracing::info!(filled, "organizations given their name keys"),
+            Err(error) => {
+                tracing::warn!(error = %error, "filling organizations' name keys failed; it resumes at the next start")
+            }
+        }
+    });
     let (pool, shutdown) = (ctx.pool.clone(), ctx.shutdown.clone());
     tokio::spawn(async move {
         match store::reindex::run(&pool, &shutdown).await {

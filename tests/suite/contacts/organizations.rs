@@ -10,6 +10,7 @@ use crm_proto::{
 };
 use crm_testkit::{TestDb, TestSuite};
 use tonic::Code;
+use tonic_types::StatusExt;
 
 use super::{create, person, violated_fields};
 
@@ -26,6 +27,7 @@ async fn contacts_link_to_organizations_and_are_found_through_them() {
                 domain: "ACME.example".into(),
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -127,9 +129,119 @@ async fn contacts_link_to_organizations_and_are_found_through_them() {
     let read = contacts.get_organization(GetOrganizationRequest { id: acme.id.clone() }).await.unwrap().into_inner();
     assert_eq!(read, renamed);
     let nameless = contacts
-        .create_organization(CreateOrganizationRequest { organization: Some(Organization::default()) })
+        .create_organization(CreateOrganizationRequest {
+            organization: Some(Organization::default()),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&nameless), ["organization.name"]);
+    suite.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_company_created_twice_under_another_form_is_stopped_at_the_door() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let mut contacts = suite.contacts().await.unwrap();
+    let company = |name: &str, domain: &str| Organization {
+        name: name.into(),
+        kind: OrganizationKind::Company as i32,
+        domain: domain.into(),
+        ..Default::default()
+    };
+    let create = |organization: Organization| CreateOrganizationRequest {
+        organization: Some(organization),
+        ..Default::default()
+    };
+    let acme = contacts.create_organization(create(company("ACME, Inc.", "acme.example"))).await.unwrap().into_inner();
+
+    // The same company without its legal form, and by its domain alone.
+    for (name, domain, reasons) in [
+        ("Acme Incorporated", "", "name_exact"),
+        ("A.C.M.E. Holdings", "ACME.example", "domain_exact"),
+        ("The Acme Company Ltd", "acme.example", "domain_exact,name_exact"),
+    ] {
+        let refused = contacts.create_organization(create(company(name, domain))).await.unwrap_err();
+        assert_eq!(refused.code(), Code::AlreadyExists, "{name}: {refused:?}");
+        let info = refused.check_error_details().unwrap().error_info().cloned().unwrap();
+        assert_eq!(info.reason, "LIKELY_DUPLICATE");
+        assert_eq!(info.metadata["candidate_ids"], acme.id, "{name}");
+        assert_eq!(info.metadata["reasons"], reasons, "{name}");
+        assert!(!refused.message().contains("ACME"), "no names in the error: {}", refused.message());
+    }
+    // Two companies of one name on different domains are two.
+    contacts.create_organization(create(company("Acme Ltd", "acme-uk.example"))).await.unwrap();
+
+    // The override needs a reason, and leaves one in the audit trail.
+    let mut allowed = create(company("Acme Incorporated", ""));
+    allowed.allow_duplicate = true;
+    let refused = contacts.create_organization(allowed.clone()).await.unwrap_err();
+    assert_eq!(violated_fields(&refused), ["override_reason"]);
+    allowed.override_reason = "the bankrupt estate, kept apart".into();
+    let estate = contacts.create_organization(allowed).await.unwrap().into_inner();
+    let trail = contacts
+        .list_audit_events(crm_proto::contacts::v1::ListAuditEventsRequest {
+            parent: Some(crm_proto::contacts::v1::list_audit_events_request::Parent::OrganizationId(estate.id.clone())),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        trail
+            .audit_events
+            .iter()
+            .any(|event| event.note.contains("the bankrupt estate") && event.note.contains(&acme.id)),
+        "{trail:?}"
+    );
+
+    // A renamed company is found by its new name.
+    contacts
+        .update_organization(UpdateOrganizationRequest {
+            organization: Some(Organization {
+                id: acme.id.clone(),
+                name: "Roadrunner Traps GmbH".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask { paths: vec!["name".into()] }),
+        })
+        .await
+        .unwrap();
+    let refused = contacts.create_organization(create(company("Roadrunner Traps", ""))).await.unwrap_err();
+    assert_eq!(refused.code(), Code::AlreadyExists, "{refused:?}");
+    suite.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn organizations_stored_before_name_keys_get_theirs_at_start_and_are_checked_against() {
+    let test_db = TestDb::create().await.unwrap();
+    let pool = test_db.role_pool(crm_platform::Role::Contacts).await.unwrap();
+    // As a row written before migration 0010 left it: no name key.
+    sqlx::query(
+        "INSERT INTO organizations (id, data, name) VALUES (gen_random_uuid(), '{\"name\": \"Globex Corporation\"}', 'Globex Corporation')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let mut contacts = suite.contacts().await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let key: Option<String> =
+            sqlx::query_scalar("SELECT name_key FROM organizations").fetch_one(&pool).await.unwrap();
+        if key.is_some() {
+            assert_eq!(key.as_deref(), Some("globex"));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the role filled in no name key within a minute");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let globex = Organization { name: "GLOBEX, Inc.".into(), ..Default::default() };
+    let refused = contacts
+        .create_organization(CreateOrganizationRequest { organization: Some(globex), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::AlreadyExists, "{refused:?}");
     suite.shutdown().await.unwrap();
 }

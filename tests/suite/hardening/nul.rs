@@ -81,8 +81,10 @@ async fn a_nul_character_is_invalid_argument_naming_its_field_on_every_method() 
         contacts.list_events(ListEventsRequest { aggregate_id: NUL.into(), ..Default::default() }).await.unwrap_err();
     assert_eq!(violated_fields(&refused), ["aggregate_id"]);
     let organization = Organization { name: NUL.into(), ..Default::default() };
-    let refused =
-        contacts.create_organization(CreateOrganizationRequest { organization: Some(organization) }).await.unwrap_err();
+    let refused = contacts
+        .create_organization(CreateOrganizationRequest { organization: Some(organization), ..Default::default() })
+        .await
+        .unwrap_err();
     assert_eq!(violated_fields(&refused), ["organization.name"]);
     let contact_id = uuid::Uuid::now_v7().to_string();
     let refused = interactions

@@ -288,6 +288,7 @@ async fn referrals_and_organizations_roll_revenue_up() {
     let company = contacts
         .create_organization(CreateOrganizationRequest {
             organization: Some(Organization { name: "Acme Widgets".into(), ..Default::default() }),
+            ..Default::default()
         })
         .await
         .unwrap()

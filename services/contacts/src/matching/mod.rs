@@ -15,6 +15,7 @@
 //! - [`model`]: the Fellegi–Sunter weights of those levels (m- and
 //!   u-probabilities), and the probability that a pair is one person.
 //! - [`fit`]: learning m, u and the prior from an install's own contacts.
+//! - [`organizations`]: when two organizations are likely one company.
 //! - [`score`]: a pair compared and weighed, with every field's level and
 //!   weight as its reasons.
 //! - `synthetic`: the labelled benchmark generator, and the test that holds
@@ -24,6 +25,7 @@ pub mod compare;
 pub mod fit;
 pub mod model;
 pub mod names;
+pub mod organizations;
 pub mod synthetic;
 
 use std::collections::BTreeSet;

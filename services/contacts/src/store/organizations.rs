@@ -10,7 +10,10 @@ use sqlx::{PgConnection, Row, postgres::PgRow};
 use uuid::Uuid;
 
 use super::{Actor, ContactStore, audit};
-use crate::model::{OrganizationData, etag, timestamp};
+use crate::{
+    matching::organizations::{likely_same, name_key},
+    model::{OrganizationData, etag, timestamp},
+};
 
 const COLUMNS: &str = "id, data, version, create_time, update_time, delete_time";
 
@@ -111,25 +114,125 @@ async fn changed(
     Ok(())
 }
 
+/// Live organizations likely the same company as `data`, with why.
+async fn likely_duplicates(
+    tx: &mut PgConnection,
+    data: &OrganizationData,
+) -> Result<Vec<(OrganizationRecord, Vec<&'static str>)>, Error> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM organizations WHERE delete_time IS NULL
+           AND ((name_key = $1 AND $1 <> '') OR (data->>'domain' = $2 AND $2 <> ''))
+         ORDER BY id LIMIT 20"
+    )))
+    .bind(name_key(&data.name))
+    .bind(&data.domain)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut found = Vec::new();
+    for row in &rows {
+        let candidate = record(row)?;
+        let reasons = likely_same(data, &candidate.data);
+        if !reasons.is_empty() {
+            found.push((candidate, reasons));
+        }
+    }
+    Ok(found)
+}
+
+/// ALREADY_EXISTS naming the candidates and why (no names: they may be people's).
+fn likely_duplicate(candidates: &[(OrganizationRecord, Vec<&'static str>)]) -> Error {
+    let ids: Vec<String> = candidates.iter().map(|(candidate, _)| candidate.id.to_string()).collect();
+    Error::AlreadyExists {
+        reason: "LIKELY_DUPLICATE",
+        message: format!(
+            "the organization likely duplicates {} ({}); merge into it, or pass allow_duplicate with an override_reason",
+            ids.join(", "),
+            candidates[0].1.join(", ")
+        ),
+        metadata: [("candidate_ids".to_string(), ids.join(",")), ("reasons".to_string(), candidates[0].1.join(","))]
+            .into(),
+    }
+}
+
 impl ContactStore {
+    /// Creates an organization, unless it likely duplicates a live one and
+    /// `allow_duplicate` is off (`override_reason` goes into the audit trail).
     pub async fn create_organization(
         &self,
         data: OrganizationData,
+        allow_duplicate: bool,
+        override_reason: &str,
         actor: &Actor,
     ) -> Result<OrganizationRecord, Error> {
         let mut tx = self.pool.begin().await?;
+        // Two concurrent creates of one company must not both pass the check:
+        // serialise on its name key and domain (sorted, so no deadlock).
+        let key = name_key(&data.name);
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(h) FROM (SELECT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k
+             WHERE k NOT IN ('organization-name:', 'organization-domain:') ORDER BY 1) AS s",
+        )
+        .bind([format!("organization-name:{key}"), format!("organization-domain:{}", data.domain)])
+        .execute(&mut *tx)
+        .await?;
+        let candidates = likely_duplicates(&mut tx, &data).await?;
+        if !candidates.is_empty() && !allow_duplicate {
+            return Err(likely_duplicate(&candidates));
+        }
         let id = Uuid::now_v7();
-        sqlx::query("INSERT INTO organizations (id, data, name) VALUES ($1, $2, $3)")
+        sqlx::query("INSERT INTO organizations (id, data, name, name_key) VALUES ($1, $2, $3, $4)")
             .bind(id)
             .bind(to_json(&data)?)
             .bind(&data.name)
+            .bind(&key)
             .execute(&mut *tx)
             .await?;
         write_external_ids(&mut tx, id, &data).await?;
         let record = load(&mut tx, id, false).await?;
-        changed(&mut tx, &record, "create", audit::Changes::created(&data)?, actor).await?;
+        let entry = audit::Entry {
+            resource_type: "organization",
+            resource_id: record.id,
+            action: "create",
+            changes: audit::Changes::created(&data)?,
+            note: if candidates.is_empty() {
+                String::new()
+            } else {
+                let ids: Vec<String> = candidates.iter().map(|(candidate, _)| candidate.id.to_string()).collect();
+                format!("duplicate check overridden: {override_reason}; candidates {}", ids.join(", "))
+            },
+            actor,
+        };
+        audit::record(&mut tx, &[entry]).await?;
+        let event = pb::OrganizationChanged { organization: Some(record.to_proto()) };
+        outbox::append(&mut tx, &[NewEvent::new("organization", record.id.to_string(), &event, &actor.request_id)])
+            .await?;
         tx.commit().await?;
         Ok(record)
+    }
+
+    /// Gives the organizations stored before name keys existed theirs; the
+    /// number filled in.
+    pub async fn fill_name_keys(&self) -> Result<u64, Error> {
+        let mut filled = 0;
+        loop {
+            let rows: Vec<(Uuid, String)> =
+                sqlx::query_as("SELECT id, name FROM organizations WHERE name_key IS NULL ORDER BY id LIMIT 1000")
+                    .fetch_all(&self.pool)
+                    .await?;
+            if rows.is_empty() {
+                return Ok(filled);
+            }
+            let (ids, keys): (Vec<Uuid>, Vec<String>) = rows.iter().map(|(id, name)| (*id, name_key(name))).unzip();
+            filled += sqlx::query(
+                "UPDATE organizations o SET name_key = k.key FROM unnest($1::uuid[], $2::text[]) AS k(id, key)
+                 WHERE o.id = k.id",
+            )
+            .bind(&ids)
+            .bind(&keys)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        }
     }
 
     pub async fn get_organization(&self, id: Uuid) -> Result<OrganizationRecord, Error> {
@@ -155,11 +258,13 @@ impl ContactStore {
             return Ok(before);
         }
         sqlx::query(
-            "UPDATE organizations SET data = $2, name = $3, version = version + 1, update_time = now() WHERE id = $1",
+            "UPDATE organizations SET data = $2, name = $3, name_key = $4, version = version + 1, update_time = now()
+             WHERE id = $1",
         )
         .bind(id)
         .bind(to_json(&after)?)
         .bind(&after.name)
+        .bind(name_key(&after.name))
         .execute(&mut *tx)
         .await?;
         write_external_ids(&mut tx, id, &after).await?;
