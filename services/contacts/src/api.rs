@@ -537,6 +537,27 @@ impl ContactsService for ContactsApi {
         Ok(Response::new(record.to_proto()))
     }
 
+    async fn find_duplicate_organizations(
+        &self,
+        request: Request<pb::FindDuplicateOrganizationsRequest>,
+    ) -> Result<Response<pb::FindDuplicateOrganizationsResponse>, Status> {
+        let body = request.into_inner();
+        let limit = page_size(body.page_size, 200, 1000)?;
+        let query = Query::builder(&format!("{SERVICE_NAME}/FindDuplicateOrganizations")).build();
+        let after = self.cursor(&query, &body.page_token)?;
+        let (found, next) = self.store.scan_organization_duplicates(after, limit).await?;
+        let pairs = found
+            .into_iter()
+            .map(|(first, other, reasons)| pb::DuplicateOrganizationPair {
+                organization_id: first.to_string(),
+                other_organization_id: other.to_string(),
+                reasons: reasons.into_iter().map(String::from).collect(),
+            })
+            .collect();
+        let next_page_token = self.next_token(&query, next, next.is_some())?;
+        Ok(Response::new(pb::FindDuplicateOrganizationsResponse { pairs, next_page_token }))
+    }
+
     async fn get_organization(
         &self,
         request: Request<pb::GetOrganizationRequest>,

@@ -13,6 +13,7 @@ pub const POLICY: &[(&str, Scope)] = &[
     ("/crm.contacts.v1.ContactsService/FindDuplicates", Scope::ContactsRead),
     ("/crm.contacts.v1.ContactsService/GetOrganization", Scope::ContactsRead),
     ("/crm.contacts.v1.ContactsService/ListOrganizations", Scope::ContactsRead),
+    ("/crm.contacts.v1.ContactsService/FindDuplicateOrganizations", Scope::ContactsRead),
     ("/crm.contacts.v1.ContactsService/ListRelationships", Scope::ContactsRead),
     ("/crm.contacts.v1.ContactsService/ListAuditEvents", Scope::ContactsRead),
     ("/crm.contacts.v1.ContactsService/CreateContact", Scope::ContactsWrite),

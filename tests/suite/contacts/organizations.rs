@@ -171,7 +171,8 @@ async fn a_company_created_twice_under_another_form_is_stopped_at_the_door() {
         assert!(!refused.message().contains("ACME"), "no names in the error: {}", refused.message());
     }
     // Two companies of one name on different domains are two.
-    contacts.create_organization(create(company("Acme Ltd", "acme-uk.example"))).await.unwrap();
+    let acme_uk =
+        contacts.create_organization(create(company("Acme Ltd", "acme-uk.example"))).await.unwrap().into_inner();
 
     // The override needs a reason, and leaves one in the audit trail.
     let mut allowed = create(company("Acme Incorporated", ""));
@@ -194,6 +195,33 @@ async fn a_company_created_twice_under_another_form_is_stopped_at_the_door() {
             .iter()
             .any(|event| event.note.contains("the bankrupt estate") && event.note.contains(&acme.id)),
         "{trail:?}"
+    );
+
+    // The scan pairs what was let in: the estate, of no domain, with both
+    // companies of its name, page by page.
+    let mut pairs = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = contacts
+            .find_duplicate_organizations(crm_proto::contacts::v1::FindDuplicateOrganizationsRequest {
+                page_size: 1,
+                page_token: page_token.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        pairs.extend(
+            page.pairs.into_iter().map(|pair| (pair.organization_id, pair.other_organization_id, pair.reasons)),
+        );
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    let name_exact = vec!["name_exact".to_string()];
+    assert_eq!(
+        pairs,
+        [(acme.id.clone(), estate.id.clone(), name_exact.clone()), (acme_uk.id.clone(), estate.id.clone(), name_exact)]
     );
 
     // A renamed company is found by its new name.

@@ -114,18 +114,22 @@ async fn changed(
     Ok(())
 }
 
-/// Live organizations likely the same company as `data`, with why.
+/// Live organizations likely the same company as `data` (at most 20, the
+/// oldest first; only those created after `newer_than` when given), with why.
 async fn likely_duplicates(
     tx: &mut PgConnection,
     data: &OrganizationData,
+    newer_than: Option<Uuid>,
 ) -> Result<Vec<(OrganizationRecord, Vec<&'static str>)>, Error> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM organizations WHERE delete_time IS NULL
            AND ((name_key = $1 AND $1 <> '') OR (data->>'domain' = $2 AND $2 <> ''))
+           AND ($3::uuid IS NULL OR id > $3)
          ORDER BY id LIMIT 20"
     )))
     .bind(name_key(&data.name))
     .bind(&data.domain)
+    .bind(newer_than)
     .fetch_all(&mut *tx)
     .await?;
     let mut found = Vec::new();
@@ -175,7 +179,7 @@ impl ContactStore {
         .bind([format!("organization-name:{key}"), format!("organization-domain:{}", data.domain)])
         .execute(&mut *tx)
         .await?;
-        let candidates = likely_duplicates(&mut tx, &data).await?;
+        let candidates = likely_duplicates(&mut tx, &data, None).await?;
         if !candidates.is_empty() && !allow_duplicate {
             return Err(likely_duplicate(&candidates));
         }
@@ -208,6 +212,36 @@ impl ContactStore {
             .await?;
         tx.commit().await?;
         Ok(record)
+    }
+
+    /// One page of the scan for duplicate organizations: up to `limit` live
+    /// organizations after `after`, each paired with the live ones after it
+    /// that are likely the same company; and where the next page starts.
+    pub async fn scan_organization_duplicates(
+        &self,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<(Vec<(Uuid, Uuid, Vec<&'static str>)>, Option<Uuid>), Error> {
+        let mut conn = self.pool.acquire().await?;
+        let firsts: Vec<OrganizationRecord> = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM organizations WHERE delete_time IS NULL AND ($1::uuid IS NULL OR id > $1)
+             ORDER BY id LIMIT $2"
+        )))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(record)
+        .collect::<Result<_, _>>()?;
+        let mut pairs = Vec::new();
+        for first in &firsts {
+            for (other, reasons) in likely_duplicates(&mut conn, &first.data, Some(first.id)).await? {
+                pairs.push((first.id, other.id, reasons));
+            }
+        }
+        let next = if firsts.len() as i64 == limit { firsts.last().map(|first| first.id) } else { None };
+        Ok((pairs, next))
     }
 
     /// Gives the organizations stored before name keys existed theirs; the
