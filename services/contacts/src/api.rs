@@ -537,6 +537,23 @@ impl ContactsService for ContactsApi {
         Ok(Response::new(record.to_proto()))
     }
 
+    async fn fit_matcher(
+        &self,
+        _request: Request<pb::FitMatcherRequest>,
+    ) -> Result<Response<pb::FitMatcherResponse>, Status> {
+        let fitted = crate::store::matcher::fit(&self.store.pool).await?;
+        let response = pb::FitMatcherResponse {
+            model_version: fitted.model.version.clone(),
+            contacts: fitted.contacts as i32,
+            random_pairs: fitted.random_pairs as i32,
+            blocked_pairs: fitted.blocked_pairs as i32,
+            iterations: fitted.iterations as i32,
+            prior: fitted.model.prior,
+        };
+        self.store.matcher.install(fitted.model);
+        Ok(Response::new(response))
+    }
+
     async fn find_duplicate_organizations(
         &self,
         request: Request<pb::FindDuplicateOrganizationsRequest>,

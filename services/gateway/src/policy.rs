@@ -20,6 +20,7 @@ pub const POLICY: &[(&str, Scope)] = &[
     ("/crm.contacts.v1.ContactsService/UpdateContact", Scope::ContactsWrite),
     ("/crm.contacts.v1.ContactsService/DeleteContact", Scope::ContactsWrite),
     ("/crm.contacts.v1.ContactsService/MergeContacts", Scope::ContactsWrite),
+    ("/crm.contacts.v1.ContactsService/FitMatcher", Scope::ContactsWrite),
     ("/crm.contacts.v1.ContactsService/ImportContacts", Scope::ContactsWrite),
     ("/crm.contacts.v1.ContactsService/EraseContact", Scope::ContactsErase),
     ("/crm.contacts.v1.ContactsService/CreateOrganization", Scope::ContactsWrite),

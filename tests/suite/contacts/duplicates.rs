@@ -124,3 +124,36 @@ async fn a_scan_of_the_base_pairs_duplicates_and_clusters_a_person_seen_three_ti
     assert!(clusters.iter().any(|cluster| cluster.contact_ids == katherines), "{clusters:?}");
     suite.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_matcher_is_fitted_on_demand_and_decides_at_once() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let mut contacts = suite.contacts().await.unwrap();
+    let fit = crm_proto::contacts::v1::FitMatcherRequest {};
+    let refused = contacts.fit_matcher(fit).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "an empty base: {refused:?}");
+    assert_eq!(refused.check_error_details().unwrap().error_info().unwrap().reason, "TOO_FEW_CONTACTS");
+
+    let robert = create(&mut contacts, person("Robert", "Smith", "rob@example.com", "+1 201 555 0123")).await;
+    for (given, family, email) in [("Helen", "Jones", "helen@example.com"), ("Ivan", "Petrov", "ivan@example.com")] {
+        create(&mut contacts, person(given, family, email, "")).await;
+    }
+    let fitted = contacts.fit_matcher(fit).await.unwrap().into_inner();
+    assert_eq!(fitted.model_version, "1", "{fitted:?}");
+    assert_eq!((fitted.contacts, fitted.random_pairs), (3, 100_000), "{fitted:?}");
+    assert!(fitted.prior > 0.0 && fitted.prior < 1.0, "{fitted:?}");
+
+    // The next decision names the fitted model.
+    let refused = contacts
+        .create_contact(CreateContactRequest {
+            contact: Some(person("Bob", "Smith", "rob@example.com", "(201) 555-0123")),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    let info = refused.check_error_details().unwrap().error_info().cloned().unwrap();
+    assert_eq!(info.metadata["candidate_ids"], robert.id);
+    assert_eq!(info.metadata["model_version"], fitted.model_version);
+    suite.shutdown().await.unwrap();
+}

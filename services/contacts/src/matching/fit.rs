@@ -278,7 +278,8 @@ mod febrl3 {
         let mut rng = StdRng::seed_from_u64(3);
         let random: Vec<Comparison> = (0..100_000)
             .map(|_| {
-                let (a, b) = (rng.random_range(0..records.len()), rng.random_range(0..records.len()));
+                let a = rng.random_range(0..records.len());
+                let b = (a + rng.random_range(1..records.len())) % records.len();
                 compare(&records[a].1, &records[b].1)
             })
             .collect();
