@@ -93,21 +93,17 @@ fn to_json(data: &OrganizationData) -> Result<serde_json::Value, Error> {
         .map_err(|error| Error::Internal(anyhow::Error::new(error).context("writing an organization")))
 }
 
+/// Records a change of `record`: its audit entry (with `note`, empty for
+/// none) and its `OrganizationChanged` event.
 async fn changed(
     tx: &mut PgConnection,
     record: &OrganizationRecord,
     action: &'static str,
     changes: audit::Changes,
+    note: String,
     actor: &Actor,
 ) -> Result<(), Error> {
-    let entry = audit::Entry {
-        resource_type: "organization",
-        resource_id: record.id,
-        action,
-        changes,
-        note: String::new(),
-        actor,
-    };
+    let entry = audit::Entry { resource_type: "organization", resource_id: record.id, action, changes, note, actor };
     audit::record(tx, &[entry]).await?;
     let event = pb::OrganizationChanged { organization: Some(record.to_proto()) };
     outbox::append(tx, &[NewEvent::new("organization", record.id.to_string(), &event, &actor.request_id)]).await?;
@@ -172,11 +168,15 @@ impl ContactStore {
         // Two concurrent creates of one company must not both pass the check:
         // serialise on its name key and domain (sorted, so no deadlock).
         let key = name_key(&data.name);
+        let locks: Vec<String> = [("organization-name", &key), ("organization-domain", &data.domain)]
+            .into_iter()
+            .filter(|(_, value)| !value.is_empty())
+            .map(|(kind, value)| format!("{kind}:{value}"))
+            .collect();
         sqlx::query(
-            "SELECT pg_advisory_xact_lock(h) FROM (SELECT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k
-             WHERE k NOT IN ('organization-name:', 'organization-domain:') ORDER BY 1) AS s",
+            "SELECT pg_advisory_xact_lock(h) FROM (SELECT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY 1) AS s",
         )
-        .bind([format!("organization-name:{key}"), format!("organization-domain:{}", data.domain)])
+        .bind(&locks)
         .execute(&mut *tx)
         .await?;
         let candidates = likely_duplicates(&mut tx, &data, None).await?;
@@ -193,23 +193,13 @@ impl ContactStore {
             .await?;
         write_external_ids(&mut tx, id, &data).await?;
         let record = load(&mut tx, id, false).await?;
-        let entry = audit::Entry {
-            resource_type: "organization",
-            resource_id: record.id,
-            action: "create",
-            changes: audit::Changes::created(&data)?,
-            note: if candidates.is_empty() {
-                String::new()
-            } else {
-                let ids: Vec<String> = candidates.iter().map(|(candidate, _)| candidate.id.to_string()).collect();
-                format!("duplicate check overridden: {override_reason}; candidates {}", ids.join(", "))
-            },
-            actor,
+        let note = if candidates.is_empty() {
+            String::new()
+        } else {
+            let ids: Vec<String> = candidates.iter().map(|(candidate, _)| candidate.id.to_string()).collect();
+            format!("duplicate check overridden: {override_reason}; candidates {}", ids.join(", "))
         };
-        audit::record(&mut tx, &[entry]).await?;
-        let event = pb::OrganizationChanged { organization: Some(record.to_proto()) };
-        outbox::append(&mut tx, &[NewEvent::new("organization", record.id.to_string(), &event, &actor.request_id)])
-            .await?;
+        changed(&mut tx, &record, "create", audit::Changes::created(&data)?, note, actor).await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -303,7 +293,7 @@ impl ContactStore {
         .await?;
         write_external_ids(&mut tx, id, &after).await?;
         let record = load(&mut tx, id, false).await?;
-        changed(&mut tx, &record, "update", audit::Changes::Fields(changes), actor).await?;
+        changed(&mut tx, &record, "update", audit::Changes::Fields(changes), String::new(), actor).await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -351,7 +341,7 @@ impl ContactStore {
             .execute(&mut *tx)
             .await?;
         let record = load(&mut tx, id, false).await?;
-        changed(&mut tx, &record, "delete", audit::Changes::none(), actor).await?;
+        changed(&mut tx, &record, "delete", audit::Changes::none(), String::new(), actor).await?;
         tx.commit().await?;
         Ok(record)
     }
