@@ -118,6 +118,15 @@ static METAPHONE: LazyLock<DoubleMetaphone> = LazyLock::new(DoubleMetaphone::def
 
 /// Lower-case ASCII letters only: "O'Brien-Smith" -> "obriensmith", "José" -> "jose".
 pub fn fold(name: &str) -> String {
+    fold_keeping(name, |c| c.is_ascii_alphabetic())
+}
+
+/// Like [`fold`], digits kept too (company names: "3M", "Acme 2").
+pub fn fold_with_digits(name: &str) -> String {
+    fold_keeping(name, |c| c.is_ascii_alphanumeric())
+}
+
+fn fold_keeping(name: &str, keep: impl Fn(char) -> bool) -> String {
     name.chars()
         .filter_map(|c| {
             let c = match c {
@@ -131,7 +140,7 @@ pub fn fold(name: &str) -> String {
                 'ß' => 's',
                 other => other,
             };
-            c.is_ascii_alphabetic().then(|| c.to_ascii_lowercase())
+            keep(c).then(|| c.to_ascii_lowercase())
         })
         .collect()
 }

@@ -46,8 +46,8 @@ const LEGAL_FORMS: &[&str] = &[
 ];
 
 /// The name as organizations are compared by: words folded to lower-case
-/// ASCII, "&" read as "and", legal forms dropped; empty when nothing else
-/// is left.
+/// ASCII letters and digits, "&" read as "and", legal forms dropped; empty
+/// when nothing else is left.
 pub fn name_key(name: &str) -> String {
     let spaced: String = name
         .chars()
@@ -61,7 +61,7 @@ pub fn name_key(name: &str) -> String {
         .collect();
     spaced
         .split_whitespace()
-        .map(names::fold)
+        .map(names::fold_with_digits)
         .filter(|word| !word.is_empty() && word != "and" && !LEGAL_FORMS.contains(&word.as_str()))
         .collect::<Vec<_>>()
         .join(" ")
@@ -103,6 +103,8 @@ mod tests {
         assert_eq!(name_key("O'Brien Plumbing Pty Ltd"), "obrien plumbing");
         assert_eq!(name_key("Inc."), "", "nothing but a legal form");
         assert_ne!(name_key("Acme Rockets"), name_key("Acme"));
+        assert_eq!(name_key("3M Company"), "3m", "digits are part of a name");
+        assert_ne!(name_key("Acme 2 Ltd"), name_key("Acme Ltd"));
     }
 
     #[test]
