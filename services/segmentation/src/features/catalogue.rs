@@ -168,7 +168,7 @@ fn build() -> Vec<FeatureDef> {
             "sentiment_avg_90d",
             Double,
             I,
-            "the average sentiment (-1 to 1) of interactions in the last 90 days that carry one (absent when none)",
+            "the average sentiment (-1 to 1, each to a millionth) of interactions in the last 90 days that carry one (absent when none)",
         )
         .moving(),
         FeatureDef::new("skus", StringList, I, "every SKU the contact ever bought, sorted"),

@@ -1,7 +1,7 @@
 //! Following the interactions feed: each interaction becomes a row of
 //! activity of its contact (or of the survivor it was merged into).
 
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
 
 use crm_platform::{clock::Clock, consumer::Handler, timestamp};
 use crm_proto::{events::v1::Event, interactions::v1 as interactions};
@@ -140,12 +140,26 @@ impl Handler for InteractionsFeed {
             .into_iter()
             .filter_map(|(contact, row)| Some((resolved.get(&contact).copied().flatten()?, row)))
             .collect();
-        read_model::record_activity(tx, &rows).await?;
-        touched.extend(rows.iter().map(|(contact, _)| *contact));
-        // Who referred them, and their colleagues, read their revenue.
-        touched.extend(read_model::dependents(tx, &touched).await?);
+        let new = read_model::record_activity(tx, rows).await?;
+        // Who referred them, and their colleagues, read their revenue: those
+        // are recomputed, as are contacts with invoices or problems; the
+        // others' new interactions are applied to their stored features.
+        let active: Vec<Uuid> = new.iter().map(|(contact, _)| *contact).collect();
+        let mut recompute: HashSet<Uuid> = touched.iter().copied().collect();
+        recompute.extend(read_model::dependents(tx, &[touched.as_slice(), &active].concat()).await?);
+        let mut everyone: Vec<Uuid> = recompute.iter().chain(&active).copied().collect();
+        everyone.sort_unstable();
+        everyone.dedup();
+        // All at once, in key order: never two transactions waiting for each other.
+        crate::store::lock_contacts(tx, &everyone).await?;
         let now = self.clock.now();
-        let computed = read_model::recompute(tx, &touched, now).await?;
+        // The others' rows are stored: their recompute reads them.
+        let applicable: Vec<(Uuid, Activity)> =
+            new.into_iter().filter(|(contact, _)| !recompute.contains(contact)).collect();
+        let (mut computed, stale) = read_model::apply_activity(tx, &applicable, now).await?;
+        recompute.extend(stale);
+        let recompute: Vec<Uuid> = recompute.into_iter().collect();
+        computed.extend(read_model::recompute(tx, &recompute, now).await?);
         self.segments.reconcile(tx, &computed, now).await?;
         Ok(())
     }

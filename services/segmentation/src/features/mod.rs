@@ -147,6 +147,22 @@ pub type FeatureDoc = BTreeMap<String, Value>;
 pub struct Computed {
     pub doc: FeatureDoc,
     pub next_change: Option<DateTime<Utc>>,
+    /// What applying one more interaction needs beside the document ([`apply`]).
+    pub tally: Tally,
+}
+
+/// What a document cannot say of itself but applying a new interaction to
+/// it needs: the sentiment's sum and count behind its average, and the next
+/// change by time alone of everything but the last purchase's day count
+/// (which a later purchase replaces). Stored with the document.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tally {
+    /// Sentiments of the last 90 days, in millionths, summed.
+    pub sentiment_micros_90d: i64,
+    /// How many of the last 90 days' interactions carry a sentiment.
+    pub sentiments_90d: i64,
+    /// The next change by time alone, the last purchase's day count left out.
+    pub steady_next_change: Option<DateTime<Utc>>,
 }
 
 /// The short name of an enum value: `KIND_SUPPORT_REQUEST` → `support_request`.
@@ -193,6 +209,24 @@ fn age(birth: NaiveDate, now: DateTime<Utc>) -> (i64, DateTime<Utc>) {
     let next =
         if birthday_in(today.year()) > today { birthday_in(today.year()) } else { birthday_in(today.year() + 1) };
     (years.max(0), next.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+}
+
+/// A sentiment (-1 to 1) in millionths: sums of them are exact, so an
+/// average kept as interactions arrive equals one computed from all of them.
+fn sentiment_micros(sentiment: f64) -> i64 {
+    (sentiment * 1e6).round() as i64
+}
+
+fn sentiment_average(tally: &Tally) -> Option<f64> {
+    (tally.sentiments_90d > 0).then(|| tally.sentiment_micros_90d as f64 / tally.sentiments_90d as f64 / 1e6)
+}
+
+/// The earlier of two moments, either possibly absent.
+fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 fn in_window(activity: &Activity, window: Window, now: DateTime<Utc>) -> bool {
@@ -294,13 +328,13 @@ pub fn compute_all(inputs: Inputs<'_>, now: DateTime<Utc>) -> Computed {
     doc.insert("last_interaction_time".into(), Value::Time(last_interaction));
     doc.insert("first_purchase_time".into(), Value::Time(first_purchase));
     doc.insert("last_purchase_time".into(), Value::Time(last_purchase));
-    let days_since_purchase = match last_purchase {
+    // Scheduled apart: a later purchase replaces it (see `Tally`).
+    let (days_since_purchase, purchase_tick) = match last_purchase {
         Some(last) => {
             let (days, changes) = days_since(last, now);
-            schedule(changes);
-            days
+            (days, Some(changes))
         }
-        None => -1,
+        None => (-1, None),
     };
     doc.insert("days_since_last_purchase".into(), Value::Int(days_since_purchase));
 
@@ -308,8 +342,12 @@ pub fn compute_all(inputs: Inputs<'_>, now: DateTime<Utc>) -> Computed {
     let complaints = recent.iter().filter(|row| row.kind == "complaint").count() as i64;
     doc.insert("complaints_90d".into(), Value::Int(complaints));
     let sentiments: Vec<f64> = recent.iter().filter_map(|row| row.sentiment).collect();
-    let average = (!sentiments.is_empty()).then(|| sentiments.iter().sum::<f64>() / sentiments.len() as f64);
-    doc.insert("sentiment_avg_90d".into(), Value::Double(average));
+    let mut tally = Tally {
+        sentiment_micros_90d: sentiments.iter().map(|sentiment| sentiment_micros(*sentiment)).sum(),
+        sentiments_90d: sentiments.len() as i64,
+        steady_next_change: None,
+    };
+    doc.insert("sentiment_avg_90d".into(), Value::Double(sentiment_average(&tally)));
     let mut skus: Vec<String> = activity.iter().flat_map(|row| row.skus.iter().cloned()).collect();
     skus.sort();
     skus.dedup();
@@ -361,7 +399,101 @@ pub fn compute_all(inputs: Inputs<'_>, now: DateTime<Utc>) -> Computed {
     doc.insert("organization_contacts".into(), Value::Int(members));
     doc.insert("organization_revenue_365d".into(), Value::Map(organization_revenue));
 
-    Computed { doc, next_change: next }
+    tally.steady_next_change = next;
+    Computed { doc, next_change: earliest(next, purchase_tick), tally }
+}
+
+/// Applies one new interaction to features that are current at `now`
+/// (computed earlier, with nothing changed by time alone since: their
+/// `next_change` is after `now`), as [`compute_all`] with the interaction
+/// added would compute them; the inputs other than this contact's own
+/// activity (profile, invoices, problems, roll-ups) are unchanged.
+/// Returns false, leaving `current` as it may be, when the document lacks a
+/// feature it must update (it was stored by an older catalogue): recompute it.
+pub fn apply(current: &mut Computed, row: &Activity, now: DateTime<Utc>) -> bool {
+    apply_to(current, row, now).is_some()
+}
+
+fn apply_to(current: &mut Computed, row: &Activity, now: DateTime<Utc>) -> Option<()> {
+    let doc = &mut current.doc;
+    let purchase = row.kind == "purchase";
+    let mut steady = current.tally.steady_next_change;
+    for window in WINDOWS {
+        if !in_window(row, window, now) {
+            continue;
+        }
+        let suffix = window.suffix();
+        if let Window::Days(days) = window {
+            steady = earliest(steady, Some(row.occurred_at + Duration::days(days)));
+        }
+        *int_mut(doc, &format!("interactions_{suffix}"))? += 1;
+        *map_mut(doc, &format!("kinds_{suffix}"))?.entry(row.kind.clone()).or_default() += 1;
+        *map_mut(doc, &format!("channels_{suffix}"))?.entry(row.channel.clone()).or_default() += 1;
+        if purchase {
+            *int_mut(doc, &format!("purchases_{suffix}"))? += 1;
+            if !row.currency.is_empty() {
+                *map_mut(doc, &format!("revenue_{suffix}"))?.entry(row.currency.clone()).or_default() += row.amount;
+            }
+        }
+        if row.kind == "refund" && !row.currency.is_empty() {
+            *map_mut(doc, &format!("refunds_{suffix}"))?.entry(row.currency.clone()).or_default() += row.amount;
+        }
+    }
+    widen(doc, "first_interaction_time", "last_interaction_time", row.occurred_at)?;
+    let mut purchase_tick = None;
+    if purchase {
+        widen(doc, "first_purchase_time", "last_purchase_time", row.occurred_at)?;
+    }
+    if let Some(Value::Time(Some(last))) = doc.get("last_purchase_time") {
+        let (days, changes) = days_since(*last, now);
+        *int_mut(doc, "days_since_last_purchase")? = days;
+        purchase_tick = Some(changes);
+    }
+    if in_window(row, Window::Days(90), now) {
+        if row.kind == "complaint" {
+            *int_mut(doc, "complaints_90d")? += 1;
+        }
+        if let Some(sentiment) = row.sentiment {
+            current.tally.sentiment_micros_90d += sentiment_micros(sentiment);
+            current.tally.sentiments_90d += 1;
+            doc.insert("sentiment_avg_90d".into(), Value::Double(sentiment_average(&current.tally)));
+        }
+    }
+    let Some(Value::List(skus)) = doc.get_mut("skus") else { return None };
+    for sku in &row.skus {
+        if let Err(at) = skus.binary_search(sku) {
+            skus.insert(at, sku.clone());
+        }
+    }
+    current.tally.steady_next_change = steady;
+    current.next_change = earliest(steady, purchase_tick);
+    Some(())
+}
+
+fn int_mut<'a>(doc: &'a mut FeatureDoc, name: &str) -> Option<&'a mut i64> {
+    match doc.get_mut(name) {
+        Some(Value::Int(value)) => Some(value),
+        _ => None,
+    }
+}
+
+fn map_mut<'a>(doc: &'a mut FeatureDoc, name: &str) -> Option<&'a mut BTreeMap<String, i64>> {
+    match doc.get_mut(name) {
+        Some(Value::Map(values)) => Some(values),
+        _ => None,
+    }
+}
+
+/// Moves the `first` and `last` times out to include `at`.
+fn widen(doc: &mut FeatureDoc, first: &str, last: &str, at: DateTime<Utc>) -> Option<()> {
+    for (name, earlier) in [(first, true), (last, false)] {
+        let Some(Value::Time(time)) = doc.get_mut(name) else { return None };
+        let replace = time.is_none_or(|current| if earlier { at < current } else { at > current });
+        if replace {
+            *time = Some(at);
+        }
+    }
+    Some(())
 }
 
 fn sorted(mut values: Vec<String>) -> Vec<String> {
@@ -454,9 +586,27 @@ pub fn doc_to_json(doc: &FeatureDoc) -> serde_json::Value {
     )
 }
 
-/// A document as the `features.doc` column holds it: the bytes of its JSON text.
-pub fn doc_to_bytes(doc: &FeatureDoc) -> Vec<u8> {
-    doc_to_json(doc).to_string().into_bytes()
+/// The key of the stored document that holds its [`Tally`] (not a feature).
+const TALLY: &str = "_tally";
+
+/// A document as the `features.doc` column holds it: the bytes of its JSON
+/// text, with its tally.
+pub fn doc_to_bytes(computed: &Computed) -> Vec<u8> {
+    let mut json = doc_to_json(&computed.doc);
+    if let (Some(object), Ok(tally)) = (json.as_object_mut(), serde_json::to_value(&computed.tally)) {
+        object.insert(TALLY.into(), tally);
+    }
+    json.to_string().into_bytes()
+}
+
+/// Stored features read back whole, to apply new interactions to: `None`
+/// when they lack their tally or any feature of the catalogue (stored by
+/// an older version: recompute them).
+pub fn computed_from_bytes(bytes: &[u8], next_change: Option<DateTime<Utc>>) -> Option<Computed> {
+    let json: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let tally: Tally = serde_json::from_value(json.get(TALLY)?.clone()).ok()?;
+    let doc = doc_from_json(&json);
+    (doc.len() == catalogue::features().len()).then_some(Computed { doc, next_change, tally })
 }
 
 /// A document read back from the `features.doc` column (one that does not

@@ -110,6 +110,52 @@ fn a_stored_document_reads_back_the_same() {
     let computed =
         compute(Some(&profile), &[purchase("2026-05-20T12:00:00.654321Z", 1500)], at("2026-06-01T00:00:00Z"));
     assert_eq!(doc_from_json(&doc_to_json(&computed.doc)), computed.doc);
-    assert_eq!(doc_from_bytes(&doc_to_bytes(&computed.doc)), computed.doc);
+    assert_eq!(doc_from_bytes(&doc_to_bytes(&computed)), computed.doc);
+    assert_eq!(computed_from_bytes(&doc_to_bytes(&computed), computed.next_change), Some(computed.clone()));
     assert!(doc_from_bytes(b"not json").is_empty(), "a document that does not parse reads as empty");
+}
+
+/// Applying interactions one at a time to current features gives what
+/// computing from all of them gives: the same document, the same next
+/// change, the same tally (random interactions over two years, some ahead
+/// of now, some with sentiments, SKUs, refunds and other currencies).
+#[test]
+fn applying_an_interaction_equals_computing_with_it() {
+    use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
+    let now = at("2026-06-01T09:30:00Z");
+    let profile = Profile { created_time: Some(at("2024-03-01T00:00:00Z")), ..Default::default() };
+    let mut applied_rows = 0;
+    for seed in 0..200 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let rows: Vec<Activity> = (0..rng.random_range(1..30))
+            .map(|_| Activity {
+                interaction_id: Uuid::now_v7(),
+                occurred_at: now - Duration::seconds(rng.random_range(-86_400 * 3..86_400 * 730)),
+                kind: ["purchase", "refund", "complaint", "inquiry"].choose(&mut rng).unwrap().to_string(),
+                channel: ["web", "store", "phone"].choose(&mut rng).unwrap().to_string(),
+                currency: ["EUR", "USD", ""].choose(&mut rng).unwrap().to_string(),
+                amount: rng.random_range(1..100_000),
+                sentiment: rng.random_bool(0.4).then(|| rng.random_range(-1.0..1.0)),
+                skus: (0..rng.random_range(0..3)).map(|_| format!("SKU-{}", rng.random_range(0..5))).collect(),
+            })
+            .collect();
+        let split = rng.random_range(0..rows.len());
+        let mut current = compute(Some(&profile), &rows[..split], now);
+        for row in &rows[split..] {
+            assert!(apply(&mut current, row, now), "seed {seed}: a complete document takes a row");
+            applied_rows += 1;
+        }
+        assert_eq!(current, compute(Some(&profile), &rows, now), "seed {seed}, {split} computed, the rest applied");
+    }
+    assert!(applied_rows > 1000, "the rows were applied ({applied_rows})");
+}
+
+#[test]
+fn a_document_missing_a_feature_is_not_applied_to() {
+    let now = at("2026-06-01T00:00:00Z");
+    let mut computed = compute(None, &[], now);
+    computed.doc.remove("skus");
+    assert!(!apply(&mut computed, &purchase("2026-05-30T00:00:00Z", 100), now));
+    let bytes = doc_to_bytes(&computed);
+    assert_eq!(computed_from_bytes(&bytes, None), None, "an older catalogue's document is recomputed");
 }

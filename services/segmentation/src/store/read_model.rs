@@ -112,10 +112,14 @@ pub async fn forget(tx: &mut PgConnection, contact_id: Uuid, reason: &str) -> Re
     Ok(())
 }
 
-/// Stores interactions (by contact, already resolved); one stored twice is kept once.
-pub async fn record_activity(tx: &mut PgConnection, rows: &[(Uuid, Activity)]) -> Result<(), Error> {
+/// Stores interactions (by contact, already resolved); one stored twice is
+/// kept once. Returns the ones that were new.
+pub async fn record_activity(
+    tx: &mut PgConnection,
+    rows: Vec<(Uuid, Activity)>,
+) -> Result<Vec<(Uuid, Activity)>, Error> {
     if rows.is_empty() {
-        return Ok(());
+        return Ok(rows);
     }
     let contacts: Vec<Uuid> = rows.iter().map(|(contact, _)| *contact).collect();
     let ids: Vec<Uuid> = rows.iter().map(|(_, row)| row.interaction_id).collect();
@@ -127,12 +131,13 @@ pub async fn record_activity(tx: &mut PgConnection, rows: &[(Uuid, Activity)]) -
     let sentiments: Vec<Option<f64>> = rows.iter().map(|(_, row)| row.sentiment).collect();
     // Text arrays cannot nest in unnest: SKUs travel as one text per row.
     let skus: Vec<String> = rows.iter().map(|(_, row)| row.skus.join("\u{1f}")).collect();
-    sqlx::query(
+    let mut new: HashSet<(Uuid, Uuid)> = sqlx::query_as(
         "INSERT INTO activity (contact_id, interaction_id, occurred_at, kind, channel, currency, amount, sentiment, skus)
          SELECT c, i, o, k, ch, cu, a, s, CASE WHEN sk = '' THEN '{}'::text[] ELSE string_to_array(sk, chr(31)) END
          FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::bigint[],
                      $8::float8[], $9::text[]) AS t(c, i, o, k, ch, cu, a, s, sk)
-         ON CONFLICT (contact_id, interaction_id) DO NOTHING",
+         ON CONFLICT (contact_id, interaction_id) DO NOTHING
+         RETURNING contact_id, interaction_id",
     )
     .bind(&contacts)
     .bind(&ids)
@@ -143,9 +148,12 @@ pub async fn record_activity(tx: &mut PgConnection, rows: &[(Uuid, Activity)]) -
     .bind(&amounts)
     .bind(&sentiments)
     .bind(&skus)
-    .execute(tx)
-    .await?;
-    Ok(())
+    .fetch_all(tx)
+    .await?
+    .into_iter()
+    .collect();
+    // One named twice in a burst is new once.
+    Ok(rows.into_iter().filter(|(contact, row)| new.remove(&(*contact, row.interaction_id))).collect())
 }
 
 /// Recomputes the features of `contacts` at `now` (under their locks), stores
@@ -180,8 +188,57 @@ pub async fn recompute(
     let known: HashSet<Uuid> = computed.iter().map(|(contact, _)| *contact).collect();
     let nothing: Vec<Uuid> = contacts.iter().copied().filter(|contact| !known.contains(contact)).collect();
     sqlx::query("DELETE FROM features WHERE contact_id = ANY($1)").bind(&nothing).execute(&mut *tx).await?;
+    store(tx, &computed, now).await?;
+    Ok(computed)
+}
+
+/// Applies new interactions (by contact, already resolved and stored) to the
+/// stored features of their contacts, under their locks, where those are
+/// current at `now`; stores and returns them, with the contacts it could not
+/// apply to (no features yet, due to change by time, stored by an older
+/// catalogue): recompute those. A burst costs a read and a write per contact
+/// instead of reading back everything each contact ever did.
+pub async fn apply_activity(
+    tx: &mut PgConnection,
+    rows: &[(Uuid, Activity)],
+    now: DateTime<Utc>,
+) -> Result<(Vec<(Uuid, Computed)>, Vec<Uuid>), Error> {
+    let mut by_contact: HashMap<Uuid, Vec<&Activity>> = HashMap::new();
+    for (contact, row) in rows {
+        by_contact.entry(*contact).or_default().push(row);
+    }
+    let mut contacts: Vec<Uuid> = by_contact.keys().copied().collect();
+    contacts.sort_unstable();
+    super::lock_contacts(tx, &contacts).await?;
+    let stored: Vec<(Uuid, Vec<u8>, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT contact_id, doc, next_change_at FROM features
+         WHERE contact_id = ANY($1) AND (next_change_at IS NULL OR next_change_at > $2)",
+    )
+    .bind(&contacts)
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut applied = Vec::new();
+    for (contact, doc, next_change) in stored {
+        let Some(mut computed) = features::computed_from_bytes(&doc, next_change) else { continue };
+        let rows = by_contact.get(&contact).map(Vec::as_slice).unwrap_or_default();
+        if rows.iter().all(|row| features::apply(&mut computed, row, now)) {
+            applied.push((contact, computed));
+        }
+    }
+    let done: HashSet<Uuid> = applied.iter().map(|(contact, _)| *contact).collect();
+    let rest = contacts.into_iter().filter(|contact| !done.contains(contact)).collect();
+    store(tx, &applied, now).await?;
+    Ok((applied, rest))
+}
+
+/// Writes computed features.
+async fn store(tx: &mut PgConnection, computed: &[(Uuid, Computed)], now: DateTime<Utc>) -> Result<(), Error> {
+    if computed.is_empty() {
+        return Ok(());
+    }
     let ids: Vec<Uuid> = computed.iter().map(|(contact, _)| *contact).collect();
-    let docs: Vec<Vec<u8>> = computed.iter().map(|(_, c)| features::doc_to_bytes(&c.doc)).collect();
+    let docs: Vec<Vec<u8>> = computed.iter().map(|(_, c)| features::doc_to_bytes(c)).collect();
     let next: Vec<Option<DateTime<Utc>>> = computed.iter().map(|(_, c)| c.next_change).collect();
     sqlx::query(
         "INSERT INTO features (contact_id, doc, computed_at, next_change_at)
@@ -195,7 +252,7 @@ pub async fn recompute(
     .bind(now)
     .execute(tx)
     .await?;
-    Ok(computed)
+    Ok(())
 }
 
 /// What is stored of some contacts, by contact.
