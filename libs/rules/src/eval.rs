@@ -42,6 +42,20 @@ pub fn evaluate(rule: &Checked, bind: &dyn Fn(&str) -> Option<(CelValue, String)
     }
 }
 
+/// Whether `rule` is met, without the explanation: for callers that decide
+/// many contacts and explain only the few whose membership changes (`bind`
+/// as in [`evaluate`], without the written value). The same decision as
+/// [`evaluate`]'s.
+pub fn decide(rule: &Checked, bind: &dyn Fn(&str) -> Option<CelValue>) -> bool {
+    let mut context = Context::with_env(STANDARD.clone());
+    for name in &rule.features {
+        if let Some(value) = bind(name) {
+            context.add_variable_from_value(name.as_str(), value);
+        }
+    }
+    matches!(rule.program.execute(&context), Ok(CelValue::Bool(true)))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

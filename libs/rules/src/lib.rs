@@ -17,7 +17,7 @@ pub mod check;
 pub mod eval;
 
 pub use check::{Checked, RuleError, Type, check};
-pub use eval::{Outcome, evaluate};
+pub use eval::{Outcome, decide, evaluate};
 
 /// The names a rule may read, and their types.
 pub trait Schema {

@@ -80,6 +80,10 @@ pub enum Command {
         /// With --slos: rules on InteractionRecorded defined with them.
         #[arg(long, default_value_t = 0)]
         alert_rules: usize,
+        /// With --interactions: define this many dynamic segments (rules over interaction
+        /// features) before the ingest, which the segmentation role keeps as it follows.
+        #[arg(long, default_value_t = 0)]
+        segments: usize,
         /// Measure from RecordInteraction to the alert in Alertmanager (the first of
         /// CRM_ALERTMANAGER_URLS, which the suite sends to): at 1,000 interactions/s, then
         /// while 20,000 rows/s are ingested besides, --duration each (with --slos and

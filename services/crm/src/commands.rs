@@ -46,6 +46,7 @@ pub async fn run(command: Command, config: Config, telemetry: &Telemetry) -> any
             interactions,
             slos,
             alert_rules,
+            segments,
             alert_latency,
         } => {
             let options = bench::BenchOptions {
@@ -59,6 +60,7 @@ pub async fn run(command: Command, config: Config, telemetry: &Telemetry) -> any
                 contacts,
                 interactions,
                 alerting: (slos > 0 || alert_rules > 0).then_some((slos, alert_rules)),
+                segments,
                 alert_latency,
             };
             bench::run(options, config).await

@@ -52,7 +52,7 @@ pub async fn run_due(pool: &PgPool, clock: &Clock, segments: &Segments) -> Resul
         return Ok(0);
     }
     let computed = read_model::recompute(&mut tx, &due, now).await?;
-    segments.reconcile(&mut tx, &computed, now).await?;
+    segments.reconcile(&mut tx, &computed, &Default::default(), now).await?;
     tx.commit().await?;
     Ok(due.len())
 }

@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use crate::{
     features::Computed,
-    rules::{Checked, Outcome, check, evaluate},
+    rules::{Checked, Outcome, check, decide, evaluate},
     store::{rebuild, segments as store},
 };
 
@@ -99,10 +99,15 @@ impl Segments {
     }
 
     /// Brings the memberships of the contacts just recomputed up to date.
+    /// `moved`: for contacts whose features were applied to rather than
+    /// recomputed, the features that may have changed; a segment whose rule
+    /// reads none of them keeps its decision (memberships always agree with
+    /// the stored features) and is not run for that contact.
     pub async fn reconcile(
         &self,
         tx: &mut PgConnection,
         computed: &[(Uuid, Computed)],
+        moved: &HashMap<Uuid, HashSet<String>>,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
         if computed.is_empty() {
@@ -124,12 +129,16 @@ impl Segments {
         let none = HashSet::new();
         for (contact, features) in computed {
             let member_of = current.get(contact).unwrap_or(&none);
+            let moved = moved.get(contact);
             for (segment, version, rule) in &segments {
-                let outcome = evaluate(rule, &features.doc);
-                match (outcome.member, member_of.contains(segment)) {
+                if moved.is_some_and(|moved| !rule.features.iter().any(|feature| moved.contains(feature))) {
+                    continue;
+                }
+                // Explained only when it enters: most contacts stay where they were.
+                match (decide(rule, &features.doc), member_of.contains(segment)) {
                     (true, false) => {
                         entries.push((*contact, *segment));
-                        events.push(entered(*segment, *version, *contact, &outcome));
+                        events.push(entered(*segment, *version, *contact, &evaluate(rule, &features.doc)));
                     }
                     (false, true) => {
                         exits.push((*contact, *segment));
@@ -165,12 +174,11 @@ impl Segments {
             let Some((last, _)) = page.last() else { break };
             after = Some(*last);
             for (contact, doc) in &page {
-                let outcome = evaluate(rule, doc);
-                if outcome.member {
+                if decide(rule, doc) {
                     members.insert(*contact);
                     if !current.contains(contact) {
                         entries.push((*contact, id));
-                        events.push(entered(id, version, *contact, &outcome));
+                        events.push(entered(id, version, *contact, &evaluate(rule, doc)));
                     }
                 }
             }

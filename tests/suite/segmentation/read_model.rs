@@ -244,6 +244,32 @@ async fn apply<H: Handler>(pool: &PgPool, handler: &H, events: &[Event]) {
     tx.commit().await.unwrap();
 }
 
+/// Memberships agree with the stored features after every burst, not only
+/// at the end (where the schedule's recomputes would hide a stale one): the
+/// interactions consumer skips a rule only when the features it reads cannot
+/// have moved. Returns how many decisions were checked.
+async fn memberships_agree(pool: &PgPool, segments: &Segments, context: &str) -> usize {
+    let mut conn = pool.acquire().await.unwrap();
+    let docs = crm_segmentation::store::segments::features_page(&mut conn, None, 100_000).await.unwrap();
+    let members: Vec<(Uuid, Uuid)> =
+        sqlx::query_as("SELECT contact_id, segment_id FROM memberships").fetch_all(&mut *conn).await.unwrap();
+    let mut checked = 0;
+    for (id, rule) in SEGMENTS {
+        let id = Uuid::from_u128(id);
+        let rule = segments.compiled(id, 1, rule).unwrap();
+        for (contact, doc) in &docs {
+            let member = members.contains(&(*contact, id));
+            assert_eq!(
+                crm_segmentation::rules::decide(&rule, doc),
+                member,
+                "{context}: contact {contact} in segment {id}: {member}, but its features say otherwise"
+            );
+            checked += 1;
+        }
+    }
+    checked
+}
+
 /// Every table of the read model as text, sorted: what must be equal.
 async fn read_model(pool: &PgPool) -> BTreeMap<&'static str, Vec<String>> {
     let mut tables = BTreeMap::new();
@@ -306,6 +332,7 @@ async fn features_built_incrementally_equal_features_built_from_scratch() {
     let now = DateTime::parse_from_rfc3339("2026-06-01T09:30:00Z").unwrap().with_timezone(&Utc);
     let segments = std::sync::Arc::new(Segments::default());
     let (mut nonempty_features, mut members, mut moves, mut invoices, mut rolled_up) = (0, 0, 0, 0, 0);
+    let mut checked = 0;
     for seed in 0..25 {
         let scenario = generate(seed, now);
         // The incremental side's clock starts at `now` and moves between bursts.
@@ -335,6 +362,7 @@ async fn features_built_incrementally_equal_features_built_from_scratch() {
                 let end = (at_interactions + take).min(scenario.interactions.len());
                 apply(&incremental, &interactions_feed, &scenario.interactions[at_interactions..end]).await;
                 at_interactions = end;
+                checked += memberships_agree(&incremental, &segments, &format!("seed {seed}, event {end}")).await;
             }
         }
         while schedule::run_due(&incremental, &clock, &segments).await.unwrap() > 0 {}
@@ -365,6 +393,7 @@ async fn features_built_incrementally_equal_features_built_from_scratch() {
             .count();
     }
     assert!(moves > 25, "the clock moved between bursts ({moves} times)");
+    assert!(checked > 1000, "memberships were checked against features after bursts ({checked} decisions)");
     assert!(members > 10, "the scenarios put contacts in segments ({members})");
     assert!(invoices > 25, "the scenarios issue invoices ({invoices})");
     assert!(rolled_up > 25, "the scenarios roll referrals and organizations up ({rolled_up})");

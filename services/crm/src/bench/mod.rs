@@ -20,6 +20,7 @@ pub mod load;
 pub mod operations;
 mod report;
 pub mod seed;
+pub mod segments_seed;
 mod self_hosted;
 pub mod timeline_seed;
 pub(crate) mod transport;
@@ -51,6 +52,8 @@ pub struct BenchOptions {
     pub interactions: usize,
     /// SLOs and rules on interactions defined halfway through the ingest (none: no alerting figures).
     pub alerting: Option<(usize, usize)>,
+    /// Dynamic segments defined before the ingest (0: none).
+    pub segments: usize,
     /// Measure the alert latency (`alert_latency`) instead of the load phases.
     pub alert_latency: bool,
 }
@@ -105,6 +108,7 @@ pub async fn run(options: BenchOptions, config: Config) -> anyhow::Result<()> {
 async fn prepare(options: &BenchOptions, gateway: &Transport, database_url: Option<&str>) -> anyhow::Result<()> {
     if options.interactions > 0 {
         let contacts = timeline_seed::contacts(options.interactions);
+        segments_seed::define(gateway, options.segments).await?;
         timeline_seed::seed(gateway, database_url, options.interactions, &contacts, options.alerting).await?;
         let _ = operations::TIMELINES.set(contacts);
     } else if options.mix.0.iter().any(|(operation, _)| operation.needs_timelines()) {

@@ -135,17 +135,23 @@ pub async fn seed(
         }
     };
     let rate = count as f64 / elapsed;
+    // What segmentation had applied when the ingest ended: the rest is its backlog.
+    let applied_at_end = match database_url {
+        Some(url) => Some(segmentation_applied(url).await?),
+        None => None,
+    };
     println!("ingest: {count} interactions in {elapsed:.1}s = {rate:.0} rows/s ({stored} stored, {other} other)");
     if let Some(copy_rate) = copy_rate {
         println!("COPY of the same rows: {copy_rate:.0} rows/s; ingest / COPY = {:.2}", rate / copy_rate);
     }
-    if let (Some(url), Some(before)) = (database_url, applied_before) {
+    if let (Some(url), Some(before), Some(at_end)) = (database_url, applied_before, applied_at_end) {
         // The segmentation role follows the interactions feed: how fast it keeps up.
+        let ended = started.elapsed().as_secs_f64();
         let target = before + stored as i64;
-        let mut applied = before;
+        let mut applied = at_end;
         let mut stalled = Instant::now();
         while applied < target && stalled.elapsed() < std::time::Duration::from_secs(120) {
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             let now_applied = segmentation_applied(url).await?;
             if now_applied > applied {
                 stalled = Instant::now();
@@ -159,8 +165,17 @@ pub async fn seed(
             total,
             done as f64 / total,
             (done as f64 / total) / rate,
-            total - elapsed
+            total - ended
         );
+        let backlog = applied - at_end;
+        if backlog > 0 {
+            let backlog_rate = backlog as f64 / (total - ended);
+            println!(
+                "segmentation alone on its backlog: {backlog} events in {:.1}s = {backlog_rate:.0} events/s ({:.2} of the ingest rate)",
+                total - ended,
+                backlog_rate / rate
+            );
+        }
     }
     Ok(())
 }

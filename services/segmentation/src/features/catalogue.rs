@@ -86,7 +86,12 @@ pub fn features() -> &'static [FeatureDef] {
 
 /// The feature named `name`.
 pub fn feature(name: &str) -> Option<&'static FeatureDef> {
-    features().iter().find(|feature| feature.name == name)
+    static BY_NAME: std::sync::OnceLock<std::collections::HashMap<&'static str, &'static FeatureDef>> =
+        std::sync::OnceLock::new();
+    BY_NAME
+        .get_or_init(|| features().iter().map(|feature| (feature.name.as_str(), feature)).collect())
+        .get(name)
+        .copied()
 }
 
 fn build() -> Vec<FeatureDef> {

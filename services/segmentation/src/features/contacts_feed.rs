@@ -155,7 +155,7 @@ impl Handler for ContactsFeed {
         }
         let now = self.clock.now();
         let computed = read_model::recompute(tx, &touched, now).await?;
-        self.segments.reconcile(tx, &computed, now).await?;
+        self.segments.reconcile(tx, &computed, &Default::default(), now).await?;
         Ok(())
     }
 }

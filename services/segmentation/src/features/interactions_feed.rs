@@ -156,11 +156,12 @@ impl Handler for InteractionsFeed {
         // The others' rows are stored: their recompute reads them.
         let applicable: Vec<(Uuid, Activity)> =
             new.into_iter().filter(|(contact, _)| !recompute.contains(contact)).collect();
-        let (mut computed, stale) = read_model::apply_activity(tx, &applicable, now).await?;
-        recompute.extend(stale);
+        let applied = read_model::apply_activity(tx, &applicable, now).await?;
+        recompute.extend(applied.stale);
         let recompute: Vec<Uuid> = recompute.into_iter().collect();
+        let mut computed = applied.computed;
         computed.extend(read_model::recompute(tx, &recompute, now).await?);
-        self.segments.reconcile(tx, &computed, now).await?;
+        self.segments.reconcile(tx, &computed, &applied.moved, now).await?;
         Ok(())
     }
 }

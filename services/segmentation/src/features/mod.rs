@@ -7,11 +7,16 @@
 //!   the read model is built from.
 //! - [`compute`]: profile + activity + now → the feature document, and the
 //!   next moment a value changes with time alone (a purchase leaving a
-//!   window, a day count ticking over, a birthday), which the role schedules.
+//!   window, a day count ticking over, a birthday), which the role schedules;
+//!   [`apply`]: one more interaction applied to a current document.
+//! - `stored`: a document as the `features.doc` column holds it.
 
 pub mod catalogue;
 pub mod contacts_feed;
 pub mod interactions_feed;
+mod stored;
+
+pub use stored::{computed_from_bytes, doc_from_bytes, doc_from_json, doc_to_bytes, doc_to_json};
 
 use std::collections::BTreeMap;
 
@@ -470,6 +475,34 @@ fn apply_to(current: &mut Computed, row: &Activity, now: DateTime<Utc>) -> Optio
     Some(())
 }
 
+/// The features applying `row` at `now` may change ([`apply`] changes no
+/// other): a segment whose rule reads none of them keeps its decision.
+pub fn moved_by(row: &Activity, now: DateTime<Utc>) -> Vec<String> {
+    let mut moved = Vec::new();
+    let purchase = row.kind == "purchase";
+    for window in WINDOWS.into_iter().filter(|window| in_window(row, *window, now)) {
+        let suffix = window.suffix();
+        moved.extend([format!("interactions_{suffix}"), format!("kinds_{suffix}"), format!("channels_{suffix}")]);
+        if purchase {
+            moved.extend([format!("purchases_{suffix}"), format!("revenue_{suffix}")]);
+        }
+        if row.kind == "refund" {
+            moved.push(format!("refunds_{suffix}"));
+        }
+    }
+    moved.extend(["first_interaction_time".into(), "last_interaction_time".into()]);
+    if purchase {
+        moved.extend(["first_purchase_time".into(), "last_purchase_time".into(), "days_since_last_purchase".into()]);
+    }
+    if in_window(row, Window::Days(90), now) {
+        moved.extend(["complaints_90d".into(), "sentiment_avg_90d".into()]);
+    }
+    if !row.skus.is_empty() {
+        moved.push("skus".into());
+    }
+    moved
+}
+
 fn int_mut<'a>(doc: &'a mut FeatureDoc, name: &str) -> Option<&'a mut i64> {
     match doc.get_mut(name) {
         Some(Value::Int(value)) => Some(value),
@@ -555,7 +588,7 @@ impl Value {
 }
 
 /// The keys a map feature always has (0 when nothing was counted), if it has fixed ones.
-fn fixed_keys(name: &str) -> Option<&'static [String]> {
+pub(crate) fn fixed_keys(name: &str) -> Option<&'static [String]> {
     static KINDS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     static CHANNELS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     if name.starts_with("kinds_") {
@@ -565,72 +598,6 @@ fn fixed_keys(name: &str) -> Option<&'static [String]> {
     } else {
         None
     }
-}
-
-/// A document as stored: maps leave their zero counts out (a third of the
-/// size, and under PostgreSQL's 2 KB TOAST threshold, so a row is written
-/// inline without compression); reading puts them back.
-pub fn doc_to_json(doc: &FeatureDoc) -> serde_json::Value {
-    serde_json::Value::Object(
-        doc.iter()
-            .map(|(name, value)| {
-                let json = match value {
-                    Value::Map(entries) if fixed_keys(name).is_some() => {
-                        serde_json::json!(entries.iter().filter(|(_, count)| **count != 0).collect::<BTreeMap<_, _>>())
-                    }
-                    other => other.to_json(),
-                };
-                (name.clone(), json)
-            })
-            .collect(),
-    )
-}
-
-/// The key of the stored document that holds its [`Tally`] (not a feature).
-const TALLY: &str = "_tally";
-
-/// A document as the `features.doc` column holds it: the bytes of its JSON
-/// text, with its tally.
-pub fn doc_to_bytes(computed: &Computed) -> Vec<u8> {
-    let mut json = doc_to_json(&computed.doc);
-    if let (Some(object), Ok(tally)) = (json.as_object_mut(), serde_json::to_value(&computed.tally)) {
-        object.insert(TALLY.into(), tally);
-    }
-    json.to_string().into_bytes()
-}
-
-/// Stored features read back whole, to apply new interactions to: `None`
-/// when they lack their tally or any feature of the catalogue (stored by
-/// an older version: recompute them).
-pub fn computed_from_bytes(bytes: &[u8], next_change: Option<DateTime<Utc>>) -> Option<Computed> {
-    let json: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    let tally: Tally = serde_json::from_value(json.get(TALLY)?.clone()).ok()?;
-    let doc = doc_from_json(&json);
-    (doc.len() == catalogue::features().len()).then_some(Computed { doc, next_change, tally })
-}
-
-/// A document read back from the `features.doc` column (one that does not
-/// parse reads as empty: the next recompute writes it again).
-pub fn doc_from_bytes(bytes: &[u8]) -> FeatureDoc {
-    serde_json::from_slice(bytes).map(|json| doc_from_json(&json)).unwrap_or_default()
-}
-
-/// A stored document read back; features the catalogue no longer has are left out.
-pub fn doc_from_json(json: &serde_json::Value) -> FeatureDoc {
-    let Some(object) = json.as_object() else { return FeatureDoc::new() };
-    object
-        .iter()
-        .filter_map(|(name, value)| {
-            let def = catalogue::feature(name)?;
-            let mut value = Value::from_json(def.kind, value)?;
-            if let (Value::Map(entries), Some(keys)) = (&mut value, fixed_keys(name)) {
-                for key in keys {
-                    entries.entry(key.clone()).or_insert(0);
-                }
-            }
-            Some((name.clone(), value))
-        })
-        .collect()
 }
 
 #[cfg(test)]

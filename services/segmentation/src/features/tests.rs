@@ -112,6 +112,22 @@ fn a_stored_document_reads_back_the_same() {
     assert_eq!(doc_from_json(&doc_to_json(&computed.doc)), computed.doc);
     assert_eq!(doc_from_bytes(&doc_to_bytes(&computed)), computed.doc);
     assert_eq!(computed_from_bytes(&doc_to_bytes(&computed), computed.next_change), Some(computed.clone()));
+    // The direct path writes what the `serde_json::Value` path does, with the tally beside.
+    let written: serde_json::Value = serde_json::from_slice(&doc_to_bytes(&computed)).unwrap();
+    let mut reference = doc_to_json(&computed.doc);
+    reference["_tally"] = serde_json::to_value(&computed.tally).unwrap();
+    assert_eq!(written, reference);
+    // A document stored before tallies reads back, but is recomputed rather than applied to.
+    let older = doc_to_json(&computed.doc).to_string().into_bytes();
+    assert_eq!(doc_from_bytes(&older), computed.doc);
+    assert_eq!(computed_from_bytes(&older, computed.next_change), None);
+    // A value of another type than the catalogue's falls back to the lenient reading.
+    let mut retyped = doc_to_json(&computed.doc);
+    retyped["sentiment_avg_90d"] = serde_json::json!("n/a");
+    let mut expected = computed.doc.clone();
+    expected.remove("sentiment_avg_90d");
+    expected.insert("sentiment_avg_90d".into(), Value::Double(None));
+    assert_eq!(doc_from_bytes(retyped.to_string().as_bytes()), expected);
     assert!(doc_from_bytes(b"not json").is_empty(), "a document that does not parse reads as empty");
 }
 
@@ -142,7 +158,14 @@ fn applying_an_interaction_equals_computing_with_it() {
         let split = rng.random_range(0..rows.len());
         let mut current = compute(Some(&profile), &rows[..split], now);
         for row in &rows[split..] {
+            // As the consumer does: the stored document read back, then the row applied.
+            current = computed_from_bytes(&doc_to_bytes(&current), current.next_change).expect("reads back whole");
+            let before = current.doc.clone();
             assert!(apply(&mut current, row, now), "seed {seed}: a complete document takes a row");
+            let moved = moved_by(row, now);
+            for (name, value) in &current.doc {
+                assert!(before[name] == *value || moved.contains(name), "seed {seed}: {name} moved unannounced");
+            }
             applied_rows += 1;
         }
         assert_eq!(current, compute(Some(&profile), &rows, now), "seed {seed}, {split} computed, the rest applied");

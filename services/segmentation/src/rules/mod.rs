@@ -90,14 +90,22 @@ pub fn describe(value: &Value) -> String {
     }
 }
 
+/// The CEL value of feature `name` of `doc` as `rule` reads it.
+fn bind(rule: &Checked, doc: &FeatureDoc, name: &str) -> Option<CelValue> {
+    let value = doc.get(name)?;
+    let keys: Vec<&str> =
+        rule.map_keys.iter().filter(|(feature, _)| feature == name).map(|(_, key)| key.as_str()).collect();
+    Some(cel_value(value, &keys))
+}
+
 /// Runs `rule` over a contact's features, with the values it read as why.
 pub fn evaluate(rule: &Checked, doc: &FeatureDoc) -> Outcome {
-    crm_rules::evaluate(rule, &|name| {
-        let value = doc.get(name)?;
-        let keys: Vec<&str> =
-            rule.map_keys.iter().filter(|(feature, _)| feature == name).map(|(_, key)| key.as_str()).collect();
-        Some((cel_value(value, &keys), describe(value)))
-    })
+    crm_rules::evaluate(rule, &|name| Some((bind(rule, doc, name)?, describe(doc.get(name)?))))
+}
+
+/// Whether a contact's features meet `rule` (as [`evaluate`] decides, without why).
+pub fn decide(rule: &Checked, doc: &FeatureDoc) -> bool {
+    crm_rules::decide(rule, &|name| bind(rule, doc, name))
 }
 
 #[cfg(test)]
@@ -131,6 +139,7 @@ mod tests {
         .unwrap();
         let outcome = evaluate(&rule, &doc());
         assert!(outcome.member, "{outcome:?}");
+        assert!(decide(&rule, &doc()), "deciding alone agrees");
         assert!(outcome.why.contains(&("revenue_365d".into(), "{EUR: 150000}".into())), "{:?}", outcome.why);
         assert!(outcome.why.contains(&("lifecycle".into(), "\"customer\"".into())));
     }
@@ -147,6 +156,7 @@ mod tests {
         let rule = check("first_purchase_time == null || sentiment_avg_90d > 0.5").unwrap();
         let outcome = evaluate(&rule, &doc());
         assert!(!outcome.member);
+        assert!(!decide(&rule, &doc()), "deciding alone agrees");
         assert!(outcome.error.is_some(), "{outcome:?}");
     }
 

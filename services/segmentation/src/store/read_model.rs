@@ -192,17 +192,29 @@ pub async fn recompute(
     Ok(computed)
 }
 
+/// New interactions applied to stored features ([`apply_activity`]).
+#[derive(Default)]
+pub struct Applied {
+    /// The features, applied to and stored.
+    pub computed: Vec<(Uuid, Computed)>,
+    /// For each of those contacts, the features the interactions may have
+    /// changed (segments reading none of them keep their decisions).
+    pub moved: HashMap<Uuid, HashSet<String>>,
+    /// The contacts whose features could not be applied to: recompute them.
+    pub stale: Vec<Uuid>,
+}
+
 /// Applies new interactions (by contact, already resolved and stored) to the
 /// stored features of their contacts, under their locks, where those are
-/// current at `now`; stores and returns them, with the contacts it could not
-/// apply to (no features yet, due to change by time, stored by an older
-/// catalogue): recompute those. A burst costs a read and a write per contact
-/// instead of reading back everything each contact ever did.
+/// current at `now`, and stores them; the others (no features yet, due to
+/// change by time, stored by an older catalogue) are left to recompute. A
+/// burst costs a read and a write per contact instead of reading back
+/// everything each contact ever did.
 pub async fn apply_activity(
     tx: &mut PgConnection,
     rows: &[(Uuid, Activity)],
     now: DateTime<Utc>,
-) -> Result<(Vec<(Uuid, Computed)>, Vec<Uuid>), Error> {
+) -> Result<Applied, Error> {
     let mut by_contact: HashMap<Uuid, Vec<&Activity>> = HashMap::new();
     for (contact, row) in rows {
         by_contact.entry(*contact).or_default().push(row);
@@ -218,18 +230,18 @@ pub async fn apply_activity(
     .bind(now)
     .fetch_all(&mut *tx)
     .await?;
-    let mut applied = Vec::new();
+    let mut applied = Applied::default();
     for (contact, doc, next_change) in stored {
         let Some(mut computed) = features::computed_from_bytes(&doc, next_change) else { continue };
         let rows = by_contact.get(&contact).map(Vec::as_slice).unwrap_or_default();
         if rows.iter().all(|row| features::apply(&mut computed, row, now)) {
-            applied.push((contact, computed));
+            applied.moved.insert(contact, rows.iter().flat_map(|row| features::moved_by(row, now)).collect());
+            applied.computed.push((contact, computed));
         }
     }
-    let done: HashSet<Uuid> = applied.iter().map(|(contact, _)| *contact).collect();
-    let rest = contacts.into_iter().filter(|contact| !done.contains(contact)).collect();
-    store(tx, &applied, now).await?;
-    Ok((applied, rest))
+    applied.stale = contacts.into_iter().filter(|contact| !applied.moved.contains_key(contact)).collect();
+    store(tx, &applied.computed, now).await?;
+    Ok(applied)
 }
 
 /// Writes computed features.

@@ -1,0 +1,179 @@
+//! A document as the `features.doc` column holds it: the bytes of its JSON
+//! text, with its [`Tally`] under `_tally`. Maps with fixed keys (kinds,
+//! channels) leave their zero counts out (a third of the size, and under
+//! PostgreSQL's 2 KB TOAST threshold, so a row is written inline without
+//! compression); reading puts them back.
+//!
+//! Every burst of the interactions feed reads and writes one document per
+//! contact it touches, so both directions go straight between the text and
+//! [`FeatureDoc`] with serde, typed by the catalogue; the
+//! `serde_json::Value` path ([`doc_to_json`], [`doc_from_json`]) is the
+//! reference they are tested against, and reads what the direct path
+//! refuses (a document stored when a feature had another type).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use crm_proto::segmentation::v1::FeatureType;
+use serde::{
+    Deserialize, Deserializer, Serialize, Serializer,
+    de::{IgnoredAny, MapAccess, Visitor},
+    ser::SerializeMap,
+};
+
+use super::{Computed, FeatureDoc, Tally, Value, catalogue, fixed_keys};
+
+/// The key of the stored document that holds its [`Tally`] (not a feature).
+const TALLY: &str = "_tally";
+
+/// A document as stored, in the `serde_json::Value` form.
+pub fn doc_to_json(doc: &FeatureDoc) -> serde_json::Value {
+    serde_json::Value::Object(
+        doc.iter()
+            .map(|(name, value)| {
+                let json = match value {
+                    Value::Map(entries) if fixed_keys(name).is_some() => {
+                        serde_json::json!(entries.iter().filter(|(_, count)| **count != 0).collect::<BTreeMap<_, _>>())
+                    }
+                    other => other.to_json(),
+                };
+                (name.clone(), json)
+            })
+            .collect(),
+    )
+}
+
+/// The bytes the `features.doc` column holds for `computed`.
+pub fn doc_to_bytes(computed: &Computed) -> Vec<u8> {
+    // Writing into a Vec cannot fail, nor can these values (no map keys but strings).
+    serde_json::to_vec(&Stored(computed)).unwrap_or_default()
+}
+
+/// Stored features read back whole, to apply new interactions to: `None`
+/// when they lack their tally or any feature of the catalogue (stored by
+/// an older version: recompute them).
+pub fn computed_from_bytes(bytes: &[u8], next_change: Option<DateTime<Utc>>) -> Option<Computed> {
+    let Loaded { doc, tally } = serde_json::from_slice(bytes).ok()?;
+    (doc.len() == catalogue::features().len()).then_some(Computed { doc, next_change, tally: tally? })
+}
+
+/// A document read back from the `features.doc` column (one that does not
+/// parse reads as empty: the next recompute writes it again).
+pub fn doc_from_bytes(bytes: &[u8]) -> FeatureDoc {
+    match serde_json::from_slice::<Loaded>(bytes) {
+        Ok(loaded) => loaded.doc,
+        Err(_) => serde_json::from_slice(bytes).map(|json| doc_from_json(&json)).unwrap_or_default(),
+    }
+}
+
+/// A stored document read back; features the catalogue no longer has are left out.
+pub fn doc_from_json(json: &serde_json::Value) -> FeatureDoc {
+    let Some(object) = json.as_object() else { return FeatureDoc::new() };
+    object
+        .iter()
+        .filter_map(|(name, value)| {
+            let def = catalogue::feature(name)?;
+            let mut value = Value::from_json(def.kind, value)?;
+            fill_fixed_keys(name, &mut value);
+            Some((name.clone(), value))
+        })
+        .collect()
+}
+
+fn fill_fixed_keys(name: &str, value: &mut Value) {
+    if let (Value::Map(entries), Some(keys)) = (value, fixed_keys(name)) {
+        for key in keys {
+            entries.entry(key.clone()).or_insert(0);
+        }
+    }
+}
+
+/// Times as stored: RFC 3339 in UTC with microseconds.
+fn time_text(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// Serializes a document and its tally as stored.
+struct Stored<'a>(&'a Computed);
+
+/// A fixed-key map without its zero counts.
+struct NonZero<'a>(&'a BTreeMap<String, i64>);
+
+impl Serialize for NonZero<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().filter(|(_, count)| **count != 0))
+    }
+}
+
+impl Serialize for Stored<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.doc.len() + 1))?;
+        map.serialize_entry(TALLY, &self.0.tally)?;
+        for (name, value) in &self.0.doc {
+            match value {
+                Value::Int(number) => map.serialize_entry(name, number)?,
+                Value::Double(number) => map.serialize_entry(name, number)?,
+                Value::Str(text) => map.serialize_entry(name, text)?,
+                Value::Bool(flag) => map.serialize_entry(name, flag)?,
+                Value::Time(at) => map.serialize_entry(name, &at.as_ref().map(time_text))?,
+                Value::List(items) => map.serialize_entry(name, items)?,
+                Value::Map(entries) if fixed_keys(name).is_some() => map.serialize_entry(name, &NonZero(entries))?,
+                Value::Map(entries) => map.serialize_entry(name, entries)?,
+            }
+        }
+        map.end()
+    }
+}
+
+/// A stored document read straight into features, typed by the catalogue.
+struct Loaded {
+    doc: FeatureDoc,
+    tally: Option<Tally>,
+}
+
+impl<'de> Deserialize<'de> for Loaded {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(LoadedVisitor)
+    }
+}
+
+struct LoadedVisitor;
+
+impl<'de> Visitor<'de> for LoadedVisitor {
+    type Value = Loaded;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a stored feature document")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Loaded, A::Error> {
+        use FeatureType as T;
+        let (mut doc, mut tally) = (FeatureDoc::new(), None);
+        while let Some(name) = map.next_key::<String>()? {
+            if name == TALLY {
+                tally = Some(map.next_value()?);
+                continue;
+            }
+            let Some(def) = catalogue::feature(&name) else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            let mut value = match def.kind {
+                T::Int => Value::Int(map.next_value()?),
+                T::Double => Value::Double(map.next_value()?),
+                T::String => Value::Str(map.next_value()?),
+                T::Bool => Value::Bool(map.next_value()?),
+                T::Timestamp => Value::Time(map.next_value()?),
+                T::StringList => Value::List(map.next_value()?),
+                T::IntMap => Value::Map(map.next_value()?),
+                T::Unspecified => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            fill_fixed_keys(&name, &mut value);
+            doc.insert(name, value);
+        }
+        Ok(Loaded { doc, tally })
+    }
+}
