@@ -107,7 +107,7 @@ impl Segments {
         &self,
         tx: &mut PgConnection,
         computed: &[(Uuid, Computed)],
-        moved: &HashMap<Uuid, HashSet<String>>,
+        moved: &HashMap<Uuid, HashSet<&'static str>>,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
         if computed.is_empty() {
@@ -131,7 +131,7 @@ impl Segments {
             let member_of = current.get(contact).unwrap_or(&none);
             let moved = moved.get(contact);
             for (segment, version, rule) in &segments {
-                if moved.is_some_and(|moved| !rule.features.iter().any(|feature| moved.contains(feature))) {
+                if moved.is_some_and(|moved| !rule.features.iter().any(|feature| moved.contains(feature.as_str()))) {
                     continue;
                 }
                 // Explained only when it enters: most contacts stay where they were.

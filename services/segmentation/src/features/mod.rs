@@ -170,6 +170,39 @@ pub struct Tally {
     pub steady_next_change: Option<DateTime<Utc>>,
 }
 
+/// The names of one window's interaction features, made once (a burst
+/// applies thousands of interactions).
+struct WindowNames {
+    window: Window,
+    interactions: String,
+    kinds: String,
+    channels: String,
+    purchases: String,
+    revenue: String,
+    refunds: String,
+}
+
+fn window_names() -> &'static [WindowNames] {
+    static NAMES: std::sync::OnceLock<Vec<WindowNames>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        WINDOWS
+            .into_iter()
+            .map(|window| {
+                let suffix = window.suffix();
+                WindowNames {
+                    window,
+                    interactions: format!("interactions_{suffix}"),
+                    kinds: format!("kinds_{suffix}"),
+                    channels: format!("channels_{suffix}"),
+                    purchases: format!("purchases_{suffix}"),
+                    revenue: format!("revenue_{suffix}"),
+                    refunds: format!("refunds_{suffix}"),
+                }
+            })
+            .collect()
+    })
+}
+
 /// The short name of an enum value: `KIND_SUPPORT_REQUEST` → `support_request`.
 pub fn short_name(name: &str, prefix: &str) -> String {
     name.strip_prefix(prefix).unwrap_or(name).to_lowercase()
@@ -423,25 +456,25 @@ fn apply_to(current: &mut Computed, row: &Activity, now: DateTime<Utc>) -> Optio
     let doc = &mut current.doc;
     let purchase = row.kind == "purchase";
     let mut steady = current.tally.steady_next_change;
-    for window in WINDOWS {
+    for names in window_names() {
+        let window = names.window;
         if !in_window(row, window, now) {
             continue;
         }
-        let suffix = window.suffix();
         if let Window::Days(days) = window {
             steady = earliest(steady, Some(row.occurred_at + Duration::days(days)));
         }
-        *int_mut(doc, &format!("interactions_{suffix}"))? += 1;
-        *map_mut(doc, &format!("kinds_{suffix}"))?.entry(row.kind.clone()).or_default() += 1;
-        *map_mut(doc, &format!("channels_{suffix}"))?.entry(row.channel.clone()).or_default() += 1;
+        *int_mut(doc, &names.interactions)? += 1;
+        *map_mut(doc, &names.kinds)?.entry(row.kind.clone()).or_default() += 1;
+        *map_mut(doc, &names.channels)?.entry(row.channel.clone()).or_default() += 1;
         if purchase {
-            *int_mut(doc, &format!("purchases_{suffix}"))? += 1;
+            *int_mut(doc, &names.purchases)? += 1;
             if !row.currency.is_empty() {
-                *map_mut(doc, &format!("revenue_{suffix}"))?.entry(row.currency.clone()).or_default() += row.amount;
+                *map_mut(doc, &names.revenue)?.entry(row.currency.clone()).or_default() += row.amount;
             }
         }
         if row.kind == "refund" && !row.currency.is_empty() {
-            *map_mut(doc, &format!("refunds_{suffix}"))?.entry(row.currency.clone()).or_default() += row.amount;
+            *map_mut(doc, &names.refunds)?.entry(row.currency.clone()).or_default() += row.amount;
         }
     }
     widen(doc, "first_interaction_time", "last_interaction_time", row.occurred_at)?;
@@ -477,28 +510,27 @@ fn apply_to(current: &mut Computed, row: &Activity, now: DateTime<Utc>) -> Optio
 
 /// The features applying `row` at `now` may change ([`apply`] changes no
 /// other): a segment whose rule reads none of them keeps its decision.
-pub fn moved_by(row: &Activity, now: DateTime<Utc>) -> Vec<String> {
-    let mut moved = Vec::new();
+pub fn moved_by(row: &Activity, now: DateTime<Utc>) -> Vec<&'static str> {
+    let mut moved: Vec<&'static str> = Vec::new();
     let purchase = row.kind == "purchase";
-    for window in WINDOWS.into_iter().filter(|window| in_window(row, *window, now)) {
-        let suffix = window.suffix();
-        moved.extend([format!("interactions_{suffix}"), format!("kinds_{suffix}"), format!("channels_{suffix}")]);
+    for names in window_names().iter().filter(|names| in_window(row, names.window, now)) {
+        moved.extend([names.interactions.as_str(), &names.kinds, &names.channels]);
         if purchase {
-            moved.extend([format!("purchases_{suffix}"), format!("revenue_{suffix}")]);
+            moved.extend([names.purchases.as_str(), &names.revenue]);
         }
         if row.kind == "refund" {
-            moved.push(format!("refunds_{suffix}"));
+            moved.push(&names.refunds);
         }
     }
-    moved.extend(["first_interaction_time".into(), "last_interaction_time".into()]);
+    moved.extend(["first_interaction_time", "last_interaction_time"]);
     if purchase {
-        moved.extend(["first_purchase_time".into(), "last_purchase_time".into(), "days_since_last_purchase".into()]);
+        moved.extend(["first_purchase_time", "last_purchase_time", "days_since_last_purchase"]);
     }
     if in_window(row, Window::Days(90), now) {
-        moved.extend(["complaints_90d".into(), "sentiment_avg_90d".into()]);
+        moved.extend(["complaints_90d", "sentiment_avg_90d"]);
     }
     if !row.skus.is_empty() {
-        moved.push("skus".into());
+        moved.push("skus");
     }
     moved
 }

@@ -164,7 +164,10 @@ fn applying_an_interaction_equals_computing_with_it() {
             assert!(apply(&mut current, row, now), "seed {seed}: a complete document takes a row");
             let moved = moved_by(row, now);
             for (name, value) in &current.doc {
-                assert!(before[name] == *value || moved.contains(name), "seed {seed}: {name} moved unannounced");
+                assert!(
+                    before[name] == *value || moved.contains(&name.as_str()),
+                    "seed {seed}: {name} moved unannounced"
+                );
             }
             applied_rows += 1;
         }

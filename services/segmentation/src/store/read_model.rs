@@ -199,7 +199,7 @@ pub struct Applied {
     pub computed: Vec<(Uuid, Computed)>,
     /// For each of those contacts, the features the interactions may have
     /// changed (segments reading none of them keep their decisions).
-    pub moved: HashMap<Uuid, HashSet<String>>,
+    pub moved: HashMap<Uuid, HashSet<&'static str>>,
     /// The contacts whose features could not be applied to: recompute them.
     pub stale: Vec<Uuid>,
 }
