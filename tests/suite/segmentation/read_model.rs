@@ -399,3 +399,61 @@ async fn features_built_incrementally_equal_features_built_from_scratch() {
     assert!(rolled_up > 25, "the scenarios roll referrals and organizations up ({rolled_up})");
     assert!(nonempty_features > 50, "the scenarios leave contacts with features ({nonempty_features})");
 }
+
+/// A burst holds a bounded number of locks however many contacts it
+/// touches. PostgreSQL keeps every lock in one shared table
+/// (`max_locks_per_transaction` × `max_connections`, for every session of
+/// the install: about 12,000 with the defaults); a lock per contact let one
+/// burst fill it and fail, with "out of shared memory", forever and other
+/// roles' transactions besides. The recompute locks are striped.
+#[tokio::test]
+async fn a_burst_holds_a_bounded_number_of_locks_however_many_contacts_it_touches() {
+    let db = TestDb::create().await.unwrap();
+    let pool = db.role_pool(Role::Segmentation).await.unwrap();
+    let now = DateTime::parse_from_rfc3339("2026-06-01T09:30:00Z").unwrap().with_timezone(&Utc);
+    let handler = InteractionsFeed { clock: Clock::manual(now), segments: std::sync::Arc::new(Segments::default()) };
+    let stripes = crm_segmentation::store::CONTACT_LOCK_STRIPES as usize;
+    let contacts = stripes * 4;
+    let purchases = || -> Vec<Event> {
+        (0..contacts)
+            .map(|index| {
+                event(&interactions::InteractionRecorded {
+                    interaction: Some(Interaction {
+                        id: Uuid::now_v7().to_string(),
+                        contact_id: contact_id(index).to_string(),
+                        kind: interactions::Kind::Purchase as i32,
+                        channel: interactions::Channel::Web as i32,
+                        occurred_at: Some(crm_platform::timestamp::to_proto(now - Duration::days(3))),
+                        amount: Some(Money { currency_code: "EUR".into(), minor_units: 1_000 }),
+                        ..Default::default()
+                    }),
+                })
+            })
+            .collect()
+    };
+    // Twice: new contacts are recomputed, known ones applied to; then the
+    // second burst again, which changes nothing.
+    let (first, second) = (purchases(), purchases());
+    for (round, events) in [&first, &second, &second].into_iter().enumerate() {
+        let mut tx = pool.begin().await.unwrap();
+        let refs: Vec<&Event> = events.iter().collect();
+        handler.handle_batch(&mut tx, &refs).await.unwrap();
+        let held: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+        tx.commit().await.unwrap();
+        assert!(
+            held as usize <= stripes + 10,
+            "round {round}: a burst over {contacts} contacts held {held} advisory locks (stripes: {stripes})"
+        );
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM features").fetch_one(&pool).await.unwrap();
+    assert_eq!(stored, contacts as i64, "every contact of the burst has its features");
+    let bought: Vec<Vec<u8>> = sqlx::query_scalar("SELECT doc FROM features LIMIT 5").fetch_all(&pool).await.unwrap();
+    for doc in bought {
+        let doc = crm_segmentation::features::doc_from_bytes(&doc);
+        assert_eq!(doc["purchases_total"], crm_segmentation::features::Value::Int(2), "two purchases each, once");
+    }
+}

@@ -4,7 +4,7 @@
 //!
 //! Two consumers (contacts feed, interactions feed) write concurrently, each
 //! in its own transaction: a contact's features are recomputed under a
-//! transaction-scoped advisory lock on that contact, taken before its inputs
+//! transaction-scoped advisory lock on that contact (its stripe), taken before its inputs
 //! are read, so the second of two concurrent changes always reads the first
 //! one's committed result (READ COMMITTED) and no update is lost.
 
@@ -33,18 +33,31 @@ pub async fn lock_identities(tx: &mut sqlx::PgConnection, exclusive: bool) -> Re
     Ok(())
 }
 
-/// Waits for, then holds until commit, the recompute locks of `contacts`,
-/// taken in key order so that two transactions never wait for each other.
+/// Contacts share this many recompute locks (by a hash of their id).
+/// PostgreSQL keeps every lock a transaction holds in one shared table sized
+/// by `max_locks_per_transaction` × connections (about 12,000 with the
+/// defaults, for every session of the install): a lock per contact let one
+/// burst touching thousands of contacts fill it, failing its own commit
+/// forever and other roles' transactions with "out of shared memory". So
+/// a transaction holds at most this many, whatever it touches; two that
+/// share a stripe wait for each other where they need not, which costs
+/// only overlap between the role's own writers.
+pub const CONTACT_LOCK_STRIPES: i32 = 1024;
+
+/// Waits for, then holds until commit, the recompute locks of `contacts`
+/// (their stripes), taken in key order so that two transactions never wait
+/// for each other.
 pub async fn lock_contacts(tx: &mut sqlx::PgConnection, contacts: &[Uuid]) -> Result<(), crm_platform::Error> {
     if contacts.is_empty() {
         return Ok(());
     }
     sqlx::query(
-        "SELECT pg_advisory_xact_lock(k)
-         FROM (SELECT DISTINCT hashtextextended('crm.segmentation.contact:' || c::text, 0) AS k FROM unnest($1::uuid[]) AS c) AS s
+        "SELECT pg_advisory_xact_lock(hashtext('crm.segmentation.contact'), k)
+         FROM (SELECT DISTINCT (hashtextextended(c::text, 0) & ($2 - 1))::int AS k FROM unnest($1::uuid[]) AS c) AS s
          ORDER BY k",
     )
     .bind(contacts)
+    .bind(i64::from(CONTACT_LOCK_STRIPES))
     .execute(tx)
     .await?;
     Ok(())
