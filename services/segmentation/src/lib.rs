@@ -7,6 +7,7 @@
 //! - [`migrator`]: the role's migrations, applied to the `segmentation` schema.
 //! - [`features`]: the feature catalogue, the pure computation of a contact's
 //!   features, and the handlers of the feeds.
+//! - `parallel`: a burst's pure work spread over the cores.
 //! - [`rules`]: CEL rules, checked against the catalogue and run over features.
 //! - [`schedule`]: recomputes the contacts whose features change with time alone, when they do.
 //! - [`segments`]: dynamic segments' memberships, kept as features change, with their events.
@@ -15,6 +16,7 @@
 
 mod api;
 pub mod features;
+mod parallel;
 pub mod rules;
 pub mod schedule;
 pub mod scores;

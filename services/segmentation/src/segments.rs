@@ -125,28 +125,38 @@ impl Segments {
             .collect();
         let contacts: Vec<Uuid> = computed.iter().map(|(contact, _)| *contact).collect();
         let current = store::memberships_of(tx, &contacts).await?;
-        let (mut entries, mut exits, mut events) = (Vec::new(), Vec::new(), Vec::new());
         let none = HashSet::new();
-        for (contact, features) in computed {
+        // Each contact's changes: (entered, contact, segment, event), in order.
+        let changes = crate::parallel::map(computed.iter().collect(), |(contact, features)| {
             let member_of = current.get(contact).unwrap_or(&none);
             let moved = moved.get(contact);
+            let mut changes = Vec::new();
             for (segment, version, rule) in &segments {
                 if moved.is_some_and(|moved| !rule.features.iter().any(|feature| moved.contains(feature.as_str()))) {
                     continue;
                 }
                 // Explained only when it enters: most contacts stay where they were.
                 match (decide(rule, &features.doc), member_of.contains(segment)) {
-                    (true, false) => {
-                        entries.push((*contact, *segment));
-                        events.push(entered(*segment, *version, *contact, &evaluate(rule, &features.doc)));
-                    }
-                    (false, true) => {
-                        exits.push((*contact, *segment));
-                        events.push(exited(*segment, *contact, "rule"));
-                    }
+                    (true, false) => changes.push((
+                        true,
+                        *contact,
+                        *segment,
+                        entered(*segment, *version, *contact, &evaluate(rule, &features.doc)),
+                    )),
+                    (false, true) => changes.push((false, *contact, *segment, exited(*segment, *contact, "rule"))),
                     _ => {}
                 }
             }
+            changes
+        });
+        let (mut entries, mut exits, mut events) = (Vec::new(), Vec::new(), Vec::new());
+        for (entering, contact, segment, event) in changes.into_iter().flatten() {
+            if entering {
+                entries.push((contact, segment))
+            } else {
+                exits.push((contact, segment))
+            }
+            events.push(event);
         }
         store::enter(tx, &entries, now).await?;
         store::exit(tx, &exits, now).await?;

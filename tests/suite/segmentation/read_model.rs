@@ -414,6 +414,14 @@ async fn a_burst_holds_a_bounded_number_of_locks_however_many_contacts_it_touche
     let handler = InteractionsFeed { clock: Clock::manual(now), segments: std::sync::Arc::new(Segments::default()) };
     let stripes = crm_segmentation::store::CONTACT_LOCK_STRIPES as usize;
     let contacts = stripes * 4;
+    // A segment the second purchase enters: a large burst's decisions (made
+    // on every core) come out whole.
+    let repeat = Uuid::from_u128(42);
+    let mut tx = pool.begin().await.unwrap();
+    crm_segmentation::store::segments::insert(&mut tx, repeat, "repeat buyers", "", "dynamic", "purchases_total >= 2")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
     let purchases = || -> Vec<Event> {
         (0..contacts)
             .map(|index| {
@@ -456,4 +464,10 @@ async fn a_burst_holds_a_bounded_number_of_locks_however_many_contacts_it_touche
         let doc = crm_segmentation::features::doc_from_bytes(&doc);
         assert_eq!(doc["purchases_total"], crm_segmentation::features::Value::Int(2), "two purchases each, once");
     }
+    let members: i64 = sqlx::query_scalar("SELECT count(*) FROM memberships WHERE segment_id = $1")
+        .bind(repeat)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(members, contacts as i64, "every contact entered the segment on its second purchase");
 }

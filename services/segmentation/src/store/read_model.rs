@@ -231,13 +231,18 @@ pub async fn apply_activity(
     .fetch_all(&mut *tx)
     .await?;
     let mut applied = Applied::default();
-    for (contact, doc, next_change) in stored {
-        let Some(mut computed) = features::computed_from_bytes(&doc, next_change) else { continue };
+    let done = crate::parallel::map(stored, |(contact, doc, next_change)| {
+        let mut computed = features::computed_from_bytes(&doc, next_change)?;
         let rows = by_contact.get(&contact).map(Vec::as_slice).unwrap_or_default();
-        if rows.iter().all(|row| features::apply(&mut computed, row, now)) {
-            applied.moved.insert(contact, rows.iter().flat_map(|row| features::moved_by(row, now)).collect());
-            applied.computed.push((contact, computed));
+        if !rows.iter().all(|row| features::apply(&mut computed, row, now)) {
+            return None;
         }
+        let moved: HashSet<&'static str> = rows.iter().flat_map(|row| features::moved_by(row, now)).collect();
+        Some((contact, computed, moved))
+    });
+    for (contact, computed, moved) in done.into_iter().flatten() {
+        applied.moved.insert(contact, moved);
+        applied.computed.push((contact, computed));
     }
     applied.stale = contacts.into_iter().filter(|contact| !applied.moved.contains_key(contact)).collect();
     store(tx, &applied.computed, now).await?;
@@ -250,7 +255,7 @@ async fn store(tx: &mut PgConnection, computed: &[(Uuid, Computed)], now: DateTi
         return Ok(());
     }
     let ids: Vec<Uuid> = computed.iter().map(|(contact, _)| *contact).collect();
-    let docs: Vec<Vec<u8>> = computed.iter().map(|(_, c)| features::doc_to_bytes(c)).collect();
+    let docs: Vec<Vec<u8>> = crate::parallel::map(computed.iter().collect(), |(_, c)| features::doc_to_bytes(c));
     let next: Vec<Option<DateTime<Utc>>> = computed.iter().map(|(_, c)| c.next_change).collect();
     sqlx::query(
         "INSERT INTO features (contact_id, doc, computed_at, next_change_at)
