@@ -90,6 +90,11 @@ pub enum Command {
         /// --alert-rules defined first).
         #[arg(long)]
         alert_latency: bool,
+        /// Measure from RecordInteraction to SegmentEntered on a Subscribe stream of the
+        /// segmentation role (through the gateway): at 1,000 interactions/s, then while
+        /// 20,000 rows/s are ingested besides, --duration each (with --segments defined first).
+        #[arg(long)]
+        segment_latency: bool,
     },
     /// Tools of the alerting role that work against a running install.
     Alerting {

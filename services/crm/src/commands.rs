@@ -48,6 +48,7 @@ pub async fn run(command: Command, config: Config, telemetry: &Telemetry) -> any
             alert_rules,
             segments,
             alert_latency,
+            segment_latency,
         } => {
             let options = bench::BenchOptions {
                 gateway,
@@ -62,6 +63,7 @@ pub async fn run(command: Command, config: Config, telemetry: &Telemetry) -> any
                 alerting: (slos > 0 || alert_rules > 0).then_some((slos, alert_rules)),
                 segments,
                 alert_latency,
+                segment_latency,
             };
             bench::run(options, config).await
         }

@@ -1,10 +1,14 @@
 //! `--alert-latency`: how long from the start of the `RecordInteraction`
 //! that breaks a customer-event rule to the alert in Alertmanager, read
 //! from Alertmanager's own API (the suite's word is not taken for it).
+//! `--segment-latency`: the same to the `SegmentEntered` event on a
+//! `Subscribe` stream of the segmentation role, through the gateway, as an
+//! outside system would follow it (issue #13).
 //!
-//! A rule fires on interactions with the outcome `bench-breach`; every
-//! [`BREACH_EVERY`]th recorded interaction has it, for a contact of its own
-//! (one alert each). Two phases of `--duration`: interactions recorded at
+//! A rule fires on interactions with the outcome `bench-breach`, and a
+//! dynamic segment takes contacts with a phone interaction; every
+//! [`BREACH_EVERY`]th recorded interaction is both, for a contact of its
+//! own (one alert, one entry each). Two phases of `--duration`: interactions recorded at
 //! [`QUIET_RATE`]/s, then the same while [`BUSY_INGEST`] rows/s are
 //! ingested besides through `IngestInteractions`. A poller asks
 //! Alertmanager for the rule's alerts every [`POLL`] and notes when each
@@ -19,12 +23,18 @@ use std::{
 
 use crm_proto::{
     alerting::v1::{AlertRule, CreateAlertRuleRequest, alerting_service_client::AlertingServiceClient},
+    events::v1::SubscribeRequest,
     interactions::v1::{
         Channel, IngestInteractionsRequest, Interaction, Kind, RecordInteractionRequest,
         interactions_service_client::InteractionsServiceClient,
     },
+    segmentation::v1::{
+        CreateSegmentRequest, Segment, SegmentEntered, SegmentKind,
+        segmentation_service_client::SegmentationServiceClient,
+    },
 };
 use hdrhistogram::Histogram;
+use prost::{Message, Name};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -50,23 +60,39 @@ struct Breaches {
     seen: HashMap<String, Instant>,
 }
 
+/// Where a breach is seen.
+pub enum Watch {
+    /// The alert in Alertmanager (a base URL).
+    Alertmanager(String),
+    /// `SegmentEntered` on the segmentation role's `Subscribe` stream.
+    SegmentEntered,
+}
+
 /// Runs both phases against `transport` (the busy phase's ingest over
-/// `ingest`), watching `alertmanager` (a base URL).
-pub async fn run(
-    transport: &Transport,
-    ingest: Transport,
-    alertmanager: &str,
-    duration: Duration,
-) -> anyhow::Result<()> {
-    let rule = define_rule(transport).await?;
+/// `ingest`), watching where `watch` says.
+pub async fn run(transport: &Transport, ingest: Transport, watch: Watch, duration: Duration) -> anyhow::Result<()> {
     let breaches = Arc::new(Mutex::new(Breaches::default()));
     let stop = CancellationToken::new();
-    let poller = tokio::spawn(poll(alertmanager.to_string(), rule.clone(), breaches.clone(), stop.clone()));
+    let (what, watcher) = match watch {
+        Watch::Alertmanager(alertmanager) => {
+            let rule = define_rule(transport).await?;
+            let watcher = tokio::spawn(poll(alertmanager, rule.clone(), breaches.clone(), stop.clone()));
+            (format!("alert latency, RecordInteraction start → alert in Alertmanager (rule `{rule}`)"), watcher)
+        }
+        Watch::SegmentEntered => {
+            let segment = define_segment(transport).await?;
+            let watcher = tokio::spawn(follow_segment(transport.clone(), segment, breaches.clone(), stop.clone()));
+            (
+                format!("segment latency, RecordInteraction start → SegmentEntered on Subscribe (segment {segment})"),
+                watcher,
+            )
+        }
+    };
     let quiet = phase(transport, &breaches, duration, None).await?;
     let busy = phase(transport, &breaches, duration, Some((ingest, BUSY_INGEST))).await?;
     stop.cancel();
-    poller.await??;
-    println!("alert latency, RecordInteraction start → alert in Alertmanager (rule `{rule}`):");
+    watcher.await??;
+    println!("{what}:");
     for (name, phase) in [("quiet", quiet), ("busy", busy)] {
         let found = latencies(&breaches, &phase.contacts);
         println!(
@@ -102,6 +128,50 @@ async fn define_rule(transport: &Transport) -> anyhow::Result<String> {
         .create_alert_rule(CreateAlertRuleRequest { rule: Some(rule) })
         .await?;
     Ok(name)
+}
+
+/// The segment the breaches enter; returns its id.
+async fn define_segment(transport: &Transport) -> anyhow::Result<Uuid> {
+    let segment = Segment {
+        name: format!("bench phone contacts {}", Uuid::now_v7()),
+        kind: SegmentKind::Dynamic as i32,
+        rule: r#"channels_total["phone"] >= 1"#.into(),
+        ..Default::default()
+    };
+    let created = SegmentationServiceClient::new(transport.clone())
+        .create_segment(CreateSegmentRequest { segment: Some(segment) })
+        .await?
+        .into_inner();
+    Ok(Uuid::parse_str(&created.id)?)
+}
+
+/// Follows the segmentation role's feed through the gateway until `stop`,
+/// noting when each contact's entry into `segment` arrives.
+async fn follow_segment(
+    transport: Transport,
+    segment: Uuid,
+    breaches: Arc<Mutex<Breaches>>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let request = SubscribeRequest { after: None, event_types: vec![SegmentEntered::full_name()] };
+    let mut stream = SegmentationServiceClient::new(transport).subscribe(request).await?.into_inner();
+    let segment = segment.to_string();
+    loop {
+        let message = tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            message = stream.message() => message?,
+        };
+        let Some(event) = message.and_then(|message| message.event) else {
+            anyhow::bail!("the segmentation feed ended");
+        };
+        let at = Instant::now();
+        let payload = event.payload.map(|any| any.value).unwrap_or_default();
+        let entered = SegmentEntered::decode(payload.as_slice())?;
+        if entered.segment_id == segment {
+            let mut breaches = breaches.lock().unwrap_or_else(|poison| poison.into_inner());
+            breaches.seen.entry(entered.contact_id).or_insert(at);
+        }
+    }
 }
 
 /// What a phase did.
@@ -144,7 +214,7 @@ async fn phase(
             let interaction = Interaction {
                 contact_id: contact.clone(),
                 kind: Kind::Visit as i32,
-                channel: Channel::Web as i32,
+                channel: if breach { Channel::Phone } else { Channel::Web } as i32,
                 occurred_at: Some(crm_platform::timestamp::to_proto(chrono::Utc::now())),
                 subject: "bench".into(),
                 outcome: if breach { "bench-breach" } else { "ok" }.into(),

@@ -12,7 +12,7 @@
 //! - [`load`]: the two load shapes and their measurements.
 //! - `report`: the table.
 //! - `self_hosted`: a private suite on a scratch database when no `--gateway` is given.
-//! - [`alert_latency`]: from `RecordInteraction` to the alert in Alertmanager.
+//! - [`alert_latency`]: from `RecordInteraction` to the alert in Alertmanager, or to `SegmentEntered`.
 
 pub mod alert_latency;
 pub mod alerting_seed;
@@ -56,6 +56,8 @@ pub struct BenchOptions {
     pub segments: usize,
     /// Measure the alert latency (`alert_latency`) instead of the load phases.
     pub alert_latency: bool,
+    /// Measure the latency to `SegmentEntered` on a Subscribe stream instead of the load phases.
+    pub segment_latency: bool,
 }
 
 /// One target's results in both load shapes.
@@ -81,7 +83,7 @@ pub async fn run(options: BenchOptions, config: Config) -> anyhow::Result<()> {
                 None => None,
             };
             prepare(&options, &gateway, config.database_url.as_ref().map(|url| url.expose())).await?;
-            if options.alert_latency {
+            if options.alert_latency || options.segment_latency {
                 let ingest = Transport::with_key(gateway_address, &key).await?;
                 return alert_latency(&options, &config, &gateway, ingest).await;
             }
@@ -92,7 +94,7 @@ pub async fn run(options: BenchOptions, config: Config) -> anyhow::Result<()> {
             let gateway = Transport::with_key(&suite.address(Role::Gateway), suite.admin_key()).await?;
             let direct = Transport::signed(&suite.address(Role::Contacts), suite.internal_secret()).await?;
             prepare(&options, &gateway, Some(suite.database_url())).await?;
-            let outcome = if options.alert_latency {
+            let outcome = if options.alert_latency || options.segment_latency {
                 let ingest = Transport::with_key(&suite.address(Role::Gateway), suite.admin_key()).await?;
                 alert_latency(&options, &config, &gateway, ingest).await
             } else {
@@ -187,15 +189,23 @@ async fn alert_latency(
     gateway: &Transport,
     ingest: Transport,
 ) -> anyhow::Result<()> {
-    let Some(alertmanager) = config.alerting.alertmanager_urls.first() else {
-        anyhow::bail!(
-            "--alert-latency reads the alerts from Alertmanager: set CRM_ALERTMANAGER_URLS to the one the suite sends to"
-        );
+    let watch = if options.segment_latency {
+        alert_latency::Watch::SegmentEntered
+    } else {
+        let Some(alertmanager) = config.alerting.alertmanager_urls.first() else {
+            anyhow::bail!(
+                "--alert-latency reads the alerts from Alertmanager: set CRM_ALERTMANAGER_URLS to the one the suite sends to"
+            );
+        };
+        alert_latency::Watch::Alertmanager(alertmanager.clone())
     };
     if let Some((slos, rules)) = options.alerting.filter(|_| options.interactions == 0) {
         alerting_seed::define(gateway, slos, rules).await?;
     }
-    alert_latency::run(gateway, ingest, alertmanager, options.duration).await
+    if options.interactions == 0 {
+        segments_seed::define(gateway, options.segments).await?;
+    }
+    alert_latency::run(gateway, ingest, watch, options.duration).await
 }
 
 async fn compare(options: &BenchOptions, gateway: Transport, direct: Option<Transport>) -> anyhow::Result<()> {
