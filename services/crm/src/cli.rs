@@ -60,7 +60,7 @@ pub enum Command {
         duration: std::time::Duration,
         /// Operations and their weights, e.g. get_contact=1 (list_events, get_contact, create_contact,
         /// lookup_email, lookup_phone, lookup_external_id, search_contacts, timeline_page, contact_summary,
-        /// record_interaction).
+        /// record_interaction, contact_features, contact_segments).
         #[arg(long, default_value = "list_events=1", value_parser = crate::bench::parse_mix)]
         mix: crate::bench::Mix,
         /// Calls per second of the fixed-rate phase, in total (default: half of the

@@ -1,7 +1,9 @@
 //! The calls a benchmark mix is made of: contacts (create with the
 //! duplicate check, get, look up by email, phone or external id, search) and
 //! `list_events`, the unary read every role has. The interactions calls
-//! (timeline page, record an interaction) come with that role.
+//! (timeline page, record an interaction) come with that role, and the
+//! segmentation reads of a contact (its features, its segments with why)
+//! draw from the same contacts.
 //!
 //! Contact reads draw from the contacts `--contacts` seeded ([`SAMPLE`]).
 
@@ -22,6 +24,9 @@ use crm_proto::{
     interactions::v1::{
         Channel, GetContactSummaryRequest, Interaction, Kind, ListInteractionsRequest, RecordInteractionRequest,
         interactions_service_client::InteractionsServiceClient,
+    },
+    segmentation::v1::{
+        GetContactFeaturesRequest, GetContactSegmentsRequest, segmentation_service_client::SegmentationServiceClient,
     },
 };
 use tonic::Code;
@@ -74,13 +79,19 @@ pub enum Operation {
     ContactSummary,
     /// `RecordInteraction` of a new web visit on a seeded timeline.
     RecordInteraction,
+    /// `SegmentationService/GetContactFeatures` of a contact with a seeded timeline.
+    ContactFeatures,
+    /// `SegmentationService/GetContactSegments` (each with why) of a contact with a seeded timeline.
+    ContactSegments,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 10] = [
+    pub const ALL: [Operation; 12] = [
         Operation::TimelinePage,
         Operation::ContactSummary,
         Operation::RecordInteraction,
+        Operation::ContactFeatures,
+        Operation::ContactSegments,
         Operation::ListEvents,
         Operation::GetContact,
         Operation::CreateContact,
@@ -102,17 +113,26 @@ impl Operation {
             Operation::TimelinePage => "timeline_page",
             Operation::ContactSummary => "contact_summary",
             Operation::RecordInteraction => "record_interaction",
+            Operation::ContactFeatures => "contact_features",
+            Operation::ContactSegments => "contact_segments",
         }
     }
 
-    /// Whether the operation calls the interactions role.
+    /// Whether the operation calls another role than contacts (interactions, segmentation).
     pub fn is_interactions(self) -> bool {
         self.needs_timelines()
     }
 
     /// Whether the operation reads seeded timelines (`--interactions`).
     pub fn needs_timelines(self) -> bool {
-        matches!(self, Operation::TimelinePage | Operation::ContactSummary | Operation::RecordInteraction)
+        matches!(
+            self,
+            Operation::TimelinePage
+                | Operation::ContactSummary
+                | Operation::RecordInteraction
+                | Operation::ContactFeatures
+                | Operation::ContactSegments
+        )
     }
 
     /// Whether the operation reads seeded contacts (`--contacts`).
@@ -190,6 +210,16 @@ impl Operation {
                 };
                 let request = RecordInteractionRequest { interaction: Some(interaction), contact_lookup: None };
                 interactions.record_interaction(request).await.map(|_| ())
+            }
+            Operation::ContactFeatures | Operation::ContactSegments => {
+                let contacts = timelines()?;
+                let contact_id = contacts[draw() % contacts.len()].to_string();
+                let mut segmentation = SegmentationServiceClient::new(transport.clone());
+                if self == Operation::ContactFeatures {
+                    segmentation.get_contact_features(GetContactFeaturesRequest { contact_id }).await.map(|_| ())
+                } else {
+                    segmentation.get_contact_segments(GetContactSegmentsRequest { contact_id }).await.map(|_| ())
+                }
             }
         };
         outcome.map_err(|status| status.code())
