@@ -183,8 +183,10 @@ impl Segments {
             let page = store::features_page(tx, after, PAGE).await?;
             let Some((last, _)) = page.last() else { break };
             after = Some(*last);
-            for (contact, doc) in &page {
-                if decide(rule, doc) {
+            let decided =
+                crate::parallel::map(page.iter().collect(), |(contact, doc)| (contact, doc, decide(rule, doc)));
+            for (contact, doc, member) in decided {
+                if member {
                     members.insert(*contact);
                     if !current.contains(contact) {
                         entries.push((*contact, id));

@@ -470,4 +470,15 @@ async fn a_burst_holds_a_bounded_number_of_locks_however_many_contacts_it_touche
         .await
         .unwrap();
     assert_eq!(members, contacts as i64, "every contact entered the segment on its second purchase");
+    // A new segment's first evaluation over them all (pages read and decided on every core).
+    let again = Uuid::from_u128(43);
+    let segments = Segments::default();
+    let mut tx = pool.begin().await.unwrap();
+    crm_segmentation::store::segments::insert(&mut tx, again, "repeat again", "", "dynamic", "purchases_total >= 2")
+        .await
+        .unwrap();
+    let rule = segments.compiled(again, 1, "purchases_total >= 2").unwrap();
+    let populated = segments.populate(&mut tx, again, 1, &rule, now).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(populated, contacts as i64, "the first evaluation finds every member");
 }

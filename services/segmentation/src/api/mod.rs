@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use crate::{
     features::catalogue,
-    rules::{Checked, check, evaluate},
+    rules::{Checked, check, decide, evaluate},
     segments::{self, Segments},
     store::{
         read_model, rebuild,
@@ -394,9 +394,11 @@ impl SegmentationService for SegmentationApi {
             let page = store::features_page(&mut conn, after, 2000).await?;
             let Some((last, _)) = page.last() else { break };
             after = Some(*last);
-            for (contact, doc) in &page {
+            let decided =
+                crate::parallel::map(page.iter().collect(), |(contact, doc)| (contact, decide(&checked, doc)));
+            for (contact, member) in decided {
                 evaluated += 1;
-                if evaluate(&checked, doc).member {
+                if member {
                     count += 1;
                     if (sample.len() as i64) < sample_size {
                         sample.push(contact.to_string());

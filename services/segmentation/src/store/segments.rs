@@ -347,5 +347,5 @@ pub async fn features_page(
     .bind(limit)
     .fetch_all(conn)
     .await?;
-    Ok(rows.into_iter().map(|(contact, doc)| (contact, features::doc_from_bytes(&doc))).collect())
+    Ok(crate::parallel::map(rows, |(contact, doc)| (contact, features::doc_from_bytes(&doc))))
 }
