@@ -28,14 +28,13 @@ static STANDARD: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
 /// value is written in the explanation (`None`: the name is absent, which the
 /// rule sees as an undeclared name, so it cannot decide).
 pub fn evaluate(rule: &Checked, bind: &dyn Fn(&str) -> Option<(CelValue, String)>) -> Outcome {
-    let mut context = Context::with_env(STANDARD.clone());
     let mut why = Vec::with_capacity(rule.features.len());
-    for name in &rule.features {
-        let Some((value, shown)) = bind(name) else { continue };
-        context.add_variable_from_value(name.as_str(), value);
-        why.push((name.clone(), shown));
-    }
-    match rule.program.execute(&context) {
+    let result = execute(rule, &mut |name| {
+        let (value, shown) = bind(name)?;
+        why.push((name.to_string(), shown));
+        Some(value)
+    });
+    match result {
         Ok(CelValue::Bool(member)) => Outcome { member, why, error: None },
         Ok(other) => Outcome { member: false, why, error: Some(format!("the rule gave {other:?}, not true or false")) },
         Err(error) => Outcome { member: false, why, error: Some(error.to_string()) },
@@ -47,13 +46,18 @@ pub fn evaluate(rule: &Checked, bind: &dyn Fn(&str) -> Option<(CelValue, String)
 /// as in [`evaluate`], without the written value). The same decision as
 /// [`evaluate`]'s.
 pub fn decide(rule: &Checked, bind: &dyn Fn(&str) -> Option<CelValue>) -> bool {
+    matches!(execute(rule, &mut |name| bind(name)), Ok(CelValue::Bool(true)))
+}
+
+/// Runs `rule` with each name it reads bound by `bind` (absent when `None`).
+fn execute(rule: &Checked, bind: &mut dyn FnMut(&str) -> Option<CelValue>) -> Result<CelValue, cel::ExecutionError> {
     let mut context = Context::with_env(STANDARD.clone());
     for name in &rule.features {
         if let Some(value) = bind(name) {
             context.add_variable_from_value(name.as_str(), value);
         }
     }
-    matches!(rule.program.execute(&context), Ok(CelValue::Bool(true)))
+    rule.program.execute(&context)
 }
 
 #[cfg(test)]

@@ -28,10 +28,7 @@ use crm_proto::{
         Channel, IngestInteractionsRequest, Interaction, Kind, RecordInteractionRequest,
         interactions_service_client::InteractionsServiceClient,
     },
-    segmentation::v1::{
-        CreateSegmentRequest, Segment, SegmentEntered, SegmentKind,
-        segmentation_service_client::SegmentationServiceClient,
-    },
+    segmentation::v1::{SegmentEntered, segmentation_service_client::SegmentationServiceClient},
 };
 use hdrhistogram::Histogram;
 use prost::{Message, Name};
@@ -80,7 +77,9 @@ pub async fn run(transport: &Transport, ingest: Transport, watch: Watch, duratio
             (format!("alert latency, RecordInteraction start → alert in Alertmanager (rule `{rule}`)"), watcher)
         }
         Watch::SegmentEntered => {
-            let segment = define_segment(transport).await?;
+            let segment =
+                super::segments_seed::create(transport, "bench phone contacts", r#"channels_total["phone"] >= 1"#)
+                    .await?;
             let watcher = tokio::spawn(follow_segment(transport.clone(), segment, breaches.clone(), stop.clone()));
             (
                 format!("segment latency, RecordInteraction start → SegmentEntered on Subscribe (segment {segment})"),
@@ -128,21 +127,6 @@ async fn define_rule(transport: &Transport) -> anyhow::Result<String> {
         .create_alert_rule(CreateAlertRuleRequest { rule: Some(rule) })
         .await?;
     Ok(name)
-}
-
-/// The segment the breaches enter; returns its id.
-async fn define_segment(transport: &Transport) -> anyhow::Result<Uuid> {
-    let segment = Segment {
-        name: format!("bench phone contacts {}", Uuid::now_v7()),
-        kind: SegmentKind::Dynamic as i32,
-        rule: r#"channels_total["phone"] >= 1"#.into(),
-        ..Default::default()
-    };
-    let created = SegmentationServiceClient::new(transport.clone())
-        .create_segment(CreateSegmentRequest { segment: Some(segment) })
-        .await?
-        .into_inner();
-    Ok(Uuid::parse_str(&created.id)?)
 }
 
 /// Follows the segmentation role's feed through the gateway until `stop`,

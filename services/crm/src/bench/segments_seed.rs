@@ -8,6 +8,8 @@ use crm_proto::segmentation::v1::{
     CreateSegmentRequest, Segment, SegmentKind, segmentation_service_client::SegmentationServiceClient,
 };
 
+use uuid::Uuid;
+
 use super::transport::Transport;
 
 /// Segment `n`'s rule.
@@ -25,18 +27,26 @@ fn rule(n: usize) -> String {
 
 /// Defines `count` dynamic segments.
 pub async fn define(transport: &Transport, count: usize) -> anyhow::Result<()> {
-    let mut client = SegmentationServiceClient::new(transport.clone());
     for n in 0..count {
-        let segment = Segment {
-            name: format!("bench segment {n} {}", uuid::Uuid::now_v7()),
-            kind: SegmentKind::Dynamic as i32,
-            rule: rule(n),
-            ..Default::default()
-        };
-        client.create_segment(CreateSegmentRequest { segment: Some(segment) }).await?;
+        create(transport, &format!("bench segment {n}"), &rule(n)).await?;
     }
     if count > 0 {
         println!("segments: {count} dynamic segments defined before the ingest");
     }
     Ok(())
+}
+
+/// Creates a dynamic segment named `name` (made unique) with `rule`; returns its id.
+pub async fn create(transport: &Transport, name: &str, rule: &str) -> anyhow::Result<Uuid> {
+    let segment = Segment {
+        name: format!("{name} {}", Uuid::now_v7()),
+        kind: SegmentKind::Dynamic as i32,
+        rule: rule.into(),
+        ..Default::default()
+    };
+    let created = SegmentationServiceClient::new(transport.clone())
+        .create_segment(CreateSegmentRequest { segment: Some(segment) })
+        .await?
+        .into_inner();
+    Ok(Uuid::parse_str(&created.id)?)
 }
