@@ -402,7 +402,7 @@ async fn features_built_incrementally_equal_features_built_from_scratch() {
 
 /// A burst holds a bounded number of locks however many contacts it
 /// touches. PostgreSQL keeps every lock in one shared table
-/// (`max_locks_per_transaction` × `max_connections`, for every session of
+/// (`max_locks_per_transaction` × `max_connections`, for every connection of
 /// the install: about 12,000 with the defaults); a lock per contact let one
 /// burst fill it and fail, with "out of shared memory", forever and other
 /// roles' transactions besides. The recompute locks are striped.

@@ -324,8 +324,8 @@ pub fn compute_all(inputs: Inputs<'_>, now: DateTime<Utc>) -> Computed {
 
     let (all_kinds, all_channels) =
         (fixed_keys("kinds_").unwrap_or_default(), fixed_keys("channels_").unwrap_or_default());
-    for window in WINDOWS {
-        let suffix = window.suffix();
+    for names in window_names() {
+        let window = names.window;
         let mut kinds: BTreeMap<String, i64> = all_kinds.iter().map(|kind| (kind.clone(), 0)).collect();
         let mut channels: BTreeMap<String, i64> = all_channels.iter().map(|channel| (channel.clone(), 0)).collect();
         let (mut count, mut purchases) = (0, 0);
@@ -347,12 +347,12 @@ pub fn compute_all(inputs: Inputs<'_>, now: DateTime<Utc>) -> Computed {
                 *refunds.entry(row.currency.clone()).or_default() += row.amount;
             }
         }
-        doc.insert(format!("interactions_{suffix}"), Value::Int(count));
-        doc.insert(format!("kinds_{suffix}"), Value::Map(kinds));
-        doc.insert(format!("channels_{suffix}"), Value::Map(channels));
-        doc.insert(format!("purchases_{suffix}"), Value::Int(purchases));
-        doc.insert(format!("revenue_{suffix}"), Value::Map(revenue));
-        doc.insert(format!("refunds_{suffix}"), Value::Map(refunds));
+        doc.insert(names.interactions.clone(), Value::Int(count));
+        doc.insert(names.kinds.clone(), Value::Map(kinds));
+        doc.insert(names.channels.clone(), Value::Map(channels));
+        doc.insert(names.purchases.clone(), Value::Int(purchases));
+        doc.insert(names.revenue.clone(), Value::Map(revenue));
+        doc.insert(names.refunds.clone(), Value::Map(refunds));
     }
 
     let times = |filter: &dyn Fn(&Activity) -> bool| {

@@ -36,7 +36,7 @@ pub async fn lock_identities(tx: &mut sqlx::PgConnection, exclusive: bool) -> Re
 /// Contacts share this many recompute locks (by a hash of their id).
 /// PostgreSQL keeps every lock a transaction holds in one shared table sized
 /// by `max_locks_per_transaction` × connections (about 12,000 with the
-/// defaults, for every session of the install): a lock per contact let one
+/// defaults, for every connection of the install): a lock per contact let one
 /// burst touching thousands of contacts fill it, failing its own commit
 /// forever and other roles' transactions with "out of shared memory". So
 /// a transaction holds at most this many, whatever it touches; two that

@@ -205,7 +205,8 @@ pub struct Applied {
 }
 
 /// Applies new interactions (by contact, already resolved and stored) to the
-/// stored features of their contacts, under their locks, where those are
+/// stored features of their contacts (the caller holds their locks,
+/// [`super::lock_contacts`], taken with the burst's others), where those are
 /// current at `now`, and stores them; the others (no features yet, due to
 /// change by time, stored by an older catalogue) are left to recompute. A
 /// burst costs a read and a write per contact instead of reading back
@@ -219,9 +220,7 @@ pub async fn apply_activity(
     for (contact, row) in rows {
         by_contact.entry(*contact).or_default().push(row);
     }
-    let mut contacts: Vec<Uuid> = by_contact.keys().copied().collect();
-    contacts.sort_unstable();
-    super::lock_contacts(tx, &contacts).await?;
+    let contacts: Vec<Uuid> = by_contact.keys().copied().collect();
     let stored: Vec<(Uuid, Vec<u8>, Option<DateTime<Utc>>)> = sqlx::query_as(
         "SELECT contact_id, doc, next_change_at FROM features
          WHERE contact_id = ANY($1) AND (next_change_at IS NULL OR next_change_at > $2)",
