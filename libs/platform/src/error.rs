@@ -230,6 +230,18 @@ fn constraint_violation(code: &str, constraint: &str) -> Option<Error> {
     }
 }
 
+/// SQLSTATEs by which the server says it is going away or cannot take the
+/// connection now: class 08 (connection exception), 57P01 admin_shutdown
+/// (a fast restart), 57P02 crash_shutdown (another backend crashed, or an
+/// immediate restart), 57P03 cannot_connect_now (still starting) and 53300
+/// too_many_connections. The statement did not run, or ran in a transaction
+/// that did not commit, or committed without its reply reaching us; a caller
+/// that gave its write a key (request id, external id) retries it safely, as
+/// it would after a lost connection.
+fn server_going_away(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+}
+
 impl From<sqlx::Error> for Error {
     /// SQLSTATEs are mapped here and nowhere else.
     fn from(error: sqlx::Error) -> Self {
@@ -242,6 +254,10 @@ impl From<sqlx::Error> for Error {
         match (code.as_deref(), &error) {
             // serialization_failure, deadlock_detected: the transaction can simply be retried.
             (Some("40001" | "40P01"), _) => Error::Conflict,
+            (Some(code), _) if server_going_away(code) => Error::Unavailable {
+                message: "the database is restarting or refusing connections; retry shortly".into(),
+                retry_after: Duration::from_secs(1),
+            },
             (_, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed) => Error::Unavailable {
                 message: "the database is unavailable; retry shortly".into(),
                 retry_after: Duration::from_secs(1),
@@ -397,6 +413,16 @@ mod tests {
         let gone = constraint_violation("23503", "relationships_contact_id_fkey").unwrap();
         assert_eq!(Status::from(gone).code(), Code::FailedPrecondition);
         assert!(constraint_violation("22021", "").is_none());
+    }
+
+    #[test]
+    fn a_restarting_server_is_unavailable_not_internal() {
+        for code in ["57P01", "57P02", "57P03", "53300", "08006", "08003"] {
+            assert!(server_going_away(code), "{code}");
+        }
+        for code in ["57014", "23505", "40001", "XX000", "42P01"] {
+            assert!(!server_going_away(code), "{code}");
+        }
     }
 
     #[test]
