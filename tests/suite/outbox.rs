@@ -43,6 +43,38 @@ async fn a_later_commit_waits_behind_an_open_transaction_and_nothing_is_skipped(
     assert!(!after_commit.held_back);
 }
 
+/// A transaction that began after every committed event holds none of them
+/// back: the read delivers them all and says nothing waits (a follower that
+/// thought otherwise would back off for nothing), while one that began
+/// before an event's commit still holds it back, and says so, even when it
+/// has written a bulk load of its own rows meanwhile.
+#[tokio::test]
+async fn only_a_transaction_older_than_a_committed_event_holds_the_feed_back() {
+    let test_db = TestDb::create().await.unwrap();
+    let pool = test_db.role_pool(Role::Contacts).await.unwrap();
+    let feed = Feed::start(pool.clone(), Role::Contacts, CancellationToken::new()).await.unwrap();
+
+    commit_events(&pool, &[test_event("first", 1)]).await;
+    let mut newer = pool.begin().await.unwrap();
+    let bulk: Vec<_> = (0..2_000).map(|n| test_event("bulk", n)).collect();
+    outbox::append(&mut newer, &bulk).await.unwrap();
+    let batch = feed.read(Position::default(), None, 100).await.unwrap();
+    let aggregates: Vec<&str> = batch.events.iter().map(|event| event.aggregate_id.as_str()).collect();
+    assert_eq!(aggregates, ["first"]);
+    assert!(!batch.held_back, "the running transaction is newer than every committed event");
+
+    commit_events(&pool, &[test_event("second", 2)]).await;
+    let batch = feed.read(batch.scanned_to, None, 100).await.unwrap();
+    assert!(batch.events.is_empty(), "the bulk load's transaction is older than `second`");
+    assert!(batch.held_back, "a committed event waits behind the bulk load");
+
+    newer.commit().await.unwrap();
+    let batch = feed.read(batch.scanned_to, None, 5_000).await.unwrap();
+    assert_eq!(batch.events.len(), 2_001);
+    assert_eq!(batch.events.last().unwrap().aggregate_id, "second");
+    assert!(!batch.held_back);
+}
+
 /// Other databases of the cluster cannot write to this outbox, so their long
 /// transactions must not hold this feed back (they would with a cluster-wide
 /// `pg_snapshot_xmin` horizon).
