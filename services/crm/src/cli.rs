@@ -60,7 +60,8 @@ pub enum Command {
         duration: std::time::Duration,
         /// Operations and their weights, e.g. get_contact=1 (list_events, get_contact, create_contact,
         /// lookup_email, lookup_phone, lookup_external_id, search_contacts, timeline_page, contact_summary,
-        /// record_interaction, contact_features, contact_segments).
+        /// record_interaction, contact_features, contact_segments, contact_score, service_tier_id,
+        /// service_tier_phone; the last three define a default score model first).
         #[arg(long, default_value = "list_events=1", value_parser = crate::bench::parse_mix)]
         mix: crate::bench::Mix,
         /// Calls per second of the fixed-rate phase, in total (default: half of the
@@ -70,7 +71,8 @@ pub enum Command {
         /// Contacts to import first (timed next to a COPY of the same rows); reads draw from them.
         #[arg(long, default_value_t = 0)]
         contacts: usize,
-        /// Interactions to ingest first over N/50 new contacts (timed next to a COPY); timeline reads use them.
+        /// Interactions to ingest first (timed next to a COPY) over N/50 new contacts, or over the
+        /// contacts --contacts imported; timeline reads use them.
         #[arg(long, default_value_t = 0)]
         interactions: usize,
         /// With --interactions: define this many SLOs over interactions halfway through the
@@ -81,7 +83,8 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         alert_rules: usize,
         /// With --interactions: define this many dynamic segments (rules over interaction
-        /// features) before the ingest, which the segmentation role keeps as it follows.
+        /// features) before the ingest, which the segmentation role keeps as it follows; after it,
+        /// time PreviewSegment and a new segment's first evaluation.
         #[arg(long, default_value_t = 0)]
         segments: usize,
         /// Measure from RecordInteraction to the alert in Alertmanager (the first of

@@ -19,6 +19,7 @@ pub mod alerting_seed;
 pub mod load;
 pub mod operations;
 mod report;
+pub mod scores_seed;
 pub mod seed;
 pub mod segments_seed;
 mod self_hosted;
@@ -106,29 +107,17 @@ pub async fn run(options: BenchOptions, config: Config) -> anyhow::Result<()> {
     }
 }
 
-/// Seeds contacts and interactions when asked; refuses a mix that reads what is not there.
+/// Seeds contacts and interactions when asked (the interactions over the
+/// seeded contacts when both are); refuses a mix that reads what is not there.
 async fn prepare(options: &BenchOptions, gateway: &Transport, database_url: Option<&str>) -> anyhow::Result<()> {
-    if options.interactions > 0 {
-        let contacts = timeline_seed::contacts(options.interactions);
-        segments_seed::define(gateway, options.segments).await?;
-        timeline_seed::seed(gateway, database_url, options.interactions, &contacts, options.alerting).await?;
-        let _ = operations::TIMELINES.set(contacts);
-    } else if options.mix.0.iter().any(|(operation, _)| operation.needs_timelines()) {
-        let Some(url) = database_url else {
-            anyhow::bail!(
-                "the mix reads timelines: load some with --interactions N, or set DATABASE_URL to draw them from the install"
-            );
-        };
-        let contacts = timeline_seed::contacts_from(url).await?;
-        if contacts.is_empty() {
-            anyhow::bail!("the database holds no interactions to read: load some with --interactions N");
-        }
-        println!("reading the timelines of {} stored contacts", contacts.len());
-        let _ = operations::TIMELINES.set(contacts);
-    }
+    let mut seeded = Vec::new();
     if options.contacts > 0 {
-        let sample = seed::seed(gateway, database_url, options.contacts).await?;
+        let mut sample = seed::seed(gateway, database_url, options.contacts).await?;
+        seeded = std::mem::take(&mut sample.created);
         let _ = operations::SAMPLE.set(sample);
+        if let Some(url) = database_url {
+            settle(url).await?;
+        }
     } else if options.mix.0.iter().any(|(operation, _)| operation.needs_sample()) {
         let Some(url) = database_url else {
             anyhow::bail!(
@@ -142,41 +131,64 @@ async fn prepare(options: &BenchOptions, gateway: &Transport, database_url: Opti
         println!("reading a sample of {} stored contacts", sample.ids.len());
         let _ = operations::SAMPLE.set(sample);
     }
-    if options.contacts > 0
-        && let Some(url) = database_url
-    {
-        settle(url).await?;
+    if options.interactions > 0 {
+        let contacts = if seeded.is_empty() { timeline_seed::contacts(options.interactions) } else { seeded };
+        segments_seed::define(gateway, options.segments).await?;
+        timeline_seed::seed(gateway, database_url, options.interactions, &contacts, options.alerting).await?;
+        let _ = operations::TIMELINES.set(contacts);
+        if options.segments > 0 {
+            segments_seed::time_evaluations(gateway).await?;
+        }
+    } else if options.mix.0.iter().any(|(operation, _)| operation.needs_timelines()) {
+        let Some(url) = database_url else {
+            anyhow::bail!(
+                "the mix reads timelines: load some with --interactions N, or set DATABASE_URL to draw them from the install"
+            );
+        };
+        let contacts = timeline_seed::contacts_from(url).await?;
+        if contacts.is_empty() {
+            anyhow::bail!("the database holds no interactions to read: load some with --interactions N");
+        }
+        println!("reading the timelines of {} stored contacts", contacts.len());
+        let _ = operations::TIMELINES.set(contacts);
+    }
+    if options.mix.0.iter().any(|(operation, _)| operation.needs_score_model()) {
+        scores_seed::define(gateway).await?;
     }
     Ok(())
 }
 
-/// Waits (up to five minutes) until the interactions role has applied the
-/// contacts feed up to its end: right after a load it is still working
-/// through one event per imported contact, and the first phase measured
-/// would share the machine with it.
+/// Waits (up to ten minutes) until the interactions and segmentation roles
+/// have applied the contacts feed up to its end: right after a load they
+/// are still working through one event per imported contact, and what is
+/// measured next would share the machine with them.
 async fn settle(database_url: &str) -> anyhow::Result<()> {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(database_url).await?;
     let started = std::time::Instant::now();
     let mut told = false;
-    loop {
-        let behind: Option<bool> = sqlx::query_scalar(
-            "SELECT (SELECT (transaction_id::text::bigint, sequence) FROM contacts.outbox
-                     ORDER BY transaction_id DESC, sequence DESC LIMIT 1)
-                  > (SELECT (transaction_id, sequence) FROM interactions.feed_cursors
-                     WHERE consumer = 'interactions.contacts')",
-        )
-        .fetch_one(&mut conn)
-        .await?;
-        if behind != Some(true) || started.elapsed() > std::time::Duration::from_secs(300) {
-            return Ok(());
+    for (schema, consumer) in [("interactions", "interactions.contacts"), ("segmentation", "segmentation.contacts")] {
+        loop {
+            let behind: Option<bool> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT (SELECT (transaction_id::text::bigint, sequence) FROM contacts.outbox
+                         ORDER BY transaction_id DESC, sequence DESC LIMIT 1)
+                      > (SELECT (transaction_id, sequence) FROM {schema}.feed_cursors WHERE consumer = $1)"
+            )))
+            .bind(consumer)
+            .fetch_one(&mut conn)
+            .await?;
+            if behind != Some(true) || started.elapsed() > std::time::Duration::from_secs(600) {
+                break;
+            }
+            if !told {
+                println!("waiting for the roles to apply the contacts feed before going on");
+                told = true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
-        if !told {
-            println!("waiting for the interactions role to apply the contacts feed before measuring");
-            told = true;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
+    println!("the roles applied the contacts feed {:.1}s after the import", started.elapsed().as_secs_f64());
+    Ok(())
 }
 
 /// `--alert-latency`: defines the SLOs and rules asked for (unless the
@@ -219,9 +231,11 @@ async fn compare(options: &BenchOptions, gateway: Transport, direct: Option<Tran
     let rate = options.rate.unwrap_or((gateway_saturation.throughput() / 2.0).max(1.0));
     let gateway_half = load::open_loop(&gateway, &options.mix, options.concurrency, options.duration, rate).await;
     let mut results = vec![TargetResult { name: "gateway", saturation: gateway_saturation, half_load: gateway_half }];
-    let contacts_only = options.mix.0.iter().all(|(operation, _)| !operation.is_interactions());
+    let contacts_only = options.mix.0.iter().all(|(operation, _)| !operation.calls_other_roles());
     if !contacts_only && direct.is_some() {
-        println!("(the mix calls the interactions role: --direct reaches the contacts role only, so it is skipped)");
+        println!(
+            "(the mix calls another role than contacts: --direct reaches the contacts role only, so it is skipped)"
+        );
     }
     if let Some(direct) = direct.filter(|_| contacts_only) {
         let saturation = load::closed_loop(&direct, &options.mix, options.concurrency, options.duration).await;

@@ -3,7 +3,9 @@
 //! `list_events`, the unary read every role has. The interactions calls
 //! (timeline page, record an interaction) come with that role, and the
 //! segmentation reads of a contact (its features, its segments with why)
-//! draw from the same contacts.
+//! draw from the same contacts. A contact's score and its service tier (by
+//! id, or by phone as a call centre's queue asks) draw from the seeded
+//! contacts, scored by the default model `scores_seed` defines.
 //!
 //! Contact reads draw from the contacts `--contacts` seeded ([`SAMPLE`]).
 
@@ -26,7 +28,8 @@ use crm_proto::{
         interactions_service_client::InteractionsServiceClient,
     },
     segmentation::v1::{
-        GetContactFeaturesRequest, GetContactSegmentsRequest, segmentation_service_client::SegmentationServiceClient,
+        GetContactFeaturesRequest, GetContactScoreRequest, GetContactSegmentsRequest, GetServiceTierRequest,
+        get_service_tier_request, segmentation_service_client::SegmentationServiceClient,
     },
 };
 use tonic::Code;
@@ -83,15 +86,24 @@ pub enum Operation {
     ContactFeatures,
     /// `SegmentationService/GetContactSegments` (each with why) of a contact with a seeded timeline.
     ContactSegments,
+    /// `SegmentationService/GetContactScore` (each contribution) of a seeded contact, by the default model.
+    ContactScore,
+    /// `SegmentationService/GetServiceTier` of a seeded contact by its id.
+    ServiceTierById,
+    /// `SegmentationService/GetServiceTier` of a seeded contact by its phone number (looked up in contacts).
+    ServiceTierByPhone,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 12] = [
+    pub const ALL: [Operation; 15] = [
         Operation::TimelinePage,
         Operation::ContactSummary,
         Operation::RecordInteraction,
         Operation::ContactFeatures,
         Operation::ContactSegments,
+        Operation::ContactScore,
+        Operation::ServiceTierById,
+        Operation::ServiceTierByPhone,
         Operation::ListEvents,
         Operation::GetContact,
         Operation::CreateContact,
@@ -115,12 +127,20 @@ impl Operation {
             Operation::RecordInteraction => "record_interaction",
             Operation::ContactFeatures => "contact_features",
             Operation::ContactSegments => "contact_segments",
+            Operation::ContactScore => "contact_score",
+            Operation::ServiceTierById => "service_tier_id",
+            Operation::ServiceTierByPhone => "service_tier_phone",
         }
     }
 
     /// Whether the operation calls another role than contacts (interactions, segmentation).
-    pub fn is_interactions(self) -> bool {
-        self.needs_timelines()
+    pub fn calls_other_roles(self) -> bool {
+        self.needs_timelines() || self.needs_score_model()
+    }
+
+    /// Whether the operation reads scores: a default score model must exist (`scores_seed`).
+    pub fn needs_score_model(self) -> bool {
+        matches!(self, Operation::ContactScore | Operation::ServiceTierById | Operation::ServiceTierByPhone)
     }
 
     /// Whether the operation reads seeded timelines (`--interactions`).
@@ -146,6 +166,7 @@ impl Operation {
         let timelines = || TIMELINES.get().filter(|contacts| !contacts.is_empty()).ok_or(Code::FailedPrecondition);
         let mut interactions = InteractionsServiceClient::new(transport.clone());
         let sample = || SAMPLE.get().filter(|sample| !sample.ids.is_empty()).ok_or(Code::FailedPrecondition);
+        let mut segmentation = SegmentationServiceClient::new(transport.clone());
         let outcome = match self {
             Operation::ListEvents => {
                 contacts.list_events(ListEventsRequest { page_size: 10, ..Default::default() }).await.map(|_| ())
@@ -214,12 +235,28 @@ impl Operation {
             Operation::ContactFeatures | Operation::ContactSegments => {
                 let contacts = timelines()?;
                 let contact_id = contacts[draw() % contacts.len()].to_string();
-                let mut segmentation = SegmentationServiceClient::new(transport.clone());
                 if self == Operation::ContactFeatures {
                     segmentation.get_contact_features(GetContactFeaturesRequest { contact_id }).await.map(|_| ())
                 } else {
                     segmentation.get_contact_segments(GetContactSegmentsRequest { contact_id }).await.map(|_| ())
                 }
+            }
+            Operation::ContactScore => {
+                let sample = sample()?;
+                let contact_id = sample.ids[draw() % sample.ids.len()].clone();
+                let request = GetContactScoreRequest { contact_id, model_id: String::new() };
+                segmentation.get_contact_score(request).await.map(|_| ())
+            }
+            Operation::ServiceTierById | Operation::ServiceTierByPhone => {
+                let sample = sample()?;
+                let contact = if self == Operation::ServiceTierById {
+                    get_service_tier_request::Contact::ContactId(sample.ids[draw() % sample.ids.len()].clone())
+                } else {
+                    let phones = &sample.phones;
+                    get_service_tier_request::Contact::Phone(phones[draw() % phones.len().max(1)].clone())
+                };
+                let request = GetServiceTierRequest { contact: Some(contact), model_id: String::new() };
+                segmentation.get_service_tier(request).await.map(|_| ())
             }
         };
         outcome.map_err(|status| status.code())

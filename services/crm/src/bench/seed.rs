@@ -29,6 +29,8 @@ pub struct Sample {
     pub phones: Vec<String>,
     pub external_ids: Vec<ExternalId>,
     pub names: Vec<String>,
+    /// Every contact the import created (none when the sample was read from an install).
+    pub created: Vec<uuid::Uuid>,
 }
 
 /// Imports `count` people and, when `database_url` is given, times a COPY of the same rows first.
@@ -73,6 +75,11 @@ pub async fn seed(transport: &Transport, database_url: Option<&str>, count: usiz
                 ImportOutcome::Created => created += 1,
                 ImportOutcome::Flagged => flagged += 1,
                 _ => failed += 1,
+            }
+            if result.outcome() == ImportOutcome::Created
+                && let Ok(id) = uuid::Uuid::parse_str(&result.contact_id)
+            {
+                sample.created.push(id);
             }
             if sample.ids.len() < SAMPLE_SIZE && !result.contact_id.is_empty() && result.row_id.len() < 8 {
                 sample.ids.push(result.contact_id);

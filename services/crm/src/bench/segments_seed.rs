@@ -3,9 +3,15 @@
 //! thresholds spread so that contacts enter them as their interactions
 //! arrive, defined before the ingest: the segmentation role evaluates every
 //! one for every contact each burst touches (issue #13 asks for 20).
+//! Once the role has applied the ingest, [`time_evaluations`] times what a
+//! whole-base evaluation costs: `PreviewSegment` and a new segment's first
+//! evaluation (its `CreateSegment`).
+
+use std::time::Instant;
 
 use crm_proto::segmentation::v1::{
-    CreateSegmentRequest, Segment, SegmentKind, segmentation_service_client::SegmentationServiceClient,
+    CreateSegmentRequest, GetSegmentRequest, PreviewSegmentRequest, Segment, SegmentKind,
+    segmentation_service_client::SegmentationServiceClient,
 };
 
 use uuid::Uuid;
@@ -49,4 +55,35 @@ pub async fn create(transport: &Transport, name: &str, rule: &str) -> anyhow::Re
         .await?
         .into_inner();
     Ok(Uuid::parse_str(&created.id)?)
+}
+
+/// Times `PreviewSegment` of three of the rules and the first evaluation of
+/// a new segment (its `CreateSegment`, which evaluates every contact before
+/// it answers), through the gateway, and prints them.
+pub async fn time_evaluations(transport: &Transport) -> anyhow::Result<()> {
+    let mut segmentation = SegmentationServiceClient::new(transport.clone());
+    for n in [0, 1, 3] {
+        let started = Instant::now();
+        let preview =
+            segmentation.preview_segment(PreviewSegmentRequest { rule: rule(n), sample_size: 20 }).await?.into_inner();
+        println!(
+            "PreviewSegment `{}`: {} of {} contacts in {:.0} ms ({} ms in the role)",
+            rule(n),
+            preview.count,
+            preview.evaluated,
+            started.elapsed().as_secs_f64() * 1000.0,
+            preview.elapsed_ms
+        );
+    }
+    let first = r#"purchases_365d >= 3 && has_phone && complaints_90d == 0"#;
+    let started = Instant::now();
+    let id = create(transport, "bench first evaluation", first).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let segment = segmentation.get_segment(GetSegmentRequest { id: id.to_string() }).await?.into_inner();
+    println!(
+        "first evaluation of a new segment `{first}` (CreateSegment): {} members in {:.0} ms",
+        segment.member_count,
+        elapsed * 1000.0
+    );
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! `--interactions N`: ingests N synthetic interactions (spread over N/50
-//! contacts, over the last year) through `IngestInteractions`, timed, next to
+//! new contact ids, or over the contacts `--contacts` imported, over the
+//! last year) through `IngestInteractions`, timed, next to
 //! a plain `COPY` of the same rows into a scratch table in the same run;
 //! keeps the contact ids for the timeline and summary operations.
 
