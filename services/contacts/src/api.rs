@@ -29,6 +29,7 @@ use crate::{
         Actor, ContactStore,
         contacts::{Candidate, CreateOptions, ListFilter, LookupKey},
         merge::CHOOSABLE_FIELDS,
+        organization_merge::CHOOSABLE_FIELDS as ORGANIZATION_CHOOSABLE_FIELDS,
         relationships::{NewRelationship, Target},
     },
     validate::{self, Region},
@@ -36,8 +37,81 @@ use crate::{
 
 /// The most fields one update mask may name (a contact has fewer).
 const MAX_MASK_PATHS: usize = 32;
-/// The most contacts one merge folds into its survivor.
+/// The most contacts (or organizations) one merge folds into its survivor.
 const MAX_MERGE_LOSERS: usize = 50;
+
+/// A merge request checked: the survivor, the losers, and the chosen source of each field.
+struct MergeRequest {
+    survivor: Uuid,
+    losers: Vec<Uuid>,
+    chosen: HashMap<String, Uuid>,
+}
+
+impl MergeRequest {
+    /// Checks a merge of `what`s (contact, organization) whose single-valued
+    /// fields `choosable` may be given a source.
+    fn validate(
+        what: &str,
+        survivor_id: &str,
+        loser_ids: &[String],
+        field_sources: &HashMap<String, String>,
+        choosable: &[&str],
+    ) -> Result<MergeRequest, Error> {
+        let mut violations = Violations::new();
+        let survivor = Uuid::try_parse(survivor_id.trim()).ok();
+        if survivor.is_none() {
+            violations.add("survivor_id", format!("must be {} id (a UUID)", article(what)));
+        }
+        if loser_ids.is_empty() {
+            violations.add("loser_ids", format!("must name at least one {what} to merge into the survivor"));
+        }
+        // Counts before entries: the work is bounded by the limits, not by what was sent.
+        let loser_ids = violations.within("loser_ids", loser_ids, MAX_MERGE_LOSERS);
+        let field_sources: Vec<(&String, &String)> = if field_sources.len() > choosable.len() {
+            violations.add("field_sources", format!("must name at most {} fields", choosable.len()));
+            Vec::new()
+        } else {
+            field_sources.iter().collect()
+        };
+        let mut losers = Vec::new();
+        for (index, raw) in loser_ids.iter().enumerate() {
+            match Uuid::try_parse(raw.trim()) {
+                Ok(loser) if Some(loser) == survivor => {
+                    violations.add(format!("loser_ids[{index}]"), "is the survivor");
+                }
+                Ok(loser) => losers.push(loser),
+                Err(_) => {
+                    violations.add(format!("loser_ids[{index}]"), format!("must be {} id (a UUID)", article(what)))
+                }
+            }
+        }
+        let mut chosen = HashMap::new();
+        for (field, source) in field_sources {
+            if !choosable.contains(&field.as_str()) {
+                violations.add(
+                    format!("field_sources[{}]", quote(field)),
+                    format!("is not a single-valued field; choose among {}", choosable.join(", ")),
+                );
+                continue;
+            }
+            match Uuid::try_parse(source.trim()) {
+                Ok(source) => {
+                    chosen.insert(field.clone(), source);
+                }
+                Err(_) => violations
+                    .add(format!("field_sources[{}]", quote(field)), format!("must be {} id (a UUID)", article(what))),
+            }
+        }
+        violations.into_result()?;
+        let survivor = survivor.ok_or_else(|| Error::invalid("survivor_id", "is required"))?;
+        Ok(MergeRequest { survivor, losers, chosen })
+    }
+}
+
+/// "a contact", "an organization".
+fn article(what: &str) -> String {
+    if what.starts_with(['a', 'e', 'i', 'o', 'u']) { format!("an {what}") } else { format!("a {what}") }
+}
 
 pub struct ContactsApi {
     feed: FeedApi,
@@ -444,52 +518,14 @@ impl ContactsService for ContactsApi {
     ) -> Result<Response<pb::MergeContactsResponse>, Status> {
         let actor = Actor::of(&request)?;
         let body = request.into_inner();
-        let mut violations = Violations::new();
-        let survivor = Uuid::try_parse(body.survivor_id.trim()).ok();
-        if survivor.is_none() {
-            violations.add("survivor_id", "must be a contact id (a UUID)");
-        }
-        if body.loser_ids.is_empty() {
-            violations.add("loser_ids", "must name at least one contact to merge into the survivor");
-        }
-        if body.loser_ids.len() > MAX_MERGE_LOSERS {
-            violations.add("loser_ids", format!("must name at most {MAX_MERGE_LOSERS} contacts"));
-        }
-        if body.field_sources.len() > CHOOSABLE_FIELDS.len() {
-            violations.add("field_sources", format!("must name at most {} fields", CHOOSABLE_FIELDS.len()));
-        }
-        if !violations.is_empty() {
-            return Err(violations.into_result().unwrap_err().into());
-        }
-        let mut losers = Vec::new();
-        for (index, raw) in body.loser_ids.iter().enumerate() {
-            match Uuid::try_parse(raw.trim()) {
-                Ok(loser) if Some(loser) == survivor => {
-                    violations.add(format!("loser_ids[{index}]"), "is the survivor");
-                }
-                Ok(loser) => losers.push(loser),
-                Err(_) => violations.add(format!("loser_ids[{index}]"), "must be a contact id (a UUID)"),
-            }
-        }
-        let mut chosen = HashMap::new();
-        for (field, source) in &body.field_sources {
-            if !CHOOSABLE_FIELDS.contains(&field.as_str()) {
-                violations.add(
-                    format!("field_sources[{}]", quote(field)),
-                    format!("is not a single-valued field; choose among {}", CHOOSABLE_FIELDS.join(", ")),
-                );
-                continue;
-            }
-            match Uuid::try_parse(source.trim()) {
-                Ok(source) => {
-                    chosen.insert(field.clone(), source);
-                }
-                Err(_) => violations.add(format!("field_sources[{}]", quote(field)), "must be a contact id (a UUID)"),
-            }
-        }
-        violations.into_result()?;
-        let survivor = survivor.ok_or_else(|| Error::invalid("survivor_id", "is required"))?;
-        let record = self.store.merge(survivor, &losers, &chosen, &body.etag, &actor).await?;
+        let merge = MergeRequest::validate(
+            "contact",
+            &body.survivor_id,
+            &body.loser_ids,
+            &body.field_sources,
+            CHOOSABLE_FIELDS,
+        )?;
+        let record = self.store.merge(merge.survivor, &merge.losers, &merge.chosen, &body.etag, &actor).await?;
         Ok(Response::new(pb::MergeContactsResponse { contact: Some(record.to_proto()) }))
     }
 
@@ -573,6 +609,24 @@ impl ContactsService for ContactsApi {
             .collect();
         let next_page_token = self.next_token(&query, next, next.is_some())?;
         Ok(Response::new(pb::FindDuplicateOrganizationsResponse { pairs, next_page_token }))
+    }
+
+    async fn merge_organizations(
+        &self,
+        request: Request<pb::MergeOrganizationsRequest>,
+    ) -> Result<Response<pb::MergeOrganizationsResponse>, Status> {
+        let actor = Actor::of(&request)?;
+        let body = request.into_inner();
+        let merge = MergeRequest::validate(
+            "organization",
+            &body.survivor_id,
+            &body.loser_ids,
+            &body.field_sources,
+            ORGANIZATION_CHOOSABLE_FIELDS,
+        )?;
+        let record =
+            self.store.merge_organizations(merge.survivor, &merge.losers, &merge.chosen, &body.etag, &actor).await?;
+        Ok(Response::new(pb::MergeOrganizationsResponse { organization: Some(record.to_proto()) }))
     }
 
     async fn get_organization(

@@ -26,6 +26,7 @@ pub const POLICY: &[(&str, Scope)] = &[
     ("/crm.contacts.v1.ContactsService/CreateOrganization", Scope::ContactsWrite),
     ("/crm.contacts.v1.ContactsService/UpdateOrganization", Scope::ContactsWrite),
     ("/crm.contacts.v1.ContactsService/DeleteOrganization", Scope::ContactsWrite),
+    ("/crm.contacts.v1.ContactsService/MergeOrganizations", Scope::ContactsWrite),
     ("/crm.contacts.v1.ContactsService/CreateRelationship", Scope::ContactsWrite),
     ("/crm.contacts.v1.ContactsService/DeleteRelationship", Scope::ContactsWrite),
     ("/crm.contacts.v1.ContactsService/Subscribe", Scope::ContactsRead),

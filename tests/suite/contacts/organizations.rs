@@ -273,3 +273,121 @@ async fn organizations_stored_before_name_keys_get_theirs_at_start_and_are_check
     assert_eq!(refused.code(), Code::AlreadyExists, "{refused:?}");
     suite.shutdown().await.unwrap();
 }
+
+/// Two records of one company merge: the survivor keeps the chosen name and
+/// the union of ids, tags and addresses; members move (a person employed by
+/// both is employed once), the loser's id reads and links to the survivor,
+/// and the loser leaves the lists, the scan and the duplicate check.
+#[tokio::test]
+async fn merging_organizations_moves_members_and_ids_to_the_survivor() {
+    use crm_proto::{
+        common::v1::ExternalId,
+        contacts::v1::{
+            FindDuplicateOrganizationsRequest, ListAuditEventsRequest, ListOrganizationsRequest,
+            MergeOrganizationsRequest, list_audit_events_request,
+        },
+    };
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let mut contacts = suite.contacts().await.unwrap();
+    let company = |name: &str, domain: &str, external: &str, tag: &str| CreateOrganizationRequest {
+        organization: Some(Organization {
+            name: name.into(),
+            kind: OrganizationKind::Company as i32,
+            domain: domain.into(),
+            external_ids: vec![ExternalId { source: "erp".into(), id: external.into() }],
+            tags: vec![tag.into()],
+            ..Default::default()
+        }),
+        allow_duplicate: true,
+        override_reason: "two records of one company, to merge".into(),
+    };
+    let acme = contacts.create_organization(company("ACME, Inc.", "acme.example", "A-1", "key account")).await.unwrap();
+    let acme = acme.into_inner();
+    let twin = contacts.create_organization(company("Acme Incorporated", "", "A-2", "supplier")).await.unwrap();
+    let twin = twin.into_inner();
+    let wile = create(&mut contacts, person("Wile", "Coyote", "wile@acme.example", "")).await;
+    let road = create(&mut contacts, person("Road", "Runner", "road@acme.example", "")).await;
+    let employ = |contact: &str, organization: &str| CreateRelationshipRequest {
+        relationship: Some(Relationship {
+            contact_id: contact.into(),
+            target: Some(Target::OrganizationId(organization.into())),
+            r#type: RelationshipType::EmployeeOf as i32,
+            ..Default::default()
+        }),
+    };
+    for (contact, organization) in [(&wile, &acme), (&wile, &twin), (&road, &twin)] {
+        contacts.create_relationship(employ(&contact.id, &organization.id)).await.unwrap();
+    }
+
+    // Bad requests name their fields; a stale etag is refused.
+    let merge = |loser_ids: Vec<String>, etag: &str| MergeOrganizationsRequest {
+        survivor_id: acme.id.clone(),
+        loser_ids,
+        field_sources: [("name".to_string(), twin.id.clone())].into(),
+        etag: etag.into(),
+    };
+    let mut bad = merge(vec![acme.id.clone(), "nope".into()], "");
+    bad.field_sources.insert("tags".into(), twin.id.clone());
+    let refused = contacts.merge_organizations(bad).await.unwrap_err();
+    assert_eq!(violated_fields(&refused), ["loser_ids[0]", "loser_ids[1]", "field_sources[\"tags\"]"]);
+    let stale = contacts.merge_organizations(merge(vec![twin.id.clone()], "\"stale\"")).await.unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted, "{stale:?}");
+
+    let merged = contacts.merge_organizations(merge(vec![twin.id.clone()], &acme.etag)).await.unwrap().into_inner();
+    let survivor = merged.organization.unwrap();
+    assert_eq!(survivor.id, acme.id);
+    assert_eq!(survivor.name, "Acme Incorporated", "the name chosen from the loser");
+    assert_eq!(survivor.domain, "acme.example", "the only domain given");
+    let ids: Vec<&str> = survivor.external_ids.iter().map(|id| id.id.as_str()).collect();
+    assert_eq!(ids, ["A-1", "A-2"]);
+    assert_eq!(survivor.tags, ["key account", "supplier"]);
+
+    // The loser's id reads the survivor, and its external id belongs to it.
+    let read = contacts.get_organization(GetOrganizationRequest { id: twin.id.clone() }).await.unwrap().into_inner();
+    assert_eq!(read, survivor);
+    let listed = contacts.list_organizations(ListOrganizationsRequest::default()).await.unwrap().into_inner();
+    assert_eq!(listed.organizations.iter().map(|o| &o.id).collect::<Vec<_>>(), [&acme.id]);
+    let scan = contacts.find_duplicate_organizations(FindDuplicateOrganizationsRequest::default()).await.unwrap();
+    assert!(scan.into_inner().pairs.is_empty(), "a merged record is no duplicate");
+
+    // Members moved, once each; the loser's id lists them and links to the survivor.
+    let members =
+        |id: &str| ListRelationshipsRequest { parent: Some(Parent::OrganizationId(id.into())), ..Default::default() };
+    let moved = contacts.list_relationships(members(&twin.id)).await.unwrap().into_inner().relationships;
+    let mut employees: Vec<&str> = moved.iter().map(|link| link.contact_id.as_str()).collect();
+    employees.sort();
+    let mut expected = [wile.id.as_str(), road.id.as_str()];
+    expected.sort();
+    assert_eq!(employees, expected, "{moved:?}");
+    assert!(moved.iter().all(|link| link.target == Some(Target::OrganizationId(acme.id.clone()))));
+    let employees = contacts
+        .list_contacts(ListContactsRequest { organization_id: twin.id.clone(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(employees.contacts.len(), 2);
+    let hire = contacts.create_relationship(employ(&road.id, &twin.id)).await.unwrap().into_inner();
+    assert_eq!(hire.target, Some(Target::OrganizationId(acme.id.clone())));
+
+    // The merge is in both trails; a merged record is stopped at the door no more.
+    let trail = |id: &str| ListAuditEventsRequest {
+        parent: Some(list_audit_events_request::Parent::OrganizationId(id.into())),
+        ..Default::default()
+    };
+    let of_survivor = contacts.list_audit_events(trail(&acme.id)).await.unwrap().into_inner().audit_events;
+    assert!(
+        of_survivor.iter().any(|event| event.action == "merge" && event.note.contains(&twin.id)),
+        "{of_survivor:?}"
+    );
+    let of_loser = contacts.list_audit_events(trail(&twin.id)).await.unwrap().into_inner().audit_events;
+    assert!(of_loser.iter().any(|event| event.action == "merged_into" && event.note.contains(&acme.id)));
+    let again = CreateOrganizationRequest {
+        organization: Some(Organization { name: "Acme Inc".into(), ..Default::default() }),
+        ..Default::default()
+    };
+    let refused = contacts.create_organization(again).await.unwrap_err();
+    let info = refused.check_error_details().unwrap().error_info().cloned().unwrap();
+    assert_eq!(info.metadata["candidate_ids"], acme.id, "only the survivor is a candidate");
+    suite.shutdown().await.unwrap();
+}

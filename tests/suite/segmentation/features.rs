@@ -338,3 +338,73 @@ async fn referrals_and_organizations_roll_revenue_up() {
     assert_eq!(text(&cole.features["organization_id"]), company.id);
     suite.shutdown().await.unwrap();
 }
+
+/// Merging two records of one company rolls both records' people up into
+/// the survivor: its members, once each, and their revenue together.
+#[tokio::test]
+async fn an_organization_merge_rolls_both_records_members_into_the_survivor() {
+    use crm_proto::contacts::v1::{
+        CreateOrganizationRequest, CreateRelationshipRequest, MergeOrganizationsRequest, Organization, Relationship,
+        RelationshipType, relationship::Target,
+    };
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let mut contacts = suite.contacts().await.unwrap();
+    let mut interactions = suite.interactions().await.unwrap();
+    let mut people = Vec::new();
+    for (given, email) in [("Ada", "ada@example.com"), ("Bea", "bea@example.com"), ("Cy", "cy@example.com")] {
+        let request = CreateContactRequest { contact: Some(person(given, "Member", email, "")), ..Default::default() };
+        people.push(contacts.create_contact(request).await.unwrap().into_inner().id);
+    }
+    let mut companies = Vec::new();
+    for name in ["Globex Corporation", "Globex Corp (old CRM)"] {
+        let request = CreateOrganizationRequest {
+            organization: Some(Organization { name: name.into(), ..Default::default() }),
+            allow_duplicate: true,
+            override_reason: "imported twice".into(),
+        };
+        companies.push(contacts.create_organization(request).await.unwrap().into_inner().id);
+    }
+    // Ada works for the first record, Bea for the second, Cy for both.
+    for (person, company) in [(0, 0), (1, 1), (2, 0), (2, 1)] {
+        let request = CreateRelationshipRequest {
+            relationship: Some(Relationship {
+                contact_id: people[person].clone(),
+                r#type: RelationshipType::EmployeeOf as i32,
+                target: Some(Target::OrganizationId(companies[company].clone())),
+                ..Default::default()
+            }),
+        };
+        contacts.create_relationship(request).await.unwrap();
+    }
+    for (person, cents) in [(0, 10_000), (1, 30_000)] {
+        let request = RecordInteractionRequest {
+            interaction: Some(interaction(&people[person], Kind::Purchase, &format!("G-{person}"), cents)),
+            contact_lookup: None,
+        };
+        interactions.record_interaction(request).await.unwrap();
+    }
+    let ada = features_when(&suite, &people[0], "the first record's revenue", |features| {
+        map_entry(features, "organization_revenue_365d", "EUR") == 10_000
+    })
+    .await;
+    assert_eq!(int(&ada, "organization_contacts"), 2);
+
+    contacts
+        .merge_organizations(MergeOrganizationsRequest {
+            survivor_id: companies[0].clone(),
+            loser_ids: vec![companies[1].clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for (index, person) in people.iter().enumerate() {
+        let features = features_when(&suite, person, "the merged company's revenue", |features| {
+            map_entry(features, "organization_revenue_365d", "EUR") == 40_000
+        })
+        .await;
+        assert_eq!(text(&features.features["organization_id"]), companies[0], "person {index}");
+        assert_eq!(int(&features, "organization_contacts"), 3, "person {index}: each member once");
+    }
+    suite.shutdown().await.unwrap();
+}

@@ -123,6 +123,36 @@ pub struct Entry<'a> {
     pub actor: &'a Actor,
 }
 
+/// The trail of a merge of `resource_type`s: `merge` on the survivor (its
+/// field changes, the losers named), `merged_into` on each loser.
+pub fn merge_entries<'a>(
+    resource_type: &'static str,
+    survivor_id: Uuid,
+    losers: &[Uuid],
+    changes: Changes,
+    actor: &'a Actor,
+) -> Vec<Entry<'a>> {
+    let names: Vec<String> = losers.iter().map(Uuid::to_string).collect();
+    let merge = Entry {
+        resource_type,
+        resource_id: survivor_id,
+        action: "merge",
+        changes,
+        note: format!("merged {}", names.join(", ")),
+        actor,
+    };
+    std::iter::once(merge)
+        .chain(losers.iter().map(|loser| Entry {
+            resource_type,
+            resource_id: *loser,
+            action: "merged_into",
+            changes: Changes::none(),
+            note: format!("merged into {survivor_id}"),
+            actor,
+        }))
+        .collect()
+}
+
 pub async fn record(tx: &mut PgConnection, entries: &[Entry<'_>]) -> Result<(), Error> {
     if entries.is_empty() {
         return Ok(());

@@ -250,7 +250,9 @@ impl ContactStore {
                AND ($2::text IS NULL OR c.lifecycle_stage = $2)
                AND ($3::text IS NULL OR (c.tags @> ARRAY[$3::text] AND c.tags <> '{{}}'))
                AND ($4::text IS NULL OR c.owner = $4)
-               AND ($5::uuid IS NULL OR c.id IN (SELECT r.contact_id FROM relationships r WHERE r.organization_id = $5))
+               AND ($5::uuid IS NULL OR c.id IN (
+                   SELECT r.contact_id FROM relationships r
+                   WHERE r.organization_id = (SELECT coalesce(o.merged_into, o.id) FROM organizations o WHERE o.id = $5)))
                AND ($6::timestamptz IS NULL OR c.update_time >= $6)
                AND ($7 OR (c.delete_time IS NULL AND c.erase_time IS NULL))
              ORDER BY c.id LIMIT $8"

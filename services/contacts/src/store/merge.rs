@@ -222,24 +222,8 @@ impl ContactStore {
         search::forget_unused_words(&mut tx, &dropped).await?;
 
         let loser_list = losers.iter().map(Uuid::to_string).collect::<Vec<_>>();
-        let mut entries = vec![audit::Entry {
-            resource_type: "contact",
-            resource_id: survivor_id,
-            action: "merge",
-            changes: audit::Changes::Fields(audit::diff(&survivor.data.fields(), &merged.fields())),
-            note: format!("merged {}", loser_list.join(", ")),
-            actor,
-        }];
-        for loser in &losers {
-            entries.push(audit::Entry {
-                resource_type: "contact",
-                resource_id: *loser,
-                action: "merged_into",
-                changes: audit::Changes::none(),
-                note: format!("merged into {survivor_id}"),
-                actor,
-            });
-        }
+        let changes = audit::Changes::Fields(audit::diff(&survivor.data.fields(), &merged.fields()));
+        let entries = audit::merge_entries("contact", survivor_id, &losers, changes, actor);
         audit::record(&mut tx, &entries).await?;
         let record = load(&mut tx, survivor_id, false).await?;
         let event = pb::ContactMerged { survivor: Some(record.to_proto()), loser_ids: loser_list };

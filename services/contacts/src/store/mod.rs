@@ -16,6 +16,7 @@ pub mod contacts;
 pub mod erase;
 pub mod matcher;
 pub mod merge;
+pub mod organization_merge;
 pub mod organizations;
 pub mod reindex;
 pub mod relationships;

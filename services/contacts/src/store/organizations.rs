@@ -15,7 +15,7 @@ use crate::{
     model::{OrganizationData, etag, timestamp},
 };
 
-const COLUMNS: &str = "id, data, version, create_time, update_time, delete_time";
+pub(super) const COLUMNS: &str = "id, data, version, create_time, update_time, delete_time";
 
 #[derive(Clone, Debug)]
 pub struct OrganizationRecord {
@@ -39,7 +39,7 @@ impl OrganizationRecord {
     }
 }
 
-fn record(row: &PgRow) -> Result<OrganizationRecord, Error> {
+pub(super) fn record(row: &PgRow) -> Result<OrganizationRecord, Error> {
     let data = serde_json::from_value(row.try_get("data")?)
         .map_err(|error| Error::Internal(anyhow::Error::new(error).context("reading a stored organization")))?;
     Ok(OrganizationRecord {
@@ -52,13 +52,26 @@ fn record(row: &PgRow) -> Result<OrganizationRecord, Error> {
     })
 }
 
-async fn load(conn: &mut PgConnection, id: Uuid, for_update: bool) -> Result<OrganizationRecord, Error> {
-    let lock = if for_update { "FOR UPDATE" } else { "" };
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM organizations WHERE id = $1 {lock}")))
+/// The id an organization id resolves to: itself, or the survivor it was merged into.
+pub(super) async fn resolve(conn: &mut PgConnection, id: Uuid) -> Result<Uuid, Error> {
+    sqlx::query_scalar("SELECT coalesce(merged_into, id) FROM organizations WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
         .await?
-        .ok_or_else(|| Error::NotFound { resource: "organization", id: id.to_string() })?;
+        .ok_or_else(|| Error::NotFound { resource: "organization", id: id.to_string() })
+}
+
+/// The organization `id` resolves to (itself, or the survivor it was merged into).
+pub(super) async fn load(conn: &mut PgConnection, id: Uuid, for_update: bool) -> Result<OrganizationRecord, Error> {
+    let lock = if for_update { "FOR UPDATE" } else { "" };
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM organizations
+         WHERE id = (SELECT coalesce(r.merged_into, r.id) FROM organizations r WHERE r.id = $1) {lock}"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| Error::NotFound { resource: "organization", id: id.to_string() })?;
     record(&row)
 }
 
@@ -88,14 +101,14 @@ async fn write_external_ids(conn: &mut PgConnection, id: Uuid, data: &Organizati
     Ok(())
 }
 
-fn to_json(data: &OrganizationData) -> Result<serde_json::Value, Error> {
+pub(super) fn to_json(data: &OrganizationData) -> Result<serde_json::Value, Error> {
     serde_json::to_value(data)
         .map_err(|error| Error::Internal(anyhow::Error::new(error).context("writing an organization")))
 }
 
 /// Records a change of `record`: its audit entry (with `note`, empty for
 /// none) and its `OrganizationChanged` event.
-async fn changed(
+pub(super) async fn changed(
     tx: &mut PgConnection,
     record: &OrganizationRecord,
     action: &'static str,
@@ -118,7 +131,7 @@ async fn likely_duplicates(
     newer_than: Option<Uuid>,
 ) -> Result<Vec<(OrganizationRecord, Vec<&'static str>)>, Error> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM organizations WHERE delete_time IS NULL
+        "SELECT {COLUMNS} FROM organizations WHERE delete_time IS NULL AND merged_into IS NULL
            AND ((name_key = $1 AND $1 <> '') OR (data->>'domain' = $2 AND $2 <> ''))
            AND ($3::uuid IS NULL OR id > $3)
          ORDER BY id LIMIT 20"
@@ -214,7 +227,8 @@ impl ContactStore {
     ) -> Result<(Vec<(Uuid, Uuid, Vec<&'static str>)>, Option<Uuid>), Error> {
         let mut conn = self.pool.acquire().await?;
         let firsts: Vec<OrganizationRecord> = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM organizations WHERE delete_time IS NULL AND ($1::uuid IS NULL OR id > $1)
+            "SELECT {COLUMNS} FROM organizations
+             WHERE delete_time IS NULL AND merged_into IS NULL AND ($1::uuid IS NULL OR id > $1)
              ORDER BY id LIMIT $2"
         )))
         .bind(after)
@@ -281,6 +295,7 @@ impl ContactStore {
         if changes.is_empty() {
             return Ok(before);
         }
+        let id = before.id; // a merged-away id changes its survivor
         sqlx::query(
             "UPDATE organizations SET data = $2, name = $3, name_key = $4, version = version + 1, update_time = now()
              WHERE id = $1",
@@ -305,7 +320,8 @@ impl ContactStore {
         show_deleted: bool,
     ) -> Result<Vec<OrganizationRecord>, Error> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM organizations WHERE ($1::uuid IS NULL OR id > $1) AND ($2 OR delete_time IS NULL)
+            "SELECT {COLUMNS} FROM organizations
+             WHERE merged_into IS NULL AND ($1::uuid IS NULL OR id > $1) AND ($2 OR delete_time IS NULL)
              ORDER BY id LIMIT $3"
         )))
         .bind(after)
@@ -330,6 +346,7 @@ impl ContactStore {
         if before.delete_time.is_some() {
             return Ok(before);
         }
+        let id = before.id; // a merged-away id deletes its survivor
         sqlx::query(
             "UPDATE organizations SET delete_time = now(), version = version + 1, update_time = now() WHERE id = $1",
         )

@@ -29,10 +29,10 @@ pub enum Target {
     Contact(Uuid),
 }
 
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "id, contact_id, organization_id, other_contact_id, type, custom_type, start_date, end_date, create_time";
 
-fn relationship(row: &PgRow) -> Result<pb::Relationship, Error> {
+pub(super) fn relationship(row: &PgRow) -> Result<pb::Relationship, Error> {
     let organization: Option<Uuid> = row.try_get("organization_id")?;
     let other: Option<Uuid> = row.try_get("other_contact_id")?;
     let target = match (organization, other) {
@@ -61,15 +61,18 @@ impl ContactStore {
         ensure_not_erased(&contact)?;
         let (organization_id, other_contact_id) = match new.target {
             Target::Organization(id) => {
-                let live: Option<bool> =
-                    sqlx::query_scalar("SELECT delete_time IS NULL FROM organizations WHERE id = $1")
-                        .bind(id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if live != Some(true) {
-                    return Err(Error::NotFound { resource: "organization", id: id.to_string() });
+                // A merged-away organization's id links to its survivor.
+                let live: Option<(Uuid, bool)> = sqlx::query_as(
+                    "SELECT o.id, o.delete_time IS NULL FROM organizations r
+                     JOIN organizations o ON o.id = coalesce(r.merged_into, r.id) WHERE r.id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                match live {
+                    Some((organization, true)) => (Some(organization), None),
+                    _ => return Err(Error::NotFound { resource: "organization", id: id.to_string() }),
                 }
-                (Some(id), None)
             }
             Target::Contact(id) => {
                 let other = load(&mut tx, id, false).await?;
@@ -100,7 +103,7 @@ impl ContactStore {
         Ok(created)
     }
 
-    async fn linked(
+    pub(super) async fn linked(
         &self,
         tx: &mut sqlx::PgConnection,
         contact_id: Uuid,
@@ -154,7 +157,9 @@ impl ContactStore {
     ) -> Result<Vec<pb::Relationship>, Error> {
         let (filter, id) = match target {
             Target::Contact(id) => ("(contact_id = $1 OR other_contact_id = $1)", id),
-            Target::Organization(id) => ("organization_id = $1", id),
+            Target::Organization(id) => {
+                ("organization_id = (SELECT coalesce(merged_into, id) FROM organizations WHERE id = $1)", id)
+            }
         };
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM relationships WHERE {filter} AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"
