@@ -82,9 +82,9 @@ pub enum Command {
         /// With --slos: rules on InteractionRecorded defined with them.
         #[arg(long, default_value_t = 0)]
         alert_rules: usize,
-        /// With --interactions: define this many dynamic segments (rules over interaction
-        /// features) before the ingest, which the segmentation role keeps as it follows; after it,
-        /// time PreviewSegment and a new segment's first evaluation.
+        /// Define this many dynamic segments (rules over interaction features): with
+        /// --interactions before the ingest, which the segmentation role keeps as it follows;
+        /// then time PreviewSegment and a new segment's first evaluation over every contact.
         #[arg(long, default_value_t = 0)]
         segments: usize,
         /// Measure from RecordInteraction to the alert in Alertmanager (the first of

@@ -180,7 +180,7 @@ impl Segments {
         let (mut entries, mut events) = (Vec::new(), Vec::new());
         let mut after = None;
         loop {
-            let page = store::features_page(tx, after, PAGE).await?;
+            let page = store::features_page(tx, after, PAGE, &rule.features).await?;
             let Some((last, _)) = page.last() else { break };
             after = Some(*last);
             let decided =

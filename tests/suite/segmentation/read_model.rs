@@ -250,7 +250,9 @@ async fn apply<H: Handler>(pool: &PgPool, handler: &H, events: &[Event]) {
 /// have moved. Returns how many decisions were checked.
 async fn memberships_agree(pool: &PgPool, segments: &Segments, context: &str) -> usize {
     let mut conn = pool.acquire().await.unwrap();
-    let docs = crm_segmentation::store::segments::features_page(&mut conn, None, 100_000).await.unwrap();
+    let every: Vec<String> =
+        crm_segmentation::features::catalogue::features().iter().map(|feature| feature.name.clone()).collect();
+    let docs = crm_segmentation::store::segments::features_page(&mut conn, None, 100_000, &every).await.unwrap();
     let members: Vec<(Uuid, Uuid)> =
         sqlx::query_as("SELECT contact_id, segment_id FROM memberships").fetch_all(&mut *conn).await.unwrap();
     let mut checked = 0;

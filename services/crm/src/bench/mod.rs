@@ -136,9 +136,6 @@ async fn prepare(options: &BenchOptions, gateway: &Transport, database_url: Opti
         segments_seed::define(gateway, options.segments).await?;
         timeline_seed::seed(gateway, database_url, options.interactions, &contacts, options.alerting).await?;
         let _ = operations::TIMELINES.set(contacts);
-        if options.segments > 0 {
-            segments_seed::time_evaluations(gateway).await?;
-        }
     } else if options.mix.0.iter().any(|(operation, _)| operation.needs_timelines()) {
         let Some(url) = database_url else {
             anyhow::bail!(
@@ -151,6 +148,13 @@ async fn prepare(options: &BenchOptions, gateway: &Transport, database_url: Opti
         }
         println!("reading the timelines of {} stored contacts", contacts.len());
         let _ = operations::TIMELINES.set(contacts);
+    }
+    // Whole-base evaluations, after the ingest (or over an install's own contacts).
+    if options.segments > 0 && !options.alert_latency && !options.segment_latency {
+        if options.interactions == 0 {
+            segments_seed::define(gateway, options.segments).await?;
+        }
+        segments_seed::time_evaluations(gateway).await?;
     }
     if options.mix.0.iter().any(|(operation, _)| operation.needs_score_model()) {
         scores_seed::define(gateway).await?;

@@ -18,6 +18,9 @@ use uuid::Uuid;
 
 use super::transport::Transport;
 
+/// The deadline of a call that evaluates every contact.
+const WHOLE_BASE: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Segment `n`'s rule.
 fn rule(n: usize) -> String {
     let step = (n / 6 + 1) as i64;
@@ -50,10 +53,10 @@ pub async fn create(transport: &Transport, name: &str, rule: &str) -> anyhow::Re
         rule: rule.into(),
         ..Default::default()
     };
-    let created = SegmentationServiceClient::new(transport.clone())
-        .create_segment(CreateSegmentRequest { segment: Some(segment) })
-        .await?
-        .into_inner();
+    // A first evaluation over a large base may outlast the gateway's default deadline.
+    let mut request = tonic::Request::new(CreateSegmentRequest { segment: Some(segment) });
+    request.set_timeout(WHOLE_BASE);
+    let created = SegmentationServiceClient::new(transport.clone()).create_segment(request).await?.into_inner();
     Ok(Uuid::parse_str(&created.id)?)
 }
 
@@ -64,8 +67,9 @@ pub async fn time_evaluations(transport: &Transport) -> anyhow::Result<()> {
     let mut segmentation = SegmentationServiceClient::new(transport.clone());
     for n in [0, 1, 3] {
         let started = Instant::now();
-        let preview =
-            segmentation.preview_segment(PreviewSegmentRequest { rule: rule(n), sample_size: 20 }).await?.into_inner();
+        let mut request = tonic::Request::new(PreviewSegmentRequest { rule: rule(n), sample_size: 20 });
+        request.set_timeout(WHOLE_BASE);
+        let preview = segmentation.preview_segment(request).await?.into_inner();
         println!(
             "PreviewSegment `{}`: {} of {} contacts in {:.0} ms ({} ms in the role)",
             rule(n),

@@ -391,7 +391,7 @@ impl SegmentationService for SegmentationApi {
         let (mut count, mut evaluated, mut sample) = (0i64, 0i64, Vec::new());
         let mut after = None;
         loop {
-            let page = store::features_page(&mut conn, after, 2000).await?;
+            let page = store::features_page(&mut conn, after, 2000, &checked.features).await?;
             let Some((last, _)) = page.last() else { break };
             after = Some(*last);
             let decided =

@@ -66,6 +66,24 @@ pub fn doc_from_bytes(bytes: &[u8]) -> FeatureDoc {
     }
 }
 
+/// Only the features named in `wanted` (those a rule reads) of a stored
+/// document, as [`doc_from_bytes`] reads them: the others are stepped over
+/// unparsed, so evaluating a rule over every contact (a new segment,
+/// `PreviewSegment`) does not build sixty features to read two.
+pub fn doc_from_bytes_only(bytes: &[u8], wanted: &[String]) -> FeatureDoc {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let read = Deserializer::deserialize_map(&mut deserializer, LoadedVisitor { wanted: Some(wanted) })
+        .and_then(|loaded| deserializer.end().map(|()| loaded));
+    match read {
+        Ok(loaded) => loaded.doc,
+        Err(_) => {
+            let mut doc = doc_from_bytes(bytes);
+            doc.retain(|name, _| wanted.contains(name));
+            doc
+        }
+    }
+}
+
 /// A stored document read back; features the catalogue no longer has are left out.
 pub fn doc_from_json(json: &serde_json::Value) -> FeatureDoc {
     let Some(object) = json.as_object() else { return FeatureDoc::new() };
@@ -133,13 +151,16 @@ struct Loaded {
 
 impl<'de> Deserialize<'de> for Loaded {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(LoadedVisitor)
+        deserializer.deserialize_map(LoadedVisitor { wanted: None })
     }
 }
 
-struct LoadedVisitor;
+/// Reads every feature, or only those `wanted` (then without the tally).
+struct LoadedVisitor<'w> {
+    wanted: Option<&'w [String]>,
+}
 
-impl<'de> Visitor<'de> for LoadedVisitor {
+impl<'de> Visitor<'de> for LoadedVisitor<'_> {
     type Value = Loaded;
 
     fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -150,6 +171,10 @@ impl<'de> Visitor<'de> for LoadedVisitor {
         use FeatureType as T;
         let (mut doc, mut tally) = (FeatureDoc::new(), None);
         while let Some(name) = map.next_key::<String>()? {
+            if self.wanted.is_some_and(|wanted| !wanted.contains(&name)) {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
             if name == TALLY {
                 tally = Some(map.next_value()?);
                 continue;

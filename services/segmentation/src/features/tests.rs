@@ -129,6 +129,17 @@ fn a_stored_document_reads_back_the_same() {
     expected.insert("sentiment_avg_90d".into(), Value::Double(None));
     assert_eq!(doc_from_bytes(retyped.to_string().as_bytes()), expected);
     assert!(doc_from_bytes(b"not json").is_empty(), "a document that does not parse reads as empty");
+
+    // A rule's features alone read as the whole document has them, also through the fallback.
+    let wanted = vec!["kinds_30d".to_string(), "sentiment_avg_90d".to_string(), "tags".to_string()];
+    let mut only = computed.doc.clone();
+    only.retain(|name, _| wanted.contains(name));
+    assert_eq!(only.len(), 3);
+    assert_eq!(doc_from_bytes_only(&doc_to_bytes(&computed), &wanted), only);
+    let mut expected_only = expected.clone();
+    expected_only.retain(|name, _| wanted.contains(name));
+    assert_eq!(doc_from_bytes_only(retyped.to_string().as_bytes(), &wanted), expected_only);
+    assert!(doc_from_bytes_only(b"not json", &wanted).is_empty());
 }
 
 /// Applying interactions one at a time to current features gives what

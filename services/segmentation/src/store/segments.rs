@@ -334,11 +334,13 @@ pub async fn of_contact(
     .await?)
 }
 
-/// A page of every contact's features, by contact id, after `after`.
+/// A page of every contact's features, by contact id, after `after`: only
+/// those `wanted` (a rule's), read in parallel.
 pub async fn features_page(
     conn: &mut PgConnection,
     after: Option<Uuid>,
     limit: i64,
+    wanted: &[String],
 ) -> Result<Vec<(Uuid, FeatureDoc)>, Error> {
     let rows: Vec<(Uuid, Vec<u8>)> = sqlx::query_as(
         "SELECT contact_id, doc FROM features WHERE ($1::uuid IS NULL OR contact_id > $1) ORDER BY contact_id LIMIT $2",
@@ -347,5 +349,5 @@ pub async fn features_page(
     .bind(limit)
     .fetch_all(conn)
     .await?;
-    Ok(crate::parallel::map(rows, |(contact, doc)| (contact, features::doc_from_bytes(&doc))))
+    Ok(crate::parallel::map(rows, |(contact, doc)| (contact, features::doc_from_bytes_only(&doc, wanted))))
 }
