@@ -170,8 +170,8 @@ impl<'de> Visitor<'de> for LoadedVisitor<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Loaded, A::Error> {
         use FeatureType as T;
         let (mut doc, mut tally) = (FeatureDoc::new(), None);
-        while let Some(name) = map.next_key::<String>()? {
-            if self.wanted.is_some_and(|wanted| !wanted.contains(&name)) {
+        while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
+            if self.wanted.is_some_and(|wanted| !wanted.iter().any(|feature| *feature == name)) {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             }
@@ -197,8 +197,34 @@ impl<'de> Visitor<'de> for LoadedVisitor<'_> {
                 }
             };
             fill_fixed_keys(&name, &mut value);
-            doc.insert(name, value);
+            doc.insert(name.into_owned(), value);
         }
         Ok(Loaded { doc, tally })
+    }
+}
+
+/// A key of the stored document, borrowed from its text when it has no
+/// escapes (always, for feature names): a key skipped costs no allocation.
+struct Name<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl<'de> Visitor<'de> for NameVisitor {
+            type Value = Name<'de>;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a feature name")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(self, name: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(std::borrow::Cow::Borrowed(name)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Name<'de>, E> {
+                Ok(Name(std::borrow::Cow::Owned(name.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(NameVisitor)
     }
 }
