@@ -169,6 +169,7 @@ impl Segments {
     pub async fn populate(
         &self,
         tx: &mut PgConnection,
+        pool: &sqlx::PgPool,
         id: Uuid,
         version: i64,
         rule: &Checked,
@@ -178,19 +179,25 @@ impl Segments {
         let current = store::members(tx, id).await?;
         let mut members = HashSet::new();
         let (mut entries, mut events) = (Vec::new(), Vec::new());
-        let mut after = None;
-        loop {
-            let page = store::features_page(tx, after, PAGE, &rule.features).await?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(*last);
-            let decided =
-                crate::parallel::map(page.iter().collect(), |(contact, doc)| (contact, doc, decide(rule, doc)));
+        // Read on another connection: with the lock held exclusively no burst
+        // writes features, so it sees what this transaction would.
+        let mut pages = store::stored_pages(pool, PAGE);
+        while let Some(page) = pages.recv().await {
+            let page = page?;
+            if page.is_empty() {
+                break;
+            }
+            let decided = crate::parallel::map(page, |(contact, stored)| {
+                let doc = crate::features::doc_from_bytes_only(&stored, &rule.features);
+                let member = decide(rule, &doc);
+                (contact, doc, member)
+            });
             for (contact, doc, member) in decided {
                 if member {
-                    members.insert(*contact);
-                    if !current.contains(contact) {
-                        entries.push((*contact, id));
-                        events.push(entered(id, version, *contact, &evaluate(rule, doc)));
+                    members.insert(contact);
+                    if !current.contains(&contact) {
+                        entries.push((contact, id));
+                        events.push(entered(id, version, contact, &evaluate(rule, &doc)));
                     }
                 }
             }
@@ -205,10 +212,15 @@ impl Segments {
     }
 
     /// Evaluates every dynamic segment over every contact (a rebuild's end).
-    pub async fn populate_all(&self, tx: &mut PgConnection, now: DateTime<Utc>) -> Result<(), Error> {
+    pub async fn populate_all(
+        &self,
+        tx: &mut PgConnection,
+        pool: &sqlx::PgPool,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
         for (id, version, rule) in store::dynamic(tx).await? {
             if let Some(checked) = self.compiled(id, version, &rule) {
-                self.populate(tx, id, version, &checked, now).await?;
+                self.populate(tx, pool, id, version, &checked, now).await?;
             }
         }
         Ok(())
@@ -223,7 +235,7 @@ impl Segments {
             return Ok(());
         }
         if rebuild::caught_up(&mut tx, consumer).await? {
-            self.populate_all(&mut tx, now).await?;
+            self.populate_all(&mut tx, pool, now).await?;
             rebuild::finish(&mut tx, now).await?;
             tracing::info!("the read model is rebuilt; memberships are up to date");
         }

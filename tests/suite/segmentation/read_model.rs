@@ -321,7 +321,7 @@ async fn clear(pool: &PgPool, segments: &Segments, now: DateTime<Utc>) {
             .await
             .unwrap();
         let checked = segments.compiled(id, 1, rule).unwrap();
-        segments.populate(&mut tx, id, 1, &checked, now).await.unwrap();
+        segments.populate(&mut tx, pool, id, 1, &checked, now).await.unwrap();
     }
     tx.commit().await.unwrap();
 }
@@ -480,7 +480,7 @@ async fn a_burst_holds_a_bounded_number_of_locks_however_many_contacts_it_touche
         .await
         .unwrap();
     let rule = segments.compiled(again, 1, "purchases_total >= 2").unwrap();
-    let populated = segments.populate(&mut tx, again, 1, &rule, now).await.unwrap();
+    let populated = segments.populate(&mut tx, &pool, again, 1, &rule, now).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(populated, contacts as i64, "the first evaluation finds every member");
 }

@@ -277,7 +277,7 @@ impl SegmentationService for SegmentationApi {
         store::insert_from(&mut tx, segment_id, &name, &description, kind, rule_text, source).await?;
         match (kind, &checked, source) {
             ("dynamic", Some(checked), _) => {
-                self.segments.populate(&mut tx, segment_id, 1, checked, now).await?;
+                self.segments.populate(&mut tx, &self.pool, segment_id, 1, checked, now).await?;
             }
             ("snapshot", _, Some(source)) => segments::freeze(&mut tx, segment_id, source, now).await?,
             _ => {}
@@ -337,7 +337,9 @@ impl SegmentationService for SegmentationApi {
         )
         .await?;
         if let (true, Some(checked)) = (new_rule, &checked) {
-            self.segments.populate(&mut tx, segment_id, current.version + 1, checked, self.clock.now()).await?;
+            self.segments
+                .populate(&mut tx, &self.pool, segment_id, current.version + 1, checked, self.clock.now())
+                .await?;
         }
         tx.commit().await.map_err(Error::from)?;
         Ok(Response::new(self.read(segment_id).await?))
@@ -387,15 +389,16 @@ impl SegmentationService for SegmentationApi {
             page_size(body.sample_size, 20, 100).map_err(|_| Error::invalid("sample_size", "must not be negative"))?;
         let checked = rule("rule", &body.rule)?;
         let started = std::time::Instant::now();
-        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
         let (mut count, mut evaluated, mut sample) = (0i64, 0i64, Vec::new());
-        let mut after = None;
-        loop {
-            let page = store::features_page(&mut conn, after, 2000, &checked.features).await?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(*last);
-            let decided =
-                crate::parallel::map(page.iter().collect(), |(contact, doc)| (contact, decide(&checked, doc)));
+        let mut pages = store::stored_pages(&self.pool, 2000);
+        while let Some(page) = pages.recv().await {
+            let page = page?;
+            if page.is_empty() {
+                break;
+            }
+            let decided = crate::parallel::map(page, |(contact, stored)| {
+                (contact, decide(&checked, &crate::features::doc_from_bytes_only(&stored, &checked.features)))
+            });
             for (contact, member) in decided {
                 evaluated += 1;
                 if member {

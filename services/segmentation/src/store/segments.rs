@@ -342,12 +342,55 @@ pub async fn features_page(
     limit: i64,
     wanted: &[String],
 ) -> Result<Vec<(Uuid, FeatureDoc)>, Error> {
-    let rows: Vec<(Uuid, Vec<u8>)> = sqlx::query_as(
+    let rows = stored_page(conn, after, limit).await?;
+    Ok(crate::parallel::map(rows, |(contact, doc)| (contact, features::doc_from_bytes_only(&doc, wanted))))
+}
+
+/// A page of stored documents as their bytes, by contact id, after `after`.
+async fn stored_page(conn: &mut PgConnection, after: Option<Uuid>, limit: i64) -> Result<Vec<(Uuid, Vec<u8>)>, Error> {
+    Ok(sqlx::query_as(
         "SELECT contact_id, doc FROM features WHERE ($1::uuid IS NULL OR contact_id > $1) ORDER BY contact_id LIMIT $2",
     )
     .bind(after)
     .bind(limit)
     .fetch_all(conn)
-    .await?;
-    Ok(crate::parallel::map(rows, |(contact, doc)| (contact, features::doc_from_bytes_only(&doc, wanted))))
+    .await?)
+}
+
+/// Every contact's stored document, page by page in contact order, read on
+/// a connection of its own one page ahead of the caller, who parses and
+/// decides the page before meanwhile: a whole-base evaluation keeps
+/// PostgreSQL and the role's cores busy at once. An empty page ends it.
+/// The caller holds the segments lock exclusively (`segments::lock`) or
+/// needs no consistency across pages (a preview): no burst writes features
+/// while the pages are read. The connection is opened for the purpose, not
+/// taken from the pool, whose connections may all be held by transactions
+/// waiting for that lock.
+pub fn stored_pages(
+    pool: &sqlx::PgPool,
+    limit: i64,
+) -> tokio::sync::mpsc::Receiver<Result<Vec<(Uuid, Vec<u8>)>, Error>> {
+    use sqlx::Connection;
+    let (pages, receiver) = tokio::sync::mpsc::channel(1);
+    let options = pool.connect_options();
+    tokio::spawn(async move {
+        let mut conn = match PgConnection::connect_with(&options).await {
+            Ok(conn) => conn,
+            Err(error) => {
+                let _ = pages.send(Err(error.into())).await;
+                return;
+            }
+        };
+        let mut after = None;
+        loop {
+            let page = stored_page(&mut conn, after, limit).await;
+            let last = page.as_ref().ok().and_then(|rows| rows.last().map(|(contact, _)| *contact));
+            if pages.send(page).await.is_err() || last.is_none() {
+                break;
+            }
+            after = last;
+        }
+        let _ = conn.close().await;
+    });
+    receiver
 }
