@@ -346,8 +346,11 @@ pub async fn features_page(
     Ok(crate::parallel::map(rows, |(contact, doc)| (contact, features::doc_from_bytes_only(&doc, wanted))))
 }
 
+/// Stored documents as their bytes, by contact id.
+pub type StoredPage = Vec<(Uuid, Vec<u8>)>;
+
 /// A page of stored documents as their bytes, by contact id, after `after`.
-async fn stored_page(conn: &mut PgConnection, after: Option<Uuid>, limit: i64) -> Result<Vec<(Uuid, Vec<u8>)>, Error> {
+async fn stored_page(conn: &mut PgConnection, after: Option<Uuid>, limit: i64) -> Result<StoredPage, Error> {
     Ok(sqlx::query_as(
         "SELECT contact_id, doc FROM features WHERE ($1::uuid IS NULL OR contact_id > $1) ORDER BY contact_id LIMIT $2",
     )
@@ -366,10 +369,7 @@ async fn stored_page(conn: &mut PgConnection, after: Option<Uuid>, limit: i64) -
 /// while the pages are read. The connection is opened for the purpose, not
 /// taken from the pool, whose connections may all be held by transactions
 /// waiting for that lock.
-pub fn stored_pages(
-    pool: &sqlx::PgPool,
-    limit: i64,
-) -> tokio::sync::mpsc::Receiver<Result<Vec<(Uuid, Vec<u8>)>, Error>> {
+pub fn stored_pages(pool: &sqlx::PgPool, limit: i64) -> tokio::sync::mpsc::Receiver<Result<StoredPage, Error>> {
     use sqlx::Connection;
     let (pages, receiver) = tokio::sync::mpsc::channel(1);
     let options = pool.connect_options();
