@@ -49,6 +49,15 @@ fn draw() -> usize {
     (DRAWS.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 17) as usize
 }
 
+/// One of `values`, drawn; FAILED_PRECONDITION when the sample has none
+/// (contacts without emails or phones), counted as the call's error.
+fn draw_from(values: &[String]) -> Result<String, Code> {
+    if values.is_empty() {
+        return Err(Code::FailedPrecondition);
+    }
+    Ok(values[draw() % values.len()].clone())
+}
+
 /// A name no seeded person has: letters spelling `n`.
 fn letters(mut n: u64) -> String {
     let mut name = String::from("Q");
@@ -195,8 +204,8 @@ impl Operation {
             Operation::LookupEmail | Operation::LookupPhone | Operation::LookupExternalId => {
                 let sample = sample()?;
                 let key = match self {
-                    Operation::LookupEmail => Key::Email(sample.emails[draw() % sample.emails.len().max(1)].clone()),
-                    Operation::LookupPhone => Key::Phone(sample.phones[draw() % sample.phones.len().max(1)].clone()),
+                    Operation::LookupEmail => Key::Email(draw_from(&sample.emails)?),
+                    Operation::LookupPhone => Key::Phone(draw_from(&sample.phones)?),
                     _ => Key::ExternalId(sample.external_ids[draw() % sample.external_ids.len()].clone()),
                 };
                 contacts.lookup_contact(LookupContactRequest { key: Some(key) }).await.map(|_| ())
@@ -252,8 +261,7 @@ impl Operation {
                 let contact = if self == Operation::ServiceTierById {
                     get_service_tier_request::Contact::ContactId(sample.ids[draw() % sample.ids.len()].clone())
                 } else {
-                    let phones = &sample.phones;
-                    get_service_tier_request::Contact::Phone(phones[draw() % phones.len().max(1)].clone())
+                    get_service_tier_request::Contact::Phone(draw_from(&sample.phones)?)
                 };
                 let request = GetServiceTierRequest { contact: Some(contact), model_id: String::new() };
                 segmentation.get_service_tier(request).await.map(|_| ())
