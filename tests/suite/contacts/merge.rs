@@ -91,6 +91,16 @@ async fn merging_unions_lists_applies_survivorship_and_redirects_the_losers() {
         .relationships;
     assert_eq!(links.len(), 1);
     assert_eq!(links[0].contact_id, a.id);
+    let via_loser = contacts
+        .list_relationships(ListRelationshipsRequest {
+            parent: Some(list_relationships_request::Parent::ContactId(b.id.clone())),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .relationships;
+    assert_eq!(via_loser, links, "the loser's id lists the survivor's links");
 
     // Merge the merged contact: d absorbs a (and with it b); every old id resolves to d.
     let d = contacts

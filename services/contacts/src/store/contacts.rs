@@ -244,15 +244,18 @@ impl ContactStore {
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<ContactRecord>, Error> {
+        // A merged-away organization's id lists its survivor's people.
+        let organization = match filter.organization_id {
+            Some(id) => Some(super::organizations::resolve_or_same(&self.pool, id).await?),
+            None => None,
+        };
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {CONTACT_COLUMNS} FROM contacts c
              WHERE c.merged_into IS NULL AND ($1::uuid IS NULL OR c.id > $1)
                AND ($2::text IS NULL OR c.lifecycle_stage = $2)
                AND ($3::text IS NULL OR (c.tags @> ARRAY[$3::text] AND c.tags <> '{{}}'))
                AND ($4::text IS NULL OR c.owner = $4)
-               AND ($5::uuid IS NULL OR c.id IN (
-                   SELECT r.contact_id FROM relationships r
-                   WHERE r.organization_id = (SELECT coalesce(o.merged_into, o.id) FROM organizations o WHERE o.id = $5)))
+               AND ($5::uuid IS NULL OR c.id IN (SELECT r.contact_id FROM relationships r WHERE r.organization_id = $5))
                AND ($6::timestamptz IS NULL OR c.update_time >= $6)
                AND ($7 OR (c.delete_time IS NULL AND c.erase_time IS NULL))
              ORDER BY c.id LIMIT $8"
@@ -261,7 +264,7 @@ impl ContactStore {
         .bind(&filter.lifecycle_stage)
         .bind(&filter.tag)
         .bind(&filter.owner)
-        .bind(filter.organization_id)
+        .bind(organization)
         .bind(filter.updated_since)
         .bind(filter.show_deleted)
         .bind(limit)

@@ -61,6 +61,20 @@ pub(super) async fn resolve(conn: &mut PgConnection, id: Uuid) -> Result<Uuid, E
         .ok_or_else(|| Error::NotFound { resource: "organization", id: id.to_string() })
 }
 
+/// The id an organization id resolves to, or the id itself when no
+/// organization has it (a filter by it then finds nothing, as before merges).
+/// Resolved apart from the query that filters by it: an id computed inside
+/// a statement ordered by another column can lead the planner to walk that
+/// column's index instead of the filter's.
+pub(super) async fn resolve_or_same(pool: &sqlx::PgPool, id: Uuid) -> Result<Uuid, Error> {
+    let survivor: Option<Uuid> =
+        sqlx::query_scalar("SELECT coalesce(merged_into, id) FROM organizations WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(survivor.unwrap_or(id))
+}
+
 /// The organization `id` resolves to (itself, or the survivor it was merged into).
 pub(super) async fn load(conn: &mut PgConnection, id: Uuid, for_update: bool) -> Result<OrganizationRecord, Error> {
     let lock = if for_update { "FOR UPDATE" } else { "" };

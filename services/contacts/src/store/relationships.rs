@@ -148,17 +148,26 @@ impl ContactStore {
         Ok(())
     }
 
-    /// Relationships of a contact (held or pointing at it) or of an organization, oldest first.
+    /// Relationships of a contact (held or pointing at it) or of an organization,
+    /// oldest first; a merged-away id lists its survivor's.
     pub async fn list_relationships(
         &self,
         target: Target,
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<pb::Relationship>, Error> {
+        // A merged-away id lists its survivor's (resolved apart: see `organizations::resolve_or_same`).
         let (filter, id) = match target {
-            Target::Contact(id) => ("(contact_id = $1 OR other_contact_id = $1)", id),
+            Target::Contact(id) => {
+                let survivor: Option<Uuid> =
+                    sqlx::query_scalar("SELECT coalesce(merged_into, id) FROM contacts WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                ("(contact_id = $1 OR other_contact_id = $1)", survivor.unwrap_or(id))
+            }
             Target::Organization(id) => {
-                ("organization_id = (SELECT coalesce(merged_into, id) FROM organizations WHERE id = $1)", id)
+                ("organization_id = $1", super::organizations::resolve_or_same(&self.pool, id).await?)
             }
         };
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
