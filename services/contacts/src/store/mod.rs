@@ -88,16 +88,23 @@ pub(crate) async fn key_holders<'e>(
     .await?)
 }
 
+/// The id a contact or organization id resolves to (`table`: contacts or
+/// organizations): itself, or the survivor it was merged into; `None` when
+/// no row has it.
+pub(crate) async fn survivor_of<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    table: &'static str,
+    id: Uuid,
+) -> Result<Option<Uuid>, Error> {
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT coalesce(merged_into, id) FROM {table} WHERE id = $1")))
+        .bind(id)
+        .fetch_optional(executor)
+        .await?)
+}
+
 /// The id a contact id resolves to: itself, or the survivor it was merged into.
 pub(crate) async fn resolve(conn: &mut PgConnection, id: Uuid) -> Result<Uuid, Error> {
-    let row = sqlx::query("SELECT coalesce(merged_into, id) AS id FROM contacts WHERE id = $1")
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
-    match row {
-        Some(row) => Ok(row.try_get("id")?),
-        None => Err(Error::NotFound { resource: "contact", id: id.to_string() }),
-    }
+    survivor_of(conn, "contacts", id).await?.ok_or_else(|| Error::NotFound { resource: "contact", id: id.to_string() })
 }
 
 /// Reads a contact (resolving merges), locking its row when `for_update`.

@@ -15,7 +15,7 @@ use crate::{
     model::{OrganizationData, etag, timestamp},
 };
 
-pub(super) const COLUMNS: &str = "id, data, version, create_time, update_time, delete_time";
+const COLUMNS: &str = "id, data, version, create_time, update_time, delete_time";
 
 #[derive(Clone, Debug)]
 pub struct OrganizationRecord {
@@ -39,7 +39,7 @@ impl OrganizationRecord {
     }
 }
 
-pub(super) fn record(row: &PgRow) -> Result<OrganizationRecord, Error> {
+fn record(row: &PgRow) -> Result<OrganizationRecord, Error> {
     let data = serde_json::from_value(row.try_get("data")?)
         .map_err(|error| Error::Internal(anyhow::Error::new(error).context("reading a stored organization")))?;
     Ok(OrganizationRecord {
@@ -54,9 +54,7 @@ pub(super) fn record(row: &PgRow) -> Result<OrganizationRecord, Error> {
 
 /// The id an organization id resolves to: itself, or the survivor it was merged into.
 pub(super) async fn resolve(conn: &mut PgConnection, id: Uuid) -> Result<Uuid, Error> {
-    sqlx::query_scalar("SELECT coalesce(merged_into, id) FROM organizations WHERE id = $1")
-        .bind(id)
-        .fetch_optional(conn)
+    super::survivor_of(conn, "organizations", id)
         .await?
         .ok_or_else(|| Error::NotFound { resource: "organization", id: id.to_string() })
 }
@@ -67,12 +65,7 @@ pub(super) async fn resolve(conn: &mut PgConnection, id: Uuid) -> Result<Uuid, E
 /// a statement ordered by another column can lead the planner to walk that
 /// column's index instead of the filter's.
 pub(super) async fn resolve_or_same(pool: &sqlx::PgPool, id: Uuid) -> Result<Uuid, Error> {
-    let survivor: Option<Uuid> =
-        sqlx::query_scalar("SELECT coalesce(merged_into, id) FROM organizations WHERE id = $1")
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
-    Ok(survivor.unwrap_or(id))
+    Ok(super::survivor_of(pool, "organizations", id).await?.unwrap_or(id))
 }
 
 /// The organization `id` resolves to (itself, or the survivor it was merged into).
@@ -122,7 +115,7 @@ pub(super) fn to_json(data: &OrganizationData) -> Result<serde_json::Value, Erro
 
 /// Records a change of `record`: its audit entry (with `note`, empty for
 /// none) and its `OrganizationChanged` event.
-pub(super) async fn changed(
+async fn changed(
     tx: &mut PgConnection,
     record: &OrganizationRecord,
     action: &'static str,

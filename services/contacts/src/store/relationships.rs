@@ -158,14 +158,10 @@ impl ContactStore {
     ) -> Result<Vec<pb::Relationship>, Error> {
         // A merged-away id lists its survivor's (resolved apart: see `organizations::resolve_or_same`).
         let (filter, id) = match target {
-            Target::Contact(id) => {
-                let survivor: Option<Uuid> =
-                    sqlx::query_scalar("SELECT coalesce(merged_into, id) FROM contacts WHERE id = $1")
-                        .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                ("(contact_id = $1 OR other_contact_id = $1)", survivor.unwrap_or(id))
-            }
+            Target::Contact(id) => (
+                "(contact_id = $1 OR other_contact_id = $1)",
+                super::survivor_of(&self.pool, "contacts", id).await?.unwrap_or(id),
+            ),
             Target::Organization(id) => {
                 ("organization_id = $1", super::organizations::resolve_or_same(&self.pool, id).await?)
             }
