@@ -61,6 +61,33 @@ fn exited(segment: Uuid, contact: Uuid, reason: &str) -> NewEvent {
     NewEvent::new("contact", contact.to_string(), &event, "")
 }
 
+/// Decides `rule` for every contact with stored features, in contact order:
+/// pages read one ahead (`store::stored_pages`), parsed only for the features
+/// the rule reads and decided on every core; `visit` gets each contact, its
+/// features so read, and whether it meets the rule.
+pub async fn decide_all(
+    pool: &sqlx::PgPool,
+    rule: &Checked,
+    mut visit: impl FnMut(Uuid, crate::features::FeatureDoc, bool),
+) -> Result<(), Error> {
+    let mut pages = store::stored_pages(pool, PAGE);
+    while let Some(page) = pages.recv().await {
+        let page = page?;
+        if page.is_empty() {
+            break;
+        }
+        let decided = crate::parallel::map(page, |(contact, stored)| {
+            let doc = crate::features::doc_from_bytes_only(&stored, &rule.features);
+            let member = decide(rule, &doc);
+            (contact, doc, member)
+        });
+        for (contact, doc, member) in decided {
+            visit(contact, doc, member);
+        }
+    }
+    Ok(())
+}
+
 /// Taken by a feed consumer or the schedule at the start of its batch,
 /// before it reads any feature or membership (see the module's doc).
 pub async fn lock_shared(tx: &mut PgConnection) -> Result<(), Error> {
@@ -181,27 +208,16 @@ impl Segments {
         let (mut entries, mut events) = (Vec::new(), Vec::new());
         // Read on another connection: with the lock held exclusively no burst
         // writes features, so it sees what this transaction would.
-        let mut pages = store::stored_pages(pool, PAGE);
-        while let Some(page) = pages.recv().await {
-            let page = page?;
-            if page.is_empty() {
-                break;
-            }
-            let decided = crate::parallel::map(page, |(contact, stored)| {
-                let doc = crate::features::doc_from_bytes_only(&stored, &rule.features);
-                let member = decide(rule, &doc);
-                (contact, doc, member)
-            });
-            for (contact, doc, member) in decided {
-                if member {
-                    members.insert(contact);
-                    if !current.contains(&contact) {
-                        entries.push((contact, id));
-                        events.push(entered(id, version, contact, &evaluate(rule, &doc)));
-                    }
+        decide_all(pool, rule, |contact, doc, member| {
+            if member {
+                members.insert(contact);
+                if !current.contains(&contact) {
+                    entries.push((contact, id));
+                    events.push(entered(id, version, contact, &evaluate(rule, &doc)));
                 }
             }
-        }
+        })
+        .await?;
         let exits: Vec<(Uuid, Uuid)> =
             current.iter().filter(|contact| !members.contains(contact)).map(|contact| (*contact, id)).collect();
         events.extend(exits.iter().map(|(contact, _)| exited(id, *contact, "rule")));

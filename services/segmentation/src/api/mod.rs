@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use crate::{
     features::catalogue,
-    rules::{Checked, check, decide, evaluate},
+    rules::{Checked, check, evaluate},
     segments::{self, Segments},
     store::{
         read_model, rebuild,
@@ -390,25 +390,16 @@ impl SegmentationService for SegmentationApi {
         let checked = rule("rule", &body.rule)?;
         let started = std::time::Instant::now();
         let (mut count, mut evaluated, mut sample) = (0i64, 0i64, Vec::new());
-        let mut pages = store::stored_pages(&self.pool, 2000);
-        while let Some(page) = pages.recv().await {
-            let page = page?;
-            if page.is_empty() {
-                break;
-            }
-            let decided = crate::parallel::map(page, |(contact, stored)| {
-                (contact, decide(&checked, &crate::features::doc_from_bytes_only(&stored, &checked.features)))
-            });
-            for (contact, member) in decided {
-                evaluated += 1;
-                if member {
-                    count += 1;
-                    if (sample.len() as i64) < sample_size {
-                        sample.push(contact.to_string());
-                    }
+        segments::decide_all(&self.pool, &checked, |contact, _, member| {
+            evaluated += 1;
+            if member {
+                count += 1;
+                if (sample.len() as i64) < sample_size {
+                    sample.push(contact.to_string());
                 }
             }
-        }
+        })
+        .await?;
         Ok(Response::new(pb::PreviewSegmentResponse {
             count,
             evaluated,
