@@ -2,8 +2,10 @@
 //! btree) and recorded in its row (so a change deletes exactly those).
 //!
 //! - Blocking keys ([`crate::matching::keys`]): `e:` normalised email, `p:`
-//!   E.164 phone, `np:`/`nb:` phonetic names with postal code or birth
-//!   date, `pb:` postal code with birth date, `sn:` street with house number.
+//!   E.164 phone, `nr:` both phonetic names with the postal region, `nb:`
+//!   either with the birth date, `lb:` the locality's sound with the birth
+//!   date, `sn:` an address line's sound with the house number, `lp:` with
+//!   the postal code.
 //!   Duplicate checks read them; lookups by email and phone use the first two.
 //! - Search terms ([`search`]):
 //!   - `w:<word>`: each word of the names (lower case, accents folded);
@@ -35,8 +37,10 @@ use crate::model::ContactData;
 /// of the postal code with the birth date and with the house number;
 /// version 4 blocks on the street with the house number instead of the
 /// postal code with the house number (FEBRL3's blocking recall 0.932 →
-/// 0.945, the same number of keys).
-pub const VERSION: i16 = 4;
+/// 0.945, the same number of keys); version 5 keys on sounds and survives
+/// a changed name, postal code or birth date (FEBRL3's blocking recall
+/// 0.939 → 0.992, see `matching::keys`).
+pub const VERSION: i16 = 5;
 
 /// Name words indexed per contact, at most (pairs grow with their square).
 const MAX_WORDS: usize = 6;

@@ -15,7 +15,7 @@ use crm_platform::error::Violations;
 use crm_proto::{common::v1 as common, contacts::v1 as pb};
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 
-use super::{Match, keys, score};
+use super::{MAX_BLOCK, Match, keys, score};
 use crate::{
     model::ContactData,
     validate::{self, Region},
@@ -669,8 +669,14 @@ pub fn decide_in_order(records: &[Labelled], mut decided: impl FnMut(usize, &Has
     let mut index: HashMap<String, Vec<usize>> = HashMap::new();
     for (position, record) in records.iter().enumerate() {
         let record_keys = keys(&record.contact);
-        let candidates: HashSet<usize> =
-            record_keys.iter().filter_map(|key| index.get(key)).flatten().copied().collect();
+        // As the store reads them: a key held by more than MAX_BLOCK brings none.
+        let candidates: HashSet<usize> = record_keys
+            .iter()
+            .filter_map(|key| index.get(key))
+            .filter(|holders| holders.len() as i64 <= MAX_BLOCK)
+            .flatten()
+            .copied()
+            .collect();
         let best = candidates
             .iter()
             .map(|&candidate| (candidate, score(&record.contact, &records[candidate].contact)))

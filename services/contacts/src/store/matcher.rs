@@ -25,7 +25,7 @@ use crate::{
     matching::{
         compare::{Comparison, Field, compare},
         fit::{estimate_m, estimate_u},
-        keys,
+        fitting_keys,
         model::{Model, NameFrequencies},
     },
     model::ContactData,
@@ -237,11 +237,11 @@ async fn fit_holding_the_lock(pool: &PgPool) -> Result<Fitted, Error> {
 }
 
 /// Each sampled contact compared with every live contact it shares a
-/// blocking key with (at most [`crate::matching::MAX_FAN_OUT`] per key), each pair once.
+/// fitting key with ([`fitting_keys`]; none from a key held by more than [`crate::matching::MAX_BLOCK`]), each pair once.
 async fn blocked_pairs(pool: &PgPool, sample: &[(Uuid, ContactData)]) -> Result<Vec<Comparison>, Error> {
     let mut sampled_by_key: HashMap<i64, Vec<usize>> = HashMap::new();
     for (at, (_, data)) in sample.iter().enumerate() {
-        for key in terms::hashes(&keys(data)) {
+        for key in terms::hashes(&fitting_keys(data)) {
             sampled_by_key.entry(key).or_default().push(at);
         }
     }

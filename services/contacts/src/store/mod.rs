@@ -71,19 +71,23 @@ pub(crate) fn contact_record(row: &PgRow) -> Result<ContactRecord, Error> {
     })
 }
 
-/// The contacts holding each blocking key (hashes, see `terms::hash`), at
-/// most [`crate::matching::MAX_FAN_OUT`] per key: a common value cannot
-/// make one decision compare against thousands.
+/// The contacts holding each blocking key (hashes, see `terms::hash`);
+/// none for a key held by more than [`crate::matching::MAX_BLOCK`] (block
+/// purging: a common value cannot make one decision compare against
+/// thousands). Reads at most one entry more than that per key.
 pub(crate) async fn key_holders<'e>(
     executor: impl sqlx::PgExecutor<'e>,
     keys: &[i64],
 ) -> Result<Vec<(i64, Uuid)>, Error> {
     Ok(sqlx::query_as(
         "SELECT k.term, held.contact_id FROM unnest($1::bigint[]) AS k(term)
-         CROSS JOIN LATERAL (SELECT contact_id FROM contact_terms t WHERE t.term = k.term LIMIT $2) AS held",
+         CROSS JOIN LATERAL (SELECT array_agg(t.contact_id) AS ids
+                             FROM (SELECT contact_id FROM contact_terms WHERE term = k.term LIMIT $2 + 1) AS t) AS block
+         CROSS JOIN LATERAL unnest(block.ids) AS held(contact_id)
+         WHERE cardinality(block.ids) <= $2",
     )
     .bind(keys)
-    .bind(crate::matching::MAX_FAN_OUT)
+    .bind(crate::matching::MAX_BLOCK)
     .fetch_all(executor)
     .await?)
 }
