@@ -43,10 +43,12 @@ use crate::model::ContactData;
 /// be compared; a key held by more brings none. The wide keys (a line's
 /// sound in a postal code, a birth date in a locality) hold a few contacts
 /// each in a small base or a town, and dozens in a city of a big one, where
-/// their pairs are left to the narrower keys. At a million generated people
-/// (ten cities) a record is compared with 6.2 others (14.6 at 50, and 1.2
-/// with the narrower keys before `terms::VERSION` 5).
-pub const MAX_BLOCK: i64 = 20;
+/// their pairs are left to the narrower keys. Each candidate costs a read
+/// and a comparison in every create and import row: at a million generated
+/// people (ten cities) a record is compared with 3.9 others (6.2 at 20,
+/// 14.6 at 50; 1.2 with the narrower keys before `terms::VERSION` 5), and
+/// FEBRL3's blocks never reach it.
+pub const MAX_BLOCK: i64 = 10;
 
 /// The score from which a contact is a likely duplicate, unless configured otherwise.
 pub const DEFAULT_THRESHOLD: f64 = 0.8;

@@ -801,3 +801,39 @@ mod tests {
         assert!(entities.len() < records.len() && entities.len() > records.len() / 2);
     }
 }
+
+/// What each kind of blocking key costs in a big base: the candidates it
+/// brings a record, as the store reads them (a key held by more than
+/// `MAX_BLOCK` brings none):
+/// `RECORDS=1000000 cargo test -p crm-contacts --release candidates_by_kind -- --ignored --nocapture`.
+#[cfg(test)]
+mod fan_out {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    #[ignore = "a diagnosis at scale"]
+    fn candidates_by_kind() {
+        let count: usize = std::env::var("RECORDS").ok().and_then(|n| n.parse().ok()).unwrap_or(100_000);
+        let mut generator = Generator::new(42);
+        let mut holders: HashMap<String, i64> = HashMap::new();
+        let mut brought: HashMap<String, i64> = HashMap::new();
+        for _ in 0..count {
+            let record = generator.next_record(0.0);
+            for key in keys(&record.contact) {
+                let held = holders.entry(key.clone()).or_default();
+                if *held <= MAX_BLOCK {
+                    let kind = key.split(':').next().unwrap_or_default().to_string();
+                    *brought.entry(kind).or_default() += *held;
+                }
+                *held += 1;
+            }
+        }
+        let mut brought: Vec<_> = brought.into_iter().collect();
+        brought.sort();
+        for (kind, candidates) in brought {
+            println!("{kind:>3}: {:.2} candidates a record", candidates as f64 / count as f64);
+        }
+    }
+}

@@ -74,7 +74,7 @@ pub(crate) fn contact_record(row: &PgRow) -> Result<ContactRecord, Error> {
 /// The contacts holding each blocking key (hashes, see `terms::hash`);
 /// none for a key held by more than [`crate::matching::MAX_BLOCK`] (block
 /// purging: a common value cannot make one decision compare against
-/// thousands). Reads at most one entry more than that per key.
+/// thousands). Reads at most one holder more than that per key.
 pub(crate) async fn key_holders<'e>(
     executor: impl sqlx::PgExecutor<'e>,
     keys: &[i64],
