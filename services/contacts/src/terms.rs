@@ -39,7 +39,7 @@ use crate::model::ContactData;
 /// postal code with the house number (FEBRL3's blocking recall 0.932 →
 /// 0.945, the same number of keys); version 5 keys on sounds and survives
 /// a changed name, postal code or birth date (FEBRL3's blocking recall
-/// 0.939 → 0.992, see `matching::keys`).
+/// 0.939 → 0.990, see `matching::keys`).
 pub const VERSION: i16 = 5;
 
 /// Name words indexed per contact, at most (pairs grow with their square).
@@ -60,6 +60,16 @@ pub fn hash(term: &str) -> i64 {
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     i64::from_be_bytes(first)
+}
+
+/// What a duplicate check probes: the hashes of a contact's blocking keys,
+/// each with whether it is a wide key (`matching::is_wide`), sorted and unique.
+pub fn probes(data: &ContactData) -> Vec<(i64, bool)> {
+    let mut probes: Vec<(i64, bool)> =
+        crate::matching::keys(data).iter().map(|key| (hash(key), crate::matching::is_wide(key))).collect();
+    probes.sort_unstable();
+    probes.dedup();
+    probes
 }
 
 /// The hashes of terms, sorted and unique.

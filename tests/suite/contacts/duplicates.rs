@@ -157,3 +157,44 @@ async fn the_matcher_is_fitted_on_demand_and_decides_at_once() {
     assert_eq!(info.metadata["model_version"], fitted.model_version);
     suite.shutdown().await.unwrap();
 }
+
+/// A number many contacts share (a company's switchboard) still brings its
+/// holders to be compared: only the wide keys (an address line's or a
+/// locality's sound) are purged when common, so a duplicate known by that
+/// number alone is still caught.
+#[tokio::test]
+async fn a_number_many_contacts_share_still_finds_the_duplicate() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let mut contacts = suite.contacts().await.unwrap();
+    let switchboard = "+1 201 555 0100";
+    let robert = create(&mut contacts, person("Robert", "Smith", "robert@acme.example", switchboard)).await;
+    let colleagues = [
+        ("Ada", "Lovelace"),
+        ("Grace", "Hopper"),
+        ("Alan", "Turing"),
+        ("Edsger", "Dijkstra"),
+        ("Barbara", "Liskov"),
+        ("Donald", "Knuth"),
+        ("Frances", "Allen"),
+        ("John", "Backus"),
+        ("Margaret", "Hamilton"),
+        ("Niklaus", "Wirth"),
+        ("Tony", "Hoare"),
+        ("Radia", "Perlman"),
+    ];
+    for (given, family) in colleagues {
+        let email = format!("{}@acme.example", given.to_lowercase());
+        create(&mut contacts, person(given, family, &email, switchboard)).await;
+    }
+
+    // Known by the number alone: no address, no birth date, no email.
+    let mut bob = person("Bob", "Smith", "", switchboard);
+    bob.addresses.clear();
+    let refused =
+        contacts.create_contact(CreateContactRequest { contact: Some(bob), ..Default::default() }).await.unwrap_err();
+    assert_eq!(refused.code(), Code::AlreadyExists, "{refused:?}");
+    let info = refused.check_error_details().unwrap().error_info().cloned().unwrap();
+    assert_eq!(info.metadata["candidate_ids"], robert.id, "{:?}", info.metadata);
+    suite.shutdown().await.unwrap();
+}

@@ -330,11 +330,11 @@ async fn read_base<'a>(
         let external = ExternalId { source: row.try_get("source")?, id: row.try_get("external_id")? };
         owners.insert(external, Target::Stored(row.try_get("contact_id")?));
     }
-    let mut keys: Vec<i64> = valid.iter().flat_map(|(_, keys)| keys.iter().copied()).collect();
-    keys.sort_unstable();
-    keys.dedup();
+    let mut probes: Vec<(i64, bool)> = valid.iter().flat_map(|(data, _)| terms::probes(data)).collect();
+    probes.sort_unstable();
+    probes.dedup();
     let mut index: HashMap<i64, Vec<Target>> = HashMap::new();
-    for (key, holder) in crate::store::key_holders(&mut *tx, &keys).await? {
+    for (key, holder) in crate::store::key_holders(&mut *tx, &probes).await? {
         index.entry(key).or_default().push(Target::Stored(holder));
     }
     let mut wanted: Vec<Uuid> = owners

@@ -190,7 +190,9 @@ mod febrl3 {
 
     use super::*;
     use crate::{
-        matching::{DEFAULT_THRESHOLD, MAX_BLOCK, compare::compare, fitting_keys, keys, model::NameFrequencies},
+        matching::{
+            DEFAULT_THRESHOLD, MAX_BLOCK, compare::compare, fitting_keys, is_wide, keys, model::NameFrequencies,
+        },
         model::{Address, ContactData},
     };
 
@@ -276,7 +278,7 @@ mod febrl3 {
             }
         }
         let mut pairs = HashSet::new();
-        for members in holders.values().filter(|members| members.len() as i64 <= MAX_BLOCK) {
+        for (_, members) in holders.iter().filter(|(key, members)| !is_wide(key) || members.len() as i64 <= MAX_BLOCK) {
             for (i, &a) in members.iter().enumerate() {
                 pairs.extend(members[i + 1..].iter().map(|&b| (a.min(b), a.max(b))));
             }

@@ -15,7 +15,7 @@ use crm_platform::error::Violations;
 use crm_proto::{common::v1 as common, contacts::v1 as pb};
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 
-use super::{MAX_BLOCK, Match, keys, score};
+use super::{MAX_BLOCK, Match, is_wide, keys, score};
 use crate::{
     model::ContactData,
     validate::{self, Region},
@@ -669,11 +669,12 @@ pub fn decide_in_order(records: &[Labelled], mut decided: impl FnMut(usize, &Has
     let mut index: HashMap<String, Vec<usize>> = HashMap::new();
     for (position, record) in records.iter().enumerate() {
         let record_keys = keys(&record.contact);
-        // As the store reads them: a key held by more than MAX_BLOCK brings none.
+        // As the store reads them: a wide key held by more than MAX_BLOCK brings none.
         let candidates: HashSet<usize> = record_keys
             .iter()
-            .filter_map(|key| index.get(key))
-            .filter(|holders| holders.len() as i64 <= MAX_BLOCK)
+            .filter_map(|key| {
+                Some(index.get(key)?).filter(|holders| !is_wide(key) || holders.len() as i64 <= MAX_BLOCK)
+            })
             .flatten()
             .copied()
             .collect();
@@ -804,7 +805,7 @@ mod tests {
 
 /// What each kind of blocking key costs in a big base: the candidates it
 /// brings a record, as the store reads them (a key held by more than
-/// `MAX_BLOCK` brings none):
+/// `MAX_BLOCK` brings none, another at most `MAX_FAN_OUT`):
 /// `RECORDS=1000000 cargo test -p crm-contacts --release candidates_by_kind -- --ignored --nocapture`.
 #[cfg(test)]
 mod fan_out {
@@ -823,7 +824,7 @@ mod fan_out {
             let record = generator.next_record(0.0);
             for key in keys(&record.contact) {
                 let held = holders.entry(key.clone()).or_default();
-                if *held <= MAX_BLOCK {
+                if !is_wide(&key) || *held <= MAX_BLOCK {
                     let kind = key.split(':').next().unwrap_or_default().to_string();
                     *brought.entry(kind).or_default() += *held;
                 }

@@ -82,11 +82,8 @@ impl ContactStore {
         min_score: f64,
         similar: bool,
     ) -> Result<Vec<Candidate>, Error> {
-        let mut ids: Vec<Uuid> = super::key_holders(&mut *conn, &terms::hashes(&matching::keys(data)))
-            .await?
-            .into_iter()
-            .map(|(_, id)| id)
-            .collect();
+        let mut ids: Vec<Uuid> =
+            super::key_holders(&mut *conn, &terms::probes(data)).await?.into_iter().map(|(_, id)| id).collect();
         if similar {
             ids.extend(search::similar_names(&mut *conn, data, SIMILAR_CANDIDATES).await?);
         }

@@ -237,7 +237,8 @@ async fn fit_holding_the_lock(pool: &PgPool) -> Result<Fitted, Error> {
 }
 
 /// Each sampled contact compared with every live contact it shares a
-/// fitting key with ([`fitting_keys`]; none from a key held by more than [`crate::matching::MAX_BLOCK`]), each pair once.
+/// fitting key with ([`fitting_keys`], none of them wide; at most
+/// [`crate::matching::MAX_FAN_OUT`] a key), each pair once.
 async fn blocked_pairs(pool: &PgPool, sample: &[(Uuid, ContactData)]) -> Result<Vec<Comparison>, Error> {
     let mut sampled_by_key: HashMap<i64, Vec<usize>> = HashMap::new();
     for (at, (_, data)) in sample.iter().enumerate() {
@@ -245,7 +246,7 @@ async fn blocked_pairs(pool: &PgPool, sample: &[(Uuid, ContactData)]) -> Result<
             sampled_by_key.entry(key).or_default().push(at);
         }
     }
-    let all_keys: Vec<i64> = sampled_by_key.keys().copied().collect();
+    let all_keys: Vec<(i64, bool)> = sampled_by_key.keys().map(|&key| (key, false)).collect();
     let mut holders: Vec<(i64, Uuid)> = Vec::new();
     for chunk in all_keys.chunks(10_000) {
         holders.extend(super::key_holders(pool, chunk).await?);

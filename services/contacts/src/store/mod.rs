@@ -71,23 +71,28 @@ pub(crate) fn contact_record(row: &PgRow) -> Result<ContactRecord, Error> {
     })
 }
 
-/// The contacts holding each blocking key (hashes, see `terms::hash`);
-/// none for a key held by more than [`crate::matching::MAX_BLOCK`] (block
-/// purging: a common value cannot make one decision compare against
-/// thousands). Reads at most one holder more than that per key.
+/// The contacts holding each blocking key (`terms::probes`: its hash and
+/// whether it is wide): none for a wide key held by more than
+/// [`crate::matching::MAX_BLOCK`] (block purging; one holder more is read
+/// to know), at most [`crate::matching::MAX_FAN_OUT`] for any other, so a
+/// common value cannot make one decision compare against thousands.
 pub(crate) async fn key_holders<'e>(
     executor: impl sqlx::PgExecutor<'e>,
-    keys: &[i64],
+    probes: &[(i64, bool)],
 ) -> Result<Vec<(i64, Uuid)>, Error> {
+    let (keys, wide): (Vec<i64>, Vec<bool>) = probes.iter().copied().unzip();
     Ok(sqlx::query_as(
-        "SELECT k.term, held.contact_id FROM unnest($1::bigint[]) AS k(term)
+        "SELECT k.term, held.contact_id FROM unnest($1::bigint[], $2::bool[]) AS k(term, wide)
          CROSS JOIN LATERAL (SELECT array_agg(t.contact_id) AS ids
-                             FROM (SELECT contact_id FROM contact_terms WHERE term = k.term LIMIT $2 + 1) AS t) AS block
+                             FROM (SELECT contact_id FROM contact_terms WHERE term = k.term
+                                   LIMIT CASE WHEN k.wide THEN $3 + 1 ELSE $4 END) AS t) AS block
          CROSS JOIN LATERAL unnest(block.ids) AS held(contact_id)
-         WHERE cardinality(block.ids) <= $2",
+         WHERE NOT k.wide OR cardinality(block.ids) <= $3",
     )
     .bind(keys)
+    .bind(wide)
     .bind(crate::matching::MAX_BLOCK)
+    .bind(crate::matching::MAX_FAN_OUT)
     .fetch_all(executor)
     .await?)
 }
