@@ -2,7 +2,7 @@
 //! btree) and recorded in its row (so a change deletes exactly those).
 //!
 //! - Blocking keys ([`crate::matching::keys`]): `e:` normalised email, `p:`
-//!   E.164 phone, `nr:` both phonetic names with the postal region, `nb:`
+//!   E.164 phone, `nr:` both phonetic names with the postal code, `nb:`
 //!   either with the birth date, `lb:` the locality's sound with the birth
 //!   date, `sn:` an address line's sound with the house number, `lp:` with
 //!   the postal code.

@@ -4,11 +4,11 @@
 //! - [`keys`]: the blocking keys of a contact; two contacts are compared only
 //!   when they share one: the normalised email; the E.164 phone; both names'
 //!   phonetic codes (Double Metaphone, nicknames folded to the formal name,
-//!   order-free) in the postal region (the postal code's first two
-//!   characters); either name's code with the birth date; the locality's
-//!   sound with the birth date; each address line's sound with the house
-//!   number in the postal region, and with the postal code (its characters
-//!   sorted, so a transposition keeps the key). Sounds, not spellings, so
+//!   order-free) with the postal code; either name's code with the birth
+//!   date; the locality's sound with the birth date; each address line's
+//!   sound with the house number in the postal region (the postal code's
+//!   first two characters), and with the postal code. Postal codes in keys
+//!   have their characters sorted, so a transposition keeps the key. Sounds, not spellings, so
 //!   that a typo keeps most keys; several keys, so that a record whose
 //!   name, postal code or birth date was changed still meets through the
 //!   others (FEBRL3's blocking recall 0.990). A wide key (the sound of an
@@ -131,7 +131,7 @@ fn sound(text: &str) -> String {
 
 /// The kinds of key whose pairs the fitter learns m and the prior from
 /// (`fit::estimate_m`): the ones that tie two records by an identifier or
-/// by name (both names in a postal region, a name and the birth date). The
+/// by name (both names with the postal code, a name and the birth date). The
 /// address keys bring neighbours who agree on the street's sound, postal
 /// code, locality and region all at once; EM, which assumes the fields
 /// agree independently, reads such a cluster as matches and learns a model
