@@ -248,7 +248,7 @@ pub async fn decide(
     let mut absorbed = Vec::new();
     for row in rows {
         let (data, keys) = match row.outcome {
-            Ok(parsed) => parsed,
+            Ok((data, probes)) => (data, probes.into_iter().map(|(key, _)| key).collect::<Vec<i64>>()),
             Err(failed) => {
                 results.push(failed);
                 continue;
@@ -312,7 +312,8 @@ async fn read_base<'a>(
     rows: &[Parsed],
     in_flight: &'a [Arc<Published>],
 ) -> Result<Known<'a>, Error> {
-    let valid: Vec<&(ContactData, Vec<i64>)> = rows.iter().filter_map(|row| row.outcome.as_ref().ok()).collect();
+    let valid: Vec<&(ContactData, Vec<(i64, bool)>)> =
+        rows.iter().filter_map(|row| row.outcome.as_ref().ok()).collect();
     let sources: Vec<&str> =
         valid.iter().flat_map(|(data, _)| data.external_ids.iter().map(|x| x.source.as_str())).collect();
     let values: Vec<&str> =
@@ -330,7 +331,7 @@ async fn read_base<'a>(
         let external = ExternalId { source: row.try_get("source")?, id: row.try_get("external_id")? };
         owners.insert(external, Target::Stored(row.try_get("contact_id")?));
     }
-    let mut probes: Vec<(i64, bool)> = valid.iter().flat_map(|(data, _)| terms::probes(data)).collect();
+    let mut probes: Vec<(i64, bool)> = valid.iter().flat_map(|(_, probes)| probes.iter().copied()).collect();
     probes.sort_unstable();
     probes.dedup();
     let mut index: HashMap<i64, Vec<Target>> = HashMap::new();

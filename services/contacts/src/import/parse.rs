@@ -6,17 +6,17 @@ use crm_platform::{Error, error::Violations};
 use crm_proto::contacts::v1 as pb;
 
 use crate::{
-    matching,
     model::ContactData,
     terms,
     validate::{self, Region},
 };
 
-/// A row as validated: its data and the hashes of its blocking keys (as
-/// `contact_terms` holds them), or its failure.
+/// A row as validated: its data and what its duplicate check probes (the
+/// hashes of its blocking keys, as `contact_terms` holds them, each with
+/// whether it is wide: `terms::probes`), or its failure.
 pub struct Parsed {
     pub row_id: String,
-    pub outcome: Result<(ContactData, Vec<i64>), pb::ImportRowResult>,
+    pub outcome: Result<(ContactData, Vec<(i64, bool)>), pb::ImportRowResult>,
 }
 
 /// A row's result with its outcome and nothing else yet.
@@ -38,8 +38,8 @@ pub fn parse(rows: Vec<pb::ImportRow>, region: Region) -> Vec<Parsed> {
             };
             let outcome = match violations.into_result() {
                 Ok(()) => {
-                    let keys = terms::hashes(&matching::keys(&data));
-                    Ok((data, keys))
+                    let probes = terms::probes(&data);
+                    Ok((data, probes))
                 }
                 Err(error) => {
                     let mut result = outcome_result(&row.row_id, pb::ImportOutcome::Failed);

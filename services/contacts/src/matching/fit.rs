@@ -190,9 +190,7 @@ mod febrl3 {
 
     use super::*;
     use crate::{
-        matching::{
-            DEFAULT_THRESHOLD, MAX_BLOCK, compare::compare, fitting_keys, is_wide, keys, model::NameFrequencies,
-        },
+        matching::{DEFAULT_THRESHOLD, brings, compare::compare, fitting_keys, keys, model::NameFrequencies},
         model::{Address, ContactData},
     };
 
@@ -278,7 +276,7 @@ mod febrl3 {
             }
         }
         let mut pairs = HashSet::new();
-        for (_, members) in holders.iter().filter(|(key, members)| !is_wide(key) || members.len() as i64 <= MAX_BLOCK) {
+        for (_, members) in holders.iter().filter(|(key, members)| brings(key, members.len())) {
             for (i, &a) in members.iter().enumerate() {
                 pairs.extend(members[i + 1..].iter().map(|&b| (a.min(b), a.max(b))));
             }

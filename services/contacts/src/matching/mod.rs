@@ -66,6 +66,12 @@ pub fn is_wide(key: &str) -> bool {
     WIDE_KEYS.iter().any(|kind| key.starts_with(kind))
 }
 
+/// Whether a key held by `holders` contacts brings them to be compared, as
+/// `store::key_holders` decides (the in-memory benchmarks' copy of that rule).
+pub fn brings(key: &str, holders: usize) -> bool {
+    !is_wide(key) || holders as i64 <= MAX_BLOCK
+}
+
 /// The score from which a contact is a likely duplicate, unless configured otherwise.
 pub const DEFAULT_THRESHOLD: f64 = 0.8;
 
@@ -101,7 +107,7 @@ pub fn keys(contact: &ContactData) -> Vec<String> {
         let locality = sound(&address.locality);
         let number = compare::street_number(address);
         if let Some(both) = &both
-            && !region.is_empty()
+            && !postal_sorted.is_empty()
         {
             keys.insert(format!("nr:{both}|{postal_sorted}"));
         }

@@ -15,7 +15,7 @@ use crm_platform::error::Violations;
 use crm_proto::{common::v1 as common, contacts::v1 as pb};
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 
-use super::{MAX_BLOCK, Match, is_wide, keys, score};
+use super::{Match, brings, keys, score};
 use crate::{
     model::ContactData,
     validate::{self, Region},
@@ -672,9 +672,7 @@ pub fn decide_in_order(records: &[Labelled], mut decided: impl FnMut(usize, &Has
         // As the store reads them: a wide key held by more than MAX_BLOCK brings none.
         let candidates: HashSet<usize> = record_keys
             .iter()
-            .filter_map(|key| {
-                Some(index.get(key)?).filter(|holders| !is_wide(key) || holders.len() as i64 <= MAX_BLOCK)
-            })
+            .filter_map(|key| index.get(key).filter(|holders| brings(key, holders.len())))
             .flatten()
             .copied()
             .collect();
@@ -818,13 +816,13 @@ mod fan_out {
     fn candidates_by_kind() {
         let count: usize = std::env::var("RECORDS").ok().and_then(|n| n.parse().ok()).unwrap_or(100_000);
         let mut generator = Generator::new(42);
-        let mut holders: HashMap<String, i64> = HashMap::new();
-        let mut brought: HashMap<String, i64> = HashMap::new();
+        let mut holders: HashMap<String, usize> = HashMap::new();
+        let mut brought: HashMap<String, usize> = HashMap::new();
         for _ in 0..count {
             let record = generator.next_record(0.0);
             for key in keys(&record.contact) {
                 let held = holders.entry(key.clone()).or_default();
-                if !is_wide(&key) || *held <= MAX_BLOCK {
+                if brings(&key, *held) {
                     let kind = key.split(':').next().unwrap_or_default().to_string();
                     *brought.entry(kind).or_default() += *held;
                 }
