@@ -185,24 +185,29 @@ fn now_secs() -> u64 {
 
 /// A channel to a role that signs `principal` on every call, as the gateway
 /// does: for internal callers (a role following another role's feed, the
-/// benchmark's direct mode, tests) that share the install's secret.
+/// benchmark's direct mode, tests) that share the install's secret. Over a
+/// network [`tonic::transport::Channel`], or a [`crate::local::RoleChannel`]
+/// that takes the in-process path when it can.
 #[derive(Clone)]
-pub struct SignedChannel {
-    channel: tonic::transport::Channel,
+pub struct SignedChannel<C = tonic::transport::Channel> {
+    channel: C,
     signer: IdentitySigner,
     principal: Principal,
 }
 
-impl SignedChannel {
-    pub fn new(channel: tonic::transport::Channel, signer: IdentitySigner, principal: Principal) -> Self {
+impl<C> SignedChannel<C> {
+    pub fn new(channel: C, signer: IdentitySigner, principal: Principal) -> Self {
         SignedChannel { channel, signer, principal }
     }
 }
 
-impl Service<http::Request<tonic::body::Body>> for SignedChannel {
+impl<C> Service<http::Request<tonic::body::Body>> for SignedChannel<C>
+where
+    C: Service<http::Request<tonic::body::Body>, Response = http::Response<tonic::body::Body>>,
+{
     type Response = http::Response<tonic::body::Body>;
-    type Error = tonic::transport::Error;
-    type Future = <tonic::transport::Channel as Service<http::Request<tonic::body::Body>>>::Future;
+    type Error = C::Error;
+    type Future = C::Future;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.channel.poll_ready(cx)

@@ -45,7 +45,7 @@ pub struct InteractionsApi {
     store: Arc<InteractionStore>,
     tokens: PageTokens,
     /// The contacts role, for `contact_lookup`.
-    contacts: tonic::transport::Channel,
+    contacts: crm_platform::local::RoleChannel,
     identity: IdentitySigner,
 }
 
@@ -53,7 +53,7 @@ impl InteractionsApi {
     pub async fn new(
         ctx: &RoleContext,
         store: Arc<InteractionStore>,
-        contacts: tonic::transport::Channel,
+        contacts: crm_platform::local::RoleChannel,
     ) -> anyhow::Result<Self> {
         Ok(InteractionsApi {
             feed: FeedApi::start(ctx, SERVICE_NAME).await?,

@@ -22,7 +22,9 @@ pub mod store;
 pub mod summary;
 pub mod validate;
 
-use crm_platform::{RoleContext, config::InteractionsSettings, consumer::follow, server::GrpcServer};
+use crm_platform::{
+    Role, RoleContext, config::InteractionsSettings, consumer::follow, local::RoleChannel, server::GrpcServer,
+};
 use crm_proto::interactions::v1::interactions_service_server::InteractionsServiceServer;
 use tokio::net::TcpListener;
 
@@ -74,10 +76,11 @@ pub async fn serve(
 
 /// Follows the contacts feed (merges, erasures, contact preferences); returns
 /// a channel to the contacts role for the API's lookups.
-fn follow_contacts(ctx: &RoleContext, contacts: &[String]) -> anyhow::Result<tonic::transport::Channel> {
+fn follow_contacts(ctx: &RoleContext, contacts: &[String]) -> anyhow::Result<RoleChannel> {
     let url = contacts.first().ok_or_else(|| {
         anyhow::anyhow!("the interactions role needs the contacts role's address (CRM_CONTACTS_UPSTREAMS)")
     })?;
     follow(ctx, "interactions.contacts", contacts, "crm.contacts.v1.ContactsService", contacts_feed::ContactsFeed)?;
-    Ok(crm_platform::tls::internal_endpoint(url, ctx.server.internal_tls.as_ref())?.connect_lazy())
+    let network = crm_platform::tls::internal_endpoint(url, ctx.server.internal_tls.as_ref())?.connect_lazy();
+    Ok(RoleChannel::new(Role::Contacts, ctx.local.clone(), network))
 }

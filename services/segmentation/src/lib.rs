@@ -63,7 +63,11 @@ pub async fn serve(ctx: RoleContext, upstreams: Upstreams, listener: TcpListener
     )?;
     schedule::spawn(ctx.pool.clone(), ctx.clock.clone(), segments.clone(), ctx.shutdown.clone());
     let contacts = match upstreams.contacts.first() {
-        Some(url) => Some(crm_platform::tls::internal_endpoint(url, ctx.server.internal_tls.as_ref())?.connect_lazy()),
+        Some(url) => Some(crm_platform::local::RoleChannel::new(
+            crm_platform::Role::Contacts,
+            ctx.local.clone(),
+            crm_platform::tls::internal_endpoint(url, ctx.server.internal_tls.as_ref())?.connect_lazy(),
+        )),
         None => None,
     };
     let api = api::SegmentationApi::new(&ctx, segments, contacts).await?;

@@ -207,3 +207,73 @@ async fn scores_explain_themselves_and_tiers_answer_by_id_or_phone() {
     assert_eq!(denied.code(), Code::PermissionDenied);
     suite.shutdown().await.unwrap();
 }
+
+/// With the contacts role in another process's worth of servers, a tier by
+/// phone still finds the caller (over the network, not in process); a
+/// contact the read model does not know yet gets the lowest tier; a model
+/// that is not there, or no default, is a clear error.
+#[tokio::test]
+async fn tiers_by_phone_reach_a_contacts_role_elsewhere_and_models_missing_are_named() {
+    let test_db = TestDb::create().await.unwrap();
+    let contacts_apart = TestSuite::start_roles(&test_db, &[Role::Contacts], &[]).await.unwrap();
+    let suite = TestSuite::start_roles(
+        &test_db,
+        &[Role::Gateway, Role::Interactions, Role::Segmentation, Role::Alerting],
+        &contacts_apart.upstream_vars(),
+    )
+    .await
+    .unwrap();
+    let mut contacts = suite.contacts().await.unwrap();
+    let mut segmentation = suite.segmentation().await.unwrap();
+    let by_phone = |model_id: &str| GetServiceTierRequest {
+        contact: Some(Contact::Phone("(201) 555-0142".into())),
+        model_id: model_id.into(),
+    };
+
+    let customer = contacts
+        .create_contact(CreateContactRequest {
+            contact: Some(person("Omar", "Osei", "omar@example.com", "201-555-0142")),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let none = segmentation.get_service_tier(by_phone("")).await.unwrap_err();
+    assert_eq!(none.code(), Code::FailedPrecondition, "{none:?}");
+    assert!(none.message().contains("no score model is the default"), "{}", none.message());
+    let absent = uuid::Uuid::now_v7().to_string();
+    let missing = segmentation.get_service_tier(by_phone(&absent)).await.unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+    assert!(missing.message().contains(&absent), "{}", missing.message());
+
+    let created =
+        segmentation.create_score_model(CreateScoreModelRequest { score_model: Some(model("by phone")) }).await;
+    let created = created.unwrap().into_inner();
+    let unknown_id = uuid::Uuid::now_v7().to_string();
+    let unknown = segmentation
+        .get_service_tier(GetServiceTierRequest {
+            contact: Some(Contact::ContactId(unknown_id.clone())),
+            model_id: created.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (unknown.contact_id.as_str(), unknown.tier.as_str(), unknown.score),
+        (unknown_id.as_str(), "standard", 0.0)
+    );
+
+    // Once the contacts feed has told the role about the phone, it scores.
+    eventually(Duration::from_secs(20), "the contact's phone counted", || {
+        let mut client = segmentation.clone();
+        async move { client.get_service_tier(by_phone("")).await.is_ok_and(|tier| tier.get_ref().score == 5.0) }
+    })
+    .await;
+    let tier = segmentation.get_service_tier(by_phone(&created.id)).await.unwrap().into_inner();
+    assert_eq!(
+        (tier.contact_id.as_str(), tier.tier.as_str(), tier.model_id.as_str(), tier.model_version),
+        (customer.id.as_str(), "standard", created.id.as_str(), 1)
+    );
+    suite.shutdown().await.unwrap();
+    contacts_apart.shutdown().await.unwrap();
+}

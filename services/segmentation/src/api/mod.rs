@@ -47,7 +47,7 @@ pub struct SegmentationApi {
     tokens: PageTokens,
     clock: Clock,
     /// The contacts role, to find a caller by email, phone or external id.
-    contacts: Option<tonic::transport::Channel>,
+    contacts: Option<crm_platform::local::RoleChannel>,
     /// Signs the caller's principal on calls to the contacts role.
     identity: crm_platform::principal::IdentitySigner,
 }
@@ -56,7 +56,7 @@ impl SegmentationApi {
     pub async fn new(
         ctx: &RoleContext,
         segments: Arc<Segments>,
-        contacts: Option<tonic::transport::Channel>,
+        contacts: Option<crm_platform::local::RoleChannel>,
     ) -> anyhow::Result<Self> {
         Ok(SegmentationApi {
             feed: FeedApi::start(ctx, SERVICE_NAME).await?,

@@ -19,10 +19,7 @@ use super::{SegmentationApi, id};
 use crate::{
     features::compute,
     scores::{self, Scored},
-    store::{
-        read_model,
-        scores::{self as store, ModelRecord},
-    },
+    store::scores::{self as store, ModelRecord},
 };
 
 fn etag(record: &ModelRecord) -> String {
@@ -128,25 +125,17 @@ impl SegmentationApi {
         }))
     }
 
-    /// The model named, or the default one.
-    async fn model(&self, raw: &str) -> Result<ModelRecord, Error> {
+    /// The contact's score under the model named in `raw_model` (the default
+    /// when empty), in one statement; a contact the read model does not know
+    /// yet scores as one with no features (the lowest tier): never refused.
+    async fn scored(&self, contact_id: Uuid, raw_model: &str) -> Result<(ModelRecord, Uuid, Scored), Error> {
+        let model_id = if raw_model.trim().is_empty() { None } else { Some(id("model_id", raw_model)?) };
         let mut conn = self.pool.acquire().await?;
-        if raw.trim().is_empty() {
-            store::default(&mut conn).await
-        } else {
-            store::get(&mut conn, id("model_id", raw)?, false).await
-        }
-    }
-
-    /// The contact's score under `model`; a contact the read model does not
-    /// know yet scores as one with no features (the lowest tier): never refused.
-    async fn scored(&self, contact_id: Uuid, model: &ModelRecord) -> Result<(Uuid, Scored), Error> {
-        let mut conn = self.pool.acquire().await?;
-        let (contact_id, doc) = match read_model::load(&mut conn, contact_id).await? {
-            Some((survivor, doc, _, _)) => (survivor, doc),
-            None => (contact_id, compute(None, &[], self.clock.now()).doc),
-        };
-        Ok((contact_id, scores::score(&model.def, &doc)))
+        let (model, features) = store::model_and_features(&mut conn, model_id, contact_id).await?;
+        drop(conn);
+        let (contact_id, doc) = features.unwrap_or_else(|| (contact_id, compute(None, &[], self.clock.now()).doc));
+        let scored = scores::score(&model.def, &doc);
+        Ok((model, contact_id, scored))
     }
 
     pub(super) async fn get_contact_score(
@@ -155,8 +144,7 @@ impl SegmentationApi {
     ) -> Result<Response<pb::ContactScore>, Status> {
         let body = request.into_inner();
         let contact_id = id("contact_id", &body.contact_id)?;
-        let model = self.model(&body.model_id).await?;
-        let (contact_id, scored) = self.scored(contact_id, &model).await?;
+        let (model, contact_id, scored) = self.scored(contact_id, &body.model_id).await?;
         Ok(Response::new(pb::ContactScore {
             contact_id: contact_id.to_string(),
             model_id: model.id.to_string(),
@@ -191,8 +179,7 @@ impl SegmentationApi {
             Some(Contact::Phone(phone)) => self.lookup(&caller, Key::Phone(phone)).await?,
             Some(Contact::ExternalId(external)) => self.lookup(&caller, Key::ExternalId(external)).await?,
         };
-        let model = self.model(&body.model_id).await?;
-        let (contact_id, scored) = self.scored(contact_id, &model).await?;
+        let (model, contact_id, scored) = self.scored(contact_id, &body.model_id).await?;
         Ok(Response::new(pb::ServiceTier {
             contact_id: contact_id.to_string(),
             tier: scored.tier,

@@ -5,7 +5,10 @@ use crm_platform::Error;
 use sqlx::{PgConnection, Row, postgres::PgRow};
 use uuid::Uuid;
 
-use crate::scores::ModelDef;
+use crate::{
+    features::{self, FeatureDoc},
+    scores::ModelDef,
+};
 
 /// A score model at one version.
 #[derive(Clone, Debug, PartialEq)]
@@ -114,11 +117,53 @@ pub async fn default(conn: &mut PgConnection) -> Result<ModelRecord, Error> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!("{CURRENT} WHERE m.is_default")))
         .fetch_optional(conn)
         .await?
-        .ok_or_else(|| Error::FailedPrecondition {
-            reason: "NO_DEFAULT_SCORE_MODEL",
-            message: "no score model is the default: name one with model_id, or make one the default".into(),
-        })?;
+        .ok_or_else(no_default)?;
     record(&row)
+}
+
+fn no_default() -> Error {
+    Error::FailedPrecondition {
+        reason: "NO_DEFAULT_SCORE_MODEL",
+        message: "no score model is the default: name one with model_id, or make one the default".into(),
+    }
+}
+
+/// A model (the one named, or the default) and a contact's stored features
+/// (`None` while the read model does not know the contact; a merged
+/// contact's are its survivor's), read in one statement: a tier asked while
+/// a caller waits on the phone costs one round trip.
+pub async fn model_and_features(
+    conn: &mut PgConnection,
+    model_id: Option<Uuid>,
+    contact_id: Uuid,
+) -> Result<(ModelRecord, Option<(Uuid, FeatureDoc)>), Error> {
+    let which = if model_id.is_some() { "m.id = $2" } else { "m.is_default" };
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT m.id, m.version, m.is_default, m.create_time, v.definition, v.made_at, v.made_by,
+                f.contact_id AS feature_contact, f.doc
+         FROM score_models m JOIN score_model_versions v ON v.model_id = m.id AND v.version = m.version
+         LEFT JOIN features f
+           ON f.contact_id = coalesce((SELECT survivor_id FROM redirects WHERE loser_id = $1), $1)
+         WHERE {which}"
+    )))
+    .bind(contact_id)
+    .bind(model_id)
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else {
+        return Err(match model_id {
+            Some(id) => Error::NotFound { resource: "score model", id: id.to_string() },
+            None => no_default(),
+        });
+    };
+    let model = record(&row)?;
+    // Only the features the model reads are parsed out of the document.
+    let wanted: Vec<String> = model.def.contributions.iter().map(|given| given.feature.clone()).collect();
+    let features = match row.try_get::<Option<Uuid>, _>("feature_contact")? {
+        Some(survivor) => Some((survivor, features::doc_from_bytes_only(&row.try_get::<Vec<u8>, _>("doc")?, &wanted))),
+        None => None,
+    };
+    Ok((model, features))
 }
 
 /// Makes `def` the next version of model `id` (locked by the caller).
