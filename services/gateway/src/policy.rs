@@ -57,6 +57,8 @@ pub const POLICY: &[(&str, Scope)] = &[
     ("/crm.segmentation.v1.SegmentationService/RemoveSegmentMembers", Scope::SegmentsWrite),
     ("/crm.segmentation.v1.SegmentationService/ExportSegment", Scope::SegmentsRead),
     ("/crm.segmentation.v1.SegmentationService/GetSegmentSizes", Scope::SegmentsRead),
+    ("/crm.segmentation.v1.SegmentationService/GetCustomerMovement", Scope::SegmentsRead),
+    ("/crm.segmentation.v1.SegmentationService/GetRevenueConcentration", Scope::SegmentsRead),
     ("/crm.segmentation.v1.SegmentationService/CreateScoreModel", Scope::SegmentsWrite),
     ("/crm.segmentation.v1.SegmentationService/GetScoreModel", Scope::SegmentsRead),
     ("/crm.segmentation.v1.SegmentationService/UpdateScoreModel", Scope::SegmentsWrite),

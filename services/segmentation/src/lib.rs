@@ -1,6 +1,6 @@
 //! The segmentation role: who the customers are. It keeps a read model of
 //! features per contact, built only from the contacts and interactions
-//! feeds, and (next) segments, scores and service tiers over it.
+//! feeds, and segments, scores, service tiers and customer analytics over it.
 //!
 //! - [`serve`]: the role's gRPC server (`crm.segmentation.v1.SegmentationService`, health, reflection)
 //!   and the consumers of the two feeds.
@@ -11,9 +11,11 @@
 //! - [`rules`]: CEL rules, checked against the catalogue and run over features.
 //! - [`schedule`]: recomputes the contacts whose features change with time alone, when they do.
 //! - [`segments`]: dynamic segments' memberships, kept as features change, with their events.
-//! - [`store`]: the read model's and the segments' SQL.
+//! - [`analytics`]: customers won, lost, grown and shrunk; how concentrated revenue is.
+//! - [`store`]: the read model's, the segments' and the analytics' SQL.
 //! - `api`: the service implementation.
 
+pub mod analytics;
 mod api;
 pub mod features;
 mod parallel;

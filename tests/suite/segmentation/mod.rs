@@ -1,6 +1,7 @@
 //! The segmentation role end to end: its read model of features, built from
 //! the contacts and interactions feeds.
 
+mod analytics;
 mod features;
 mod kinds;
 mod read_model;

@@ -2,8 +2,10 @@
 //! The event feed is the platform's; this role only names its service.
 //!
 //! - this module: features, segments and the feed;
-//! - [`scores`]: score models, contact scores and service tiers.
+//! - [`scores`]: score models, contact scores and service tiers;
+//! - [`analytics`]: customers won, lost, grown and shrunk; how concentrated revenue is.
 
+mod analytics;
 mod scores;
 
 use std::sync::Arc;
@@ -510,6 +512,20 @@ impl SegmentationService for SegmentationApi {
         request: Request<pb::GetServiceTierRequest>,
     ) -> Result<Response<pb::ServiceTier>, Status> {
         SegmentationApi::get_service_tier(self, request).await
+    }
+
+    async fn get_customer_movement(
+        &self,
+        request: Request<pb::GetCustomerMovementRequest>,
+    ) -> Result<Response<pb::CustomerMovement>, Status> {
+        SegmentationApi::get_customer_movement(self, request).await
+    }
+
+    async fn get_revenue_concentration(
+        &self,
+        request: Request<pb::GetRevenueConcentrationRequest>,
+    ) -> Result<Response<pb::RevenueConcentration>, Status> {
+        SegmentationApi::get_revenue_concentration(self, request).await
     }
 
     async fn add_segment_members(

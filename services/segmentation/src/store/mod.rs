@@ -8,6 +8,7 @@
 //! are read, so the second of two concurrent changes always reads the first
 //! one's committed result (READ COMMITTED) and no update is lost.
 
+pub mod analytics;
 pub mod read_model;
 pub mod rebuild;
 pub mod scores;

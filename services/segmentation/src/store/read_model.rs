@@ -281,18 +281,24 @@ struct Stored {
     rollups: HashMap<Uuid, Rollups>,
 }
 
-/// The profiles, activity, invoices and problems of `contacts`.
-async fn inputs(tx: &mut PgConnection, contacts: &[Uuid], now: DateTime<Utc>) -> Result<Stored, Error> {
+/// The profiles of `contacts` the contacts feed has told the role about.
+pub async fn profiles(conn: &mut PgConnection, contacts: &[Uuid]) -> Result<HashMap<Uuid, Profile>, Error> {
     let mut profiles = HashMap::new();
     for row in sqlx::query("SELECT contact_id, data FROM profiles WHERE contact_id = ANY($1)")
         .bind(contacts)
-        .fetch_all(&mut *tx)
+        .fetch_all(conn)
         .await?
     {
         let profile: Profile = serde_json::from_value(row.try_get("data")?)
             .map_err(|error| Error::Internal(anyhow::Error::new(error).context("reading a stored profile")))?;
         profiles.insert(row.try_get::<Uuid, _>("contact_id")?, profile);
     }
+    Ok(profiles)
+}
+
+/// The profiles, activity, invoices and problems of `contacts`.
+async fn inputs(tx: &mut PgConnection, contacts: &[Uuid], now: DateTime<Utc>) -> Result<Stored, Error> {
+    let profiles = profiles(tx, contacts).await?;
     let mut activity: HashMap<Uuid, Vec<Activity>> = HashMap::new();
     for row in sqlx::query(
         "SELECT contact_id, interaction_id, occurred_at, kind, channel, currency, amount, sentiment, skus

@@ -1,0 +1,264 @@
+//! The customer analytics RPCs: validate the period, currency and window,
+//! read the totals from the store, let `crate::analytics` decide what they
+//! mean, map the answer.
+
+use chrono::Duration;
+use crm_platform::{
+    Error,
+    error::Violations,
+    principal::{Caller, SignedChannel},
+    timestamp::{from_proto, to_proto},
+};
+use crm_proto::{
+    contacts::v1::{FindDuplicatesRequest, contacts_service_client::ContactsServiceClient},
+    segmentation::v1 as pb,
+};
+use futures_util::{StreamExt, TryStreamExt, stream};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::SegmentationApi;
+use crate::{
+    analytics::{
+        Comparison, PeriodLength, Span,
+        concentration::{self, Gap},
+        movement::{self, Counts},
+        period,
+    },
+    store::{analytics as store, read_model},
+};
+
+/// The longest churn window or revenue window asked for: ten years.
+const MAX_DAYS: i32 = 3660;
+/// At most this many core customers listed (each checked for duplicates).
+const MAX_CORE_LISTED: i32 = 1000;
+/// Duplicate checks of the listed core customers in flight at once.
+const DUPLICATE_CHECKS_AT_ONCE: usize = 8;
+
+/// An ISO 4217 code, upper-cased: three letters.
+fn currency(violations: &mut Violations, field: &str, raw: &str) -> String {
+    let code = raw.trim().to_ascii_uppercase();
+    if code.len() != 3 || !code.bytes().all(|byte| byte.is_ascii_uppercase()) {
+        violations.add(field, "must be an ISO 4217 currency code of three letters, such as EUR");
+    }
+    code
+}
+
+/// A number of days: 0 means `default`; otherwise 1 to [`MAX_DAYS`].
+fn days(violations: &mut Violations, field: &str, raw: i32, default: i32) -> Duration {
+    match raw {
+        0 => Duration::days(default.into()),
+        1..=MAX_DAYS => Duration::days(raw.into()),
+        _ => {
+            violations.add(field, format!("must be 1 to {MAX_DAYS} days, or 0 for {default}"));
+            Duration::zero()
+        }
+    }
+}
+
+fn to_counts(counts: &Counts) -> pb::MovementCounts {
+    pb::MovementCounts {
+        active: counts.active,
+        revenue: counts.revenue,
+        compared_revenue: counts.compared_revenue,
+        won: counts.won,
+        won_revenue: counts.won_revenue,
+        lost: counts.lost,
+        lost_revenue: counts.lost_revenue,
+        grown: counts.grown,
+        grown_revenue_change: counts.grown_change,
+        shrunk: counts.shrunk,
+        shrunk_revenue_change: counts.shrunk_change,
+    }
+}
+
+fn to_gap(gap: Gap) -> pb::DataGap {
+    match gap {
+        Gap::NoEmail => pb::DataGap::NoEmail,
+        Gap::NoPhone => pb::DataGap::NoPhone,
+        Gap::NoAddress => pb::DataGap::NoAddress,
+        Gap::NoConsent => pb::DataGap::NoConsent,
+        Gap::LikelyDuplicate => pb::DataGap::LikelyDuplicate,
+    }
+}
+
+impl SegmentationApi {
+    pub(super) async fn get_customer_movement(
+        &self,
+        request: Request<pb::GetCustomerMovementRequest>,
+    ) -> Result<Response<pb::CustomerMovement>, Status> {
+        let body = request.into_inner();
+        let now = self.clock.now();
+        let mut violations = Violations::new();
+        let at = match &body.at {
+            None => now,
+            Some(at) => from_proto(at).unwrap_or_else(|| {
+                violations.add("at", "must be a valid timestamp");
+                now
+            }),
+        };
+        let length = match pb::Period::try_from(body.period) {
+            Ok(pb::Period::Unspecified | pb::Period::Month) => PeriodLength::Month,
+            Ok(pb::Period::Quarter) => PeriodLength::Quarter,
+            Err(_) => {
+                violations.add("period", "must be PERIOD_MONTH or PERIOD_QUARTER");
+                PeriodLength::Month
+            }
+        };
+        let comparison = match pb::Comparison::try_from(body.comparison) {
+            Ok(pb::Comparison::Unspecified | pb::Comparison::PreviousPeriod) => Comparison::PreviousPeriod,
+            Ok(pb::Comparison::SamePeriodLastYear) => Comparison::SamePeriodLastYear,
+            Err(_) => {
+                violations.add("comparison", "must be COMPARISON_PREVIOUS_PERIOD or COMPARISON_SAME_PERIOD_LAST_YEAR");
+                Comparison::PreviousPeriod
+            }
+        };
+        let currency = currency(&mut violations, "currency_code", &body.currency_code);
+        let churn = days(&mut violations, "churn_days", body.churn_days, 365);
+        violations.into_result()?;
+
+        let (period, compared) = period(at, length, comparison);
+        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
+        let customers = store::bought(&mut conn, &currency, period, compared, churn).await?;
+        drop(conn);
+        let (total, owners) = movement::count(&customers, period, churn, now);
+        Ok(Response::new(pb::CustomerMovement {
+            period_start: Some(to_proto(period.start)),
+            period_end: Some(to_proto(period.end)),
+            compared_start: Some(to_proto(compared.start)),
+            compared_end: Some(to_proto(compared.end)),
+            currency_code: currency,
+            churn_days: churn.num_days() as i32,
+            total: Some(to_counts(&total)),
+            owners: owners
+                .iter()
+                .map(|(owner, counts)| pb::OwnerMovement { owner: owner.clone(), counts: Some(to_counts(counts)) })
+                .collect(),
+        }))
+    }
+
+    pub(super) async fn get_revenue_concentration(
+        &self,
+        request: Request<pb::GetRevenueConcentrationRequest>,
+    ) -> Result<Response<pb::RevenueConcentration>, Status> {
+        let caller = Caller::of(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::new();
+        let currency = currency(&mut violations, "currency_code", &body.currency_code);
+        let window = days(&mut violations, "window_days", body.window_days, 365);
+        let core_share = match body.core_share {
+            0.0 => 0.2,
+            share if share > 0.0 && share <= 1.0 => share,
+            _ => {
+                violations.add("core_share", "must be above 0 and at most 1 (0.2 is the top 20%), or 0 for 0.2");
+                0.2
+            }
+        };
+        let core_limit = match body.core_limit {
+            0 => 100,
+            1..=MAX_CORE_LISTED => body.core_limit,
+            _ => {
+                violations.add("core_limit", format!("must be 1 to {MAX_CORE_LISTED}, or 0 for 100"));
+                100
+            }
+        } as usize;
+        violations.into_result()?;
+
+        let now = self.clock.now();
+        let window = Span { start: now - window, end: now };
+        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
+        let ranking = store::revenue_ranking(&mut conn, &currency, window).await?;
+        let revenues: Vec<i64> = ranking.iter().map(|(_, revenue)| *revenue).collect();
+        let found = concentration::concentration(&revenues, core_share);
+        let core: Vec<Uuid> = ranking.iter().take(found.core_customers as usize).map(|(contact, _)| *contact).collect();
+        let profiles = read_model::profiles(&mut conn, &core).await?;
+        drop(conn);
+
+        let listed = &core[..core.len().min(core_limit)];
+        let duplicated = self.likely_duplicates(&caller, listed).await?;
+        let mut gap_counts = std::collections::BTreeMap::<Gap, i64>::new();
+        let mut listed_customers = Vec::with_capacity(listed.len());
+        for (rank, contact) in core.iter().enumerate() {
+            let mut gaps = concentration::gaps(profiles.get(contact));
+            if rank < listed.len() && duplicated[rank] {
+                gaps.push(Gap::LikelyDuplicate);
+            }
+            for gap in &gaps {
+                *gap_counts.entry(*gap).or_default() += 1;
+            }
+            if rank < listed.len() {
+                listed_customers.push(pb::CoreCustomer {
+                    contact_id: contact.to_string(),
+                    revenue: ranking[rank].1,
+                    rank: rank as i64 + 1,
+                    gaps: gaps.iter().map(|gap| to_gap(*gap) as i32).collect(),
+                });
+            }
+        }
+        Ok(Response::new(pb::RevenueConcentration {
+            window_start: Some(to_proto(window.start)),
+            window_end: Some(to_proto(window.end)),
+            currency_code: currency,
+            customers: found.customers,
+            revenue: found.revenue,
+            curve: found
+                .curve
+                .iter()
+                .map(|(customer_share, revenue_share)| pb::ConcentrationPoint {
+                    customer_share: *customer_share,
+                    revenue_share: *revenue_share,
+                })
+                .collect(),
+            core_customers: found.core_customers,
+            core_revenue_share: found.core_revenue_share,
+            core_gaps: gap_counts
+                .iter()
+                .map(|(gap, customers)| pb::GapCount { gap: to_gap(*gap) as i32, customers: *customers })
+                .collect(),
+            core: listed_customers,
+        }))
+    }
+
+    /// Whether the contacts role finds likely duplicates of each of
+    /// `contacts` (asked as the caller, a few at once), in order.
+    async fn likely_duplicates(&self, caller: &Caller, contacts: &[Uuid]) -> Result<Vec<bool>, Error> {
+        if contacts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let channel = self.contacts.clone().ok_or_else(|| Error::Unavailable {
+            message:
+                "the contacts role is not configured for this role: core customers cannot be checked for duplicates"
+                    .into(),
+            retry_after: std::time::Duration::from_secs(1),
+        })?;
+        let client =
+            ContactsServiceClient::new(SignedChannel::new(channel, self.identity.clone(), caller.principal.clone()));
+        let requests: Vec<FindDuplicatesRequest> = contacts
+            .iter()
+            .map(|contact| FindDuplicatesRequest { contact_id: contact.to_string(), ..Default::default() })
+            .collect();
+        stream::iter(requests.into_iter().map(|request| {
+            let mut client = client.clone();
+            async move {
+                match client.find_duplicates(request).await {
+                    Ok(found) => Ok(!found.get_ref().pairs.is_empty()),
+                    // Erased or merged since the read model last heard: no duplicate to fix.
+                    Err(status) if status.code() == tonic::Code::NotFound => Ok(false),
+                    Err(status) if status.code() == tonic::Code::PermissionDenied => {
+                        Err(Error::PermissionDenied(status.message().to_string()))
+                    }
+                    Err(status) => Err(Error::Unavailable {
+                        message: format!(
+                            "the contacts role could not check core customers for duplicates: {}",
+                            status.message()
+                        ),
+                        retry_after: std::time::Duration::from_millis(500),
+                    }),
+                }
+            }
+        }))
+        .buffered(DUPLICATE_CHECKS_AT_ONCE)
+        .try_collect()
+        .await
+    }
+}

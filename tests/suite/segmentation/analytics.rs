@@ -1,0 +1,294 @@
+//! Customer analytics through the gateway, on a hand-checked base: the
+//! customers won, lost, grown and shrunk across period boundaries, in all
+//! and per owner; how concentrated revenue is, and the gaps in the core
+//! customers' data, duplicates included; bad requests named by field.
+
+use std::time::Duration;
+
+use crm_proto::{
+    common::v1::{Date, Money},
+    contacts::v1::{Contact, CreateContactRequest},
+    interactions::v1::{Channel, Interaction, Kind, RecordInteractionRequest},
+    segmentation::v1::{
+        Comparison, CustomerMovement, DataGap, GetCustomerMovementRequest, GetRevenueConcentrationRequest,
+        MovementCounts, Period, RevenueConcentration,
+    },
+};
+use crm_testkit::{TestDb, TestSuite};
+use tonic::Code;
+
+use crate::{
+    contacts::{person, violated_fields},
+    support::eventually,
+};
+
+fn at(text: &str) -> prost_types::Timestamp {
+    let at: chrono::DateTime<chrono::Utc> = text.parse().unwrap();
+    prost_types::Timestamp { seconds: at.timestamp(), nanos: 0 }
+}
+
+fn days_ago(days: i64) -> prost_types::Timestamp {
+    let at = chrono::Utc::now() - chrono::Duration::days(days);
+    prost_types::Timestamp { seconds: at.timestamp(), nanos: 0 }
+}
+
+fn purchase(contact: &str, occurred_at: prost_types::Timestamp, currency: &str, minor_units: i64) -> Interaction {
+    Interaction {
+        contact_id: contact.into(),
+        channel: Channel::Web as i32,
+        kind: Kind::Purchase as i32,
+        occurred_at: Some(occurred_at),
+        amount: Some(Money { currency_code: currency.into(), minor_units }),
+        source: "shop".into(),
+        external_id: uuid::Uuid::now_v7().to_string(),
+        ..Default::default()
+    }
+}
+
+/// A customer of `owner`, born on a day of their own (so that no two are
+/// likely duplicates of each other).
+fn customer(given: &str, family: &str, owner: &str, phone: &str, day: i32) -> Contact {
+    let mut contact = person(given, family, &format!("{}@example.com", given.to_lowercase()), phone);
+    contact.owner = owner.into();
+    contact.birth_date = Some(Date { year: 1970 + day, month: 1 + day % 12, day });
+    contact
+}
+
+fn quarter_of_2025_q2() -> GetCustomerMovementRequest {
+    GetCustomerMovementRequest {
+        at: Some(at("2025-05-15T00:00:00Z")),
+        period: Period::Quarter as i32,
+        currency_code: "eur".into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn movement_and_concentration_on_a_hand_checked_base() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let mut contacts = suite.contacts().await.unwrap();
+    let mut interactions = suite.interactions().await.unwrap();
+    let mut segmentation = suite.segmentation().await.unwrap();
+
+    let mut ids = Vec::new();
+    for (given, family, owner, phone, day) in [
+        ("Alice", "Archer", "ann", "", 3),
+        ("Bruno", "Baker", "ann", "(201) 555-0102", 5),
+        ("Chen", "Cooper", "bob", "(201) 555-0103", 7),
+        ("Dara", "Dyer", "bob", "(201) 555-0104", 9),
+        ("Emil", "Evans", "", "(201) 555-0105", 11),
+        ("Robert", "Smith", "", "(201) 555-0106", 13),
+    ] {
+        let created = contacts
+            .create_contact(CreateContactRequest {
+                contact: Some(customer(given, family, owner, phone, day)),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        ids.push(created.id);
+    }
+    let [alice, bruno, chen, dara, emil, robert] = <[String; 6]>::try_from(ids).unwrap();
+    // Robert's likely duplicate, let in on purpose.
+    let mut bob = customer("Bob", "Smith", "", "(201) 555-0106", 13);
+    bob.emails[0].address = "robert@example.com".into();
+    contacts
+        .create_contact(CreateContactRequest {
+            contact: Some(bob),
+            allow_duplicate: true,
+            override_reason: "to be merged after the analysis".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let purchases = [
+        // Q2 2025 against Q1, churn 365 days:
+        // Alice is won on the quarter's first instant (a USD purchase does not count).
+        purchase(&alice, at("2025-04-01T00:00:00Z"), "EUR", 500),
+        purchase(&alice, at("2025-05-01T00:00:00Z"), "USD", 9999),
+        // Bruno grows from 300 to 800.
+        purchase(&bruno, at("2025-02-10T00:00:00Z"), "EUR", 300),
+        purchase(&bruno, at("2025-05-01T00:00:00Z"), "EUR", 800),
+        // Chen bought on the last second of Q1 only: shrunk to nothing, not lost.
+        purchase(&chen, at("2025-03-31T23:59:59Z"), "EUR", 400),
+        // Dara's churn window (365 days after 2024-05-20) ends on 2025-05-20: lost, with 1,000 spent.
+        purchase(&dara, at("2024-03-01T00:00:00Z"), "EUR", 100),
+        purchase(&dara, at("2024-05-20T00:00:00Z"), "EUR", 900),
+        // Emil: 200 and 200, the second on the quarter's last second.
+        purchase(&emil, at("2025-01-15T00:00:00Z"), "EUR", 200),
+        purchase(&emil, at("2025-06-30T23:59:59Z"), "EUR", 200),
+        // The last 365 days: Robert 1,000; Alice 500; Bruno 300; Chen and Emil 100.
+        purchase(&robert, days_ago(10), "EUR", 1000),
+        purchase(&alice, days_ago(20), "EUR", 500),
+        purchase(&bruno, days_ago(30), "EUR", 300),
+        purchase(&chen, days_ago(40), "EUR", 100),
+        purchase(&emil, days_ago(400), "EUR", 7000),
+        purchase(&emil, days_ago(50), "EUR", 100),
+    ];
+    for interaction in purchases {
+        interactions
+            .record_interaction(RecordInteractionRequest { interaction: Some(interaction), contact_lookup: None })
+            .await
+            .unwrap();
+    }
+
+    // Every purchase applied, and every profile (Robert's gaps show his).
+    eventually(Duration::from_secs(30), "the read model caught up", || {
+        let mut client = segmentation.clone();
+        async move {
+            let request = GetRevenueConcentrationRequest { currency_code: "EUR".into(), ..Default::default() };
+            client.get_revenue_concentration(request).await.is_ok_and(|found| {
+                let found = found.get_ref();
+                found.revenue == 2000 && found.core.first().is_some_and(|top| top.gaps.len() == 2)
+            })
+        }
+    })
+    .await;
+
+    let movement: CustomerMovement =
+        segmentation.get_customer_movement(quarter_of_2025_q2()).await.unwrap().into_inner();
+    assert_eq!(
+        (movement.period_start, movement.period_end),
+        (Some(at("2025-04-01T00:00:00Z")), Some(at("2025-07-01T00:00:00Z")))
+    );
+    assert_eq!(movement.compared_start, Some(at("2025-01-01T00:00:00Z")));
+    assert_eq!((movement.currency_code.as_str(), movement.churn_days), ("EUR", 365));
+    assert_eq!(
+        movement.total.unwrap(),
+        MovementCounts {
+            active: 3,
+            revenue: 1500,
+            compared_revenue: 900,
+            won: 1,
+            won_revenue: 500,
+            lost: 1,
+            lost_revenue: 1000,
+            grown: 1,
+            grown_revenue_change: 500,
+            shrunk: 1,
+            shrunk_revenue_change: -400,
+        }
+    );
+    let owners: Vec<(&str, i64, i64, i64, i64, i64)> = movement
+        .owners
+        .iter()
+        .map(|owner| {
+            let counts = owner.counts.as_ref().unwrap();
+            (owner.owner.as_str(), counts.active, counts.won, counts.lost, counts.grown, counts.shrunk)
+        })
+        .collect();
+    // Robert bought nothing then and does not appear; Emil and he have no owner.
+    assert_eq!(owners, [("", 1, 0, 0, 0, 0), ("ann", 2, 1, 0, 1, 0), ("bob", 0, 0, 1, 0, 1)]);
+
+    // Against Q2 2024 instead: only Dara bought then, and she is lost.
+    let a_year_before = segmentation
+        .get_customer_movement(GetCustomerMovementRequest {
+            comparison: Comparison::SamePeriodLastYear as i32,
+            ..quarter_of_2025_q2()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let total = a_year_before.total.unwrap();
+    assert_eq!(a_year_before.compared_start, Some(at("2024-04-01T00:00:00Z")));
+    assert_eq!((total.compared_revenue, total.lost, total.grown, total.shrunk), (900, 1, 0, 0));
+
+    // April 2025 alone: Alice won on its first instant; Chen's March purchase shrinks to nothing.
+    let april = segmentation
+        .get_customer_movement(GetCustomerMovementRequest {
+            at: Some(at("2025-04-30T23:59:59Z")),
+            period: Period::Month as i32,
+            ..quarter_of_2025_q2()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let total = april.total.unwrap();
+    assert_eq!((total.active, total.won, total.grown, total.shrunk, total.lost), (1, 1, 0, 1, 0));
+    // A churn window of 30 days: Chen is lost in April (2025-04-30), no longer shrunk.
+    let april_short_churn = segmentation
+        .get_customer_movement(GetCustomerMovementRequest {
+            at: Some(at("2025-04-30T23:59:59Z")),
+            period: Period::Month as i32,
+            churn_days: 30,
+            ..quarter_of_2025_q2()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let total = april_short_churn.total.unwrap();
+    assert_eq!((total.lost, total.lost_revenue, total.shrunk), (1, 400, 0));
+
+    // 80/20 over the last 365 days: five customers, 2,000 in all; Robert alone is the top 20%.
+    let found: RevenueConcentration = segmentation
+        .get_revenue_concentration(GetRevenueConcentrationRequest { currency_code: "EUR".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((found.customers, found.revenue, found.core_customers), (5, 2000, 1));
+    assert!((found.core_revenue_share - 0.5).abs() < 1e-12, "{found:?}");
+    assert_eq!(found.curve.len(), 20);
+    let share_at = |customer_share: f64| {
+        found.curve.iter().find(|point| (point.customer_share - customer_share).abs() < 1e-9).unwrap().revenue_share
+    };
+    assert!((share_at(0.2) - 0.5).abs() < 1e-12 && (share_at(0.4) - 0.75).abs() < 1e-12 && share_at(1.0) == 1.0);
+    let top = &found.core[0];
+    assert_eq!((top.contact_id.as_str(), top.rank, top.revenue), (robert.as_str(), 1, 1000));
+    assert_eq!(top.gaps, [DataGap::NoConsent as i32, DataGap::LikelyDuplicate as i32]);
+
+    // The top 40%, one listed: Alice (no phone) counts in the gaps, unlisted; duplicates are checked for the listed only.
+    let wider = segmentation
+        .get_revenue_concentration(GetRevenueConcentrationRequest {
+            currency_code: "EUR".into(),
+            core_share: 0.4,
+            core_limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((wider.core_customers, wider.core.len()), (2, 1));
+    let gaps: Vec<(i32, i64)> = wider.core_gaps.iter().map(|count| (count.gap, count.customers)).collect();
+    assert_eq!(
+        gaps,
+        [(DataGap::NoPhone as i32, 1), (DataGap::NoConsent as i32, 2), (DataGap::LikelyDuplicate as i32, 1)]
+    );
+    // A window of 450 days takes in Emil's 7,000: he is now the top customer.
+    let longer = segmentation
+        .get_revenue_concentration(GetRevenueConcentrationRequest {
+            currency_code: "EUR".into(),
+            window_days: 450,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((longer.revenue, longer.core[0].contact_id.as_str()), (9000, emil.as_str()));
+
+    // Bad requests name their fields.
+    let bad = segmentation
+        .get_customer_movement(GetCustomerMovementRequest {
+            currency_code: "euros".into(),
+            churn_days: 5000,
+            period: 9,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&bad), ["period", "currency_code", "churn_days"]);
+    let bad = segmentation
+        .get_revenue_concentration(GetRevenueConcentrationRequest {
+            currency_code: "EUR".into(),
+            core_share: 1.5,
+            core_limit: 5000,
+            window_days: -1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&bad), ["window_days", "core_share", "core_limit"]);
+    suite.shutdown().await.unwrap();
+}
