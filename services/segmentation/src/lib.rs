@@ -25,7 +25,7 @@ pub mod scores;
 pub mod segments;
 pub mod store;
 
-use crm_platform::{RoleContext, consumer::follow, server::GrpcServer};
+use crm_platform::{Role, RoleContext, consumer::follow, local::RoleChannel, server::GrpcServer};
 use crm_proto::segmentation::v1::segmentation_service_server::SegmentationServiceServer;
 use tokio::net::TcpListener;
 
@@ -64,17 +64,21 @@ pub async fn serve(ctx: RoleContext, upstreams: Upstreams, listener: TcpListener
         InteractionsFeed { clock: ctx.clock.clone(), segments: segments.clone() },
     )?;
     schedule::spawn(ctx.pool.clone(), ctx.clock.clone(), segments.clone(), ctx.shutdown.clone());
-    let contacts = match upstreams.contacts.first() {
-        Some(url) => Some(crm_platform::local::RoleChannel::new(
-            crm_platform::Role::Contacts,
-            ctx.local.clone(),
-            crm_platform::tls::internal_endpoint(url, ctx.server.internal_tls.as_ref())?.connect_lazy(),
-        )),
-        None => None,
+    analytics::recompute::spawn(ctx.pool.clone(), ctx.clock.clone(), ctx.shutdown.clone());
+    let peers = api::Peers {
+        contacts: peer(&ctx, Role::Contacts, &upstreams.contacts)?,
+        interactions: peer(&ctx, Role::Interactions, &upstreams.interactions)?,
     };
-    let api = api::SegmentationApi::new(&ctx, segments, contacts).await?;
+    let api = api::SegmentationApi::new(&ctx, segments, peers).await?;
     let service = SegmentationServiceServer::new(api)
         .max_decoding_message_size(ctx.server.max_message_bytes)
         .max_encoding_message_size(ctx.server.max_message_bytes);
     GrpcServer::new("segmentation").add_service(service).serve_role(&ctx, listener).await
+}
+
+/// A channel to the first of `urls` (the role `role`), in process when it serves here.
+fn peer(ctx: &RoleContext, role: Role, urls: &[String]) -> anyhow::Result<Option<RoleChannel>> {
+    let Some(url) = urls.first() else { return Ok(None) };
+    let network = crm_platform::tls::internal_endpoint(url, ctx.server.internal_tls.as_ref())?.connect_lazy();
+    Ok(Some(RoleChannel::new(role, ctx.local.clone(), network)))
 }

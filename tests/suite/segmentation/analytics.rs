@@ -1,17 +1,20 @@
 //! Customer analytics through the gateway, on a hand-checked base: the
 //! customers won, lost, grown and shrunk across period boundaries, in all
 //! and per owner; how concentrated revenue is, and the gaps in the core
-//! customers' data, duplicates included; bad requests named by field.
+//! customers' data, duplicates included; association rules and next best
+//! offers; bad requests named by field.
 
 use std::time::Duration;
 
+use crm_platform::{Role, clock::Clock};
 use crm_proto::{
     common::v1::{Date, Money},
-    contacts::v1::{Contact, CreateContactRequest},
-    interactions::v1::{Channel, Interaction, Kind, RecordInteractionRequest},
+    contacts::v1::{Consent, ConsentChannel, ConsentStatus, Contact, CreateContactRequest},
+    interactions::v1::{Channel, Interaction, Kind, ProductLine, RecordInteractionRequest},
     segmentation::v1::{
-        Comparison, CustomerMovement, DataGap, GetCustomerMovementRequest, GetRevenueConcentrationRequest,
-        MovementCounts, Period, RevenueConcentration,
+        Comparison, ComputeAssociationRulesRequest, CustomerMovement, DataGap, GetAssociationRulesRequest,
+        GetCustomerMovementRequest, GetNextBestOffersRequest, GetRevenueConcentrationRequest, MovementCounts,
+        OfferPurpose, Period, RevenueConcentration,
     },
 };
 use crm_testkit::{TestDb, TestSuite};
@@ -290,5 +293,154 @@ async fn movement_and_concentration_on_a_hand_checked_base() {
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&bad), ["window_days", "core_share", "core_limit"]);
+    suite.shutdown().await.unwrap();
+}
+
+fn basket_purchase(contact: &str, skus: &[&str], occurred_at: prost_types::Timestamp) -> Interaction {
+    Interaction {
+        product_lines: skus
+            .iter()
+            .map(|sku| ProductLine { sku: sku.to_string(), quantity: 1, unit_price: None })
+            .collect(),
+        ..purchase(contact, occurred_at, "EUR", 1000)
+    }
+}
+
+/// Association rules equal the hand count of a small shop; a contact is
+/// offered what it has not bought with the reason; a marketing offer waits
+/// for consent; the leader recomputes the rules a day later with the
+/// parameters last used.
+#[tokio::test]
+async fn next_best_offers_follow_co_purchases_and_consent() {
+    let test_db = TestDb::create().await.unwrap();
+    let clock = Clock::manual(chrono::Utc::now());
+    let suite = TestSuite::start_with_clock(&test_db, &Role::ALL, &[], clock.clone()).await.unwrap();
+    let mut contacts = suite.contacts().await.unwrap();
+    let mut interactions = suite.interactions().await.unwrap();
+    let mut segmentation = suite.segmentation().await.unwrap();
+    let ago = |days: i64| {
+        let at = clock.now() - chrono::Duration::days(days);
+        prost_types::Timestamp { seconds: at.timestamp(), nanos: 0 }
+    };
+
+    // Eleven customers: 4 bought a tent and a stove, 2 a tent alone
+    // (Tara, who opted in to email, and Uma, who did not), 2 a stove alone, 3 a lamp.
+    let shop: [&[&str]; 11] = [
+        &["TENT", "STOVE"],
+        &["TENT", "STOVE"],
+        &["TENT", "STOVE"],
+        &["TENT", "STOVE"],
+        &["TENT"],
+        &["TENT"],
+        &["STOVE"],
+        &["STOVE"],
+        &["LAMP"],
+        &["LAMP"],
+        &["LAMP"],
+    ];
+    let mut ids = Vec::new();
+    for (index, skus) in shop.iter().enumerate() {
+        let mut contact =
+            customer(&format!("Camper{}", (b'a' + index as u8) as char), "Outdoors", "", "", index as i32 + 1);
+        if index == 4 {
+            contact.consents = vec![Consent {
+                channel: ConsentChannel::Email as i32,
+                status: ConsentStatus::OptedIn as i32,
+                ..Default::default()
+            }];
+        }
+        let created = contacts
+            .create_contact(CreateContactRequest { contact: Some(contact), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
+        interactions
+            .record_interaction(RecordInteractionRequest {
+                interaction: Some(basket_purchase(&created.id, skus, ago(30))),
+                contact_lookup: None,
+            })
+            .await
+            .unwrap();
+        ids.push(created.id);
+    }
+    let (tara, uma) = (ids[4].clone(), ids[5].clone());
+
+    let compute = ComputeAssociationRulesRequest { min_support: 0.1, min_confidence: 0.5, ..Default::default() };
+    eventually(Duration::from_secs(30), "every basket counted", || {
+        let (mut client, request) = (segmentation.clone(), compute);
+        async move { client.compute_association_rules(request).await.is_ok_and(|rules| rules.get_ref().baskets == 11) }
+    })
+    .await;
+    let rules = segmentation.get_association_rules(GetAssociationRulesRequest::default()).await.unwrap().into_inner();
+    assert_eq!((rules.baskets, rules.total_rules, rules.window_days, rules.min_support), (11, 2, 365, 0.1));
+    // TENT → STOVE: support 4/11; confidence 4/6; STOVE in 6 of 11: lift (4/6) / (6/11).
+    let tent = rules.rules.iter().find(|rule| rule.antecedent == "TENT").unwrap();
+    assert_eq!((tent.consequent.as_str(), tent.antecedent_baskets, tent.both_baskets), ("STOVE", 6, 4));
+    assert!((tent.support - 4.0 / 11.0).abs() < 1e-12 && (tent.confidence - 4.0 / 6.0).abs() < 1e-12);
+    assert!((tent.lift - (4.0 / 6.0) / (6.0 / 11.0)).abs() < 1e-12);
+
+    let service = |contact: &str| GetNextBestOffersRequest { contact_id: contact.into(), ..Default::default() };
+    let offers = segmentation.get_next_best_offers(service(&uma)).await.unwrap().into_inner();
+    let offered: Vec<(&str, &str)> =
+        offers.offers.iter().map(|offer| (offer.sku.as_str(), offer.reason.as_str())).collect();
+    assert_eq!(offered, [("STOVE", "bought TENT; 67% of TENT's buyers also bought STOVE, lift 1.2")]);
+    let bought_both = segmentation.get_next_best_offers(service(&ids[0])).await.unwrap().into_inner();
+    assert!(bought_both.offers.is_empty(), "nothing already bought: {bought_both:?}");
+
+    // Marketing: Uma has no consent; Tara has, once the interactions role has heard.
+    let marketing = |contact: &str| GetNextBestOffersRequest {
+        contact_id: contact.into(),
+        purpose: OfferPurpose::Marketing as i32,
+        channel: Channel::Email as i32,
+        ..Default::default()
+    };
+    let held = segmentation.get_next_best_offers(marketing(&uma)).await.unwrap().into_inner();
+    assert_eq!((held.held_back_reason.as_str(), held.offers.len()), ("no_consent", 0));
+    eventually(Duration::from_secs(20), "Tara's consent known", || {
+        let (mut client, request) = (segmentation.clone(), marketing(&tara));
+        async move { client.get_next_best_offers(request).await.is_ok_and(|offers| offers.get_ref().offers.len() == 1) }
+    })
+    .await;
+    let no_channel = segmentation
+        .get_next_best_offers(GetNextBestOffersRequest { channel: 0, ..marketing(&tara) })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&no_channel), ["channel"]);
+    let bad = segmentation
+        .compute_association_rules(ComputeAssociationRulesRequest { min_support: 2.0, window_days: -3, ..compute })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&bad), ["window_days", "min_support"]);
+
+    // A day later, with a twelfth customer, the leader recomputes with the same parameters.
+    let first = rules.computed_time.unwrap();
+    let latecomer = contacts
+        .create_contact(CreateContactRequest {
+            contact: Some(customer("Latecomer", "Outdoors", "", "", 20)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    interactions
+        .record_interaction(RecordInteractionRequest {
+            interaction: Some(basket_purchase(&latecomer.id, &["LAMP", "TENT"], ago(1))),
+            contact_lookup: None,
+        })
+        .await
+        .unwrap();
+    clock.advance(chrono::Duration::hours(25));
+    eventually(Duration::from_secs(30), "the daily recompute", || {
+        let mut client = segmentation.clone();
+        async move {
+            client.get_association_rules(GetAssociationRulesRequest::default()).await.is_ok_and(|rules| {
+                let rules = rules.get_ref();
+                rules.computed_time.as_ref().is_some_and(|at| at.seconds > first.seconds) && rules.baskets == 12
+            })
+        }
+    })
+    .await;
+    let again = segmentation.get_association_rules(GetAssociationRulesRequest::default()).await.unwrap().into_inner();
+    assert_eq!((again.min_support, again.min_confidence), (0.1, 0.5), "the parameters last used");
     suite.shutdown().await.unwrap();
 }

@@ -4,8 +4,10 @@
 //! totals, these functions decide what they mean, so the definitions are
 //! tested on hand-checked cases without a database.
 
+pub mod associations;
 pub mod concentration;
 pub mod movement;
+pub mod recompute;
 
 use chrono::{DateTime, Datelike, Months, TimeZone, Utc};
 

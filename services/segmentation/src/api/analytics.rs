@@ -45,13 +45,36 @@ fn currency(violations: &mut Violations, field: &str, raw: &str) -> String {
 }
 
 /// A number of days: 0 means `default`; otherwise 1 to [`MAX_DAYS`].
-fn days(violations: &mut Violations, field: &str, raw: i32, default: i32) -> Duration {
+pub(super) fn days(violations: &mut Violations, field: &str, raw: i32, default: i32) -> Duration {
     match raw {
         0 => Duration::days(default.into()),
         1..=MAX_DAYS => Duration::days(raw.into()),
         _ => {
             violations.add(field, format!("must be 1 to {MAX_DAYS} days, or 0 for {default}"));
             Duration::zero()
+        }
+    }
+}
+
+/// A share in (0, 1]: 0 means `default`.
+pub(super) fn share(violations: &mut Violations, field: &str, raw: f64, default: f64) -> f64 {
+    if raw == 0.0 {
+        return default;
+    }
+    if !(raw > 0.0 && raw <= 1.0) {
+        violations.add(field, format!("must be above 0 and at most 1, or 0 for {default}"));
+    }
+    raw
+}
+
+/// A count in 1..=`max`: 0 means `default`.
+pub(super) fn count(violations: &mut Violations, field: &str, raw: i32, default: i32, max: i32) -> i64 {
+    match raw {
+        0 => default.into(),
+        1.. if raw <= max => raw.into(),
+        _ => {
+            violations.add(field, format!("must be 1 to {max}, or 0 for {default}"));
+            default.into()
         }
     }
 }
@@ -146,22 +169,8 @@ impl SegmentationApi {
         let mut violations = Violations::new();
         let currency = currency(&mut violations, "currency_code", &body.currency_code);
         let window = days(&mut violations, "window_days", body.window_days, 365);
-        let core_share = match body.core_share {
-            0.0 => 0.2,
-            share if share > 0.0 && share <= 1.0 => share,
-            _ => {
-                violations.add("core_share", "must be above 0 and at most 1 (0.2 is the top 20%), or 0 for 0.2");
-                0.2
-            }
-        };
-        let core_limit = match body.core_limit {
-            0 => 100,
-            1..=MAX_CORE_LISTED => body.core_limit,
-            _ => {
-                violations.add("core_limit", format!("must be 1 to {MAX_CORE_LISTED}, or 0 for 100"));
-                100
-            }
-        } as usize;
+        let core_share = share(&mut violations, "core_share", body.core_share, 0.2);
+        let core_limit = count(&mut violations, "core_limit", body.core_limit, 100, MAX_CORE_LISTED) as usize;
         violations.into_result()?;
 
         let now = self.clock.now();

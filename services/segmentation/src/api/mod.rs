@@ -3,9 +3,11 @@
 //!
 //! - this module: features, segments and the feed;
 //! - [`scores`]: score models, contact scores and service tiers;
-//! - [`analytics`]: customers won, lost, grown and shrunk; how concentrated revenue is.
+//! - [`analytics`]: customers won, lost, grown and shrunk; how concentrated revenue is;
+//! - [`offers`]: association rules and next best offers.
 
 mod analytics;
+mod offers;
 mod scores;
 
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use crm_platform::{
     clock::Clock,
     error::Violations,
     feed_api::{FeedApi, SubscribeStream},
+    local::RoleChannel,
     page_token::{PageTokens, Query, page_size},
     timestamp::to_proto,
 };
@@ -42,31 +45,37 @@ use crate::{
 const MAX_NAME: usize = 200;
 const MAX_DESCRIPTION: usize = 2000;
 
+/// The roles this one asks on a caller's behalf (absent when not configured).
+pub struct Peers {
+    pub contacts: Option<RoleChannel>,
+    pub interactions: Option<RoleChannel>,
+}
+
 pub struct SegmentationApi {
     feed: FeedApi,
     pool: PgPool,
     segments: Arc<Segments>,
     tokens: PageTokens,
     clock: Clock,
-    /// The contacts role, to find a caller by email, phone or external id.
-    contacts: Option<crm_platform::local::RoleChannel>,
-    /// Signs the caller's principal on calls to the contacts role.
+    /// The contacts role, to find a caller by email, phone or external id
+    /// and core customers' duplicates.
+    contacts: Option<RoleChannel>,
+    /// The interactions role, to check a contact may be sent a marketing offer.
+    interactions: Option<RoleChannel>,
+    /// Signs the caller's principal on calls to the other roles.
     identity: crm_platform::principal::IdentitySigner,
 }
 
 impl SegmentationApi {
-    pub async fn new(
-        ctx: &RoleContext,
-        segments: Arc<Segments>,
-        contacts: Option<crm_platform::local::RoleChannel>,
-    ) -> anyhow::Result<Self> {
+    pub async fn new(ctx: &RoleContext, segments: Arc<Segments>, peers: Peers) -> anyhow::Result<Self> {
         Ok(SegmentationApi {
             feed: FeedApi::start(ctx, SERVICE_NAME).await?,
             pool: ctx.pool.clone(),
             segments,
             tokens: ctx.page_tokens.clone(),
             clock: ctx.clock.clone(),
-            contacts,
+            contacts: peers.contacts,
+            interactions: peers.interactions,
             identity: ctx.identity.clone(),
         })
     }
@@ -526,6 +535,27 @@ impl SegmentationService for SegmentationApi {
         request: Request<pb::GetRevenueConcentrationRequest>,
     ) -> Result<Response<pb::RevenueConcentration>, Status> {
         SegmentationApi::get_revenue_concentration(self, request).await
+    }
+
+    async fn compute_association_rules(
+        &self,
+        request: Request<pb::ComputeAssociationRulesRequest>,
+    ) -> Result<Response<pb::AssociationRules>, Status> {
+        SegmentationApi::compute_association_rules(self, request).await
+    }
+
+    async fn get_association_rules(
+        &self,
+        request: Request<pb::GetAssociationRulesRequest>,
+    ) -> Result<Response<pb::AssociationRules>, Status> {
+        SegmentationApi::get_association_rules(self, request).await
+    }
+
+    async fn get_next_best_offers(
+        &self,
+        request: Request<pb::GetNextBestOffersRequest>,
+    ) -> Result<Response<pb::NextBestOffers>, Status> {
+        SegmentationApi::get_next_best_offers(self, request).await
     }
 
     async fn add_segment_members(

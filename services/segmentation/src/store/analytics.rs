@@ -1,13 +1,16 @@
-//! What the customer analytics read of the read model: purchases in one
-//! currency, totalled per contact in one statement each. Merged contacts'
+//! What the customer analytics read of the read model (purchases in one
+//! currency, totalled per contact in one statement each; baskets of SKUs)
+//! and the association rules they store. Merged contacts'
 //! activity is already their survivor's, erased contacts' is gone.
 
-use chrono::Duration;
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Duration, Utc};
 use crm_platform::Error;
-use sqlx::{PgConnection, Row};
+use sqlx::{PgConnection, Row, postgres::PgRow};
 use uuid::Uuid;
 
-use crate::analytics::{Span, movement::Bought};
+use crate::analytics::{Span, associations::Rule, movement::Bought};
 
 /// Every customer who matters to a period's movement: bought in it or in
 /// the compared span, was won in it, or may have been lost in it.
@@ -73,4 +76,140 @@ pub async fn revenue_ranking(conn: &mut PgConnection, currency: &str, window: Sp
     .fetch_all(conn)
     .await?;
     rows.iter().map(|row| Ok((row.try_get("contact_id")?, row.try_get("revenue")?))).collect()
+}
+
+/// The SKUs each contact bought in `window`: one basket per contact.
+pub async fn baskets(conn: &mut PgConnection, window: Span) -> Result<Vec<BTreeSet<String>>, Error> {
+    let rows: Vec<Vec<String>> = sqlx::query_scalar(
+        "SELECT array_agg(DISTINCT sku ORDER BY sku) FROM activity, unnest(skus) AS sku
+         WHERE kind = 'purchase' AND occurred_at >= $1 AND occurred_at < $2
+         GROUP BY contact_id",
+    )
+    .bind(window.start)
+    .bind(window.end)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|skus| skus.into_iter().collect()).collect())
+}
+
+/// How the stored rules were computed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RulesRun {
+    pub computed_at: DateTime<Utc>,
+    pub window_days: i32,
+    pub min_support: f64,
+    pub min_confidence: f64,
+    pub baskets: i64,
+    pub total_rules: i64,
+}
+
+/// Replaces the stored rules with `rules`, found by `run`.
+pub async fn save_rules(tx: &mut PgConnection, run: &RulesRun, rules: &[Rule], by: &str) -> Result<(), Error> {
+    sqlx::query("DELETE FROM association_rules").execute(&mut *tx).await?;
+    sqlx::query(
+        "INSERT INTO association_rules
+             (antecedent, consequent, antecedent_baskets, both_baskets, support, confidence, lift)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::float8[], $6::float8[], $7::float8[])",
+    )
+    .bind(rules.iter().map(|rule| rule.antecedent.as_str()).collect::<Vec<_>>())
+    .bind(rules.iter().map(|rule| rule.consequent.as_str()).collect::<Vec<_>>())
+    .bind(rules.iter().map(|rule| rule.antecedent_baskets).collect::<Vec<_>>())
+    .bind(rules.iter().map(|rule| rule.both_baskets).collect::<Vec<_>>())
+    .bind(rules.iter().map(|rule| rule.support).collect::<Vec<_>>())
+    .bind(rules.iter().map(|rule| rule.confidence).collect::<Vec<_>>())
+    .bind(rules.iter().map(|rule| rule.lift).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO association_runs (computed_at, window_days, min_support, min_confidence, baskets, computed_by)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (singleton) DO UPDATE SET computed_at = excluded.computed_at, window_days = excluded.window_days,
+             min_support = excluded.min_support, min_confidence = excluded.min_confidence,
+             baskets = excluded.baskets, computed_by = excluded.computed_by",
+    )
+    .bind(run.computed_at)
+    .bind(run.window_days)
+    .bind(run.min_support)
+    .bind(run.min_confidence)
+    .bind(run.baskets)
+    .bind(by)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The last computation, if any.
+pub async fn last_run(conn: &mut PgConnection) -> Result<Option<RulesRun>, Error> {
+    let row = sqlx::query(
+        "SELECT computed_at, window_days, min_support, min_confidence, baskets,
+                (SELECT count(*) FROM association_rules) AS total_rules
+         FROM association_runs",
+    )
+    .fetch_optional(conn)
+    .await?;
+    row.map(|row| {
+        Ok(RulesRun {
+            computed_at: row.try_get("computed_at")?,
+            window_days: row.try_get("window_days")?,
+            min_support: row.try_get("min_support")?,
+            min_confidence: row.try_get("min_confidence")?,
+            baskets: row.try_get("baskets")?,
+            total_rules: row.try_get("total_rules")?,
+        })
+    })
+    .transpose()
+}
+
+fn rule(row: &PgRow) -> Result<Rule, Error> {
+    Ok(Rule {
+        antecedent: row.try_get("antecedent")?,
+        consequent: row.try_get("consequent")?,
+        antecedent_baskets: row.try_get("antecedent_baskets")?,
+        both_baskets: row.try_get("both_baskets")?,
+        support: row.try_get("support")?,
+        confidence: row.try_get("confidence")?,
+        lift: row.try_get("lift")?,
+    })
+}
+
+const RULE_COLUMNS: &str = "antecedent, consequent, antecedent_baskets, both_baskets, support, confidence, lift";
+
+/// The strongest `limit` stored rules (by lift, then confidence, then the SKUs).
+pub async fn strongest_rules(conn: &mut PgConnection, limit: i64) -> Result<Vec<Rule>, Error> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {RULE_COLUMNS} FROM association_rules
+         ORDER BY lift DESC, confidence DESC, antecedent, consequent LIMIT $1"
+    )))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(rule).collect()
+}
+
+/// A contact (its survivor when merged) and every SKU it ever bought.
+pub async fn bought_skus(conn: &mut PgConnection, contact: Uuid) -> Result<(Uuid, BTreeSet<String>), Error> {
+    let survivor: Uuid =
+        sqlx::query_scalar("SELECT coalesce((SELECT survivor_id FROM redirects WHERE loser_id = $1), $1)")
+            .bind(contact)
+            .fetch_one(&mut *conn)
+            .await?;
+    let skus: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT sku FROM activity, unnest(skus) AS sku WHERE contact_id = $1 AND kind = 'purchase'",
+    )
+    .bind(survivor)
+    .fetch_all(conn)
+    .await?;
+    Ok((survivor, skus.into_iter().collect()))
+}
+
+/// The stored rules leading from any of `skus`.
+pub async fn rules_from(conn: &mut PgConnection, skus: &BTreeSet<String>) -> Result<Vec<Rule>, Error> {
+    let skus: Vec<&str> = skus.iter().map(String::as_str).collect();
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {RULE_COLUMNS} FROM association_rules WHERE antecedent = ANY($1)"
+    )))
+    .bind(skus)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(rule).collect()
 }
