@@ -12,9 +12,10 @@ use crm_proto::{
     contacts::v1::{Consent, ConsentChannel, ConsentStatus, Contact, CreateContactRequest},
     interactions::v1::{Channel, Interaction, Kind, ProductLine, RecordInteractionRequest},
     segmentation::v1::{
-        Comparison, ComputeAssociationRulesRequest, CustomerMovement, DataGap, GetAssociationRulesRequest,
-        GetCustomerMovementRequest, GetNextBestOffersRequest, GetRevenueConcentrationRequest, MovementCounts,
-        OfferPurpose, Period, RevenueConcentration,
+        Comparison, ComputeAssociationRulesRequest, ComputeRfmRequest, CustomerMovement, DataGap,
+        GetAssociationRulesRequest, GetContactRfmRequest, GetCustomerMovementRequest, GetNextBestOffersRequest,
+        GetRevenueConcentrationRequest, GetRfmSummaryRequest, MovementCounts, OfferPurpose, Period,
+        RevenueConcentration,
     },
 };
 use crm_testkit::{TestDb, TestSuite};
@@ -412,7 +413,14 @@ async fn next_best_offers_follow_co_purchases_and_consent() {
         .unwrap_err();
     assert_eq!(violated_fields(&bad), ["window_days", "min_support"]);
 
-    // A day later, with a twelfth customer, the leader recomputes with the same parameters.
+    let rfm = segmentation
+        .compute_rfm(ComputeRfmRequest { currency_code: "EUR".into(), window_days: 90 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rfm.customers, 11);
+
+    // A day later, with a twelfth customer, the leader recomputes both with the same parameters.
     let first = rules.computed_time.unwrap();
     let latecomer = contacts
         .create_contact(CreateContactRequest {
@@ -442,5 +450,106 @@ async fn next_best_offers_follow_co_purchases_and_consent() {
     .await;
     let again = segmentation.get_association_rules(GetAssociationRulesRequest::default()).await.unwrap().into_inner();
     assert_eq!((again.min_support, again.min_confidence), (0.1, 0.5), "the parameters last used");
+    eventually(Duration::from_secs(30), "the daily RFM", || {
+        let mut client = segmentation.clone();
+        async move {
+            client.get_rfm_summary(GetRfmSummaryRequest {}).await.is_ok_and(|summary| summary.get_ref().customers == 12)
+        }
+    })
+    .await;
+    let rfm = segmentation.get_rfm_summary(GetRfmSummaryRequest {}).await.unwrap().into_inner();
+    assert_eq!((rfm.currency_code.as_str(), rfm.window_days), ("EUR", 90), "the parameters last used");
+    suite.shutdown().await.unwrap();
+}
+
+/// RFM on a hand-checked base: ten customers, two a quintile on each
+/// score, named by the map; a contact who bought nothing is no customer.
+#[tokio::test]
+async fn rfm_scores_and_groups_on_a_hand_checked_base() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let mut contacts = suite.contacts().await.unwrap();
+    let mut interactions = suite.interactions().await.unwrap();
+    let mut segmentation = suite.segmentation().await.unwrap();
+    let mut create = async |given: &str, day: i32| {
+        let request =
+            CreateContactRequest { contact: Some(customer(given, "Quintile", "", "", day)), ..Default::default() };
+        contacts.create_contact(request).await.unwrap().into_inner().id
+    };
+    let mut ids = Vec::new();
+    for index in 0..10 {
+        ids.push(create(&format!("Rfm{}", (b'a' + index as u8) as char), index + 1).await);
+    }
+    let bystander = create("Bystander", 15).await;
+    let dollars_only = create("Dollar", 16).await;
+
+    let not_yet = segmentation.get_contact_rfm(GetContactRfmRequest { contact_id: ids[0].clone() }).await.unwrap_err();
+    assert_eq!(not_yet.code(), Code::FailedPrecondition, "{not_yet:?}");
+
+    // Customer i: 10 - i purchases, the latest i + 1 days ago; spends 100 × (i + 1), plus 1 a further purchase.
+    for (index, contact) in ids.iter().enumerate() {
+        let index = index as i64;
+        let mut record = async |interaction: Interaction| {
+            let request = RecordInteractionRequest { interaction: Some(interaction), contact_lookup: None };
+            interactions.record_interaction(request).await.unwrap();
+        };
+        record(purchase(contact, days_ago(index + 1), "EUR", 100 * (index + 1))).await;
+        for _ in 1..(10 - index) {
+            record(purchase(contact, days_ago(100), "EUR", 1)).await;
+        }
+    }
+    interactions
+        .record_interaction(RecordInteractionRequest {
+            interaction: Some(purchase(&dollars_only, days_ago(1), "USD", 5000)),
+            contact_lookup: None,
+        })
+        .await
+        .unwrap();
+
+    let compute = ComputeRfmRequest { currency_code: "EUR".into(), window_days: 0 };
+    eventually(Duration::from_secs(30), "every purchase applied", || {
+        let (mut client, request) = (segmentation.clone(), compute.clone());
+        async move {
+            client.compute_rfm(request).await.is_ok_and(|summary| {
+                let summary = summary.get_ref();
+                summary.customers == 10 && summary.groups.iter().map(|group| group.revenue).sum::<i64>() == 5_545
+            })
+        }
+    })
+    .await;
+    let summary = segmentation.get_rfm_summary(GetRfmSummaryRequest {}).await.unwrap().into_inner();
+    assert_eq!((summary.currency_code.as_str(), summary.window_days, summary.customers), ("EUR", 365, 10));
+    let groups: Vec<(&str, i64)> = summary
+        .groups
+        .iter()
+        .filter(|group| group.customers > 0)
+        .map(|group| (group.group.as_str(), group.customers))
+        .collect();
+    assert_eq!(groups, [("champions", 2), ("loyal", 2), ("need_attention", 2), ("hibernating", 2), ("lost", 2)]);
+    assert_eq!(summary.groups.len(), 11, "every group is listed, empty or not");
+
+    let best =
+        segmentation.get_contact_rfm(GetContactRfmRequest { contact_id: ids[0].clone() }).await.unwrap().into_inner();
+    assert_eq!(
+        (best.customer, best.recency_days, best.frequency, best.monetary, best.group.as_str()),
+        (true, 1, 10, 109, "champions")
+    );
+    assert_eq!((best.recency_score, best.frequency_score, best.monetary_score), (5, 5, 1));
+    let last =
+        segmentation.get_contact_rfm(GetContactRfmRequest { contact_id: ids[9].clone() }).await.unwrap().into_inner();
+    assert_eq!((last.recency_score, last.frequency_score, last.monetary_score, last.group.as_str()), (1, 1, 5, "lost"));
+    for other in [&bystander, &dollars_only] {
+        let none = segmentation
+            .get_contact_rfm(GetContactRfmRequest { contact_id: other.clone() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!none.customer && none.group.is_empty() && none.recency_score == 0, "{none:?}");
+    }
+    let bad = segmentation
+        .compute_rfm(ComputeRfmRequest { currency_code: String::new(), window_days: 4000 })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&bad), ["currency_code", "window_days"]);
     suite.shutdown().await.unwrap();
 }

@@ -8,6 +8,7 @@ pub mod associations;
 pub mod concentration;
 pub mod movement;
 pub mod recompute;
+pub mod rfm;
 
 use chrono::{DateTime, Datelike, Months, TimeZone, Utc};
 

@@ -1,6 +1,9 @@
-//! The association rules recomputed: on demand (`ComputeAssociationRules`)
-//! and daily on one replica at a time (an advisory lock), with the
-//! parameters last used, so that offers follow what customers buy.
+//! The analytics that are computed over the whole base and kept: the
+//! association rules (`ComputeAssociationRules`) and the RFM scores
+//! (`ComputeRfm`), on demand and daily on one replica at a time (an
+//! advisory lock) with the parameters last used, so that offers and groups
+//! follow what customers buy. The rules are computed at once on an install
+//! that never had them; RFM once it has been asked for (it needs a currency).
 
 use std::time::Duration;
 
@@ -9,14 +12,14 @@ use crm_platform::{Error, clock::Clock};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::{Span, associations};
-use crate::store::analytics::{self as store, RulesRun};
+use super::{Span, associations, rfm};
+use crate::store::analytics::{self as store, RfmRun, RulesRun};
 
 /// How often the leader looks whether the rules are due.
 pub const POLL: Duration = Duration::from_secs(5);
 /// How old the rules may grow before the leader recomputes them.
 pub const EVERY: chrono::Duration = chrono::Duration::hours(24);
-const LOCK: &str = "crm.segmentation.association_rules";
+const LOCK: &str = "crm.segmentation.analytics";
 
 /// What a computation is asked.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -58,7 +61,33 @@ pub async fn compute(pool: &PgPool, params: Params, now: DateTime<Utc>, by: &str
     Ok(run)
 }
 
-/// Whether rules computed at `last` (never: `None`) are due again at `now`.
+/// Scores every customer of the window ending `now` and stores the scores
+/// in place of the last ones; returns the run.
+pub async fn compute_rfm(
+    pool: &PgPool,
+    currency: &str,
+    window_days: i32,
+    now: DateTime<Utc>,
+    by: &str,
+) -> Result<RfmRun, Error> {
+    let window = Span { start: now - chrono::Duration::days(window_days.into()), end: now };
+    let mut conn = pool.acquire().await?;
+    let customers = store::rfm_totals(&mut conn, currency, window).await?;
+    drop(conn);
+    let totals: Vec<rfm::Totals> = customers.iter().map(|(_, totals)| *totals).collect();
+    let scores = tokio::task::spawn_blocking(move || rfm::score(&totals))
+        .await
+        .map_err(|error| Error::Internal(error.into()))?;
+    let scored: Vec<_> =
+        customers.iter().zip(scores).map(|((contact, totals), scores)| (*contact, *totals, scores)).collect();
+    let run = RfmRun { computed_at: now, currency: currency.to_string(), window_days, customers: scored.len() as i64 };
+    let mut tx = pool.begin().await?;
+    store::save_rfm(&mut tx, &run, &scored, by).await?;
+    tx.commit().await?;
+    Ok(run)
+}
+
+/// Whether what was computed at `last` (never: `None`) is due again at `now`.
 pub fn due(last: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
     last.is_none_or(|last| last + EVERY <= now)
 }
@@ -80,6 +109,11 @@ pub fn spawn(pool: PgPool, clock: Clock, shutdown: CancellationToken) {
                     .unwrap_or_default();
                 let run = compute(&pool, params, clock.now(), "schedule").await?;
                 tracing::info!(baskets = run.baskets, rules = run.total_rules, "association rules recomputed");
+            }
+            let last = store::last_rfm_run(&mut *pool.acquire().await?).await?;
+            if let Some(last) = last.filter(|last| due(Some(last.computed_at), clock.now())) {
+                let run = compute_rfm(&pool, &last.currency, last.window_days, clock.now(), "schedule").await?;
+                tracing::info!(customers = run.customers, "RFM scores recomputed");
             }
             Ok(())
         }

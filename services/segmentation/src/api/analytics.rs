@@ -1,6 +1,6 @@
-//! The customer analytics RPCs: validate the period, currency and window,
-//! read the totals from the store, let `crate::analytics` decide what they
-//! mean, map the answer.
+//! The customer analytics RPCs (movement, concentration, RFM): validate the
+//! period, currency and window, read the totals from the store, let
+//! `crate::analytics` decide what they mean, map the answer.
 
 use chrono::Duration;
 use crm_platform::{
@@ -23,9 +23,12 @@ use crate::{
         Comparison, PeriodLength, Span,
         concentration::{self, Gap},
         movement::{self, Counts},
-        period,
+        period, recompute, rfm,
     },
-    store::{analytics as store, read_model},
+    store::{
+        analytics::{self as store, RfmRun},
+        read_model,
+    },
 };
 
 /// The longest churn window or revenue window asked for: ten years.
@@ -269,5 +272,81 @@ impl SegmentationApi {
         .buffered(DUPLICATE_CHECKS_AT_ONCE)
         .try_collect()
         .await
+    }
+}
+
+fn to_summary(run: Option<&RfmRun>, groups: &[(String, i64, i64)]) -> pb::RfmSummary {
+    pb::RfmSummary {
+        computed_time: run.map(|run| to_proto(run.computed_at)),
+        currency_code: run.map(|run| run.currency.clone()).unwrap_or_default(),
+        window_days: run.map_or(0, |run| run.window_days),
+        customers: run.map_or(0, |run| run.customers),
+        groups: rfm::Group::ALL
+            .iter()
+            .map(|group| {
+                let (customers, revenue) = groups
+                    .iter()
+                    .find(|(name, _, _)| name == group.name())
+                    .map_or((0, 0), |(_, customers, revenue)| (*customers, *revenue));
+                pb::RfmGroupCount { group: group.name().to_string(), customers, revenue }
+            })
+            .collect(),
+    }
+}
+
+impl SegmentationApi {
+    pub(super) async fn compute_rfm(
+        &self,
+        request: Request<pb::ComputeRfmRequest>,
+    ) -> Result<Response<pb::RfmSummary>, Status> {
+        let caller = Caller::of(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::new();
+        let currency = currency(&mut violations, "currency_code", &body.currency_code);
+        let window_days = days(&mut violations, "window_days", body.window_days, 365).num_days() as i32;
+        violations.into_result()?;
+        let run =
+            recompute::compute_rfm(&self.pool, &currency, window_days, self.clock.now(), caller.principal.actor())
+                .await?;
+        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
+        let groups = store::rfm_groups(&mut conn).await?;
+        Ok(Response::new(to_summary(Some(&run), &groups)))
+    }
+
+    pub(super) async fn get_rfm_summary(
+        &self,
+        _request: Request<pb::GetRfmSummaryRequest>,
+    ) -> Result<Response<pb::RfmSummary>, Status> {
+        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
+        let run = store::last_rfm_run(&mut conn).await?;
+        let groups = store::rfm_groups(&mut conn).await?;
+        Ok(Response::new(to_summary(run.as_ref(), &groups)))
+    }
+
+    pub(super) async fn get_contact_rfm(
+        &self,
+        request: Request<pb::GetContactRfmRequest>,
+    ) -> Result<Response<pb::ContactRfm>, Status> {
+        let contact_id = super::id("contact_id", &request.get_ref().contact_id)?;
+        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
+        let run = store::last_rfm_run(&mut conn).await?.ok_or_else(|| Error::FailedPrecondition {
+            reason: "RFM_NOT_COMPUTED",
+            message: "RFM scores have not been computed yet: call ComputeRfm with a currency first".into(),
+        })?;
+        let (contact_id, scores) = store::contact_rfm(&mut conn, contact_id).await?;
+        let mut answer = pb::ContactRfm {
+            contact_id: contact_id.to_string(),
+            computed_time: Some(to_proto(run.computed_at)),
+            ..Default::default()
+        };
+        if let Some((totals, [recency, frequency, monetary], group)) = scores {
+            answer.customer = true;
+            answer.recency_days = totals.recency_days;
+            answer.frequency = totals.frequency;
+            answer.monetary = totals.monetary;
+            (answer.recency_score, answer.frequency_score, answer.monetary_score) = (recency, frequency, monetary);
+            answer.group = group;
+        }
+        Ok(Response::new(answer))
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! - this module: features, segments and the feed;
 //! - [`scores`]: score models, contact scores and service tiers;
-//! - [`analytics`]: customers won, lost, grown and shrunk; how concentrated revenue is;
+//! - [`analytics`]: customers won, lost, grown and shrunk; how concentrated revenue is; RFM;
 //! - [`offers`]: association rules and next best offers.
 
 mod analytics;
@@ -556,6 +556,24 @@ impl SegmentationService for SegmentationApi {
         request: Request<pb::GetNextBestOffersRequest>,
     ) -> Result<Response<pb::NextBestOffers>, Status> {
         SegmentationApi::get_next_best_offers(self, request).await
+    }
+
+    async fn compute_rfm(&self, request: Request<pb::ComputeRfmRequest>) -> Result<Response<pb::RfmSummary>, Status> {
+        SegmentationApi::compute_rfm(self, request).await
+    }
+
+    async fn get_rfm_summary(
+        &self,
+        request: Request<pb::GetRfmSummaryRequest>,
+    ) -> Result<Response<pb::RfmSummary>, Status> {
+        SegmentationApi::get_rfm_summary(self, request).await
+    }
+
+    async fn get_contact_rfm(
+        &self,
+        request: Request<pb::GetContactRfmRequest>,
+    ) -> Result<Response<pb::ContactRfm>, Status> {
+        SegmentationApi::get_contact_rfm(self, request).await
     }
 
     async fn add_segment_members(

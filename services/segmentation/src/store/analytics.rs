@@ -10,7 +10,12 @@ use crm_platform::Error;
 use sqlx::{PgConnection, Row, postgres::PgRow};
 use uuid::Uuid;
 
-use crate::analytics::{Span, associations::Rule, movement::Bought};
+use crate::analytics::{
+    Span,
+    associations::Rule,
+    movement::Bought,
+    rfm::{Scores, Totals},
+};
 
 /// Every customer who matters to a period's movement: bought in it or in
 /// the compared span, was won in it, or may have been lost in it.
@@ -188,11 +193,7 @@ pub async fn strongest_rules(conn: &mut PgConnection, limit: i64) -> Result<Vec<
 
 /// A contact (its survivor when merged) and every SKU it ever bought.
 pub async fn bought_skus(conn: &mut PgConnection, contact: Uuid) -> Result<(Uuid, BTreeSet<String>), Error> {
-    let survivor: Uuid =
-        sqlx::query_scalar("SELECT coalesce((SELECT survivor_id FROM redirects WHERE loser_id = $1), $1)")
-            .bind(contact)
-            .fetch_one(&mut *conn)
-            .await?;
+    let survivor = survivor(conn, contact).await?;
     let skus: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT sku FROM activity, unnest(skus) AS sku WHERE contact_id = $1 AND kind = 'purchase'",
     )
@@ -212,4 +213,132 @@ pub async fn rules_from(conn: &mut PgConnection, skus: &BTreeSet<String>) -> Res
     .fetch_all(conn)
     .await?;
     rows.iter().map(rule).collect()
+}
+
+/// Each customer's RFM totals over `window` in `currency`: whole days from
+/// the latest purchase to the window's end, purchases, spend.
+pub async fn rfm_totals(conn: &mut PgConnection, currency: &str, window: Span) -> Result<Vec<(Uuid, Totals)>, Error> {
+    let rows = sqlx::query(
+        "SELECT contact_id, floor(extract(epoch FROM ($3 - max(occurred_at))) / 86400)::int8 AS recency_days,
+                count(*)::int8 AS frequency, sum(amount)::int8 AS monetary
+         FROM activity WHERE kind = 'purchase' AND currency = $1 AND occurred_at >= $2 AND occurred_at < $3
+         GROUP BY contact_id ORDER BY contact_id",
+    )
+    .bind(currency)
+    .bind(window.start)
+    .bind(window.end)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let totals = Totals {
+                recency_days: row.try_get("recency_days")?,
+                frequency: row.try_get("frequency")?,
+                monetary: row.try_get("monetary")?,
+            };
+            Ok((row.try_get("contact_id")?, totals))
+        })
+        .collect()
+}
+
+/// How the stored RFM scores were computed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RfmRun {
+    pub computed_at: DateTime<Utc>,
+    pub currency: String,
+    pub window_days: i32,
+    pub customers: i64,
+}
+
+/// Replaces the stored RFM scores.
+pub async fn save_rfm(
+    tx: &mut PgConnection,
+    run: &RfmRun,
+    scored: &[(Uuid, Totals, Scores)],
+    by: &str,
+) -> Result<(), Error> {
+    sqlx::query("DELETE FROM rfm_scores").execute(&mut *tx).await?;
+    sqlx::query(
+        "INSERT INTO rfm_scores (contact_id, recency_days, frequency, monetary,
+                                 recency_score, frequency_score, monetary_score, rfm_group)
+         SELECT * FROM unnest($1::uuid[], $2::int8[], $3::int8[], $4::int8[], $5::int4[], $6::int4[], $7::int4[], $8::text[])",
+    )
+    .bind(scored.iter().map(|(contact, _, _)| *contact).collect::<Vec<_>>())
+    .bind(scored.iter().map(|(_, totals, _)| totals.recency_days).collect::<Vec<_>>())
+    .bind(scored.iter().map(|(_, totals, _)| totals.frequency).collect::<Vec<_>>())
+    .bind(scored.iter().map(|(_, totals, _)| totals.monetary).collect::<Vec<_>>())
+    .bind(scored.iter().map(|(_, _, scores)| scores.recency).collect::<Vec<_>>())
+    .bind(scored.iter().map(|(_, _, scores)| scores.frequency).collect::<Vec<_>>())
+    .bind(scored.iter().map(|(_, _, scores)| scores.monetary).collect::<Vec<_>>())
+    .bind(scored.iter().map(|(_, _, scores)| scores.group.name()).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO rfm_runs (computed_at, currency, window_days, customers, computed_by) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (singleton) DO UPDATE SET computed_at = excluded.computed_at, currency = excluded.currency,
+             window_days = excluded.window_days, customers = excluded.customers, computed_by = excluded.computed_by",
+    )
+    .bind(run.computed_at)
+    .bind(&run.currency)
+    .bind(run.window_days)
+    .bind(run.customers)
+    .bind(by)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The last RFM computation, if any.
+pub async fn last_rfm_run(conn: &mut PgConnection) -> Result<Option<RfmRun>, Error> {
+    let row =
+        sqlx::query("SELECT computed_at, currency, window_days, customers FROM rfm_runs").fetch_optional(conn).await?;
+    row.map(|row| {
+        Ok(RfmRun {
+            computed_at: row.try_get("computed_at")?,
+            currency: row.try_get("currency")?,
+            window_days: row.try_get("window_days")?,
+            customers: row.try_get("customers")?,
+        })
+    })
+    .transpose()
+}
+
+/// Customers and their spend per stored RFM group.
+pub async fn rfm_groups(conn: &mut PgConnection) -> Result<Vec<(String, i64, i64)>, Error> {
+    let rows = sqlx::query(
+        "SELECT rfm_group, count(*)::int8 AS customers, sum(monetary)::int8 AS revenue FROM rfm_scores GROUP BY rfm_group",
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|row| Ok((row.try_get("rfm_group")?, row.try_get("customers")?, row.try_get("revenue")?))).collect()
+}
+
+/// A contact's stored RFM totals and scores (its survivor's when merged).
+pub async fn contact_rfm(
+    conn: &mut PgConnection,
+    contact: Uuid,
+) -> Result<(Uuid, Option<(Totals, [i32; 3], String)>), Error> {
+    let survivor = survivor(conn, contact).await?;
+    let row = sqlx::query("SELECT * FROM rfm_scores WHERE contact_id = $1").bind(survivor).fetch_optional(conn).await?;
+    let scores = row
+        .map(|row| -> Result<_, Error> {
+            let totals = Totals {
+                recency_days: row.try_get("recency_days")?,
+                frequency: row.try_get("frequency")?,
+                monetary: row.try_get("monetary")?,
+            };
+            let scores =
+                [row.try_get("recency_score")?, row.try_get("frequency_score")?, row.try_get("monetary_score")?];
+            Ok((totals, scores, row.try_get("rfm_group")?))
+        })
+        .transpose()?;
+    Ok((survivor, scores))
+}
+
+/// Who `contact` is now: its survivor when it was merged.
+async fn survivor(conn: &mut PgConnection, contact: Uuid) -> Result<Uuid, Error> {
+    Ok(sqlx::query_scalar("SELECT coalesce((SELECT survivor_id FROM redirects WHERE loser_id = $1), $1)")
+        .bind(contact)
+        .fetch_one(conn)
+        .await?)
 }
