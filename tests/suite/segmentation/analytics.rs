@@ -2,10 +2,11 @@
 //! customers won, lost, grown and shrunk across period boundaries, in all
 //! and per owner; how concentrated revenue is, and the gaps in the core
 //! customers' data, duplicates included; association rules and next best
-//! offers; bad requests named by field.
+//! offers; RFM; lifetime value; bad requests named by field.
 
 use std::time::Duration;
 
+use chrono::DurationRound;
 use crm_platform::{Role, clock::Clock};
 use crm_proto::{
     common::v1::{Date, Money},
@@ -13,12 +14,18 @@ use crm_proto::{
     interactions::v1::{Channel, Interaction, Kind, ProductLine, RecordInteractionRequest},
     segmentation::v1::{
         Comparison, ComputeAssociationRulesRequest, ComputeRfmRequest, CustomerMovement, DataGap,
-        GetAssociationRulesRequest, GetContactRfmRequest, GetCustomerMovementRequest, GetNextBestOffersRequest,
+        FitLifetimeValueRequest, GetAssociationRulesRequest, GetContactLifetimeValueRequest, GetContactRfmRequest,
+        GetCustomerMovementRequest, GetLifetimeValueModelRequest, GetNextBestOffersRequest,
         GetRevenueConcentrationRequest, GetRfmSummaryRequest, MovementCounts, OfferPurpose, Period,
         RevenueConcentration,
     },
 };
-use crm_testkit::{TestDb, TestSuite};
+use crm_proto::{
+    contacts::v1::contacts_service_client::ContactsServiceClient,
+    interactions::v1::interactions_service_client::InteractionsServiceClient,
+    segmentation::v1::segmentation_service_client::SegmentationServiceClient,
+};
+use crm_testkit::{Authed, TestDb, TestSuite};
 use tonic::Code;
 
 use crate::{
@@ -58,6 +65,24 @@ fn customer(given: &str, family: &str, owner: &str, phone: &str, day: i32) -> Co
     contact
 }
 
+/// A suite on a fresh database with the clients every test here uses.
+struct Shop {
+    _db: TestDb,
+    suite: TestSuite,
+    contacts: ContactsServiceClient<Authed>,
+    interactions: InteractionsServiceClient<Authed>,
+    segmentation: SegmentationServiceClient<Authed>,
+}
+
+async fn open_shop(clock: Clock) -> Shop {
+    let db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start_with_clock(&db, &Role::ALL, &[], clock).await.unwrap();
+    let contacts = suite.contacts().await.unwrap();
+    let interactions = suite.interactions().await.unwrap();
+    let segmentation = suite.segmentation().await.unwrap();
+    Shop { _db: db, suite, contacts, interactions, segmentation }
+}
+
 fn quarter_of_2025_q2() -> GetCustomerMovementRequest {
     GetCustomerMovementRequest {
         at: Some(at("2025-05-15T00:00:00Z")),
@@ -69,11 +94,7 @@ fn quarter_of_2025_q2() -> GetCustomerMovementRequest {
 
 #[tokio::test]
 async fn movement_and_concentration_on_a_hand_checked_base() {
-    let test_db = TestDb::create().await.unwrap();
-    let suite = TestSuite::start(&test_db).await.unwrap();
-    let mut contacts = suite.contacts().await.unwrap();
-    let mut interactions = suite.interactions().await.unwrap();
-    let mut segmentation = suite.segmentation().await.unwrap();
+    let Shop { _db, suite, mut contacts, mut interactions, mut segmentation } = open_shop(Clock::system()).await;
 
     let mut ids = Vec::new();
     for (given, family, owner, phone, day) in [
@@ -313,12 +334,8 @@ fn basket_purchase(contact: &str, skus: &[&str], occurred_at: prost_types::Times
 /// parameters last used.
 #[tokio::test]
 async fn next_best_offers_follow_co_purchases_and_consent() {
-    let test_db = TestDb::create().await.unwrap();
     let clock = Clock::manual(chrono::Utc::now());
-    let suite = TestSuite::start_with_clock(&test_db, &Role::ALL, &[], clock.clone()).await.unwrap();
-    let mut contacts = suite.contacts().await.unwrap();
-    let mut interactions = suite.interactions().await.unwrap();
-    let mut segmentation = suite.segmentation().await.unwrap();
+    let Shop { _db, suite, mut contacts, mut interactions, mut segmentation } = open_shop(clock.clone()).await;
     let ago = |days: i64| {
         let at = clock.now() - chrono::Duration::days(days);
         prost_types::Timestamp { seconds: at.timestamp(), nanos: 0 }
@@ -466,11 +483,7 @@ async fn next_best_offers_follow_co_purchases_and_consent() {
 /// score, named by the map; a contact who bought nothing is no customer.
 #[tokio::test]
 async fn rfm_scores_and_groups_on_a_hand_checked_base() {
-    let test_db = TestDb::create().await.unwrap();
-    let suite = TestSuite::start(&test_db).await.unwrap();
-    let mut contacts = suite.contacts().await.unwrap();
-    let mut interactions = suite.interactions().await.unwrap();
-    let mut segmentation = suite.segmentation().await.unwrap();
+    let Shop { _db, suite, mut contacts, mut interactions, mut segmentation } = open_shop(Clock::system()).await;
     let mut create = async |given: &str, day: i32| {
         let request =
             CreateContactRequest { contact: Some(customer(given, "Quintile", "", "", day)), ..Default::default() };
@@ -551,5 +564,115 @@ async fn rfm_scores_and_groups_on_a_hand_checked_base() {
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&bad), ["currency_code", "window_days"]);
+    suite.shutdown().await.unwrap();
+}
+
+/// Lifetime value through the gateway: refused on too few customers; then
+/// fitted on twelve, each customer's values equal the models fitted here
+/// from the same purchases (two purchases on one day are one).
+#[tokio::test]
+async fn lifetime_value_is_fitted_on_the_base_and_answered_per_contact() {
+    use crm_segmentation::analytics::clv;
+    let clock = Clock::manual(chrono::Utc::now());
+    let Shop { _db, suite, mut contacts, mut interactions, mut segmentation } = open_shop(clock.clone()).await;
+    let now = clock.now();
+    let fit = |currency: &str| FitLifetimeValueRequest { currency_code: currency.into(), horizon_days: 180 };
+
+    let mut expected = Vec::new();
+    for index in 0..12i64 {
+        let request = CreateContactRequest {
+            contact: Some(customer(
+                &format!("Value{}", (b'a' + index as u8) as char),
+                "Lifetime",
+                "",
+                "",
+                index as i32 + 1,
+            )),
+            ..Default::default()
+        };
+        let contact = contacts.create_contact(request).await.unwrap().into_inner().id;
+        // Purchases on 2 + index % 4 days, every 10 + index days back from 200 days ago, 1,000 + 100 × index each;
+        // the first day twice.
+        let mut days = Vec::new();
+        for purchase_day in 0..(2 + index % 4) {
+            let at = (now - chrono::Duration::days(200) + chrono::Duration::days(purchase_day * (10 + index)))
+                .duration_trunc(chrono::TimeDelta::days(1))
+                .unwrap()
+                + chrono::Duration::hours(9);
+            let times = if purchase_day == 0 { 2 } else { 1 };
+            for _ in 0..times {
+                let stamp = prost_types::Timestamp { seconds: at.timestamp(), nanos: 0 };
+                let request = RecordInteractionRequest {
+                    interaction: Some(purchase(&contact, stamp, "EUR", 1000 + 100 * index)),
+                    contact_lookup: None,
+                };
+                interactions.record_interaction(request).await.unwrap();
+            }
+            days.push((at.duration_trunc(chrono::TimeDelta::days(1)).unwrap(), (1000 + 100 * index) * times));
+        }
+        expected.push((contact, clv::summarise(&days, now)));
+    }
+    let lone = expected[0].0.clone();
+    interactions
+        .record_interaction(RecordInteractionRequest {
+            interaction: Some(purchase(&lone, days_ago(3), "USD", 500)),
+            contact_lookup: None,
+        })
+        .await
+        .unwrap();
+
+    let too_few = segmentation.fit_lifetime_value(fit("USD")).await.unwrap_err();
+    assert_eq!(too_few.code(), Code::FailedPrecondition, "{too_few:?}");
+    assert!(too_few.message().contains("at least 10"), "{}", too_few.message());
+    let not_yet =
+        segmentation.get_contact_lifetime_value(GetContactLifetimeValueRequest { contact_id: lone.clone() }).await;
+    assert_eq!(not_yet.unwrap_err().code(), Code::FailedPrecondition);
+
+    eventually(Duration::from_secs(30), "every purchase applied", || {
+        let mut client = segmentation.clone();
+        async move { client.fit_lifetime_value(fit("EUR")).await.is_ok_and(|model| model.get_ref().repeat_customers == 12) }
+    })
+    .await;
+    let model = segmentation.get_lifetime_value_model(GetLifetimeValueModelRequest {}).await.unwrap().into_inner();
+    assert_eq!((model.currency_code.as_str(), model.horizon_days, model.customers), ("EUR", 180, 12));
+
+    // The same fit, here, from the purchases as recorded.
+    let histories: Vec<clv::History> = expected.iter().map(|(_, summary)| summary.history).collect();
+    let spends: Vec<(f64, f64)> =
+        expected.iter().map(|(_, summary)| (summary.history.x, summary.repeat_mean)).collect();
+    let (purchases, log_likelihood) = clv::fit_bgnbd(&histories).unwrap();
+    let (spend, _) = clv::fit_gamma_gamma(&spends).unwrap();
+    assert!((model.bgnbd_log_likelihood - log_likelihood).abs() < 1e-6 * log_likelihood.abs(), "{model:?}");
+    assert!(((model.r - purchases.r) / purchases.r).abs() < 1e-3 && ((model.p - spend.p) / spend.p).abs() < 1e-3);
+    for (contact, summary) in &expected {
+        let value = segmentation
+            .get_contact_lifetime_value(GetContactLifetimeValueRequest { contact_id: contact.clone() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(value.customer);
+        assert_eq!((value.historic_value, value.repeat_purchases), (summary.total, summary.history.x as i64));
+        let expected_purchases = purchases.expected_purchases(&summary.history, 180.0);
+        assert!(
+            (value.expected_purchases - expected_purchases).abs() < 1e-3 * expected_purchases.max(1.0),
+            "{value:?}"
+        );
+        assert!((0.0..=1.0).contains(&value.probability_alive));
+        assert_eq!(value.predicted_value, (value.expected_purchases * value.expected_spend).round() as i64);
+    }
+    let stranger = contacts
+        .create_contact(CreateContactRequest {
+            contact: Some(customer("Nobody", "Lifetime", "", "", 25)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let none = segmentation
+        .get_contact_lifetime_value(GetContactLifetimeValueRequest { contact_id: stranger.id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!none.customer && none.predicted_value == 0);
     suite.shutdown().await.unwrap();
 }

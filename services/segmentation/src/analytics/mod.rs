@@ -5,6 +5,7 @@
 //! tested on hand-checked cases without a database.
 
 pub mod associations;
+pub mod clv;
 pub mod concentration;
 pub mod movement;
 pub mod recompute;

@@ -1,9 +1,11 @@
 //! The analytics that are computed over the whole base and kept: the
-//! association rules (`ComputeAssociationRules`) and the RFM scores
-//! (`ComputeRfm`), on demand and daily on one replica at a time (an
-//! advisory lock) with the parameters last used, so that offers and groups
-//! follow what customers buy. The rules are computed at once on an install
-//! that never had them; RFM once it has been asked for (it needs a currency).
+//! association rules (`ComputeAssociationRules`), the RFM scores
+//! (`ComputeRfm`) and the lifetime-value fit (`FitLifetimeValue`), on
+//! demand and daily on one replica at a time (an advisory lock) with the
+//! parameters last used, so that offers, groups and values follow what
+//! customers buy. The rules are computed at once on an install that never
+//! had them; RFM and lifetime value once they have been asked for (they
+//! need a currency).
 
 use std::time::Duration;
 
@@ -12,8 +14,8 @@ use crm_platform::{Error, clock::Clock};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::{Span, associations, rfm};
-use crate::store::analytics::{self as store, RfmRun, RulesRun};
+use super::{Span, associations, clv, rfm};
+use crate::store::analytics::{self as store, ClvFit, ClvValue, RfmRun, RulesRun};
 
 /// How often the leader looks whether the rules are due.
 pub const POLL: Duration = Duration::from_secs(5);
@@ -87,6 +89,79 @@ pub async fn compute_rfm(
     Ok(run)
 }
 
+/// Fits BG/NBD and Gamma-Gamma to every customer's purchase days before
+/// `now` in `currency` and stores each customer's values over the horizon.
+/// FAILED_PRECONDITION with fewer than [`clv::MIN_CUSTOMERS`] customers or
+/// repeat customers: a fit on so few says nothing.
+pub async fn fit_clv(
+    pool: &PgPool,
+    currency: &str,
+    horizon_days: i32,
+    now: DateTime<Utc>,
+    by: &str,
+) -> Result<ClvFit, Error> {
+    let mut conn = pool.acquire().await?;
+    let customers = store::purchase_days(&mut conn, currency, now).await?;
+    drop(conn);
+    let summaries: Vec<clv::Summary> = customers.iter().map(|(_, days)| clv::summarise(days, now)).collect();
+    let repeat: Vec<(f64, f64)> = summaries
+        .iter()
+        .filter(|summary| summary.history.x > 0.0)
+        .map(|summary| (summary.history.x, summary.repeat_mean))
+        .collect();
+    if summaries.len() < clv::MIN_CUSTOMERS || repeat.len() < clv::MIN_CUSTOMERS {
+        return Err(Error::FailedPrecondition {
+            reason: "TOO_FEW_CUSTOMERS",
+            message: format!(
+                "{} customers, {} of them with a repeat purchase, bought in {currency}: a lifetime-value fit needs at least {} of each",
+                summaries.len(),
+                repeat.len(),
+                clv::MIN_CUSTOMERS
+            ),
+        });
+    }
+    let horizon = f64::from(horizon_days);
+    let fitted = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let histories: Vec<clv::History> = summaries.iter().map(|summary| summary.history).collect();
+        let (purchases, bgnbd_log_likelihood) = clv::fit_bgnbd(&histories)?;
+        let (spend, gamma_gamma_log_likelihood) = clv::fit_gamma_gamma(&repeat)?;
+        let values: Vec<ClvValue> = summaries
+            .iter()
+            .map(|summary| {
+                let expected_purchases = purchases.expected_purchases(&summary.history, horizon);
+                let expected_spend = spend.expected_spend(summary.history.x, summary.repeat_mean);
+                ClvValue {
+                    historic_value: summary.total,
+                    repeat_purchases: summary.history.x as i64,
+                    probability_alive: purchases.probability_alive(&summary.history),
+                    expected_purchases,
+                    expected_spend,
+                    predicted_value: (expected_purchases * expected_spend).round() as i64,
+                }
+            })
+            .collect();
+        Ok((purchases, bgnbd_log_likelihood, spend, gamma_gamma_log_likelihood, repeat.len(), values))
+    });
+    let (purchases, bgnbd_log_likelihood, spend, gamma_gamma_log_likelihood, repeat_customers, values) =
+        fitted.await.map_err(|error| Error::Internal(error.into()))?.map_err(Error::Internal)?;
+    let fit = ClvFit {
+        fitted_at: now,
+        currency: currency.to_string(),
+        horizon_days,
+        customers: values.len() as i64,
+        repeat_customers: repeat_customers as i64,
+        purchases,
+        bgnbd_log_likelihood,
+        spend,
+        gamma_gamma_log_likelihood,
+    };
+    let values: Vec<_> = customers.iter().map(|(contact, _)| *contact).zip(values).collect();
+    let mut tx = pool.begin().await?;
+    store::save_clv(&mut tx, &fit, &values, by).await?;
+    tx.commit().await?;
+    Ok(fit)
+}
+
 /// Whether what was computed at `last` (never: `None`) is due again at `now`.
 pub fn due(last: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
     last.is_none_or(|last| last + EVERY <= now)
@@ -114,6 +189,11 @@ pub fn spawn(pool: PgPool, clock: Clock, shutdown: CancellationToken) {
             if let Some(last) = last.filter(|last| due(Some(last.computed_at), clock.now())) {
                 let run = compute_rfm(&pool, &last.currency, last.window_days, clock.now(), "schedule").await?;
                 tracing::info!(customers = run.customers, "RFM scores recomputed");
+            }
+            let last = store::last_clv_fit(&mut *pool.acquire().await?).await?;
+            if let Some(last) = last.filter(|last| due(Some(last.fitted_at), clock.now())) {
+                let fit = fit_clv(&pool, &last.currency, last.horizon_days, clock.now(), "schedule").await?;
+                tracing::info!(customers = fit.customers, "lifetime value refitted");
             }
             Ok(())
         }

@@ -1,4 +1,5 @@
-//! The customer analytics RPCs (movement, concentration, RFM): validate the
+//! The customer analytics RPCs (movement, concentration, RFM, lifetime
+//! value): validate the
 //! period, currency and window, read the totals from the store, let
 //! `crate::analytics` decide what they mean, map the answer.
 
@@ -26,7 +27,7 @@ use crate::{
         period, recompute, rfm,
     },
     store::{
-        analytics::{self as store, RfmRun},
+        analytics::{self as store, ClvFit, RfmRun},
         read_model,
     },
 };
@@ -346,6 +347,79 @@ impl SegmentationApi {
             answer.monetary = totals.monetary;
             (answer.recency_score, answer.frequency_score, answer.monetary_score) = (recency, frequency, monetary);
             answer.group = group;
+        }
+        Ok(Response::new(answer))
+    }
+}
+
+fn to_clv_model(fit: Option<&ClvFit>) -> pb::LifetimeValueModel {
+    let Some(fit) = fit else { return pb::LifetimeValueModel::default() };
+    pb::LifetimeValueModel {
+        fitted_time: Some(to_proto(fit.fitted_at)),
+        currency_code: fit.currency.clone(),
+        horizon_days: fit.horizon_days,
+        customers: fit.customers,
+        repeat_customers: fit.repeat_customers,
+        r: fit.purchases.r,
+        alpha: fit.purchases.alpha,
+        a: fit.purchases.a,
+        b: fit.purchases.b,
+        bgnbd_log_likelihood: fit.bgnbd_log_likelihood,
+        p: fit.spend.p,
+        q: fit.spend.q,
+        gamma: fit.spend.gamma,
+        gamma_gamma_log_likelihood: fit.gamma_gamma_log_likelihood,
+    }
+}
+
+impl SegmentationApi {
+    pub(super) async fn fit_lifetime_value(
+        &self,
+        request: Request<pb::FitLifetimeValueRequest>,
+    ) -> Result<Response<pb::LifetimeValueModel>, Status> {
+        let caller = Caller::of(&request)?;
+        let body = request.into_inner();
+        let mut violations = Violations::new();
+        let currency = currency(&mut violations, "currency_code", &body.currency_code);
+        let horizon_days = days(&mut violations, "horizon_days", body.horizon_days, 365).num_days() as i32;
+        violations.into_result()?;
+        let fit =
+            recompute::fit_clv(&self.pool, &currency, horizon_days, self.clock.now(), caller.principal.actor()).await?;
+        Ok(Response::new(to_clv_model(Some(&fit))))
+    }
+
+    pub(super) async fn get_lifetime_value_model(
+        &self,
+        _request: Request<pb::GetLifetimeValueModelRequest>,
+    ) -> Result<Response<pb::LifetimeValueModel>, Status> {
+        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
+        Ok(Response::new(to_clv_model(store::last_clv_fit(&mut conn).await?.as_ref())))
+    }
+
+    pub(super) async fn get_contact_lifetime_value(
+        &self,
+        request: Request<pb::GetContactLifetimeValueRequest>,
+    ) -> Result<Response<pb::ContactLifetimeValue>, Status> {
+        let contact_id = super::id("contact_id", &request.get_ref().contact_id)?;
+        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
+        let fit = store::last_clv_fit(&mut conn).await?.ok_or_else(|| Error::FailedPrecondition {
+            reason: "LIFETIME_VALUE_NOT_FITTED",
+            message: "lifetime value has not been fitted yet: call FitLifetimeValue with a currency first".into(),
+        })?;
+        let (contact_id, value) = store::contact_clv(&mut conn, contact_id).await?;
+        let mut answer = pb::ContactLifetimeValue {
+            contact_id: contact_id.to_string(),
+            fitted_time: Some(to_proto(fit.fitted_at)),
+            ..Default::default()
+        };
+        if let Some(value) = value {
+            answer.customer = true;
+            answer.historic_value = value.historic_value;
+            answer.repeat_purchases = value.repeat_purchases;
+            answer.probability_alive = value.probability_alive;
+            answer.expected_purchases = value.expected_purchases;
+            answer.expected_spend = value.expected_spend;
+            answer.predicted_value = value.predicted_value;
         }
         Ok(Response::new(answer))
     }

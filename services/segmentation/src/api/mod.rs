@@ -3,7 +3,7 @@
 //!
 //! - this module: features, segments and the feed;
 //! - [`scores`]: score models, contact scores and service tiers;
-//! - [`analytics`]: customers won, lost, grown and shrunk; how concentrated revenue is; RFM;
+//! - [`analytics`]: customers won, lost, grown and shrunk; how concentrated revenue is; RFM; lifetime value;
 //! - [`offers`]: association rules and next best offers.
 
 mod analytics;
@@ -574,6 +574,27 @@ impl SegmentationService for SegmentationApi {
         request: Request<pb::GetContactRfmRequest>,
     ) -> Result<Response<pb::ContactRfm>, Status> {
         SegmentationApi::get_contact_rfm(self, request).await
+    }
+
+    async fn fit_lifetime_value(
+        &self,
+        request: Request<pb::FitLifetimeValueRequest>,
+    ) -> Result<Response<pb::LifetimeValueModel>, Status> {
+        SegmentationApi::fit_lifetime_value(self, request).await
+    }
+
+    async fn get_lifetime_value_model(
+        &self,
+        request: Request<pb::GetLifetimeValueModelRequest>,
+    ) -> Result<Response<pb::LifetimeValueModel>, Status> {
+        SegmentationApi::get_lifetime_value_model(self, request).await
+    }
+
+    async fn get_contact_lifetime_value(
+        &self,
+        request: Request<pb::GetContactLifetimeValueRequest>,
+    ) -> Result<Response<pb::ContactLifetimeValue>, Status> {
+        SegmentationApi::get_contact_lifetime_value(self, request).await
     }
 
     async fn add_segment_members(

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::analytics::{
     Span,
     associations::Rule,
+    clv::{BgNbd, GammaGamma},
     movement::Bought,
     rfm::{Scores, Totals},
 };
@@ -341,4 +342,145 @@ async fn survivor(conn: &mut PgConnection, contact: Uuid) -> Result<Uuid, Error>
         .bind(contact)
         .fetch_one(conn)
         .await?)
+}
+
+/// A customer's purchase days, in order, each with the day's spend.
+pub type PurchaseDays = Vec<(DateTime<Utc>, i64)>;
+
+/// Each customer's purchase days before `until` in `currency`.
+pub async fn purchase_days(
+    conn: &mut PgConnection,
+    currency: &str,
+    until: DateTime<Utc>,
+) -> Result<Vec<(Uuid, PurchaseDays)>, Error> {
+    let rows = sqlx::query(
+        "SELECT contact_id, date_trunc('day', occurred_at, 'UTC') AS day, sum(amount)::int8 AS spend FROM activity
+         WHERE kind = 'purchase' AND currency = $1 AND occurred_at < $2
+         GROUP BY contact_id, day ORDER BY contact_id, day",
+    )
+    .bind(currency)
+    .bind(until)
+    .fetch_all(conn)
+    .await?;
+    let mut customers: Vec<(Uuid, PurchaseDays)> = Vec::new();
+    for row in rows {
+        let contact: Uuid = row.try_get("contact_id")?;
+        let day = (row.try_get("day")?, row.try_get("spend")?);
+        match customers.last_mut() {
+            Some((last, days)) if *last == contact => days.push(day),
+            _ => customers.push((contact, vec![day])),
+        }
+    }
+    Ok(customers)
+}
+
+/// A lifetime-value fit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClvFit {
+    pub fitted_at: DateTime<Utc>,
+    pub currency: String,
+    pub horizon_days: i32,
+    pub customers: i64,
+    pub repeat_customers: i64,
+    pub purchases: BgNbd,
+    pub bgnbd_log_likelihood: f64,
+    pub spend: GammaGamma,
+    pub gamma_gamma_log_likelihood: f64,
+}
+
+/// One customer's values under a fit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClvValue {
+    pub historic_value: i64,
+    pub repeat_purchases: i64,
+    pub probability_alive: f64,
+    pub expected_purchases: f64,
+    pub expected_spend: f64,
+    pub predicted_value: i64,
+}
+
+/// Replaces the stored fit and values.
+pub async fn save_clv(tx: &mut PgConnection, fit: &ClvFit, values: &[(Uuid, ClvValue)], by: &str) -> Result<(), Error> {
+    sqlx::query("DELETE FROM clv_values").execute(&mut *tx).await?;
+    sqlx::query(
+        "INSERT INTO clv_values (contact_id, historic_value, repeat_purchases, probability_alive,
+                                 expected_purchases, expected_spend, predicted_value)
+         SELECT * FROM unnest($1::uuid[], $2::int8[], $3::int8[], $4::float8[], $5::float8[], $6::float8[], $7::int8[])",
+    )
+    .bind(values.iter().map(|(contact, _)| *contact).collect::<Vec<_>>())
+    .bind(values.iter().map(|(_, value)| value.historic_value).collect::<Vec<_>>())
+    .bind(values.iter().map(|(_, value)| value.repeat_purchases).collect::<Vec<_>>())
+    .bind(values.iter().map(|(_, value)| value.probability_alive).collect::<Vec<_>>())
+    .bind(values.iter().map(|(_, value)| value.expected_purchases).collect::<Vec<_>>())
+    .bind(values.iter().map(|(_, value)| value.expected_spend).collect::<Vec<_>>())
+    .bind(values.iter().map(|(_, value)| value.predicted_value).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM clv_fits").execute(&mut *tx).await?;
+    sqlx::query(
+        "INSERT INTO clv_fits (fitted_at, currency, horizon_days, customers, repeat_customers, r, alpha, a, b, bgnbd_ll,
+                               p, q, gamma, gamma_gamma_ll, fitted_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(fit.fitted_at)
+    .bind(&fit.currency)
+    .bind(fit.horizon_days)
+    .bind(fit.customers)
+    .bind(fit.repeat_customers)
+    .bind(fit.purchases.r)
+    .bind(fit.purchases.alpha)
+    .bind(fit.purchases.a)
+    .bind(fit.purchases.b)
+    .bind(fit.bgnbd_log_likelihood)
+    .bind(fit.spend.p)
+    .bind(fit.spend.q)
+    .bind(fit.spend.gamma)
+    .bind(fit.gamma_gamma_log_likelihood)
+    .bind(by)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The last lifetime-value fit, if any.
+pub async fn last_clv_fit(conn: &mut PgConnection) -> Result<Option<ClvFit>, Error> {
+    let row = sqlx::query("SELECT * FROM clv_fits").fetch_optional(conn).await?;
+    row.map(|row| {
+        Ok(ClvFit {
+            fitted_at: row.try_get("fitted_at")?,
+            currency: row.try_get("currency")?,
+            horizon_days: row.try_get("horizon_days")?,
+            customers: row.try_get("customers")?,
+            repeat_customers: row.try_get("repeat_customers")?,
+            purchases: BgNbd {
+                r: row.try_get("r")?,
+                alpha: row.try_get("alpha")?,
+                a: row.try_get("a")?,
+                b: row.try_get("b")?,
+            },
+            bgnbd_log_likelihood: row.try_get("bgnbd_ll")?,
+            spend: GammaGamma { p: row.try_get("p")?, q: row.try_get("q")?, gamma: row.try_get("gamma")? },
+            gamma_gamma_log_likelihood: row.try_get("gamma_gamma_ll")?,
+        })
+    })
+    .transpose()
+}
+
+/// A contact's stored values (its survivor's when merged).
+pub async fn contact_clv(conn: &mut PgConnection, contact: Uuid) -> Result<(Uuid, Option<ClvValue>), Error> {
+    let survivor = survivor(conn, contact).await?;
+    let row = sqlx::query("SELECT * FROM clv_values WHERE contact_id = $1").bind(survivor).fetch_optional(conn).await?;
+    let value = row
+        .map(|row| -> Result<_, Error> {
+            Ok(ClvValue {
+                historic_value: row.try_get("historic_value")?,
+                repeat_purchases: row.try_get("repeat_purchases")?,
+                probability_alive: row.try_get("probability_alive")?,
+                expected_purchases: row.try_get("expected_purchases")?,
+                expected_spend: row.try_get("expected_spend")?,
+                predicted_value: row.try_get("predicted_value")?,
+            })
+        })
+        .transpose()?;
+    Ok((survivor, value))
 }
