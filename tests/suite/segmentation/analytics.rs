@@ -10,14 +10,14 @@ use chrono::DurationRound;
 use crm_platform::{Role, clock::Clock};
 use crm_proto::{
     common::v1::{Date, Money},
-    contacts::v1::{Consent, ConsentChannel, ConsentStatus, Contact, CreateContactRequest},
+    contacts::v1::{Consent, ConsentChannel, ConsentStatus, Contact, CreateContactRequest, EraseContactRequest},
     interactions::v1::{Channel, Interaction, Kind, ProductLine, RecordInteractionRequest},
     segmentation::v1::{
-        Comparison, ComputeAssociationRulesRequest, ComputeRfmRequest, CustomerMovement, DataGap,
-        FitLifetimeValueRequest, GetAssociationRulesRequest, GetContactLifetimeValueRequest, GetContactRfmRequest,
-        GetCustomerMovementRequest, GetLifetimeValueModelRequest, GetNextBestOffersRequest,
-        GetRevenueConcentrationRequest, GetRfmSummaryRequest, MovementCounts, OfferPurpose, Period,
-        RevenueConcentration,
+        Comparison, ComputeAssociationRulesRequest, ComputeRfmRequest, CreateSegmentRequest, CustomerMovement, DataGap,
+        FitLifetimeValueRequest, GetAssociationRulesRequest, GetContactFeaturesRequest, GetContactLifetimeValueRequest,
+        GetContactRfmRequest, GetCustomerMovementRequest, GetLifetimeValueModelRequest, GetNextBestOffersRequest,
+        GetRevenueConcentrationRequest, GetRfmSummaryRequest, ListSegmentMembersRequest, MovementCounts, OfferPurpose,
+        Period, RevenueConcentration, Segment, feature_value,
     },
 };
 use crm_proto::{
@@ -564,6 +564,44 @@ async fn rfm_scores_and_groups_on_a_hand_checked_base() {
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&bad), ["currency_code", "window_days"]);
+
+    // The groups are features: a segment of champions holds the two, with why.
+    let champions = segmentation
+        .create_segment(CreateSegmentRequest {
+            segment: Some(Segment {
+                name: "champions".into(),
+                rule: r#"rfm_group == "champions" && rfm_monetary_score <= 2"#.into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    eventually(Duration::from_secs(20), "the champions' features recomputed", || {
+        let (mut client, segment_id) = (segmentation.clone(), champions.id.clone());
+        async move {
+            let request = ListSegmentMembersRequest { segment_id, ..Default::default() };
+            client.list_segment_members(request).await.is_ok_and(|members| members.get_ref().members.len() == 2)
+        }
+    })
+    .await;
+    let features = segmentation
+        .get_contact_features(GetContactFeaturesRequest { contact_id: ids[9].clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(features.features["rfm_group"].value, Some(feature_value::Value::StringValue("lost".into())));
+
+    // An erased customer's scores go with it.
+    contacts.erase_contact(EraseContactRequest { id: ids[0].clone(), reason: "asked".into() }).await.unwrap();
+    eventually(Duration::from_secs(20), "the erased customer's scores gone", || {
+        let (mut client, contact_id) = (segmentation.clone(), ids[0].clone());
+        async move {
+            let request = GetContactRfmRequest { contact_id };
+            client.get_contact_rfm(request).await.is_ok_and(|rfm| !rfm.get_ref().customer)
+        }
+    })
+    .await;
     suite.shutdown().await.unwrap();
 }
 
@@ -628,21 +666,25 @@ async fn lifetime_value_is_fitted_on_the_base_and_answered_per_contact() {
         segmentation.get_contact_lifetime_value(GetContactLifetimeValueRequest { contact_id: lone.clone() }).await;
     assert_eq!(not_yet.unwrap_err().code(), Code::FailedPrecondition);
 
-    eventually(Duration::from_secs(30), "every purchase applied", || {
-        let mut client = segmentation.clone();
-        async move { client.fit_lifetime_value(fit("EUR")).await.is_ok_and(|model| model.get_ref().repeat_customers == 12) }
-    })
-    .await;
-    let model = segmentation.get_lifetime_value_model(GetLifetimeValueModelRequest {}).await.unwrap().into_inner();
-    assert_eq!((model.currency_code.as_str(), model.horizon_days, model.customers), ("EUR", 180, 12));
-
     // The same fit, here, from the purchases as recorded.
     let histories: Vec<clv::History> = expected.iter().map(|(_, summary)| summary.history).collect();
     let spends: Vec<(f64, f64)> =
         expected.iter().map(|(_, summary)| (summary.history.x, summary.repeat_mean)).collect();
     let (purchases, log_likelihood) = clv::fit_bgnbd(&histories).unwrap();
     let (spend, _) = clv::fit_gamma_gamma(&spends).unwrap();
-    assert!((model.bgnbd_log_likelihood - log_likelihood).abs() < 1e-6 * log_likelihood.abs(), "{model:?}");
+    // Fitted again until every purchase is applied: then the fit is the one made here.
+    eventually(Duration::from_secs(30), "every purchase applied", || {
+        let mut client = segmentation.clone();
+        async move {
+            client.fit_lifetime_value(fit("EUR")).await.is_ok_and(|model| {
+                (model.get_ref().bgnbd_log_likelihood - log_likelihood).abs() < 1e-6 * log_likelihood.abs()
+            })
+        }
+    })
+    .await;
+    let model = segmentation.get_lifetime_value_model(GetLifetimeValueModelRequest {}).await.unwrap().into_inner();
+    assert_eq!((model.currency_code.as_str(), model.horizon_days, model.customers), ("EUR", 180, 12));
+    assert_eq!(model.repeat_customers, 12);
     assert!(((model.r - purchases.r) / purchases.r).abs() < 1e-3 && ((model.p - spend.p) / spend.p).abs() < 1e-3);
     for (contact, summary) in &expected {
         let value = segmentation
@@ -660,6 +702,23 @@ async fn lifetime_value_is_fitted_on_the_base_and_answered_per_contact() {
         assert!((0.0..=1.0).contains(&value.probability_alive));
         assert_eq!(value.predicted_value, (value.expected_purchases * value.expected_spend).round() as i64);
     }
+    // The predicted value is a feature.
+    let (first, _) = &expected[0];
+    let value = segmentation
+        .get_contact_lifetime_value(GetContactLifetimeValueRequest { contact_id: first.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    eventually(Duration::from_secs(20), "the predicted value a feature", || {
+        let (mut client, contact_id) = (segmentation.clone(), first.clone());
+        async move {
+            client.get_contact_features(GetContactFeaturesRequest { contact_id }).await.is_ok_and(|features| {
+                features.get_ref().features["predicted_value"].value
+                    == Some(feature_value::Value::IntValue(value.predicted_value))
+            })
+        }
+    })
+    .await;
     let stranger = contacts
         .create_contact(CreateContactRequest {
             contact: Some(customer("Nobody", "Lifetime", "", "", 25)),

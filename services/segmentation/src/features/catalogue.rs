@@ -98,6 +98,7 @@ fn build() -> Vec<FeatureDef> {
     use FeatureType::*;
     const C: &str = "contacts";
     const I: &str = "interactions";
+    const A: &str = "analytics";
     let mut all = vec![
         FeatureDef::new(
             "lifecycle",
@@ -188,6 +189,11 @@ fn build() -> Vec<FeatureDef> {
         FeatureDef::new("organization_contacts", Int, C, "contacts who work for that organization, this one included"),
         FeatureDef::new("organization_revenue_365d", IntMap, I, "the revenue of the organization's contacts in the last 365 days, minor units by currency").moving(),
         FeatureDef::new("recurring_problems_90d", Int, I, "recurring problems detected in the last 90 days (the same pain point again and again, as the interactions role counts it)").moving(),
+        FeatureDef::new("rfm_recency_score", Int, A, "the recency score (1 to 5, 5 the most recent fifth) of the last RFM computation; 0 when the contact was not a customer of its window"),
+        FeatureDef::new("rfm_frequency_score", Int, A, "the frequency score (1 to 5) of the last RFM computation; 0 when none"),
+        FeatureDef::new("rfm_monetary_score", Int, A, "the monetary score (1 to 5) of the last RFM computation; 0 when none"),
+        FeatureDef::new("rfm_group", String, A, "the RFM group of the last computation: champions, loyal, potential_loyalists, new, promising, need_attention, about_to_sleep, at_risk, cannot_lose, hibernating, lost; empty when none"),
+        FeatureDef::new("predicted_value", Int, A, "the lifetime value predicted by the last fit over its horizon, minor units of its currency; 0 when the contact was not a customer then"),
     ]);
     all
 }

@@ -119,6 +119,16 @@ pub struct Rollups {
     pub organization: Option<(Uuid, i64, Revenue)>,
 }
 
+/// What the whole-base analytics last said of a contact (`crate::analytics`):
+/// its RFM scores and group, and its predicted lifetime value.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Analytics {
+    /// Recency, frequency and monetary scores (1 to 5) and the group name.
+    pub rfm: Option<([i64; 3], String)>,
+    /// Predicted value over the fit's horizon, minor units of its currency.
+    pub predicted_value: Option<i64>,
+}
+
 /// Everything a contact's features are computed from.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Inputs<'a> {
@@ -128,6 +138,7 @@ pub struct Inputs<'a> {
     pub invoices: &'a [Invoice],
     pub problems: &'a [Problem],
     pub rollups: Option<&'a Rollups>,
+    pub analytics: Option<&'a Analytics>,
 }
 
 /// One feature's value.
@@ -436,6 +447,14 @@ pub fn compute_all(inputs: Inputs<'_>, now: DateTime<Utc>) -> Computed {
     doc.insert("organization_id".into(), Value::Str(organization));
     doc.insert("organization_contacts".into(), Value::Int(members));
     doc.insert("organization_revenue_365d".into(), Value::Map(organization_revenue));
+
+    let analytics = inputs.analytics.cloned().unwrap_or_default();
+    let ([recency, frequency, monetary], group) = analytics.rfm.unwrap_or_default();
+    doc.insert("rfm_recency_score".into(), Value::Int(recency));
+    doc.insert("rfm_frequency_score".into(), Value::Int(frequency));
+    doc.insert("rfm_monetary_score".into(), Value::Int(monetary));
+    doc.insert("rfm_group".into(), Value::Str(group));
+    doc.insert("predicted_value".into(), Value::Int(analytics.predicted_value.unwrap_or_default()));
 
     tally.steady_next_change = next;
     Computed { doc, next_change: earliest(next, purchase_tick), tally }

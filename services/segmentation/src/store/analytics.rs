@@ -258,6 +258,7 @@ pub async fn save_rfm(
     scored: &[(Uuid, Totals, Scores)],
     by: &str,
 ) -> Result<(), Error> {
+    due_now(tx, "rfm_scores", run.computed_at).await?;
     sqlx::query("DELETE FROM rfm_scores").execute(&mut *tx).await?;
     sqlx::query(
         "INSERT INTO rfm_scores (contact_id, recency_days, frequency, monetary,
@@ -274,6 +275,7 @@ pub async fn save_rfm(
     .bind(scored.iter().map(|(_, _, scores)| scores.group.name()).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await?;
+    due_now(tx, "rfm_scores", run.computed_at).await?;
     sqlx::query(
         "INSERT INTO rfm_runs (computed_at, currency, window_days, customers, computed_by) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (singleton) DO UPDATE SET computed_at = excluded.computed_at, currency = excluded.currency,
@@ -401,6 +403,7 @@ pub struct ClvValue {
 
 /// Replaces the stored fit and values.
 pub async fn save_clv(tx: &mut PgConnection, fit: &ClvFit, values: &[(Uuid, ClvValue)], by: &str) -> Result<(), Error> {
+    due_now(tx, "clv_values", fit.fitted_at).await?;
     sqlx::query("DELETE FROM clv_values").execute(&mut *tx).await?;
     sqlx::query(
         "INSERT INTO clv_values (contact_id, historic_value, repeat_purchases, probability_alive,
@@ -416,6 +419,7 @@ pub async fn save_clv(tx: &mut PgConnection, fit: &ClvFit, values: &[(Uuid, ClvV
     .bind(values.iter().map(|(_, value)| value.predicted_value).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await?;
+    due_now(tx, "clv_values", fit.fitted_at).await?;
     sqlx::query("DELETE FROM clv_fits").execute(&mut *tx).await?;
     sqlx::query(
         "INSERT INTO clv_fits (fitted_at, currency, horizon_days, customers, repeat_customers, r, alpha, a, b, bgnbd_ll,
@@ -483,4 +487,19 @@ pub async fn contact_clv(conn: &mut PgConnection, contact: Uuid) -> Result<(Uuid
         })
         .transpose()?;
     Ok((survivor, value))
+}
+
+/// Makes the features of every contact `table` holds a value for due now:
+/// the schedule recomputes them (in batches, with their segments), so the
+/// analytics' features follow a new computation, before it replaces the
+/// old values (those that lose theirs) and after (those that gain them).
+async fn due_now(tx: &mut PgConnection, table: &str, now: DateTime<Utc>) -> Result<(), Error> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE features SET next_change_at = $1
+         WHERE contact_id IN (SELECT contact_id FROM {table}) AND (next_change_at IS NULL OR next_change_at > $1)"
+    )))
+    .bind(now)
+    .execute(tx)
+    .await?;
+    Ok(())
 }

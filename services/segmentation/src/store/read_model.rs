@@ -7,7 +7,9 @@ use crm_platform::Error;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use crate::features::{self, Activity, Computed, FeatureDoc, Inputs, Invoice, Problem, Profile, Revenue, Rollups};
+use crate::features::{
+    self, Activity, Analytics, Computed, FeatureDoc, Inputs, Invoice, Problem, Profile, Revenue, Rollups,
+};
 
 /// Where events about each of `ids` go: the survivor of a merged contact,
 /// nowhere (`None`) for a contact that is gone, else the contact itself.
@@ -69,7 +71,8 @@ pub async fn merge(tx: &mut PgConnection, survivor: Uuid, losers: &[Uuid]) -> Re
         .execute(&mut *tx)
         .await?;
     sqlx::query("DELETE FROM relationships WHERE contact_id = target_id").execute(&mut *tx).await?;
-    for table in ["profiles", "features"] {
+    // A loser's analytics go; the survivor's stand until the next computation.
+    for table in ["profiles", "features", "rfm_scores", "clv_values"] {
         sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE contact_id = ANY($1)")))
             .bind(&losers)
             .execute(&mut *tx)
@@ -94,7 +97,7 @@ pub async fn merge(tx: &mut PgConnection, survivor: Uuid, losers: &[Uuid]) -> Re
 /// `contact_id` is no more (`reason`: erased or deleted): everything the role
 /// holds of it goes, and later events about it are dropped.
 pub async fn forget(tx: &mut PgConnection, contact_id: Uuid, reason: &str) -> Result<(), Error> {
-    for table in ["profiles", "activity", "invoices", "problems", "features"] {
+    for table in ["profiles", "activity", "invoices", "problems", "features", "rfm_scores", "clv_values"] {
         sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE contact_id = $1")))
             .bind(contact_id)
             .execute(&mut *tx)
@@ -178,11 +181,24 @@ pub async fn recompute(
         let problems = stored.problems.remove(contact).unwrap_or_default();
         let profile = stored.profiles.get(contact);
         let rollups = stored.rollups.remove(contact);
-        if profile.is_none() && rows.is_empty() && invoices.is_empty() && problems.is_empty() && rollups.is_none() {
+        let analytics = stored.analytics.remove(contact);
+        if profile.is_none()
+            && rows.is_empty()
+            && invoices.is_empty()
+            && problems.is_empty()
+            && rollups.is_none()
+            && analytics.is_none()
+        {
             continue;
         }
-        let inputs =
-            Inputs { profile, activity: &rows, invoices: &invoices, problems: &problems, rollups: rollups.as_ref() };
+        let inputs = Inputs {
+            profile,
+            activity: &rows,
+            invoices: &invoices,
+            problems: &problems,
+            rollups: rollups.as_ref(),
+            analytics: analytics.as_ref(),
+        };
         computed.push((*contact, features::compute_all(inputs, now)));
     }
     let known: HashSet<Uuid> = computed.iter().map(|(contact, _)| *contact).collect();
@@ -279,6 +295,7 @@ struct Stored {
     invoices: HashMap<Uuid, Vec<Invoice>>,
     problems: HashMap<Uuid, Vec<Problem>>,
     rollups: HashMap<Uuid, Rollups>,
+    analytics: HashMap<Uuid, Analytics>,
 }
 
 /// The profiles of `contacts` the contacts feed has told the role about.
@@ -347,7 +364,34 @@ async fn inputs(tx: &mut PgConnection, contacts: &[Uuid], now: DateTime<Utc>) ->
             .push(Problem { detected_at: row.try_get("detected_at")?, problem: row.try_get("problem")? });
     }
     let rollups = rollups(tx, contacts, now).await?;
-    Ok(Stored { profiles, activity, invoices, problems, rollups })
+    let analytics = analytics(tx, contacts).await?;
+    Ok(Stored { profiles, activity, invoices, problems, rollups, analytics })
+}
+
+/// What the last RFM computation and lifetime-value fit said of `contacts`.
+async fn analytics(tx: &mut PgConnection, contacts: &[Uuid]) -> Result<HashMap<Uuid, Analytics>, Error> {
+    let mut found: HashMap<Uuid, Analytics> = HashMap::new();
+    for row in sqlx::query(
+        "SELECT contact_id, recency_score, frequency_score, monetary_score, rfm_group FROM rfm_scores
+         WHERE contact_id = ANY($1)",
+    )
+    .bind(contacts)
+    .fetch_all(&mut *tx)
+    .await?
+    {
+        let scores: [i32; 3] =
+            [row.try_get("recency_score")?, row.try_get("frequency_score")?, row.try_get("monetary_score")?];
+        found.entry(row.try_get("contact_id")?).or_default().rfm =
+            Some((scores.map(i64::from), row.try_get("rfm_group")?));
+    }
+    for row in sqlx::query("SELECT contact_id, predicted_value FROM clv_values WHERE contact_id = ANY($1)")
+        .bind(contacts)
+        .fetch_all(&mut *tx)
+        .await?
+    {
+        found.entry(row.try_get("contact_id")?).or_default().predicted_value = Some(row.try_get("predicted_value")?);
+    }
+    Ok(found)
 }
 
 /// What `contacts`' features read of others: their referees' revenue, and
