@@ -81,7 +81,11 @@ impl RunningSuite {
             suite.metrics = Some((bound, token, task));
         }
 
-        // Domain roles first, so that the gateway can route to them from its first call.
+        // Every listener is bound before any role opens a connection: the
+        // default ports lie in the kernel's ephemeral range, where a role's
+        // own connections to the database could otherwise take the next
+        // role's port first.
+        let mut listeners = Vec::new();
         for role in Role::ALL.into_iter().filter(|role| roles.contains(role)) {
             let addr = install.config.listen[&role];
             let listener = TcpListener::bind(addr).await.with_context(|| {
@@ -90,6 +94,10 @@ impl RunningSuite {
                     role.as_str().to_uppercase()
                 )
             })?;
+            listeners.push((role, listener));
+        }
+        // Domain roles first, so that the gateway can route to them from its first call.
+        for (role, listener) in listeners {
             let bound = listener.local_addr()?;
             let pool = db::connect(install.database_url.expose(), role, &install.config.db).await?;
             db::migrate(&pool, role, migrator(role)).await?;
