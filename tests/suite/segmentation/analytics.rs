@@ -10,7 +10,10 @@ use chrono::DurationRound;
 use crm_platform::{Role, clock::Clock};
 use crm_proto::{
     common::v1::{Date, Money},
-    contacts::v1::{Consent, ConsentChannel, ConsentStatus, Contact, CreateContactRequest, EraseContactRequest},
+    contacts::v1::{
+        Consent, ConsentChannel, ConsentStatus, Contact, CreateContactRequest, EraseContactRequest,
+        MergeContactsRequest,
+    },
     interactions::v1::{Channel, Interaction, Kind, ProductLine, RecordInteractionRequest},
     segmentation::v1::{
         Comparison, ComputeAssociationRulesRequest, ComputeRfmRequest, CreateSegmentRequest, CustomerMovement, DataGap,
@@ -591,6 +594,29 @@ async fn rfm_scores_and_groups_on_a_hand_checked_base() {
         .unwrap()
         .into_inner();
     assert_eq!(features.features["rfm_group"].value, Some(feature_value::Value::StringValue("lost".into())));
+
+    // A merged customer is answered as its survivor, whose scores stand until the next computation.
+    contacts
+        .merge_contacts(MergeContactsRequest {
+            survivor_id: ids[1].clone(),
+            loser_ids: vec![ids[8].clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(20), "the merge applied", || {
+        let (mut client, contact_id, survivor) = (segmentation.clone(), ids[8].clone(), ids[1].clone());
+        async move {
+            let request = GetContactRfmRequest { contact_id };
+            client.get_contact_rfm(request).await.is_ok_and(|rfm| {
+                let rfm = rfm.get_ref();
+                rfm.contact_id == survivor && rfm.group == "champions"
+            })
+        }
+    })
+    .await;
+    let merged = segmentation.compute_rfm(compute.clone()).await.unwrap().into_inner();
+    assert_eq!(merged.customers, 9, "the two are one customer now");
 
     // An erased customer's scores go with it.
     contacts.erase_contact(EraseContactRequest { id: ids[0].clone(), reason: "asked".into() }).await.unwrap();
