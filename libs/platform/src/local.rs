@@ -67,6 +67,13 @@ impl RoleChannel {
     pub fn new(role: Role, local: LocalRoles, network: Channel) -> Self {
         RoleChannel { role, local, network, ready: None }
     }
+
+    /// A channel from the role of `ctx` to `role` at `url` (with the
+    /// install's mutual TLS), in process when `role` serves here.
+    pub fn connect(ctx: &crate::RoleContext, role: Role, url: &str) -> anyhow::Result<Self> {
+        let network = crate::tls::internal_endpoint(url, ctx.server.internal_tls.as_ref())?.connect_lazy();
+        Ok(RoleChannel::new(role, ctx.local.clone(), network))
+    }
 }
 
 impl Service<http::Request<Body>> for RoleChannel {

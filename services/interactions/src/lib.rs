@@ -81,6 +81,5 @@ fn follow_contacts(ctx: &RoleContext, contacts: &[String]) -> anyhow::Result<Rol
         anyhow::anyhow!("the interactions role needs the contacts role's address (CRM_CONTACTS_UPSTREAMS)")
     })?;
     follow(ctx, "interactions.contacts", contacts, "crm.contacts.v1.ContactsService", contacts_feed::ContactsFeed)?;
-    let network = crm_platform::tls::internal_endpoint(url, ctx.server.internal_tls.as_ref())?.connect_lazy();
-    Ok(RoleChannel::new(Role::Contacts, ctx.local.clone(), network))
+    RoleChannel::connect(ctx, Role::Contacts, url)
 }

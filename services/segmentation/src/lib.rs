@@ -65,20 +65,14 @@ pub async fn serve(ctx: RoleContext, upstreams: Upstreams, listener: TcpListener
     )?;
     schedule::spawn(ctx.pool.clone(), ctx.clock.clone(), segments.clone(), ctx.shutdown.clone());
     analytics::recompute::spawn(ctx.pool.clone(), ctx.clock.clone(), ctx.shutdown.clone());
+    let peer = |role, urls: &[String]| urls.first().map(|url| RoleChannel::connect(&ctx, role, url)).transpose();
     let peers = api::Peers {
-        contacts: peer(&ctx, Role::Contacts, &upstreams.contacts)?,
-        interactions: peer(&ctx, Role::Interactions, &upstreams.interactions)?,
+        contacts: peer(Role::Contacts, &upstreams.contacts)?,
+        interactions: peer(Role::Interactions, &upstreams.interactions)?,
     };
     let api = api::SegmentationApi::new(&ctx, segments, peers).await?;
     let service = SegmentationServiceServer::new(api)
         .max_decoding_message_size(ctx.server.max_message_bytes)
         .max_encoding_message_size(ctx.server.max_message_bytes);
     GrpcServer::new("segmentation").add_service(service).serve_role(&ctx, listener).await
-}
-
-/// A channel to the first of `urls` (the role `role`), in process when it serves here.
-fn peer(ctx: &RoleContext, role: Role, urls: &[String]) -> anyhow::Result<Option<RoleChannel>> {
-    let Some(url) = urls.first() else { return Ok(None) };
-    let network = crm_platform::tls::internal_endpoint(url, ctx.server.internal_tls.as_ref())?.connect_lazy();
-    Ok(Some(RoleChannel::new(role, ctx.local.clone(), network)))
 }
