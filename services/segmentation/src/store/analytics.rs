@@ -194,14 +194,16 @@ pub async fn strongest_rules(conn: &mut PgConnection, limit: i64) -> Result<Vec<
 
 /// A contact (its survivor when merged) and every SKU it ever bought.
 pub async fn bought_skus(conn: &mut PgConnection, contact: Uuid) -> Result<(Uuid, BTreeSet<String>), Error> {
-    let survivor = survivor(conn, contact).await?;
-    let skus: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT sku FROM activity, unnest(skus) AS sku WHERE contact_id = $1 AND kind = 'purchase'",
-    )
-    .bind(survivor)
-    .fetch_all(conn)
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{WHO} SELECT who.id AS survivor, array(SELECT DISTINCT sku FROM activity, unnest(skus) AS sku
+                                                WHERE contact_id = who.id AND kind = 'purchase') AS skus
+         FROM who"
+    )))
+    .bind(contact)
+    .fetch_one(conn)
     .await?;
-    Ok((survivor, skus.into_iter().collect()))
+    let skus: Vec<String> = row.try_get("skus")?;
+    Ok((row.try_get("survivor")?, skus.into_iter().collect()))
 }
 
 /// The stored rules leading from any of `skus`.
@@ -321,9 +323,9 @@ pub async fn contact_rfm(
     conn: &mut PgConnection,
     contact: Uuid,
 ) -> Result<(Uuid, Option<(Totals, [i32; 3], String)>), Error> {
-    let survivor = survivor(conn, contact).await?;
-    let row = sqlx::query("SELECT * FROM rfm_scores WHERE contact_id = $1").bind(survivor).fetch_optional(conn).await?;
-    let scores = row
+    let row = of_survivor(conn, "rfm_scores", contact).await?;
+    let survivor = row.try_get("survivor")?;
+    let scores = held(row)?
         .map(|row| -> Result<_, Error> {
             let totals = Totals {
                 recency_days: row.try_get("recency_days")?,
@@ -338,12 +340,23 @@ pub async fn contact_rfm(
     Ok((survivor, scores))
 }
 
-/// Who `contact` is now: its survivor when it was merged.
-async fn survivor(conn: &mut PgConnection, contact: Uuid) -> Result<Uuid, Error> {
-    Ok(sqlx::query_scalar("SELECT coalesce((SELECT survivor_id FROM redirects WHERE loser_id = $1), $1)")
-        .bind(contact)
-        .fetch_one(conn)
-        .await?)
+/// Who contact `$1` is now (`who.id`): its survivor when it was merged.
+const WHO: &str = "WITH who AS (SELECT coalesce((SELECT survivor_id FROM redirects WHERE loser_id = $1), $1) AS id)";
+
+/// Who `contact` is now (`survivor`) and its row of `table`, in one statement.
+async fn of_survivor(conn: &mut PgConnection, table: &str, contact: Uuid) -> Result<PgRow, Error> {
+    Ok(sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{WHO} SELECT who.id AS survivor, held.* FROM who LEFT JOIN {table} held ON held.contact_id = who.id"
+    )))
+    .bind(contact)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// The row [`of_survivor`] read, when the table held one.
+fn held(row: PgRow) -> Result<Option<PgRow>, Error> {
+    let held: Option<Uuid> = row.try_get("contact_id")?;
+    Ok(held.map(|_| row))
 }
 
 /// A customer's purchase days, in order, each with the day's spend.
@@ -472,9 +485,9 @@ pub async fn last_clv_fit(conn: &mut PgConnection) -> Result<Option<ClvFit>, Err
 
 /// A contact's stored values (its survivor's when merged).
 pub async fn contact_clv(conn: &mut PgConnection, contact: Uuid) -> Result<(Uuid, Option<ClvValue>), Error> {
-    let survivor = survivor(conn, contact).await?;
-    let row = sqlx::query("SELECT * FROM clv_values WHERE contact_id = $1").bind(survivor).fetch_optional(conn).await?;
-    let value = row
+    let row = of_survivor(conn, "clv_values", contact).await?;
+    let survivor = row.try_get("survivor")?;
+    let value = held(row)?
         .map(|row| -> Result<_, Error> {
             Ok(ClvValue {
                 historic_value: row.try_get("historic_value")?,

@@ -368,28 +368,31 @@ async fn inputs(tx: &mut PgConnection, contacts: &[Uuid], now: DateTime<Utc>) ->
     Ok(Stored { profiles, activity, invoices, problems, rollups, analytics })
 }
 
-/// What the last RFM computation and lifetime-value fit said of `contacts`.
+/// What the last RFM computation and lifetime-value fit said of `contacts`
+/// (one statement: it runs with every recompute).
 async fn analytics(tx: &mut PgConnection, contacts: &[Uuid]) -> Result<HashMap<Uuid, Analytics>, Error> {
     let mut found: HashMap<Uuid, Analytics> = HashMap::new();
     for row in sqlx::query(
-        "SELECT contact_id, recency_score, frequency_score, monetary_score, rfm_group FROM rfm_scores
-         WHERE contact_id = ANY($1)",
+        "SELECT c.id, r.recency_score, r.frequency_score, r.monetary_score, r.rfm_group, v.predicted_value
+         FROM unnest($1::uuid[]) AS c(id)
+         LEFT JOIN rfm_scores r ON r.contact_id = c.id
+         LEFT JOIN clv_values v ON v.contact_id = c.id
+         WHERE r.contact_id IS NOT NULL OR v.contact_id IS NOT NULL",
     )
     .bind(contacts)
     .fetch_all(&mut *tx)
     .await?
     {
-        let scores: [i32; 3] =
-            [row.try_get("recency_score")?, row.try_get("frequency_score")?, row.try_get("monetary_score")?];
-        found.entry(row.try_get("contact_id")?).or_default().rfm =
-            Some((scores.map(i64::from), row.try_get("rfm_group")?));
-    }
-    for row in sqlx::query("SELECT contact_id, predicted_value FROM clv_values WHERE contact_id = ANY($1)")
-        .bind(contacts)
-        .fetch_all(&mut *tx)
-        .await?
-    {
-        found.entry(row.try_get("contact_id")?).or_default().predicted_value = Some(row.try_get("predicted_value")?);
+        let group: Option<String> = row.try_get("rfm_group")?;
+        let rfm = match group {
+            Some(group) => {
+                let scores: [i32; 3] =
+                    [row.try_get("recency_score")?, row.try_get("frequency_score")?, row.try_get("monetary_score")?];
+                Some((scores.map(i64::from), group))
+            }
+            None => None,
+        };
+        found.insert(row.try_get("id")?, Analytics { rfm, predicted_value: row.try_get("predicted_value")? });
     }
     Ok(found)
 }
