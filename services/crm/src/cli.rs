@@ -98,6 +98,11 @@ pub enum Command {
         /// 20,000 rows/s are ingested besides, --duration each (with --segments defined first).
         #[arg(long)]
         segment_latency: bool,
+        /// Time the customer analytics over the whole base (RFM, the lifetime-value fit, the
+        /// association rules), each alone and beside an ingest, printing the ingest's rate
+        /// with and without it; the analytics reads of the mix read what they computed.
+        #[arg(long)]
+        analytics: bool,
     },
     /// Tools of the alerting role that work against a running install.
     Alerting {

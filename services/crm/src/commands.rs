@@ -49,6 +49,7 @@ pub async fn run(command: Command, config: Config, telemetry: &Telemetry) -> any
             segments,
             alert_latency,
             segment_latency,
+            analytics,
         } => {
             let options = bench::BenchOptions {
                 gateway,
@@ -64,6 +65,7 @@ pub async fn run(command: Command, config: Config, telemetry: &Telemetry) -> any
                 segments,
                 alert_latency,
                 segment_latency,
+                analytics,
             };
             bench::run(options, config).await
         }

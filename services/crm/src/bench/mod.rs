@@ -13,9 +13,11 @@
 //! - `report`: the table.
 //! - `self_hosted`: a private suite on a scratch database when no `--gateway` is given.
 //! - [`alert_latency`]: from `RecordInteraction` to the alert in Alertmanager, or to `SegmentEntered`.
+//! - [`analytics`]: the customer analytics' whole-base computations, timed alone and beside an ingest.
 
 pub mod alert_latency;
 pub mod alerting_seed;
+pub mod analytics;
 pub mod load;
 pub mod operations;
 mod report;
@@ -59,6 +61,8 @@ pub struct BenchOptions {
     pub alert_latency: bool,
     /// Measure the latency to `SegmentEntered` on a Subscribe stream instead of the load phases.
     pub segment_latency: bool,
+    /// Time the customer analytics' whole-base computations before the load phases.
+    pub analytics: bool,
 }
 
 /// One target's results in both load shapes.
@@ -158,6 +162,10 @@ async fn prepare(options: &BenchOptions, gateway: &Transport, database_url: Opti
     }
     if options.mix.0.iter().any(|(operation, _)| operation.needs_score_model()) {
         scores_seed::define(gateway).await?;
+    }
+    if options.analytics {
+        let contacts = operations::TIMELINES.get().cloned().unwrap_or_default();
+        analytics::time_computations(gateway, database_url, &contacts).await?;
     }
     Ok(())
 }

@@ -5,7 +5,12 @@
 //! segmentation reads of a contact (its features, its segments with why)
 //! draw from the same contacts. A contact's score and its service tier (by
 //! id, or by phone as a call centre's queue asks) draw from the seeded
-//! contacts, scored by the default model `scores_seed` defines.
+//! contacts, scored by the default model `scores_seed` defines. The
+//! analytics reads (`bench/analytics.rs` computes what they read first):
+//! a contact's next best offers, RFM and lifetime value draw from the
+//! contacts with timelines; the whole-base answers (movement this quarter,
+//! the 80/20 view, the RFM summary, the lifetime-value model, the rules)
+//! take no contact.
 //!
 //! Contact reads draw from the contacts `--contacts` seeded ([`SAMPLE`]).
 
@@ -28,8 +33,10 @@ use crm_proto::{
         interactions_service_client::InteractionsServiceClient,
     },
     segmentation::v1::{
-        GetContactFeaturesRequest, GetContactScoreRequest, GetContactSegmentsRequest, GetServiceTierRequest,
-        get_service_tier_request, segmentation_service_client::SegmentationServiceClient,
+        GetAssociationRulesRequest, GetContactFeaturesRequest, GetContactLifetimeValueRequest, GetContactRfmRequest,
+        GetContactScoreRequest, GetContactSegmentsRequest, GetCustomerMovementRequest, GetLifetimeValueModelRequest,
+        GetNextBestOffersRequest, GetRevenueConcentrationRequest, GetRfmSummaryRequest, GetServiceTierRequest,
+        OfferPurpose, Period, get_service_tier_request, segmentation_service_client::SegmentationServiceClient,
     },
 };
 use tonic::Code;
@@ -101,10 +108,28 @@ pub enum Operation {
     ServiceTierById,
     /// `SegmentationService/GetServiceTier` of a seeded contact by its phone number (looked up in contacts).
     ServiceTierByPhone,
+    /// `GetNextBestOffers` for service of a contact with a seeded timeline.
+    NextBestOffers,
+    /// `GetNextBestOffers` for marketing by email (the frequency check in interactions) of a contact with a seeded timeline.
+    MarketingOffers,
+    /// `GetContactRfm` of a contact with a seeded timeline.
+    ContactRfm,
+    /// `GetContactLifetimeValue` of a contact with a seeded timeline.
+    ContactLifetimeValue,
+    /// `GetCustomerMovement` of this quarter, in EUR, against the previous one.
+    CustomerMovement,
+    /// `GetRevenueConcentration` over the last 365 days in EUR (the 80/20 view, with data gaps).
+    RevenueConcentration,
+    /// `GetRfmSummary`: the last computation's group counts.
+    RfmSummary,
+    /// `GetLifetimeValueModel`: the last fit.
+    LifetimeValueModel,
+    /// `GetAssociationRules`: the 20 strongest stored rules.
+    AssociationRules,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 15] = [
+    pub const ALL: [Operation; 24] = [
         Operation::TimelinePage,
         Operation::ContactSummary,
         Operation::RecordInteraction,
@@ -113,6 +138,15 @@ impl Operation {
         Operation::ContactScore,
         Operation::ServiceTierById,
         Operation::ServiceTierByPhone,
+        Operation::NextBestOffers,
+        Operation::MarketingOffers,
+        Operation::ContactRfm,
+        Operation::ContactLifetimeValue,
+        Operation::CustomerMovement,
+        Operation::RevenueConcentration,
+        Operation::RfmSummary,
+        Operation::LifetimeValueModel,
+        Operation::AssociationRules,
         Operation::ListEvents,
         Operation::GetContact,
         Operation::CreateContact,
@@ -139,12 +173,37 @@ impl Operation {
             Operation::ContactScore => "contact_score",
             Operation::ServiceTierById => "service_tier_id",
             Operation::ServiceTierByPhone => "service_tier_phone",
+            Operation::NextBestOffers => "next_best_offers",
+            Operation::MarketingOffers => "marketing_offers",
+            Operation::ContactRfm => "contact_rfm",
+            Operation::ContactLifetimeValue => "contact_lifetime_value",
+            Operation::CustomerMovement => "customer_movement",
+            Operation::RevenueConcentration => "revenue_concentration",
+            Operation::RfmSummary => "rfm_summary",
+            Operation::LifetimeValueModel => "lifetime_value_model",
+            Operation::AssociationRules => "association_rules",
         }
     }
 
     /// Whether the operation calls another role than contacts (interactions, segmentation).
     pub fn calls_other_roles(self) -> bool {
-        self.needs_timelines() || self.needs_score_model()
+        self.needs_timelines() || self.needs_score_model() || self.reads_analytics()
+    }
+
+    /// Whether the operation reads what the customer analytics computed (`bench/analytics.rs`).
+    pub fn reads_analytics(self) -> bool {
+        matches!(
+            self,
+            Operation::NextBestOffers
+                | Operation::MarketingOffers
+                | Operation::ContactRfm
+                | Operation::ContactLifetimeValue
+                | Operation::CustomerMovement
+                | Operation::RevenueConcentration
+                | Operation::RfmSummary
+                | Operation::LifetimeValueModel
+                | Operation::AssociationRules
+        )
     }
 
     /// Whether the operation reads scores: a default score model must exist (`scores_seed`).
@@ -161,12 +220,18 @@ impl Operation {
                 | Operation::RecordInteraction
                 | Operation::ContactFeatures
                 | Operation::ContactSegments
+                | Operation::NextBestOffers
+                | Operation::MarketingOffers
+                | Operation::ContactRfm
+                | Operation::ContactLifetimeValue
         )
     }
 
     /// Whether the operation reads seeded contacts (`--contacts`).
     pub fn needs_sample(self) -> bool {
-        !matches!(self, Operation::ListEvents | Operation::CreateContact) && !self.needs_timelines()
+        !matches!(self, Operation::ListEvents | Operation::CreateContact)
+            && !self.needs_timelines()
+            && !self.reads_analytics()
     }
 
     /// Makes one call; `Err` carries the gRPC code.
@@ -265,6 +330,51 @@ impl Operation {
                 };
                 let request = GetServiceTierRequest { contact: Some(contact), model_id: String::new() };
                 segmentation.get_service_tier(request).await.map(|_| ())
+            }
+            Operation::NextBestOffers | Operation::MarketingOffers => {
+                let contacts = timelines()?;
+                let (purpose, channel) = match self {
+                    Operation::NextBestOffers => (OfferPurpose::Service, Channel::Unspecified),
+                    _ => (OfferPurpose::Marketing, Channel::Email),
+                };
+                let request = GetNextBestOffersRequest {
+                    contact_id: contacts[draw() % contacts.len()].to_string(),
+                    purpose: purpose as i32,
+                    channel: channel as i32,
+                    limit: 3,
+                };
+                segmentation.get_next_best_offers(request).await.map(|_| ())
+            }
+            Operation::ContactRfm => {
+                let contacts = timelines()?;
+                let contact_id = contacts[draw() % contacts.len()].to_string();
+                segmentation.get_contact_rfm(GetContactRfmRequest { contact_id }).await.map(|_| ())
+            }
+            Operation::ContactLifetimeValue => {
+                let contacts = timelines()?;
+                let contact_id = contacts[draw() % contacts.len()].to_string();
+                let request = GetContactLifetimeValueRequest { contact_id };
+                segmentation.get_contact_lifetime_value(request).await.map(|_| ())
+            }
+            Operation::CustomerMovement => {
+                let request = GetCustomerMovementRequest {
+                    period: Period::Quarter as i32,
+                    currency_code: "EUR".into(),
+                    ..Default::default()
+                };
+                segmentation.get_customer_movement(request).await.map(|_| ())
+            }
+            Operation::RevenueConcentration => {
+                let request = GetRevenueConcentrationRequest { currency_code: "EUR".into(), ..Default::default() };
+                segmentation.get_revenue_concentration(request).await.map(|_| ())
+            }
+            Operation::RfmSummary => segmentation.get_rfm_summary(GetRfmSummaryRequest {}).await.map(|_| ()),
+            Operation::LifetimeValueModel => {
+                segmentation.get_lifetime_value_model(GetLifetimeValueModelRequest {}).await.map(|_| ())
+            }
+            Operation::AssociationRules => {
+                let request = GetAssociationRulesRequest { page_size: 20 };
+                segmentation.get_association_rules(request).await.map(|_| ())
             }
         };
         outcome.map_err(|status| status.code())

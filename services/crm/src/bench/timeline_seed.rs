@@ -1,6 +1,8 @@
 //! `--interactions N`: ingests N synthetic interactions (spread over N/50
 //! new contact ids, or over the contacts `--contacts` imported, over the
-//! last year) through `IngestInteractions`, timed, next to
+//! last year; purchases carry one or two SKUs of a catalogue of 200 in
+//! which each even SKU is often bought with the next, so that the customer
+//! analytics find rules) through `IngestInteractions`, timed, next to
 //! a plain `COPY` of the same rows into a scratch table in the same run;
 //! keeps the contact ids for the timeline and summary operations.
 
@@ -9,7 +11,7 @@ use std::time::Instant;
 use crm_proto::{
     common::v1::Money,
     interactions::v1::{
-        Channel, Direction, IngestInteractionsRequest, IngestOutcome, Interaction, Kind,
+        Channel, Direction, IngestInteractionsRequest, IngestOutcome, Interaction, Kind, ProductLine,
         interactions_service_client::InteractionsServiceClient,
     },
 };
@@ -18,7 +20,7 @@ use uuid::Uuid;
 
 use super::transport::Transport;
 
-const BATCH: usize = 5000;
+pub const BATCH: usize = 5000;
 const PER_CONTACT: usize = 50;
 const CHANNELS: [Channel; 5] = [Channel::Web, Channel::Email, Channel::Phone, Channel::Store, Channel::Billing];
 const KINDS: [Kind; 5] = [Kind::Purchase, Kind::Inquiry, Kind::Visit, Kind::Payment, Kind::Complaint];
@@ -39,8 +41,16 @@ pub async fn contacts_from(database_url: &str) -> anyhow::Result<Vec<Uuid>> {
     Ok(contacts)
 }
 
+/// The SKUs of purchase `n`: one of 200, and two times in three its pair
+/// (SKU 2k with 2k+1), so that each pair makes a strong rule.
+fn product_lines(n: usize) -> Vec<ProductLine> {
+    let first = (n / KINDS.len()).wrapping_mul(7919) % 200;
+    let line = |sku: usize| ProductLine { sku: format!("SKU-{sku:03}"), quantity: 1, unit_price: None };
+    if n.is_multiple_of(3) { vec![line(first)] } else { vec![line(first), line(first ^ 1)] }
+}
+
 /// Interaction `n`, the same every time it is asked for.
-fn interaction(n: usize, contacts: &[Uuid], now: i64) -> Interaction {
+pub fn interaction(n: usize, contacts: &[Uuid], now: i64) -> Interaction {
     let kind = KINDS[n % KINDS.len()];
     let money = matches!(kind, Kind::Purchase | Kind::Payment);
     Interaction {
@@ -54,6 +64,7 @@ fn interaction(n: usize, contacts: &[Uuid], now: i64) -> Interaction {
         duration_ms: (n % 600_000) as i64,
         sentiment: (kind == Kind::Complaint).then_some(-0.4),
         pain_points: if kind == Kind::Complaint { vec![format!("problem {}", n % 13)] } else { Vec::new() },
+        product_lines: if kind == Kind::Purchase { product_lines(n) } else { Vec::new() },
         source: "bench".into(),
         external_id: format!("I{n}"),
         ..Default::default()
@@ -61,7 +72,7 @@ fn interaction(n: usize, contacts: &[Uuid], now: i64) -> Interaction {
 }
 
 /// Ingests interactions `range` for `contacts` in one stream; returns (stored, other, seconds).
-async fn ingest(
+pub async fn ingest(
     transport: &Transport,
     range: std::ops::Range<usize>,
     contacts: &[Uuid],
@@ -189,7 +200,7 @@ const FOLLOWERS: [(&str, &str); 3] = [
 ];
 
 /// Waits (up to five minutes) until every follower of the interactions feed has applied it to its end.
-async fn drained(database_url: &str) -> anyhow::Result<()> {
+pub async fn drained(database_url: &str) -> anyhow::Result<()> {
     let mut conn = PgConnection::connect(database_url).await?;
     let started = Instant::now();
     let end: Option<(i64, i64)> = sqlx::query_as(

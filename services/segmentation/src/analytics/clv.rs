@@ -17,7 +17,15 @@
 //! Predicted value over a horizon = expected purchases × expected spend
 //! (undiscounted). The likelihoods are the papers' closed forms; the
 //! fitter minimises their negation over the logarithms of the parameters
-//! (so they stay positive) with Nelder–Mead (`argmin`).
+//! (so they stay positive) with Nelder–Mead (`argmin`). A base's histories
+//! repeat (days are whole, repeat counts small), so each distinct one is
+//! computed once per step, weighted by how many customers share it; the
+//! terms that depend on the repeat count alone once per count; the sum
+//! spread over the cores (a fit takes a few hundred steps over the whole
+//! base). `total_log_likelihood` equals the sum of the per-customer
+//! closed forms, which a test checks.
+
+use std::collections::BTreeMap;
 
 use argmin::{
     core::{CostFunction, Executor},
@@ -25,6 +33,8 @@ use argmin::{
 };
 use chrono::{DateTime, Utc};
 use libm::lgamma;
+
+use crate::parallel;
 
 /// The fewest customers (and repeat customers, for spend) a fit needs.
 pub const MIN_CUSTOMERS: usize = 10;
@@ -129,6 +139,108 @@ impl BgNbd {
     }
 }
 
+/// Distinct histories, each with how many customers share it, ordered by
+/// repeat purchases first (so the terms of one count are made once).
+#[derive(Clone, Debug)]
+pub struct Histories(Vec<(History, f64)>);
+
+impl Histories {
+    pub fn new(customers: &[History]) -> Self {
+        // Positive floats order as their bits do.
+        let mut counts: BTreeMap<(u64, u64, u64), f64> = BTreeMap::new();
+        for h in customers {
+            *counts.entry((h.x.to_bits(), h.t_x.to_bits(), h.t.to_bits())).or_default() += 1.0;
+        }
+        let distinct = counts
+            .into_iter()
+            .map(|((x, t_x, t), n)| {
+                (History { x: f64::from_bits(x), t_x: f64::from_bits(t_x), t: f64::from_bits(t) }, n)
+            })
+            .collect();
+        Histories(distinct)
+    }
+
+    /// How many distinct histories there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl BgNbd {
+    /// The log-likelihood of every customer of `histories`: the sum of
+    /// [`BgNbd::log_likelihood`] over them, computed by distinct history.
+    pub fn total_log_likelihood(&self, histories: &Histories) -> f64 {
+        let BgNbd { r, alpha, a, b } = *self;
+        let shared = -lgamma(r) + r * alpha.ln() + lgamma(a + b) - lgamma(b);
+        parallel::sum(&histories.0, |chunk| {
+            // (x, the terms of x alone, ln(a / (b + x - 1)))
+            let mut of_x = (f64::NAN, 0.0, 0.0);
+            let mut total = 0.0;
+            for (h, n) in chunk {
+                let x = h.x;
+                if x != of_x.0 {
+                    let ln_a4 = if x > 0.0 { (a / (b + x - 1.0)).ln() } else { f64::NEG_INFINITY };
+                    of_x = (x, lgamma(r + x) + lgamma(b + x) - lgamma(a + b + x), ln_a4);
+                }
+                let ln_a3 = -(r + x) * (alpha + h.t).ln();
+                let ln_a4 = if x > 0.0 { of_x.2 - (r + x) * (alpha + h.t_x).ln() } else { f64::NEG_INFINITY };
+                total += n * (shared + of_x.1 + log_add_exp(ln_a3, ln_a4));
+            }
+            total
+        })
+    }
+}
+
+/// Repeat customers for Gamma-Gamma: distinct (repeat purchases, mean
+/// spend), each with how many share it and the mean's logarithm, by
+/// repeat purchases first.
+#[derive(Clone, Debug)]
+pub struct Spenders(Vec<(f64, f64, f64, f64)>);
+
+impl Spenders {
+    pub fn new(customers: &[(f64, f64)]) -> Self {
+        let mut counts: BTreeMap<(u64, u64), f64> = BTreeMap::new();
+        for (x, mean) in customers {
+            *counts.entry((x.to_bits(), mean.to_bits())).or_default() += 1.0;
+        }
+        let distinct = counts
+            .into_iter()
+            .map(|((x, mean), n)| {
+                let (x, mean) = (f64::from_bits(x), f64::from_bits(mean));
+                (x, mean, mean.ln(), n)
+            })
+            .collect();
+        Spenders(distinct)
+    }
+}
+
+impl GammaGamma {
+    /// The log-likelihood of every repeat customer of `spenders`: the sum
+    /// of [`GammaGamma::log_likelihood`] over them.
+    pub fn total_log_likelihood(&self, spenders: &Spenders) -> f64 {
+        let GammaGamma { p, q, gamma } = *self;
+        let shared = -lgamma(q) + q * gamma.ln();
+        parallel::sum(&spenders.0, |chunk| {
+            // (x, the terms of x alone)
+            let mut of_x = (f64::NAN, 0.0);
+            let mut total = 0.0;
+            for (x, mean, ln_mean, n) in chunk {
+                let px = p * x;
+                if *x != of_x.0 {
+                    of_x = (*x, lgamma(px + q) - lgamma(px) + px * x.ln());
+                }
+                total += n * (shared + of_x.1 + (px - 1.0) * ln_mean - (px + q) * (x * mean + gamma).ln());
+            }
+            total
+        })
+    }
+}
+
 /// Gauss's hypergeometric function ₂F₁(a, b; c; z) for 0 ≤ z < 1, by its series.
 fn hyp2f1(a: f64, b: f64, c: f64, z: f64) -> f64 {
     let (mut term, mut sum) = (1.0, 1.0);
@@ -194,18 +306,18 @@ fn fit_params<F: Fn(&[f64]) -> f64>(dimensions: usize, log_likelihood: F) -> any
 
 /// BG/NBD fitted to `customers`, with its log-likelihood.
 pub fn fit_bgnbd(customers: &[History]) -> anyhow::Result<(BgNbd, f64)> {
+    let histories = Histories::new(customers);
     let (params, log_likelihood) = fit_params(4, |params| {
-        let model = BgNbd { r: params[0], alpha: params[1], a: params[2], b: params[3] };
-        customers.iter().map(|history| model.log_likelihood(history)).sum()
+        BgNbd { r: params[0], alpha: params[1], a: params[2], b: params[3] }.total_log_likelihood(&histories)
     })?;
     Ok((BgNbd { r: params[0], alpha: params[1], a: params[2], b: params[3] }, log_likelihood))
 }
 
 /// Gamma-Gamma fitted to the customers with a repeat purchase: (x, mean spend).
 pub fn fit_gamma_gamma(customers: &[(f64, f64)]) -> anyhow::Result<(GammaGamma, f64)> {
+    let spenders = Spenders::new(customers);
     let (params, log_likelihood) = fit_params(3, |params| {
-        let model = GammaGamma { p: params[0], q: params[1], gamma: params[2] };
-        customers.iter().map(|(x, mean)| model.log_likelihood(*x, *mean)).sum()
+        GammaGamma { p: params[0], q: params[1], gamma: params[2] }.total_log_likelihood(&spenders)
     })?;
     Ok((GammaGamma { p: params[0], q: params[1], gamma: params[2] }, log_likelihood))
 }

@@ -30,6 +30,34 @@ fn the_log_likelihood_matches_the_published_cdnow_fit() {
     assert!((total - -9582.4).abs() < 0.5, "{total}");
 }
 
+/// The grouped, per-count, cores-spread totals the fitter uses equal the
+/// plain sums of the papers' per-customer closed forms: over CDNOW, and
+/// over CDNOW repeated (more than one core's share, histories shared).
+#[test]
+fn the_fitters_totals_equal_the_per_customer_sums() {
+    let data = cdnow();
+    for copies in [1, 9] {
+        let customers: Vec<History> = (0..copies).flat_map(|_| data.iter().map(|(history, _)| *history)).collect();
+        let spenders: Vec<(f64, f64)> =
+            (0..copies).flat_map(|_| data.iter().filter(|(h, _)| h.x > 0.0).map(|(h, mean)| (h.x, *mean))).collect();
+        let histories = Histories::new(&customers);
+        assert!(histories.len() < customers.len() / copies + 1, "{} distinct", histories.len());
+        let spends = Spenders::new(&spenders);
+        for model in
+            [BgNbd { r: 0.243, alpha: 4.414, a: 0.793, b: 2.426 }, BgNbd { r: 1.7, alpha: 0.3, a: 3.1, b: 0.6 }]
+        {
+            let plain: f64 = customers.iter().map(|history| model.log_likelihood(history)).sum();
+            let grouped = model.total_log_likelihood(&histories);
+            assert!(within(grouped, plain, 1e-10), "{model:?}: {grouped} against {plain}");
+        }
+        for model in [GammaGamma { p: 6.25, q: 3.74, gamma: 15.44 }, GammaGamma { p: 0.8, q: 9.0, gamma: 2.0 }] {
+            let plain: f64 = spenders.iter().map(|(x, mean)| model.log_likelihood(*x, *mean)).sum();
+            let grouped = model.total_log_likelihood(&spends);
+            assert!(within(grouped, plain, 1e-10), "{model:?}: {grouped} against {plain}");
+        }
+    }
+}
+
 #[test]
 fn the_fitter_finds_the_published_cdnow_parameters() {
     let data = cdnow();
