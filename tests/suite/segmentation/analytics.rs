@@ -97,7 +97,9 @@ fn quarter_of_2025_q2() -> GetCustomerMovementRequest {
 
 #[tokio::test]
 async fn movement_and_concentration_on_a_hand_checked_base() {
-    let Shop { _db, suite, mut contacts, mut interactions, mut segmentation } = open_shop(Clock::system()).await;
+    // A clock the test moves: whole-base answers are kept for a minute of it.
+    let clock = Clock::manual(chrono::Utc::now());
+    let Shop { _db, suite, mut contacts, mut interactions, mut segmentation } = open_shop(clock.clone()).await;
 
     let mut ids = Vec::new();
     for (given, family, owner, phone, day) in [
@@ -163,9 +165,11 @@ async fn movement_and_concentration_on_a_hand_checked_base() {
             .unwrap();
     }
 
-    // Every purchase applied, and every profile (Robert's gaps show his).
+    // Every purchase applied, and every profile (Robert's gaps show his);
+    // each ask a minute later than the last, so that the kept answer is recomputed.
     eventually(Duration::from_secs(30), "the read model caught up", || {
         let mut client = segmentation.clone();
+        clock.advance(chrono::Duration::seconds(61));
         async move {
             let request = GetRevenueConcentrationRequest { currency_code: "EUR".into(), ..Default::default() };
             client.get_revenue_concentration(request).await.is_ok_and(|found| {
@@ -295,6 +299,47 @@ async fn movement_and_concentration_on_a_hand_checked_base() {
         .unwrap()
         .into_inner();
     assert_eq!((longer.revenue, longer.core[0].contact_id.as_str()), (9000, emil.as_str()));
+
+    // A purchase now: the kept answer is given for a minute, then once more while it is recomputed, then the new one.
+    let ask = || {
+        let mut client = segmentation.clone();
+        async move {
+            let request = GetRevenueConcentrationRequest { currency_code: "EUR".into(), ..Default::default() };
+            client.get_revenue_concentration(request).await.unwrap().into_inner()
+        }
+    };
+    let kept = ask().await;
+    interactions
+        .record_interaction(RecordInteractionRequest {
+            interaction: Some(purchase(&bruno, days_ago(1), "EUR", 250)),
+            contact_lookup: None,
+        })
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(30), "the purchase applied", || {
+        let mut client = segmentation.clone();
+        let bruno = bruno.clone();
+        async move {
+            let request = GetContactFeaturesRequest { contact_id: bruno };
+            // Bruno's purchases of the last 365 days: 300 thirty days ago, and this one.
+            client.get_contact_features(request).await.is_ok_and(|found| {
+                found.get_ref().features["purchases_365d"].value == Some(feature_value::Value::IntValue(2))
+            })
+        }
+    })
+    .await;
+    clock.advance(chrono::Duration::seconds(59));
+    assert_eq!(ask().await, kept, "kept for a minute");
+    clock.advance(chrono::Duration::seconds(1));
+    assert_eq!(ask().await, kept, "the kept answer once more, while it is recomputed");
+    eventually(Duration::from_secs(30), "the recomputed answer", || {
+        let answer = ask();
+        async move { answer.await.revenue == 2250 }
+    })
+    .await;
+    let fresh = ask().await;
+    let seconds = |answer: &RevenueConcentration| answer.computed_time.map(|at| at.seconds);
+    assert!(seconds(&fresh) > seconds(&kept) && fresh.window_end == fresh.computed_time, "{fresh:?}");
 
     // Bad requests name their fields.
     let bad = segmentation

@@ -28,7 +28,7 @@ pub enum Comparison {
 }
 
 /// A half-open span of time: `[start, end)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Span {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,

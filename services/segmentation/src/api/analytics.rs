@@ -1,12 +1,15 @@
 //! The customer analytics RPCs (movement, concentration, RFM, lifetime
 //! value): validate the
 //! period, currency and window, read the totals from the store, let
-//! `crate::analytics` decide what they mean, map the answer.
+//! `crate::analytics` decide what they mean, map the answer. Movement and
+//! concentration read every purchase of the base: their answers are kept
+//! a while (`super::answers`).
 
 use chrono::Duration;
 use crm_platform::{
     Error,
     error::Violations,
+    local::RoleChannel,
     principal::{Caller, SignedChannel},
     timestamp::{from_proto, to_proto},
 };
@@ -145,23 +148,36 @@ impl SegmentationApi {
         violations.into_result()?;
 
         let (period, compared) = period(at, length, comparison);
-        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
-        let customers = store::bought(&mut conn, &currency, period, compared, churn).await?;
-        drop(conn);
-        let (total, owners) = movement::count(&customers, period, churn, now);
-        Ok(Response::new(pb::CustomerMovement {
-            period_start: Some(to_proto(period.start)),
-            period_end: Some(to_proto(period.end)),
-            compared_start: Some(to_proto(compared.start)),
-            compared_end: Some(to_proto(compared.end)),
-            currency_code: currency,
-            churn_days: churn.num_days() as i32,
-            total: Some(to_counts(&total)),
-            owners: owners
-                .iter()
-                .map(|(owner, counts)| pb::OwnerMovement { owner: owner.clone(), counts: Some(to_counts(counts)) })
-                .collect(),
-        }))
+        let question = (currency.clone(), period, compared, churn.num_days());
+        let pool = self.pool.clone();
+        let answer = self
+            .answers
+            .movement
+            .get(question, now, async move {
+                let mut conn = pool.acquire().await.map_err(Error::from)?;
+                let customers = store::bought(&mut conn, &currency, period, compared, churn).await?;
+                drop(conn);
+                let (total, owners) = movement::count(&customers, period, churn, now);
+                Ok(pb::CustomerMovement {
+                    period_start: Some(to_proto(period.start)),
+                    period_end: Some(to_proto(period.end)),
+                    compared_start: Some(to_proto(compared.start)),
+                    compared_end: Some(to_proto(compared.end)),
+                    currency_code: currency,
+                    churn_days: churn.num_days() as i32,
+                    total: Some(to_counts(&total)),
+                    owners: owners
+                        .iter()
+                        .map(|(owner, counts)| pb::OwnerMovement {
+                            owner: owner.clone(),
+                            counts: Some(to_counts(counts)),
+                        })
+                        .collect(),
+                    computed_time: Some(to_proto(now)),
+                })
+            })
+            .await?;
+        Ok(Response::new(answer.as_ref().clone()))
     }
 
     pub(super) async fn get_revenue_concentration(
@@ -178,102 +194,140 @@ impl SegmentationApi {
         violations.into_result()?;
 
         let now = self.clock.now();
-        let window = Span { start: now - window, end: now };
-        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
-        let ranking = store::revenue_ranking(&mut conn, &currency, window).await?;
-        let revenues: Vec<i64> = ranking.iter().map(|(_, revenue)| *revenue).collect();
-        let found = concentration::concentration(&revenues, core_share);
-        let core: Vec<Uuid> = ranking.iter().take(found.core_customers as usize).map(|(contact, _)| *contact).collect();
-        let profiles = read_model::profiles(&mut conn, &core).await?;
-        drop(conn);
-
-        let listed = &core[..core.len().min(core_limit)];
-        let duplicated = self.likely_duplicates(&caller, listed).await?;
-        let mut gap_counts = std::collections::BTreeMap::<Gap, i64>::new();
-        let mut listed_customers = Vec::with_capacity(listed.len());
-        for (rank, contact) in core.iter().enumerate() {
-            let mut gaps = concentration::gaps(profiles.get(contact));
-            if rank < listed.len() && duplicated[rank] {
-                gaps.push(Gap::LikelyDuplicate);
-            }
-            for gap in &gaps {
-                *gap_counts.entry(*gap).or_default() += 1;
-            }
-            if rank < listed.len() {
-                listed_customers.push(pb::CoreCustomer {
-                    contact_id: contact.to_string(),
-                    revenue: ranking[rank].1,
-                    rank: rank as i64 + 1,
-                    gaps: gaps.iter().map(|gap| to_gap(*gap) as i32).collect(),
-                });
-            }
-        }
-        Ok(Response::new(pb::RevenueConcentration {
-            window_start: Some(to_proto(window.start)),
-            window_end: Some(to_proto(window.end)),
-            currency_code: currency,
-            customers: found.customers,
-            revenue: found.revenue,
-            curve: found
-                .curve
-                .iter()
-                .map(|(customer_share, revenue_share)| pb::ConcentrationPoint {
-                    customer_share: *customer_share,
-                    revenue_share: *revenue_share,
-                })
-                .collect(),
-            core_customers: found.core_customers,
-            core_revenue_share: found.core_revenue_share,
-            core_gaps: gap_counts
-                .iter()
-                .map(|(gap, customers)| pb::GapCount { gap: to_gap(*gap) as i32, customers: *customers })
-                .collect(),
-            core: listed_customers,
-        }))
+        // Whether a core customer is a likely duplicate is asked as the caller: each caller has its own answers.
+        let question =
+            (currency.clone(), window.num_days(), core_share.to_bits(), core_limit, caller.principal.key_id.clone());
+        let (pool, duplicates) = (self.pool.clone(), self.duplicates(caller));
+        let answer = self
+            .answers
+            .concentration
+            .get(question, now, async move {
+                concentration_answer(
+                    pool,
+                    duplicates?,
+                    currency,
+                    Span { start: now - window, end: now },
+                    core_share,
+                    core_limit,
+                )
+                .await
+                .map_err(Status::from)
+            })
+            .await?;
+        Ok(Response::new(answer.as_ref().clone()))
     }
 
-    /// Whether the contacts role finds likely duplicates of each of
-    /// `contacts` (asked as the caller, a few at once), in order.
-    async fn likely_duplicates(&self, caller: &Caller, contacts: &[Uuid]) -> Result<Vec<bool>, Error> {
-        if contacts.is_empty() {
-            return Ok(Vec::new());
-        }
+    /// The contacts role as `caller`, to ask it for duplicates (an error to give when it is not configured).
+    fn duplicates(&self, caller: Caller) -> Result<ContactsServiceClient<SignedChannel<RoleChannel>>, Error> {
         let channel = self.contacts.clone().ok_or_else(|| Error::Unavailable {
             message:
                 "the contacts role is not configured for this role: core customers cannot be checked for duplicates"
                     .into(),
             retry_after: std::time::Duration::from_secs(1),
         })?;
-        let client =
-            ContactsServiceClient::new(SignedChannel::new(channel, self.identity.clone(), caller.principal.clone()));
-        let requests: Vec<FindDuplicatesRequest> = contacts
-            .iter()
-            .map(|contact| FindDuplicatesRequest { contact_id: contact.to_string(), ..Default::default() })
-            .collect();
-        stream::iter(requests.into_iter().map(|request| {
-            let mut client = client.clone();
-            async move {
-                match client.find_duplicates(request).await {
-                    Ok(found) => Ok(!found.get_ref().pairs.is_empty()),
-                    // Erased or merged since the read model last heard: no duplicate to fix.
-                    Err(status) if status.code() == tonic::Code::NotFound => Ok(false),
-                    Err(status) if status.code() == tonic::Code::PermissionDenied => {
-                        Err(Error::PermissionDenied(status.message().to_string()))
-                    }
-                    Err(status) => Err(Error::Unavailable {
-                        message: format!(
-                            "the contacts role could not check core customers for duplicates: {}",
-                            status.message()
-                        ),
-                        retry_after: std::time::Duration::from_millis(500),
-                    }),
-                }
-            }
-        }))
-        .buffered(DUPLICATE_CHECKS_AT_ONCE)
-        .try_collect()
-        .await
+        Ok(ContactsServiceClient::new(SignedChannel::new(channel, self.identity.clone(), caller.principal)))
     }
+}
+
+/// The 80/20 view of `window`: the ranking, the curve, the core customers and their gaps.
+async fn concentration_answer(
+    pool: sqlx::PgPool,
+    contacts: ContactsServiceClient<SignedChannel<RoleChannel>>,
+    currency: String,
+    window: Span,
+    core_share: f64,
+    core_limit: usize,
+) -> Result<pb::RevenueConcentration, Error> {
+    let mut conn = pool.acquire().await?;
+    let ranking = store::revenue_ranking(&mut conn, &currency, window).await?;
+    let revenues: Vec<i64> = ranking.iter().map(|(_, revenue)| *revenue).collect();
+    let found = concentration::concentration(&revenues, core_share);
+    let core: Vec<Uuid> = ranking.iter().take(found.core_customers as usize).map(|(contact, _)| *contact).collect();
+    let profiles = read_model::profiles(&mut conn, &core).await?;
+    drop(conn);
+
+    let listed = &core[..core.len().min(core_limit)];
+    let duplicated = likely_duplicates(contacts, listed).await?;
+    let mut gap_counts = std::collections::BTreeMap::<Gap, i64>::new();
+    let mut listed_customers = Vec::with_capacity(listed.len());
+    for (rank, contact) in core.iter().enumerate() {
+        let mut gaps = concentration::gaps(profiles.get(contact));
+        if rank < listed.len() && duplicated[rank] {
+            gaps.push(Gap::LikelyDuplicate);
+        }
+        for gap in &gaps {
+            *gap_counts.entry(*gap).or_default() += 1;
+        }
+        if rank < listed.len() {
+            listed_customers.push(pb::CoreCustomer {
+                contact_id: contact.to_string(),
+                revenue: ranking[rank].1,
+                rank: rank as i64 + 1,
+                gaps: gaps.iter().map(|gap| to_gap(*gap) as i32).collect(),
+            });
+        }
+    }
+    Ok(pb::RevenueConcentration {
+        window_start: Some(to_proto(window.start)),
+        window_end: Some(to_proto(window.end)),
+        currency_code: currency,
+        customers: found.customers,
+        revenue: found.revenue,
+        curve: found
+            .curve
+            .iter()
+            .map(|(customer_share, revenue_share)| pb::ConcentrationPoint {
+                customer_share: *customer_share,
+                revenue_share: *revenue_share,
+            })
+            .collect(),
+        core_customers: found.core_customers,
+        core_revenue_share: found.core_revenue_share,
+        core_gaps: gap_counts
+            .iter()
+            .map(|(gap, customers)| pb::GapCount { gap: to_gap(*gap) as i32, customers: *customers })
+            .collect(),
+        core: listed_customers,
+        computed_time: Some(to_proto(window.end)),
+    })
+}
+
+/// Whether the contacts role finds likely duplicates of each of
+/// `contacts` (asked as the caller, a few at once), in order.
+async fn likely_duplicates(
+    client: ContactsServiceClient<SignedChannel<RoleChannel>>,
+    contacts: &[Uuid],
+) -> Result<Vec<bool>, Error> {
+    if contacts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let requests: Vec<FindDuplicatesRequest> = contacts
+        .iter()
+        .map(|contact| FindDuplicatesRequest { contact_id: contact.to_string(), ..Default::default() })
+        .collect();
+    stream::iter(requests.into_iter().map(|request| {
+        let mut client = client.clone();
+        async move {
+            match client.find_duplicates(request).await {
+                Ok(found) => Ok(!found.get_ref().pairs.is_empty()),
+                // Erased or merged since the read model last heard: no duplicate to fix.
+                Err(status) if status.code() == tonic::Code::NotFound => Ok(false),
+                Err(status) if status.code() == tonic::Code::PermissionDenied => {
+                    Err(Error::PermissionDenied(status.message().to_string()))
+                }
+                Err(status) => Err(Error::Unavailable {
+                    message: format!(
+                        "the contacts role could not check core customers for duplicates: {}",
+                        status.message()
+                    ),
+                    retry_after: std::time::Duration::from_millis(500),
+                }),
+            }
+        }
+    }))
+    .buffered(DUPLICATE_CHECKS_AT_ONCE)
+    .try_collect()
+    .await
 }
 
 fn to_summary(run: Option<&RfmRun>, groups: &[(String, i64, i64)]) -> pb::RfmSummary {

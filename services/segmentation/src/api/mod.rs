@@ -4,9 +4,11 @@
 //! - this module: features, segments and the feed;
 //! - [`scores`]: score models, contact scores and service tiers;
 //! - [`analytics`]: customers won, lost, grown and shrunk; how concentrated revenue is; RFM; lifetime value;
+//! - [`answers`]: whole-base answers kept a while and refreshed behind;
 //! - [`offers`]: association rules and next best offers.
 
 mod analytics;
+mod answers;
 mod offers;
 mod scores;
 
@@ -64,6 +66,19 @@ pub struct SegmentationApi {
     interactions: Option<RoleChannel>,
     /// Signs the caller's principal on calls to the other roles.
     identity: crm_platform::principal::IdentitySigner,
+    /// The whole-base analytics' answers, kept a while.
+    answers: Analytics,
+}
+
+/// Questions: movement (currency, period, compared span, churn days);
+/// concentration (currency, window days, core share's bits, core listed, caller's key).
+type MovementQuestion = (String, crate::analytics::Span, crate::analytics::Span, i64);
+type ConcentrationQuestion = (String, i64, u64, usize, String);
+
+#[derive(Default)]
+struct Analytics {
+    movement: answers::Answers<MovementQuestion, pb::CustomerMovement>,
+    concentration: answers::Answers<ConcentrationQuestion, pb::RevenueConcentration>,
 }
 
 impl SegmentationApi {
@@ -77,6 +92,7 @@ impl SegmentationApi {
             contacts: peers.contacts,
             interactions: peers.interactions,
             identity: ctx.identity.clone(),
+            answers: Analytics::default(),
         })
     }
 
