@@ -140,7 +140,7 @@ async fn prepare(options: &BenchOptions, gateway: &Transport, database_url: Opti
         segments_seed::define(gateway, options.segments).await?;
         timeline_seed::seed(gateway, database_url, options.interactions, &contacts, options.alerting).await?;
         let _ = operations::TIMELINES.set(contacts);
-    } else if options.mix.0.iter().any(|(operation, _)| operation.needs_timelines()) {
+    } else if options.analytics || options.mix.0.iter().any(|(operation, _)| operation.needs_timelines()) {
         let Some(url) = database_url else {
             anyhow::bail!(
                 "the mix reads timelines: load some with --interactions N, or set DATABASE_URL to draw them from the install"

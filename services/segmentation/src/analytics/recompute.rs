@@ -84,8 +84,9 @@ pub async fn compute_rfm(
         customers.iter().zip(scores).map(|((contact, totals), scores)| (*contact, *totals, scores)).collect();
     let run = RfmRun { computed_at: now, currency: currency.to_string(), window_days, customers: scored.len() as i64 };
     let mut tx = pool.begin().await?;
-    store::save_rfm(&mut tx, &run, &scored, by).await?;
+    let affected = store::save_rfm(&mut tx, &run, &scored, by).await?;
     tx.commit().await?;
+    store::mark_due(pool, affected, now).await?;
     Ok(run)
 }
 
@@ -157,8 +158,9 @@ pub async fn fit_clv(
     };
     let values: Vec<_> = customers.iter().map(|(contact, _)| *contact).zip(values).collect();
     let mut tx = pool.begin().await?;
-    store::save_clv(&mut tx, &fit, &values, by).await?;
+    let affected = store::save_clv(&mut tx, &fit, &values, by).await?;
     tx.commit().await?;
+    store::mark_due(pool, affected, now).await?;
     Ok(fit)
 }
 

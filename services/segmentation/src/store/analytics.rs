@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, Utc};
 use crm_platform::Error;
-use sqlx::{PgConnection, Row, postgres::PgRow};
+use sqlx::{PgConnection, PgPool, Row, postgres::PgRow};
 use uuid::Uuid;
 
 use crate::analytics::{
@@ -253,15 +253,18 @@ pub struct RfmRun {
     pub customers: i64,
 }
 
-/// Replaces the stored RFM scores.
+/// Replaces the stored RFM scores; answers the contacts whose scores
+/// changed hands (held before or now), whose features [`mark_due`] must
+/// recompute once this commits.
 pub async fn save_rfm(
     tx: &mut PgConnection,
     run: &RfmRun,
     scored: &[(Uuid, Totals, Scores)],
     by: &str,
-) -> Result<(), Error> {
-    due_now(tx, "rfm_scores", run.computed_at).await?;
-    sqlx::query("DELETE FROM rfm_scores").execute(&mut *tx).await?;
+) -> Result<Vec<Uuid>, Error> {
+    let mut affected: Vec<Uuid> =
+        sqlx::query_scalar("DELETE FROM rfm_scores RETURNING contact_id").fetch_all(&mut *tx).await?;
+    affected.extend(scored.iter().map(|(contact, _, _)| *contact));
     sqlx::query(
         "INSERT INTO rfm_scores (contact_id, recency_days, frequency, monetary,
                                  recency_score, frequency_score, monetary_score, rfm_group)
@@ -277,7 +280,6 @@ pub async fn save_rfm(
     .bind(scored.iter().map(|(_, _, scores)| scores.group.name()).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await?;
-    due_now(tx, "rfm_scores", run.computed_at).await?;
     sqlx::query(
         "INSERT INTO rfm_runs (computed_at, currency, window_days, customers, computed_by) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (singleton) DO UPDATE SET computed_at = excluded.computed_at, currency = excluded.currency,
@@ -290,7 +292,7 @@ pub async fn save_rfm(
     .bind(by)
     .execute(&mut *tx)
     .await?;
-    Ok(())
+    Ok(affected)
 }
 
 /// The last RFM computation, if any.
@@ -414,10 +416,17 @@ pub struct ClvValue {
     pub predicted_value: i64,
 }
 
-/// Replaces the stored fit and values.
-pub async fn save_clv(tx: &mut PgConnection, fit: &ClvFit, values: &[(Uuid, ClvValue)], by: &str) -> Result<(), Error> {
-    due_now(tx, "clv_values", fit.fitted_at).await?;
-    sqlx::query("DELETE FROM clv_values").execute(&mut *tx).await?;
+/// Replaces the stored fit and values; answers the contacts whose values
+/// changed hands, as [`save_rfm`] does.
+pub async fn save_clv(
+    tx: &mut PgConnection,
+    fit: &ClvFit,
+    values: &[(Uuid, ClvValue)],
+    by: &str,
+) -> Result<Vec<Uuid>, Error> {
+    let mut affected: Vec<Uuid> =
+        sqlx::query_scalar("DELETE FROM clv_values RETURNING contact_id").fetch_all(&mut *tx).await?;
+    affected.extend(values.iter().map(|(contact, _)| *contact));
     sqlx::query(
         "INSERT INTO clv_values (contact_id, historic_value, repeat_purchases, probability_alive,
                                  expected_purchases, expected_spend, predicted_value)
@@ -432,7 +441,6 @@ pub async fn save_clv(tx: &mut PgConnection, fit: &ClvFit, values: &[(Uuid, ClvV
     .bind(values.iter().map(|(_, value)| value.predicted_value).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await?;
-    due_now(tx, "clv_values", fit.fitted_at).await?;
     sqlx::query("DELETE FROM clv_fits").execute(&mut *tx).await?;
     sqlx::query(
         "INSERT INTO clv_fits (fitted_at, currency, horizon_days, customers, repeat_customers, r, alpha, a, b, bgnbd_ll,
@@ -456,7 +464,7 @@ pub async fn save_clv(tx: &mut PgConnection, fit: &ClvFit, values: &[(Uuid, ClvV
     .bind(by)
     .execute(&mut *tx)
     .await?;
-    Ok(())
+    Ok(affected)
 }
 
 /// The last lifetime-value fit, if any.
@@ -502,17 +510,46 @@ pub async fn contact_clv(conn: &mut PgConnection, contact: Uuid) -> Result<(Uuid
     Ok((survivor, value))
 }
 
-/// Makes the features of every contact `table` holds a value for due now:
-/// the schedule recomputes them (in batches, with their segments), so the
-/// analytics' features follow a new computation, before it replaces the
-/// old values (those that lose theirs) and after (those that gain them).
-async fn due_now(tx: &mut PgConnection, table: &str, now: DateTime<Utc>) -> Result<(), Error> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE features SET next_change_at = $1
-         WHERE contact_id IN (SELECT contact_id FROM {table}) AND (next_change_at IS NULL OR next_change_at > $1)"
-    )))
+/// Contacts marked due per transaction.
+const DUE_BATCH: usize = 1000;
+/// Tries of one batch that conflicted with the role's other writers.
+const DUE_TRIES: usize = 5;
+
+/// Makes the features of `contacts` due now, after a computation replaced
+/// their analytics: the schedule recomputes them (in batches, with their
+/// segments). In batches of [`DUE_BATCH`], in id order, each in its own
+/// transaction holding the locks every writer of features takes first
+/// (identities shared, then the contacts' stripes), so it waits for the
+/// consumers instead of deadlocking with them; a batch that still
+/// conflicts is tried again. Marking twice is harmless.
+pub async fn mark_due(pool: &PgPool, mut contacts: Vec<Uuid>, now: DateTime<Utc>) -> Result<(), Error> {
+    contacts.sort_unstable();
+    contacts.dedup();
+    for batch in contacts.chunks(DUE_BATCH) {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match mark_batch_due(pool, batch, now).await {
+                Err(Error::Conflict) if tries < DUE_TRIES => continue,
+                outcome => break outcome?,
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn mark_batch_due(pool: &PgPool, batch: &[Uuid], now: DateTime<Utc>) -> Result<(), Error> {
+    let mut tx = pool.begin().await?;
+    super::lock_identities(&mut tx, false).await?;
+    super::lock_contacts(&mut tx, batch).await?;
+    sqlx::query(
+        "UPDATE features SET next_change_at = $2
+         WHERE contact_id = ANY($1) AND (next_change_at IS NULL OR next_change_at > $2)",
+    )
+    .bind(batch)
     .bind(now)
-    .execute(tx)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(())
 }
