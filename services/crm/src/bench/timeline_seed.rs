@@ -72,7 +72,7 @@ pub fn interaction(n: usize, contacts: &[Uuid], now: i64) -> Interaction {
 }
 
 /// Ingests interactions `range` for `contacts` in one stream; returns (stored, other, seconds).
-pub async fn ingest(
+async fn ingest(
     transport: &Transport,
     range: std::ops::Range<usize>,
     contacts: &[Uuid],

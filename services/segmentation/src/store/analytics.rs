@@ -520,32 +520,32 @@ const DUE_TRIES: usize = 5;
 /// so it waits once for the consumers and the schedule instead of
 /// deadlocking with them, and none of them overwrites the mark with what
 /// it computed from the old values; tried again when it still conflicts.
-/// At a million contacts the consumers wait for it for seconds, once per
-/// computation: marking in batches of a thousand instead queued each
-/// batch behind the schedule's recomputation of the batch before (170 s
-/// for a million, measured). Marking twice is harmless.
+/// The consumers wait for it once per computation (how long at a million
+/// contacts is not yet measured); marking in batches of a thousand instead
+/// queued each batch behind the schedule's recomputation of the batch
+/// before (170 s for a million, measured). Marking twice is harmless.
 pub async fn mark_due(pool: &PgPool, mut contacts: Vec<Uuid>, now: DateTime<Utc>) -> Result<(), Error> {
     contacts.sort_unstable();
     contacts.dedup();
     let mut tries = 0;
     loop {
         tries += 1;
-        match mark_batch_due(pool, &contacts, now).await {
+        match mark_due_once(pool, &contacts, now).await {
             Err(Error::Conflict) if tries < DUE_TRIES => continue,
             outcome => return outcome,
         }
     }
 }
 
-async fn mark_batch_due(pool: &PgPool, batch: &[Uuid], now: DateTime<Utc>) -> Result<(), Error> {
+async fn mark_due_once(pool: &PgPool, contacts: &[Uuid], now: DateTime<Utc>) -> Result<(), Error> {
     let mut tx = pool.begin().await?;
     super::lock_identities(&mut tx, false).await?;
-    super::lock_contacts(&mut tx, batch).await?;
+    super::lock_contacts(&mut tx, contacts).await?;
     sqlx::query(
         "UPDATE features SET next_change_at = $2
          WHERE contact_id = ANY($1) AND (next_change_at IS NULL OR next_change_at > $2)",
     )
-    .bind(batch)
+    .bind(contacts)
     .bind(now)
     .execute(&mut *tx)
     .await?;
