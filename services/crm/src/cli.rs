@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use crm_platform::Role;
 
 /// The CRM suite: contacts, interactions, segmentation, alerting and their gateway, in one binary.
@@ -114,12 +114,162 @@ pub enum Command {
         #[command(subcommand)]
         command: ContactsCommand,
     },
+    /// Bring contacts in from a file (a legacy CRM's export, a spreadsheet, billing's customers).
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+    /// Write contacts out to a file, in the columns `crm import` reads back.
+    Export {
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
     /// Apply the migrations of every role (or of --target) to DATABASE_URL and exit.
     Migrate {
         /// Roles whose schemas to migrate: all, or a comma-separated list.
         #[arg(long, value_name = "ROLES", default_value = "all", value_parser = parse_targets)]
         target: Targets,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Import contacts from a CSV or JSON Lines file (`-`: standard input; `.gz` read as gzip).
+    ///
+    /// Columns map by their headers (First Name, Surname, E-mail, Phone, Mobile, Zip, DOB…,
+    /// case and punctuation aside) or by --map. Field names: given_name, family_name,
+    /// display_name, emails, emails[N], phones, phones[N], street, locality, region,
+    /// postal_code, country_code, address_type, addresses[N].FIELD, addresses[N].lines[M],
+    /// other_addresses, birth_date, lifecycle_stage, owner, tags, attributes, attributes.KEY,
+    /// external_id, external_ids, consents, consents.CHANNEL (email, phone, sms, post),
+    /// max_contacts_per_week. Rows keep their ids in the source system (the external_id column
+    /// under --source, or a digest of the row), so running the same command again after an
+    /// interruption duplicates nobody; a checkpoint beside the report (or the file) lets it skip
+    /// what was done. Prints a summary; --report lists every row not simply created or updated.
+    Contacts(ImportContacts),
+}
+
+/// What `crm import contacts` is asked.
+#[derive(Clone, Debug, Args)]
+pub struct ImportContacts {
+    /// The file.
+    pub file: PathBuf,
+    /// The gateway (host:port).
+    #[arg(long, env = "CRM_GATEWAY", value_name = "ADDR")]
+    pub gateway: Option<String>,
+    /// An API key that writes contacts.
+    #[arg(long, env = "CRM_API_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// What to do with a row that likely duplicates a contact: merge (into it), skip, flag
+    /// (create it and flag both for review), or fail (report the row).
+    #[arg(long, value_parser = parse_policy)]
+    pub duplicates: Option<crm_proto::contacts::v1::DuplicatePolicy>,
+    /// Report what would happen, row by row, and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The system the rows come from, lower case (default: the file's name): the rows'
+    /// external ids are under it, and the audit trail names it.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Column mappings, e.g. 'Given=given_name,Tel=phones[0],Notes=attributes.notes,Fax=-'
+    /// (`-` leaves a column out); may be repeated.
+    #[arg(long, value_name = "HEADER=FIELD,…")]
+    pub map: Vec<String>,
+    /// A file of HEADER=FIELD lines (`#` comments), applied before --map.
+    #[arg(long, value_name = "FILE")]
+    pub mapping: Option<PathBuf>,
+    /// Print what each column becomes, and which are left out, and send nothing.
+    #[arg(long)]
+    pub show_mapping: bool,
+    /// csv or jsonl (default: by the file's name; csv for standard input).
+    #[arg(long, value_parser = parse_format)]
+    pub format: Option<crm_transfer::Format>,
+    /// The CSV delimiter (default: found from the header line among , ; tab |).
+    #[arg(long, value_parser = parse_delimiter)]
+    pub delimiter: Option<u8>,
+    /// The file's encoding when it is not UTF-8: windows-1252, latin1, iso-8859-15, utf-16le…
+    #[arg(long)]
+    pub encoding: Option<String>,
+    /// The country (ISO code, e.g. GB) of an address whose row names none.
+    #[arg(long, value_name = "CODE")]
+    pub country: Option<String>,
+    /// How to read a date like 03/04/1980: dmy or mdy.
+    #[arg(long, value_parser = parse_date_order)]
+    pub date_order: Option<crm_transfer::DateOrder>,
+    /// Write one CSV line per row that was not simply created or updated (merged, skipped,
+    /// flagged, refused, unreadable), with its line, fields and reason.
+    #[arg(long, value_name = "FILE.csv")]
+    pub report: Option<PathBuf>,
+    /// Stop at the first line that cannot be read or converted (the rows before it are imported).
+    #[arg(long)]
+    pub strict: bool,
+    /// Rows per message (the suite commits each message at once).
+    #[arg(long, default_value_t = crate::transfer::import::MAX_BATCH)]
+    pub batch: usize,
+    /// Start over, ignoring the checkpoint an interrupted run left.
+    #[arg(long)]
+    pub restart: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Export every live contact, oldest first, as CSV or JSON Lines.
+    Contacts(ExportContacts),
+}
+
+/// What `crm export contacts` is asked.
+#[derive(Clone, Debug, Args)]
+pub struct ExportContacts {
+    /// The gateway (host:port).
+    #[arg(long, env = "CRM_GATEWAY", value_name = "ADDR")]
+    pub gateway: String,
+    /// An API key that reads contacts.
+    #[arg(long, env = "CRM_API_KEY", hide_env_values = true)]
+    pub key: String,
+    /// Where to write (default: standard output); `.gz` is written as gzip.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// csv or jsonl (default: by the output's name; csv on standard output).
+    #[arg(long, value_parser = parse_format)]
+    pub format: Option<crm_transfer::Format>,
+    /// Only contacts changed at or after this time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub updated_since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn parse_policy(value: &str) -> Result<crm_proto::contacts::v1::DuplicatePolicy, String> {
+    use crm_proto::contacts::v1::DuplicatePolicy;
+    match value {
+        "merge" => Ok(DuplicatePolicy::Merge),
+        "skip" => Ok(DuplicatePolicy::Skip),
+        "flag" => Ok(DuplicatePolicy::CreateAndFlag),
+        "fail" => Ok(DuplicatePolicy::Fail),
+        _ => Err(format!("{value:?} is not merge, skip, flag or fail")),
+    }
+}
+
+fn parse_format(value: &str) -> Result<crm_transfer::Format, String> {
+    match value {
+        "csv" => Ok(crm_transfer::Format::Csv),
+        "jsonl" | "ndjson" => Ok(crm_transfer::Format::Jsonl),
+        _ => Err(format!("{value:?} is not csv or jsonl")),
+    }
+}
+
+fn parse_delimiter(value: &str) -> Result<u8, String> {
+    match value {
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        _ if value.len() == 1 && value.is_ascii() => Ok(value.as_bytes()[0]),
+        _ => Err(format!("{value:?} is not one character (or tab)")),
+    }
+}
+
+fn parse_date_order(value: &str) -> Result<crm_transfer::DateOrder, String> {
+    match value {
+        "dmy" => Ok(crm_transfer::DateOrder::DayFirst),
+        "mdy" => Ok(crm_transfer::DateOrder::MonthFirst),
+        _ => Err(format!("{value:?} is not dmy or mdy")),
+    }
 }
 
 #[derive(Debug, Subcommand)]

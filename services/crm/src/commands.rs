@@ -8,9 +8,10 @@ use crm_platform::{Config, Role, config::Secret, db, telemetry::Telemetry};
 
 use crate::{
     alerting, bench,
-    cli::{AlertingCommand, Command, ContactsCommand},
+    cli::{AlertingCommand, Command, ContactsCommand, ExportCommand, ImportCommand},
     secrets,
     suite::{self, Install, RunningSuite},
+    transfer,
 };
 
 /// Runs `command` until it is done or the process is asked to stop.
@@ -33,6 +34,8 @@ pub async fn run(command: Command, config: Config, telemetry: &Telemetry) -> any
             alerting::export_openslo(&gateway, &key, output.as_deref()).await
         }
         Command::Contacts { command: ContactsCommand::FitMatcher } => fit_matcher(config).await,
+        Command::Import { command: ImportCommand::Contacts(args) } => transfer::import::contacts(args).await,
+        Command::Export { command: ExportCommand::Contacts(args) } => transfer::export::contacts(args).await,
         Command::Migrate { target } => suite::migrate(&install_for_serve(config)?, &target.0).await,
         Command::Bench {
             gateway,

@@ -5,6 +5,7 @@
 //! - [`bench`]: the load generator.
 //! - [`commands`]: what each command does.
 //! - [`suite`]: starting a set of roles in this process and stopping them in order.
+//! - [`transfer`]: `crm import` and `crm export`, files to and from a running install.
 //! - [`secrets`]: secrets `crm up` generates once and keeps.
 
 pub mod alerting;
@@ -13,3 +14,4 @@ pub mod cli;
 pub mod commands;
 pub mod secrets;
 pub mod suite;
+pub mod transfer;

@@ -2,4 +2,5 @@
 
 mod chaos;
 mod commands;
+mod transfer;
 mod up;

@@ -1,0 +1,151 @@
+//! What happened to the rows of an import: the counts of the summary and
+//! the error report, one CSV line per row that was not simply created or
+//! updated, so a team can fix the source and import those rows again.
+
+use std::{fmt, fs::OpenOptions, path::Path};
+
+use anyhow::Context;
+use crm_proto::contacts::v1::{ImportOutcome, ImportRowResult};
+use serde::{Deserialize, Serialize};
+
+/// Rows by outcome.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub created: u64,
+    pub updated: u64,
+    pub merged: u64,
+    pub skipped: u64,
+    pub flagged: u64,
+    /// Refused by the suite (invalid fields, a duplicate under `--duplicates fail`).
+    pub failed: u64,
+    /// Never sent: a line or cell that could not be read.
+    pub invalid: u64,
+}
+
+impl Counts {
+    pub fn rows(&self) -> u64 {
+        self.created + self.updated + self.merged + self.skipped + self.flagged + self.failed + self.invalid
+    }
+
+    pub fn rejected(&self) -> u64 {
+        self.failed + self.invalid
+    }
+}
+
+impl fmt::Display for Counts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} created, {} updated, {} merged, {} skipped, {} flagged for review, {} rejected ({} unreadable, {} refused)",
+            self.created,
+            self.updated,
+            self.merged,
+            self.skipped,
+            self.flagged,
+            self.rejected(),
+            self.invalid,
+            self.failed
+        )
+    }
+}
+
+/// One line of the report.
+#[derive(Debug, Default, Serialize)]
+pub struct Line {
+    pub line: u64,
+    pub outcome: &'static str,
+    pub contact_id: String,
+    pub matched_contact_id: String,
+    pub match_score: String,
+    /// The fields (and columns) that were wrong.
+    pub fields: String,
+    pub reason: String,
+}
+
+/// The report's header, as written.
+const HEADER: [&str; 7] = ["line", "outcome", "contact_id", "matched_contact_id", "match_score", "fields", "reason"];
+
+/// Where report lines go, if anywhere.
+pub struct Report {
+    writer: Option<csv::Writer<std::fs::File>>,
+}
+
+impl Report {
+    /// A report at `path`: a new file, or, when `resume`, the one an
+    /// interrupted run of the same import began.
+    pub fn open(path: Option<&Path>, resume: bool) -> anyhow::Result<Report> {
+        let Some(path) = path else { return Ok(Report { writer: None }) };
+        let append = resume && path.exists();
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(path)
+            .with_context(|| format!("opening the report {}", path.display()))?;
+        let mut writer = csv::WriterBuilder::new().has_headers(false).from_writer(file);
+        if !append {
+            writer.write_record(HEADER)?;
+        }
+        Ok(Report { writer: Some(writer) })
+    }
+
+    pub fn write(&mut self, line: &Line) -> anyhow::Result<()> {
+        if let Some(writer) = &mut self.writer {
+            writer.serialize(line).context("writing the report")?;
+        }
+        Ok(())
+    }
+
+    /// Makes every line so far durable (before the checkpoint moves past them).
+    pub fn flush(&mut self) -> anyhow::Result<()> {
+        if let Some(writer) = &mut self.writer {
+            writer.flush().context("writing the report")?;
+            writer.get_ref().sync_data().context("writing the report")?;
+        }
+        Ok(())
+    }
+}
+
+/// Counts a result of the suite and gives its report line, if it needs one.
+pub fn record(counts: &mut Counts, line: u64, result: &ImportRowResult) -> Option<Line> {
+    let outcome = match result.outcome() {
+        ImportOutcome::Created => {
+            counts.created += 1;
+            return None;
+        }
+        ImportOutcome::Updated => {
+            counts.updated += 1;
+            return None;
+        }
+        ImportOutcome::Merged => {
+            counts.merged += 1;
+            "merged"
+        }
+        ImportOutcome::Skipped => {
+            counts.skipped += 1;
+            "skipped"
+        }
+        ImportOutcome::Flagged => {
+            counts.flagged += 1;
+            "flagged"
+        }
+        ImportOutcome::Failed | ImportOutcome::Unspecified => {
+            counts.failed += 1;
+            "failed"
+        }
+    };
+    Some(Line {
+        line,
+        outcome,
+        contact_id: result.contact_id.clone(),
+        matched_contact_id: result.matched_contact_id.clone(),
+        match_score: if result.matched_contact_id.is_empty() {
+            String::new()
+        } else {
+            format!("{:.3}", result.match_score)
+        },
+        fields: result.invalid_fields.join("; "),
+        reason: result.error.clone(),
+    })
+}
