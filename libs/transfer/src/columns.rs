@@ -188,15 +188,41 @@ impl fmt::Display for Target {
     }
 }
 
+/// The fields a file's columns can become: a contact's ([`Target`]) or an
+/// interaction's.
+pub trait Field: Clone + Eq + std::hash::Hash + fmt::Display {
+    /// The field a name names (`emails[1]`, `attributes.vip`), if any.
+    fn parse(name: &str) -> Option<Self>;
+    /// What a header, [`normalise`]d, commonly means.
+    fn alias(normalised: &str) -> Option<Alias<Self>>;
+    /// Whether the field holds the row's id in the source system.
+    fn is_row_id(&self) -> bool;
+    /// What the rows are, in messages ("a contact field").
+    const WHAT: &'static str;
+}
+
 /// What a header means when no override says otherwise.
-enum Alias {
-    Fixed(Target),
-    /// The next email address not yet taken by an earlier column.
-    NextEmail,
-    /// The next phone number not yet taken.
-    NextPhone,
-    /// The next street line of the first address.
-    NextLine,
+pub enum Alias<T> {
+    Fixed(T),
+    /// The next item of a list (named by the `&str`) not yet taken by an
+    /// earlier column: `Email` then `Email 2` become `emails[0]`, `emails[1]`.
+    Next(&'static str, fn(usize) -> T),
+}
+
+impl Field for Target {
+    fn parse(name: &str) -> Option<Target> {
+        Target::parse(name)
+    }
+
+    fn alias(normalised: &str) -> Option<Alias<Target>> {
+        alias(normalised)
+    }
+
+    fn is_row_id(&self) -> bool {
+        *self == Target::ExternalId
+    }
+
+    const WHAT: &'static str = "a contact field; see `crm import contacts --help` for the names";
 }
 
 /// A header as aliases are looked up: lower case, letters and digits only
@@ -206,8 +232,11 @@ pub fn normalise(header: &str) -> String {
 }
 
 /// The headers legacy CRMs, spreadsheets and billing systems use, normalised.
-fn alias(normalised: &str) -> Option<Alias> {
+fn alias(normalised: &str) -> Option<Alias<Target>> {
     use Alias::*;
+    #[allow(non_snake_case)]
+    let (NextEmail, NextPhone, NextLine) =
+        (Next("email", Target::Email), Next("phone", Target::Phone), Next("line", |line| Target::Line(0, line)));
     Some(match normalised {
         "firstname" | "first" | "givenname" | "given" | "forename" | "fname" | "christianname" => {
             Fixed(Target::GivenName)
@@ -242,9 +271,9 @@ fn alias(normalised: &str) -> Option<Alias> {
 
 /// What one column of the file becomes, and why.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Column {
+pub struct Column<T = Target> {
     pub header: String,
-    pub target: Option<Target>,
+    pub target: Option<T>,
     pub why: Why,
 }
 
@@ -267,19 +296,25 @@ pub enum Why {
 
 /// The columns of a file and what each becomes.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Mapping {
-    pub columns: Vec<Column>,
+pub struct Mapping<T = Target> {
+    pub columns: Vec<Column<T>>,
 }
 
 /// Overrides: header (exact, or as normalised) to target, `None` to ignore.
-#[derive(Clone, Debug, Default)]
-pub struct Overrides(Vec<(String, Option<Target>)>);
+#[derive(Clone, Debug)]
+pub struct Overrides<T = Target>(Vec<(String, Option<T>)>);
 
-impl Overrides {
+impl<T> Default for Overrides<T> {
+    fn default() -> Self {
+        Overrides(Vec::new())
+    }
+}
+
+impl<T: Field> Overrides<T> {
     /// Reads `Header=target` items separated by commas (`--map`) or lines
     /// (a mapping file; `#` starts a comment); `Header=` or `Header=-`
     /// leaves the column out.
-    pub fn parse(text: &str) -> Result<Overrides, String> {
+    pub fn parse(text: &str) -> Result<Overrides<T>, String> {
         let mut overrides = Vec::new();
         for item in text.split([',', '\n']).map(str::trim).filter(|item| !item.is_empty() && !item.starts_with('#')) {
             let (header, target) = item
@@ -287,23 +322,21 @@ impl Overrides {
                 .ok_or_else(|| format!("{item:?} is not Header=field (for example 'Tel=phones[0]')"))?;
             let target = match target.trim() {
                 "" | "-" => None,
-                name => Some(Target::parse(name).ok_or_else(|| {
-                    format!(
-                        "{name:?} (for column {:?}) is not a contact field; see `crm import contacts --help` for the names",
-                        header.trim()
-                    )
-                })?),
+                name => Some(
+                    T::parse(name)
+                        .ok_or_else(|| format!("{name:?} (for column {:?}) is not {}", header.trim(), T::WHAT))?,
+                ),
             };
             overrides.push((header.trim().to_string(), target));
         }
         Ok(Overrides(overrides))
     }
 
-    pub fn extend(&mut self, other: Overrides) {
+    pub fn extend(&mut self, other: Overrides<T>) {
         self.0.extend(other.0);
     }
 
-    fn find(&self, header: &str) -> Option<&Option<Target>> {
+    fn find(&self, header: &str) -> Option<&Option<T>> {
         let exact = self.0.iter().rev().find(|(given, _)| given == header);
         let loose = || self.0.iter().rev().find(|(given, _)| normalise(given) == normalise(header));
         exact.or_else(loose).map(|(_, target)| target)
@@ -319,26 +352,24 @@ impl Overrides {
     }
 }
 
-impl Mapping {
+impl<T: Field> Mapping<T> {
     /// What each of `headers` becomes: an override first, then a field's
     /// own name, then a common alias; the first column to claim a field
     /// keeps it.
-    pub fn new(headers: &[String], overrides: &Overrides) -> Mapping {
-        let mut claimed: HashMap<Target, String> = HashMap::new();
-        let (mut emails, mut phones, mut lines) = (0, 0, 0);
+    pub fn new(headers: &[String], overrides: &Overrides<T>) -> Mapping<T> {
+        let mut claimed: HashMap<T, String> = HashMap::new();
+        let mut counters: HashMap<&'static str, usize> = HashMap::new();
         let mut columns = Vec::with_capacity(headers.len());
         for header in headers {
             let (target, why) = match overrides.find(header) {
                 Some(Some(target)) => (Some(target.clone()), Why::Given),
                 Some(None) => (None, Why::IgnoredAsGiven),
-                None => match Target::parse(header) {
+                None => match T::parse(header) {
                     Some(target) => (Some(target), Why::FieldName),
-                    None => match alias(&normalise(header)) {
+                    None => match T::alias(&normalise(header)) {
                         Some(Alias::Fixed(target)) => (Some(target), Why::Alias),
-                        Some(Alias::NextEmail) => (Some(next(&mut emails, &claimed, Target::Email)), Why::Alias),
-                        Some(Alias::NextPhone) => (Some(next(&mut phones, &claimed, Target::Phone)), Why::Alias),
-                        Some(Alias::NextLine) => {
-                            (Some(next(&mut lines, &claimed, |line| Target::Line(0, line))), Why::Alias)
+                        Some(Alias::Next(list, make)) => {
+                            (Some(next(counters.entry(list).or_default(), &claimed, make)), Why::Alias)
                         }
                         None => (None, Why::Unknown),
                     },
@@ -361,7 +392,7 @@ impl Mapping {
 
     /// Whether any column gives the rows their ids in the source system.
     pub fn has_external_id(&self) -> bool {
-        self.columns.iter().any(|column| column.target == Some(Target::ExternalId))
+        self.columns.iter().any(|column| column.target.as_ref().is_some_and(T::is_row_id))
     }
 
     /// The table `--show-mapping` prints.
@@ -393,7 +424,7 @@ impl Mapping {
 }
 
 /// The next index of an indexed target that no column has claimed.
-fn next(counter: &mut usize, claimed: &HashMap<Target, String>, make: impl Fn(usize) -> Target) -> Target {
+fn next<T: Field>(counter: &mut usize, claimed: &HashMap<T, String>, make: fn(usize) -> T) -> T {
     while claimed.contains_key(&make(*counter)) && *counter < MAX_INDEX {
         *counter += 1;
     }
@@ -494,7 +525,7 @@ mod tests {
         }
         assert_eq!(Target::parse("emails[10]"), None);
         assert_eq!(Target::parse("addresses[0].planet"), None);
-        assert!(Overrides::parse("Tel=telephone").unwrap_err().contains("not a contact field"));
-        assert!(Overrides::parse("Tel").unwrap_err().contains("Header=field"));
+        assert!(Overrides::<Target>::parse("Tel=telephone").unwrap_err().contains("not a contact field"));
+        assert!(Overrides::<Target>::parse("Tel").unwrap_err().contains("Header=field"));
     }
 }

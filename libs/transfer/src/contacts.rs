@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    columns::{Channel, Mapping, Target},
+    columns::{Channel, Field, Mapping, Target},
     input::Record,
 };
 
@@ -201,7 +201,7 @@ fn address(addresses: &mut Vec<(usize, PostalAddress)>, at: usize) -> &mut Posta
 
 /// The id of a row that names none: a digest of its columns and values, so
 /// that importing the same row again finds the contact it made.
-pub fn content_id(mapping: &Mapping, record: &Record) -> String {
+pub fn content_id<T: Field>(mapping: &Mapping<T>, record: &Record) -> String {
     let mut digest = Sha256::new();
     for (index, text) in &record.values {
         let header = mapping.columns.get(*index).map_or("", |column| column.header.as_str());
@@ -214,7 +214,7 @@ pub fn content_id(mapping: &Mapping, record: &Record) -> String {
 }
 
 /// The items of a list cell.
-fn list(text: &str) -> Result<Vec<String>, String> {
+pub(crate) fn list(text: &str) -> Result<Vec<String>, String> {
     if text.starts_with('[') {
         let items: Vec<Value> = serde_json::from_str(text).map_err(|error| format!("not a JSON array: {error}"))?;
         return Ok(items
@@ -590,6 +590,7 @@ pub fn to_row(contact: &Contact) -> Vec<Option<Cell>> {
 mod tests {
     use super::*;
     use crate::columns::Overrides;
+    use crate::input::row as record;
 
     fn mapping(headers: &[&str]) -> Mapping {
         Mapping::new(&headers.iter().map(|header| header.to_string()).collect::<Vec<_>>(), &Overrides::default())
@@ -597,18 +598,6 @@ mod tests {
 
     fn options() -> RowOptions {
         RowOptions { source: "legacy".into(), default_country: Some("GB".into()), date_order: None }
-    }
-
-    fn record(values: &[&str]) -> Record {
-        Record {
-            line: 2,
-            values: values
-                .iter()
-                .enumerate()
-                .filter(|(_, text)| !text.is_empty())
-                .map(|(index, text)| (index, text.to_string()))
-                .collect(),
-        }
     }
 
     #[test]

@@ -358,6 +358,14 @@ fn json_item(headers: &mut Vec<String>, text: &[u8], line: u64) -> Item {
     Item::Record(Record { line, values })
 }
 
+/// A row of line 2 with `values` in column order, empty cells left out
+/// (for the converters' tests).
+#[cfg(test)]
+pub(crate) fn row(values: &[&str]) -> Record {
+    let values = values.iter().enumerate().filter(|(_, text)| !text.is_empty());
+    Record { line: 2, values: values.map(|(index, text)| (index, text.to_string())).collect() }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;

@@ -147,19 +147,25 @@ pub enum ImportCommand {
     /// interruption duplicates nobody; a checkpoint beside the report (or the file) lets it skip
     /// what was done. Prints a summary; --report lists every row not simply created or updated.
     Contacts(ImportContacts),
+    /// Import interactions (orders, invoices, payments, calls, tickets…) from a CSV or JSON Lines file.
+    ///
+    /// Each row names its contact: contact_id, or contact.email, contact.phone or
+    /// contact.external_id (the id the contacts were imported with, under --contact-source),
+    /// looked up once per contact. Field names: kind, custom_kind, channel, direction,
+    /// occurred_at, subject, notes, amount, currency, sku, quantity, unit_price, product_lines,
+    /// invoice_number, due_date, duration_ms, outcome, sentiment, emotion, pain_points, agent,
+    /// external_id, attributes, attributes.KEY; common headers (Order ID, Customer ID, Type,
+    /// Date, Total, Product, Qty…) map by themselves. Amounts are in the currency's major unit
+    /// (12.50). Interactions keep their ids in the source system (external_id under --source,
+    /// or a digest of the row): the same file imported again stores nothing twice.
+    Interactions(ImportInteractions),
 }
 
 /// What `crm import contacts` is asked.
 #[derive(Clone, Debug, Args)]
 pub struct ImportContacts {
-    /// The file.
-    pub file: PathBuf,
-    /// The gateway (host:port).
-    #[arg(long, env = "CRM_GATEWAY", value_name = "ADDR")]
-    pub gateway: Option<String>,
-    /// An API key that writes contacts.
-    #[arg(long, env = "CRM_API_KEY", hide_env_values = true)]
-    pub key: Option<String>,
+    #[command(flatten)]
+    pub input: ImportFile,
     /// What to do with a row that likely duplicates a contact: merge (into it), skip, flag
     /// (create it and flag both for review), or fail (report the row).
     #[arg(long, value_parser = parse_policy)]
@@ -167,6 +173,40 @@ pub struct ImportContacts {
     /// Report what would happen, row by row, and write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// The country (ISO code, e.g. GB) of an address whose row names none.
+    #[arg(long, value_name = "CODE")]
+    pub country: Option<String>,
+}
+
+/// What `crm import interactions` is asked.
+#[derive(Clone, Debug, Args)]
+pub struct ImportInteractions {
+    #[command(flatten)]
+    pub input: ImportFile,
+    /// The system whose ids the contact column holds (contact.external_id; default: --source),
+    /// as the contacts were imported with.
+    #[arg(long, value_name = "NAME")]
+    pub contact_source: Option<String>,
+    /// The currency (ISO 4217, e.g. EUR) of an amount whose row names none.
+    #[arg(long, value_name = "CODE")]
+    pub currency: Option<String>,
+    /// The channel of a row that names none: web, email, phone, sms, chat, post, store, event,
+    /// social, billing, support or other.
+    #[arg(long, value_parser = parse_channel)]
+    pub channel: Option<crm_proto::interactions::v1::Channel>,
+}
+
+/// The file and the options every import takes.
+#[derive(Clone, Debug, Args)]
+pub struct ImportFile {
+    /// The file.
+    pub file: PathBuf,
+    /// The gateway (host:port).
+    #[arg(long, env = "CRM_GATEWAY", value_name = "ADDR")]
+    pub gateway: Option<String>,
+    /// An API key that writes contacts (and, for interactions, reads them).
+    #[arg(long, env = "CRM_API_KEY", hide_env_values = true)]
+    pub key: Option<String>,
     /// The system the rows come from, lower case (default: the file's name): the rows'
     /// external ids are under it, and the audit trail names it.
     #[arg(long)]
@@ -190,9 +230,6 @@ pub struct ImportContacts {
     /// The file's encoding when it is not UTF-8: windows-1252, latin1, iso-8859-15, utf-16le…
     #[arg(long)]
     pub encoding: Option<String>,
-    /// The country (ISO code, e.g. GB) of an address whose row names none.
-    #[arg(long, value_name = "CODE")]
-    pub country: Option<String>,
     /// How to read a date like 03/04/1980: dmy or mdy.
     #[arg(long, value_parser = parse_date_order)]
     pub date_order: Option<crm_transfer::DateOrder>,
@@ -246,6 +283,10 @@ fn parse_policy(value: &str) -> Result<crm_proto::contacts::v1::DuplicatePolicy,
         "fail" => Ok(DuplicatePolicy::Fail),
         _ => Err(format!("{value:?} is not merge, skip, flag or fail")),
     }
+}
+
+fn parse_channel(value: &str) -> Result<crm_proto::interactions::v1::Channel, String> {
+    crm_transfer::interactions::channel(value).ok_or_else(|| format!("{value:?} is not a channel"))
 }
 
 fn parse_format(value: &str) -> Result<crm_transfer::Format, String> {

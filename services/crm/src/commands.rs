@@ -34,7 +34,10 @@ pub async fn run(command: Command, config: Config, telemetry: &Telemetry) -> any
             alerting::export_openslo(&gateway, &key, output.as_deref()).await
         }
         Command::Contacts { command: ContactsCommand::FitMatcher } => fit_matcher(config).await,
-        Command::Import { command: ImportCommand::Contacts(args) } => transfer::import::contacts(args).await,
+        Command::Import { command: ImportCommand::Contacts(args) } => transfer::import::contacts::run(args).await,
+        Command::Import { command: ImportCommand::Interactions(args) } => {
+            transfer::import::interactions::run(args).await
+        }
         Command::Export { command: ExportCommand::Contacts(args) } => transfer::export::contacts(args).await,
         Command::Migrate { target } => suite::migrate(&install_for_serve(config)?, &target.0).await,
         Command::Bench {

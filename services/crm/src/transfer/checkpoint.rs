@@ -10,16 +10,16 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::report::Counts;
+use super::report::Tally;
 
 /// What an interrupted import had done.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Checkpoint {
+pub struct Checkpoint<C> {
     /// Which file and options it is for: a rerun with others starts over.
     pub fingerprint: String,
     /// Every row up to this line was committed (or reported).
     pub lines_done: u64,
-    pub counts: Counts,
+    pub counts: C,
 }
 
 /// Where the checkpoint of an import lives: beside the report when there is
@@ -37,13 +37,13 @@ pub fn path_for(input: &Path, report: Option<&Path>) -> Option<PathBuf> {
 
 /// The checkpoint at `path` if there is one for `fingerprint`; an error
 /// when there is one for another file or other options.
-pub fn load(path: &Path, fingerprint: &str) -> anyhow::Result<Option<Checkpoint>> {
+pub fn load<C: Tally>(path: &Path, fingerprint: &str) -> anyhow::Result<Option<Checkpoint<C>>> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(error).with_context(|| format!("reading the checkpoint {}", path.display())),
     };
-    let checkpoint: Checkpoint = serde_json::from_str(&text)
+    let checkpoint: Checkpoint<C> = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a checkpoint of crm import; remove it to start over", path.display()))?;
     if checkpoint.fingerprint != fingerprint {
         anyhow::bail!(
@@ -57,7 +57,7 @@ pub fn load(path: &Path, fingerprint: &str) -> anyhow::Result<Option<Checkpoint>
 
 /// Replaces the checkpoint at `path` (written aside, then renamed: a kill
 /// leaves the old one or the new one, never half of one).
-pub fn save(path: &Path, checkpoint: &Checkpoint) -> anyhow::Result<()> {
+pub fn save<C: Tally>(path: &Path, checkpoint: &Checkpoint<C>) -> anyhow::Result<()> {
     let mut aside = path.as_os_str().to_owned();
     aside.push(".tmp");
     let aside = PathBuf::from(aside);

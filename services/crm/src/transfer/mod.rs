@@ -2,8 +2,8 @@
 //! install, through its gateway. The file formats, the column mapping and
 //! the conversions live in `crm-transfer`; this module talks to the suite.
 //!
-//! - [`import`]: a file into `ImportContacts`, with progress, the error
-//!   report and the checkpoint.
+//! - [`import`]: a file into `ImportContacts` or `IngestInteractions`, with
+//!   progress, the error report and the checkpoint.
 //! - [`export`]: `ListContacts` into a file.
 //! - [`report`]: the counts and the error report.
 //! - [`checkpoint`]: how far an interrupted import got.

@@ -5,10 +5,23 @@
 use std::{fmt, fs::OpenOptions, path::Path};
 
 use anyhow::Context;
-use crm_proto::contacts::v1::{ImportOutcome, ImportRowResult};
-use serde::{Deserialize, Serialize};
+use crm_proto::{
+    contacts::v1::{ImportOutcome, ImportRowResult},
+    interactions::v1::{IngestItemResult, IngestOutcome},
+};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-/// Rows by outcome.
+/// Rows by outcome, as the summary prints them and the checkpoint keeps them.
+pub trait Tally: Copy + Default + fmt::Display + Serialize + DeserializeOwned + Send + 'static {
+    /// Every row counted.
+    fn rows(&self) -> u64;
+    /// The rows in the report.
+    fn to_look_at(&self) -> u64;
+    /// Counts a report line of a row that was never sent, by its outcome.
+    fn count_unsent(&mut self, outcome: &str);
+}
+
+/// Contacts by outcome.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     pub created: u64,
@@ -23,13 +36,91 @@ pub struct Counts {
 }
 
 impl Counts {
-    pub fn rows(&self) -> u64 {
-        self.created + self.updated + self.merged + self.skipped + self.flagged + self.failed + self.invalid
-    }
-
     pub fn rejected(&self) -> u64 {
         self.failed + self.invalid
     }
+}
+
+impl Tally for Counts {
+    fn rows(&self) -> u64 {
+        self.created + self.updated + self.merged + self.skipped + self.flagged + self.failed + self.invalid
+    }
+
+    fn to_look_at(&self) -> u64 {
+        self.rows() - self.created - self.updated
+    }
+
+    fn count_unsent(&mut self, outcome: &str) {
+        if outcome == "invalid" {
+            self.invalid += 1;
+        }
+    }
+}
+
+/// Interactions by outcome.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestCounts {
+    pub stored: u64,
+    /// Stored before (the same id in the same source).
+    pub duplicates: u64,
+    /// Refused by the suite.
+    pub failed: u64,
+    /// Never sent: nobody holds the contact the row names.
+    pub no_contact: u64,
+    /// Never sent: a line or cell that could not be read.
+    pub invalid: u64,
+}
+
+impl Tally for IngestCounts {
+    fn rows(&self) -> u64 {
+        self.stored + self.duplicates + self.failed + self.no_contact + self.invalid
+    }
+
+    fn to_look_at(&self) -> u64 {
+        self.failed + self.no_contact + self.invalid
+    }
+
+    fn count_unsent(&mut self, outcome: &str) {
+        match outcome {
+            "invalid" => self.invalid += 1,
+            "no contact" => self.no_contact += 1,
+            _ => {}
+        }
+    }
+}
+
+impl fmt::Display for IngestCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} stored, {} already there, {} rejected ({} unreadable, {} without a known contact, {} refused)",
+            self.stored,
+            self.duplicates,
+            self.to_look_at(),
+            self.invalid,
+            self.no_contact,
+            self.failed
+        )
+    }
+}
+
+/// Counts an interaction's result and gives its report line, if it needs one.
+pub fn record_ingest(counts: &mut IngestCounts, line: u64, result: &IngestItemResult) -> Option<Line> {
+    match result.outcome() {
+        IngestOutcome::Stored => counts.stored += 1,
+        IngestOutcome::Duplicate => counts.duplicates += 1,
+        _ => {
+            counts.failed += 1;
+            return Some(Line {
+                line,
+                outcome: "failed",
+                fields: result.invalid_fields.join("; "),
+                reason: result.error.clone(),
+                ..Default::default()
+            });
+        }
+    }
+    None
 }
 
 impl fmt::Display for Counts {
@@ -68,13 +159,14 @@ const HEADER: [&str; 7] = ["line", "outcome", "contact_id", "matched_contact_id"
 /// Where report lines go, if anywhere.
 pub struct Report {
     writer: Option<csv::Writer<std::fs::File>>,
+    path: Option<std::path::PathBuf>,
 }
 
 impl Report {
     /// A report at `path`: a new file, or, when `resume`, the one an
     /// interrupted run of the same import began.
     pub fn open(path: Option<&Path>, resume: bool) -> anyhow::Result<Report> {
-        let Some(path) = path else { return Ok(Report { writer: None }) };
+        let Some(path) = path else { return Ok(Report { writer: None, path: None }) };
         let append = resume && path.exists();
         let file = OpenOptions::new()
             .create(true)
@@ -87,7 +179,12 @@ impl Report {
         if !append {
             writer.write_record(HEADER)?;
         }
-        Ok(Report { writer: Some(writer) })
+        Ok(Report { writer: Some(writer), path: Some(path.to_path_buf()) })
+    }
+
+    /// Where the report is written, if anywhere.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     pub fn write(&mut self, line: &Line) -> anyhow::Result<()> {

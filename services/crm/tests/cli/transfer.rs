@@ -286,3 +286,80 @@ async fn an_export_imports_into_an_empty_install_as_the_same_contacts() {
     }
     suite.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_history_follows_the_contacts_it_names() {
+    let db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&db).await.unwrap();
+    let dir = scratch("orders");
+    let people = dir.join("old-crm.csv");
+    std::fs::write(
+        &people,
+        "Customer ID,First Name,Last Name,Email\nC-1,Ann,Lee,ann@example.com\nC-2,Bo,Kim,bo@example.com\n",
+    )
+    .unwrap();
+    run(&suite, &["import", "contacts", path(&people), "--duplicates", "fail"]).await;
+
+    let orders = dir.join("billing.csv");
+    std::fs::write(
+        &orders,
+        "Order ID,Customer ID,Type,Order Date,Total,Product,Qty,Unit Price,Invoice No,Due Date\n\
+         O-1,C-1,order,2026-03-01 14:30,25.00,SKU-1,2,12.50,,\n\
+         O-2,C-2,invoice,2026-03-02,100,,,,INV-1,2026-04-01\n\
+         O-3,C-9,order,2026-03-03,5.00,SKU-2,1,5.00,,\n\
+         O-4,C-1,gift,2026-03-04,1.00,,,,,\n\
+         O-5,C-2,payment,2026-03-05,100,,,,INV-1,\n\
+         O-6,C-1,order,2026-03-06,1.005,SKU-1,1,1.005,,\n",
+    )
+    .unwrap();
+    let report = dir.join("orders-report.csv");
+    let args = [
+        "import",
+        "interactions",
+        path(&orders),
+        "--contact-source",
+        "old-crm",
+        "--currency",
+        "EUR",
+        "--channel",
+        "billing",
+        "--report",
+        path(&report),
+    ];
+    let out = run(&suite, &args).await;
+    assert!(
+        out.contains("3 stored, 0 already there, 3 rejected (2 unreadable, 1 without a known contact, 0 refused)"),
+        "{out}"
+    );
+    let mut lines = csv::Reader::from_path(&report).unwrap();
+    let rows: Vec<Vec<String>> =
+        lines.records().map(|record| record.unwrap().iter().map(String::from).collect()).collect();
+    let summary: Vec<(&str, &str)> = rows.iter().map(|row| (row[0].as_str(), row[1].as_str())).collect();
+    assert_eq!(summary, [("4", "no contact"), ("5", "invalid"), ("7", "invalid")]);
+    assert_eq!(rows[0][6], "no contact holds id C-9 in old-crm");
+    assert!(rows[2][6].contains("more decimals than EUR has"), "never rounded: {:?}", rows[2]);
+
+    let contacts = all_contacts(&suite).await;
+    let ann = contacts.iter().find(|contact| contact.given_name == "Ann").unwrap();
+    let mut interactions = suite.interactions().await.unwrap();
+    let timeline = interactions
+        .list_interactions(crm_proto::interactions::v1::ListInteractionsRequest {
+            contact_id: ann.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .interactions;
+    assert_eq!(timeline.len(), 1);
+    let order = &timeline[0];
+    assert_eq!((order.source.as_str(), order.external_id.as_str()), ("billing", "O-1"));
+    assert_eq!(order.amount.as_ref().unwrap().minor_units, 2500);
+    assert_eq!(order.product_lines[0].sku, "SKU-1");
+    assert_eq!(order.product_lines[0].quantity, 2);
+
+    // Again: nothing is stored twice.
+    let again = run(&suite, &args).await;
+    assert!(again.contains("0 stored, 3 already there"), "{again}");
+    suite.shutdown().await.unwrap();
+}
