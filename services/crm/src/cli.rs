@@ -252,6 +252,30 @@ pub struct ImportFile {
 pub enum ExportCommand {
     /// Export every live contact, oldest first, as CSV or JSON Lines.
     Contacts(ExportContacts),
+    /// Export everything the suite holds about one person as one JSON document (a data-subject
+    /// access or portability request): the contact and the ids merged into it, its audit trail,
+    /// every interaction, the customer view, features, segments, scores, RFM and lifetime value.
+    Subject(ExportSubject),
+}
+
+/// What `crm export subject` is asked.
+#[derive(Clone, Debug, Args)]
+pub struct ExportSubject {
+    /// The gateway (host:port).
+    #[arg(long, env = "CRM_GATEWAY", value_name = "ADDR")]
+    pub gateway: String,
+    /// An API key that reads contacts, interactions and segmentation.
+    #[arg(long, env = "CRM_API_KEY", hide_env_values = true)]
+    pub key: String,
+    /// The contact's id (or the id of a record merged into it).
+    #[arg(long, value_name = "ID", conflicts_with = "email")]
+    pub contact: Option<String>,
+    /// The contact's email address.
+    #[arg(long, value_name = "ADDRESS")]
+    pub email: Option<String>,
+    /// Where to write (default: standard output); the file is readable by its owner only.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// What `crm export contacts` is asked.

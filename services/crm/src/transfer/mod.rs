@@ -5,6 +5,7 @@
 //! - [`import`]: a file into `ImportContacts` or `IngestInteractions`, with
 //!   progress, the error report and the checkpoint.
 //! - [`export`]: `ListContacts` into a file.
+//! - [`subject`]: everything about one person, from every role, as one document.
 //! - [`report`]: the counts and the error report.
 //! - [`checkpoint`]: how far an interrupted import got.
 //! - [`progress`]: the bar, or plain lines when not on a terminal.
@@ -14,3 +15,4 @@ pub mod export;
 pub mod import;
 pub mod progress;
 pub mod report;
+pub mod subject;

@@ -361,5 +361,21 @@ async fn an_order_history_follows_the_contacts_it_names() {
     // Again: nothing is stored twice.
     let again = run(&suite, &args).await;
     assert!(again.contains("0 stored, 3 already there"), "{again}");
+
+    // Everything about Ann, from every role, and nothing about anyone else.
+    let subject = dir.join("ann.json");
+    run(&suite, &["export", "subject", "--email", "ann@example.com", "-o", path(&subject)]).await;
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&subject).unwrap().permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&subject).unwrap();
+    let document: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(document["contact"]["id"], ann.id.as_str());
+    assert_eq!(document["contact"]["external_ids"][0]["id"], "C-1");
+    assert_eq!(document["interactions"].as_array().unwrap().len(), 1);
+    assert_eq!(document["interactions"][0]["external_id"], "O-1");
+    assert!(!document["audit_trail"].as_array().unwrap().is_empty(), "the import is in the trail");
+    assert!(document["customer_view"].is_object());
+    assert!(document["segmentation"]["segments"].is_object());
+    assert!(!text.contains("bo@example.com") && !text.contains("C-2"), "another person's data leaked");
     suite.shutdown().await.unwrap();
 }
