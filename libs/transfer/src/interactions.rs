@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use crate::{
     columns::{Alias, Field as FieldTrait, Mapping},
-    contacts::{CellError, DateOrder, content_id, date, list},
+    contacts::{Cell, CellError, DateOrder, content_id, date, list},
     input::Record,
 };
 
@@ -60,11 +60,13 @@ pub enum Field {
     Agent,
     /// The interaction's id in the source system.
     ExternalId,
+    /// The source system of the row (`--source` when absent).
+    Source,
     Attributes,
     Attribute(String),
 }
 
-const NAMES: [(&str, Field); 27] = [
+const NAMES: [(&str, Field); 28] = [
     ("contact_id", Field::ContactId),
     ("contact.email", Field::ContactEmail),
     ("contact.phone", Field::ContactPhone),
@@ -91,6 +93,7 @@ const NAMES: [(&str, Field); 27] = [
     ("pain_points", Field::PainPoints),
     ("agent", Field::Agent),
     ("external_id", Field::ExternalId),
+    ("source", Field::Source),
     ("attributes", Field::Attributes),
 ];
 
@@ -258,6 +261,7 @@ pub fn to_interaction(
             },
             Field::Agent => interaction.agent = text.clone(),
             Field::ExternalId => interaction.external_id = text.clone(),
+            Field::Source => interaction.source = text.trim().to_lowercase(),
             Field::Attributes => match serde_json::from_str::<serde_json::Map<String, Value>>(text) {
                 Ok(object) => interaction.attributes.extend(object.into_iter().map(|(key, value)| {
                     let value = match value {
@@ -472,6 +476,118 @@ fn product_lines(text: &str, currency: &str) -> Result<Vec<ProductLine>, String>
         .collect()
 }
 
+/// The columns `crm export interactions` writes, in order: each an
+/// interaction field [`to_interaction`] reads back, but `crm_id` (the
+/// interaction's id in the install it came from) and `recorded_at`.
+pub const EXPORT_COLUMNS: [&str; 24] = [
+    "crm_id",
+    "source",
+    "external_id",
+    "contact_id",
+    "kind",
+    "custom_kind",
+    "channel",
+    "direction",
+    "occurred_at",
+    "subject",
+    "notes",
+    "amount",
+    "currency",
+    "product_lines",
+    "invoice_number",
+    "due_date",
+    "duration_ms",
+    "outcome",
+    "sentiment",
+    "emotion",
+    "pain_points",
+    "agent",
+    "attributes",
+    "recorded_at",
+];
+
+/// Minor units as the major-unit text [`money`] reads (`1250` EUR is `12.50`).
+pub fn major(money: &Money) -> String {
+    let places = exponent(&money.currency_code) as usize;
+    let sign = if money.minor_units < 0 { "-" } else { "" };
+    let digits = format!("{:0>width$}", money.minor_units.unsigned_abs(), width = places + 1);
+    let (whole, fraction) = digits.split_at(digits.len() - places);
+    if places == 0 { format!("{sign}{whole}") } else { format!("{sign}{whole}.{fraction}") }
+}
+
+fn enum_name(name: &str, prefix: &str) -> String {
+    name.strip_prefix(prefix).unwrap_or(name).to_lowercase()
+}
+
+/// An interaction as the cells of [`EXPORT_COLUMNS`], empty cells as `None`.
+pub fn to_row(interaction: &Interaction) -> Vec<Option<Cell>> {
+    let text = |value: &str| (!value.is_empty()).then(|| Cell::Text(value.to_string()));
+    let time = |at: &Option<prost_types::Timestamp>| {
+        at.as_ref()
+            .and_then(|at| chrono::DateTime::from_timestamp(at.seconds, at.nanos.max(0) as u32))
+            .map(|at| Cell::Text(at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)))
+    };
+    let currency = interaction.amount.as_ref().map(|money| money.currency_code.clone()).or_else(|| {
+        interaction.product_lines.iter().find_map(|line| Some(line.unit_price.as_ref()?.currency_code.clone()))
+    });
+    let lines: Vec<Value> = interaction
+        .product_lines
+        .iter()
+        .map(|line| {
+            let mut item = serde_json::json!({"sku": line.sku, "quantity": line.quantity});
+            if let Some(price) = &line.unit_price {
+                item["unit_price"] = Value::String(major(price));
+            }
+            item
+        })
+        .collect();
+    let invoice_number = match (&interaction.invoice, &interaction.payment) {
+        (Some(invoice), _) if !invoice.number.is_empty() => Some(invoice.number.clone()),
+        (_, Some(payment)) if !payment.invoice_number.is_empty() => Some(payment.invoice_number.clone()),
+        _ => None,
+    };
+    let due = interaction.invoice.as_ref().and_then(|invoice| invoice.due_date.as_ref());
+    let mut attributes: Vec<(&String, &String)> = interaction.attributes.iter().collect();
+    attributes.sort();
+    let kind = if interaction.kind() == Kind::Custom {
+        format!("custom:{}", interaction.custom_kind)
+    } else {
+        enum_name(interaction.kind().as_str_name(), "KIND_")
+    };
+    vec![
+        text(&interaction.id),
+        text(&interaction.source),
+        text(&interaction.external_id),
+        text(&interaction.contact_id),
+        Some(Cell::Text(kind)),
+        None,
+        (interaction.channel() != Channel::Unspecified)
+            .then(|| Cell::Text(enum_name(interaction.channel().as_str_name(), "CHANNEL_"))),
+        (interaction.direction() != Direction::Unspecified)
+            .then(|| Cell::Text(enum_name(interaction.direction().as_str_name(), "DIRECTION_"))),
+        time(&interaction.occurred_at),
+        text(&interaction.subject),
+        text(&interaction.notes),
+        interaction.amount.as_ref().map(|money| Cell::Text(major(money))),
+        currency.map(Cell::Text),
+        (!lines.is_empty()).then(|| Cell::Json(Value::from(lines))),
+        invoice_number.map(Cell::Text),
+        due.map(|date| Cell::Text(format!("{:04}-{:02}-{:02}", date.year, date.month, date.day))),
+        (interaction.duration_ms != 0).then(|| Cell::Text(interaction.duration_ms.to_string())),
+        text(&interaction.outcome),
+        interaction.sentiment.map(|sentiment| Cell::Text(sentiment.to_string())),
+        text(&interaction.emotion),
+        (!interaction.pain_points.is_empty()).then(|| Cell::List(interaction.pain_points.clone())),
+        text(&interaction.agent),
+        (!attributes.is_empty()).then(|| {
+            Cell::Json(Value::Object(
+                attributes.into_iter().map(|(key, value)| (key.clone(), Value::String(value.clone()))).collect(),
+            ))
+        }),
+        time(&interaction.recorded_at),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,20 +609,23 @@ mod tests {
         }
     }
 
+    /// An order history's header.
+    const ORDER_HEADERS: [&str; 10] = [
+        "Order ID",
+        "Customer ID",
+        "Type",
+        "Order Date",
+        "Total",
+        "Currency",
+        "Product",
+        "Qty",
+        "Unit Price",
+        "Channel",
+    ];
+
     #[test]
     fn an_order_history_row_becomes_a_purchase() {
-        let mapping = mapping(&[
-            "Order ID",
-            "Customer ID",
-            "Type",
-            "Order Date",
-            "Total",
-            "Currency",
-            "Product",
-            "Qty",
-            "Unit Price",
-            "Channel",
-        ]);
+        let mapping = mapping(&ORDER_HEADERS);
         let (interaction, key) = to_interaction(
             &mapping,
             &record(&["O-9", "C-1", "Order", "2026-03-01 14:30", "25.00", "eur", "SKU-1", "2", "12.50", "web shop"]),
@@ -556,7 +675,34 @@ mod tests {
     }
 
     #[test]
+    fn an_exported_row_reads_back_as_the_same_interaction() {
+        let mapping = mapping(&ORDER_HEADERS);
+        let (mut original, _) = to_interaction(
+            &mapping,
+            &record(&["O-9", "C-1", "Order", "2026-03-01 14:30", "25.00", "EUR", "SKU-1", "2", "12.50", "web"]),
+            &options(),
+        )
+        .unwrap();
+        original.contact_id = "0190".into();
+        original.sentiment = Some(-0.25);
+        original.pain_points = vec!["late delivery".into()];
+        original.attributes.insert("store".into(), "bath".into());
+        let cells = to_row(&original);
+        let columns: Vec<String> = EXPORT_COLUMNS.iter().map(|column| column.to_string()).collect();
+        let mapping = Mapping::new(&columns, &Overrides::default());
+        let values = cells.iter().enumerate().filter_map(|(index, cell)| Some((index, cell.as_ref()?.to_text())));
+        let (back, key) = to_interaction(&mapping, &Record { line: 2, values: values.collect() }, &options()).unwrap();
+        assert_eq!(key, ContactKey::Id("0190".into()));
+        let mut expected = original.clone();
+        expected.contact_id.clear();
+        assert_eq!(Interaction { contact_id: String::new(), ..back }, expected);
+    }
+
+    #[test]
     fn amounts_are_exact_in_the_currencys_minor_unit() {
+        assert_eq!(major(&money("12.5", "EUR").unwrap()), "12.50");
+        assert_eq!(major(&money("-0.05", "EUR").unwrap()), "-0.05");
+        assert_eq!(major(&money("7", "JPY").unwrap()), "7");
         assert_eq!(money("12.5", "EUR").unwrap().minor_units, 1250);
         assert_eq!(money("-3", "EUR").unwrap().minor_units, -300);
         assert_eq!(money("1.234", "KWD").unwrap().minor_units, 1234);

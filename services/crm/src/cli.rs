@@ -256,6 +256,32 @@ pub enum ExportCommand {
     /// access or portability request): the contact and the ids merged into it, its audit trail,
     /// every interaction, the customer view, features, segments, scores, RFM and lifetime value.
     Subject(ExportSubject),
+    /// Export interactions as CSV or JSON Lines: one contact's timeline, or every interaction
+    /// recorded (from the interactions feed, in the order they were recorded).
+    Interactions(ExportInteractions),
+}
+
+/// What `crm export interactions` is asked.
+#[derive(Clone, Debug, Args)]
+pub struct ExportInteractions {
+    /// The gateway (host:port).
+    #[arg(long, env = "CRM_GATEWAY", value_name = "ADDR")]
+    pub gateway: String,
+    /// An API key that reads interactions.
+    #[arg(long, env = "CRM_API_KEY", hide_env_values = true)]
+    pub key: String,
+    /// Only this contact's timeline.
+    #[arg(long, value_name = "ID")]
+    pub contact: Option<String>,
+    /// Only interactions that happened at or after this time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Where to write (default: standard output); `.gz` is written as gzip.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// csv or jsonl (default: by the output's name; csv on standard output).
+    #[arg(long, value_parser = parse_format)]
+    pub format: Option<crm_transfer::Format>,
 }
 
 /// What `crm export subject` is asked.

@@ -1,26 +1,134 @@
-//! `crm export contacts`: every live contact, oldest first, page by page
-//! through the gateway's `ListContacts`, streamed to CSV or JSON Lines (a
-//! file, gzip by its name, or standard output) in the columns `crm import`
-//! reads back.
+//! `crm export contacts` and `crm export interactions`: page by page
+//! through the gateway, streamed to CSV or JSON Lines (a file, gzip by its
+//! name, or standard output) in the columns `crm import` reads back.
 
 use std::io::{self, BufWriter, Write};
 
 use anyhow::Context;
-use crm_proto::contacts::v1::{ListContactsRequest, contacts_service_client::ContactsServiceClient};
-use crm_transfer::{
-    Format,
-    contacts::{EXPORT_COLUMNS, to_row},
+use crm_proto::{
+    contacts::v1::{ListContactsRequest, contacts_service_client::ContactsServiceClient},
+    events::v1::ListEventsRequest,
+    interactions::v1::{
+        InteractionRecorded, ListInteractionsRequest, interactions_service_client::InteractionsServiceClient,
+    },
 };
+use crm_transfer::{Format, contacts, contacts::Cell, interactions};
+use prost::{Message, Name};
 
 use super::progress::Progress;
-use crate::{bench::transport::Transport, cli::ExportContacts};
+use crate::{
+    bench::transport::Transport,
+    cli::{ExportContacts, ExportInteractions},
+};
 
-/// Contacts per page: the most `ListContacts` gives.
+/// Items per page: the most the list calls give.
 const PAGE: i32 = 500;
 
 pub async fn contacts(args: ExportContacts) -> anyhow::Result<()> {
-    let format = args.format.unwrap_or_else(|| args.output.as_deref().map_or(Format::Csv, Format::of));
-    let sink: Box<dyn Write> = match &args.output {
+    let client = ContactsServiceClient::new(Transport::with_key(&args.gateway, &args.key).await?)
+        .max_decoding_message_size(64 << 20);
+    let updated_since = args.updated_since.map(timestamp);
+    let fetch = move |page_token: String| {
+        let mut client = client.clone();
+        async move {
+            let request = ListContactsRequest { page_size: PAGE, page_token, updated_since, ..Default::default() };
+            let page = client.list_contacts(request).await.map_err(failed)?.into_inner();
+            Ok((page.contacts, page.next_page_token))
+        }
+    };
+    let exported =
+        write_pages(args.output.as_deref(), args.format, &contacts::EXPORT_COLUMNS, fetch, contacts::to_row).await?;
+    eprintln!("{exported}");
+    Ok(())
+}
+
+/// `crm export interactions`: one contact's timeline (`ListInteractions`),
+/// or every interaction recorded, in the order they were, from the
+/// interactions feed (`ListEvents`, `InteractionRecorded`); `--since`
+/// keeps those that happened at or after a time.
+pub async fn interactions(args: ExportInteractions) -> anyhow::Result<()> {
+    let transport = Transport::with_key(&args.gateway, &args.key).await?;
+    let since = args.since.map(timestamp);
+    let (output, format) = (args.output.as_deref(), args.format);
+    let columns = &interactions::EXPORT_COLUMNS;
+    let exported = match args.contact {
+        Some(contact_id) => {
+            let client = InteractionsServiceClient::new(transport).max_decoding_message_size(64 << 20);
+            let fetch = move |page_token: String| {
+                let (mut client, contact_id) = (client.clone(), contact_id.clone());
+                async move {
+                    let request = ListInteractionsRequest {
+                        contact_id,
+                        page_size: PAGE,
+                        page_token,
+                        start_time: since,
+                        ..Default::default()
+                    };
+                    let page = client.list_interactions(request).await.map_err(failed)?.into_inner();
+                    Ok((page.interactions, page.next_page_token))
+                }
+            };
+            write_pages(output, format, columns, fetch, interactions::to_row).await?
+        }
+        None => {
+            let client = InteractionsServiceClient::new(transport).max_decoding_message_size(64 << 20);
+            let fetch = move |page_token: String| {
+                let mut client = client.clone();
+                async move {
+                    let request = ListEventsRequest {
+                        page_size: PAGE,
+                        page_token,
+                        event_types: vec![InteractionRecorded::full_name()],
+                        ..Default::default()
+                    };
+                    let page = client.list_events(request).await.map_err(failed)?.into_inner();
+                    let mut recorded = Vec::with_capacity(page.events.len());
+                    for event in page.events {
+                        let payload = event.payload.unwrap_or_default();
+                        let interaction = InteractionRecorded::decode(payload.value.as_slice())
+                            .context("reading an InteractionRecorded event")?
+                            .interaction
+                            .unwrap_or_default();
+                        let at = interaction.occurred_at.unwrap_or_default();
+                        if since.is_none_or(|since| (at.seconds, at.nanos) >= (since.seconds, since.nanos)) {
+                            recorded.push(interaction);
+                        }
+                    }
+                    Ok((recorded, page.next_page_token))
+                }
+            };
+            write_pages(output, format, columns, fetch, interactions::to_row).await?
+        }
+    };
+    eprintln!("{exported}");
+    Ok(())
+}
+
+fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }
+}
+
+fn failed(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{} ({:?})", status.message(), status.code()).context("listing through the gateway")
+}
+
+/// Writes every page `fetch` gives (the next page asked for while this one
+/// is written) to `output` (standard output when `None`; gzip by a `.gz`
+/// name) in `format` (by the name when `None`; CSV on standard output);
+/// answers what was done, for the summary line.
+async fn write_pages<T, Fut>(
+    output: Option<&std::path::Path>,
+    format: Option<Format>,
+    columns: &[&str],
+    fetch: impl Fn(String) -> Fut,
+    to_row: fn(&T) -> Vec<Option<Cell>>,
+) -> anyhow::Result<String>
+where
+    T: Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<(Vec<T>, String)>> + Send + 'static,
+{
+    let format = format.unwrap_or_else(|| output.map_or(Format::Csv, Format::of));
+    let sink: Box<dyn Write> = match output {
         Some(path) => {
             let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
             if path.to_string_lossy().to_lowercase().ends_with(".gz") {
@@ -31,76 +139,54 @@ pub async fn contacts(args: ExportContacts) -> anyhow::Result<()> {
         }
         None => Box::new(io::stdout().lock()),
     };
-    let mut out = Rows::new(BufWriter::with_capacity(1 << 16, sink), format)?;
-    let client = ContactsServiceClient::new(Transport::with_key(&args.gateway, &args.key).await?)
-        .max_decoding_message_size(64 << 20);
+    let mut out = Rows::new(BufWriter::with_capacity(1 << 16, sink), format, columns)?;
     let mut progress = Progress::start("exported", None);
-    let updated_since = args
-        .updated_since
-        .map(|at| prost_types::Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 });
-    let (mut page_token, mut exported) = (String::new(), 0u64);
-    // The next page is asked for while this one is written.
-    let mut next = Some(tokio::spawn(page(client.clone(), page_token.clone(), updated_since)));
+    let mut exported = 0u64;
+    let mut next = Some(tokio::spawn(fetch(String::new())));
     while let Some(fetching) = next.take() {
-        let (contacts, token) = fetching.await.context("listing contacts")??;
-        page_token = token;
+        let (items, page_token) = fetching.await.context("listing")??;
         if !page_token.is_empty() {
-            next = Some(tokio::spawn(page(client.clone(), page_token.clone(), updated_since)));
+            next = Some(tokio::spawn(fetch(page_token)));
         }
-        for contact in &contacts {
-            out.write(&to_row(contact))?;
+        for item in &items {
+            out.write(&to_row(item))?;
         }
-        exported += contacts.len() as u64;
+        exported += items.len() as u64;
         progress.update(exported);
     }
     out.finish()?;
     let took = progress.finish();
-    eprintln!(
-        "exported {exported} contacts in {:.1} s ({:.0} rows/s)",
+    Ok(format!(
+        "exported {exported} rows in {:.1} s ({:.0} rows/s)",
         took.as_secs_f64(),
         exported as f64 / took.as_secs_f64().max(1e-3)
-    );
-    Ok(())
-}
-
-async fn page(
-    mut client: ContactsServiceClient<Transport>,
-    page_token: String,
-    updated_since: Option<prost_types::Timestamp>,
-) -> anyhow::Result<(Vec<crm_proto::contacts::v1::Contact>, String)> {
-    let page = client
-        .list_contacts(ListContactsRequest { page_size: PAGE, page_token, updated_since, ..Default::default() })
-        .await
-        .map_err(|status| anyhow::anyhow!("{} ({:?})", status.message(), status.code()))
-        .context("listing contacts through the gateway")?
-        .into_inner();
-    Ok((page.contacts, page.next_page_token))
+    ))
 }
 
 /// Rows written in one format.
-enum Rows<W: Write> {
+enum Rows<'c, W: Write> {
     Csv(Box<csv::Writer<W>>),
-    Jsonl(W),
+    Jsonl(W, &'c [&'c str]),
 }
 
-impl<W: Write> Rows<W> {
-    fn new(sink: W, format: Format) -> anyhow::Result<Rows<W>> {
+impl<'c, W: Write> Rows<'c, W> {
+    fn new(sink: W, format: Format, columns: &'c [&'c str]) -> anyhow::Result<Rows<'c, W>> {
         Ok(match format {
             Format::Csv => {
                 let mut writer = csv::Writer::from_writer(sink);
-                writer.write_record(EXPORT_COLUMNS)?;
+                writer.write_record(columns)?;
                 Rows::Csv(Box::new(writer))
             }
-            Format::Jsonl => Rows::Jsonl(sink),
+            Format::Jsonl => Rows::Jsonl(sink, columns),
         })
     }
 
-    fn write(&mut self, cells: &[Option<crm_transfer::contacts::Cell>]) -> anyhow::Result<()> {
+    fn write(&mut self, cells: &[Option<Cell>]) -> anyhow::Result<()> {
         match self {
             Rows::Csv(writer) => writer
                 .write_record(cells.iter().map(|cell| cell.as_ref().map(|cell| cell.to_text()).unwrap_or_default()))?,
-            Rows::Jsonl(writer) => {
-                let object: serde_json::Map<String, serde_json::Value> = EXPORT_COLUMNS
+            Rows::Jsonl(writer, columns) => {
+                let object: serde_json::Map<String, serde_json::Value> = columns
                     .iter()
                     .zip(cells)
                     .filter_map(|(column, cell)| Some((column.to_string(), cell.as_ref()?.to_json())))
@@ -115,7 +201,7 @@ impl<W: Write> Rows<W> {
     fn finish(self) -> anyhow::Result<()> {
         match self {
             Rows::Csv(writer) => writer.into_inner().map_err(|error| anyhow::anyhow!("{}", error.error()))?.flush()?,
-            Rows::Jsonl(mut writer) => writer.flush()?,
+            Rows::Jsonl(mut writer, _) => writer.flush()?,
         }
         Ok(())
     }

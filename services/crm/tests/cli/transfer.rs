@@ -362,6 +362,17 @@ async fn an_order_history_follows_the_contacts_it_names() {
     let again = run(&suite, &args).await;
     assert!(again.contains("0 stored, 3 already there"), "{again}");
 
+    // Exported, the interactions import again as themselves: nothing new.
+    let all = dir.join("interactions.csv");
+    run(&suite, &["export", "interactions", "-o", path(&all)]).await;
+    let exported = std::fs::read_to_string(&all).unwrap();
+    assert_eq!(exported.lines().count(), 4, "a header and three interactions:\n{exported}");
+    let again = run(&suite, &["import", "interactions", path(&all), "--source", "billing"]).await;
+    assert!(again.contains("0 stored, 3 already there, 0 rejected"), "{again}");
+    let anns = run(&suite, &["export", "interactions", "--contact", &ann.id, "--format", "jsonl"]).await;
+    assert_eq!(anns.lines().count(), 1, "{anns}");
+    assert!(anns.contains("\"external_id\":\"O-1\"") && anns.contains("\"amount\":\"25.00\""), "{anns}");
+
     // Everything about Ann, from every role, and nothing about anyone else.
     let subject = dir.join("ann.json");
     run(&suite, &["export", "subject", "--email", "ann@example.com", "-o", path(&subject)]).await;
