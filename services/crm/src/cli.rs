@@ -259,6 +259,31 @@ pub enum ExportCommand {
     /// Export interactions as CSV or JSON Lines: one contact's timeline, or every interaction
     /// recorded (from the interactions feed, in the order they were recorded).
     Interactions(ExportInteractions),
+    /// Export a segment's members (contact id and since when), or with --contacts their
+    /// contacts, for a mailing or advertising tool.
+    Segment(ExportSegment),
+}
+
+/// What `crm export segment` is asked.
+#[derive(Clone, Debug, Args)]
+pub struct ExportSegment {
+    /// The segment's id.
+    pub segment: String,
+    /// The gateway (host:port).
+    #[arg(long, env = "CRM_GATEWAY", value_name = "ADDR")]
+    pub gateway: String,
+    /// An API key that reads segmentation (and, with --contacts, contacts).
+    #[arg(long, env = "CRM_API_KEY", hide_env_values = true)]
+    pub key: String,
+    /// Each member's contact, in the columns of `crm export contacts`, after member_since.
+    #[arg(long)]
+    pub contacts: bool,
+    /// Where to write (default: standard output); `.gz` is written as gzip.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// csv or jsonl (default: by the output's name; csv on standard output).
+    #[arg(long, value_parser = parse_format)]
+    pub format: Option<crm_transfer::Format>,
 }
 
 /// What `crm export interactions` is asked.

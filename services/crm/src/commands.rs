@@ -41,6 +41,7 @@ pub async fn run(command: Command, config: Config, telemetry: &Telemetry) -> any
         Command::Export { command: ExportCommand::Contacts(args) } => transfer::export::contacts(args).await,
         Command::Export { command: ExportCommand::Subject(args) } => transfer::subject::run(args).await,
         Command::Export { command: ExportCommand::Interactions(args) } => transfer::export::interactions(args).await,
+        Command::Export { command: ExportCommand::Segment(args) } => transfer::export::segment(args).await,
         Command::Migrate { target } => suite::migrate(&install_for_serve(config)?, &target.0).await,
         Command::Bench {
             gateway,

@@ -8,7 +8,10 @@ use std::{
 };
 
 use crm_platform::Role;
-use crm_proto::contacts::v1::{Contact, ListContactsRequest};
+use crm_proto::{
+    contacts::v1::{Contact, ListContactsRequest},
+    segmentation::v1::{AddSegmentMembersRequest, CreateSegmentRequest, Segment, SegmentKind},
+};
 use crm_testkit::{TestDb, TestSuite};
 use tokio::process::Command;
 
@@ -372,6 +375,23 @@ async fn an_order_history_follows_the_contacts_it_names() {
     let anns = run(&suite, &["export", "interactions", "--contact", &ann.id, "--format", "jsonl"]).await;
     assert_eq!(anns.lines().count(), 1, "{anns}");
     assert!(anns.contains("\"external_id\":\"O-1\"") && anns.contains("\"amount\":\"25.00\""), "{anns}");
+
+    // A segment's members, for a mailing tool: ids, or whole contacts.
+    let mut segmentation = suite.segmentation().await.unwrap();
+    let segment = Segment { name: "Trade fair".into(), kind: SegmentKind::Static as i32, ..Default::default() };
+    let list = segmentation.create_segment(CreateSegmentRequest { segment: Some(segment) }).await.unwrap().into_inner();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let add = AddSegmentMembersRequest { segment_id: list.id.clone(), contact_ids: vec![ann.id.clone()] };
+    while let Err(status) = segmentation.add_segment_members(add.clone()).await {
+        // Segmentation learns of Ann from the contacts feed.
+        assert!(tokio::time::Instant::now() < deadline, "{status:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ids = run(&suite, &["export", "segment", &list.id]).await;
+    assert_eq!(ids.lines().count(), 2, "{ids}");
+    assert!(ids.starts_with("contact_id,member_since\n") && ids.contains(&ann.id), "{ids}");
+    let people = run(&suite, &["export", "segment", &list.id, "--contacts", "--format", "jsonl"]).await;
+    assert!(people.contains("ann@example.com") && !people.contains("bo@example.com"), "{people}");
 
     // Everything about Ann, from every role, and nothing about anyone else.
     let subject = dir.join("ann.json");
