@@ -273,3 +273,35 @@ async fn a_message_of_more_rows_than_the_limit_is_refused_and_the_earlier_messag
     assert_eq!(count(&mut contacts).await, 1, "the first message was committed");
     suite.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_large_import_leaves_the_tables_vacuumed_and_analysed() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let mut contacts = suite.contacts().await.unwrap();
+    let rows: Vec<ImportRow> = (0..crm_contacts::IMPORT_TIDY_AFTER + 200)
+        .map(|n| {
+            let mut contact = person(&format!("Given{n}"), &format!("Family{n}"), &format!("p{n}@example.com"), "");
+            contact.external_ids = vec![external("legacy", &format!("L-{n}"))];
+            row(&n.to_string(), contact)
+        })
+        .collect();
+    let results = import(&mut contacts, DuplicatePolicy::CreateAndFlag, false, vec![rows]).await.unwrap();
+    assert!(results.iter().all(|result| result.outcome() != ImportOutcome::Failed));
+    // Straight after, not when autovacuum gets round to it (minutes at a million).
+    let pool = test_db.role_pool(crm_platform::Role::Contacts).await.unwrap();
+    crate::support::eventually(std::time::Duration::from_secs(60), "VACUUM (ANALYZE) after the import", || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT last_vacuum IS NOT NULL AND last_analyze IS NOT NULL FROM pg_stat_user_tables
+                 WHERE schemaname = 'contacts' AND relname = 'contacts'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    })
+    .await;
+    suite.shutdown().await.unwrap();
+}

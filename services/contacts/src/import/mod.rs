@@ -117,11 +117,66 @@ pub fn run(
         let rules = Rules { policy, threshold: store.threshold, model: store.matcher.current(), dry_run: options.dry_run };
         let importer = Arc::new(Importer { store, region, rules, actor, note });
         let messages = futures_util::stream::once(async { Ok(first) }).chain(input);
+        let pool = importer.store.pool.clone();
         let mut results = if options.dry_run { importer.dry_run(messages) } else { importer.pipeline(messages) };
+        let mut added = 0usize;
         while let Some(response) = results.next().await {
-            yield response?;
+            let response = response?;
+            added += response.results.iter().filter(|result| adds_a_contact(result.outcome())).count();
+            yield response;
+        }
+        if !options.dry_run {
+            tokio::spawn(tidy_after(pool, added));
         }
     })
+}
+
+/// Whether a row's outcome is a new contact.
+fn adds_a_contact(outcome: pb::ImportOutcome) -> bool {
+    matches!(outcome, pb::ImportOutcome::Created | pb::ImportOutcome::Flagged)
+}
+
+/// Imports smaller than this leave the tables to autovacuum.
+pub const TIDY_AFTER: usize = 1000;
+
+/// After an import that grew the base by a fifth or more (and at least
+/// [`TIDY_AFTER`] contacts), vacuums and analyses the role's tables at
+/// once, in the background: autovacuum would get there minutes later, and
+/// until then lookups ran on the statistics and visibility map of the base
+/// before (at a million contacts, p99 2.9–3.9 ms at 1,000 lookups/s until a
+/// manual `VACUUM ANALYZE`, under 2 ms after). A failure is logged: the
+/// import is done either way.
+async fn tidy_after(pool: sqlx::PgPool, added: usize) {
+    if added < TIDY_AFTER {
+        return;
+    }
+    let live: Result<i64, sqlx::Error> =
+        sqlx::query_scalar("SELECT count(*) FROM contacts WHERE merged_into IS NULL").fetch_one(&pool).await;
+    match live {
+        Ok(live) if (added as i64) * 5 >= live => {}
+        Ok(_) => return,
+        Err(error) => return tracing::warn!(%error, "counting contacts after an import failed"),
+    }
+    let started = std::time::Instant::now();
+    let tables: Result<Vec<String>, sqlx::Error> =
+        sqlx::query_scalar("SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = current_schema()")
+            .fetch_all(&pool)
+            .await;
+    let outcome = match tables {
+        Ok(tables) => {
+            let statement = format!("VACUUM (ANALYZE) {}", tables.join(", "));
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&pool).await.map(|_| ())
+        }
+        Err(error) => Err(error),
+    };
+    match outcome {
+        Ok(()) => tracing::info!(
+            added,
+            seconds = started.elapsed().as_secs_f64(),
+            "tables vacuumed and analysed after an import"
+        ),
+        Err(error) => tracing::warn!(%error, "vacuuming the tables after an import failed; autovacuum will"),
+    }
 }
 
 impl Importer {
