@@ -173,11 +173,21 @@ impl<H: Handler> Consumer<H> {
                 // A stream error drops the events after the cursor: they come again on resume.
                 events.extend(message?.event);
             }
+            let started = std::time::Instant::now();
             self.apply(&events, applied).await?;
             if let Some(last) = events.last() {
                 applied = applied.max(Position::from(last.position));
             }
             busy = true;
+            // Working off a backlog (a full burst) while users call: make room.
+            let backlog = events.len() * 2 >= self.handler.max_batch().max(1);
+            let pause = crate::foreground::pause(started.elapsed(), backlog, crate::foreground::busy());
+            if !pause.is_zero() {
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
         }
     }
 

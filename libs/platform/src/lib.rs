@@ -7,6 +7,7 @@
 //! - [`outbox`]: the transactional outbox and the commit-ordered event feed read from it.
 //! - [`feed_api`]: the `Subscribe` / `ListEvents` RPCs every role serves over its outbox.
 //! - [`consumer`]: following another role's feed, exactly once per event, as a leader.
+//! - [`foreground`]: the users' calls, which a follower working off a backlog makes room for.
 //! - [`error`]: one error type, mapped to `tonic::Status` with google.rpc details.
 //! - [`idempotency`]: idempotency keys scoped to their caller and bound to a request fingerprint.
 //! - [`page_token`]: opaque page tokens bound to their query.
@@ -31,6 +32,7 @@ pub mod context;
 pub mod db;
 pub mod error;
 pub mod feed_api;
+pub mod foreground;
 pub mod idempotency;
 pub mod leader;
 pub mod local;

@@ -257,6 +257,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        crate::foreground::call_started(request.uri().path());
         let call = CallInfo::new(self.server, request.uri().path());
         let metrics = self.metrics.clone();
         let response = self.inner.call(request);
