@@ -47,9 +47,22 @@ fn path(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
+/// One connection, closed after: the tests of this binary share the
+/// server's connections with the chaos tests' `crm serve`.
 async fn live_contacts(db: &TestDb) -> i64 {
-    let pool = db.role_pool(Role::Contacts).await.unwrap();
-    sqlx::query_scalar("SELECT count(*) FROM contacts WHERE delete_time IS NULL").fetch_one(&pool).await.unwrap()
+    let mut conn = db.connect().await.unwrap();
+    sqlx::query_scalar("SELECT count(*) FROM contacts.contacts WHERE delete_time IS NULL")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// One of these tests at a time: each runs a suite (and the round trip a
+/// second one), and beside the chaos tests' servers two at once could use
+/// up the test server's connections.
+async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    TURN.lock().await
 }
 
 async fn all_contacts(suite: &TestSuite) -> Vec<Contact> {
@@ -87,6 +100,7 @@ fn legacy_file() -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_legacy_file_is_mapped_tried_imported_and_reported() {
+    let _turn = one_at_a_time().await;
     let db = TestDb::create().await.unwrap();
     let suite = TestSuite::start(&db).await.unwrap();
     let dir = scratch("legacy");
@@ -169,6 +183,7 @@ async fn a_legacy_file_is_mapped_tried_imported_and_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bom_semicolons_and_json_lines_need_no_options() {
+    let _turn = one_at_a_time().await;
     let db = TestDb::create().await.unwrap();
     let suite = TestSuite::start(&db).await.unwrap();
     let dir = scratch("bom");
@@ -202,6 +217,7 @@ async fn a_bom_semicolons_and_json_lines_need_no_options() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_in_the_middle_then_the_same_command_gives_exactly_the_file() {
+    let _turn = one_at_a_time().await;
     const ROWS: usize = 30_000;
     let db = TestDb::create().await.unwrap();
     let suite = TestSuite::start(&db).await.unwrap();
@@ -229,12 +245,14 @@ async fn a_kill_in_the_middle_then_the_same_command_gives_exactly_the_file() {
 
     let out = run(&suite, &args).await;
     assert_eq!(live_contacts(&db).await, ROWS as i64, "{out}");
-    let pool = db.role_pool(Role::Contacts).await.unwrap();
-    let (ids, distinct): (i64, i64) =
-        sqlx::query_as("SELECT count(*), count(DISTINCT external_id) FROM contact_external_ids WHERE source = 'big'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let mut conn = db.connect().await.unwrap();
+    let (ids, distinct): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT external_id) FROM contacts.contact_external_ids WHERE source = 'big'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    drop(conn);
     assert_eq!((ids, distinct), (ROWS as i64, ROWS as i64), "every row once, by its id in the file");
     assert!(!checkpoint.exists());
 
@@ -257,6 +275,7 @@ fn portable(mut contact: Contact) -> Contact {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_imports_into_an_empty_install_as_the_same_contacts() {
+    let _turn = one_at_a_time().await;
     let db = TestDb::create().await.unwrap();
     let suite = TestSuite::start(&db).await.unwrap();
     let dir = scratch("round-trip");
@@ -271,12 +290,16 @@ async fn an_export_imports_into_an_empty_install_as_the_same_contacts() {
     let originals = all_contacts(&suite).await;
     assert_eq!(originals.len(), 3);
 
-    for (format, name) in [("csv", "export.csv"), ("jsonl", "export.jsonl.gz")] {
-        let export = dir.join(name);
-        run(&suite, &["export", "contacts", "--output", path(&export)]).await;
+    let formats = [("csv", dir.join("export.csv")), ("jsonl", dir.join("export.jsonl.gz"))];
+    for (_, export) in &formats {
+        run(&suite, &["export", "contacts", "--output", path(export)]).await;
+    }
+    suite.shutdown().await.unwrap();
+    for (format, export) in formats {
+        let export = &export;
         let other_db = TestDb::create().await.unwrap();
         let other = TestSuite::start(&other_db).await.unwrap();
-        let out = run(&other, &["import", "contacts", path(&export), "--duplicates", "fail", "--restart"]).await;
+        let out = run(&other, &["import", "contacts", path(export), "--duplicates", "fail", "--restart"]).await;
         assert!(out.contains("3 created"), "{format}: {out}");
         let copies = all_contacts(&other).await;
         let mut copies: Vec<Contact> = copies.into_iter().map(portable).collect();
@@ -287,11 +310,11 @@ async fn an_export_imports_into_an_empty_install_as_the_same_contacts() {
         assert_eq!(copies, expected, "{format}");
         other.shutdown().await.unwrap();
     }
-    suite.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_history_follows_the_contacts_it_names() {
+    let _turn = one_at_a_time().await;
     let db = TestDb::create().await.unwrap();
     let suite = TestSuite::start(&db).await.unwrap();
     let dir = scratch("orders");
