@@ -18,20 +18,18 @@ async fn client(gateway: &str, key: &str) -> anyhow::Result<Client> {
 
 /// Every SLO, by name.
 async fn all_slos(client: &mut Client) -> anyhow::Result<Vec<Slo>> {
-    let (mut slos, mut page_token) = (Vec::new(), String::new());
-    loop {
-        let page = client
-            .list_slos(ListSlosRequest { page_size: 500, page_token })
-            .await
-            .context("listing the SLOs through the gateway")?
-            .into_inner();
-        slos.extend(page.slos);
-        if page.next_page_token.is_empty() {
-            break;
+    crate::pages::all(|page_token| {
+        let mut client = client.clone();
+        async move {
+            let page = client
+                .list_slos(ListSlosRequest { page_size: 500, page_token })
+                .await
+                .context("listing the SLOs through the gateway")?
+                .into_inner();
+            Ok((page.slos, page.next_page_token))
         }
-        page_token = page.next_page_token;
-    }
-    Ok(slos)
+    })
+    .await
 }
 
 fn write_out(output: Option<&Path>, text: &str) -> anyhow::Result<()> {

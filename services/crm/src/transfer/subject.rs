@@ -54,38 +54,25 @@ pub async fn run(args: ExportSubject) -> anyhow::Result<()> {
     let contact = part("the contact (contacts.read)", contact)?;
     let id = contact.id.clone();
 
-    let mut audit = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let request = ListAuditEventsRequest {
-            parent: Some(list_audit_events_request::Parent::ContactId(id.clone())),
-            page_size: PAGE,
-            page_token,
-        };
-        let page = part("the audit trail (contacts.read)", contacts.list_audit_events(request).await)?;
-        for event in &page.audit_events {
-            audit.push(json(event)?);
+    let audit = crate::pages::all(|page_token| {
+        let (mut contacts, id) = (contacts.clone(), id.clone());
+        async move {
+            let parent = Some(list_audit_events_request::Parent::ContactId(id));
+            let request = ListAuditEventsRequest { parent, page_size: PAGE, page_token };
+            let page = part("the audit trail (contacts.read)", contacts.list_audit_events(request).await)?;
+            Ok((page.audit_events, page.next_page_token))
         }
-        if page.next_page_token.is_empty() {
-            break;
+    })
+    .await?;
+    let timeline = crate::pages::all(|page_token| {
+        let (mut interactions, contact_id) = (interactions.clone(), id.clone());
+        async move {
+            let request = ListInteractionsRequest { contact_id, page_size: PAGE, page_token, ..Default::default() };
+            let page = part("the interactions (interactions.read)", interactions.list_interactions(request).await)?;
+            Ok((page.interactions, page.next_page_token))
         }
-        page_token = page.next_page_token;
-    }
-
-    let mut timeline = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let request =
-            ListInteractionsRequest { contact_id: id.clone(), page_size: PAGE, page_token, ..Default::default() };
-        let page = part("the interactions (interactions.read)", interactions.list_interactions(request).await)?;
-        for interaction in &page.interactions {
-            timeline.push(json(interaction)?);
-        }
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
+    })
+    .await?;
     let summary = interactions.get_contact_summary(GetContactSummaryRequest { contact_id: id.clone() }).await;
     let summary = part("the customer view (interactions.read)", summary)?;
 
@@ -95,22 +82,22 @@ pub async fn run(args: ExportSubject) -> anyhow::Result<()> {
     let contact_id = id.clone();
     let segments = segmentation.get_contact_segments(GetContactSegmentsRequest { contact_id }).await;
     let segments = part("the segments (segmentation.read)", segments)?;
+    let models = crate::pages::all(|page_token| {
+        let mut segmentation = segmentation.clone();
+        async move {
+            let request = ListScoreModelsRequest { page_size: PAGE, page_token };
+            let page = part("the score models (segmentation.read)", segmentation.list_score_models(request).await)?;
+            Ok((page.score_models, page.next_page_token))
+        }
+    })
+    .await?;
     let mut scores = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let request = ListScoreModelsRequest { page_size: PAGE, page_token };
-        let page = part("the score models (segmentation.read)", segmentation.list_score_models(request).await)?;
-        for model in &page.score_models {
-            let request = GetContactScoreRequest { contact_id: id.clone(), model_id: model.id.clone() };
-            let score = segmentation.get_contact_score(request).await;
-            if let Some(score) = optional("a score (segmentation.read)", score)? {
-                scores.push(json(&score)?);
-            }
+    for model in &models {
+        let request = GetContactScoreRequest { contact_id: id.clone(), model_id: model.id.clone() };
+        let score = segmentation.get_contact_score(request).await;
+        if let Some(score) = optional("a score (segmentation.read)", score)? {
+            scores.push(json(&score)?);
         }
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
     }
     let contact_id = id.clone();
     let rfm = optional("the RFM scores", segmentation.get_contact_rfm(GetContactRfmRequest { contact_id }).await)?;
@@ -121,8 +108,8 @@ pub async fn run(args: ExportSubject) -> anyhow::Result<()> {
     let document = json!({
         "exported_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "contact": json(&contact)?,
-        "audit_trail": audit,
-        "interactions": timeline,
+        "audit_trail": audit.iter().map(|event| json(event)).collect::<anyhow::Result<Vec<_>>>()?,
+        "interactions": timeline.iter().map(|interaction| json(interaction)).collect::<anyhow::Result<Vec<_>>>()?,
         "customer_view": json(&summary)?,
         "segmentation": {
             "features": features.as_ref().map(|features| json(features)).transpose()?,

@@ -19,10 +19,8 @@ use crm_proto::{
 };
 use crm_transfer::interactions::{ContactKey, Field, InteractionOptions, to_interaction};
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
-use super::{Prepared, Started, read_batches};
+use super::{Prepared, Started, spawn_reading};
 use crate::{
     bench::transport::Transport,
     cli::ImportInteractions,
@@ -38,43 +36,31 @@ const REMEMBERED: usize = 200_000;
 pub async fn run(args: ImportInteractions) -> anyhow::Result<()> {
     let input = &args.input;
     let options = format!("{:?}|{:?}|{:?}", args.contact_source, args.currency, args.channel);
-    let Some(started) = super::start::<Field, IngestCounts>(input, false, &options)? else { return Ok(()) };
-    let Started { mut rows, overrides, source, gateway, key, lines_done, mut ledger, mut progress } = started;
-    let transport = Transport::with_key(&gateway, &key).await?;
-
-    let (batches_tx, mut batches) = mpsc::unbounded_channel();
-    let (rows_tx, mut ready) = mpsc::channel::<Vec<(u64, Interaction)>>(2);
-    let reading = {
-        let row_options = InteractionOptions {
-            source: source.clone(),
-            contact_source: args.contact_source.clone().map_or_else(|| source.clone(), |name| name.to_lowercase()),
-            default_currency: args.currency.clone().map(|code| code.to_uppercase()),
-            default_channel: args.channel,
-            date_order: input.date_order,
-        };
-        let mut contacts = Contacts {
-            client: ContactsServiceClient::new(transport.clone()),
-            known: HashMap::new(),
-            runtime: tokio::runtime::Handle::current(),
-        };
-        let (batch, strict) = (input.batch, input.strict);
-        tokio::task::spawn_blocking(move || {
-            read_batches(
-                &mut rows,
-                &overrides,
-                lines_done,
-                batch,
-                strict,
-                |mapping, record| to_interaction(mapping, record, &row_options),
-                Box::new(move |rows| contacts.resolve(rows)),
-                &batches_tx,
-                &rows_tx,
-            )
-        })
+    let Some(mut started) = super::start::<Field, IngestCounts>(input, false, &options)? else { return Ok(()) };
+    let transport = Transport::with_key(&started.gateway, &started.key).await?;
+    let source = started.source.clone();
+    let row_options = InteractionOptions {
+        contact_source: args.contact_source.clone().map_or_else(|| source.clone(), |name| name.to_lowercase()),
+        source,
+        default_currency: args.currency.clone().map(|code| code.to_uppercase()),
+        default_channel: args.channel,
+        date_order: input.date_order,
     };
+    let mut contacts = Contacts {
+        client: ContactsServiceClient::new(transport.clone()),
+        known: HashMap::new(),
+        runtime: tokio::runtime::Handle::current(),
+    };
+    let mut reading = spawn_reading(
+        &mut started,
+        input,
+        move |mapping, record| to_interaction(mapping, record, &row_options),
+        Box::new(move |rows| contacts.resolve(rows)),
+    );
+    let Started { mut ledger, mut progress, .. } = started;
 
-    if let Some(first) = ready.recv().await {
-        let stream = futures_util::stream::iter([first]).chain(ReceiverStream::new(ready)).map(|rows| {
+    if let Some(rows) = reading.to_send().await {
+        let stream = rows.map(|rows| {
             let batch_id = rows.first().map(|(line, _)| line.to_string()).unwrap_or_default();
             IngestInteractionsRequest { batch_id, interactions: rows.into_iter().map(|(_, row)| row).collect() }
         });
@@ -83,8 +69,10 @@ pub async fn run(args: ImportInteractions) -> anyhow::Result<()> {
             .max_encoding_message_size(64 << 20);
         let mut answers = super::opened(client.ingest_interactions(stream)).await?;
         while let Some(answer) = super::next_answer(&mut answers).await? {
-            let batch =
-                ledger.next_sent(&mut batches).await?.context("the suite answered a batch that was not sent")?;
+            let batch = ledger
+                .next_sent(&mut reading.batches)
+                .await?
+                .context("the suite answered a batch that was not sent")?;
             let mut lines = batch.unreadable;
             for (line, result) in batch.sent.iter().zip(&answer.results) {
                 lines.extend(report::record_ingest(&mut ledger.counts, *line, result));
@@ -93,11 +81,7 @@ pub async fn run(args: ImportInteractions) -> anyhow::Result<()> {
             progress.update(ledger.counts.rows());
         }
     }
-    let end = reading.await.context("the reading thread failed")??;
-    if ledger.next_sent(&mut batches).await?.is_some() {
-        anyhow::bail!("the suite did not answer every batch; run the same command again to finish the import");
-    }
-    ledger.finish(end, progress, "imported", &input.file)
+    reading.finish(ledger, progress, "imported", &input.file).await
 }
 
 /// The contacts the rows name, looked up once each.

@@ -52,7 +52,8 @@ pub struct ReadEnd {
 /// An import ready to run: the file open, the mapping checked, the report
 /// and checkpoint picked up where an interrupted run left them.
 pub struct Started<F: Field, C: Tally> {
-    pub rows: Rows,
+    /// Taken by [`spawn_reading`].
+    pub rows: Option<Rows>,
     pub overrides: Overrides<F>,
     pub source: String,
     pub gateway: String,
@@ -109,7 +110,7 @@ pub fn start<F: Field, C: Tally>(
     }
     let progress = Progress::start("imported", rows.total_bytes.map(|total| (rows.bytes_read.clone(), total)));
     let ledger = Ledger { report, counts, checkpoint, fingerprint };
-    Ok(Some(Started { rows, overrides, source, gateway, key, lines_done, ledger, progress }))
+    Ok(Some(Started { rows: Some(rows), overrides, source, gateway, key, lines_done, ledger, progress }))
 }
 
 /// What the import has settled so far: the counts, the report and the
@@ -213,10 +214,74 @@ pub type Prepare<R, S> = Box<dyn FnMut(Vec<(u64, R)>) -> anyhow::Result<Prepared
 /// lines of those that will not be sent.
 pub type Prepared<S> = (Vec<(u64, S)>, Vec<Line>);
 
+/// The reading thread of an import: the batches it read, in order, and
+/// their rows ready to send.
+pub struct Reading<S> {
+    pub batches: mpsc::UnboundedReceiver<Batch>,
+    ready: Option<mpsc::Receiver<Vec<(u64, S)>>>,
+    thread: tokio::task::JoinHandle<anyhow::Result<ReadEnd>>,
+}
+
+/// Starts reading the rows of `started` after its checkpoint on a thread
+/// of their own, in batches of `--batch` rows: each row converted, each
+/// batch prepared, then handed over.
+pub fn spawn_reading<F, C, R, S>(
+    started: &mut Started<F, C>,
+    input: &ImportFile,
+    convert: impl Fn(&Mapping<F>, &Record) -> Result<R, Vec<CellError>> + Send + 'static,
+    prepare: Prepare<R, S>,
+) -> Reading<S>
+where
+    F: Field + Send + 'static,
+    C: Tally,
+    R: Send + 'static,
+    S: Send + 'static,
+{
+    let (batches_tx, batches) = mpsc::unbounded_channel();
+    let (ready_tx, ready) = mpsc::channel(2);
+    let mut rows = started.rows.take();
+    let overrides = std::mem::take(&mut started.overrides);
+    let (lines_done, batch, strict) = (started.lines_done, input.batch, input.strict);
+    let thread = tokio::task::spawn_blocking(move || {
+        let Some(rows) = rows.as_mut() else { bail!("the file was read already") };
+        read_batches(rows, &overrides, lines_done, batch, strict, convert, prepare, &batches_tx, &ready_tx)
+    });
+    Reading { batches, ready: Some(ready), thread }
+}
+
+impl<S: Send + 'static> Reading<S> {
+    /// The rows to send, batch by batch, once the first is ready; `None`
+    /// when the file had none to send (then no call is made at all).
+    pub async fn to_send(&mut self) -> Option<impl futures_util::Stream<Item = Vec<(u64, S)>> + Send + 'static> {
+        let mut ready = self.ready.take()?;
+        let first = ready.recv().await?;
+        Some(futures_util::StreamExt::chain(
+            futures_util::stream::iter([first]),
+            tokio_stream::wrappers::ReceiverStream::new(ready),
+        ))
+    }
+
+    /// Ends the import once the suite answered its last message: the
+    /// reading thread's outcome, then [`Ledger::finish`].
+    pub async fn finish<C: Tally>(
+        mut self,
+        mut ledger: Ledger<C>,
+        progress: Progress,
+        what: &str,
+        file: &Path,
+    ) -> anyhow::Result<()> {
+        let end = self.thread.await.context("the reading thread failed")??;
+        if ledger.next_sent(&mut self.batches).await?.is_some() {
+            bail!("the suite did not answer every message; run the same command again to finish the import");
+        }
+        ledger.finish(end, progress, what, file)
+    }
+}
+
 /// Reads the rows after `lines_done` into batches of `batch` rows: each
 /// batch's description goes to `batches`, its rows, prepared, to `sink`.
 #[allow(clippy::too_many_arguments)]
-pub fn read_batches<F: Field, R, S>(
+fn read_batches<F: Field, R, S>(
     rows: &mut Rows,
     overrides: &Overrides<F>,
     lines_done: u64,
