@@ -12,5 +12,6 @@ mod interactions;
 mod interactions_rules;
 mod migrations;
 mod outbox;
+mod read_replicas;
 mod segmentation;
 mod support;

@@ -158,6 +158,9 @@ pub struct OtlpSettings {
 pub struct Config {
     /// `DATABASE_URL`; when unset, `crm up` and the tests start a private PostgreSQL.
     pub database_url: Option<Secret>,
+    /// `DATABASE_READ_URL`: the replicas, for the reads that tolerate lag
+    /// ([`crate::db::ReadPool`]); unset, every read goes to `DATABASE_URL`.
+    pub database_read_url: Option<Secret>,
     pub db: DbSettings,
     /// Listen address of each role (`CRM_<ROLE>_ADDR`).
     pub listen: HashMap<Role, SocketAddr>,
@@ -310,10 +313,13 @@ impl Config {
         let defaults = ServerSettings::default();
 
         let database_url = reader.text("DATABASE_URL").map(Secret);
-        if let Some(url) = &database_url
-            && !(url.0.starts_with("postgres://") || url.0.starts_with("postgresql://"))
-        {
-            reader.fail("DATABASE_URL", "must start with postgres:// or postgresql://");
+        let database_read_url = reader.text("DATABASE_READ_URL").map(Secret);
+        for (variable, url) in [("DATABASE_URL", &database_url), ("DATABASE_READ_URL", &database_read_url)] {
+            if let Some(url) = url
+                && !(url.0.starts_with("postgres://") || url.0.starts_with("postgresql://"))
+            {
+                reader.fail(variable, "must start with postgres:// or postgresql://");
+            }
         }
         let db = DbSettings {
             max_connections: reader.parsed("CRM_DB_MAX_CONNECTIONS", 10, at_least(1)),
@@ -346,6 +352,7 @@ impl Config {
 
         let config = Config {
             database_url,
+            database_read_url,
             db,
             listen,
             upstreams,
@@ -683,6 +690,7 @@ mod tests {
     fn every_bad_value_is_reported_with_its_variable() {
         let errors = Config::from_vars(&vars(&[
             ("DATABASE_URL", "mysql://nope"),
+            ("DATABASE_READ_URL", "replica:5432"),
             ("CRM_DB_MAX_CONNECTIONS", "0"),
             ("CRM_GATEWAY_ADDR", "localhost"),
             ("CRM_REQUEST_TIMEOUT", "soon"),
@@ -697,6 +705,7 @@ mod tests {
             named,
             [
                 "DATABASE_URL",
+                "DATABASE_READ_URL",
                 "CRM_DB_MAX_CONNECTIONS",
                 "CRM_CONTACTS_UPSTREAMS",
                 "CRM_GATEWAY_ADDR",

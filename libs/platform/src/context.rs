@@ -15,6 +15,8 @@ pub struct RoleContext {
     pub role: Role,
     /// A pool whose `search_path` is the role's own schema, already migrated.
     pub pool: PgPool,
+    /// Where lag-tolerant reads go: the replicas when `DATABASE_READ_URL` is set.
+    pub reads: crate::db::ReadPool,
     pub page_tokens: PageTokens,
     /// Signs (gateway) and verifies (roles) the caller's identity between roles.
     pub identity: IdentitySigner,

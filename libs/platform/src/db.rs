@@ -1,15 +1,24 @@
 //! PostgreSQL for one role: a pool confined to the role's schema, opened with
-//! retries at start-up, and the role's migrations, run under an advisory lock.
+//! retries at start-up, the role's migrations, run under an advisory lock,
+//! and the pool its lag-tolerant reads use ([`ReadPool`]).
 //!
 //! Each role's pool sets `search_path` to its own schema, so a role's SQL
 //! names its tables unqualified and cannot reach another role's by accident.
 
-use std::{str::FromStr, time::Duration};
+use std::{
+    str::FromStr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::Context;
 use sqlx::{
-    AssertSqlSafe, PgPool,
+    AssertSqlSafe, PgPool, Postgres,
     migrate::Migrator,
+    pool::PoolConnection,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 use tokio::time::{Instant, sleep};
@@ -20,16 +29,7 @@ use crate::{config::DbSettings, role::Role};
 /// passes, so that the suite can start before its database is up.
 #[tracing::instrument(skip(database_url, settings), fields(role = %role))]
 pub async fn connect(database_url: &str, role: Role, settings: &DbSettings) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(database_url)
-        .context("DATABASE_URL is not a valid PostgreSQL URL")?
-        .application_name(&format!("crm-{role}"))
-        .options([("search_path", role.schema())]);
-    // The interactions tables are partitioned by month: planning a query
-    // over every partition costs milliseconds, more than running it, so that
-    // role plans each prepared statement once (all its queries lead with the
-    // contact id, which no partition bound prunes anyway).
-    let options =
-        if role == Role::Interactions { options.options([("plan_cache_mode", "force_generic_plan")]) } else { options };
+    let options = options(database_url, "DATABASE_URL", role, &format!("crm-{role}"))?;
     let deadline = Instant::now() + settings.connect_timeout;
     let mut delay = Duration::from_millis(100);
     loop {
@@ -51,6 +51,73 @@ pub async fn connect(database_url: &str, role: Role, settings: &DbSettings) -> a
                 });
             }
         }
+    }
+}
+
+/// How `role` connects to the server at `url` (read from `variable`).
+fn options(url: &str, variable: &str, role: Role, application: &str) -> anyhow::Result<PgConnectOptions> {
+    let options = PgConnectOptions::from_str(url)
+        .with_context(|| format!("{variable} is not a valid PostgreSQL URL"))?
+        .application_name(application)
+        .options([("search_path", role.schema())]);
+    // The interactions tables are partitioned by month: planning a query
+    // over every partition costs milliseconds, more than running it, so that
+    // role plans each prepared statement once (all its queries lead with the
+    // contact id, which no partition bound prunes anyway).
+    Ok(if role == Role::Interactions { options.options([("plan_cache_mode", "force_generic_plan")]) } else { options })
+}
+
+/// How long a read waits for a replica's connection before it reads from the primary.
+const REPLICA_WAIT: Duration = Duration::from_secs(2);
+
+/// Where the calls that tolerate a little lag read (lists, exports, reports:
+/// each role's README section names them): the replicas of
+/// `DATABASE_READ_URL` when it is set, else the primary. When the replicas
+/// give no connection within [`REPLICA_WAIT`] (down, failing over, the pool
+/// spent), the read goes to the primary: a replica outage makes these calls
+/// slower, never failed. Everything else (writes, single-record reads that
+/// must see the caller's own writes, feeds) stays on the primary.
+#[derive(Clone, Debug)]
+pub struct ReadPool {
+    replicas: Option<PgPool>,
+    primary: PgPool,
+    /// When (seconds since the epoch) a fallback was last logged: once a minute at most.
+    warned_at: Arc<AtomicU64>,
+}
+
+impl ReadPool {
+    /// Every read on the primary.
+    pub fn primary_only(primary: PgPool) -> ReadPool {
+        ReadPool { replicas: None, primary, warned_at: Arc::default() }
+    }
+
+    /// Reads on the replicas at `url` (`DATABASE_READ_URL`), connected
+    /// lazily: replicas that are down at start delay nothing.
+    pub fn with_replicas(url: &str, role: Role, settings: &DbSettings, primary: PgPool) -> anyhow::Result<ReadPool> {
+        let options = options(url, "DATABASE_READ_URL", role, &format!("crm-{role}-reads"))?;
+        let replicas = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(REPLICA_WAIT)
+            .connect_lazy_with(options);
+        Ok(ReadPool { replicas: Some(replicas), primary, warned_at: Arc::default() })
+    }
+
+    /// A connection to read from: a replica's, or the primary's when none comes.
+    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+        if let Some(replicas) = &self.replicas {
+            match replicas.acquire().await {
+                Ok(connection) => return Ok(connection),
+                Err(error) => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |since| since.as_secs());
+                    if now.saturating_sub(self.warned_at.swap(now, Ordering::Relaxed)) >= 60 {
+                        tracing::warn!(%error, "the replicas (DATABASE_READ_URL) gave no connection: reading from the primary");
+                    }
+                }
+            }
+        }
+        self.primary.acquire().await
     }
 }
 

@@ -13,7 +13,10 @@
 //! Exported (Prometheus names): `crm_rpc_requests_total{server,rpc_service,rpc_method,rpc_grpc_status}`,
 //! `crm_rpc_errors_total{..}` (status other than OK) and
 //! `crm_rpc_duration_seconds{..}` (histogram); the SLOs' figures as their
-//! last evaluation found them (see [`SloFigures`]).
+//! last evaluation found them (see [`SloFigures`]); for each server with a
+//! database, `crm_database_ready{server}` (1 while its probes answer, see
+//! [`crate::readiness`]), `crm_db_pool_connections{server,state}` (`in_use`,
+//! `idle`) and `crm_db_pool_max_connections{server}`: its pool's saturation.
 
 use std::{
     pin::Pin,
@@ -46,6 +49,51 @@ pub struct Metrics {
     consumer_delay: Histogram<f64>,
     /// Each SLO's figures at its last evaluation, read when `/metrics` is scraped.
     slos: Arc<std::sync::Mutex<Vec<SloFigures>>>,
+    /// Each server's database: its pool and readiness, read when scraped.
+    databases: Arc<std::sync::Mutex<Vec<Database>>>,
+}
+
+/// A server's database, as the gauges read it.
+struct Database {
+    server: &'static str,
+    pool: sqlx::PgPool,
+    readiness: crate::readiness::Readiness,
+}
+
+/// Registers the database gauges; each reads `databases` when scraped.
+fn database_gauges(meter: &opentelemetry::metrics::Meter, databases: &Arc<std::sync::Mutex<Vec<Database>>>) {
+    type Read = fn(&Database) -> Vec<(u64, Vec<KeyValue>)>;
+    let gauges: [(&'static str, &'static str, Read); 3] = [
+        ("crm.database.ready", "1 while the server's database answers its probes, else 0", |database| {
+            vec![(u64::from(database.readiness.is_ready()), vec![])]
+        }),
+        ("crm.db.pool.connections", "The server's pooled connections, in use and idle", |database| {
+            let (size, idle) = (u64::from(database.pool.size()), database.pool.num_idle() as u64);
+            vec![
+                (size.saturating_sub(idle), vec![KeyValue::new("state", "in_use")]),
+                (idle, vec![KeyValue::new("state", "idle")]),
+            ]
+        }),
+        ("crm.db.pool.max_connections", "The most connections the server's pool opens", |database| {
+            vec![(u64::from(database.pool.options().get_max_connections()), vec![])]
+        }),
+    ];
+    for (name, description, read) in gauges {
+        let databases = databases.clone();
+        meter
+            .u64_observable_gauge(name)
+            .with_description(description)
+            .with_callback(move |observer| {
+                let databases = databases.lock().unwrap_or_else(|poison| poison.into_inner());
+                for database in databases.iter() {
+                    for (value, mut labels) in read(database) {
+                        labels.push(KeyValue::new("server", database.server));
+                        observer.observe(value, &labels);
+                    }
+                }
+            })
+            .build();
+    }
 }
 
 /// One SLO's figures, exported as gauges labelled by the SLO's name:
@@ -111,8 +159,11 @@ impl Metrics {
         let meter = telemetry.meter_provider.meter("crm");
         let slos = Arc::default();
         slo_gauges(&meter, &slos);
+        let databases = Arc::default();
+        database_gauges(&meter, &databases);
         Metrics {
             slos,
+            databases,
             requests: meter.u64_counter("crm.rpc.requests").with_description("RPCs served, by status").build(),
             errors: meter
                 .u64_counter("crm.rpc.errors")
@@ -140,6 +191,13 @@ impl Metrics {
     }
 
     /// One event applied by `consumer`, `delay` after it occurred.
+    /// Exports `server`'s database readiness and pool saturation from now on.
+    pub fn watch_database(&self, server: &'static str, pool: sqlx::PgPool, readiness: crate::readiness::Readiness) {
+        let mut databases = self.databases.lock().unwrap_or_else(|poison| poison.into_inner());
+        databases.retain(|database| database.server != server);
+        databases.push(Database { server, pool, readiness });
+    }
+
     pub fn record_consumed(&self, consumer: &str, delay: std::time::Duration) {
         let attributes = [KeyValue::new("consumer", consumer.to_string())];
         self.consumed.add(1, &attributes);

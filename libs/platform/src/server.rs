@@ -1,8 +1,11 @@
 //! The gRPC server every role runs, built the same way for all of them.
 //!
 //! Besides the role's own services it serves `grpc.health.v1.Health` (one
-//! entry per service, plus the empty name for the whole server) and server
-//! reflection over every contract of the suite. Around them, in order:
+//! entry per service, plus the empty name for the whole server, both
+//! NOT_SERVING while the database is unreachable: a readiness probe; and
+//! [`LIVENESS`], SERVING for as long as the process answers: a liveness
+//! probe, which must not restart a replica for a database outage) and
+//! server reflection over every contract of the suite. Around them, in order:
 //!
 //! 0. for the gateway only: CORS and gRPC-Web translation, so browsers can call;
 //! 1. request id: refuses one that cannot be stored, keeps the caller's
@@ -64,6 +67,9 @@ use crate::{
 /// The largest header block a request may send (keys, principal, trace
 /// context and request id fit in a few KB).
 pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
+/// The health entry a liveness probe asks for: SERVING while the process
+/// answers, whatever the state of its database or upstreams.
+pub const LIVENESS: &str = "liveness";
 /// Streams a client may open and reset before the server has accepted them:
 /// past this, the connection is closed with GOAWAY (the HTTP/2 rapid-reset
 /// attack, CVE-2023-44487).
@@ -225,6 +231,7 @@ impl GrpcServer {
     ) -> anyhow::Result<()> {
         let reporter = self.health.unwrap_or_default();
         reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
+        reporter.set_service_status(LIVENESS, tonic_health::ServingStatus::Serving).await;
         for name in &self.service_names {
             reporter.set_service_status(name.as_str(), tonic_health::ServingStatus::Serving).await;
         }
@@ -233,6 +240,9 @@ impl GrpcServer {
             .database
             .as_ref()
             .map(|pool| Readiness::watch(pool, reporter.clone(), self.service_names.clone(), shutdown.child_token()));
+        if let (Some(pool), Some(readiness)) = (&self.database, &readiness) {
+            metrics.watch_database(self.name, pool.clone(), readiness.clone());
+        }
         // Both reflection versions (grpcurl and older tools still ask v1alpha) over every contract.
         let contracts = || {
             tonic_reflection::server::Builder::configure()

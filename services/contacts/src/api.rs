@@ -150,6 +150,85 @@ impl ContactsApi {
     }
 }
 
+/// The filters `ListContacts` and `ExportContacts` share; what is wrong is
+/// added to `violations`.
+fn list_filter(
+    violations: &mut Violations,
+    lifecycle_stage: i32,
+    tag: &str,
+    owner: &str,
+    organization_id: &str,
+    updated_since: Option<&prost_types::Timestamp>,
+    show_deleted: bool,
+) -> ListFilter {
+    let lifecycle_stage = match pb::LifecycleStage::try_from(lifecycle_stage) {
+        Ok(pb::LifecycleStage::Unspecified) => None,
+        Ok(stage) => Some(stage.as_str_name().to_string()),
+        Err(_) => {
+            violations.add("lifecycle_stage", format!("{lifecycle_stage} is not a lifecycle stage"));
+            None
+        }
+    };
+    let organization_id = if organization_id.is_empty() {
+        None
+    } else {
+        Uuid::try_parse(organization_id).map(Some).unwrap_or_else(|_| {
+            violations.add("organization_id", "must be an organization id (a UUID)");
+            None
+        })
+    };
+    let updated_since = updated_since.and_then(|time| {
+        let parsed = from_proto(time);
+        if parsed.is_none() {
+            violations.add("updated_since", "is not a valid timestamp");
+        }
+        parsed
+    });
+    ListFilter {
+        lifecycle_stage,
+        tag: Some(tag.trim().to_lowercase()).filter(|tag| !tag.is_empty()),
+        owner: Some(owner.trim().to_string()).filter(|owner| !owner.is_empty()),
+        organization_id,
+        updated_since,
+        show_deleted,
+    }
+}
+
+/// An export's batches.
+pub type ExportStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<pb::ExportContactsResponse, Status>> + Send>>;
+
+/// Contacts per batch of an export.
+const EXPORT_BATCH: i64 = 1000;
+
+/// Every contact passing `filter` after `start_after`, a batch at a time by
+/// id (ids are UUIDv7: oldest first); the next batch is read from the
+/// database while this one is encoded and sent, and at most one more waits.
+fn export(store: ContactStore, filter: ListFilter, start_after: Option<Uuid>) -> ExportStream {
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut after = start_after;
+        loop {
+            let batch = match store.list(&filter, after, EXPORT_BATCH).await {
+                Ok(batch) => batch,
+                Err(error) => {
+                    let _ = sender.send(Err(Status::from(error))).await;
+                    return;
+                }
+            };
+            let Some(last) = batch.last() else { return };
+            after = Some(last.meta.id);
+            let full = batch.len() as i64 == EXPORT_BATCH;
+            let contacts = batch.iter().map(|record| record.to_proto()).collect();
+            // The client hung up: stop reading.
+            if sender.send(Ok(pb::ExportContactsResponse { contacts })).await.is_err() || !full {
+                return;
+            }
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))
+}
+
 fn id(field: &str, raw: &str) -> Result<Uuid, Error> {
     Uuid::try_parse(raw.trim()).map_err(|_| Error::invalid(field, "must be an id (a UUID)"))
 }
@@ -362,44 +441,22 @@ impl ContactsService for ContactsApi {
         let body = request.into_inner();
         let limit = page_size(body.page_size, 50, 500)?;
         let mut violations = Violations::new();
-        let lifecycle_stage = match pb::LifecycleStage::try_from(body.lifecycle_stage) {
-            Ok(pb::LifecycleStage::Unspecified) => None,
-            Ok(stage) => Some(stage.as_str_name().to_string()),
-            Err(_) => {
-                violations.add("lifecycle_stage", format!("{} is not a lifecycle stage", body.lifecycle_stage));
-                None
-            }
-        };
-        let organization_id = if body.organization_id.is_empty() {
-            None
-        } else {
-            Uuid::try_parse(&body.organization_id).map(Some).unwrap_or_else(|_| {
-                violations.add("organization_id", "must be an organization id (a UUID)");
-                None
-            })
-        };
-        let updated_since = body.updated_since.as_ref().and_then(|time| {
-            let parsed = from_proto(time);
-            if parsed.is_none() {
-                violations.add("updated_since", "is not a valid timestamp");
-            }
-            parsed
-        });
+        let filter = list_filter(
+            &mut violations,
+            body.lifecycle_stage,
+            &body.tag,
+            &body.owner,
+            &body.organization_id,
+            body.updated_since.as_ref(),
+            body.show_deleted,
+        );
         violations.into_result()?;
-        let filter = ListFilter {
-            lifecycle_stage,
-            tag: Some(body.tag.trim().to_lowercase()).filter(|tag| !tag.is_empty()),
-            owner: Some(body.owner.trim().to_string()).filter(|owner| !owner.is_empty()),
-            organization_id,
-            updated_since,
-            show_deleted: body.show_deleted,
-        };
         let query = Query::builder(&format!("{SERVICE_NAME}/ListContacts"))
             .field("lifecycle_stage", filter.lifecycle_stage.clone().unwrap_or_default())
             .field("tag", filter.tag.clone().unwrap_or_default())
             .field("owner", filter.owner.clone().unwrap_or_default())
             .field("organization_id", body.organization_id.as_bytes())
-            .field("updated_since", updated_since.map(|time| time.to_rfc3339()).unwrap_or_default())
+            .field("updated_since", filter.updated_since.map(|time| time.to_rfc3339()).unwrap_or_default())
             .field("show_deleted", if body.show_deleted { "1" } else { "0" })
             .build();
         let after = self.cursor(&query, &body.page_token)?;
@@ -409,6 +466,34 @@ impl ContactsService for ContactsApi {
         let next_page_token = self.next_token(&query, records.last().map(|record| record.meta.id), more)?;
         let contacts = records.iter().map(|record| record.to_proto()).collect();
         Ok(Response::new(pb::ListContactsResponse { contacts, next_page_token }))
+    }
+
+    type ExportContactsStream = ExportStream;
+
+    async fn export_contacts(
+        &self,
+        request: Request<pb::ExportContactsRequest>,
+    ) -> Result<Response<ExportStream>, Status> {
+        let body = request.into_inner();
+        let mut violations = Violations::new();
+        let filter = list_filter(
+            &mut violations,
+            body.lifecycle_stage,
+            &body.tag,
+            &body.owner,
+            &body.organization_id,
+            body.updated_since.as_ref(),
+            body.show_deleted,
+        );
+        let start_after = match body.start_after.trim() {
+            "" => None,
+            raw => Uuid::try_parse(raw).map(Some).unwrap_or_else(|_| {
+                violations.add("start_after", "must be a contact id (a UUID), the last one received");
+                None
+            }),
+        };
+        violations.into_result()?;
+        Ok(Response::new(export(self.store.clone(), filter, start_after)))
     }
 
     async fn delete_contact(
@@ -794,7 +879,8 @@ impl ContactsService for ContactsApi {
         let query =
             Query::builder(&format!("{SERVICE_NAME}/ListAuditEvents")).field("resource", resource.to_string()).build();
         let before = self.cursor(&query, &body.page_token)?;
-        let mut audit_events = crate::store::audit::list(&self.store.pool, resource, before, limit + 1).await?;
+        let mut reads = self.store.reads.acquire().await.map_err(Error::from)?;
+        let mut audit_events = crate::store::audit::list(&mut reads, resource, before, limit + 1).await?;
         let more = audit_events.len() as i64 > limit;
         audit_events.truncate(limit as usize);
         let last = audit_events.last().and_then(|event| Uuid::try_parse(&event.id).ok());

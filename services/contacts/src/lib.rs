@@ -92,7 +92,12 @@ pub async fn serve(ctx: RoleContext, settings: ContactsSettings, listener: TcpLi
         .map_err(|reason| anyhow::anyhow!("CRM_CONTACTS_DEFAULT_REGION: {reason}"))?;
     let matcher = store::matcher::Matcher::default();
     matcher.refresh(&ctx.pool).await?;
-    let store = store::ContactStore { pool: ctx.pool.clone(), threshold: settings.duplicate_threshold, matcher };
+    let store = store::ContactStore {
+        pool: ctx.pool.clone(),
+        reads: ctx.reads.clone(),
+        threshold: settings.duplicate_threshold,
+        matcher,
+    };
     follow_fitted_models(&store, &ctx);
     fit_on_schedule(&store, &ctx);
     let organizations = store.clone();

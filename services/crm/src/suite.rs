@@ -101,9 +101,14 @@ impl RunningSuite {
             let bound = listener.local_addr()?;
             let pool = db::connect(install.database_url.expose(), role, &install.config.db).await?;
             db::migrate(&pool, role, migrator(role)).await?;
+            let reads = match &install.config.database_read_url {
+                Some(url) => db::ReadPool::with_replicas(url.expose(), role, &install.config.db, pool.clone())?,
+                None => db::ReadPool::primary_only(pool.clone()),
+            };
             let ctx = RoleContext {
                 role,
                 pool,
+                reads,
                 page_tokens: page_tokens.clone(),
                 identity: identity.clone(),
                 server: install.config.server.clone(),

@@ -8,6 +8,7 @@ pub use crm_platform::scope::{Scope, allows, scopes_of};
 pub const POLICY: &[(&str, Scope)] = &[
     ("/crm.contacts.v1.ContactsService/GetContact", Scope::ContactsRead),
     ("/crm.contacts.v1.ContactsService/ListContacts", Scope::ContactsRead),
+    ("/crm.contacts.v1.ContactsService/ExportContacts", Scope::ContactsRead),
     ("/crm.contacts.v1.ContactsService/LookupContact", Scope::ContactsRead),
     ("/crm.contacts.v1.ContactsService/SearchContacts", Scope::ContactsRead),
     ("/crm.contacts.v1.ContactsService/FindDuplicates", Scope::ContactsRead),

@@ -316,7 +316,8 @@ impl InteractionsService for InteractionsApi {
         let limit = page_size(body.page_size, 50, 500)?;
         let query = Query::builder(&format!("{SERVICE_NAME}/ListOverdueInvoices")).build();
         let after = if body.page_token.is_empty() { None } else { Some(self.tokens.decode(&query, &body.page_token)?) };
-        let mut found = crate::invoices::list_overdue(&self.store.pool, after, limit + 1).await?;
+        let mut reads = self.store.reads.acquire().await.map_err(Error::from)?;
+        let mut found = crate::invoices::list_overdue(&mut reads, after, limit + 1).await?;
         let more = found.len() as i64 > limit;
         found.truncate(limit as usize);
         let next_page_token = match found.last() {

@@ -158,7 +158,7 @@ pub fn spawn_overdue_check(
 
 /// Up to `limit` overdue invoices after the `(due_date, contact, source, number)` cursor, oldest due first.
 pub async fn list_overdue(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     after: Option<(NaiveDate, Uuid, String, String)>,
     limit: i64,
 ) -> Result<Vec<(InteractionRecord, NaiveDate, (NaiveDate, Uuid, String, String))>, Error> {
@@ -173,14 +173,13 @@ pub async fn list_overdue(
     .bind(after.as_ref().map(|cursor| cursor.2.clone()))
     .bind(after.as_ref().map(|cursor| cursor.3.clone()))
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
-    let mut conn = pool.acquire().await?;
     let mut found = Vec::new();
     for row in rows {
         let due: NaiveDate = row.try_get("due_date")?;
         let cursor = (due, row.try_get("contact_id")?, row.try_get("source")?, row.try_get("number")?);
-        let invoice = store::load(&mut conn, row.try_get("interaction_id")?).await?;
+        let invoice = store::load(conn, row.try_get("interaction_id")?).await?;
         found.push((invoice, due, cursor));
     }
     Ok(found)

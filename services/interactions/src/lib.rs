@@ -46,6 +46,7 @@ pub async fn serve(
     let recurring = recurring::Rule { count: settings.recurring_count, window_days: settings.recurring_window_days };
     let store = std::sync::Arc::new(store::InteractionStore {
         pool: ctx.pool.clone(),
+        reads: ctx.reads.clone(),
         partitions: Default::default(),
         recurring,
     });

@@ -88,6 +88,10 @@ fn may_retry(turn: &Turn) -> bool {
 
 pub struct InteractionStore {
     pub pool: PgPool,
+    /// Where the overdue-invoice report reads: the replicas when
+    /// `DATABASE_READ_URL` is set. Timelines stay on the primary: a call
+    /// recorded from the console shows on the timeline it reloads.
+    pub reads: crm_platform::db::ReadPool,
     pub partitions: Partitions,
     pub recurring: Rule,
 }

@@ -3,6 +3,7 @@
 mod crud;
 mod duplicates;
 mod erase;
+mod export;
 mod febrl;
 mod import;
 mod merge;

@@ -1,5 +1,6 @@
-//! A role whose database is unreachable says so: NOT_SERVING in health, and
-//! UNAVAILABLE with RetryInfo at once, until the database answers again.
+//! A role whose database is unreachable says so: NOT_SERVING in health (but
+//! alive to a liveness probe), and UNAVAILABLE with RetryInfo at once, until
+//! the database answers again.
 
 use std::time::Duration;
 
@@ -45,6 +46,10 @@ async fn an_unreachable_database_makes_the_role_not_serving_and_calls_fail_fast_
         status(&suite, Role::Gateway, CONTACTS).await == Some(ServingStatus::NotServing)
     })
     .await;
+    // The whole server reads not ready, yet alive: a liveness probe must not
+    // restart a replica for an outage of its database.
+    assert_eq!(status(&suite, Role::Contacts, "").await, Some(ServingStatus::NotServing));
+    assert_eq!(status(&suite, Role::Contacts, crm_platform::server::LIVENESS).await, Some(ServingStatus::Serving));
     // A call is answered at once (not after the pool's timeout) with a retry delay.
     let refused = contacts.get_contact(GetContactRequest { id: created.id.clone() }).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");

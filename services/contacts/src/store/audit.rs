@@ -8,7 +8,7 @@ use crm_platform::{Error, timestamp::to_proto};
 use crm_proto::contacts::v1 as pb;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use sqlx::{PgConnection, PgPool, Row, types::Json};
+use sqlx::{PgConnection, Row, types::Json};
 use uuid::Uuid;
 
 /// Who is making a change: the principal the gateway vouched for, and the request.
@@ -186,7 +186,7 @@ pub async fn record(tx: &mut PgConnection, entries: &[Entry<'_>]) -> Result<(), 
 
 /// Up to `limit` entries of a resource older than `before`, newest first.
 pub async fn list(
-    pool: &PgPool,
+    conn: &mut sqlx::PgConnection,
     resource_id: Uuid,
     before: Option<Uuid>,
     limit: i64,
@@ -198,7 +198,7 @@ pub async fn list(
     .bind(resource_id)
     .bind(before)
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await?;
     rows.iter()
         .map(|row| {

@@ -241,9 +241,10 @@ impl ContactStore {
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<ContactRecord>, Error> {
+        let mut conn = self.reads.acquire().await?;
         // A merged-away organization's id lists its survivor's people.
         let organization = match filter.organization_id {
-            Some(id) => Some(super::organizations::resolve_or_same(&self.pool, id).await?),
+            Some(id) => Some(super::organizations::resolve_or_same(&mut *conn, id).await?),
             None => None,
         };
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -265,7 +266,7 @@ impl ContactStore {
         .bind(filter.updated_since)
         .bind(filter.show_deleted)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
         rows.iter().map(contact_record).collect()
     }
@@ -363,7 +364,7 @@ impl ContactStore {
         limit: i64,
         min_score: f64,
     ) -> Result<(Vec<(Uuid, Vec<Candidate>)>, Option<Uuid>), Error> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.reads.acquire().await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {CONTACT_COLUMNS} FROM contacts c WHERE ($1::uuid IS NULL OR c.id > $1) AND {LIVE} ORDER BY c.id LIMIT $2"
         )))

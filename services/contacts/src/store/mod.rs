@@ -40,6 +40,9 @@ pub use audit::Actor;
 #[derive(Clone)]
 pub struct ContactStore {
     pub pool: PgPool,
+    /// Where lists, exports, the audit trail and the whole-base duplicate
+    /// scan read: the replicas when `DATABASE_READ_URL` is set.
+    pub reads: crm_platform::db::ReadPool,
     /// Score from which a contact is a likely duplicate.
     pub threshold: f64,
     /// The matching model in use.

@@ -64,8 +64,8 @@ pub(super) async fn resolve(conn: &mut PgConnection, id: Uuid) -> Result<Uuid, E
 /// Resolved apart from the query that filters by it: an id computed inside
 /// a statement ordered by another column can lead the planner to walk that
 /// column's index instead of the filter's.
-pub(super) async fn resolve_or_same(pool: &sqlx::PgPool, id: Uuid) -> Result<Uuid, Error> {
-    Ok(super::survivor_of(pool, "organizations", id).await?.unwrap_or(id))
+pub(super) async fn resolve_or_same<'e>(executor: impl sqlx::PgExecutor<'e>, id: Uuid) -> Result<Uuid, Error> {
+    Ok(super::survivor_of(executor, "organizations", id).await?.unwrap_or(id))
 }
 
 /// The organization `id` resolves to (itself, or the survivor it was merged into).
@@ -334,7 +334,7 @@ impl ContactStore {
         .bind(after)
         .bind(show_deleted)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reads.acquire().await?)
         .await?;
         rows.iter().map(record).collect()
     }

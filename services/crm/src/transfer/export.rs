@@ -1,12 +1,13 @@
-//! `crm export contacts`, `interactions` and `segment`: page by page
-//! through the gateway, streamed to CSV or JSON Lines (a file, gzip by its
-//! name, or standard output) in the columns `crm import` reads back.
+//! `crm export contacts`, `interactions` and `segment`: contacts by the
+//! streaming `ExportContacts`, the others page by page, through the gateway,
+//! written as they come to CSV or JSON Lines (a file, gzip by its name, or
+//! standard output) in the columns `crm import` reads back.
 
 use std::io::{self, BufWriter, Write};
 
 use anyhow::Context;
 use crm_proto::{
-    contacts::v1::{Contact, GetContactRequest, ListContactsRequest, contacts_service_client::ContactsServiceClient},
+    contacts::v1::{Contact, ExportContactsRequest, GetContactRequest, contacts_service_client::ContactsServiceClient},
     events::v1::ListEventsRequest,
     interactions::v1::{
         InteractionRecorded, ListInteractionsRequest, interactions_service_client::InteractionsServiceClient,
@@ -16,7 +17,7 @@ use crm_proto::{
     },
 };
 use crm_transfer::{Format, contacts, contacts::Cell, interactions};
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use prost::{Message, Name};
 
 use super::progress::Progress;
@@ -31,19 +32,69 @@ const PAGE: i32 = 500;
 pub async fn contacts(args: ExportContacts) -> anyhow::Result<()> {
     let client = ContactsServiceClient::new(Transport::with_key(&args.gateway, &args.key).await?)
         .max_decoding_message_size(64 << 20);
-    let updated_since = args.updated_since.map(timestamp);
-    let fetch = move |page_token: String| {
-        let mut client = client.clone();
-        async move {
-            let request = ListContactsRequest { page_size: PAGE, page_token, updated_since, ..Default::default() };
-            let page = client.list_contacts(request).await.map_err(failed)?.into_inner();
-            Ok((page.contacts, page.next_page_token))
-        }
-    };
+    let request = ExportContactsRequest { updated_since: args.updated_since.map(timestamp), ..Default::default() };
+    let batches = exported_contacts(client, request);
     let exported =
-        write_pages(args.output.as_deref(), args.format, &contacts::EXPORT_COLUMNS, fetch, contacts::to_row).await?;
+        write_batches(args.output.as_deref(), args.format, &contacts::EXPORT_COLUMNS, batches, contacts::to_row)
+            .await?;
     eprintln!("{exported}");
     Ok(())
+}
+
+/// How many times in a row a broken export is taken up again.
+const RESUMPTIONS: u32 = 3;
+
+/// The batches of `ExportContacts`; when the stream breaks (the gateway or
+/// the role restarted, the network dropped), it is asked again from the
+/// last contact received, up to [`RESUMPTIONS`] times in a row.
+fn exported_contacts(
+    client: ContactsServiceClient<Transport>,
+    mut request: ExportContactsRequest,
+) -> impl Stream<Item = anyhow::Result<Vec<Contact>>> {
+    async_stream::try_stream! {
+        let mut failures = 0;
+        loop {
+            let mut stream = match client.clone().export_contacts(request.clone()).await {
+                Ok(stream) => stream.into_inner(),
+                Err(status) if resumable(&status) && failures < RESUMPTIONS => {
+                    failures += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(500 << failures)).await;
+                    continue;
+                }
+                Err(status) => Err(failed(status))?,
+            };
+            loop {
+                match stream.message().await {
+                    Ok(Some(batch)) => {
+                        failures = 0;
+                        if let Some(last) = batch.contacts.last() {
+                            request.start_after.clone_from(&last.id);
+                        }
+                        yield batch.contacts;
+                    }
+                    Ok(None) => return,
+                    Err(status) if resumable(&status) && failures < RESUMPTIONS => {
+                        failures += 1;
+                        eprintln!(
+                            "the export stream broke ({}: {}); taking it up again after the last contact received",
+                            status.code(),
+                            status.message()
+                        );
+                        break;
+                    }
+                    Err(status) => Err(failed(status))?,
+                }
+            }
+        }
+    }
+}
+
+/// A failure that asking again may get past.
+fn resumable(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Internal | tonic::Code::Cancelled
+    )
 }
 
 /// `crm export interactions`: one contact's timeline (`ListInteractions`),
@@ -178,10 +229,8 @@ fn failed(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{} ({:?})", status.message(), status.code()).context("listing through the gateway")
 }
 
-/// Writes every page `fetch` gives (the next page asked for while this one
-/// is written) to `output` (standard output when `None`; gzip by a `.gz`
-/// name) in `format` (by the name when `None`; CSV on standard output);
-/// answers what was done, for the summary line.
+/// Writes every page `fetch` gives (the next page asked for while this
+/// one is written): see [`write_batches`].
 async fn write_pages<T, Fut>(
     output: Option<&std::path::Path>,
     format: Option<Format>,
@@ -193,34 +242,54 @@ where
     T: Send + 'static,
     Fut: std::future::Future<Output = anyhow::Result<(Vec<T>, String)>> + Send + 'static,
 {
+    let pages = async_stream::try_stream! {
+        let mut next = Some(tokio::spawn(fetch(String::new())));
+        while let Some(fetching) = next.take() {
+            let (items, page_token) = fetching.await.context("listing")??;
+            if !page_token.is_empty() {
+                next = Some(tokio::spawn(fetch(page_token)));
+            }
+            yield items;
+        }
+    };
+    write_batches(output, format, columns, pages, to_row).await
+}
+
+/// Writes every item of `batches` to `output` (standard output when `None`;
+/// gzip by a `.gz` name) in `format` (by the name when `None`; CSV on
+/// standard output); answers what was done, for the summary line.
+async fn write_batches<T>(
+    output: Option<&std::path::Path>,
+    format: Option<Format>,
+    columns: &[&str],
+    batches: impl Stream<Item = anyhow::Result<Vec<T>>>,
+    to_row: fn(&T) -> Vec<Option<Cell>>,
+) -> anyhow::Result<String> {
     let format = format.unwrap_or_else(|| output.map_or(Format::Csv, Format::of));
-    let sink: Box<dyn Write> = match output {
+    let sink = match output {
         Some(path) => {
             let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
             if path.to_string_lossy().to_lowercase().ends_with(".gz") {
-                Box::new(flate2::write::GzEncoder::new(file, flate2::Compression::fast()))
+                Sink::Gzip(flate2::write::GzEncoder::new(file, flate2::Compression::fast()))
             } else {
-                Box::new(file)
+                Sink::File(file)
             }
         }
-        None => Box::new(io::stdout().lock()),
+        None => Sink::Stdout(io::stdout().lock()),
     };
     let mut out = Rows::new(BufWriter::with_capacity(1 << 16, sink), format, columns)?;
     let mut progress = Progress::start("exported", None);
     let mut exported = 0u64;
-    let mut next = Some(tokio::spawn(fetch(String::new())));
-    while let Some(fetching) = next.take() {
-        let (items, page_token) = fetching.await.context("listing")??;
-        if !page_token.is_empty() {
-            next = Some(tokio::spawn(fetch(page_token)));
-        }
+    let mut batches = std::pin::pin!(batches);
+    while let Some(items) = batches.next().await {
+        let items = items?;
         for item in &items {
             out.write(&to_row(item))?;
         }
         exported += items.len() as u64;
         progress.update(exported);
     }
-    out.finish()?;
+    out.finish()?.finish()?;
     let took = progress.finish();
     Ok(format!(
         "exported {exported} rows in {:.1} s ({:.0} rows/s)",
@@ -229,14 +298,51 @@ where
     ))
 }
 
-/// Rows written in one format.
-enum Rows<'c, W: Write> {
-    Csv(Box<csv::Writer<W>>),
-    Jsonl(W, &'c [&'c str]),
+/// Where the rows go.
+enum Sink {
+    File(std::fs::File),
+    Gzip(flate2::write::GzEncoder<std::fs::File>),
+    Stdout(io::StdoutLock<'static>),
 }
 
-impl<'c, W: Write> Rows<'c, W> {
-    fn new(sink: W, format: Format, columns: &'c [&'c str]) -> anyhow::Result<Rows<'c, W>> {
+impl Sink {
+    /// Ends the output: a gzip file gets its trailer, and a failure to write it is an error.
+    fn finish(self) -> anyhow::Result<()> {
+        match self {
+            Sink::File(mut file) => file.flush()?,
+            Sink::Gzip(gzip) => gzip.finish()?.flush()?,
+            Sink::Stdout(mut stdout) => stdout.flush()?,
+        }
+        Ok(())
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::File(file) => file.write(bytes),
+            Sink::Gzip(gzip) => gzip.write(bytes),
+            Sink::Stdout(stdout) => stdout.write(bytes),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::File(file) => file.flush(),
+            Sink::Gzip(gzip) => gzip.flush(),
+            Sink::Stdout(stdout) => stdout.flush(),
+        }
+    }
+}
+
+/// Rows written in one format.
+enum Rows<'c> {
+    Csv(Box<csv::Writer<BufWriter<Sink>>>),
+    Jsonl(BufWriter<Sink>, &'c [&'c str]),
+}
+
+impl<'c> Rows<'c> {
+    fn new(sink: BufWriter<Sink>, format: Format, columns: &'c [&'c str]) -> anyhow::Result<Rows<'c>> {
         Ok(match format {
             Format::Csv => {
                 let mut writer = csv::Writer::from_writer(sink);
@@ -264,11 +370,12 @@ impl<'c, W: Write> Rows<'c, W> {
         Ok(())
     }
 
-    fn finish(self) -> anyhow::Result<()> {
-        match self {
-            Rows::Csv(writer) => writer.into_inner().map_err(|error| anyhow::anyhow!("{}", error.error()))?.flush()?,
-            Rows::Jsonl(mut writer, _) => writer.flush()?,
-        }
-        Ok(())
+    /// Flushes what is buffered and gives the sink back.
+    fn finish(self) -> anyhow::Result<Sink> {
+        let writer = match self {
+            Rows::Csv(writer) => writer.into_inner().map_err(|error| anyhow::anyhow!("{}", error.error()))?,
+            Rows::Jsonl(writer, _) => writer,
+        };
+        writer.into_inner().map_err(|error| anyhow::anyhow!("{}", error.error()))
     }
 }

@@ -313,6 +313,60 @@ async fn an_export_imports_into_an_empty_install_as_the_same_contacts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_cut_in_the_middle_takes_up_again_after_the_last_contact_and_writes_each_once() {
+    use tokio::io::AsyncBufReadExt;
+    let _turn = one_at_a_time().await;
+    let db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&db).await.unwrap();
+    let dir = scratch("export-cut");
+    let file = dir.join("people.csv");
+    let total = 12_000;
+    let rows: Vec<String> = (0..total).map(|n| format!("P{n},Given{n},Family{n},p{n}@example.com")).collect();
+    std::fs::write(&file, format!("id,given_name,family_name,email\n{}\n", rows.join("\n"))).unwrap();
+    run(&suite, &["import", "contacts", path(&file), "--duplicates", "fail"]).await;
+
+    // The export reads through a connection the test cuts once a part is
+    // written (standard output is a pipe the test reads slowly: the command
+    // waits on it, with the rest of the stream not yet sent).
+    let proxy = crm_testkit::TcpProxy::start(suite.address(Role::Gateway)).await.unwrap();
+    let mut export = crm(&suite)
+        .env("CRM_GATEWAY", proxy.address().to_string())
+        .args(["export", "contacts", "--format", "csv"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(export.stdout.take().unwrap()).lines();
+    let mut written = Vec::new();
+    while written.len() < 1_500 {
+        written.push(lines.next_line().await.unwrap().expect("the export ended before the cut"));
+    }
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.restore();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        written.push(line);
+    }
+    let output = export.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("taking it up again"), "the cut broke the stream: {stderr}");
+
+    let header = written.remove(0);
+    let crm_id = header.split(',').position(|column| column == "crm_id").expect("a crm_id column");
+    let mut ids: Vec<String> = written
+        .iter()
+        .map(|line| csv::ReaderBuilder::new().has_headers(false).from_reader(line.as_bytes()).records().next())
+        .map(|record| record.unwrap().unwrap()[crm_id].to_string())
+        .collect();
+    assert_eq!(ids.len(), total, "every contact once");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "no contact twice");
+    suite.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_history_follows_the_contacts_it_names() {
     let _turn = one_at_a_time().await;
     let db = TestDb::create().await.unwrap();

@@ -149,7 +149,7 @@ impl SegmentationApi {
 
         let (period, compared) = period(at, length, comparison);
         let question = (currency.clone(), period, compared, churn.num_days());
-        let pool = self.pool.clone();
+        let pool = self.reads.clone();
         let answer = self
             .answers
             .movement
@@ -197,7 +197,7 @@ impl SegmentationApi {
         // Whether a core customer is a likely duplicate is asked as the caller: each caller has its own answers.
         let question =
             (currency.clone(), window.num_days(), core_share.to_bits(), core_limit, caller.principal.key_id.clone());
-        let (pool, duplicates) = (self.pool.clone(), self.duplicates(caller));
+        let (pool, duplicates) = (self.reads.clone(), self.duplicates(caller));
         let answer = self
             .answers
             .concentration
@@ -231,7 +231,7 @@ impl SegmentationApi {
 
 /// The 80/20 view of `window`: the ranking, the curve, the core customers and their gaps.
 async fn concentration_answer(
-    pool: sqlx::PgPool,
+    pool: crm_platform::db::ReadPool,
     contacts: ContactsServiceClient<SignedChannel<RoleChannel>>,
     currency: String,
     window: Span,

@@ -56,6 +56,9 @@ pub struct Peers {
 pub struct SegmentationApi {
     feed: FeedApi,
     pool: PgPool,
+    /// Where member lists, exports and the whole-base reports read: the
+    /// replicas when `DATABASE_READ_URL` is set.
+    reads: crm_platform::db::ReadPool,
     segments: Arc<Segments>,
     tokens: PageTokens,
     clock: Clock,
@@ -86,6 +89,7 @@ impl SegmentationApi {
         Ok(SegmentationApi {
             feed: FeedApi::start(ctx, SERVICE_NAME).await?,
             pool: ctx.pool.clone(),
+            reads: ctx.reads.clone(),
             segments,
             tokens: ctx.page_tokens.clone(),
             clock: ctx.clock.clone(),
@@ -446,7 +450,7 @@ impl SegmentationService for SegmentationApi {
             .field("segment_id", segment_id.as_bytes())
             .build();
         let after: Option<Uuid> = self.tokens.resume(&query, &body.page_token)?;
-        let mut conn = self.pool.acquire().await.map_err(Error::from)?;
+        let mut conn = self.reads.acquire().await.map_err(Error::from)?;
         store::get(&mut conn, segment_id, false).await?;
         let mut members = store::list_members(&mut conn, segment_id, after, limit + 1).await?;
         let next_page_token = self.tokens.next_page(&query, &mut members, limit, |(last, _)| *last)?;
@@ -637,7 +641,7 @@ impl SegmentationService for SegmentationApi {
         request: Request<pb::ExportSegmentRequest>,
     ) -> Result<Response<Self::ExportSegmentStream>, Status> {
         let segment_id = id("segment_id", &request.get_ref().segment_id)?;
-        let pool = self.pool.clone();
+        let pool = self.reads.clone();
         store::get(&mut *pool.acquire().await.map_err(Error::from)?, segment_id, false).await?;
         // Page by page by contact id: a page is read when the client has taken the one before.
         let stream = async_stream::try_stream! {
