@@ -11,6 +11,7 @@ mod hardening;
 mod interactions;
 mod interactions_rules;
 mod migrations;
+mod monitoring;
 mod outbox;
 mod read_replicas;
 mod segmentation;

@@ -40,9 +40,16 @@ impl Prometheus {
 
     /// Starts it scraping `targets`' `/metrics` every second, and waits until it is ready.
     pub async fn start(&mut self, targets: &[SocketAddr]) -> anyhow::Result<()> {
+        self.start_with_rules(targets, &[]).await
+    }
+
+    /// Starts it as [`Prometheus::start`] does, evaluating `rule_files` every second.
+    pub async fn start_with_rules(&mut self, targets: &[SocketAddr], rule_files: &[PathBuf]) -> anyhow::Result<()> {
         let targets: Vec<String> = targets.iter().map(|target| format!("'{target}'")).collect();
+        let rules: Vec<String> = rule_files.iter().map(|file| format!("'{}'", file.display())).collect();
         let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: crm\n    static_configs:\n      - targets: [{}]\n",
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [{}]\nscrape_configs:\n  - job_name: crm\n    static_configs:\n      - targets: [{}]\n",
+            rules.join(", "),
             targets.join(", ")
         );
         std::fs::write(self.dir.join("prometheus.yml"), config)?;
@@ -70,6 +77,14 @@ impl Prometheus {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         anyhow::bail!("Prometheus did not become ready at {}", self.url)
+    }
+
+    /// Every rule it evaluates, by group: `data.groups` of `/api/v1/rules`
+    /// (each rule with its `name`, `health` and `lastError`).
+    pub async fn rules(&self) -> anyhow::Result<Value> {
+        let response = self.client.get(format!("{}/api/v1/rules", self.url)).send().await?.error_for_status()?;
+        let answer: Value = response.json().await?;
+        Ok(answer["data"]["groups"].clone())
     }
 
     /// The result of an instant query (`data.result`).
