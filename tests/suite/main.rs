@@ -3,6 +3,7 @@
 
 mod access;
 mod alerting;
+mod backups;
 mod consumer;
 mod contacts;
 mod event_feed;

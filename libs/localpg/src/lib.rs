@@ -110,6 +110,18 @@ impl LocalPostgres {
         self.run("pg_ctl", &["restart", "-m", mode, "-w", "-t", "60", "-D", &path_str(&self.data_dir)?, "-l", &log])
     }
 
+    /// A physical copy of the whole running cluster (`pg_basebackup`, with
+    /// the WAL to make it consistent) into `dir`, where [`LocalPostgres::start`]
+    /// then runs it: a backup restored, as CloudNativePG's are.
+    pub fn base_backup(&self, dir: &Path) -> anyhow::Result<()> {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        self.prepare_ownership(dir)?;
+        let port = self.port.to_string();
+        let target = path_str(&dir.join("pgdata"))?;
+        let args = ["-D", &target, "-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-X", "stream", "-c", "fast"];
+        self.run("pg_basebackup", &args)
+    }
+
     /// The port of a server already running on our data directory, if any.
     fn running_port(&self) -> Option<u16> {
         let status = self.command("pg_ctl").args(["status", "-D", &path_str(&self.data_dir).ok()?]).output().ok()?;

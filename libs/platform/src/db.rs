@@ -162,7 +162,7 @@ pub async fn migrate(pool: &PgPool, role: Role, role_migrator: Migrator) -> anyh
             migrator.dangerous_set_table_name(format!("\"{schema}\"._{set}_migrations"));
             migrator.run(&mut *conn).await.with_context(|| format!("applying the {set} migrations of {schema}"))?;
         }
-        anyhow::Ok(())
+        check_feed_positions(&mut conn, role).await
     }
     .await;
 
@@ -175,6 +175,33 @@ pub async fn migrate(pool: &PgPool, role: Role, role_migrator: Migrator) -> anyh
         conn.detach();
     }
     outcome
+}
+
+/// Refuses a database whose feed holds events of transactions this cluster
+/// has not reached: a logical dump (`pg_dump`) restored into another
+/// cluster, whose transaction counter starts afresh. There, new events
+/// would take smaller positions than the old ones (a feed is ordered by
+/// transaction id) and every follower, resuming after its stored position,
+/// would miss them for ever. A physical backup (`pg_basebackup`,
+/// CloudNativePG's) keeps the counter, and passes.
+async fn check_feed_positions(conn: &mut sqlx::PgConnection, role: Role) -> anyhow::Result<()> {
+    let (newest, reached): (Option<i64>, i64) = sqlx::query_as(
+        "SELECT (SELECT max(transaction_id)::text::bigint FROM outbox),
+                pg_snapshot_xmax(pg_current_snapshot())::text::bigint",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .context("reading the feed's newest position")?;
+    match newest {
+        Some(newest) if newest >= reached => anyhow::bail!(
+            "the {role} feed holds events of transaction {newest}, which this PostgreSQL cluster has not \
+             reached (it is at {reached}): the database was restored from a logical dump (pg_dump) into \
+             another cluster, where new events would sort before the old ones and the followers would miss \
+             them. Restore it from a physical backup (pg_basebackup, CloudNativePG's backups), which keeps the \
+             cluster's transaction counter: deploy/README.md, \"Backups\""
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Creates database `name` on the server at `server_url` unless it exists,

@@ -44,6 +44,22 @@ impl TestDb {
         Ok(TestDb { url, name, server_url })
     }
 
+    /// Creates an empty database with a fresh name on the server at `server_url`.
+    pub async fn create_on(server_url: &str) -> anyhow::Result<TestDb> {
+        let name = format!("crm_test_{}", uuid::Uuid::now_v7().simple());
+        let url = db::create_database(server_url, &name).await.context("creating the test database")?;
+        Ok(TestDb { url, name, server_url: server_url.to_string() })
+    }
+
+    /// The same database on another server (a restored copy of this one's), dropped there after.
+    pub fn copy_on(&self, server_url: &str) -> TestDb {
+        TestDb {
+            url: db::with_database(server_url, &self.name),
+            name: self.name.clone(),
+            server_url: server_url.into(),
+        }
+    }
+
     /// A pool confined to `role`'s schema, with the role's migrations applied.
     pub async fn role_pool(&self, role: Role) -> anyhow::Result<PgPool> {
         let settings = DbSettings { max_connections: 20, connect_timeout: std::time::Duration::from_secs(10) };
