@@ -259,6 +259,8 @@ struct CallInfo {
     service: String,
     method: String,
     started: Instant,
+    /// The call's span, which gets its status when the call ends.
+    span: tracing::Span,
 }
 
 /// The label values of a path that names no method of the contracts: what a
@@ -296,7 +298,8 @@ impl CallInfo {
             Some((service, method)) if known_paths().contains(path) => (service.to_string(), method.to_string()),
             _ => (UNKNOWN_METHOD.to_string(), UNKNOWN_METHOD.to_string()),
         };
-        CallInfo { server, service, method, started: Instant::now() }
+        // Called inside the server's span for the call (`server::rpc_span`).
+        CallInfo { server, service, method, started: Instant::now(), span: tracing::Span::current() }
     }
 }
 
@@ -342,6 +345,7 @@ impl Recorder {
     fn finish(&self, status: &str) {
         if !self.done.swap(true, std::sync::atomic::Ordering::AcqRel) {
             self.metrics.record(&self.call, status);
+            record_status(&self.call.span, status);
         }
     }
 }
@@ -391,29 +395,42 @@ impl<B: Body> Body for MeteredBody<B> {
     }
 }
 
+/// gRPC's status names, by code.
+const STATUS_NAMES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
 /// The canonical name of the `grpc-status` in `headers`, if there is one.
 fn grpc_status_name(headers: &http::HeaderMap) -> Option<&'static str> {
-    let value = headers.get("grpc-status")?;
-    let code = value.to_str().ok()?.parse::<i32>().ok()?;
-    Some(match tonic::Code::from_i32(code) {
-        tonic::Code::Ok => "OK",
-        tonic::Code::Cancelled => "CANCELLED",
-        tonic::Code::Unknown => "UNKNOWN",
-        tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
-        tonic::Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        tonic::Code::NotFound => "NOT_FOUND",
-        tonic::Code::AlreadyExists => "ALREADY_EXISTS",
-        tonic::Code::PermissionDenied => "PERMISSION_DENIED",
-        tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
-        tonic::Code::Aborted => "ABORTED",
-        tonic::Code::OutOfRange => "OUT_OF_RANGE",
-        tonic::Code::Unimplemented => "UNIMPLEMENTED",
-        tonic::Code::Internal => "INTERNAL",
-        tonic::Code::Unavailable => "UNAVAILABLE",
-        tonic::Code::DataLoss => "DATA_LOSS",
-        tonic::Code::Unauthenticated => "UNAUTHENTICATED",
-    })
+    let code = headers.get("grpc-status")?.to_str().ok()?.parse::<usize>().ok()?;
+    STATUS_NAMES.get(code).copied()
+}
+
+/// Ends the call's span as OpenTelemetry's RPC conventions say: its numeric
+/// `rpc.grpc.status_code`, and an error status for the codes a server
+/// answers when it failed (not when the caller erred).
+fn record_status(span: &tracing::Span, status: &str) {
+    let code = STATUS_NAMES.iter().position(|name| *name == status).unwrap_or(2);
+    span.record("rpc.grpc.status_code", code as i64);
+    if matches!(status, "UNKNOWN" | "DEADLINE_EXCEEDED" | "UNIMPLEMENTED" | "INTERNAL" | "UNAVAILABLE" | "DATA_LOSS") {
+        span.record("otel.status_code", "ERROR");
+    }
 }
 
 /// Serves `GET /metrics` in the Prometheus text format until `shutdown`.

@@ -350,19 +350,25 @@ fn health_service_for(
     ))
 }
 
-/// One span per RPC, named by its method and carrying the request id, in the
-/// caller's trace; the principal is recorded once it is known.
+/// One span per RPC, in the caller's trace, as OpenTelemetry's RPC
+/// conventions name it: `crm.contacts.v1.ContactsService/CreateContact`,
+/// kind server, `rpc.system`, `rpc.service`, `rpc.method`, and at its end
+/// `rpc.grpc.status_code` (recorded by the metrics layer, which sees the
+/// status); besides them the request id, and the principal once known.
 fn rpc_span<B>(request: &Request<B>) -> tracing::Span {
     let request_id = request.headers().get(REQUEST_ID_HEADER).and_then(|value| value.to_str().ok()).unwrap_or("");
-    // A path that names no method is a caller's text: quoted short, never whole.
-    let path = request.uri().path();
-    let method = if crate::metrics::is_known_path(path) { path.to_string() } else { crate::error::quote(path) };
+    let (service, method) = crate::trace_context::rpc_names(request.uri().path());
     let span = tracing::info_span!(
         "rpc",
+        otel.name = %format!("{service}/{method}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        rpc.system = "grpc",
+        rpc.service = %service,
         rpc.method = %method,
+        rpc.grpc.status_code = tracing::field::Empty,
         request_id = %request_id,
         principal = tracing::field::Empty,
-        otel.kind = "server",
     );
     crate::trace_context::continue_trace(&span, request.headers());
     span

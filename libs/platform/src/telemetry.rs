@@ -64,7 +64,7 @@ impl Telemetry {
     }
 
     /// Installs the global `tracing` subscriber: JSON or pretty logs on stderr, filtered
-    /// by `CRM_LOG`, plus spans to OTLP when configured. Call once, from `main`.
+    /// by `CRM_LOG`, plus spans (info and above) to OTLP when configured. Call once, from `main`.
     pub fn install_subscriber(&self, config: &Config) -> anyhow::Result<()> {
         let filter = EnvFilter::try_new(&config.log_filter)
             .with_context(|| format!("CRM_LOG {:?} is not a valid log filter", config.log_filter))?;
@@ -83,13 +83,15 @@ impl Telemetry {
         } else {
             tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed()
         };
-        let traces = self
-            .tracer_provider
-            .as_ref()
-            .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("crm")));
+        // Spans go out at info whatever `CRM_LOG` keeps of the logs: quieter
+        // logs must not cost the traces.
+        let traces = self.tracer_provider.as_ref().map(|provider| {
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("crm"))
+                .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+        });
         tracing_subscriber::registry()
-            .with(filter)
-            .with(logs)
+            .with(logs.with_filter(filter))
             .with(traces)
             .try_init()
             .context("a tracing subscriber is installed already")

@@ -1,7 +1,8 @@
 //! W3C trace context across the suite: a server's RPC span continues the
-//! caller's trace (`traceparent`), and a call the gateway forwards carries the
-//! gateway's span as its parent, so one trace runs from the client through the
-//! gateway to the role. Without an OpenTelemetry layer (OTLP not configured)
+//! caller's trace (`traceparent`), and a call the gateway forwards is a
+//! client span of the gateway's whose context it carries, so one trace runs
+//! from the client through the gateway (server, then client span) to the
+//! role (server span, then its database spans). Without an OpenTelemetry layer (OTLP not configured)
 //! spans have no context and headers pass through untouched.
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
@@ -30,6 +31,31 @@ impl Injector for HeaderInjector<'_> {
     }
 }
 
+/// A call's service and method by OpenTelemetry's RPC conventions
+/// (`crm.contacts.v1.ContactsService`, `CreateContact`); a path that names
+/// no method of the suite is a caller's text and never becomes a name
+/// ([`crate::metrics::UNKNOWN_METHOD`] for both).
+pub fn rpc_names(path: &str) -> (&str, &str) {
+    match path.strip_prefix('/').and_then(|rest| rest.split_once('/')) {
+        Some(names) if crate::metrics::is_known_path(path) => names,
+        _ => (crate::metrics::UNKNOWN_METHOD, crate::metrics::UNKNOWN_METHOD),
+    }
+}
+
+/// A span for a call this process makes to another role (kind client), to
+/// wrap the call in; [`propagate`] it into the call's headers.
+pub fn client_span(path: &str) -> tracing::Span {
+    let (service, method) = rpc_names(path);
+    tracing::info_span!(
+        "rpc.client",
+        otel.name = %format!("{service}/{method}"),
+        otel.kind = "client",
+        rpc.system = "grpc",
+        rpc.service = %service,
+        rpc.method = %method,
+    )
+}
+
 /// Makes `span` continue the trace named in `headers`, if any.
 pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
     let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
@@ -37,10 +63,10 @@ pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
     let _ = span.set_parent(parent);
 }
 
-/// Writes the current span's context into `headers` (`traceparent`, `tracestate`)
+/// Writes `span`'s context into `headers` (`traceparent`, `tracestate`)
 /// when it has one, so the next hop's span becomes its child.
-pub fn propagate_current(headers: &mut http::HeaderMap) {
-    let context = tracing::Span::current().context();
+pub fn propagate(span: &tracing::Span, headers: &mut http::HeaderMap) {
+    let context = span.context();
     if opentelemetry::trace::TraceContextExt::span(&context).span_context().is_valid() {
         TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(headers));
     }

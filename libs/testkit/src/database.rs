@@ -60,9 +60,11 @@ impl TestDb {
         }
     }
 
-    /// A pool confined to `role`'s schema, with the role's migrations applied.
+    /// A pool confined to `role`'s schema, with the role's migrations applied:
+    /// four connections at most, since two tests' suites beside it share the
+    /// test server's hundred.
     pub async fn role_pool(&self, role: Role) -> anyhow::Result<PgPool> {
-        let settings = DbSettings { max_connections: 20, connect_timeout: std::time::Duration::from_secs(10) };
+        let settings = DbSettings { max_connections: 4, connect_timeout: std::time::Duration::from_secs(10) };
         let pool = db::connect(&self.url, role, &settings).await?;
         db::migrate(&pool, role, crm::suite::migrator(role)).await?;
         Ok(pool)

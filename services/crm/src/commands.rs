@@ -81,6 +81,19 @@ pub async fn run(command: Command, config: Config, telemetry: &Telemetry) -> any
     }
 }
 
+/// A process serving one role is, to a tracing backend, that role
+/// (`crm-contacts`, `crm-gateway`…): a split install's spans say which
+/// Deployment they came from. `OTEL_SERVICE_NAME` set by hand wins; every
+/// other process is `crm`.
+pub fn name_the_service(command: &Command, config: &mut Config) {
+    if let (Command::Serve { target }, Some(otlp)) = (command, config.otlp.as_mut())
+        && let [role] = target.0.as_slice()
+        && std::env::var_os("OTEL_SERVICE_NAME").is_none()
+    {
+        otlp.service_name = format!("crm-{role}");
+    }
+}
+
 /// `crm serve` and `crm migrate` need a database; the secrets must be shared by every replica.
 fn install_for_serve(config: Config) -> anyhow::Result<Install> {
     let database_url = config.database_url.clone().context(

@@ -15,13 +15,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::from_env() {
+    let mut config = match Config::from_env() {
         Ok(config) => config,
         Err(errors) => {
             eprintln!("{errors}");
             return ExitCode::from(2);
         }
     };
+    crm::commands::name_the_service(&cli.command, &mut config);
     let telemetry = match Telemetry::build(&config) {
         Ok(telemetry) => telemetry,
         Err(error) => {

@@ -88,7 +88,6 @@ impl Guard {
         // The credential stops here: the roles trust the signed principal instead.
         headers.remove(http::header::AUTHORIZATION);
         self.signer.sign(&principal, &path, headers);
-        crm_platform::trace_context::propagate_current(headers);
         tracing::Span::current().record("principal", principal.key_id.as_str());
         request.extensions_mut().insert(principal);
         Ok(slot)

@@ -14,6 +14,7 @@ use http_body::Frame;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::{Status, body::Body};
 use tower::{Service, ServiceExt};
+use tracing::Instrument;
 
 use crm_platform::local::LocalRoles;
 
@@ -50,7 +51,10 @@ impl Service<http::Request<axum::body::Body>> for Proxy {
         let Some(upstream) = self.routes.route(&path).cloned() else {
             return ready(Status::unimplemented(format!("no service of the suite serves {path}")));
         };
-        let forwarded = request.map(Body::new);
+        // The hop to the role is a client span of its own, the role's server span its child.
+        let span = crm_platform::trace_context::client_span(&path);
+        let mut forwarded = request.map(Body::new);
+        crm_platform::trace_context::propagate(&span, forwarded.headers_mut());
         let streaming = self.routes.is_server_streaming(&path);
         let shutdown = self.shutdown.clone();
         let relay = move |response: http::Response<Body>| {
@@ -65,17 +69,20 @@ impl Service<http::Request<axum::body::Body>> for Proxy {
         if let Some(service) = self.local.get(upstream.role) {
             // In-process: the channel's enforcement of `grpc-timeout` is ours to do.
             let deadline = deadline::of(forwarded.headers());
-            return Box::pin(async move {
-                let call = service.oneshot(forwarded);
-                let response = match deadline {
-                    Some(deadline) => match tokio::time::timeout(deadline, call).await {
-                        Ok(response) => response,
-                        Err(_) => return Ok(expired()),
-                    },
-                    None => call.await,
-                };
-                Ok(response.map(relay).unwrap_or_else(|never| match never {}))
-            });
+            return Box::pin(
+                async move {
+                    let call = service.oneshot(forwarded);
+                    let response = match deadline {
+                        Some(deadline) => match tokio::time::timeout(deadline, call).await {
+                            Ok(response) => response,
+                            Err(_) => return Ok(expired()),
+                        },
+                        None => call.await,
+                    };
+                    Ok(response.map(relay).unwrap_or_else(|never| match never {}))
+                }
+                .instrument(span),
+            );
         }
         let Some(channel) = upstream.pick() else {
             return ready(Status::unavailable(format!(
@@ -83,17 +90,20 @@ impl Service<http::Request<axum::body::Body>> for Proxy {
                 upstream.role
             )));
         };
-        Box::pin(async move {
-            match channel.oneshot(forwarded).await {
-                Ok(response) => Ok(relay(response)),
-                Err(error) if deadline_expired(&error) => Ok(expired()),
-                Err(error) => {
-                    tracing::warn!(role = %upstream.role, error = %error, "upstream call failed");
-                    Ok(Status::unavailable(format!("the {} role is unavailable; retry shortly", upstream.role))
-                        .into_http())
+        Box::pin(
+            async move {
+                match channel.oneshot(forwarded).await {
+                    Ok(response) => Ok(relay(response)),
+                    Err(error) if deadline_expired(&error) => Ok(expired()),
+                    Err(error) => {
+                        tracing::warn!(role = %upstream.role, error = %error, "upstream call failed");
+                        Ok(Status::unavailable(format!("the {} role is unavailable; retry shortly", upstream.role))
+                            .into_http())
+                    }
                 }
             }
-        })
+            .instrument(span),
+        )
     }
 }
 

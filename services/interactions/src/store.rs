@@ -127,6 +127,7 @@ fn record(row: &PgRow) -> Result<InteractionRecord, Error> {
 impl InteractionStore {
     /// Stores a batch atomically; items already stored (same source and
     /// external id, before or earlier in the batch) come back as duplicates.
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "interactions.store", otel.kind = "client", db.system.name = "postgresql", db.operation.name = "store", db.collection.name = "interactions"))]
     pub async fn store(
         &self,
         records: &[InteractionRecord],
@@ -176,12 +177,14 @@ impl InteractionStore {
         Ok(outcomes)
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "interactions.get", otel.kind = "client", db.system.name = "postgresql", db.operation.name = "get", db.collection.name = "interactions"))]
     pub async fn get(&self, id: Uuid) -> Result<InteractionRecord, Error> {
         let mut conn = self.pool.acquire().await?;
         load(&mut conn, id).await
     }
 
     /// Up to `limit` interactions of a contact before the `(occurred_at, id)` cursor, newest first.
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "interactions.timeline", otel.kind = "client", db.system.name = "postgresql", db.operation.name = "timeline", db.collection.name = "interactions"))]
     pub async fn timeline(
         &self,
         contact_id: Uuid,

@@ -74,6 +74,7 @@ impl ContactStore {
     /// Live contacts sharing a blocking key with `data` (and, with `similar`,
     /// whose names look alike: typos, nicknames), scored, at or above
     /// `min_score`, best first.
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "contacts.candidates", otel.kind = "client", db.system.name = "postgresql", db.operation.name = "candidates", db.collection.name = "contacts"))]
     pub async fn candidates(
         &self,
         conn: &mut PgConnection,
@@ -116,6 +117,7 @@ impl ContactStore {
 
     /// Creates a contact: refused with LIKELY_DUPLICATE when it likely
     /// duplicates a live contact, unless overridden (which the audit trail shows).
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "contacts.create", otel.kind = "client", db.system.name = "postgresql", db.operation.name = "create", db.collection.name = "contacts"))]
     pub async fn create(
         &self,
         data: ContactData,
@@ -209,12 +211,14 @@ impl ContactStore {
         }
     }
 
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "contacts.get", otel.kind = "client", db.system.name = "postgresql", db.operation.name = "get", db.collection.name = "contacts"))]
     pub async fn get(&self, id: Uuid) -> Result<ContactRecord, Error> {
         let mut conn = self.pool.acquire().await?;
         load(&mut conn, id, false).await
     }
 
     /// Applies `change` to the contact's data under its row lock; ABORTED on a stale etag.
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "contacts.update", otel.kind = "client", db.system.name = "postgresql", db.operation.name = "update", db.collection.name = "contacts"))]
     pub async fn update(
         &self,
         id: Uuid,
@@ -235,6 +239,7 @@ impl ContactStore {
     }
 
     /// Up to `limit` contacts after `after` (ids are UUIDv7: oldest first).
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "contacts.list", otel.kind = "client", db.system.name = "postgresql", db.operation.name = "list", db.collection.name = "contacts"))]
     pub async fn list(
         &self,
         filter: &ListFilter,
@@ -272,6 +277,7 @@ impl ContactStore {
     }
 
     /// Soft delete: the contact leaves lists, lookups and matching, and frees its external ids.
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "contacts.delete", otel.kind = "client", db.system.name = "postgresql", db.operation.name = "delete", db.collection.name = "contacts"))]
     pub async fn delete(&self, id: Uuid, etag: &str, actor: &Actor) -> Result<ContactRecord, Error> {
         let mut tx = self.pool.begin().await?;
         let before = load(&mut tx, id, true).await?;
@@ -309,6 +315,7 @@ impl ContactStore {
 
     /// The live contact holding an email, phone or external id; the most
     /// recently updated one when (after an overridden duplicate) several do.
+    #[tracing::instrument(name = "db", skip_all, fields(otel.name = "contacts.lookup", otel.kind = "client", db.system.name = "postgresql", db.operation.name = "lookup", db.collection.name = "contacts"))]
     pub async fn lookup(&self, key: &LookupKey) -> Result<ContactRecord, Error> {
         let row = match key {
             LookupKey::Blocking(key) => {

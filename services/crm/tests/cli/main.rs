@@ -2,5 +2,6 @@
 
 mod chaos;
 mod commands;
+mod traces;
 mod transfer;
 mod up;
