@@ -71,7 +71,7 @@ fn options(url: &str, variable: &str, role: Role, application: &str) -> anyhow::
 const REPLICA_WAIT: Duration = Duration::from_secs(2);
 
 /// Where the calls that tolerate a little lag read (lists, exports, reports:
-/// each role's README section names them): the replicas of
+/// docs/configuration.md names them, at `DATABASE_READ_URL`): the replicas of
 /// `DATABASE_READ_URL` when it is set, else the primary. When the replicas
 /// give no connection within [`REPLICA_WAIT`] (down, failing over, the pool
 /// spent), the read goes to the primary: a replica outage makes these calls

@@ -1,5 +1,5 @@
-//! The command line. Settings come from the environment (see the README's
-//! configuration table); flags choose what to run.
+//! The command line. Settings come from the environment (see the table in docs/configuration.md);
+//! flags choose what to run.
 
 use std::path::PathBuf;
 
@@ -8,7 +8,7 @@ use crm_platform::Role;
 
 /// The CRM suite: contacts, interactions, segmentation, alerting and their gateway, in one binary.
 ///
-/// Configuration comes from environment variables (DATABASE_URL, CRM_*, OTEL_*); see the README.
+/// Configuration comes from environment variables (DATABASE_URL, CRM_*, OTEL_*); see docs/configuration.md.
 #[derive(Debug, Parser)]
 #[command(name = "crm", version, about, long_about)]
 pub struct Cli {

@@ -738,7 +738,7 @@ mod tests {
     use super::*;
     use crate::matching::DEFAULT_THRESHOLD;
 
-    /// The figures the README reports:
+    /// The figures docs/contacts.md reports:
     /// `cargo test -p crm-contacts --release duplicate_detection -- --nocapture`.
     #[test]
     fn duplicate_detection_meets_its_precision_and_recall() {

@@ -5,7 +5,7 @@
 //! exactly once: nothing acknowledged is lost, nothing is doubled.
 //!
 //! `CRM_CHAOS_ROUNDS` sets the kills and restarts (default 3, the short
-//! version CI runs); the README gives a longer run.
+//! version CI runs); the README's quick start gives a longer run.
 
 use std::{collections::HashSet, net::TcpListener, process::Stdio, time::Duration};
 
