@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """Validates rendered manifests offline, strictly: every built-in kind
-against Kubernetes' own schema (kubernetes-validate), every CloudNativePG
-kind against the operator's CRD schema kept in schemas/ (see its README);
-a field that is not in the schema is an error, as the API server would make
-it. Usage: kubectl kustomize overlays/single | validate.py -
+against Kubernetes' own schema (kubernetes-validate), every custom kind
+(CloudNativePG's, the Prometheus operator's) against its CRD's schema kept
+in schemas/ (see its README); a field that is not in the schema is an
+error, as the API server would make it.
+
+Usage: kubectl kustomize overlays/single | validate.py -
+       validate.py --rules        (the PrometheusRule holds crm.rules.yml's groups)
+       validate.py --write-rules  (writes it so)
 """
 
 import json
@@ -15,7 +19,34 @@ import kubernetes_validate
 import yaml
 
 KUBERNETES_VERSION = "1.33.0"
-SCHEMAS = pathlib.Path(__file__).resolve().parent / "schemas"
+HERE = pathlib.Path(__file__).resolve().parent
+SCHEMAS = HERE / "schemas"
+RULES = HERE.parent / "monitoring" / "prometheus" / "crm.rules.yml"
+PROMETHEUS_RULE = HERE / "components" / "monitoring" / "prometheus-rule.yaml"
+
+
+def prometheus_rule():
+    """crm.rules.yml's groups as the Prometheus operator's PrometheusRule."""
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    header = (
+        "# Generated from deploy/monitoring/prometheus/crm.rules.yml by\n"
+        "# `deploy/kubernetes/validate.py --write-rules`; .ci/run checks they agree.\n"
+    )
+    resource = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "crm", "labels": {"app.kubernetes.io/name": "crm"}},
+        "spec": {"groups": groups},
+    }
+    return header + yaml.safe_dump(resource, sort_keys=False, width=1000)
+
+
+def rules_agree():
+    if yaml.safe_load(PROMETHEUS_RULE.read_text()) == yaml.safe_load(prometheus_rule()):
+        print(f"{PROMETHEUS_RULE.name} holds crm.rules.yml's groups", file=sys.stderr)
+        return 0
+    print(f"{PROMETHEUS_RULE} differs from {RULES}: run validate.py --write-rules", file=sys.stderr)
+    return 1
 
 
 def strict(schema):
@@ -148,4 +179,9 @@ def main(paths):
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--rules"]:
+        sys.exit(rules_agree())
+    if sys.argv[1:] == ["--write-rules"]:
+        PROMETHEUS_RULE.write_text(prometheus_rule())
+        sys.exit(0)
     sys.exit(main(sys.argv[1:] or ["-"]))

@@ -220,3 +220,29 @@ async fn fit_matcher(config: Config) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::cli::Targets;
+
+    fn named(targets: Vec<Role>) -> String {
+        let vars = HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT".to_string(), "http://collector:4317".to_string())]);
+        let mut config = Config::from_vars(&vars).unwrap();
+        name_the_service(&Command::Serve { target: Targets(targets) }, &mut config);
+        config.otlp.unwrap().service_name
+    }
+
+    #[test]
+    fn a_process_serving_one_role_is_named_for_it() {
+        if std::env::var_os("OTEL_SERVICE_NAME").is_some() {
+            return; // set by hand, it wins: nothing to name
+        }
+        assert_eq!(named(vec![Role::Contacts]), "crm-contacts");
+        assert_eq!(named(vec![Role::Gateway]), "crm-gateway");
+        assert_eq!(named(Role::ALL.to_vec()), "crm");
+        assert_eq!(named(vec![Role::Gateway, Role::Contacts]), "crm");
+    }
+}
