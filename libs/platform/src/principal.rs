@@ -207,16 +207,20 @@ where
 {
     type Response = http::Response<tonic::body::Body>;
     type Error = C::Error;
-    type Future = C::Future;
+    type Future = tracing::instrument::Instrumented<C::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.channel.poll_ready(cx)
     }
 
+    /// Signs the call and makes it a client span of the caller's trace.
     fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
+        use tracing::Instrument;
         let path = request.uri().path().to_string();
         self.signer.sign(&self.principal, &path, request.headers_mut());
-        self.channel.call(request)
+        let span = crate::trace_context::client_span(&path);
+        crate::trace_context::propagate(&span, request.headers_mut());
+        self.channel.call(request).instrument(span)
     }
 }
 

@@ -56,6 +56,26 @@ pub fn client_span(path: &str) -> tracing::Span {
     )
 }
 
+/// A span for an HTTP request this process sends (Alertmanager, a webhook,
+/// Prometheus), kind client, by OpenTelemetry's HTTP conventions: named by
+/// its method, with the server's host and port but never the URL's path or
+/// query (a webhook's path may hold a token); record
+/// `http.response.status_code` on it when the answer comes.
+pub fn http_client_span(method: &str, url: &str) -> tracing::Span {
+    let parsed = url.parse::<http::Uri>().ok();
+    let host = parsed.as_ref().and_then(|uri| uri.host()).unwrap_or("").to_string();
+    let port = parsed.as_ref().and_then(|uri| uri.port_u16()).map(i64::from);
+    tracing::info_span!(
+        "http.client",
+        otel.name = %method,
+        otel.kind = "client",
+        http.request.method = %method,
+        server.address = %host,
+        server.port = port,
+        http.response.status_code = tracing::field::Empty,
+    )
+}
+
 /// Makes `span` continue the trace named in `headers`, if any.
 pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
     let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));

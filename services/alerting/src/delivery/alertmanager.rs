@@ -19,6 +19,7 @@
 //! is sent again.
 
 use std::{sync::Mutex, time::Duration};
+use tracing::Instrument;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use crm_platform::{clock::Clock, config::AlertingSettings, leader::SessionLock, outbox::Feed};
@@ -244,8 +245,11 @@ impl Alertmanagers {
     }
 
     async fn post(&self, url: &str, alerts: &[Postable<'_>]) -> anyhow::Result<()> {
-        let response = self.client.post(format!("{url}/api/v2/alerts")).json(alerts).send().await?;
+        let span = crm_platform::trace_context::http_client_span("POST", url);
+        let response =
+            self.client.post(format!("{url}/api/v2/alerts")).json(alerts).send().instrument(span.clone()).await?;
         let status = response.status();
+        span.record("http.response.status_code", i64::from(status.as_u16()));
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
             anyhow::bail!("HTTP {status}: {}", body.chars().take(300).collect::<String>());

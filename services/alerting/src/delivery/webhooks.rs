@@ -10,6 +10,7 @@
 //! delivery id in `X-CRM-Webhook-Id` lets a receiver drop a repeat.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
+use tracing::Instrument;
 
 use backon::BackoffBuilder;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -249,6 +250,7 @@ impl Webhooks {
             Err(error) => return (failure(now, 0, started.elapsed(), &error.to_string()), Outcome::Refused),
         };
         let timestamp = now.timestamp();
+        let span = crm_platform::trace_context::http_client_span("POST", &hook.url);
         let sent = self
             .client
             .post(&hook.url)
@@ -258,7 +260,11 @@ impl Webhooks {
             .header(SIGNATURE_HEADER, sign(&hook.secret, timestamp, &body))
             .body(body)
             .send()
+            .instrument(span.clone())
             .await;
+        if let Ok(response) = &sent {
+            span.record("http.response.status_code", i64::from(response.status().as_u16()));
+        }
         let latency = started.elapsed();
         match sent {
             Ok(response) => {

@@ -4,6 +4,7 @@
 //! SLO's status needs written in Prometheus' notation.
 
 use std::{collections::HashMap, time::Duration};
+use tracing::Instrument;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -54,13 +55,16 @@ impl Prometheus {
     pub async fn count(&self, query: &str, window: Duration, at: DateTime<Utc>) -> Result<f64, String> {
         let promql = query.replace(WINDOW, &notation(window));
         let time = format!("{:.3}", at.timestamp_millis() as f64 / 1000.0);
+        let span = crm_platform::trace_context::http_client_span("GET", &self.url);
         let response = self
             .client
             .get(format!("{}/api/v1/query", self.url))
             .query(&[("query", promql.as_str()), ("time", time.as_str())])
             .send()
+            .instrument(span.clone())
             .await
             .map_err(|error| format!("Prometheus at {} did not answer: {error}", self.url))?;
+        span.record("http.response.status_code", i64::from(response.status().as_u16()));
         let answer: Answer =
             response.json().await.map_err(|error| format!("Prometheus answered something else than JSON: {error}"))?;
         if answer.status != "success" {
