@@ -470,19 +470,28 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_to_the_role() {
     suite.contacts().await.unwrap().list_events(request).await.unwrap();
     suite.shutdown().await.unwrap();
 
+    use opentelemetry::trace::SpanKind;
     let spans = exporter.get_finished_spans().unwrap();
+    // Named by the method, as OpenTelemetry's RPC conventions name them.
     let in_trace: Vec<_> = spans
         .iter()
-        .filter(|span| span.name == "rpc" && span.span_context.trace_id().to_string() == trace_id)
+        .filter(|span| {
+            span.name == "crm.contacts.v1.ContactsService/ListEvents"
+                && span.span_context.trace_id().to_string() == trace_id
+        })
         .collect();
     let gateway = in_trace
         .iter()
-        .find(|span| span.parent_span_id.to_string() == caller_span)
+        .find(|span| span.parent_span_id.to_string() == caller_span && span.span_kind == SpanKind::Server)
         .unwrap_or_else(|| panic!("no span continues the caller's: {in_trace:#?}"));
+    let hop = in_trace
+        .iter()
+        .find(|span| span.parent_span_id == gateway.span_context.span_id() && span.span_kind == SpanKind::Client)
+        .unwrap_or_else(|| panic!("the gateway's call to the role is no client span of its own: {in_trace:#?}"));
     let role = in_trace
         .iter()
-        .find(|span| span.parent_span_id == gateway.span_context.span_id())
-        .unwrap_or_else(|| panic!("the role's span does not continue the gateway's: {in_trace:#?}"));
+        .find(|span| span.parent_span_id == hop.span_context.span_id() && span.span_kind == SpanKind::Server)
+        .unwrap_or_else(|| panic!("the role's span does not continue the gateway's call: {in_trace:#?}"));
     let principal = |span: &opentelemetry_sdk::trace::SpanData| {
         span.attributes.iter().find(|kv| kv.key.as_str() == "principal").map(|kv| kv.value.to_string())
     };
