@@ -173,19 +173,23 @@ impl<H: Handler> Consumer<H> {
                 // A stream error drops the events after the cursor: they come again on resume.
                 events.extend(message?.event);
             }
-            let started = std::time::Instant::now();
-            self.apply(&events, applied).await?;
-            if let Some(last) = events.last() {
-                applied = applied.max(Position::from(last.position));
-            }
             busy = true;
-            // Working off a backlog (a full burst) while users call: make room.
+            // Working off a backlog (a full burst) while users call: make
+            // room, in small bursts each followed by a pause.
             let backlog = events.len() * 2 >= self.handler.max_batch().max(1);
-            let pause = crate::foreground::pause(started.elapsed(), backlog, crate::foreground::busy());
-            if !pause.is_zero() {
-                tokio::select! {
-                    () = shutdown.cancelled() => return Ok(()),
-                    () = tokio::time::sleep(pause) => {}
+            let size = crate::foreground::burst(events.len(), backlog, crate::foreground::busy());
+            for part in events.chunks(size) {
+                let started = std::time::Instant::now();
+                self.apply(part, applied).await?;
+                if let Some(last) = part.last() {
+                    applied = applied.max(Position::from(last.position));
+                }
+                let pause = crate::foreground::pause(started.elapsed(), backlog, crate::foreground::busy());
+                if !pause.is_zero() {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(pause) => {}
+                    }
                 }
             }
         }
