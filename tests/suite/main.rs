@@ -4,6 +4,7 @@
 mod access;
 mod alerting;
 mod backups;
+mod console;
 mod consumer;
 mod contacts;
 mod event_feed;

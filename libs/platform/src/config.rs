@@ -187,9 +187,52 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
     /// Set when `CRM_JWT_JWKS_FILE` is.
     pub jwt: Option<JwtSettings>,
+    /// The customer-360 console the gateway serves (`CRM_CONSOLE_ADDR`, `CRM_CONSOLE_DIR`).
+    pub console: ConsoleSettings,
     pub contacts: ContactsSettings,
     pub interactions: InteractionsSettings,
     pub alerting: AlertingSettings,
+}
+
+/// Where the gateway serves the console, the browser screen built under
+/// `console/` (`npm ci && npm run build` makes `console/dist`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConsoleSettings {
+    /// `CRM_CONSOLE_ADDR`: an address, `off`, or unset (off under `crm serve`,
+    /// `127.0.0.1:50080` under `crm up`).
+    pub addr: ConsoleAddr,
+    /// The built console (`CRM_CONSOLE_DIR`, default `console/dist` under the
+    /// working directory).
+    pub dir: PathBuf,
+}
+
+/// Whether and where the console is served.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ConsoleAddr {
+    /// Not set: the command decides (`crm up` serves it, `crm serve` does not).
+    Unset,
+    Off,
+    At(SocketAddr),
+}
+
+impl ConsoleSettings {
+    /// Where `crm up` serves the console when `CRM_CONSOLE_ADDR` is not set.
+    pub const UP_DEFAULT: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50080);
+
+    /// The address to serve on, with `default` standing in for an unset one.
+    pub fn address(&self, default: Option<SocketAddr>) -> Option<SocketAddr> {
+        match self.addr {
+            ConsoleAddr::Unset => default,
+            ConsoleAddr::Off => None,
+            ConsoleAddr::At(addr) => Some(addr),
+        }
+    }
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        ConsoleSettings { addr: ConsoleAddr::Unset, dir: PathBuf::from("console/dist") }
+    }
 }
 
 /// How the alerting role evaluates and where it delivers.
@@ -382,6 +425,7 @@ impl Config {
                 .map(|raw| raw.split(',').map(|origin| origin.trim().to_string()).filter(|o| !o.is_empty()).collect())
                 .unwrap_or_else(|| vec!["*".to_string()]),
             jwt: reader.jwt(),
+            console: reader.console(),
             contacts: reader.contacts(),
             interactions: reader.interactions(),
             alerting: reader.alerting(),
@@ -593,6 +637,16 @@ impl Reader<'_> {
             }
         }
         limits
+    }
+
+    fn console(&mut self) -> ConsoleSettings {
+        let defaults = ConsoleSettings::default();
+        let addr = match self.text("CRM_CONSOLE_ADDR").as_deref() {
+            None => ConsoleAddr::Unset,
+            Some("off") => ConsoleAddr::Off,
+            Some(_) => ConsoleAddr::At(self.parsed("CRM_CONSOLE_ADDR", ConsoleSettings::UP_DEFAULT, |_| Ok(()))),
+        };
+        ConsoleSettings { addr, dir: self.text("CRM_CONSOLE_DIR").map(PathBuf::from).unwrap_or(defaults.dir) }
     }
 
     fn jwt(&mut self) -> Option<JwtSettings> {

@@ -22,9 +22,13 @@ pub enum Scope {
     AlertsWrite,
     /// API keys and the gateway's own feed.
     GatewayAdmin,
+    /// Any authenticated caller: what it needs only to know who it is
+    /// (`GatewayAdminService/GetCaller`).
+    Authenticated,
 }
 
 impl Scope {
+    /// The scopes a role can be granted (`Authenticated` is every caller's).
     pub const ALL: [Scope; 11] = [
         Scope::ContactsRead,
         Scope::ContactsWrite,
@@ -52,6 +56,7 @@ impl Scope {
             Scope::AlertsRead => "alerts.read",
             Scope::AlertsWrite => "alerts.write",
             Scope::GatewayAdmin => "gateway.admin",
+            Scope::Authenticated => "authenticated",
         }
     }
 }
@@ -74,5 +79,5 @@ pub fn scopes_of(role: AccessRole) -> &'static [Scope] {
 
 /// Whether any of the principal's roles grants `scope`.
 pub fn allows(principal: &Principal, scope: Scope) -> bool {
-    principal.roles.iter().any(|role| scopes_of(*role).contains(&scope))
+    scope == Scope::Authenticated || principal.roles.iter().any(|role| scopes_of(*role).contains(&scope))
 }

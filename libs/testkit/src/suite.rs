@@ -130,6 +130,11 @@ impl TestSuite {
             .collect()
     }
 
+    /// Where the console is served (`CRM_CONSOLE_ADDR` given to the suite).
+    pub fn console_address(&self) -> Option<SocketAddr> {
+        self.running().console().map(|(address, _)| *address)
+    }
+
     pub fn metrics_address(&self) -> Option<SocketAddr> {
         self.running().metrics_address()
     }

@@ -114,6 +114,10 @@ async fn up(mut config: Config, data_dir: Option<PathBuf>, telemetry: &Telemetry
     if let Some(dir) = data_dir {
         config.data_dir = dir;
     }
+    // The console is on by default here (off under `serve`).
+    if config.console.addr == crm_platform::config::ConsoleAddr::Unset {
+        config.console.addr = crm_platform::config::ConsoleAddr::At(crm_platform::config::ConsoleSettings::UP_DEFAULT);
+    }
     let dir = config.data_dir.clone();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating the data directory {}", dir.display()))?;
 
@@ -184,6 +188,12 @@ fn print_banner(suite: &RunningSuite, admin_key: &Secret, local_postgres: Option
     println!("  admin API key:    {}", admin_key.expose());
     if let Some(metrics) = suite.metrics_address() {
         println!("  metrics:          http://{metrics}/metrics");
+    }
+    if let Some((address, site)) = suite.console() {
+        match site.missing() {
+            None => println!("  console:          http://{address}/"),
+            Some(reason) => println!("  console:          not served at http://{address}/: {reason}"),
+        }
     }
     match local_postgres {
         Some(cluster) => println!(

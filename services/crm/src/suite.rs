@@ -35,6 +35,8 @@ pub struct RunningSuite {
     /// In shutdown order: the gateway first.
     tasks: Vec<(Role, CancellationToken, JoinHandle<anyhow::Result<()>>)>,
     metrics: Option<(SocketAddr, CancellationToken, JoinHandle<anyhow::Result<()>>)>,
+    /// Where the gateway serves the console, and whether it is built there.
+    console: Option<(SocketAddr, crm_gateway::console::ConsoleSite)>,
     /// Kept alive while the roles run: dropping the last meter provider stops recording.
     _telemetry: Telemetry,
 }
@@ -68,8 +70,13 @@ impl RunningSuite {
         let page_tokens = PageTokens::new(install.internal_secret.expose().as_bytes());
         let identity = IdentitySigner::new(install.internal_secret.expose().as_bytes());
         let local = crm_platform::local::LocalRoles::default();
-        let mut suite =
-            RunningSuite { addresses: HashMap::new(), tasks: Vec::new(), metrics: None, _telemetry: telemetry.clone() };
+        let mut suite = RunningSuite {
+            addresses: HashMap::new(),
+            tasks: Vec::new(),
+            metrics: None,
+            console: None,
+            _telemetry: telemetry.clone(),
+        };
 
         if let Some(addr) = install.config.metrics_addr {
             let listener = TcpListener::bind(addr).await.with_context(|| format!("binding /metrics on {addr}"))?;
@@ -96,6 +103,12 @@ impl RunningSuite {
             })?;
             listeners.push((role, listener));
         }
+        let mut console = match install.config.console.address(None) {
+            Some(addr) if roles.contains(&Role::Gateway) => Some(TcpListener::bind(addr).await.with_context(|| {
+                format!("binding the console on {addr}; set CRM_CONSOLE_ADDR to a free address or to off")
+            })?),
+            _ => None,
+        };
         // Domain roles first, so that the gateway can route to them from its first call.
         for (role, listener) in listeners {
             let bound = listener.local_addr()?;
@@ -130,6 +143,18 @@ impl RunningSuite {
                         limits: install.config.gateway_limits.clone(),
                         cors_allowed_origins: install.config.cors_allowed_origins.clone(),
                         jwt: install.config.jwt.clone(),
+                        console: match console.take() {
+                            Some(listener) => {
+                                let site = crm_gateway::console::ConsoleSite {
+                                    dir: install.config.console.dir.clone(),
+                                    gateway_port: bound.port(),
+                                    gateway_tls: install.config.server.public_tls.is_some(),
+                                };
+                                suite.console = Some((listener.local_addr()?, site.clone()));
+                                Some((listener, site))
+                            }
+                            None => None,
+                        },
                     };
                     tokio::spawn(crm_gateway::serve(gateway, listener))
                 }
@@ -180,6 +205,11 @@ impl RunningSuite {
     /// The address `role` listens on, if it runs here.
     pub fn address(&self, role: Role) -> Option<SocketAddr> {
         self.addresses.get(&role).copied()
+    }
+
+    /// Where the console is served and what it serves, if it is.
+    pub fn console(&self) -> Option<&(SocketAddr, crm_gateway::console::ConsoleSite)> {
+        self.console.as_ref()
     }
 
     /// The `/metrics` address, if served.

@@ -11,8 +11,8 @@ use crm_platform::{
 use crm_proto::{
     events::v1::{ListEventsRequest, ListEventsResponse, SubscribeRequest},
     gateway::v1::{
-        ApiKey, CreateApiKeyRequest, CreateApiKeyResponse, GetApiKeyRequest, ListApiKeysRequest, ListApiKeysResponse,
-        RevokeApiKeyRequest,
+        ApiKey, CreateApiKeyRequest, CreateApiKeyResponse, GetApiKeyRequest, GetCallerRequest, GetCallerResponse,
+        ListApiKeysRequest, ListApiKeysResponse, RevokeApiKeyRequest,
         gateway_admin_service_server::{GatewayAdminService, SERVICE_NAME},
     },
 };
@@ -45,6 +45,22 @@ fn parse_id(field: &str, id: &str) -> Result<Uuid, Error> {
 
 #[tonic::async_trait]
 impl GatewayAdminService for GatewayAdminApi {
+    async fn get_caller(&self, request: Request<GetCallerRequest>) -> Result<Response<GetCallerResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let principal = caller.principal;
+        let mut scopes: Vec<String> = Vec::new();
+        for scope in principal.roles.iter().flat_map(|role| crate::policy::scopes_of(*role)) {
+            if !scopes.iter().any(|known| known == scope.as_str()) {
+                scopes.push(scope.as_str().to_string());
+            }
+        }
+        Ok(Response::new(GetCallerResponse {
+            roles: principal.roles.iter().map(|role| role.as_str().to_string()).collect(),
+            key_id: principal.key_id,
+            scopes,
+        }))
+    }
+
     async fn create_api_key(
         &self,
         request: Request<CreateApiKeyRequest>,

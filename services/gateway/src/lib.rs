@@ -12,12 +12,14 @@
 //! - [`deadline`]: the default and maximum deadline of a call, passed on.
 //! - [`guard`]: authenticate, authorize, limit, set the deadline, and pass the signed principal on.
 //! - `api`: `crm.gateway.v1.GatewayAdminService`, served by the gateway itself.
+//! - [`console`]: the customer-360 screen, on its own port, calling back by gRPC-Web.
 //!
 //! A call goes: server layers (request id, span, metrics, deadline) → guard
 //! (key, scope, signed principal) → proxy (route) → the role's channel → back.
 
 mod api;
 pub mod auth;
+pub mod console;
 pub mod deadline;
 pub mod guard;
 pub mod jwt;
@@ -62,6 +64,8 @@ pub struct GatewayContext {
     pub cors_allowed_origins: Vec<String>,
     /// JWTs accepted besides API keys, when configured.
     pub jwt: Option<JwtSettings>,
+    /// The console's listener and files, when it is served.
+    pub console: Option<(TcpListener, console::ConsoleSite)>,
 }
 
 /// Serves the gateway on `listener` until shutdown, then drains.
@@ -83,6 +87,19 @@ pub async fn serve(ctx: GatewayContext, listener: TcpListener) -> anyhow::Result
     let deadlines =
         deadline::Deadlines { default: ctx.role.server.request_timeout, max: ctx.role.server.max_request_timeout };
     let guard = Guard::new(authenticator, ctx.role.identity.clone(), limits, deadlines);
+    let mut origins = ctx.cors_allowed_origins.clone();
+    if let Some((listener, site)) = ctx.console {
+        // The console's page calls from its own origin: allowed whatever else is.
+        if !origins.iter().any(|origin| origin == "*") {
+            origins.extend(console::ConsoleSite::origins(listener.local_addr()?));
+        }
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(error) = console::serve(site, listener, shutdown).await {
+                tracing::error!(error = format!("{error:#}"), "the console stopped");
+            }
+        });
+    }
 
     let admin = GatewayAdminServiceServer::new(api::GatewayAdminApi::new(&ctx.role, feed, store, cache))
         .max_decoding_message_size(ctx.role.server.max_message_bytes)
@@ -93,7 +110,7 @@ pub async fn serve(ctx: GatewayContext, listener: TcpListener) -> anyhow::Result
         .add_service(Guarded::new(admin, guard))
         .with_fallback(axum::Router::new().fallback_service(proxy), proxied_services)
         .with_health(health)
-        .grpc_web(&ctx.cors_allowed_origins)?;
+        .grpc_web(&origins)?;
     if let Some(files) = &ctx.role.server.public_tls {
         // HTTP/1.1 offered too: browsers call by gRPC-Web.
         server = server.tls(crm_platform::tls::server_config(files, None, true)?);

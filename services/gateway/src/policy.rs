@@ -103,6 +103,7 @@ pub const POLICY: &[(&str, Scope)] = &[
     ("/crm.alerting.v1.AlertingService/RetryWebhookDelivery", Scope::AlertsWrite),
     ("/crm.alerting.v1.AlertingService/Subscribe", Scope::AlertsRead),
     ("/crm.alerting.v1.AlertingService/ListEvents", Scope::AlertsRead),
+    ("/crm.gateway.v1.GatewayAdminService/GetCaller", Scope::Authenticated),
     ("/crm.gateway.v1.GatewayAdminService/CreateApiKey", Scope::GatewayAdmin),
     ("/crm.gateway.v1.GatewayAdminService/GetApiKey", Scope::GatewayAdmin),
     ("/crm.gateway.v1.GatewayAdminService/ListApiKeys", Scope::GatewayAdmin),

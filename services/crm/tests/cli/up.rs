@@ -1,6 +1,7 @@
 //! `crm up` as an operator runs it: no DATABASE_URL, a private PostgreSQL in
 //! the data directory, every role SERVING through the gateway, a clean stop
-//! on Ctrl-C, and the same data directory (and admin key) on the next run.
+//! on Ctrl-C, and the same data directory (and admin key) on the next run;
+//! the console served, or said not to be built.
 
 use std::{path::Path, process::Stdio, time::Duration};
 
@@ -15,6 +16,7 @@ struct Up {
     child: Child,
     gateway: String,
     admin_key: String,
+    console: String,
 }
 
 async fn start_up(data_dir: &Path) -> Up {
@@ -25,6 +27,9 @@ async fn start_up(data_dir: &Path) -> Up {
         .env("CRM_DATA_DIR", data_dir)
         .env("CRM_METRICS_ADDR", "127.0.0.1:0")
         .env("CRM_LOG", "warn")
+        // The console is on under `up`: here on a free port, from a folder with no build.
+        .env("CRM_CONSOLE_ADDR", "127.0.0.1:0")
+        .env("CRM_CONSOLE_DIR", data_dir.join("no-console"))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
@@ -33,7 +38,7 @@ async fn start_up(data_dir: &Path) -> Up {
     }
     let mut child = command.spawn().expect("crm runs");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut gateway, mut admin_key) = (String::new(), String::new());
+    let (mut gateway, mut admin_key, mut console) = (String::new(), String::new(), String::new());
     let banner = async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some(value) = line.trim().strip_prefix("gateway (gRPC):") {
@@ -42,6 +47,9 @@ async fn start_up(data_dir: &Path) -> Up {
             if let Some(value) = line.trim().strip_prefix("admin API key:") {
                 admin_key = value.trim().to_string();
             }
+            if let Some(value) = line.trim().strip_prefix("console:") {
+                console = value.trim().to_string();
+            }
             if line.starts_with("Stop with") {
                 return;
             }
@@ -49,7 +57,7 @@ async fn start_up(data_dir: &Path) -> Up {
         panic!("crm up exited before printing its banner");
     };
     tokio::time::timeout(Duration::from_secs(120), banner).await.expect("crm up prints its banner");
-    Up { child, gateway, admin_key }
+    Up { child, gateway, admin_key, console }
 }
 
 async fn assert_every_role_serving(gateway: &str) {
@@ -84,6 +92,11 @@ async fn up_runs_every_role_on_a_private_postgres_and_reuses_it() {
 
     let first = start_up(&data_dir).await;
     assert!(first.admin_key.starts_with("crm_admin_"), "an admin key is printed");
+    assert!(
+        first.console.starts_with("not served at http://127.0.0.1:") && first.console.contains("npm ci && npm run build"),
+        "the banner says the console is not built and how to build it: {}",
+        first.console
+    );
     assert_every_role_serving(&first.gateway).await;
     let first_key = first.admin_key.clone();
     stop(first).await;
