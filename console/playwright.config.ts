@@ -13,6 +13,7 @@ export default defineConfig({
   use: {
     baseURL: process.env.CRM_CONSOLE_URL,
     viewport: { width: 1280, height: 900 },
+    screenshot: "only-on-failure",
     launchOptions: {
       executablePath: process.env.CRM_CHROMIUM ?? "/usr/bin/chromium",
       args: [

@@ -6,10 +6,11 @@ import { expect, test, type Page } from "@playwright/test";
 const agentKey = () => process.env.CRM_AGENT_KEY as string;
 const sreKey = () => process.env.CRM_SRE_KEY as string;
 
-async function signIn(page: Page, key: string) {
+async function signIn(page: Page, key: string, accepted = true) {
   await page.goto("/");
   await page.getByLabel("API key or token").fill(key);
   await page.getByRole("button", { name: "Sign in" }).click();
+  if (accepted) await expect(page.getByText(/^Signed in:/)).toBeVisible();
 }
 
 async function shot(page: Page, name: string) {
@@ -73,6 +74,18 @@ test("a caller's phone number opens their record (screen pop)", async ({ page })
   await expect(page.getByRole("alert").filter({ hasText: "Not found" })).toBeVisible();
 });
 
+test("a role that may only read is not offered what it may not do", async ({ page }) => {
+  await signIn(page, process.env.CRM_ANALYST_KEY as string);
+  await page.goto(`/customers/${process.env.CRM_KATHERINE}`);
+  await expect(page.getByRole("heading", { level: 1 })).toHaveText("Katherine Johnson");
+  await expect(page.getByRole("list", { name: "Interactions, newest first" })).toContainText("Orbital mechanics handbook");
+  await expect(page.getByRole("region", { name: "Record a call or note" })).toHaveCount(0);
+  await expect(page.getByRole("button", { name: "Edit" })).toHaveCount(0);
+  await page.goto("/duplicates");
+  await expect(page.getByRole("list", { name: "Likely duplicates" })).toContainText("Dorothy Vaughan");
+  await expect(page.getByRole("button", { name: /Compare/ })).toHaveCount(0);
+});
+
 test("two records of one person are merged from the duplicates queue", async ({ page }) => {
   await signIn(page, agentKey());
   await page.getByRole("navigation", { name: "Screens" }).getByRole("link", { name: "Duplicates" }).click();
@@ -101,6 +114,10 @@ test("the SRE role sees the firing alert and is refused customer data, with the 
   const firing = page.getByRole("region", { name: "Firing" });
   await expect(firing).toContainText("ComplaintNeedsCallback");
   await expect(firing).toContainText("A customer complained");
+  // The objective: 3 of 4 web payments were good (75% against 90%).
+  const objectives = page.getByRole("region", { name: "Service-level objectives" });
+  await expect(objectives).toContainText("Web payments under three minutes");
+  await expect(objectives).toContainText("75.00%");
   await shot(page, "alerts");
 
   await page.goto(`/customers/${process.env.CRM_KATHERINE}`);
@@ -108,7 +125,29 @@ test("the SRE role sees the firing alert and is refused customer data, with the 
   await expect(page.getByText("Katherine")).toHaveCount(0);
 });
 
+test("an edit's wrong field is explained at the field; the cap is checked before a message", async ({ page }) => {
+  await signIn(page, agentKey());
+  await page.goto(`/customers/${process.env.CRM_KATHERINE}`);
+  const contact = page.getByRole("region", { name: "Contact" });
+  await contact.getByRole("button", { name: "Edit" }).click();
+  await contact.getByLabel("Weekly cap (messages)").fill("-3");
+  await contact.getByLabel("Owner").fill("dorothy.vaughan");
+  await contact.getByRole("button", { name: "Save" }).click();
+  const cap = contact.getByLabel("Weekly cap (messages)");
+  await expect(cap).toHaveAttribute("aria-invalid", "true");
+  await expect(contact.locator("#max_contacts_per_week-error")).not.toBeEmpty();
+  await expect(cap).toBeFocused();
+  await cap.fill("2");
+  await contact.getByRole("button", { name: "Save" }).click();
+  await expect(contact).toContainText("dorothy.vaughan");
+  await expect(contact).toContainText("2 messages");
+
+  await contact.getByLabel("Outbound channel").selectOption({ label: "phone" });
+  await contact.getByRole("button", { name: "Check the cap" }).click();
+  await expect(contact.getByRole("status")).toContainText(/Allowed|Not now/);
+});
+
 test("a wrong key is refused at sign-in with the reason", async ({ page }) => {
-  await signIn(page, "crm_not_a_real_key_0000000000");
+  await signIn(page, "crm_not_a_real_key_0000000000", false);
   await expect(page.getByRole("alert")).toContainText("did not accept your key");
 });

@@ -147,6 +147,36 @@ async function seed(banner: Banner) {
       externalId: "order-1",
     },
   });
+  // The seeds' own target: 90% of web payments done in under three minutes.
+  await alerting.createSlo({
+    slo: {
+      name: "Web payments under three minutes",
+      owner: "billing",
+      objective: 0.9,
+      window: { seconds: BigInt(28 * 24 * 3600) },
+      indicator: {
+        case: "business",
+        value: { valid: 'kind == "payment" && channel == "web"', good: 'duration_ms <= 180000 && outcome != "failed"' },
+      },
+    },
+  });
+  for (const [n, seconds] of [60, 95, 240, 70].entries()) {
+    await interactions.recordInteraction({
+      interaction: {
+        contactId: katherine.id,
+        kind: Kind.PAYMENT,
+        channel: Channel.WEB,
+        direction: Direction.INBOUND,
+        occurredAt: timestampNow(),
+        durationMs: BigInt(seconds * 1000),
+        outcome: "paid",
+        amount: { currencyCode: "USD", minorUnits: 2_500n },
+        source: "billing",
+        externalId: `payment-${n}`,
+      },
+    });
+  }
+  process.env.CRM_ANALYST_KEY = await key("analyst");
   await alerting.createAlertRule({
     rule: {
       name: "ComplaintNeedsCallback",
@@ -173,6 +203,11 @@ async function seed(banner: Banner) {
     const tier = await segmentation.getServiceTier({ contact: { case: "contactId", value: katherine.id } });
     const segments = await segmentation.getContactSegments({ contactId: katherine.id });
     return tier.tier === "gold" && segments.segments.length === 1;
+  });
+  await eventually("the payments counted by the objective", async () => {
+    const slos = await alerting.listSlos({});
+    const status = await alerting.getSloStatus({ id: slos.slos[0].id });
+    return status.validEvents === 4n;
   });
   await eventually("the complaint's alert firing", async () => {
     const alerts = await alerting.listAlerts({});

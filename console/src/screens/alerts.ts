@@ -56,7 +56,12 @@ export async function alertsScreen(main: HTMLElement, session: Session) {
             const burns = status.alerts
               .map((burn) => `${burn.severity} ${burn.longBurnRate?.toFixed(1) ?? "—"}× (${burn.windows})${burn.firing ? " firing" : ""}`)
               .join("; ");
-            const exhausted = status.exhaustedIn ? `${Math.round(durationMs(status.exhaustedIn) / 3_600_000)} h` : "not at this burn";
+            const exhausted =
+              status.budgetLeft <= 0
+                ? "already spent"
+                : status.exhaustedIn
+                  ? `${Math.round(durationMs(status.exhaustedIn) / 3_600_000)} h`
+                  : "not at this burn";
             return h(
               "tr",
               {},

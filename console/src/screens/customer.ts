@@ -125,9 +125,11 @@ function editForm(session: Session, contact: Contact, done: (contact: Contact) =
     return h("div", {}, field(labels[key], input), errors[key]);
   });
   const problem = h("p", { class: "error", role: "alert" });
+  // The server's checks are the ones that count: each refusal is shown at its field.
   return h(
     "form",
     {
+      novalidate: true,
       onsubmit: async (event: Event) => {
         event.preventDefault();
         for (const [key, element] of Object.entries(errors)) {

@@ -93,7 +93,8 @@ async fn up_runs_every_role_on_a_private_postgres_and_reuses_it() {
     let first = start_up(&data_dir).await;
     assert!(first.admin_key.starts_with("crm_admin_"), "an admin key is printed");
     assert!(
-        first.console.starts_with("not served at http://127.0.0.1:") && first.console.contains("npm ci && npm run build"),
+        first.console.starts_with("not served at http://127.0.0.1:")
+            && first.console.contains("npm ci && npm run build"),
         "the banner says the console is not built and how to build it: {}",
         first.console
     );
