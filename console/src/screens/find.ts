@@ -6,8 +6,8 @@ import { announce, field, fill, h } from "../dom.js";
 import type { Contact } from "../gen/crm/contacts/v1/contacts_pb.js";
 import { go } from "../nav.js";
 
-/** Wait this long after the last keystroke before asking. */
-const TYPING_PAUSE_MS = 120;
+/** Wait this long after the last keystroke before asking (each answer but the latest is dropped anyway). */
+const TYPING_PAUSE_MS = 50;
 
 export function customerLine(contact: Contact) {
   const name = contact.displayName || `${contact.givenName} ${contact.familyName}`.trim() || "(no name)";
@@ -45,12 +45,15 @@ export function findScreen(main: HTMLElement, session: Session) {
         found.results.map((result) => h("li", {}, customerLine(result.contact as Contact))),
       );
       announce(`${found.results.length} customers found`);
+      // User Timing marks: what `npm run bench` reads (the last keystroke to the results shown).
+      performance.mark("crm:search-shown", { detail: text });
       if (found.results.length === 0) fill(results, h("li", { class: "empty" }, "No customer matches."));
     } catch (error) {
       if (ask === asked) problem.textContent = explain(error);
     }
   }
   query.addEventListener("input", () => {
+    performance.mark("crm:search-keystroke");
     window.clearTimeout(timer);
     timer = window.setTimeout(search, TYPING_PAUSE_MS);
   });
