@@ -147,6 +147,14 @@ test("an edit's wrong field is explained at the field; the cap is checked before
   await expect(contact.getByRole("status")).toContainText(/Allowed|Not now/);
 });
 
+test("a JWT from the identity provider signs in as the roles it names", async ({ page }) => {
+  await signIn(page, process.env.CRM_AGENT_JWT as string);
+  await expect(page.getByText(/^Signed in: agent/)).toBeVisible();
+  await page.getByLabel("Caller's phone number").fill("+1 202 555 0143");
+  await page.getByRole("button", { name: "Open the caller" }).click();
+  await expect(page.getByRole("heading", { level: 1 })).toHaveText("Katherine Johnson");
+});
+
 test("a wrong key is refused at sign-in with the reason", async ({ page }) => {
   await signIn(page, "crm_not_a_real_key_0000000000", false);
   await expect(page.getByRole("alert")).toContainText("did not accept your key");

@@ -3,7 +3,8 @@
 // key, and hands the tests where it is and which keys to use (environment
 // variables, which Playwright passes on to the tests).
 import { spawn, type ChildProcess } from "node:child_process";
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { generateKeyPairSync, sign, type KeyObject } from "node:crypto";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -26,7 +27,34 @@ interface Banner {
   console: string;
 }
 
-async function start(dataDir: string): Promise<{ child: ChildProcess; banner: Banner }> {
+const ISSUER = "https://idp.example.org";
+const AUDIENCE = "crm";
+
+/** An identity provider's key pair; its public half as the JWKS file the gateway reads. */
+function identityProvider(dataDir: string): { jwks: string; key: KeyObject } {
+  const { publicKey, privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const jwk = { ...publicKey.export({ format: "jwk" }), kid: "console-test", alg: "RS256", use: "sig" };
+  const jwks = join(dataDir, "jwks.json");
+  writeFileSync(jwks, JSON.stringify({ keys: [jwk] }));
+  return { jwks, key: privateKey };
+}
+
+/** A token as the identity provider would sign it (RS256). */
+function jwt(key: KeyObject, subject: string, roles: string[]): string {
+  const part = (value: object) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  const now = Math.floor(Date.now() / 1000);
+  const body = `${part({ alg: "RS256", typ: "JWT", kid: "console-test" })}.${part({
+    sub: subject,
+    iss: ISSUER,
+    aud: AUDIENCE,
+    iat: now,
+    exp: now + 3600,
+    crm_roles: roles,
+  })}`;
+  return `${body}.${sign("sha256", Buffer.from(body), key).toString("base64url")}`;
+}
+
+async function start(dataDir: string, jwks: string): Promise<{ child: ChildProcess; banner: Banner }> {
   const binary = process.env.CRM_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(repository, "target"), "debug/crm");
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env.DATABASE_URL;
@@ -36,6 +64,9 @@ async function start(dataDir: string): Promise<{ child: ChildProcess; banner: Ba
     CRM_CONSOLE_DIR: join(here, "../dist"),
     CRM_METRICS_ADDR: "off",
     CRM_LOG: "error",
+    CRM_JWT_JWKS_FILE: jwks,
+    CRM_JWT_ISSUER: ISSUER,
+    CRM_JWT_AUDIENCE: AUDIENCE,
     CRM_GATEWAY_ADDR: "127.0.0.1:0",
     CRM_CONTACTS_ADDR: "127.0.0.1:0",
     CRM_INTERACTIONS_ADDR: "127.0.0.1:0",
@@ -228,7 +259,9 @@ export default async function globalSetup() {
   const dataDir = mkdtempSync(join(tmpdir(), "crm-console-"));
   // As root, PostgreSQL runs as its own user, which must reach the data directory.
   chmodSync(dataDir, 0o755);
-  const { child, banner } = await start(dataDir);
+  const provider = identityProvider(dataDir);
+  process.env.CRM_AGENT_JWT = jwt(provider.key, "grace.hopper", ["agent"]);
+  const { child, banner } = await start(dataDir, provider.jwks);
   process.env.CRM_CONSOLE_URL = banner.console;
   try {
     await seed(banner);
