@@ -1,6 +1,7 @@
 // The console's main paths in Chromium against the suite tests/suite.ts
 // started and seeded. With CRM_SCREENSHOTS=1 the screens are saved to
 // docs/console/ for the documentation.
+import AxeBuilder from "@axe-core/playwright";
 import { expect, test, type Page } from "@playwright/test";
 
 const agentKey = () => process.env.CRM_AGENT_KEY as string;
@@ -153,6 +154,30 @@ test("a JWT from the identity provider signs in as the roles it names", async ({
   await page.getByLabel("Caller's phone number").fill("+1 202 555 0143");
   await page.getByRole("button", { name: "Open the caller" }).click();
   await expect(page.getByRole("heading", { level: 1 })).toHaveText("Katherine Johnson");
+});
+
+test("the main screens pass axe-core's WCAG 2.1 A and AA checks", async ({ page }) => {
+  const check = async (screen: string) => {
+    const found = await new AxeBuilder({ page }).withTags(["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]).analyze();
+    const problems = found.violations.map((violation) => `${screen}: ${violation.id} (${violation.nodes.map((node) => node.target.join(" ")).join(", ")})`);
+    expect(problems).toEqual([]);
+  };
+  await page.goto("/");
+  await check("sign in");
+  await signIn(page, agentKey());
+  await page.getByLabel("Name, email, phone or organization").fill("Katherine");
+  await expect(page.getByRole("list", { name: "Customers found" }).getByRole("link").first()).toBeVisible();
+  await check("find");
+  await page.goto(`/customers/${process.env.CRM_KATHERINE}`);
+  await expect(page.getByRole("region", { name: "Service tier and score" })).toContainText("gold");
+  await expect(page.getByRole("region", { name: "Audit trail" })).not.toContainText("Loading");
+  await check("customer");
+  await page.goto("/duplicates");
+  await expect(page.getByRole("heading", { name: "Flagged by imports" })).toBeVisible();
+  await check("duplicates");
+  await page.goto("/alerts");
+  await expect(page.getByRole("region", { name: "Firing" })).toContainText("ComplaintNeedsCallback");
+  await check("alerts");
 });
 
 test("a wrong key is refused at sign-in with the reason", async ({ page }) => {
