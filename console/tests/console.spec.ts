@@ -104,6 +104,14 @@ test("two records of one person are merged from the duplicates queue", async ({ 
   await expect(merged).toBeVisible();
   await expect(merged).toContainText("Dorothy Vaughn");
   await expect(queue).not.toContainText("Dorothy");
+
+  // The import's flagged row: reviewed, it leaves the list.
+  const review = page.getByRole("list", { name: "Flagged by imports" });
+  await expect(review).toContainText("Chris Darden");
+  await review.getByRole("button", { name: "Chris Darden is not a duplicate" }).click();
+  await expect(review).not.toContainText("Chris Darden");
+  await page.reload();
+  await expect(page.getByRole("list", { name: "Flagged by imports" })).toContainText("None waiting for review");
 });
 
 test("the SRE role sees the firing alert and is refused customer data, with the reason", async ({ page }) => {

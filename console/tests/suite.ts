@@ -13,7 +13,7 @@ import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { AlertingService } from "../src/gen/crm/alerting/v1/alerting_pb.js";
-import { ContactsService } from "../src/gen/crm/contacts/v1/contacts_pb.js";
+import { ContactsService, DuplicatePolicy, ImportOutcome } from "../src/gen/crm/contacts/v1/contacts_pb.js";
 import { GatewayAdminService } from "../src/gen/crm/gateway/v1/gateway_pb.js";
 import { Channel, Direction, InteractionsService, Kind } from "../src/gen/crm/interactions/v1/interactions_pb.js";
 import { SegmentKind, SegmentationService, Transform } from "../src/gen/crm/segmentation/v1/segmentation_pb.js";
@@ -165,6 +165,19 @@ async function seed(banner: Banner) {
     overrideReason: "the console's duplicates test",
   });
 
+  // An import's row that likely duplicates Christine Darden: created, flagged for review.
+  for await (const answer of contacts.importContacts(
+    (async function* () {
+      yield {
+        options: { duplicatePolicy: DuplicatePolicy.CREATE_AND_FLAG, source: "legacy-crm" },
+        rows: [{ rowId: "7", contact: { givenName: "Chris", familyName: "Darden", phones: [{ number: "+1 202 555 0171" }] } }],
+      };
+    })(),
+  )) {
+    if (answer.results.some((result) => result.outcome !== ImportOutcome.FLAGGED)) {
+      throw new Error(`the import's row was not flagged: ${JSON.stringify(answer.results)}`);
+    }
+  }
   await interactions.recordInteraction({
     interaction: {
       contactId: katherine.id,

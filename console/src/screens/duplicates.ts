@@ -154,17 +154,33 @@ function compare(session: Session, place: HTMLElement, pair: DuplicatePair, one:
   (form.querySelector("input") as HTMLInputElement).focus();
 }
 
-/** Contacts an import created and flagged as possible duplicates. */
+/** Contacts an import created although they likely duplicate another, until someone reviews them. */
 async function flagged(session: Session) {
-  const list = h("ol", { class: "results" });
+  const list = h("ol", { class: "results", "aria-label": "Flagged by imports" });
   const card = h("section", { class: "card" }, h("h2", {}, "Flagged by imports"), list);
   try {
-    const found = await session.api.contacts.listContacts({ pageSize: 200, tag: "" });
-    const review = found.contacts.filter((contact) => contact.needsReview);
-    fill(
-      list,
-      review.length ? review.map((contact) => h("li", {}, customerLine(contact))) : h("li", { class: "empty" }, "None on the first page of contacts."),
-    );
+    const found = await session.api.contacts.listContacts({ needsReview: true, pageSize: 100 });
+    const rows = found.contacts.map((contact) => {
+      const row = h("li", {}, customerLine(contact));
+      if (session.may("contacts.write")) {
+        const reviewed = h("button", { type: "button", class: "link" }, `${nameOf(contact)} is not a duplicate`);
+        reviewed.addEventListener("click", async () => {
+          try {
+            await session.api.contacts.updateContact({
+              contact: { id: contact.id, etag: contact.etag, needsReview: false },
+              updateMask: { paths: ["needs_review"] },
+            });
+            row.remove();
+            announce(`${nameOf(contact)} marked reviewed`);
+          } catch (error) {
+            reviewed.replaceWith(explain(error));
+          }
+        });
+        row.append(reviewed);
+      }
+      return row;
+    });
+    fill(list, rows.length ? rows : h("li", { class: "empty" }, "None waiting for review."));
   } catch (error) {
     fill(list, h("li", { class: "error" }, explain(error)));
   }

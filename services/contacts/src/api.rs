@@ -150,17 +150,48 @@ impl ContactsApi {
     }
 }
 
-/// The filters `ListContacts` and `ExportContacts` share; what is wrong is
-/// added to `violations`.
-fn list_filter(
-    violations: &mut Violations,
+/// The filters `ListContacts` and `ExportContacts` share, as either request carries them.
+struct ListFields<'a> {
     lifecycle_stage: i32,
-    tag: &str,
-    owner: &str,
-    organization_id: &str,
-    updated_since: Option<&prost_types::Timestamp>,
+    tag: &'a str,
+    owner: &'a str,
+    organization_id: &'a str,
+    updated_since: Option<&'a prost_types::Timestamp>,
     show_deleted: bool,
-) -> ListFilter {
+    needs_review: bool,
+}
+
+impl<'a> From<&'a pb::ListContactsRequest> for ListFields<'a> {
+    fn from(body: &'a pb::ListContactsRequest) -> Self {
+        ListFields {
+            lifecycle_stage: body.lifecycle_stage,
+            tag: &body.tag,
+            owner: &body.owner,
+            organization_id: &body.organization_id,
+            updated_since: body.updated_since.as_ref(),
+            show_deleted: body.show_deleted,
+            needs_review: body.needs_review,
+        }
+    }
+}
+
+impl<'a> From<&'a pb::ExportContactsRequest> for ListFields<'a> {
+    fn from(body: &'a pb::ExportContactsRequest) -> Self {
+        ListFields {
+            lifecycle_stage: body.lifecycle_stage,
+            tag: &body.tag,
+            owner: &body.owner,
+            organization_id: &body.organization_id,
+            updated_since: body.updated_since.as_ref(),
+            show_deleted: body.show_deleted,
+            needs_review: body.needs_review,
+        }
+    }
+}
+
+/// The filter the fields ask for; what is wrong is added to `violations`.
+fn list_filter(violations: &mut Violations, fields: ListFields<'_>) -> ListFilter {
+    let ListFields { lifecycle_stage, tag, owner, organization_id, updated_since, show_deleted, needs_review } = fields;
     let lifecycle_stage = match pb::LifecycleStage::try_from(lifecycle_stage) {
         Ok(pb::LifecycleStage::Unspecified) => None,
         Ok(stage) => Some(stage.as_str_name().to_string()),
@@ -191,6 +222,7 @@ fn list_filter(
         organization_id,
         updated_since,
         show_deleted,
+        needs_review,
     }
 }
 
@@ -260,6 +292,8 @@ fn overlay(existing: &pb::Contact, input: &pb::Contact, paths: &[String]) -> Res
             "consents" => merged.consents = input.consents.clone(),
             "max_contacts_per_week" => merged.max_contacts_per_week = input.max_contacts_per_week,
             "external_ids" => merged.external_ids = input.external_ids.clone(),
+            // Stored beside the data; the caller of `overlay` applies it.
+            "needs_review" => {}
             other => violations.add(
                 format!("update_mask.paths[{index}]"),
                 format!("{} is not a field that can be updated", quote(other)),
@@ -428,7 +462,9 @@ impl ContactsService for ContactsApi {
                 let mut violations = Violations::new();
                 let data = validate::contact(&mut violations, "contact", &merged, region);
                 violations.into_result()?;
-                Ok(data)
+                // `needs_review` in the mask: a person reviewed the flag (or raised one).
+                let reviewed = paths.iter().any(|path| path == "needs_review").then_some(input.needs_review);
+                Ok((data, reviewed))
             })
             .await?;
         Ok(Response::new(record.to_proto()))
@@ -441,15 +477,7 @@ impl ContactsService for ContactsApi {
         let body = request.into_inner();
         let limit = page_size(body.page_size, 50, 500)?;
         let mut violations = Violations::new();
-        let filter = list_filter(
-            &mut violations,
-            body.lifecycle_stage,
-            &body.tag,
-            &body.owner,
-            &body.organization_id,
-            body.updated_since.as_ref(),
-            body.show_deleted,
-        );
+        let filter = list_filter(&mut violations, ListFields::from(&body));
         violations.into_result()?;
         let query = Query::builder(&format!("{SERVICE_NAME}/ListContacts"))
             .field("lifecycle_stage", filter.lifecycle_stage.clone().unwrap_or_default())
@@ -458,6 +486,7 @@ impl ContactsService for ContactsApi {
             .field("organization_id", body.organization_id.as_bytes())
             .field("updated_since", filter.updated_since.map(|time| time.to_rfc3339()).unwrap_or_default())
             .field("show_deleted", if body.show_deleted { "1" } else { "0" })
+            .field("needs_review", if body.needs_review { "1" } else { "0" })
             .build();
         let after = self.cursor(&query, &body.page_token)?;
         let mut records = self.store.list(&filter, after, limit + 1).await?;
@@ -476,15 +505,7 @@ impl ContactsService for ContactsApi {
     ) -> Result<Response<ExportStream>, Status> {
         let body = request.into_inner();
         let mut violations = Violations::new();
-        let filter = list_filter(
-            &mut violations,
-            body.lifecycle_stage,
-            &body.tag,
-            &body.owner,
-            &body.organization_id,
-            body.updated_since.as_ref(),
-            body.show_deleted,
-        );
+        let filter = list_filter(&mut violations, ListFields::from(&body));
         let start_after = match body.start_after.trim() {
             "" => None,
             raw => Uuid::try_parse(raw).map(Some).unwrap_or_else(|_| {

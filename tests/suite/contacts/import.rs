@@ -305,3 +305,60 @@ async fn a_large_import_leaves_the_tables_vacuumed_and_analysed() {
     .await;
     suite.shutdown().await.unwrap();
 }
+
+/// The contacts an import flagged, listed until someone reviews them: an
+/// update with `needs_review` in the mask ("not a duplicate", audited), or a
+/// merge that keeps the flagged contact.
+#[tokio::test]
+async fn flagged_contacts_are_listed_until_reviewed_or_merged() {
+    use crm_proto::contacts::v1::{Contact, GetContactRequest, MergeContactsRequest, UpdateContactRequest};
+
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let mut contacts = suite.contacts().await.unwrap();
+    let robert = create(&mut contacts, person("Robert", "Lovelace", "", "(201) 555-0123")).await;
+    let ada = create(&mut contacts, person("Ada", "Byron", "ada@example.com", "")).await;
+    let rows = vec![
+        row("1", person("Bob", "Lovelace", "bob@example.com", "+1 201 555 0123")),
+        row("2", person("Ada", "Byron", "ada@example.com", "")),
+    ];
+    let flagged = import(&mut contacts, DuplicatePolicy::CreateAndFlag, false, vec![rows]).await.unwrap();
+    assert!(flagged.iter().all(|row| row.outcome() == ImportOutcome::Flagged), "{flagged:?}");
+    let (bob, ada_again) = (flagged[0].contact_id.clone(), flagged[1].contact_id.clone());
+
+    async fn listed(contacts: &mut Client) -> Vec<String> {
+        let request = ListContactsRequest { needs_review: true, ..Default::default() };
+        let page = contacts.list_contacts(request).await.unwrap().into_inner();
+        page.contacts.into_iter().map(|contact| contact.id).collect()
+    }
+    assert_eq!(listed(&mut contacts).await, vec![bob.clone(), ada_again.clone()]);
+
+    // Bob is not Robert: a person says so, and the trail says who did.
+    let reviewed = Contact { id: bob.clone(), needs_review: false, ..Default::default() };
+    let request = UpdateContactRequest {
+        contact: Some(reviewed),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["needs_review".into()] }),
+    };
+    let updated = contacts.update_contact(request).await.unwrap().into_inner();
+    assert!(!updated.needs_review && updated.given_name == "Bob", "only the flag changed: {updated:?}");
+    let trail = audit_trail(&contacts, &bob).await;
+    let change = trail[0].changes.iter().find(|change| change.field == "needs_review").expect("the review audited");
+    assert_eq!((change.before.as_str(), change.after.as_str()), ("true", "false"));
+    assert_eq!(listed(&mut contacts).await, vec![ada_again.clone()]);
+
+    // The second Ada is Ada: merged into the import's record, which is kept, unflagged.
+    let merged = contacts
+        .merge_contacts(MergeContactsRequest {
+            survivor_id: ada_again.clone(),
+            loser_ids: vec![ada.id.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!merged.contact.unwrap().needs_review);
+    assert!(listed(&mut contacts).await.is_empty());
+    let robert_now = contacts.get_contact(GetContactRequest { id: robert.id }).await.unwrap().into_inner();
+    assert!(!robert_now.needs_review);
+    suite.shutdown().await.unwrap();
+}

@@ -68,8 +68,16 @@ async fn absorb(tx: &mut PgConnection, decision: &Decision, author: &Author<'_>)
             });
         };
         let after = fold(&before.data, &absorbed.row);
-        if let Some(record) =
-            write_update(tx, before, &after, absorbed.action, author.note.clone(), author.actor).await?
+        if let Some(record) = write_update(
+            tx,
+            before,
+            &after,
+            before.meta.needs_review,
+            absorbed.action,
+            author.note.clone(),
+            author.actor,
+        )
+        .await?
         {
             contacts.insert(absorbed.contact, record);
         }

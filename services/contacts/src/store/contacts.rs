@@ -54,6 +54,8 @@ pub struct ListFilter {
     pub organization_id: Option<Uuid>,
     pub updated_since: Option<DateTime<Utc>>,
     pub show_deleted: bool,
+    /// Only contacts flagged as possible duplicates and not yet reviewed.
+    pub needs_review: bool,
 }
 
 /// What a lookup looks for.
@@ -224,7 +226,7 @@ impl ContactStore {
         id: Uuid,
         etag: &str,
         actor: &Actor,
-        change: impl FnOnce(&ContactData) -> Result<ContactData, Error>,
+        change: impl FnOnce(&ContactData) -> Result<(ContactData, Option<bool>), Error>,
     ) -> Result<ContactRecord, Error> {
         let mut tx = self.pool.begin().await?;
         let before = load(&mut tx, id, true).await?;
@@ -232,8 +234,10 @@ impl ContactStore {
         if !etag.is_empty() && etag != crate::model::etag(before.meta.version) {
             return Err(Error::StaleEtag { resource: "contact", id: before.meta.id.to_string() });
         }
-        let after = change(&before.data)?;
-        let record = write_update(&mut tx, &before, &after, "update", String::new(), actor).await?;
+        // `change` returns the new data, and whether the contact still needs review when it says.
+        let (after, needs_review) = change(&before.data)?;
+        let needs_review = needs_review.unwrap_or(before.meta.needs_review);
+        let record = write_update(&mut tx, &before, &after, needs_review, "update", String::new(), actor).await?;
         tx.commit().await?;
         Ok(record.unwrap_or(before))
     }
@@ -261,6 +265,7 @@ impl ContactStore {
                AND ($5::uuid IS NULL OR c.id IN (SELECT r.contact_id FROM relationships r WHERE r.organization_id = $5))
                AND ($6::timestamptz IS NULL OR c.update_time >= $6)
                AND ($7 OR (c.delete_time IS NULL AND c.erase_time IS NULL))
+               AND (NOT $9 OR c.needs_review)
              ORDER BY c.id LIMIT $8"
         )))
         .bind(after)
@@ -271,6 +276,7 @@ impl ContactStore {
         .bind(filter.updated_since)
         .bind(filter.show_deleted)
         .bind(limit)
+        .bind(filter.needs_review)
         .fetch_all(&mut *conn)
         .await?;
         rows.iter().map(contact_record).collect()
@@ -400,16 +406,24 @@ pub(crate) async fn write_update(
     tx: &mut PgConnection,
     before: &ContactRecord,
     after: &ContactData,
+    needs_review: bool,
     action: &'static str,
     note: String,
     actor: &Actor,
 ) -> Result<Option<ContactRecord>, Error> {
-    let changes = audit::diff(&before.data.fields(), &after.fields());
+    let mut changes = audit::diff(&before.data.fields(), &after.fields());
+    if needs_review != before.meta.needs_review {
+        changes.push(audit::FieldChange {
+            field: "needs_review".into(),
+            before: before.meta.needs_review.to_string(),
+            after: needs_review.to_string(),
+        });
+    }
     if changes.is_empty() {
         return Ok(None);
     }
     let id = before.meta.id;
-    write_data(tx, id, after, before.meta.needs_review).await?;
+    write_data(tx, id, after, needs_review).await?;
     let live = before.meta.delete_time.is_none();
     write_terms(tx, id, live.then_some(after)).await?;
     if live {

@@ -176,7 +176,8 @@ impl ContactStore {
         }
         let merged = survive(&survivor, &others, chosen);
 
-        write_data(&mut tx, survivor_id, &merged, survivor.meta.needs_review).await?;
+        // A merge is the review a flag asks for: the survivor is no longer flagged.
+        write_data(&mut tx, survivor_id, &merged, false).await?;
         forget_terms(&mut tx, &losers).await?;
         let live = survivor.meta.delete_time.is_none();
         write_terms(&mut tx, survivor_id, live.then_some(&merged)).await?;
