@@ -20,10 +20,7 @@ use axum::{
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::{
-    services::{ServeDir, ServeFile},
-    set_header::SetResponseHeaderLayer,
-};
+use tower_http::services::{ServeDir, ServeFile};
 
 /// What the console server needs to know.
 #[derive(Clone, Debug)]
@@ -93,11 +90,6 @@ impl ConsoleSite {
             .route("/config.json", get(config))
             .fallback_service(files)
             .layer(axum::middleware::from_fn_with_state(self.clone(), security_headers))
-            .layer(SetResponseHeaderLayer::overriding(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            ))
-            .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
             .with_state(self)
     }
 }
@@ -127,9 +119,12 @@ async fn security_headers(
 ) -> Response {
     let policy = site.policy(host_of(request.headers()));
     let mut response = next.run(request).await;
+    let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&policy) {
-        response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, value);
+        headers.insert(header::CONTENT_SECURITY_POLICY, value);
     }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     response
 }
 
