@@ -64,7 +64,7 @@ pub async fn serve(ctx: RoleContext, upstreams: Upstreams, listener: TcpListener
         InteractionsFeed { clock: ctx.clock.clone(), segments: segments.clone() },
     )?;
     schedule::spawn(ctx.pool.clone(), ctx.clock.clone(), segments.clone(), ctx.shutdown.clone());
-    analytics::recompute::spawn(ctx.pool.clone(), ctx.clock.clone(), ctx.shutdown.clone());
+    analytics::recompute::spawn(ctx.pool.clone(), ctx.clock.clone(), segments.clone(), ctx.shutdown.clone());
     let peer = |role, urls: &[String]| urls.first().map(|url| RoleChannel::connect(&ctx, role, url)).transpose();
     let peers = api::Peers {
         contacts: peer(Role::Contacts, &upstreams.contacts)?,

@@ -567,6 +567,18 @@ async fn rfm_scores_and_groups_on_a_hand_checked_base() {
         .await
         .unwrap();
 
+    // A segment of champions before any scores: empty.
+    let champions = segmentation
+        .create_segment(CreateSegmentRequest {
+            segment: Some(Segment {
+                name: "champions".into(),
+                rule: r#"rfm_group == "champions" && rfm_monetary_score <= 2"#.into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let compute = ComputeRfmRequest { currency_code: "EUR".into(), window_days: 0 };
     eventually(Duration::from_secs(30), "every purchase applied", || {
         let (mut client, request) = (segmentation.clone(), compute.clone());
@@ -613,26 +625,15 @@ async fn rfm_scores_and_groups_on_a_hand_checked_base() {
         .unwrap_err();
     assert_eq!(violated_fields(&bad), ["currency_code", "window_days"]);
 
-    // The groups are features: a segment of champions holds the two, with why.
-    let champions = segmentation
-        .create_segment(CreateSegmentRequest {
-            segment: Some(Segment {
-                name: "champions".into(),
-                rule: r#"rfm_group == "champions" && rfm_monetary_score <= 2"#.into(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    eventually(Duration::from_secs(20), "the champions' features recomputed", || {
-        let (mut client, segment_id) = (segmentation.clone(), champions.id.clone());
-        async move {
-            let request = ListSegmentMembersRequest { segment_id, ..Default::default() };
-            client.list_segment_members(request).await.is_ok_and(|members| members.get_ref().members.len() == 2)
-        }
-    })
-    .await;
+    // The groups are features, up to date when the computation answers: the
+    // segment of champions made before it holds the two.
+    let request = ListSegmentMembersRequest { segment_id: champions.id.clone(), ..Default::default() };
+    let members = segmentation.list_segment_members(request).await.unwrap().into_inner().members;
+    let mut members: Vec<&str> = members.iter().map(|member| member.contact_id.as_str()).collect();
+    members.sort_unstable();
+    let mut expected = [ids[0].as_str(), ids[1].as_str()];
+    expected.sort_unstable();
+    assert_eq!(members, expected);
     let features = segmentation
         .get_contact_features(GetContactFeaturesRequest { contact_id: ids[9].clone() })
         .await

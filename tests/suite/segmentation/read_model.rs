@@ -4,9 +4,12 @@
 //! whole, contacts first), over random sequences of creates, updates,
 //! merges, erasures, deletions and interactions, including interactions
 //! that name merged, erased or not-yet-created contacts; and so do the
-//! memberships of three dynamic segments kept over them. The incremental
+//! memberships of the dynamic segments kept over them. The incremental
 //! side's clock moves between bursts (the schedule recomputing what time
-//! changed); from scratch is computed at the time it reached.
+//! changed), and whole-base computations (RFM, lifetime value) store new
+//! analytics now and then, which the features follow by their refresh;
+//! from scratch is computed at the time it reached, with the analytics the
+//! incremental side ended with.
 
 use std::collections::BTreeMap;
 
@@ -301,19 +304,103 @@ async fn read_model(pool: &PgPool) -> BTreeMap<&'static str, Vec<String>> {
 
 /// The segments both read models keep: a rule over contact features, one
 /// over windows of activity, one over both.
-const SEGMENTS: [(u128, &str); 5] = [
+const SEGMENTS: [(u128, &str); 6] = [
     (1, r#"lifecycle == "customer" && "vip" in tags"#),
     (2, r#"purchases_365d >= 2 || refunds_total["EUR"] > 5000"#),
     (3, r#"country == "GB" && complaints_90d > 0"#),
     (4, r#"overdue_invoices > 0 || invoices_paid_late > 0 || recurring_problems_90d > 0"#),
     (5, r#"referrals > 0 && referred_revenue_365d["EUR"] > 1000 || organization_revenue_365d["USD"] > 5000"#),
+    (6, r#"rfm_group == "champions" || rfm_monetary_score >= 4 && predicted_value > 5000"#),
 ];
 
-async fn clear(pool: &PgPool, segments: &Segments, now: DateTime<Utc>) {
-    sqlx::query("TRUNCATE profiles, activity, redirects, gone, features, memberships, segments")
-        .execute(pool)
+/// A whole-base computation's outcome, at random: RFM scores and lifetime
+/// values for some of the contacts that have features, stored as the
+/// computations store them, then the features refreshed as they are after
+/// a computation. Returns how many documents the refresh changed.
+async fn analytics_step(pool: &PgPool, segments: &Segments, rng: &mut StdRng, now: DateTime<Utc>) -> usize {
+    use crm_segmentation::{
+        analytics::{
+            clv::{BgNbd, GammaGamma},
+            recompute::refresh_features,
+            rfm::{Group, Scores, Totals},
+        },
+        store::analytics::{ClvFit, ClvValue, RfmRun, save_clv, save_rfm},
+    };
+    let known: Vec<Uuid> =
+        sqlx::query_scalar("SELECT contact_id FROM features ORDER BY 1").fetch_all(pool).await.unwrap();
+    let mut scored: Vec<(Uuid, Totals, Scores)> = Vec::new();
+    let mut values: Vec<(Uuid, ClvValue)> = Vec::new();
+    for contact in &known {
+        if rng.random_bool(0.7) {
+            let (recency, frequency) = (rng.random_range(1..=5), rng.random_range(1..=5));
+            let totals = Totals {
+                recency_days: rng.random_range(0..90),
+                frequency: rng.random_range(1..6),
+                monetary: rng.random_range(100..10_000),
+            };
+            let scores =
+                Scores { recency, frequency, monetary: rng.random_range(1..=5), group: Group::of(recency, frequency) };
+            scored.push((*contact, totals, scores));
+        }
+        if rng.random_bool(0.7) {
+            let value = ClvValue {
+                historic_value: rng.random_range(0..10_000),
+                repeat_purchases: rng.random_range(0..5),
+                probability_alive: rng.random_range(0.0..1.0),
+                expected_purchases: rng.random_range(0.0..4.0),
+                expected_spend: rng.random_range(0.0..3_000.0),
+                predicted_value: rng.random_range(0..10_000),
+            };
+            values.push((*contact, value));
+        }
+    }
+    let run = RfmRun { computed_at: now, currency: "EUR".into(), window_days: 90, customers: scored.len() as i64 };
+    let fit = ClvFit {
+        fitted_at: now,
+        currency: "EUR".into(),
+        horizon_days: 365,
+        customers: values.len() as i64,
+        repeat_customers: 0,
+        purchases: BgNbd { r: 1.0, alpha: 1.0, a: 1.0, b: 1.0 },
+        bgnbd_log_likelihood: 0.0,
+        spend: GammaGamma { p: 1.0, q: 1.0, gamma: 1.0 },
+        gamma_gamma_log_likelihood: 0.0,
+    };
+    let mut tx = pool.begin().await.unwrap();
+    save_rfm(&mut tx, &run, &scored, "test").await.unwrap();
+    if rng.random_bool(0.5) {
+        save_clv(&mut tx, &fit, &values, "test").await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    refresh_features(pool, segments, now).await.unwrap()
+}
+
+/// The analytics the incremental side ended with, stored on the other
+/// (before its feeds: their merges and erasures remove what they removed).
+async fn copy_analytics(from: &PgPool, to: &PgPool) {
+    for table in ["rfm_scores", "clv_values"] {
+        let rows: serde_json::Value =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT coalesce(jsonb_agg(t), '[]') FROM {table} t")))
+                .fetch_one(from)
+                .await
+                .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {table} SELECT * FROM jsonb_populate_recordset(null::{table}, $1)"
+        )))
+        .bind(rows)
+        .execute(to)
         .await
         .unwrap();
+    }
+}
+
+async fn clear(pool: &PgPool, segments: &Segments, now: DateTime<Utc>) {
+    sqlx::query(
+        "TRUNCATE profiles, activity, redirects, gone, features, memberships, segments, rfm_scores, clv_values",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
     let mut tx = pool.begin().await.unwrap();
     for (id, rule) in SEGMENTS {
         let id = Uuid::from_u128(id);
@@ -334,6 +421,7 @@ async fn features_built_incrementally_equal_features_built_from_scratch() {
     let now = DateTime::parse_from_rfc3339("2026-06-01T09:30:00Z").unwrap().with_timezone(&Utc);
     let segments = std::sync::Arc::new(Segments::default());
     let (mut nonempty_features, mut members, mut moves, mut invoices, mut rolled_up) = (0, 0, 0, 0, 0);
+    let (mut refreshed, mut with_analytics) = (0, 0);
     let mut checked = 0;
     for seed in 0..25 {
         let scenario = generate(seed, now);
@@ -352,6 +440,10 @@ async fn features_built_incrementally_equal_features_built_from_scratch() {
                 clock.advance(Duration::hours(rng.random_range(1..24 * 20)));
                 while schedule::run_due(&incremental, &clock, &segments).await.unwrap() > 0 {}
                 moves += 1;
+            }
+            if rng.random_bool(0.1) {
+                refreshed += analytics_step(&incremental, &segments, &mut rng, clock.now()).await;
+                checked += memberships_agree(&incremental, &segments, &format!("seed {seed}, after analytics")).await;
             }
             let take = rng.random_range(1..=4);
             let contacts_turn = at_interactions == scenario.interactions.len()
@@ -372,6 +464,7 @@ async fn features_built_incrementally_equal_features_built_from_scratch() {
         // From scratch, at the time the incremental side reached: each feed whole, contacts first.
         let final_clock = Clock::manual(clock.now());
         clear(&scratch, &segments, clock.now()).await;
+        copy_analytics(&incremental, &scratch).await;
         let contacts_feed = ContactsFeed { clock: final_clock.clone(), segments: segments.clone() };
         let interactions_feed = InteractionsFeed { clock: final_clock.clone(), segments: segments.clone() };
         apply(&scratch, &contacts_feed, &scenario.contacts).await;
@@ -389,16 +482,24 @@ async fn features_built_incrementally_equal_features_built_from_scratch() {
         nonempty_features += built["features"].len();
         members += built["memberships"].len();
         invoices += built["invoices"].len();
-        rolled_up += built["features"]
-            .iter()
-            .filter(|row| !row.contains("\"\"referrals\"\": 0") || !row.contains("\"\"organization_contacts\"\": 0"))
-            .count();
+        let (rolled, analysed): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE (d->>'referrals')::int8 > 0 OR (d->>'organization_contacts')::int8 > 0),
+                    count(*) FILTER (WHERE d->>'rfm_group' <> '' OR (d->>'predicted_value')::int8 > 0)
+             FROM (SELECT convert_from(doc, 'UTF8')::jsonb AS d FROM features) AS f",
+        )
+        .fetch_one(&incremental)
+        .await
+        .unwrap();
+        rolled_up += rolled;
+        with_analytics += analysed;
     }
     assert!(moves > 25, "the clock moved between bursts ({moves} times)");
     assert!(checked > 1000, "memberships were checked against features after bursts ({checked} decisions)");
     assert!(members > 10, "the scenarios put contacts in segments ({members})");
     assert!(invoices > 25, "the scenarios issue invoices ({invoices})");
     assert!(rolled_up > 25, "the scenarios roll referrals and organizations up ({rolled_up})");
+    assert!(refreshed > 25, "refreshes after computations changed documents ({refreshed})");
+    assert!(with_analytics > 25, "the scenarios end with analytics in the features ({with_analytics})");
     assert!(nonempty_features > 50, "the scenarios leave contacts with features ({nonempty_features})");
 }
 
@@ -483,4 +584,67 @@ async fn a_burst_holds_a_bounded_number_of_locks_however_many_contacts_it_touche
     let populated = segments.populate(&mut tx, &pool, again, 1, &rule, now).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(populated, contacts as i64, "the first evaluation finds every member");
+}
+
+/// The features follow a computation even when the replica that stored it
+/// stopped before refreshing them: the request stays pending, and the
+/// leader of the analytics schedule finishes it, memberships included.
+#[tokio::test]
+async fn a_refresh_a_crash_interrupted_is_finished_by_the_leader() {
+    use crm_segmentation::{
+        analytics::{
+            recompute,
+            rfm::{Group, Scores, Totals},
+        },
+        store::analytics::{RfmRun, save_rfm},
+    };
+    let db = TestDb::create().await.unwrap();
+    let pool = db.role_pool(Role::Segmentation).await.unwrap();
+    let now = DateTime::parse_from_rfc3339("2026-06-01T09:30:00Z").unwrap().with_timezone(&Utc);
+    let segments = std::sync::Arc::new(Segments::default());
+    clear(&pool, &segments, now).await;
+    let mut rng = StdRng::seed_from_u64(7);
+    let feed = ContactsFeed { clock: Clock::manual(now), segments: segments.clone() };
+    let created: Vec<Event> = (0..3)
+        .map(|index| {
+            event(&contacts::ContactCreated { contact: Some(contact(&mut rng, index, now)), ..Default::default() })
+        })
+        .collect();
+    apply(&pool, &feed, &created).await;
+
+    // A champion scored and stored; the replica gone before its refresh.
+    let champion = contact_id(1);
+    let scores = Scores { recency: 5, frequency: 5, monetary: 4, group: Group::of(5, 5) };
+    let totals = Totals { recency_days: 2, frequency: 9, monetary: 90_000 };
+    let run = RfmRun { computed_at: now, currency: "EUR".into(), window_days: 365, customers: 1 };
+    let mut tx = pool.begin().await.unwrap();
+    save_rfm(&mut tx, &run, &[(champion, totals, scores)], "a replica that stopped").await.unwrap();
+    tx.commit().await.unwrap();
+    let group = || async {
+        let doc: Vec<u8> = sqlx::query_scalar("SELECT doc FROM features WHERE contact_id = $1")
+            .bind(champion)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        crm_segmentation::features::doc_from_bytes(&doc)["rfm_group"].clone()
+    };
+    assert_eq!(group().await, crm_segmentation::features::Value::Str(String::new()), "not refreshed yet");
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    recompute::spawn(pool.clone(), Clock::manual(now), segments.clone(), shutdown.clone());
+    crate::support::eventually(std::time::Duration::from_secs(20), "the leader's refresh", || async {
+        let member: bool =
+            sqlx::query_scalar("SELECT exists (SELECT FROM memberships WHERE contact_id = $1 AND segment_id = $2)")
+                .bind(champion)
+                .bind(Uuid::from_u128(6))
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        member && group().await == crm_segmentation::features::Value::Str("champions".into())
+    })
+    .await;
+    let pending: bool =
+        sqlx::query_scalar("SELECT requested > done FROM analytics_refresh").fetch_one(&pool).await.unwrap();
+    assert!(!pending, "the request is answered");
+    shutdown.cancel();
 }

@@ -7,15 +7,22 @@
 //! had them; RFM and lifetime value once they have been asked for (they
 //! need a currency).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use crm_platform::{Error, clock::Clock};
+use crm_platform::{Error, clock::Clock, leader::SessionLock};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use super::{Span, associations, clv, rfm};
-use crate::store::analytics::{self as store, ClvFit, ClvValue, RfmRun, RulesRun};
+use crate::{
+    segments::Segments,
+    store::{
+        analytics::{self as store, ClvFit, ClvValue, RfmRun, RulesRun},
+        read_model,
+    },
+};
 
 /// How often the leader looks whether the rules are due.
 pub const POLL: Duration = Duration::from_secs(5);
@@ -63,10 +70,12 @@ pub async fn compute(pool: &PgPool, params: Params, now: DateTime<Utc>, by: &str
     Ok(run)
 }
 
-/// Scores every customer of the window ending `now` and stores the scores
-/// in place of the last ones; returns the run.
+/// Scores every customer of the window ending `now`, stores the scores in
+/// place of the last ones and brings the features and the memberships that
+/// read them up to date ([`refresh_features`]); returns the run.
 pub async fn compute_rfm(
     pool: &PgPool,
+    segments: &Segments,
     currency: &str,
     window_days: i32,
     now: DateTime<Utc>,
@@ -84,18 +93,20 @@ pub async fn compute_rfm(
         customers.iter().zip(scores).map(|((contact, totals), scores)| (*contact, *totals, scores)).collect();
     let run = RfmRun { computed_at: now, currency: currency.to_string(), window_days, customers: scored.len() as i64 };
     let mut tx = pool.begin().await?;
-    let affected = store::save_rfm(&mut tx, &run, &scored, by).await?;
+    store::save_rfm(&mut tx, &run, &scored, by).await?;
     tx.commit().await?;
-    store::mark_due(pool, affected, now).await?;
+    refresh_features(pool, segments, now).await?;
     Ok(run)
 }
 
 /// Fits BG/NBD and Gamma-Gamma to every customer's purchase days before
 /// `now` in `currency` and stores each customer's values over the horizon.
-/// FAILED_PRECONDITION with fewer than [`clv::MIN_CUSTOMERS`] customers or
-/// repeat customers: a fit on so few says nothing.
+/// The features follow, as [`compute_rfm`]'s do. FAILED_PRECONDITION with
+/// fewer than [`clv::MIN_CUSTOMERS`] customers or repeat customers: a fit
+/// on so few says nothing.
 pub async fn fit_clv(
     pool: &PgPool,
+    segments: &Segments,
     currency: &str,
     horizon_days: i32,
     now: DateTime<Utc>,
@@ -158,10 +169,57 @@ pub async fn fit_clv(
     };
     let values: Vec<_> = customers.iter().map(|(contact, _)| *contact).zip(values).collect();
     let mut tx = pool.begin().await?;
-    let affected = store::save_clv(&mut tx, &fit, &values, by).await?;
+    store::save_clv(&mut tx, &fit, &values, by).await?;
     tx.commit().await?;
-    store::mark_due(pool, affected, now).await?;
+    refresh_features(pool, segments, now).await?;
     Ok(fit)
+}
+
+/// Contacts whose analytics features one transaction brings up to date.
+const REFRESH_PAGE: i64 = 2000;
+/// The session lock one refresh at a time holds.
+const REFRESH_LOCK: &str = "crm.segmentation.analytics.refresh";
+/// How often a refresh waiting for another looks again.
+const REFRESH_WAIT: Duration = Duration::from_millis(100);
+
+/// Brings every contact's analytics features, and the memberships of the
+/// segments that read them, up to what the stored RFM scores and lifetime
+/// values say, when a computation asked for it and no refresh answered it
+/// yet (`store::request_refresh`): a page of contacts a transaction, with
+/// their segments' events. One refresh at a time (a session lock): one
+/// asked while another runs waits for it, then does only what is left.
+/// Returns how many documents changed.
+pub async fn refresh_features(pool: &PgPool, segments: &Segments, now: DateTime<Utc>) -> Result<usize, Error> {
+    if store::refresh_pending(&mut *pool.acquire().await?).await?.is_none() {
+        return Ok(0);
+    }
+    let session = loop {
+        if let Some(session) = SessionLock::try_take(pool, REFRESH_LOCK).await.map_err(Error::Internal)? {
+            break session;
+        }
+        tokio::time::sleep(REFRESH_WAIT).await;
+    };
+    let refreshed = refresh_locked(pool, segments, now).await;
+    session.release().await;
+    refreshed
+}
+
+async fn refresh_locked(pool: &PgPool, segments: &Segments, now: DateTime<Utc>) -> Result<usize, Error> {
+    let Some(request) = store::refresh_pending(&mut *pool.acquire().await?).await? else { return Ok(0) };
+    let (mut after, mut changed) = (Uuid::nil(), 0);
+    loop {
+        let mut tx = pool.begin().await?;
+        crate::store::lock_identities(&mut tx, false).await?;
+        crate::segments::lock_shared(&mut tx).await?;
+        let page = read_model::apply_analytics(&mut tx, after, REFRESH_PAGE, now).await?;
+        let Some(last) = page.last else { break };
+        segments.reconcile(&mut tx, &page.applied.computed, &page.applied.moved, now).await?;
+        tx.commit().await?;
+        changed += page.applied.computed.len();
+        after = last;
+    }
+    store::refresh_done(pool, request).await?;
+    Ok(changed)
 }
 
 /// Whether what was computed at `last` (never: `None`) is due again at `now`.
@@ -170,11 +228,13 @@ pub fn due(last: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
 }
 
 /// Runs until `shutdown`, on the replica that holds the lock.
-pub fn spawn(pool: PgPool, clock: Clock, shutdown: CancellationToken) {
+pub fn spawn(pool: PgPool, clock: Clock, segments: Arc<Segments>, shutdown: CancellationToken) {
     let run_pool = pool.clone();
     crm_platform::leader::spawn_periodic(pool, LOCK, POLL, shutdown, move || {
-        let (pool, clock) = (run_pool.clone(), clock.clone());
+        let (pool, clock, segments) = (run_pool.clone(), clock.clone(), segments.clone());
         async move {
+            // A refresh a crash interrupted is finished first.
+            refresh_features(&pool, &segments, clock.now()).await?;
             let last = store::last_run(&mut *pool.acquire().await?).await?;
             if due(last.as_ref().map(|run| run.computed_at), clock.now()) {
                 let params = last
@@ -189,12 +249,13 @@ pub fn spawn(pool: PgPool, clock: Clock, shutdown: CancellationToken) {
             }
             let last = store::last_rfm_run(&mut *pool.acquire().await?).await?;
             if let Some(last) = last.filter(|last| due(Some(last.computed_at), clock.now())) {
-                let run = compute_rfm(&pool, &last.currency, last.window_days, clock.now(), "schedule").await?;
+                let run =
+                    compute_rfm(&pool, &segments, &last.currency, last.window_days, clock.now(), "schedule").await?;
                 tracing::info!(customers = run.customers, "RFM scores recomputed");
             }
             let last = store::last_clv_fit(&mut *pool.acquire().await?).await?;
             if let Some(last) = last.filter(|last| due(Some(last.fitted_at), clock.now())) {
-                let fit = fit_clv(&pool, &last.currency, last.horizon_days, clock.now(), "schedule").await?;
+                let fit = fit_clv(&pool, &segments, &last.currency, last.horizon_days, clock.now(), "schedule").await?;
                 tracing::info!(customers = fit.customers, "lifetime value refitted");
             }
             Ok(())

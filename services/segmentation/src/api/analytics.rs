@@ -360,9 +360,15 @@ impl SegmentationApi {
         let currency = currency(&mut violations, "currency_code", &body.currency_code);
         let window_days = days(&mut violations, "window_days", body.window_days, 365).num_days() as i32;
         violations.into_result()?;
-        let run =
-            recompute::compute_rfm(&self.pool, &currency, window_days, self.clock.now(), caller.principal.actor())
-                .await?;
+        let run = recompute::compute_rfm(
+            &self.pool,
+            &self.segments,
+            &currency,
+            window_days,
+            self.clock.now(),
+            caller.principal.actor(),
+        )
+        .await?;
         let mut conn = self.pool.acquire().await.map_err(Error::from)?;
         let groups = store::rfm_groups(&mut conn).await?;
         Ok(Response::new(to_summary(Some(&run), &groups)))
@@ -437,8 +443,15 @@ impl SegmentationApi {
         let currency = currency(&mut violations, "currency_code", &body.currency_code);
         let horizon_days = days(&mut violations, "horizon_days", body.horizon_days, 365).num_days() as i32;
         violations.into_result()?;
-        let fit =
-            recompute::fit_clv(&self.pool, &currency, horizon_days, self.clock.now(), caller.principal.actor()).await?;
+        let fit = recompute::fit_clv(
+            &self.pool,
+            &self.segments,
+            &currency,
+            horizon_days,
+            self.clock.now(),
+            caller.principal.actor(),
+        )
+        .await?;
         Ok(Response::new(to_clv_model(Some(&fit))))
     }
 

@@ -129,6 +129,26 @@ pub struct Analytics {
     pub predicted_value: Option<i64>,
 }
 
+/// The features [`Analytics`] sets: what a whole-base computation moves.
+pub const ANALYTICS_FEATURES: [&str; 5] =
+    ["rfm_recency_score", "rfm_frequency_score", "rfm_monetary_score", "rfm_group", "predicted_value"];
+
+/// Sets the [`ANALYTICS_FEATURES`] of `doc` to what `analytics` says (zero
+/// and empty for a contact the computation did not score).
+pub fn set_analytics(doc: &mut FeatureDoc, analytics: Analytics) {
+    let ([recency, frequency, monetary], group) = analytics.rfm.unwrap_or_default();
+    let values = [
+        Value::Int(recency),
+        Value::Int(frequency),
+        Value::Int(monetary),
+        Value::Str(group),
+        Value::Int(analytics.predicted_value.unwrap_or_default()),
+    ];
+    for (name, value) in ANALYTICS_FEATURES.into_iter().zip(values) {
+        doc.insert(name.into(), value);
+    }
+}
+
 /// Everything a contact's features are computed from.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Inputs<'a> {
@@ -448,13 +468,7 @@ pub fn compute_all(inputs: Inputs<'_>, now: DateTime<Utc>) -> Computed {
     doc.insert("organization_contacts".into(), Value::Int(members));
     doc.insert("organization_revenue_365d".into(), Value::Map(organization_revenue));
 
-    let analytics = inputs.analytics.cloned().unwrap_or_default();
-    let ([recency, frequency, monetary], group) = analytics.rfm.unwrap_or_default();
-    doc.insert("rfm_recency_score".into(), Value::Int(recency));
-    doc.insert("rfm_frequency_score".into(), Value::Int(frequency));
-    doc.insert("rfm_monetary_score".into(), Value::Int(monetary));
-    doc.insert("rfm_group".into(), Value::Str(group));
-    doc.insert("predicted_value".into(), Value::Int(analytics.predicted_value.unwrap_or_default()));
+    set_analytics(&mut doc, inputs.analytics.cloned().unwrap_or_default());
 
     tally.steady_next_change = next;
     Computed { doc, next_change: earliest(next, purchase_tick), tally }

@@ -3,7 +3,7 @@
 //! and the association rules they store. Merged contacts'
 //! activity is already their survivor's, erased contacts' is gone.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 use crm_platform::Error;
@@ -253,18 +253,15 @@ pub struct RfmRun {
     pub customers: i64,
 }
 
-/// Replaces the stored RFM scores; answers the contacts whose scores
-/// changed hands (held before or now), whose features [`mark_due`] must
-/// recompute once this commits.
+/// Replaces the stored RFM scores and their groups' totals, and asks for
+/// the features to follow ([`request_refresh`]).
 pub async fn save_rfm(
     tx: &mut PgConnection,
     run: &RfmRun,
     scored: &[(Uuid, Totals, Scores)],
     by: &str,
-) -> Result<Vec<Uuid>, Error> {
-    let mut affected: Vec<Uuid> =
-        sqlx::query_scalar("DELETE FROM rfm_scores RETURNING contact_id").fetch_all(&mut *tx).await?;
-    affected.extend(scored.iter().map(|(contact, _, _)| *contact));
+) -> Result<(), Error> {
+    sqlx::query("DELETE FROM rfm_scores").execute(&mut *tx).await?;
     sqlx::query(
         "INSERT INTO rfm_scores (contact_id, recency_days, frequency, monetary,
                                  recency_score, frequency_score, monetary_score, rfm_group)
@@ -292,7 +289,24 @@ pub async fn save_rfm(
     .bind(by)
     .execute(&mut *tx)
     .await?;
-    Ok(affected)
+    let mut groups: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+    for (_, totals, scores) in scored {
+        let (customers, revenue) = groups.entry(scores.group.name()).or_default();
+        *customers += 1;
+        *revenue += totals.monetary;
+    }
+    sqlx::query("DELETE FROM rfm_group_totals").execute(&mut *tx).await?;
+    sqlx::query(
+        "INSERT INTO rfm_group_totals (rfm_group, customers, revenue)
+         SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[])",
+    )
+    .bind(groups.keys().collect::<Vec<_>>())
+    .bind(groups.values().map(|(customers, _)| *customers).collect::<Vec<_>>())
+    .bind(groups.values().map(|(_, revenue)| *revenue).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    request_refresh(tx).await?;
+    Ok(())
 }
 
 /// The last RFM computation, if any.
@@ -310,13 +324,12 @@ pub async fn last_rfm_run(conn: &mut PgConnection) -> Result<Option<RfmRun>, Err
     .transpose()
 }
 
-/// Customers and their spend per stored RFM group.
+/// Customers and their spend per RFM group, as the last computation
+/// counted them (stored with it: grouping a million scores on every ask
+/// took 2.5 s). Merges and erasures since change the scores, not these
+/// counts, until the next computation.
 pub async fn rfm_groups(conn: &mut PgConnection) -> Result<Vec<(String, i64, i64)>, Error> {
-    let rows = sqlx::query(
-        "SELECT rfm_group, count(*)::int8 AS customers, sum(monetary)::int8 AS revenue FROM rfm_scores GROUP BY rfm_group",
-    )
-    .fetch_all(conn)
-    .await?;
+    let rows = sqlx::query("SELECT rfm_group, customers, revenue FROM rfm_group_totals").fetch_all(conn).await?;
     rows.iter().map(|row| Ok((row.try_get("rfm_group")?, row.try_get("customers")?, row.try_get("revenue")?))).collect()
 }
 
@@ -416,17 +429,10 @@ pub struct ClvValue {
     pub predicted_value: i64,
 }
 
-/// Replaces the stored fit and values; answers the contacts whose values
-/// changed hands, as [`save_rfm`] does.
-pub async fn save_clv(
-    tx: &mut PgConnection,
-    fit: &ClvFit,
-    values: &[(Uuid, ClvValue)],
-    by: &str,
-) -> Result<Vec<Uuid>, Error> {
-    let mut affected: Vec<Uuid> =
-        sqlx::query_scalar("DELETE FROM clv_values RETURNING contact_id").fetch_all(&mut *tx).await?;
-    affected.extend(values.iter().map(|(contact, _)| *contact));
+/// Replaces the stored fit and values, and asks for the features to
+/// follow ([`request_refresh`]).
+pub async fn save_clv(tx: &mut PgConnection, fit: &ClvFit, values: &[(Uuid, ClvValue)], by: &str) -> Result<(), Error> {
+    sqlx::query("DELETE FROM clv_values").execute(&mut *tx).await?;
     sqlx::query(
         "INSERT INTO clv_values (contact_id, historic_value, repeat_purchases, probability_alive,
                                  expected_purchases, expected_spend, predicted_value)
@@ -464,7 +470,8 @@ pub async fn save_clv(
     .bind(by)
     .execute(&mut *tx)
     .await?;
-    Ok(affected)
+    request_refresh(tx).await?;
+    Ok(())
 }
 
 /// The last lifetime-value fit, if any.
@@ -510,45 +517,27 @@ pub async fn contact_clv(conn: &mut PgConnection, contact: Uuid) -> Result<(Uuid
     Ok((survivor, value))
 }
 
-/// Tries of the marking when it conflicts with the role's other writers.
-const DUE_TRIES: usize = 5;
-
-/// Makes the features of `contacts` due now, after a computation replaced
-/// their analytics: the schedule recomputes them (in batches, with their
-/// segments). One transaction holding the locks every writer of features
-/// takes first (identities shared, then the contacts' stripes in order),
-/// so it waits once for the consumers and the schedule instead of
-/// deadlocking with them, and none of them overwrites the mark with what
-/// it computed from the old values; tried again when it still conflicts.
-/// The consumers wait for it once per computation (how long at a million
-/// contacts is not yet measured); marking in batches of a thousand instead
-/// queued each batch behind the schedule's recomputation of the batch
-/// before (170 s for a million, measured). Marking twice is harmless.
-pub async fn mark_due(pool: &PgPool, mut contacts: Vec<Uuid>, now: DateTime<Utc>) -> Result<(), Error> {
-    contacts.sort_unstable();
-    contacts.dedup();
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        match mark_due_once(pool, &contacts, now).await {
-            Err(Error::Conflict) if tries < DUE_TRIES => continue,
-            outcome => return outcome,
-        }
-    }
+/// Records, in the transaction that replaced RFM scores or lifetime
+/// values, that the stored features must follow them; answers the request's
+/// number. A refresh that began before it does not answer it
+/// ([`refresh_pending`]), so a crash between the commit and the refresh's
+/// end leaves it pending for the leader to finish.
+pub async fn request_refresh(tx: &mut PgConnection) -> Result<i64, Error> {
+    Ok(sqlx::query_scalar("UPDATE analytics_refresh SET requested = requested + 1 RETURNING requested")
+        .fetch_one(tx)
+        .await?)
 }
 
-async fn mark_due_once(pool: &PgPool, contacts: &[Uuid], now: DateTime<Utc>) -> Result<(), Error> {
-    let mut tx = pool.begin().await?;
-    super::lock_identities(&mut tx, false).await?;
-    super::lock_contacts(&mut tx, contacts).await?;
-    sqlx::query(
-        "UPDATE features SET next_change_at = $2
-         WHERE contact_id = ANY($1) AND (next_change_at IS NULL OR next_change_at > $2)",
-    )
-    .bind(contacts)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
+/// The newest request for a refresh of the features that no refresh has
+/// answered yet, if any.
+pub async fn refresh_pending(conn: &mut PgConnection) -> Result<Option<i64>, Error> {
+    Ok(sqlx::query_scalar("SELECT requested FROM analytics_refresh WHERE requested > done")
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// Records that the features follow every computation up to request `request`.
+pub async fn refresh_done(pool: &PgPool, request: i64) -> Result<(), Error> {
+    sqlx::query("UPDATE analytics_refresh SET done = greatest(done, $1)").bind(request).execute(pool).await?;
     Ok(())
 }

@@ -237,14 +237,7 @@ pub async fn apply_activity(
         by_contact.entry(*contact).or_default().push(row);
     }
     let contacts: Vec<Uuid> = by_contact.keys().copied().collect();
-    let stored: Vec<(Uuid, Vec<u8>, Option<DateTime<Utc>>)> = sqlx::query_as(
-        "SELECT contact_id, doc, next_change_at FROM features
-         WHERE contact_id = ANY($1) AND (next_change_at IS NULL OR next_change_at > $2)",
-    )
-    .bind(&contacts)
-    .bind(now)
-    .fetch_all(&mut *tx)
-    .await?;
+    let stored = current_docs(tx, &contacts, now).await?;
     let mut applied = Applied::default();
     let done = crate::parallel::map(stored, |(contact, doc, next_change)| {
         let mut computed = features::computed_from_bytes(&doc, next_change)?;
@@ -262,6 +255,100 @@ pub async fn apply_activity(
     applied.stale = contacts.into_iter().filter(|contact| !applied.moved.contains_key(contact)).collect();
     store(tx, &applied.computed, now).await?;
     Ok(applied)
+}
+
+/// The stored documents of `contacts` that are current at `now` (not due
+/// to change by time), with their next change.
+async fn current_docs(
+    tx: &mut PgConnection,
+    contacts: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<Vec<(Uuid, Vec<u8>, Option<DateTime<Utc>>)>, Error> {
+    Ok(sqlx::query_as(
+        "SELECT contact_id, doc, next_change_at FROM features
+         WHERE contact_id = ANY($1) AND (next_change_at IS NULL OR next_change_at > $2)",
+    )
+    .bind(contacts)
+    .bind(now)
+    .fetch_all(tx)
+    .await?)
+}
+
+/// What [`apply_analytics`] did with one page of contacts.
+#[derive(Default)]
+pub struct AnalyticsPage {
+    /// The last contact of the page; `None`: no contact was left after the one asked.
+    pub last: Option<Uuid>,
+    /// The features whose analytics changed, stored; `moved` names the
+    /// analytics features for each.
+    pub applied: Applied,
+}
+
+/// Brings the analytics features ([`features::ANALYTICS_FEATURES`]) of the
+/// next `limit` contacts with features after `after` (in id order) to what
+/// the stored RFM scores and lifetime values say, under their locks: a
+/// document that already says it is only read (the five features, the rest
+/// stepped over), one that does not is patched and stored; one due to
+/// change by time is left to the schedule's recompute (it reads the stored
+/// analytics), one stored by an older catalogue is made due now. After a
+/// computation a million documents follow without recomputing any
+/// (marking them due for the schedule's full recompute took 170 s, and the
+/// recomputes hours).
+pub async fn apply_analytics(
+    tx: &mut PgConnection,
+    after: Uuid,
+    limit: i64,
+    now: DateTime<Utc>,
+) -> Result<AnalyticsPage, Error> {
+    let page: Vec<Uuid> =
+        sqlx::query_scalar("SELECT contact_id FROM features WHERE contact_id > $1 ORDER BY contact_id LIMIT $2")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+    let Some(last) = page.last().copied() else { return Ok(AnalyticsPage::default()) };
+    super::lock_contacts(tx, &page).await?;
+    let stored = current_docs(tx, &page, now).await?;
+    let analytics = analytics(tx, &page).await?;
+    let wanted: Vec<String> = features::ANALYTICS_FEATURES.map(String::from).to_vec();
+    enum Outcome {
+        Unchanged,
+        Patched(Uuid, Computed),
+        Stale(Uuid),
+    }
+    let outcomes = crate::parallel::map(stored, |(contact, doc, next_change)| {
+        let mut target = FeatureDoc::new();
+        features::set_analytics(&mut target, analytics.get(&contact).cloned().unwrap_or_default());
+        if features::doc_from_bytes_only(&doc, &wanted) == target {
+            return Outcome::Unchanged;
+        }
+        match features::computed_from_bytes(&doc, next_change) {
+            Some(mut computed) => {
+                computed.doc.extend(target);
+                Outcome::Patched(contact, computed)
+            }
+            None => Outcome::Stale(contact),
+        }
+    });
+    let mut applied = Applied::default();
+    let moved: HashSet<&'static str> = features::ANALYTICS_FEATURES.into_iter().collect();
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Unchanged => {}
+            Outcome::Patched(contact, computed) => {
+                applied.moved.insert(contact, moved.clone());
+                applied.computed.push((contact, computed));
+            }
+            Outcome::Stale(contact) => applied.stale.push(contact),
+        }
+    }
+    sqlx::query("UPDATE features SET next_change_at = $2 WHERE contact_id = ANY($1)")
+        .bind(&applied.stale)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    store(tx, &applied.computed, now).await?;
+    Ok(AnalyticsPage { last: Some(last), applied })
 }
 
 /// Writes computed features.
