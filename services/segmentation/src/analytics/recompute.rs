@@ -51,11 +51,11 @@ pub async fn compute(pool: &PgPool, params: Params, now: DateTime<Utc>, by: &str
     let mut conn = pool.acquire().await?;
     let baskets = store::baskets(&mut conn, window).await?;
     drop(conn);
-    let rules = tokio::task::spawn_blocking({
+    let rules = crate::parallel::background({
         let Params { min_support, min_confidence, .. } = params;
         move || (baskets.len() as i64, associations::rules(&baskets, min_support, min_confidence))
     });
-    let (baskets, rules) = rules.await.map_err(|error| Error::Internal(error.into()))?;
+    let (baskets, rules) = rules.await.map_err(Error::Internal)?;
     let run = RulesRun {
         computed_at: now,
         window_days: params.window_days,
@@ -86,9 +86,7 @@ pub async fn compute_rfm(
     let customers = store::rfm_totals(&mut conn, currency, window).await?;
     drop(conn);
     let totals: Vec<rfm::Totals> = customers.iter().map(|(_, totals)| *totals).collect();
-    let scores = tokio::task::spawn_blocking(move || rfm::score(&totals))
-        .await
-        .map_err(|error| Error::Internal(error.into()))?;
+    let scores = crate::parallel::background(move || rfm::score(&totals)).await.map_err(Error::Internal)?;
     let scored: Vec<_> =
         customers.iter().zip(scores).map(|((contact, totals), scores)| (*contact, *totals, scores)).collect();
     let run = RfmRun { computed_at: now, currency: currency.to_string(), window_days, customers: scored.len() as i64 };
@@ -133,7 +131,7 @@ pub async fn fit_clv(
         });
     }
     let horizon = f64::from(horizon_days);
-    let fitted = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+    let fitted = crate::parallel::background(move || -> anyhow::Result<_> {
         let histories: Vec<clv::History> = summaries.iter().map(|summary| summary.history).collect();
         let (purchases, bgnbd_log_likelihood) = clv::fit_bgnbd(&histories)?;
         let (spend, gamma_gamma_log_likelihood) = clv::fit_gamma_gamma(&repeat)?;
@@ -155,7 +153,7 @@ pub async fn fit_clv(
         Ok((purchases, bgnbd_log_likelihood, spend, gamma_gamma_log_likelihood, repeat.len(), values))
     });
     let (purchases, bgnbd_log_likelihood, spend, gamma_gamma_log_likelihood, repeat_customers, values) =
-        fitted.await.map_err(|error| Error::Internal(error.into()))?.map_err(Error::Internal)?;
+        fitted.await.map_err(Error::Internal)?.map_err(Error::Internal)?;
     let fit = ClvFit {
         fitted_at: now,
         currency: currency.to_string(),
