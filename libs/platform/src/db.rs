@@ -204,6 +204,22 @@ async fn check_feed_positions(conn: &mut sqlx::PgConnection, role: Role) -> anyh
     }
 }
 
+/// Vacuums and analyses `tables` (quoted names in the role's schema) at
+/// once, after the bulk write named by `after` (an import, a refresh of a
+/// million documents): autovacuum would get to them minutes later, and
+/// until then reads run on the statistics and visibility map from before
+/// the write (at a million contacts, lookups p99 2.9–3.9 ms until a manual
+/// `VACUUM ANALYZE`, under 2 ms after), and the vacuum, when it comes, lands
+/// on whatever runs then. A failure is logged: the write is done either way.
+pub async fn tidy(pool: &PgPool, tables: &[String], after: &'static str) {
+    let started = std::time::Instant::now();
+    let statement = format!("VACUUM (ANALYZE) {}", tables.join(", "));
+    match sqlx::raw_sql(AssertSqlSafe(statement)).execute(pool).await {
+        Ok(_) => tracing::info!(after, seconds = started.elapsed().as_secs_f64(), "tables vacuumed and analysed"),
+        Err(error) => tracing::warn!(%error, after, "vacuuming the tables failed; autovacuum will"),
+    }
+}
+
 /// Creates database `name` on the server at `server_url` unless it exists,
 /// and returns its URL. For `crm up`, scratch databases and tests.
 pub async fn create_database(server_url: &str, name: &str) -> anyhow::Result<String> {

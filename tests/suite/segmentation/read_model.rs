@@ -647,3 +647,48 @@ async fn a_refresh_a_crash_interrupted_is_finished_by_the_leader() {
     .await;
     shutdown.cancel();
 }
+
+/// A refresh that rewrote a large part of the documents leaves them (and
+/// the replaced scores) vacuumed and analysed straight after, not when
+/// autovacuum comes round to it, on whatever runs then.
+#[tokio::test]
+async fn a_large_refresh_leaves_the_features_vacuumed_and_analysed() {
+    use crm_segmentation::{
+        analytics::{
+            recompute::{REFRESH_TIDY_AFTER, refresh_features},
+            rfm::{Group, Scores, Totals},
+        },
+        store::analytics::{RfmRun, save_rfm},
+    };
+    let db = TestDb::create().await.unwrap();
+    let pool = db.role_pool(Role::Segmentation).await.unwrap();
+    let now = DateTime::parse_from_rfc3339("2026-06-01T09:30:00Z").unwrap().with_timezone(&Utc);
+    let segments = Segments::default();
+    let mut rng = StdRng::seed_from_u64(11);
+    let count = REFRESH_TIDY_AFTER + 100;
+    let feed = ContactsFeed { clock: Clock::manual(now), segments: std::sync::Arc::new(Segments::default()) };
+    let created: Vec<Event> = (0..count)
+        .map(|index| {
+            event(&contacts::ContactCreated { contact: Some(contact(&mut rng, index, now)), ..Default::default() })
+        })
+        .collect();
+    apply(&pool, &feed, &created).await;
+    let scores = Scores { recency: 3, frequency: 3, monetary: 3, group: Group::of(3, 3) };
+    let totals = Totals { recency_days: 40, frequency: 2, monetary: 5_000 };
+    let scored: Vec<_> = (0..count).map(|index| (contact_id(index), totals, scores)).collect();
+    let run = RfmRun { computed_at: now, currency: "EUR".into(), window_days: 365, customers: count as i64 };
+    let mut tx = pool.begin().await.unwrap();
+    save_rfm(&mut tx, &run, &scored, "test").await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(refresh_features(&pool, &segments, now).await.unwrap(), count, "every document changed");
+    crate::support::eventually(std::time::Duration::from_secs(60), "VACUUM (ANALYZE) after the refresh", || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT bool_and(last_vacuum IS NOT NULL AND last_analyze IS NOT NULL) FROM pg_stat_user_tables
+             WHERE relid IN ('features'::regclass, 'rfm_scores'::regclass)",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    })
+    .await;
+}

@@ -144,8 +144,7 @@ pub const TIDY_AFTER: usize = 1000;
 /// once, in the background: autovacuum would get there minutes later, and
 /// until then lookups ran on the statistics and visibility map of the base
 /// before (at a million contacts, p99 2.9–3.9 ms at 1,000 lookups/s until a
-/// manual `VACUUM ANALYZE`, under 2 ms after). A failure is logged: the
-/// import is done either way.
+/// manual `VACUUM ANALYZE`, under 2 ms after): [`crm_platform::db::tidy`].
 async fn tidy_after(pool: sqlx::PgPool, added: usize) {
     if added < TIDY_AFTER {
         return;
@@ -157,25 +156,13 @@ async fn tidy_after(pool: sqlx::PgPool, added: usize) {
         Ok(_) => return,
         Err(error) => return tracing::warn!(%error, "counting contacts after an import failed"),
     }
-    let started = std::time::Instant::now();
     let tables: Result<Vec<String>, sqlx::Error> =
         sqlx::query_scalar("SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = current_schema()")
             .fetch_all(&pool)
             .await;
-    let outcome = match tables {
-        Ok(tables) => {
-            let statement = format!("VACUUM (ANALYZE) {}", tables.join(", "));
-            sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&pool).await.map(|_| ())
-        }
-        Err(error) => Err(error),
-    };
-    match outcome {
-        Ok(()) => tracing::info!(
-            added,
-            seconds = started.elapsed().as_secs_f64(),
-            "tables vacuumed and analysed after an import"
-        ),
-        Err(error) => tracing::warn!(%error, "vacuuming the tables after an import failed; autovacuum will"),
+    match tables {
+        Ok(tables) => crm_platform::db::tidy(&pool, &tables, "an import").await,
+        Err(error) => tracing::warn!(%error, "listing the tables to vacuum after an import failed; autovacuum will"),
     }
 }
 

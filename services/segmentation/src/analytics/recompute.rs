@@ -177,6 +177,11 @@ pub async fn fit_clv(
 const REFRESH_PAGE: i64 = 2000;
 /// The session lock one refresh at a time holds.
 const REFRESH_LOCK: &str = "crm.segmentation.analytics.refresh";
+/// A refresh that rewrote at least this many documents, and a fifth or
+/// more of them, vacuums the features and the replaced scores at once
+/// (`crm_platform::db::tidy`): at a million, the autovacuum that came
+/// minutes later slowed the offers' p99 from 6–8 ms to 19–26 ms while it ran.
+pub const REFRESH_TIDY_AFTER: usize = 1000;
 /// How often a refresh waiting for another looks again.
 const REFRESH_WAIT: Duration = Duration::from_millis(100);
 
@@ -204,7 +209,7 @@ pub async fn refresh_features(pool: &PgPool, segments: &Segments, now: DateTime<
 
 async fn refresh_locked(pool: &PgPool, segments: &Segments, now: DateTime<Utc>) -> Result<usize, Error> {
     let Some(request) = store::refresh_pending(&mut *pool.acquire().await?).await? else { return Ok(0) };
-    let (mut after, mut changed) = (Uuid::nil(), 0);
+    let (mut after, mut changed, mut seen) = (Uuid::nil(), 0, 0);
     loop {
         let mut tx = pool.begin().await?;
         crate::store::lock_identities(&mut tx, false).await?;
@@ -214,9 +219,17 @@ async fn refresh_locked(pool: &PgPool, segments: &Segments, now: DateTime<Utc>) 
         segments.reconcile(&mut tx, &page.applied.computed, &page.applied.moved, now).await?;
         tx.commit().await?;
         changed += page.applied.computed.len();
+        seen += page.seen;
         after = last;
     }
     store::refresh_done(pool, request).await?;
+    if changed >= REFRESH_TIDY_AFTER && changed * 5 >= seen {
+        let tables = ["features", "rfm_scores", "clv_values"].map(String::from);
+        tokio::spawn({
+            let pool = pool.clone();
+            async move { crm_platform::db::tidy(&pool, &tables, "an analytics refresh").await }
+        });
+    }
     Ok(changed)
 }
 

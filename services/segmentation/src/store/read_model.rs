@@ -279,6 +279,8 @@ async fn current_docs(
 pub struct AnalyticsPage {
     /// The last contact of the page; `None`: no contact was left after the one asked.
     pub last: Option<Uuid>,
+    /// How many documents the page held.
+    pub seen: usize,
     /// The features whose analytics changed, stored; `moved` names the
     /// analytics features for each.
     pub applied: Applied,
@@ -348,7 +350,7 @@ pub async fn apply_analytics(
         .execute(&mut *tx)
         .await?;
     store(tx, &applied.computed, now).await?;
-    Ok(AnalyticsPage { last: Some(last), applied })
+    Ok(AnalyticsPage { last: Some(last), seen: page.len(), applied })
 }
 
 /// Writes computed features.
