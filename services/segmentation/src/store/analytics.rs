@@ -295,6 +295,7 @@ pub async fn save_rfm(
         *customers += 1;
         *revenue += totals.monetary;
     }
+    analyse(tx, "rfm_scores").await?;
     sqlx::query("DELETE FROM rfm_group_totals").execute(&mut *tx).await?;
     sqlx::query(
         "INSERT INTO rfm_group_totals (rfm_group, customers, revenue)
@@ -447,6 +448,7 @@ pub async fn save_clv(tx: &mut PgConnection, fit: &ClvFit, values: &[(Uuid, ClvV
     .bind(values.iter().map(|(_, value)| value.predicted_value).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await?;
+    analyse(tx, "clv_values").await?;
     sqlx::query("DELETE FROM clv_fits").execute(&mut *tx).await?;
     sqlx::query(
         "INSERT INTO clv_fits (fitted_at, currency, horizon_days, customers, repeat_customers, r, alpha, a, b, bgnbd_ll,
@@ -515,6 +517,16 @@ pub async fn contact_clv(conn: &mut PgConnection, contact: Uuid) -> Result<(Uuid
         })
         .transpose()?;
     Ok((survivor, value))
+}
+
+/// Gathers the planner's statistics of `table`, just replaced whole, in the
+/// transaction that replaced it (its own new rows count): the refresh that
+/// follows joins every page of contacts to it, and statistics from before
+/// (an empty table, analysed after another computation's refresh) made that
+/// join scan the whole table for each page: 17 s a page at a million.
+async fn analyse(tx: &mut PgConnection, table: &'static str) -> Result<(), Error> {
+    sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {table}"))).execute(tx).await?;
+    Ok(())
 }
 
 /// Records, in the transaction that replaced RFM scores or lifetime
