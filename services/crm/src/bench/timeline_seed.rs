@@ -203,13 +203,7 @@ const FOLLOWERS: [(&str, &str); 3] = [
 pub async fn drained(database_url: &str) -> anyhow::Result<()> {
     let mut conn = PgConnection::connect(database_url).await?;
     let started = Instant::now();
-    let end: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT transaction_id::text::bigint, sequence FROM interactions.outbox
-         ORDER BY transaction_id DESC, sequence DESC LIMIT 1",
-    )
-    .fetch_optional(&mut conn)
-    .await?;
-    let Some(end) = end else { return Ok(()) };
+    let Some(end) = last_event(&mut conn).await? else { return Ok(()) };
     for (schema, consumer) in FOLLOWERS {
         loop {
             let at: Option<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -244,12 +238,17 @@ async fn segmentation_applied(database_url: &str) -> anyhow::Result<i64> {
 /// The number of the interactions feed's last event (0 when it has none).
 async fn feed_end(database_url: &str) -> anyhow::Result<i64> {
     let mut conn = PgConnection::connect(database_url).await?;
-    let end: Option<i64> = sqlx::query_scalar(
-        "SELECT sequence FROM interactions.outbox ORDER BY transaction_id DESC, sequence DESC LIMIT 1",
+    Ok(last_event(&mut conn).await?.map_or(0, |(_, sequence)| sequence))
+}
+
+/// The position (transaction, sequence) of the interactions feed's last event, if any.
+async fn last_event(conn: &mut PgConnection) -> anyhow::Result<Option<(i64, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT transaction_id::text::bigint, sequence FROM interactions.outbox
+         ORDER BY transaction_id DESC, sequence DESC LIMIT 1",
     )
-    .fetch_optional(&mut conn)
-    .await?;
-    Ok(end.unwrap_or(0))
+    .fetch_optional(conn)
+    .await?)
 }
 
 /// A plain COPY of the same rows (keys, time, kind, the rest as JSON text) into a scratch table.

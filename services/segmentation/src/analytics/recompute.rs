@@ -193,6 +193,7 @@ const REFRESH_WAIT: Duration = Duration::from_millis(100);
 /// asked while another runs waits for it, then does only what is left.
 /// Returns how many documents changed.
 pub async fn refresh_features(pool: &PgPool, segments: &Segments, now: DateTime<Utc>) -> Result<usize, Error> {
+    // Nothing asked (the leader's every look): no connection opened for the lock.
     if store::refresh_pending(&mut *pool.acquire().await?).await?.is_none() {
         return Ok(0);
     }
