@@ -179,6 +179,15 @@ impl<H: Handler> Consumer<H> {
             let backlog = events.len() * 2 >= self.handler.max_batch().max(1);
             let size = crate::foreground::burst(events.len(), backlog, crate::foreground::busy());
             for part in events.chunks(size) {
+                // While callers are served, the process's followers take turns.
+                let _turn = if backlog && crate::foreground::busy() {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        turn = crate::foreground::turn() => Some(turn),
+                    }
+                } else {
+                    None
+                };
                 let started = std::time::Instant::now();
                 self.apply(part, applied).await?;
                 if let Some(last) = part.last() {

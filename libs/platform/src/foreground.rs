@@ -6,15 +6,23 @@
 //! lookups through the same process then waited behind them (p99 52–64 ms
 //! at 1,000 calls/s straight after a million-contact import, 4–5 ms once
 //! the followers had caught up). Every server of the process marks the
-//! calls it starts ([`call_started`]; feed reads, health and reflection
-//! are not the foreground); a feed follower working off a backlog while
+//! calls it starts ([`call_started`]; feed reads, health, reflection and
+//! bulk streams are not the foreground); a feed follower working off a backlog while
 //! calls came in the last [`WINDOW`] applies it in bursts of [`YIELD_BURST`]
 //! events ([`burst`]) and pauses after each, so that it takes a quarter of
 //! the time ([`pause`]) and a call never waits behind a long burst (p99
 //! 18–19 ms with bursts of a thousand, 4.6–6.4 ms with bursts of 64); it
-//! runs at full speed on a quiet machine or when it has caught up (a burst
-//! smaller than half its maximum). It sees the calls of its own process
+//! runs at full speed on a quiet machine, while a bulk stream stores its
+//! batches ([`bulk_batch`]), or when it has caught up (a burst smaller
+//! than half its maximum). It sees the calls of its own process
 //! only: a follower in a process of its own runs as before.
+//!
+//! The quarter is the process's, not each follower's: after an import
+//! three followers read the contacts feed in one process (interactions,
+//! segmentation, alerting's rules), and each taking a quarter of the time
+//! left the callers a quarter between them. While busy, a burst and its
+//! pause are taken under the process's one [`turn`], so the followers
+//! yield to each other as well as to the callers.
 
 use std::{
     sync::{
@@ -23,6 +31,8 @@ use std::{
     },
     time::{Duration, Instant},
 };
+
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// How recent a call must be for the process to count as busy.
 pub const WINDOW: Duration = Duration::from_millis(250);
@@ -40,10 +50,21 @@ fn now_ms() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
+/// Bulk streams: an import, an ingest, an export. They are background
+/// work of their own, run for throughput, not calls a person waits on;
+/// followers yielding to them fell behind the feed for as long as they
+/// ran (an ingest of 20,000 rows/s left the segments minutes behind).
+const BULK: [&str; 5] =
+    ["/ImportContacts", "/IngestInteractions", "/UploadInteractions", "/ExportContacts", "/ExportSegment"];
+
 /// Whether a call to `path` is the foreground: not a feed read, a health
-/// check or reflection (what the roles and probes call on their own).
+/// check or reflection (what the roles and probes call on their own), nor
+/// a bulk stream.
 pub fn is_foreground(path: &str) -> bool {
-    !(path.ends_with("/Subscribe") || path.ends_with("/ListEvents") || path.starts_with("/grpc."))
+    !(path.ends_with("/Subscribe")
+        || path.ends_with("/ListEvents")
+        || path.starts_with("/grpc.")
+        || BULK.iter().any(|method| path.ends_with(method)))
 }
 
 /// Marks a call to `path` starting now, when it is the foreground.
@@ -53,10 +74,31 @@ pub fn call_started(path: &str) {
     }
 }
 
-/// Whether a foreground call started within the last [`WINDOW`].
+/// Like [`LAST_CALL`], of the last batch of a bulk stream.
+static LAST_BULK: AtomicU64 = AtomicU64::new(0);
+
+/// Marks a batch of a bulk stream (an import's message, an ingest's) being
+/// stored now: while one runs, followers keep up with what it writes
+/// instead of yielding.
+pub fn bulk_batch() {
+    LAST_BULK.store(now_ms(), Ordering::Relaxed);
+}
+
+/// Whether background work makes room for callers: a foreground call
+/// started within the last [`WINDOW`], and no bulk stream stored a batch
+/// in it. A bulk stream keeps the machine busy for as long as it runs, and
+/// what it writes must be followed as it comes (segments, alerts within
+/// seconds of the event); a follower yielding then fell further behind
+/// with every batch. Straight after the stream, the backlog it left is
+/// worked off in the callers' gaps.
 pub fn busy() -> bool {
-    let last = LAST_CALL.load(Ordering::Relaxed);
-    last != 0 && now_ms().saturating_sub(last) <= WINDOW.as_millis() as u64
+    yields(now_ms(), LAST_CALL.load(Ordering::Relaxed), LAST_BULK.load(Ordering::Relaxed))
+}
+
+/// [`busy`] at `now`, given the last call's and the last bulk batch's times.
+fn yields(now: u64, last_call: u64, last_bulk: u64) -> bool {
+    let recent = |at: u64| at != 0 && now.saturating_sub(at) <= WINDOW.as_millis() as u64;
+    recent(last_call) && !recent(last_bulk)
 }
 
 /// Events in one burst of a follower working off a backlog while callers
@@ -75,6 +117,17 @@ pub fn burst(received: usize, backlog: bool, busy: bool) -> usize {
 /// of the time (at most [`MAX_PAUSE`]); otherwise not at all.
 pub fn pause(took: Duration, backlog: bool, busy: bool) -> Duration {
     if backlog && busy { (took * (SHARE - 1)).min(MAX_PAUSE) } else { Duration::ZERO }
+}
+
+/// The process's one turn of background work while callers are served.
+static TURN: Semaphore = Semaphore::const_new(1);
+
+/// Waits for the process's turn of background work, held for a burst and
+/// its pause: one follower at a time, so that together they take one part
+/// in [`SHARE`] of the time.
+pub async fn turn() -> SemaphorePermit<'static> {
+    // The semaphore is never closed, so acquiring cannot fail.
+    TURN.acquire().await.expect("the background turn is never closed")
 }
 
 #[cfg(test)]
@@ -99,9 +152,32 @@ mod tests {
     }
 
     #[test]
-    fn feed_reads_probes_and_reflection_are_not_the_foreground() {
+    fn followers_yield_to_recent_calls_unless_a_bulk_stream_runs() {
+        assert!(yields(10_000, 9_900, 0), "a call 100 ms ago");
+        assert!(!yields(10_000, 9_000, 0), "the last call a second ago");
+        assert!(!yields(10_000, 0, 0), "no call yet");
+        assert!(!yields(10_000, 9_900, 9_950), "an ingest runs: keep up with it");
+        assert!(yields(10_000, 9_900, 8_000), "the ingest ended: work its backlog off in the gaps");
+    }
+
+    #[tokio::test]
+    async fn followers_take_the_background_turn_one_at_a_time() {
+        let first = turn().await;
+        let second = tokio::spawn(turn());
+        tokio::task::yield_now().await;
+        assert!(!second.is_finished(), "a second follower waits while the first has the turn");
+        drop(first);
+        let second = second.await.expect("the second follower gets the turn");
+        assert!(TURN.try_acquire().is_err(), "and holds it alone");
+        drop(second);
+    }
+
+    #[test]
+    fn feed_reads_probes_reflection_and_bulk_streams_are_not_the_foreground() {
         assert!(is_foreground("/crm.contacts.v1.ContactsService/LookupContact"));
-        assert!(is_foreground("/crm.contacts.v1.ContactsService/ImportContacts"));
+        assert!(!is_foreground("/crm.contacts.v1.ContactsService/ImportContacts"), "bulk");
+        assert!(!is_foreground("/crm.interactions.v1.InteractionsService/UploadInteractions"), "bulk");
+        assert!(is_foreground("/crm.interactions.v1.InteractionsService/RecordInteraction"));
         assert!(!is_foreground("/crm.contacts.v1.ContactsService/Subscribe"));
         assert!(!is_foreground("/crm.interactions.v1.InteractionsService/ListEvents"));
         assert!(!is_foreground("/grpc.health.v1.Health/Check"));

@@ -384,6 +384,7 @@ async fn ingest_batch(
             format!("must have at most {MAX_BATCH} items per message (got {})", batch.interactions.len()),
         ));
     }
+    crm_platform::foreground::bulk_batch();
     let now = Utc::now();
     let mut results = vec![pb::IngestItemResult::default(); batch.interactions.len()];
     let mut positions = Vec::with_capacity(batch.interactions.len());

@@ -198,6 +198,7 @@ impl Importer {
         mut turn: Turn,
         window: &Window,
     ) -> Result<pb::ImportContactsResponse, Status> {
+        crm_platform::foreground::bulk_batch();
         let rows = parse::parse(checked(message?)?.rows, self.region);
         turn.after_previous(Stage::Decided).await;
         let mut tx = self.store.pool.begin().await.map_err(Error::from)?;
