@@ -204,6 +204,16 @@ async fn check_feed_positions(conn: &mut sqlx::PgConnection, role: Role) -> anyh
     }
 }
 
+/// A bulk write of fewer rows than this leaves its tables to autovacuum.
+pub const TIDY_AFTER: usize = 1000;
+
+/// Whether a bulk write of `written` rows, into a set of `total` rows as it
+/// stands after the write, is worth a [`tidy`] at once: at least
+/// [`TIDY_AFTER`] rows, and a fifth or more of the set.
+pub fn worth_tidying(written: usize, total: usize) -> bool {
+    written >= TIDY_AFTER && written * 5 >= total
+}
+
 /// Vacuums and analyses `tables` (quoted names in the role's schema) at
 /// once, after the bulk write named by `after` (an import, a refresh of a
 /// million documents): autovacuum would get to them minutes later, and

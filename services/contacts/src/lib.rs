@@ -12,8 +12,6 @@
 
 mod api;
 mod import;
-/// Imports that add fewer contacts leave the tables to autovacuum (see the import module).
-pub use import::TIDY_AFTER as IMPORT_TIDY_AFTER;
 pub mod matching;
 pub mod model;
 pub mod phones;

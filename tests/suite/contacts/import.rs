@@ -279,7 +279,7 @@ async fn a_large_import_leaves_the_tables_vacuumed_and_analysed() {
     let test_db = TestDb::create().await.unwrap();
     let suite = TestSuite::start(&test_db).await.unwrap();
     let mut contacts = suite.contacts().await.unwrap();
-    let rows: Vec<ImportRow> = (0..crm_contacts::IMPORT_TIDY_AFTER + 200)
+    let rows: Vec<ImportRow> = (0..crm_platform::db::TIDY_AFTER + 200)
         .map(|n| {
             let mut contact = person(&format!("Given{n}"), &format!("Family{n}"), &format!("p{n}@example.com"), "");
             contact.external_ids = vec![external("legacy", &format!("L-{n}"))];

@@ -655,7 +655,7 @@ async fn a_refresh_a_crash_interrupted_is_finished_by_the_leader() {
 async fn a_large_refresh_leaves_the_features_vacuumed_and_analysed() {
     use crm_segmentation::{
         analytics::{
-            recompute::{REFRESH_TIDY_AFTER, refresh_features},
+            recompute::refresh_features,
             rfm::{Group, Scores, Totals},
         },
         store::analytics::{RfmRun, save_rfm},
@@ -665,7 +665,7 @@ async fn a_large_refresh_leaves_the_features_vacuumed_and_analysed() {
     let now = DateTime::parse_from_rfc3339("2026-06-01T09:30:00Z").unwrap().with_timezone(&Utc);
     let segments = Segments::default();
     let mut rng = StdRng::seed_from_u64(11);
-    let count = REFRESH_TIDY_AFTER + 100;
+    let count = crm_platform::db::TIDY_AFTER + 100;
     let feed = ContactsFeed { clock: Clock::manual(now), segments: std::sync::Arc::new(Segments::default()) };
     let created: Vec<Event> = (0..count)
         .map(|index| {

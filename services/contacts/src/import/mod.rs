@@ -136,23 +136,20 @@ fn adds_a_contact(outcome: pb::ImportOutcome) -> bool {
     matches!(outcome, pb::ImportOutcome::Created | pb::ImportOutcome::Flagged)
 }
 
-/// Imports smaller than this leave the tables to autovacuum.
-pub const TIDY_AFTER: usize = 1000;
-
 /// After an import that grew the base by a fifth or more (and at least
-/// [`TIDY_AFTER`] contacts), vacuums and analyses the role's tables at
+/// [`crm_platform::db::TIDY_AFTER`] contacts: `db::worth_tidying`), vacuums and analyses the role's tables at
 /// once, in the background: autovacuum would get there minutes later, and
 /// until then lookups ran on the statistics and visibility map of the base
 /// before (at a million contacts, p99 2.9–3.9 ms at 1,000 lookups/s until a
 /// manual `VACUUM ANALYZE`, under 2 ms after): [`crm_platform::db::tidy`].
 async fn tidy_after(pool: sqlx::PgPool, added: usize) {
-    if added < TIDY_AFTER {
-        return;
+    if added < crm_platform::db::TIDY_AFTER {
+        return; // not worth counting the base
     }
     let live: Result<i64, sqlx::Error> =
         sqlx::query_scalar("SELECT count(*) FROM contacts WHERE merged_into IS NULL").fetch_one(&pool).await;
     match live {
-        Ok(live) if (added as i64) * 5 >= live => {}
+        Ok(live) if crm_platform::db::worth_tidying(added, live as usize) => {}
         Ok(_) => return,
         Err(error) => return tracing::warn!(%error, "counting contacts after an import failed"),
     }

@@ -177,11 +177,6 @@ pub async fn fit_clv(
 const REFRESH_PAGE: i64 = 2000;
 /// The session lock one refresh at a time holds.
 const REFRESH_LOCK: &str = "crm.segmentation.analytics.refresh";
-/// A refresh that rewrote at least this many documents, and a fifth or
-/// more of them, vacuums the features and the replaced scores at once
-/// (`crm_platform::db::tidy`): at a million, the autovacuum that came
-/// minutes later slowed the offers' p99 from 6–8 ms to 19–26 ms while it ran.
-pub const REFRESH_TIDY_AFTER: usize = 1000;
 /// How often a refresh waiting for another looks again.
 const REFRESH_WAIT: Duration = Duration::from_millis(100);
 
@@ -224,7 +219,10 @@ async fn refresh_locked(pool: &PgPool, segments: &Segments, now: DateTime<Utc>) 
         after = last;
     }
     store::refresh_done(pool, request).await?;
-    if changed >= REFRESH_TIDY_AFTER && changed * 5 >= seen {
+    // A refresh that rewrote a fifth or more of the documents vacuums the
+    // features and the replaced scores at once: at a million, the autovacuum
+    // that came minutes later slowed the offers' p99 from 6–8 ms to 19–26 ms.
+    if crm_platform::db::worth_tidying(changed, seen) {
         let tables = ["features", "rfm_scores", "clv_values"].map(String::from);
         tokio::spawn({
             let pool = pool.clone();
