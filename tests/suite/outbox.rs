@@ -207,3 +207,43 @@ async fn concurrent_writers_lose_no_event_and_the_feed_keeps_commit_order() {
         }
     }
 }
+
+/// A large append goes by COPY (`crm_platform::copy`), and reads back as
+/// the `unnest` insert's would: every field as written, even text that COPY
+/// must escape and payloads of any bytes, in the order appended.
+#[tokio::test]
+async fn a_large_append_reads_back_field_for_field_in_order() {
+    let test_db = TestDb::create().await.unwrap();
+    let pool = test_db.role_pool(Role::Contacts).await.unwrap();
+    let feed = Feed::start(pool.clone(), Role::Contacts, CancellationToken::new()).await.unwrap();
+
+    let count = crm_platform::copy::WORTH_COPYING + 7;
+    let events: Vec<outbox::NewEvent> = (0..count)
+        .map(|n| {
+            let mut event = test_event(&format!("agg\t{n}\\x\n\r"), n as i64);
+            // Every byte value, and a payload that differs by event.
+            event.payload = (0..=255u8).chain((n as u64).to_le_bytes()).collect();
+            event.request_id = format!("req\\N {n}");
+            event
+        })
+        .collect();
+    commit_events(&pool, &events).await;
+
+    let mut read = Vec::new();
+    let mut after = Position::default();
+    while read.len() < count {
+        let batch = feed.read(after, None, 1_000).await.unwrap();
+        assert!(!batch.events.is_empty(), "the feed ended after {} of {count} events", read.len());
+        after = batch.scanned_to;
+        read.extend(batch.events);
+    }
+    assert_eq!(read.len(), count);
+    for (written, stored) in events.iter().zip(&read) {
+        assert_eq!(stored.id, written.id.to_string());
+        assert_eq!(stored.r#type, written.event_type);
+        assert_eq!(stored.aggregate_type, written.aggregate_type);
+        assert_eq!(stored.aggregate_id, written.aggregate_id);
+        assert_eq!(stored.request_id, written.request_id);
+        assert_eq!(stored.payload.as_ref().unwrap().value, written.payload);
+    }
+}

@@ -29,6 +29,7 @@ pub mod clock;
 pub mod config;
 pub mod consumer;
 pub mod context;
+pub mod copy;
 pub mod db;
 pub mod error;
 pub mod feed_api;

@@ -221,7 +221,8 @@ impl Segments {
         let exits: Vec<(Uuid, Uuid)> =
             current.iter().filter(|contact| !members.contains(contact)).map(|contact| (*contact, id)).collect();
         events.extend(exits.iter().map(|(contact, _)| exited(id, *contact, "rule")));
-        store::enter(tx, &entries, now).await?;
+        // Under the exclusive lock, read in this transaction: none of them is a member.
+        store::enter_new(tx, &entries, now).await?;
         store::exit(tx, &exits, now).await?;
         outbox::append(tx, &events).await?;
         Ok(members.len() as i64)

@@ -190,3 +190,38 @@ async fn members_enter_and_exit_as_features_change_and_every_answer_says_why() {
     }
     suite.shutdown().await.unwrap();
 }
+
+/// Many new memberships at once (a broad segment's first evaluation) go by
+/// COPY: stored and counted in the day's size exactly as those entered by
+/// the statement a burst uses.
+#[tokio::test]
+async fn many_new_members_at_once_are_stored_and_counted_as_a_few_are() {
+    use crm_segmentation::store::segments::{enter, enter_new, list_members, sizes};
+
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let pool = test_db.role_pool(crm_platform::Role::Segmentation).await.unwrap();
+    let contacts: Vec<uuid::Uuid> = (0..crm_platform::copy::WORTH_COPYING + 3).map(|_| uuid::Uuid::now_v7()).collect();
+    let (copied, inserted) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let now = chrono::Utc::now();
+    let mut tx = pool.begin().await.unwrap();
+    let pairs = |segment: uuid::Uuid| contacts.iter().map(|contact| (*contact, segment)).collect::<Vec<_>>();
+    enter_new(&mut tx, &pairs(copied), now).await.unwrap();
+    enter(&mut tx, &pairs(inserted), now).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut conn = pool.acquire().await.unwrap();
+    let day = now.date_naive();
+    for segment in [copied, inserted] {
+        let members = list_members(&mut conn, segment, None, 100_000).await.unwrap();
+        assert_eq!(members.len(), contacts.len(), "segment {segment}");
+        for (contact, since) in members {
+            assert!(contacts.contains(&contact));
+            // The timestamp's text (COPY) and binary (the statement) forms round alike to the microsecond.
+            assert!((since - now).num_microseconds().unwrap().abs() <= 1, "since {since:?} is not {now:?}");
+        }
+        assert_eq!(sizes(&mut conn, segment, day, day).await.unwrap(), vec![(day, contacts.len() as i64)]);
+    }
+    drop(conn);
+    suite.shutdown().await.unwrap();
+}

@@ -228,6 +228,24 @@ pub async fn enter(
     Ok(entered)
 }
 
+/// [`enter`] for memberships the caller knows are new (a segment's
+/// evaluation under the exclusive segments lock, which read its members in
+/// the same transaction): many at once go by COPY, which has no `ON CONFLICT`.
+pub async fn enter_new(tx: &mut PgConnection, entries: &[(Uuid, Uuid)], since: DateTime<Utc>) -> Result<(), Error> {
+    if entries.len() < crm_platform::copy::WORTH_COPYING {
+        enter(tx, entries, since).await?;
+        return Ok(());
+    }
+    let since_text = since.to_rfc3339();
+    let mut rows = crm_platform::copy::CopyRows::new();
+    for (contact, segment) in entries {
+        rows.plain(contact).plain(segment).plain(&since_text).end_row();
+    }
+    rows.send(tx, "COPY memberships (contact_id, segment_id, since) FROM STDIN").await?;
+    count(tx, entries, 1, since).await?;
+    Ok(())
+}
+
 /// Removes `(contact, segment)` memberships at `at`, counted in the sizes of
 /// that day; returns those that were members.
 pub async fn exit(
