@@ -91,7 +91,7 @@ pub const MAX_LOCAL_ERROR_RESETS: usize = 256;
 /// 1 MiB default, a client that queued a few thousand calls on one
 /// connection (a benchmark at 1,000 calls/s on a busy machine, a bulk job
 /// firing calls in parallel) had the connection cut and every call on it
-/// failed (9,870 of a burst of 10,000 `GetContact`s). 16 MiB, the most
+/// failed (7,836 and 9,870 of a burst of 10,000 `GetContact`s). 16 MiB, the most
 /// gRPC-Go's servers grow their window to, leaves room for some 40,000
 /// waiting calls and bounds one connection's unread request bytes there.
 pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;

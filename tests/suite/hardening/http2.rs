@@ -13,6 +13,7 @@ use std::{
 use crm_platform::Role;
 use crm_proto::{contacts::v1::GetContactRequest, events::v1::ListEventsRequest};
 use crm_testkit::{TestDb, TestSuite};
+use tonic_types::StatusExt;
 
 /// Opens streams and resets each at once, on one connection, until `stop`
 /// or until the server closes the connection; returns the streams opened
@@ -101,8 +102,8 @@ async fn a_rapid_reset_flood_from_one_client_does_not_starve_another() {
 /// turn hold their small request frames unread, and the server's guard on
 /// unread small DATA frames (h2's budget, half the connection window) must
 /// leave room for such a queue. With hyper's 1 MiB window the gateway cut
-/// the connection (GOAWAY `too_many_data_frames`): 9,870 of these 10,000
-/// calls failed with a broken pipe.
+/// the connection (GOAWAY `too_many_data_frames`): 7,836 and 9,870 of
+/// these 10,000 calls (two runs) failed with a broken pipe, unanswered.
 #[tokio::test]
 async fn a_burst_of_calls_queued_on_one_connection_is_served_not_cut() {
     let test_db = TestDb::create().await.unwrap();
@@ -120,12 +121,23 @@ async fn a_burst_of_calls_queued_on_one_connection_is_served_not_cut() {
         }
     });
     let statuses = futures_util::future::join_all(calls).await;
-    let unexpected: Vec<_> = statuses.iter().filter(|status| status.code() != tonic::Code::NotFound).collect();
+    // Each call is answered by the role: NOT_FOUND, or, when the burst
+    // outruns the role's database pool (5 connections in tests), UNAVAILABLE
+    // with a delay to retry after. A cut connection fails the call in the
+    // transport instead (UNKNOWN, "transport error": no answer at all).
+    let answered = |status: &tonic::Status| match status.code() {
+        tonic::Code::NotFound => true,
+        tonic::Code::Unavailable => status.get_details_retry_info().is_some(),
+        _ => false,
+    };
+    let unanswered: Vec<_> = statuses.iter().filter(|status| !answered(status)).collect();
     assert!(
-        unexpected.is_empty(),
-        "{} of {BURST} calls failed otherwise than NOT_FOUND, first: {:?}",
-        unexpected.len(),
-        unexpected.first()
+        unanswered.is_empty(),
+        "{} of {BURST} calls were not answered by the role, first: {:?}",
+        unanswered.len(),
+        unanswered.first()
     );
+    let found = statuses.iter().filter(|status| status.code() == tonic::Code::NotFound).count();
+    assert!(found > BURST / 10, "only {found} of {BURST} calls were served; the others were shed");
     suite.shutdown().await.unwrap();
 }
