@@ -210,7 +210,8 @@ async fn concurrent_writers_lose_no_event_and_the_feed_keeps_commit_order() {
 
 /// A large append goes by COPY (`crm_platform::copy`), and reads back as
 /// the `unnest` insert's would: every field as written, even text that COPY
-/// must escape and payloads of any bytes, in the order appended.
+/// must escape and payloads of any bytes, in the order appended, across the
+/// pieces the rows are streamed in.
 #[tokio::test]
 async fn a_large_append_reads_back_field_for_field_in_order() {
     let test_db = TestDb::create().await.unwrap();
@@ -221,8 +222,9 @@ async fn a_large_append_reads_back_field_for_field_in_order() {
     let events: Vec<outbox::NewEvent> = (0..count)
         .map(|n| {
             let mut event = test_event(&format!("agg\t{n}\\x\n\r"), n as i64);
-            // Every byte value, and a payload that differs by event.
-            event.payload = (0..=255u8).chain((n as u64).to_le_bytes()).collect();
+            // Every byte value, a payload that differs by event, and some
+            // 10 MB of COPY text in all, which goes in several pieces.
+            event.payload = (0..=255u8).cycle().take(1_000).chain((n as u64).to_le_bytes()).collect();
             event.request_id = format!("req\\N {n}");
             event
         })

@@ -66,7 +66,7 @@ impl CopyRows {
         self
     }
 
-    /// Ends the current row.
+    /// Ends the current row ([`copy_in`] ends each item's).
     pub fn end_row(&mut self) {
         self.text.push(b'\n');
         self.rows += 1;
@@ -83,20 +83,36 @@ impl CopyRows {
         }
         self.in_row = true;
     }
+}
 
-    /// Sends the rows with `statement` (`COPY table (columns) FROM STDIN`)
-    /// on `conn`; returns how many rows the server stored.
-    pub async fn send(self, conn: &mut PgConnection, statement: &str) -> Result<u64, sqlx::Error> {
-        let mut copy = conn.copy_in_raw(statement).await?;
-        // Sent in pieces of a few MB, so the server starts on the rows early.
-        for piece in self.text.chunks(4 << 20) {
-            if let Err(error) = copy.send(piece).await {
+/// How much row text is sent at a time: the rows are streamed as they are
+/// written, so a COPY of a million rows holds a few MB of text, not its
+/// whole (payloads in hex are twice their size).
+const PIECE: usize = 4 << 20;
+
+/// Stores `items` with `statement` (`COPY table (columns) FROM STDIN`) on
+/// `conn`, `row` writing each item's fields in the statement's column
+/// order; returns how many rows the server stored.
+pub async fn copy_in<T>(
+    conn: &mut PgConnection,
+    statement: &str,
+    items: &[T],
+    mut row: impl FnMut(&mut CopyRows, &T),
+) -> Result<u64, sqlx::Error> {
+    let mut copy = conn.copy_in_raw(statement).await?;
+    let mut rows = CopyRows::new();
+    for (index, item) in items.iter().enumerate() {
+        row(&mut rows, item);
+        rows.end_row();
+        if rows.text.len() >= PIECE || index + 1 == items.len() {
+            if let Err(error) = copy.send(rows.text.as_slice()).await {
                 let _ = copy.abort("the rows could not be sent").await;
                 return Err(error);
             }
+            rows.text.clear();
         }
-        copy.finish().await
     }
+    copy.finish().await
 }
 
 #[cfg(test)]

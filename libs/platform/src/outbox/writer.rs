@@ -71,17 +71,16 @@ pub async fn append(tx: &mut PgConnection, events: &[NewEvent]) -> Result<(), sq
 /// [`append`] for many events (a broad segment's first members): COPY
 /// numbers the rows in the order sent, as the `unnest` insert does.
 async fn append_by_copy(tx: &mut PgConnection, events: &[NewEvent]) -> Result<(), sqlx::Error> {
-    let mut rows = crate::copy::CopyRows::new();
-    for event in events {
-        rows.plain(event.id)
+    let statement = "COPY outbox (id, event_type, aggregate_type, aggregate_id, payload, request_id) FROM STDIN";
+    crate::copy::copy_in(tx, statement, events, |row, event| {
+        row.plain(event.id)
             .text(&event.event_type)
             .text(event.aggregate_type)
             .text(&event.aggregate_id)
             .bytes(&event.payload)
-            .text(&event.request_id)
-            .end_row();
-    }
-    rows.send(tx, "COPY outbox (id, event_type, aggregate_type, aggregate_id, payload, request_id) FROM STDIN").await?;
+            .text(&event.request_id);
+    })
+    .await?;
     Ok(())
 }
 

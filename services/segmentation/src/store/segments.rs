@@ -237,11 +237,11 @@ pub async fn enter_new(tx: &mut PgConnection, entries: &[(Uuid, Uuid)], since: D
         return Ok(());
     }
     let since_text = since.to_rfc3339();
-    let mut rows = crm_platform::copy::CopyRows::new();
-    for (contact, segment) in entries {
-        rows.plain(contact).plain(segment).plain(&since_text).end_row();
-    }
-    rows.send(tx, "COPY memberships (contact_id, segment_id, since) FROM STDIN").await?;
+    let statement = "COPY memberships (contact_id, segment_id, since) FROM STDIN";
+    crm_platform::copy::copy_in(tx, statement, entries, |row, (contact, segment)| {
+        row.plain(contact).plain(segment).plain(&since_text);
+    })
+    .await?;
     count(tx, entries, 1, since).await?;
     Ok(())
 }
