@@ -20,7 +20,6 @@ pub const WORTH_COPYING: usize = 5_000;
 #[derive(Default)]
 pub struct CopyRows {
     text: Vec<u8>,
-    rows: usize,
     /// Whether the current row has a field yet (the next needs a tab before it).
     in_row: bool,
 }
@@ -69,12 +68,7 @@ impl CopyRows {
     /// Ends the current row ([`copy_in`] ends each item's).
     pub fn end_row(&mut self) {
         self.text.push(b'\n');
-        self.rows += 1;
         self.in_row = false;
-    }
-
-    pub fn rows(&self) -> usize {
-        self.rows
     }
 
     fn separate(&mut self) {
@@ -124,7 +118,6 @@ mod tests {
         let mut rows = CopyRows::new();
         rows.plain(42).text("a\tb\\c\nd\re").bytes(&[0x00, 0xff, 0x10]).end_row();
         rows.text("").end_row();
-        assert_eq!(rows.rows(), 2);
         assert_eq!(String::from_utf8(rows.text).unwrap(), "42\ta\\tb\\\\c\\nd\\re\t\\\\x00ff10\n\n");
     }
 }
