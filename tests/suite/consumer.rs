@@ -11,24 +11,44 @@ use crm_platform::{
     Role,
     consumer::{Consumer, FeedSource, Handler},
     metrics::Metrics,
+    outbox::{self, Position},
     principal::{AccessRole, IdentitySigner, Principal, SignedChannel},
     telemetry::Telemetry,
 };
-use crm_proto::events::v1::Event;
+use crm_proto::{common::v1::Money, events::v1::Event};
 use crm_testkit::{INTERNAL_SECRET, TestDb, TestSuite};
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{commit_events, eventually, test_event};
 
+/// Where consumer `name` stands, and how many claims it holds.
+async fn cursor_and_claims(pool: &PgPool, name: &str) -> (Position, i64) {
+    let mut conn = pool.acquire().await.unwrap();
+    let cursor = crm_platform::consumer::cursor_of(&mut conn, name).await.unwrap();
+    let claims = sqlx::query_scalar("SELECT count(*) FROM feed_claims").fetch_one(&mut *conn).await.unwrap();
+    (cursor, claims)
+}
+
+/// The ids of the events consumed.
+async fn consumed_ids(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT event_id FROM consumed ORDER BY event_id").fetch_all(pool).await.unwrap()
+}
+
 /// Records each event it is given; fails the first attempt at each when asked to.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 struct Recorder {
     fail_first_attempt: bool,
     attempted: Arc<Mutex<HashSet<String>>>,
+    /// Takes the test events ahead of their turn from the live lane.
+    ahead: bool,
 }
 
 impl Handler for Recorder {
+    fn ahead_types(&self) -> Vec<String> {
+        if self.ahead { vec![<Money as prost::Name>::full_name()] } else { Vec::new() }
+    }
+
     async fn handle(&self, tx: &mut PgConnection, event: &Event) -> anyhow::Result<()> {
         let first_attempt = self.attempted.lock().unwrap().insert(event.id.clone());
         if self.fail_first_attempt && first_attempt {
@@ -64,22 +84,22 @@ async fn consumed(pool: &PgPool) -> (i64, i64) {
 async fn a_consumer_applies_each_event_once_across_failures_restarts_and_replicas() {
     let test_db = TestDb::create().await.unwrap();
     let suite = TestSuite::start(&test_db).await.unwrap();
-    let contacts = test_db.role_pool(Role::Contacts).await.unwrap();
-    let interactions = test_db.role_pool(Role::Interactions).await.unwrap();
-    sqlx::query("CREATE TABLE consumed (event_id text NOT NULL)").execute(&interactions).await.unwrap();
+    let contacts = &test_db.role_pool(Role::Contacts).await.unwrap();
+    let interactions = &test_db.role_pool(Role::Interactions).await.unwrap();
+    sqlx::query("CREATE TABLE consumed (event_id text NOT NULL)").execute(interactions).await.unwrap();
 
     let telemetry = Telemetry::for_tests();
     let stop = CancellationToken::new();
-    let flaky = Recorder { fail_first_attempt: true, attempted: Arc::default() };
+    let flaky = Recorder { fail_first_attempt: true, ..Default::default() };
     let channel = suite.channel(Role::Contacts).await.unwrap();
-    let first = consumer(channel.clone(), &interactions, flaky.clone(), &telemetry).spawn(stop.clone());
-    let second = consumer(channel.clone(), &interactions, flaky, &telemetry).spawn(stop.clone());
+    let first = consumer(channel.clone(), interactions, flaky.clone(), &telemetry).spawn(stop.clone());
+    let second = consumer(channel.clone(), interactions, flaky, &telemetry).spawn(stop.clone());
     for amount in 0..10 {
-        commit_events(&contacts, &[test_event("c1", amount)]).await;
+        commit_events(contacts, &[test_event("c1", amount)]).await;
     }
-    eventually(Duration::from_secs(60), "10 events to be consumed", || async { consumed(&interactions).await.0 >= 10 })
+    eventually(Duration::from_secs(60), "10 events to be consumed", || async { consumed(interactions).await.0 >= 10 })
         .await;
-    assert_eq!(consumed(&interactions).await, (10, 10), "each event once, though every first attempt failed");
+    assert_eq!(consumed(interactions).await, (10, 10), "each event once, though every first attempt failed");
 
     stop.cancel();
     first.await.unwrap();
@@ -87,13 +107,13 @@ async fn a_consumer_applies_each_event_once_across_failures_restarts_and_replica
 
     // Events committed while no consumer runs are picked up from the stored cursor.
     for amount in 10..15 {
-        commit_events(&contacts, &[test_event("c1", amount)]).await;
+        commit_events(contacts, &[test_event("c1", amount)]).await;
     }
     let restart = CancellationToken::new();
-    let steady = Recorder { fail_first_attempt: false, attempted: Arc::default() };
-    let resumed = consumer(channel, &interactions, steady.clone(), &telemetry).spawn(restart.clone());
-    eventually(Duration::from_secs(60), "15 events in all", || async { consumed(&interactions).await.0 >= 15 }).await;
-    assert_eq!(consumed(&interactions).await, (15, 15));
+    let steady = Recorder::default();
+    let resumed = consumer(channel, interactions, steady.clone(), &telemetry).spawn(restart.clone());
+    eventually(Duration::from_secs(60), "15 events in all", || async { consumed(interactions).await.0 >= 15 }).await;
+    assert_eq!(consumed(interactions).await, (15, 15));
     assert_eq!(steady.attempted.lock().unwrap().len(), 5, "after the restart only the new events are offered");
 
     restart.cancel();
@@ -109,4 +129,155 @@ async fn a_consumer_applies_each_event_once_across_failures_restarts_and_replica
     assert!(applied.ends_with(" 15"), "{applied}");
     assert!(exported.contains("crm_consumer_delay_seconds_bucket{"), "{exported}");
     suite.shutdown().await.unwrap();
+}
+
+/// Two replicas of the test consumer in the interactions schema, following
+/// the contacts feed of a running suite.
+struct Following {
+    _test_db: TestDb,
+    suite: TestSuite,
+    contacts: PgPool,
+    interactions: PgPool,
+    stop: CancellationToken,
+    replicas: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Following {
+    async fn start(recorders: [Recorder; 2]) -> Following {
+        let test_db = TestDb::create().await.unwrap();
+        let suite = TestSuite::start(&test_db).await.unwrap();
+        let contacts = test_db.role_pool(Role::Contacts).await.unwrap();
+        let interactions = test_db.role_pool(Role::Interactions).await.unwrap();
+        sqlx::query("CREATE TABLE consumed (event_id text NOT NULL)").execute(&interactions).await.unwrap();
+        let telemetry = Telemetry::for_tests();
+        let stop = CancellationToken::new();
+        let channel = suite.channel(Role::Contacts).await.unwrap();
+        let replicas = recorders
+            .into_iter()
+            .map(|recorder| consumer(channel.clone(), &interactions, recorder, &telemetry).spawn(stop.clone()))
+            .collect();
+        Following { _test_db: test_db, suite, contacts, interactions, stop, replicas }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        for replica in self.replicas {
+            replica.await.unwrap();
+        }
+        self.suite.shutdown().await.unwrap();
+    }
+}
+
+/// A single call's event is applied from the live lane while a bulk
+/// transaction, still open, holds the feed (and the cursor) behind it; once
+/// it commits, the follower applies the bulk event and skips the one applied
+/// ahead. Two replicas run; every event is applied once.
+#[tokio::test]
+async fn a_single_calls_event_is_applied_ahead_of_an_open_bulk_transaction_and_only_once() {
+    let ahead = Recorder { ahead: true, ..Default::default() };
+    let following = Following::start([ahead.clone(), ahead]).await;
+    let (contacts, interactions) = (&following.contacts, &following.interactions);
+    commit_events(contacts, &[test_event("before", 0)]).await;
+    eventually(Duration::from_secs(60), "the first event", || async { consumed(interactions).await.0 == 1 }).await;
+
+    let mut bulk = contacts.begin().await.unwrap();
+    outbox::mark_bulk(&mut bulk).await.unwrap();
+    let held = test_event("bulk", 1);
+    outbox::append(&mut bulk, std::slice::from_ref(&held)).await.unwrap();
+    let single = test_event("single", 2);
+    commit_events(contacts, std::slice::from_ref(&single)).await;
+    eventually(Duration::from_secs(60), "the single call's event, ahead", || async {
+        consumed_ids(interactions).await.contains(&single.id.to_string())
+    })
+    .await;
+    let (cursor, claims) = cursor_and_claims(interactions, "test.contacts-follower").await;
+    assert_eq!(consumed(interactions).await, (2, 2), "the bulk event waits");
+    assert_eq!(claims, 1, "the event applied ahead is claimed");
+
+    bulk.commit().await.unwrap();
+    eventually(Duration::from_secs(60), "the bulk event", || async { consumed(interactions).await.0 >= 3 }).await;
+    commit_events(contacts, &[test_event("after", 3)]).await;
+    eventually(Duration::from_secs(60), "every event", || async { consumed(interactions).await.0 >= 4 }).await;
+    eventually(Duration::from_secs(60), "the claims dropped as the cursor passes them", || async {
+        cursor_and_claims(interactions, "test.contacts-follower").await.1 == 0
+    })
+    .await;
+    let (after, _) = cursor_and_claims(interactions, "test.contacts-follower").await;
+    assert!(after > cursor, "the cursor moved past the held events");
+    assert_eq!(consumed(interactions).await, (4, 4), "each event once");
+
+    following.stop().await;
+}
+
+/// Random interleavings of single calls' events, bulk events, transactions
+/// left open for a while (single and bulk), rolled back or committed, while
+/// two replicas follow with the live lane and the second fails its first
+/// attempt at each event: what was applied is exactly what committed, each
+/// once (the from-scratch answer: the committed events of the feed), and no
+/// claim is left once the cursor has passed them all.
+#[tokio::test]
+async fn the_live_lane_and_the_feed_together_apply_every_committed_event_once() {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+    let following = Following::start([
+        Recorder { ahead: true, ..Default::default() },
+        Recorder { ahead: true, fail_first_attempt: true, ..Default::default() },
+    ])
+    .await;
+    let (contacts, interactions) = (&following.contacts, &following.interactions);
+    let mut committed: Vec<String> = Vec::new();
+    for seed in 0..3u64 {
+        let mut random = StdRng::seed_from_u64(seed);
+        let mut open: Vec<(sqlx::Transaction<'_, sqlx::Postgres>, Vec<String>)> = Vec::new();
+        for step in 0..60i64 {
+            match random.random_range(0..10) {
+                0..=3 => {
+                    let event = test_event("single", step);
+                    commit_events(contacts, std::slice::from_ref(&event)).await;
+                    committed.push(event.id.to_string());
+                }
+                4..=5 => {
+                    let mut tx = contacts.begin().await.unwrap();
+                    if random.random_bool(0.7) {
+                        outbox::mark_bulk(&mut tx).await.unwrap();
+                    }
+                    let events: Vec<_> =
+                        (0..random.random_range(1..200)).map(|n| test_event("open", step * 1000 + n)).collect();
+                    outbox::append(&mut tx, &events).await.unwrap();
+                    open.push((tx, events.iter().map(|event| event.id.to_string()).collect()));
+                }
+                _ if !open.is_empty() => {
+                    let (tx, ids) = open.swap_remove(random.random_range(0..open.len()));
+                    if random.random_bool(0.8) {
+                        tx.commit().await.unwrap();
+                        committed.extend(ids);
+                    } else {
+                        tx.rollback().await.unwrap();
+                    }
+                }
+                _ => tokio::time::sleep(Duration::from_millis(random.random_range(0..20))).await,
+            }
+        }
+        for (tx, ids) in open {
+            tx.commit().await.unwrap();
+            committed.extend(ids);
+        }
+        committed.sort();
+        eventually(Duration::from_secs(120), "every committed event", || async {
+            consumed(interactions).await.0 >= committed.len() as i64
+        })
+        .await;
+        let applied = consumed_ids(interactions).await;
+        let twice: Vec<&String> = applied.windows(2).filter(|pair| pair[0] == pair[1]).map(|pair| &pair[0]).collect();
+        let missing: Vec<&String> = committed.iter().filter(|id| applied.binary_search(id).is_err()).collect();
+        let extra: Vec<&String> = applied.iter().filter(|id| committed.binary_search(id).is_err()).collect();
+        assert!(
+            twice.is_empty() && missing.is_empty() && extra.is_empty(),
+            "seed {seed}: applied twice {twice:?}, missing {missing:?}, never committed {extra:?}"
+        );
+    }
+    eventually(Duration::from_secs(60), "no claim left", || async {
+        cursor_and_claims(interactions, "test.contacts-follower").await.1 == 0
+    })
+    .await;
+    following.stop().await;
 }

@@ -45,8 +45,11 @@ async fn subscribe_delivers_history_then_live_events_and_resumes_after_a_positio
 
     // A consumer that stopped after the third event resumes exactly there.
     let after: EventPosition = history[2].position.unwrap();
-    let mut resumed =
-        contacts.subscribe(SubscribeRequest { after: Some(after), event_types: vec![] }).await.unwrap().into_inner();
+    let mut resumed = contacts
+        .subscribe(SubscribeRequest { after: Some(after), event_types: vec![], live: false })
+        .await
+        .unwrap()
+        .into_inner();
     let mut amounts = Vec::new();
     for _ in 0..3 {
         amounts.push(amount_of(&resumed.message().await.unwrap().unwrap().event.unwrap()));
@@ -69,13 +72,13 @@ async fn subscribe_delivers_only_the_event_types_asked_for() {
     commit_events(&pool, &[other_type.clone(), test_event("c1", 1), other_type, test_event("c1", 2)]).await;
 
     let mut contacts = suite.contacts().await.unwrap();
-    let only_money = SubscribeRequest { after: None, event_types: vec!["crm.common.v1.Money".into()] };
+    let only_money = SubscribeRequest { after: None, event_types: vec!["crm.common.v1.Money".into()], live: false };
     let mut stream = contacts.subscribe(only_money).await.unwrap().into_inner();
     let first = stream.message().await.unwrap().unwrap().event.unwrap();
     let second = stream.message().await.unwrap().unwrap().event.unwrap();
     assert_eq!((amount_of(&first), amount_of(&second)), (1, 2), "the other type is skipped");
 
-    let bad = SubscribeRequest { after: None, event_types: vec![String::new()] };
+    let bad = SubscribeRequest { after: None, event_types: vec![String::new()], live: false };
     assert_eq!(contacts.subscribe(bad).await.unwrap_err().code(), Code::InvalidArgument);
     suite.shutdown().await.unwrap();
 }

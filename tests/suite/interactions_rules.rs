@@ -72,8 +72,11 @@ async fn new_contact(suite: &TestSuite, given: &str, family: &str, consents: Vec
 
 /// The feed of `RecurringProblemDetected` events from now on.
 async fn recurring_problems(suite: &TestSuite) -> tonic::Streaming<crm_proto::events::v1::SubscribeResponse> {
-    let subscribe =
-        SubscribeRequest { after: None, event_types: vec!["crm.interactions.v1.RecurringProblemDetected".into()] };
+    let subscribe = SubscribeRequest {
+        after: None,
+        event_types: vec!["crm.interactions.v1.RecurringProblemDetected".into()],
+        live: false,
+    };
     suite.interactions().await.unwrap().subscribe(subscribe).await.unwrap().into_inner()
 }
 
@@ -153,7 +156,7 @@ async fn invoices_become_overdue_by_themselves_and_payments_settle_them() {
         .interactions()
         .await
         .unwrap()
-        .subscribe(SubscribeRequest { after: None, event_types: vec![] })
+        .subscribe(SubscribeRequest { after: None, event_types: vec![], live: false })
         .await
         .unwrap()
         .into_inner();

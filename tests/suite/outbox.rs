@@ -249,3 +249,68 @@ async fn a_large_append_reads_back_field_for_field_in_order() {
         assert_eq!(stored.payload.as_ref().unwrap().value, written.payload);
     }
 }
+
+/// The live lane: events of single calls as they commit, past transactions
+/// still open (a bulk load's, or an older single call's, delivered when it
+/// commits), and never a bulk stream's events; the whole feed still has
+/// every event, in order, and says which were bulk.
+#[tokio::test]
+async fn the_live_lane_delivers_single_calls_events_past_open_transactions_and_no_bulk_ones() {
+    let test_db = TestDb::create().await.unwrap();
+    let pool = test_db.role_pool(Role::Contacts).await.unwrap();
+    let feed = Feed::start(pool.clone(), Role::Contacts, CancellationToken::new()).await.unwrap();
+
+    let mut bulk = pool.begin().await.unwrap();
+    outbox::mark_bulk(&mut bulk).await.unwrap();
+    outbox::append(&mut bulk, &[test_event("bulk", 1)]).await.unwrap();
+    let mut slow = pool.begin().await.unwrap();
+    outbox::append(&mut slow, &[test_event("slow", 2)]).await.unwrap();
+    commit_events(&pool, &[test_event("quick", 3)]).await;
+
+    let lane = feed.follow_live(Position::default(), Vec::new(), CancellationToken::new());
+    futures_util::pin_mut!(lane);
+    let first = next_event(&mut lane).await;
+    assert_eq!(first.aggregate_id, "quick", "delivered while two older transactions are open");
+    assert!(!first.bulk);
+    let whole = feed.read(Position::default(), None, 100).await.unwrap();
+    assert!(whole.events.is_empty() && whole.held_back, "the whole feed waits for them");
+
+    slow.commit().await.unwrap();
+    assert_eq!(next_event(&mut lane).await.aggregate_id, "slow", "an older transaction's event once it commits");
+    bulk.commit().await.unwrap();
+    commit_events(&pool, &[test_event("later", 4)]).await;
+    assert_eq!(next_event(&mut lane).await.aggregate_id, "later", "the bulk event is not in the lane");
+    let quiet = tokio::time::timeout(Duration::from_millis(300), lane.next()).await;
+    assert!(quiet.is_err(), "nothing delivered twice: {quiet:?}");
+
+    let whole = feed.read(Position::default(), None, 100).await.unwrap();
+    let seen: Vec<(&str, bool)> = whole.events.iter().map(|event| (event.aggregate_id.as_str(), event.bulk)).collect();
+    assert_eq!(seen, [("bulk", true), ("slow", false), ("quick", false), ("later", false)]);
+}
+
+/// The next event of `stream`, within a bound on waiting.
+async fn next_event(
+    stream: &mut (impl futures_util::Stream<Item = Result<crm_proto::events::v1::Event, crm_platform::Error>> + Unpin),
+) -> crm_proto::events::v1::Event {
+    tokio::time::timeout(Duration::from_secs(30), stream.next()).await.expect("an event").unwrap().unwrap()
+}
+
+/// A transaction on another role's pool cannot write this role's outbox, so
+/// it does not hold this feed back (an ingest's batches, or a follower's
+/// long burst in its own schema, would hold back every feed otherwise).
+#[tokio::test]
+async fn another_roles_open_transaction_does_not_hold_this_feed_back() {
+    let test_db = TestDb::create().await.unwrap();
+    let contacts = test_db.role_pool(Role::Contacts).await.unwrap();
+    let interactions = test_db.role_pool(Role::Interactions).await.unwrap();
+    let feed = Feed::start(contacts.clone(), Role::Contacts, CancellationToken::new()).await.unwrap();
+
+    let mut theirs = interactions.begin().await.unwrap();
+    outbox::append(&mut theirs, &[test_event("theirs", 1)]).await.unwrap();
+    commit_events(&contacts, &[test_event("ours", 2)]).await;
+    let read = feed.read(Position::default(), None, 100).await.unwrap();
+    let aggregates: Vec<&str> = read.events.iter().map(|event| event.aggregate_id.as_str()).collect();
+    assert_eq!(aggregates, ["ours"], "not held back by the interactions role's transaction");
+    assert!(!read.held_back);
+    theirs.rollback().await.unwrap();
+}

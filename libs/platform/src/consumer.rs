@@ -11,6 +11,19 @@
 //! Normally only one does: the consumer takes a Postgres advisory lock per
 //! name and only the holder (the leader) follows the feed. After any failure
 //! (handler, stream, database) it backs off and resumes from the stored cursor.
+//!
+//! # Ahead of a bulk backlog
+//! A handler may name event types it can apply out of turn
+//! ([`Handler::ahead_types`]): applying one before the events that precede
+//! it in the feed gives what applying them in order gives. The leader then
+//! also follows the feed's live lane (events written by single calls, as
+//! they commit) and applies those at once, so a recorded interaction moves
+//! a segment while an ingest's backlog is still being worked off, instead
+//! of seconds later. Each such event is claimed in `feed_claims` by
+//! whichever of the two followers reaches it first, in the transaction that
+//! applies it; the other skips it. A claim's insert waits for a concurrent
+//! one's transaction and then conflicts, and the lane skips what the cursor
+//! has passed, so every event is applied exactly once.
 
 use std::{future::Future, pin::Pin, time::Duration};
 
@@ -54,6 +67,15 @@ pub trait Handler: Send + Sync + 'static {
         async { Ok(()) }
     }
 
+    /// Event types (full names) this handler may apply ahead of their turn,
+    /// from the feed's live lane: applying such an event before events that
+    /// precede it in the feed must give what applying them in order gives
+    /// (the read model keeps a set of them and derives the rest). None by
+    /// default.
+    fn ahead_types(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Applies a burst of events, in feed order, in one transaction. By
     /// default one by one; a handler that can do a burst's work in fewer
     /// statements (the segmentation read model) does it here.
@@ -83,13 +105,13 @@ pub struct FeedSource {
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
 
 impl FeedSource {
-    /// Opens the feed after `after`.
-    async fn open(&self, after: Position) -> Result<EventStream, Status> {
+    /// Opens the feed (or its live lane) after `after`, with events of `event_types` (empty: all).
+    async fn open(&self, after: Position, live: bool, event_types: Vec<String>) -> Result<EventStream, Status> {
         let mut grpc = tonic::client::Grpc::new(self.channel.clone());
         grpc.ready().await.map_err(|error| Status::unavailable(error.to_string()))?;
         let path = http::uri::PathAndQuery::try_from(format!("/{}/Subscribe", self.service))
             .map_err(|_| Status::internal("bad service name"))?;
-        let request = pb::SubscribeRequest { after: Some(after.into()), event_types: Vec::new() };
+        let request = pb::SubscribeRequest { after: Some(after.into()), event_types, live };
         let codec = tonic_prost::ProstCodec::<pb::SubscribeRequest, pb::SubscribeResponse>::default();
         let stream = grpc.server_streaming(tonic::Request::new(request), path, codec).await?.into_inner();
         Ok(Box::pin(stream))
@@ -134,7 +156,20 @@ impl<H: Handler> Consumer<H> {
         let Some(lock) = crate::leader::SessionLock::try_take(&self.pool, &key).await? else {
             return Ok(Leadership::Refused);
         };
-        let outcome = self.follow(shutdown).await;
+        let outcome = if self.handler.ahead_types().is_empty() {
+            self.follow(shutdown).await
+        } else {
+            let ahead = CancellationToken::new();
+            let (outcome, ()) = tokio::join!(
+                async {
+                    let outcome = self.follow(shutdown).await;
+                    ahead.cancel();
+                    outcome
+                },
+                self.follow_ahead(&ahead, shutdown),
+            );
+            outcome
+        };
         lock.release().await;
         outcome.map(|()| Leadership::Done)
     }
@@ -147,7 +182,8 @@ impl<H: Handler> Consumer<H> {
     /// model), the follower subscribes again from there.
     async fn follow(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         let after = self.cursor().await?;
-        let mut messages = self.source.open(after).await?.ready_chunks(self.handler.max_batch().max(1));
+        let mut messages =
+            self.source.open(after, false, Vec::new()).await?.ready_chunks(self.handler.max_batch().max(1));
         let mut applied = after;
         let mut ticks = tokio::time::interval(IDLE_CHECK);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -228,9 +264,26 @@ impl<H: Handler> Consumer<H> {
         if position <= stored {
             return Ok(()); // handled already (by another replica, or before a restart)
         }
-        // Handled already: those at or before the cursor.
-        let fresh: Vec<&pb::Event> = events.iter().filter(|event| Position::from(event.position) > stored).collect();
+        // Handled already: those at or before the cursor, and those the live lane applied.
+        let mut fresh: Vec<&pb::Event> =
+            events.iter().filter(|event| Position::from(event.position) > stored).collect();
+        let ahead_types = self.handler.ahead_types();
+        if !ahead_types.is_empty() {
+            let in_lane = |event: &pb::Event| !event.bulk && ahead_types.contains(&event.r#type);
+            let lane: Vec<Position> =
+                fresh.iter().filter(|event| in_lane(event)).map(|event| Position::from(event.position)).collect();
+            let ours = claim(&mut tx, &self.name, &lane).await?;
+            fresh.retain(|event| !in_lane(event) || ours.contains(&Position::from(event.position)));
+        }
         self.handler.handle_batch(&mut tx, &fresh).await?;
+        if !ahead_types.is_empty() {
+            sqlx::query("DELETE FROM feed_claims WHERE consumer = $1 AND (transaction_id, sequence) <= ($2, $3)")
+                .bind(&self.name)
+                .bind(position.columns().0)
+                .bind(position.columns().1)
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query(
             "UPDATE feed_cursors SET transaction_id = $2, sequence = $3, updated_at = now() WHERE consumer = $1",
         )
@@ -241,6 +294,65 @@ impl<H: Handler> Consumer<H> {
         .await?;
         tx.commit().await?;
         for event in fresh {
+            self.metrics.record_consumed(&self.name, crate::timestamp::elapsed_since(event.occurred_at.as_ref()));
+        }
+        Ok(())
+    }
+
+    /// Follows the live lane until `stop` (the leader's follower ended) or
+    /// `shutdown`, applying the handler's ahead types as they commit; after
+    /// a failure it starts again from the cursor.
+    async fn follow_ahead(&self, stop: &CancellationToken, shutdown: &CancellationToken) {
+        while !stop.is_cancelled() && !shutdown.is_cancelled() {
+            if let Err(error) = self.follow_lane(stop, shutdown).await {
+                tracing::warn!(consumer = %self.name, error = format!("{error:#}"), "the live lane failed; the feed still brings every event");
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(RETRY_AFTER) => {}
+            }
+        }
+    }
+
+    async fn follow_lane(&self, stop: &CancellationToken, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let after = self.cursor().await?;
+        let mut messages = self.source.open(after, true, self.handler.ahead_types()).await?.ready_chunks(MAX_BATCH);
+        loop {
+            let next = tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                () = shutdown.cancelled() => return Ok(()),
+                next = messages.next() => next,
+            };
+            let Some(received) = next else { anyhow::bail!("the live lane ended") };
+            let mut events = Vec::with_capacity(received.len());
+            for message in received {
+                events.extend(message?.event);
+            }
+            self.apply_ahead(&events).await?;
+        }
+    }
+
+    /// Applies events of the live lane that neither follower has yet, in one
+    /// transaction: those it claims and the cursor has not passed.
+    async fn apply_ahead(&self, events: &[pb::Event]) -> anyhow::Result<()> {
+        let mut events: Vec<&pb::Event> = events.iter().collect();
+        events.sort_by_key(|event| Position::from(event.position));
+        let lane: Vec<Position> = events.iter().map(|event| Position::from(event.position)).collect();
+        let mut tx = self.pool.begin().await?;
+        let ours = claim(&mut tx, &self.name, &lane).await?;
+        // Read after the claims: a follower that applied one of them and moved past it has committed.
+        let cursor = cursor_of(&mut tx, &self.name).await?;
+        events.retain(|event| {
+            let position = Position::from(event.position);
+            position > cursor && ours.contains(&position)
+        });
+        if events.is_empty() {
+            return Ok(()); // dropping the transaction rolls the claims back
+        }
+        self.handler.handle_batch(&mut tx, &events).await?;
+        tx.commit().await?;
+        for event in events {
             self.metrics.record_consumed(&self.name, crate::timestamp::elapsed_since(event.occurred_at.as_ref()));
         }
         Ok(())
@@ -261,6 +373,67 @@ pub async fn cursor_of(conn: &mut PgConnection, name: &str) -> Result<Position, 
             .fetch_optional(conn)
             .await?;
     Ok(stored.map(|(transaction, sequence)| Position::from_columns(transaction, sequence)).unwrap_or_default())
+}
+
+/// Sends consumers `names` back to the start of their feeds (a rebuild of
+/// what they derive, emptied in the same transaction): their cursors go to
+/// zero and their claims are dropped, so every event is applied again.
+pub async fn rewind(tx: &mut PgConnection, names: &[&str]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE feed_cursors SET transaction_id = 0, sequence = 0, updated_at = now() WHERE consumer = ANY($1)",
+    )
+    .bind(names)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM feed_claims WHERE consumer = ANY($1)").bind(names).execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// Whether consumer `name` has applied each of the events at `positions`:
+/// in its turn (its cursor passed it) or ahead of it, from the live lane.
+pub async fn applied(conn: &mut PgConnection, name: &str, positions: &[Position]) -> Result<Vec<bool>, sqlx::Error> {
+    let (transactions, sequences): (Vec<i64>, Vec<i64>) = positions.iter().map(|position| position.columns()).unzip();
+    // One statement, one snapshot: a claim is deleted as the cursor passes it.
+    sqlx::query_scalar(
+        "SELECT coalesce((c.transaction_id, c.sequence) >= (p.t, p.s), false)
+                OR EXISTS (SELECT 1 FROM feed_claims k
+                           WHERE k.consumer = $1 AND k.transaction_id = p.t AND k.sequence = p.s)
+         FROM unnest($2::bigint[], $3::bigint[]) WITH ORDINALITY AS p(t, s, n)
+         LEFT JOIN feed_cursors c ON c.consumer = $1
+         ORDER BY p.n",
+    )
+    .bind(name)
+    .bind(transactions)
+    .bind(sequences)
+    .fetch_all(conn)
+    .await
+}
+
+/// Claims the events at `positions` for consumer `name` in `tx`: returns
+/// those it got, leaving out those another transaction claimed and
+/// committed (it waits for one still running). Claims are taken in feed
+/// order, so two claimers never wait for each other in a circle.
+async fn claim(
+    tx: &mut PgConnection,
+    name: &str,
+    positions: &[Position],
+) -> Result<std::collections::HashSet<Position>, sqlx::Error> {
+    if positions.is_empty() {
+        return Ok(Default::default());
+    }
+    let (transactions, sequences): (Vec<i64>, Vec<i64>) = positions.iter().map(|position| position.columns()).unzip();
+    let claimed: Vec<(i64, i64)> = sqlx::query_as(
+        "INSERT INTO feed_claims (consumer, transaction_id, sequence)
+         SELECT $1, t, s FROM unnest($2::bigint[], $3::bigint[]) AS c(t, s) ORDER BY t, s
+         ON CONFLICT DO NOTHING
+         RETURNING transaction_id, sequence",
+    )
+    .bind(name)
+    .bind(transactions)
+    .bind(sequences)
+    .fetch_all(tx)
+    .await?;
+    Ok(claimed.into_iter().map(|(transaction, sequence)| Position::from_columns(transaction, sequence)).collect())
 }
 
 /// Follows `service`'s feed at the first of `urls` with `handler`, as the

@@ -29,7 +29,8 @@ use crate::{config::DbSettings, role::Role};
 /// passes, so that the suite can start before its database is up.
 #[tracing::instrument(skip(database_url, settings), fields(role = %role))]
 pub async fn connect(database_url: &str, role: Role, settings: &DbSettings) -> anyhow::Result<PgPool> {
-    let options = options(database_url, "DATABASE_URL", role, &format!("crm-{role}"))?;
+    let [name, _] = pool_names(role);
+    let options = options(database_url, "DATABASE_URL", role, &name)?;
     let deadline = Instant::now() + settings.connect_timeout;
     let mut delay = Duration::from_millis(100);
     loop {
@@ -52,6 +53,17 @@ pub async fn connect(database_url: &str, role: Role, settings: &DbSettings) -> a
             }
         }
     }
+}
+
+/// The name of `role`'s pool (`application_name`), and of its read pool.
+fn pool_names(role: Role) -> [String; 2] {
+    [format!("crm-{role}"), format!("crm-{role}-reads")]
+}
+
+/// The names of the pools of every role but `role`: their transactions
+/// write their own schemas only (each pool's `search_path`), never `role`'s.
+pub fn other_roles_pools(role: Role) -> Vec<String> {
+    Role::ALL.into_iter().filter(|other| *other != role).flat_map(pool_names).collect()
 }
 
 /// How `role` connects to the server at `url` (read from `variable`).
@@ -94,7 +106,8 @@ impl ReadPool {
     /// Reads on the replicas at `url` (`DATABASE_READ_URL`), connected
     /// lazily: replicas that are down at start delay nothing.
     pub fn with_replicas(url: &str, role: Role, settings: &DbSettings, primary: PgPool) -> anyhow::Result<ReadPool> {
-        let options = options(url, "DATABASE_READ_URL", role, &format!("crm-{role}-reads"))?;
+        let [_, name] = pool_names(role);
+        let options = options(url, "DATABASE_READ_URL", role, &name)?;
         let replicas = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(REPLICA_WAIT)

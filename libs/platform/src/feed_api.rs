@@ -81,11 +81,17 @@ impl FeedApi {
         let mut violations = Violations::new();
         check_filter_values(&mut violations, "event_types", &request.event_types);
         violations.into_result()?;
-        let events = self.feed.follow(Position::from(request.after), request.event_types, self.shutdown.clone());
-        Ok(Box::pin(events.map(|event| match event {
+        let after = Position::from(request.after);
+        let respond = |event: Result<pb::Event, Error>| match event {
             Ok(event) => Ok(pb::SubscribeResponse { event: Some(event) }),
             Err(error) => Err(Status::from(error)),
-        })))
+        };
+        if request.live {
+            let events = self.feed.follow_live(after, request.event_types, self.shutdown.clone());
+            return Ok(Box::pin(events.map(respond)));
+        }
+        let events = self.feed.follow(after, request.event_types, self.shutdown.clone());
+        Ok(Box::pin(events.map(respond)))
     }
 
     /// One page of the feed.

@@ -50,6 +50,12 @@ impl Handler for InteractionsFeed {
         crate::CATCH_UP_BURST
     }
 
+    /// Counts per minute add up in any order: an interaction recorded by a
+    /// single call is counted at once, ahead of an ingest's backlog.
+    fn ahead_types(&self) -> Vec<String> {
+        vec![pb::InteractionRecorded::full_name()]
+    }
+
     async fn handle(&self, tx: &mut PgConnection, event: &Event) -> anyhow::Result<()> {
         self.handle_batch(tx, &[event]).await
     }

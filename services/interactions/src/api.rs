@@ -177,8 +177,10 @@ impl InteractionsService for InteractionsApi {
         let mut violations = Violations::new();
         let record = validate::interaction(&mut violations, "interaction", &input, Utc::now());
         violations.into_result()?;
-        let outcome =
-            self.store.store(std::slice::from_ref(&record), &caller.request_id, Turn::alone(Stage::Started)).await?;
+        let outcome = self
+            .store
+            .store(std::slice::from_ref(&record), &caller.request_id, false, Turn::alone(Stage::Started))
+            .await?;
         let stored = match outcome.first() {
             Some(Stored::New(_)) => record,
             Some(Stored::Duplicate(first)) => self.store.get(*first).await?,
@@ -418,7 +420,7 @@ async fn ingest_batch(
             Err(other) => return Err(other),
         }
     }
-    let outcomes = store.store(&records, request_id, turn).await?;
+    let outcomes = store.store(&records, request_id, true, turn).await?;
     for ((index, record), outcome) in positions.into_iter().zip(&records).zip(outcomes) {
         let (outcome, id) = match outcome {
             Stored::New(id) => (pb::IngestOutcome::Stored, id),

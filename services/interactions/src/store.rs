@@ -127,17 +127,20 @@ fn record(row: &PgRow) -> Result<InteractionRecord, Error> {
 impl InteractionStore {
     /// Stores a batch atomically; items already stored (same source and
     /// external id, before or earlier in the batch) come back as duplicates.
+    /// A bulk stream's batch (`bulk`) writes its events out of the feed's
+    /// live lane, so a single call's interaction is not queued behind it.
     #[tracing::instrument(name = "db", skip_all, fields(otel.name = "interactions.store", otel.kind = "client", db.system.name = "postgresql", db.operation.name = "store", db.collection.name = "interactions"))]
     pub async fn store(
         &self,
         records: &[InteractionRecord],
         request_id: &str,
+        bulk: bool,
         mut turn: Turn,
     ) -> Result<Vec<Stored>, Error> {
         self.partitions.ensure(&self.pool, records.iter().map(|record| record.occurred_at.date_naive())).await?;
         let mut attempt = 1;
         loop {
-            match self.store_once(records, request_id, &mut turn).await {
+            match self.store_once(records, request_id, bulk, &mut turn).await {
                 Err(error) if error.is_conflict() && attempt < ATTEMPTS && may_retry(&turn) => attempt += 1,
                 outcome => return outcome,
             }
@@ -148,9 +151,13 @@ impl InteractionStore {
         &self,
         records: &[InteractionRecord],
         request_id: &str,
+        bulk: bool,
         turn: &mut Turn,
     ) -> Result<Vec<Stored>, Error> {
         let mut tx = self.pool.begin().await?;
+        if bulk {
+            outbox::mark_bulk(&mut tx).await?;
+        }
         turn.after_previous(Stage::Claimed).await;
         let outcomes = claim(&mut tx, records).await?;
         turn.reach(Stage::Claimed);

@@ -4,6 +4,7 @@
 mod analytics;
 mod features;
 mod kinds;
+mod live_lane;
 mod read_model;
 mod rebuild;
 mod scores;

@@ -127,7 +127,7 @@ async fn a_rebuild_comes_back_to_the_same_features_and_members_without_spurious_
         let mut client = segmentation.clone();
         async move {
             client
-                .get_read_model_status(GetReadModelStatusRequest {})
+                .get_read_model_status(GetReadModelStatusRequest::default())
                 .await
                 .is_ok_and(|status| !status.get_ref().rebuilding)
         }

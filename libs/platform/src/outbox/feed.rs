@@ -92,6 +92,9 @@ struct Horizon {
 pub struct Feed {
     pool: PgPool,
     wakeups: watch::Receiver<u64>,
+    /// The role whose outbox this is: transactions of the other roles'
+    /// pools cannot write to it and do not hold it back.
+    role: Role,
 }
 
 impl Feed {
@@ -118,7 +121,7 @@ impl Feed {
                 }
             }
         });
-        Ok(Feed { pool, wakeups })
+        Ok(Feed { pool, wakeups, role })
     }
 
     /// The horizon: every transaction of this database below it has finished,
@@ -129,9 +132,14 @@ impl Feed {
     ///
     /// It is the oldest transaction the current snapshot still sees running,
     /// leaving out those that `pg_stat_activity` places in another database
-    /// (they cannot write to this outbox; an xid it cannot place is kept), or,
-    /// with none left, the snapshot's xmax. A long transaction in another
-    /// database of the cluster therefore does not hold this feed back.
+    /// or on a connection of another role of the suite (they cannot write to
+    /// this outbox: a role's pool is named `crm-<role>` and writes its own
+    /// schema only; an xid it cannot place is kept), or, with none left, the
+    /// snapshot's xmax. So a long transaction in another database of the
+    /// cluster does not hold this feed back, nor does another role's: an
+    /// ingest's batches, or a follower's burst of thousands of events in
+    /// its own schema, would otherwise hold back every feed of the suite
+    /// while they run.
     ///
     /// Committed events wait beyond it when a row lies strictly between two
     /// running transactions, or between the last and xmax: one index probe
@@ -150,7 +158,9 @@ impl Feed {
                       FROM snap, pg_snapshot_xip(snap.s) AS x
                       WHERE NOT EXISTS (
                           SELECT 1 FROM pg_stat_activity a, ours
-                          WHERE a.backend_xid = xid(x) AND a.datid IS NOT NULL AND a.datid <> ours.oid)),
+                          WHERE a.backend_xid = xid(x)
+                            AND ((a.datid IS NOT NULL AND a.datid <> ours.oid)
+                                 OR a.application_name = ANY($1)))),
                   xmax AS (SELECT pg_snapshot_xmax(s)::text::bigint AS xmax FROM snap),
                   gaps AS (
                       SELECT xid AS low, coalesce(lead(xid) OVER (ORDER BY xid), (SELECT xmax FROM xmax)) AS high
@@ -163,6 +173,7 @@ impl Feed {
                                 WHERE transaction_id > gaps.low::text::xid8 AND transaction_id < gaps.high::text::xid8
                                 LIMIT 1) AS waiting)",
         )
+        .bind(crate::db::other_roles_pools(self.role))
         .fetch_one(&self.pool)
         .await?;
         Ok(Horizon { below, running, xmax, held })
@@ -217,7 +228,7 @@ impl Feed {
         let (after_transaction, after_sequence) = after.columns();
         let rows = sqlx::query(
             "SELECT transaction_id::text::bigint AS transaction, sequence, id, event_type, aggregate_type,
-                    aggregate_id, occurred_at, payload, request_id
+                    aggregate_id, occurred_at, payload, request_id, bulk
              FROM outbox
              WHERE (transaction_id, sequence) > ($1::bigint::text::xid8, $2)
                AND transaction_id < $5::bigint::text::xid8
@@ -319,6 +330,125 @@ impl Feed {
     }
 }
 
+/// Where a follower of the live lane stands: every event of the lane at or
+/// before `floor` was delivered (or is skipped), and those after it in
+/// `seen` were.
+struct LiveLane {
+    floor: Position,
+    seen: std::collections::BTreeSet<Position>,
+}
+
+impl LiveLane {
+    /// Notes `position` as delivered; false when it was already.
+    fn deliver(&mut self, position: Position) -> bool {
+        position > self.floor && self.seen.insert(position)
+    }
+
+    /// Every transaction below `horizon` has ended and its events were
+    /// read: the floor rises to it. At most [`LIVE_SEEN`] positions are
+    /// kept above it; the oldest beyond that are given up (an event
+    /// committing behind them is skipped).
+    fn settle(&mut self, horizon: i64) {
+        let settled = Position { transaction: horizon.max(0) as u64, sequence: 0 };
+        self.floor = self.floor.max(settled);
+        while self.seen.len() > LIVE_SEEN {
+            if let Some(oldest) = self.seen.pop_first() {
+                self.floor = self.floor.max(oldest);
+            }
+        }
+        self.seen = self.seen.split_off(&self.floor);
+        self.seen.remove(&self.floor);
+    }
+}
+
+/// How many delivered events of the live lane a follower remembers above
+/// the point where every older transaction has ended.
+const LIVE_SEEN: usize = 10_000;
+
+impl Feed {
+    /// Follows the live lane from `after`: events not written by bulk
+    /// streams, each once, as soon as it commits, without waiting for older
+    /// transactions to end (a bulk load's), so not in feed order. Every read
+    /// takes the lane's events after the floor, where every older
+    /// transaction had ended, and delivers those not yet delivered; the
+    /// lane's partial index leaves the bulk rows out of the walk.
+    pub fn follow_live(
+        &self,
+        after: Position,
+        event_types: Vec<String>,
+        stop: CancellationToken,
+    ) -> impl Stream<Item = Result<pb::Event, Error>> + Send + use<> {
+        let feed = self.clone();
+        async_stream::stream! {
+            let mut lane = LiveLane { floor: after, seen: Default::default() };
+            let mut wakeups = feed.wakeups.clone();
+            loop {
+                if stop.is_cancelled() {
+                    yield Err(shutting_down());
+                    return;
+                }
+                wakeups.mark_unchanged();
+                let horizon = match feed.horizon().await {
+                    Ok(horizon) => horizon.below,
+                    Err(error) => {
+                        yield Err(error);
+                        return;
+                    }
+                };
+                let mut from = lane.floor;
+                loop {
+                    let rows = match feed.read_live(from, BATCH).await {
+                        Ok(rows) => rows,
+                        Err(error) => {
+                            yield Err(error);
+                            return;
+                        }
+                    };
+                    let full = rows.len() as i64 == BATCH;
+                    for event in rows {
+                        let position = Position::from(event.position);
+                        from = position;
+                        if lane.deliver(position) && is_wanted(&event_types, &event) {
+                            yield Ok(event);
+                        }
+                    }
+                    if !full {
+                        break;
+                    }
+                }
+                lane.settle(horizon);
+                tokio::select! {
+                    () = stop.cancelled() => {
+                        yield Err(shutting_down());
+                        return;
+                    }
+                    _ = wakeups.changed() => {}
+                    () = tokio::time::sleep(FALLBACK_POLL) => {}
+                }
+            }
+        }
+    }
+
+    /// Up to `limit` committed events of the live lane after `after`.
+    async fn read_live(&self, after: Position, limit: i64) -> Result<Vec<pb::Event>, Error> {
+        let (after_transaction, after_sequence) = after.columns();
+        let rows = sqlx::query(
+            "SELECT transaction_id::text::bigint AS transaction, sequence, id, event_type, aggregate_type,
+                    aggregate_id, occurred_at, payload, request_id, bulk
+             FROM outbox
+             WHERE NOT bulk AND (transaction_id, sequence) > ($1::bigint::text::xid8, $2)
+             ORDER BY transaction_id, sequence
+             LIMIT $3",
+        )
+        .bind(after_transaction)
+        .bind(after_sequence)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+}
+
 /// Whether `event` passes an `event_types` filter (empty: every type passes).
 pub fn is_wanted(event_types: &[String], event: &pb::Event) -> bool {
     event_types.is_empty() || event_types.contains(&event.r#type)
@@ -350,5 +480,42 @@ fn event_from_row(row: &sqlx::postgres::PgRow) -> Result<pb::Event, Error> {
         }),
         request_id: row.try_get("request_id")?,
         r#type: event_type,
+        bulk: row.try_get("bulk")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(transaction: u64, sequence: u64) -> Position {
+        Position { transaction, sequence }
+    }
+
+    #[test]
+    fn the_live_lane_delivers_each_event_once_and_forgets_what_every_older_transaction_settled() {
+        let mut lane = LiveLane { floor: at(10, 0), seen: Default::default() };
+        assert!(!lane.deliver(at(9, 5)), "at or before the floor: delivered before");
+        assert!(lane.deliver(at(12, 1)));
+        assert!(!lane.deliver(at(12, 1)), "once");
+        assert!(lane.deliver(at(11, 7)), "an older transaction's, committed later");
+        lane.settle(12);
+        assert_eq!(lane.floor, at(12, 0), "every transaction below 12 has ended");
+        assert_eq!(lane.seen.iter().copied().collect::<Vec<_>>(), [at(12, 1)], "11's is below the floor now");
+        assert!(!lane.deliver(at(12, 1)) && !lane.deliver(at(11, 7)));
+        lane.settle(5);
+        assert_eq!(lane.floor, at(12, 0), "the floor never goes back");
+    }
+
+    #[test]
+    fn the_live_lane_remembers_a_bounded_number_of_events_above_its_floor() {
+        let mut lane = LiveLane { floor: Position::default(), seen: Default::default() };
+        for sequence in 1..=(LIVE_SEEN as u64 + 5) {
+            assert!(lane.deliver(at(100, sequence)));
+        }
+        lane.settle(1);
+        assert_eq!(lane.seen.len(), LIVE_SEEN);
+        assert_eq!(lane.floor, at(100, 5), "the oldest five are given up");
+        assert!(!lane.deliver(at(100, 3)), "one committing behind them is skipped");
+    }
 }

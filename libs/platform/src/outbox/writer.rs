@@ -35,6 +35,15 @@ impl NewEvent {
     }
 }
 
+/// Marks the events `tx` appends from now on as a bulk stream's (an
+/// import's, an ingest's): they stay out of the feed's live lane, which
+/// carries what single calls write ahead of bulk work. Call it on the
+/// transaction of each batch a bulk stream stores; it ends with it.
+pub async fn mark_bulk(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT set_config('crm.outbox_bulk', 'on', true)").execute(tx).await?;
+    Ok(())
+}
+
 /// Appends `events`, in order, to the outbox of the connection's schema.
 /// Call it on the transaction that makes the change.
 pub async fn append(tx: &mut PgConnection, events: &[NewEvent]) -> Result<(), sqlx::Error> {

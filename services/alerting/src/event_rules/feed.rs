@@ -33,6 +33,9 @@ use super::{
 };
 use crate::{alerts, evaluator::ALERTS_LOCK, store::rules};
 
+/// The most events one barrier asks segmentation about (its limit).
+const ASKED_AT_ONCE: usize = 1000;
+
 /// How long a rule that reads features waits for segmentation to apply its event.
 const BARRIER_WAIT: Duration = Duration::from_secs(10);
 
@@ -80,19 +83,35 @@ impl RulesFeed {
         Ok(live)
     }
 
-    /// Waits until segmentation has applied the event at `position` of this feed.
-    async fn wait_for_segmentation(&self, position: Position) {
+    /// Waits until segmentation has applied the events at `positions` of
+    /// this feed: of the contacts feed, once its cursor passed the last; of
+    /// the interactions feed, each in its turn or ahead of it (from the
+    /// live lane, while an ingest's backlog waits).
+    async fn wait_for_segmentation(&self, positions: &[Position]) {
         let Some(client) = &self.segmentation else { return };
+        let Some(last) = positions.iter().max().copied() else { return };
         if self.feed == Feed::Segmentation {
             return;
         }
+        let mut distinct = positions.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        // A catching-up burst's thousands wait for the cursor.
+        let asked: Vec<_> = match self.feed {
+            Feed::Interactions if distinct.len() <= ASKED_AT_ONCE => {
+                distinct.iter().map(|position| (*position).into()).collect()
+            }
+            _ => Vec::new(),
+        };
         let deadline = Instant::now() + BARRIER_WAIT;
         loop {
-            if let Ok(status) = client.clone().get_read_model_status(seg::GetReadModelStatusRequest {}).await {
+            let request = seg::GetReadModelStatusRequest { interactions_events: asked.clone() };
+            if let Ok(status) = client.clone().get_read_model_status(request).await {
                 let status = status.into_inner();
                 let applied =
                     if self.feed == Feed::Contacts { status.contacts_applied } else { status.interactions_applied };
-                if Position::from(applied) >= position {
+                let each = !asked.is_empty() && status.interactions_events_applied.iter().all(|applied| *applied);
+                if Position::from(applied) >= last || each {
                     return;
                 }
             }
@@ -164,6 +183,17 @@ impl Handler for RulesFeed {
         crate::CATCH_UP_BURST
     }
 
+    /// Each event is judged on its own (and the features it changed, once
+    /// segmentation has applied it, which it does ahead for the same
+    /// type): an interaction recorded by a single call fires its alert at
+    /// once, ahead of an ingest's backlog.
+    fn ahead_types(&self) -> Vec<String> {
+        match self.feed {
+            Feed::Interactions => vec![<crm_proto::interactions::v1::InteractionRecorded as prost::Name>::full_name()],
+            _ => Vec::new(),
+        }
+    }
+
     async fn handle(&self, tx: &mut PgConnection, event: &Event) -> anyhow::Result<()> {
         self.handle_batch(tx, &[event]).await
     }
@@ -189,8 +219,10 @@ impl Handler for RulesFeed {
         let wanting_contact: Vec<_> =
             matches.iter().filter(|(_, found, rule)| rule.reads_contact() && !found.contact_id.is_empty()).collect();
         let mut contacts: HashMap<&str, ContactValues> = HashMap::new();
-        if let Some(last) = wanting_contact.iter().map(|(event, ..)| Position::from(event.position)).max() {
-            self.wait_for_segmentation(last).await;
+        let positions: Vec<Position> =
+            wanting_contact.iter().map(|(event, ..)| Position::from(event.position)).collect();
+        if !positions.is_empty() {
+            self.wait_for_segmentation(&positions).await;
             for (_, found, _) in &wanting_contact {
                 if !contacts.contains_key(found.contact_id.as_str()) {
                     contacts.insert(&found.contact_id, self.contact_values(&found.contact_id).await?);

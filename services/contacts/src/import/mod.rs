@@ -209,6 +209,8 @@ impl Importer {
             // It changes a contact an earlier message created: wait until that exists.
             turn.after_previous(Stage::Committed).await;
         }
+        // Its events stay out of the feed's live lane (single calls' changes go ahead of them).
+        crm_platform::outbox::mark_bulk(&mut tx).await.map_err(Error::from)?;
         write::write(&mut tx, &decision, &self.author()).await?;
         tx.commit().await.map_err(Error::from)?;
         turn.after_previous(Stage::Committed).await;

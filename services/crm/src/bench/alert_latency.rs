@@ -137,7 +137,7 @@ async fn follow_segment(
     breaches: Arc<Mutex<Breaches>>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let request = SubscribeRequest { after: None, event_types: vec![SegmentEntered::full_name()] };
+    let request = SubscribeRequest { after: None, event_types: vec![SegmentEntered::full_name()], live: false };
     let mut stream = SegmentationServiceClient::new(transport).subscribe(request).await?.into_inner();
     let segment = segment.to_string();
     loop {

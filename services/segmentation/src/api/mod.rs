@@ -20,6 +20,7 @@ use crm_platform::{
     error::Violations,
     feed_api::{FeedApi, SubscribeStream},
     local::RoleChannel,
+    outbox::Position,
     page_token::{PageTokens, Query, page_size},
     timestamp::to_proto,
 };
@@ -133,6 +134,9 @@ impl SegmentationApi {
     }
 }
 
+/// The most events one `GetReadModelStatus` asks about.
+const MAX_EVENTS_ASKED: usize = 1000;
+
 fn status_proto(status: &rebuild::Status) -> pb::ReadModelStatus {
     pb::ReadModelStatus {
         generation: status.generation,
@@ -141,6 +145,7 @@ fn status_proto(status: &rebuild::Status) -> pb::ReadModelStatus {
         finish_time: status.finished_at.map(to_proto),
         contacts_applied: Some(status.contacts_applied.into()),
         interactions_applied: Some(status.interactions_applied.into()),
+        interactions_events_applied: Vec::new(),
     }
 }
 
@@ -255,10 +260,20 @@ impl SegmentationService for SegmentationApi {
 
     async fn get_read_model_status(
         &self,
-        _request: Request<pb::GetReadModelStatusRequest>,
+        request: Request<pb::GetReadModelStatusRequest>,
     ) -> Result<Response<pb::ReadModelStatus>, Status> {
+        let asked = request.into_inner().interactions_events;
+        if asked.len() > MAX_EVENTS_ASKED {
+            return Err(
+                Error::invalid("interactions_events", format!("must have at most {MAX_EVENTS_ASKED} entries")).into()
+            );
+        }
+        let positions: Vec<Position> = asked.into_iter().map(|position| Position::from(Some(position))).collect();
         let mut conn = self.pool.acquire().await.map_err(Error::from)?;
-        Ok(Response::new(status_proto(&rebuild::status(&mut conn).await?)))
+        let mut status = status_proto(&rebuild::status(&mut conn).await?);
+        status.interactions_events_applied =
+            crm_platform::consumer::applied(&mut conn, rebuild::CONSUMERS[1], &positions).await.map_err(Error::from)?;
+        Ok(Response::new(status))
     }
 
     async fn create_segment(

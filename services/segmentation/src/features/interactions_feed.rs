@@ -65,6 +65,15 @@ impl Handler for InteractionsFeed {
         BURST
     }
 
+    /// A recorded interaction is a row of activity, kept as a set by id, and
+    /// features are recomputed from the rows or added to: in any order, the
+    /// same. So one recorded by a single call moves segments at once, ahead
+    /// of an ingest's backlog. Invoices and payments change state in order
+    /// and wait their turn.
+    fn ahead_types(&self) -> Vec<String> {
+        vec![interactions::InteractionRecorded::full_name()]
+    }
+
     async fn idle(&self, pool: &sqlx::PgPool) -> anyhow::Result<()> {
         let consumer = crate::store::rebuild::CONSUMERS[1];
         Ok(self.segments.caught_up(pool, consumer, self.clock.now()).await?)

@@ -39,12 +39,7 @@ pub async fn start(tx: &mut PgConnection, now: DateTime<Utc>) -> Result<Status, 
     sqlx::query("TRUNCATE profiles, activity, redirects, gone, invoices, problems, relationships, features")
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
-        "UPDATE feed_cursors SET transaction_id = 0, sequence = 0, updated_at = now() WHERE consumer = ANY($1)",
-    )
-    .bind(CONSUMERS.as_slice())
-    .execute(&mut *tx)
-    .await?;
+    crm_platform::consumer::rewind(tx, &CONSUMERS).await?;
     sqlx::query(
         "UPDATE rebuild SET generation = generation + 1, rebuilding = true, started_at = $1, finished_at = NULL, caught_up = '{}'",
     )
