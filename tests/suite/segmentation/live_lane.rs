@@ -12,8 +12,10 @@ use crm_platform::{
 use crm_proto::{
     alerting::v1::{AlertRule, CreateAlertRuleRequest, ListAlertsRequest},
     contacts::v1::CreateContactRequest,
-    events::v1::{EventPosition, SubscribeRequest},
-    interactions::v1::{Channel, Interaction, InteractionRecorded, Kind, RecordInteractionRequest},
+    events::v1::{EventPosition, ListEventsRequest, SubscribeRequest},
+    interactions::v1::{
+        Channel, IngestInteractionsRequest, Interaction, InteractionRecorded, Kind, RecordInteractionRequest,
+    },
     segmentation::v1::{
         CreateSegmentRequest, GetContactFeaturesRequest, GetContactSegmentsRequest, GetReadModelStatusRequest, Segment,
         feature_value::Value,
@@ -76,7 +78,7 @@ async fn a_single_calls_interaction_moves_segments_and_fires_rules_while_a_bulk_
         ..Default::default()
     };
     interactions
-        .record_interaction(RecordInteractionRequest { interaction: Some(call), contact_lookup: None })
+        .record_interaction(RecordInteractionRequest { interaction: Some(call.clone()), contact_lookup: None })
         .await
         .unwrap();
     let recorded = tokio::time::timeout(Duration::from_secs(20), lane.message()).await.unwrap().unwrap().unwrap();
@@ -132,5 +134,15 @@ async fn a_single_calls_interaction_moves_segments_and_fires_rules_while_a_bulk_
     assert_eq!(calls.values.get("phone"), Some(&1), "counted once, not again in its turn");
     let request = ListAlertsRequest { source_id: rule, ..Default::default() };
     assert_eq!(alerting.list_alerts(request).await.unwrap().into_inner().alerts.len(), 1, "one alert");
+
+    // An ingest's events are bulk, out of the lane; the call's are not.
+    let ingested = Interaction { external_id: "BILL-1".into(), ..call };
+    let batch = IngestInteractionsRequest { batch_id: "b1".into(), interactions: vec![ingested] };
+    let mut acks = interactions.ingest_interactions(tokio_stream::iter(vec![batch])).await.unwrap().into_inner();
+    while acks.message().await.unwrap().is_some() {}
+    let listed = ListEventsRequest { event_types: vec![InteractionRecorded::full_name()], ..Default::default() };
+    let listed = interactions.list_events(listed).await.unwrap().into_inner().events;
+    let bulk: Vec<bool> = listed.iter().map(|event| event.bulk).collect();
+    assert_eq!(bulk, [false, true], "the call's, then the ingest's");
     suite.shutdown().await.unwrap();
 }

@@ -361,6 +361,11 @@ impl LiveLane {
     }
 }
 
+/// How often a follower of the live lane asks where every older transaction
+/// has ended (a query of `pg_stat_activity`, too dear for every commit of
+/// a thousand a second); between, a read walks the lane from the last floor.
+const LIVE_SETTLE: Duration = Duration::from_millis(100);
+
 /// How many delivered events of the live lane a follower remembers above
 /// the point where every older transaction has ended.
 const LIVE_SEEN: usize = 10_000;
@@ -382,18 +387,25 @@ impl Feed {
         async_stream::stream! {
             let mut lane = LiveLane { floor: after, seen: Default::default() };
             let mut wakeups = feed.wakeups.clone();
+            let mut settled_at: Option<tokio::time::Instant> = None;
             loop {
                 if stop.is_cancelled() {
                     yield Err(shutting_down());
                     return;
                 }
                 wakeups.mark_unchanged();
-                let horizon = match feed.horizon().await {
-                    Ok(horizon) => horizon.below,
-                    Err(error) => {
-                        yield Err(error);
-                        return;
+                // The horizon only lets the floor rise: taken at most every LIVE_SETTLE.
+                let horizon = if settled_at.is_none_or(|at| at.elapsed() >= LIVE_SETTLE) {
+                    settled_at = Some(tokio::time::Instant::now());
+                    match feed.horizon().await {
+                        Ok(horizon) => Some(horizon.below),
+                        Err(error) => {
+                            yield Err(error);
+                            return;
+                        }
                     }
+                } else {
+                    None
                 };
                 let mut from = lane.floor;
                 loop {
@@ -416,7 +428,9 @@ impl Feed {
                         break;
                     }
                 }
-                lane.settle(horizon);
+                if let Some(horizon) = horizon {
+                    lane.settle(horizon);
+                }
                 tokio::select! {
                     () = stop.cancelled() => {
                         yield Err(shutting_down());

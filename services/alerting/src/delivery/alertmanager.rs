@@ -5,6 +5,11 @@
 //! go out as soon as a change commits (a rule's alert reaches Alertmanager
 //! milliseconds after the event that broke it, not at the next evaluation),
 //! and a change committed while a send was under way is sent again after it.
+//! It follows the feed's live lane too, where a change arrives as it
+//! commits, not once every older transaction of the role has ended (a rules
+//! follower's burst of thousands of an ingest's events takes seconds); the
+//! feed, a moment later, brings what the lane skipped, and what both bring
+//! is sent once.
 //! Between changes, each evaluation interval checks what time alone makes
 //! due: the resend interval, a silence that started or ended, a send that failed.
 //!
@@ -18,7 +23,11 @@
 //! (Alertmanager lets it lapse at its `endsAt`); when the silence ends it
 //! is sent again.
 
-use std::{sync::Mutex, time::Duration};
+use std::{
+    collections::{HashSet, VecDeque},
+    sync::Mutex,
+    time::Duration,
+};
 use tracing::Instrument;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -125,8 +134,15 @@ impl Alertmanagers {
     ) -> anyhow::Result<()> {
         let Some(mut session) = SessionLock::try_take(pool, LEADER_LOCK).await? else { return Ok(()) };
         let outcome = async {
-            let mut changes =
-                Box::pin(feed.follow(feed.end().await?, Vec::new(), shutdown.child_token()).ready_chunks(1000));
+            let end = feed.end().await?;
+            let mut changes = Box::pin(
+                futures_util::stream::select(
+                    feed.follow_live(end, Vec::new(), shutdown.child_token()),
+                    feed.follow(end, Vec::new(), shutdown.child_token()),
+                )
+                .ready_chunks(1000),
+            );
+            let mut taken = Taken::default();
             // A new leader sends everything at once: a change committed just before a crash is not lost.
             *self.last_sent() = None;
             let mut checks = tokio::time::interval(self.check_every);
@@ -142,7 +158,10 @@ impl Alertmanagers {
                         let Some(events) = next else { anyhow::bail!("the role's feed ended") };
                         let mut changed = Vec::with_capacity(events.len());
                         for event in events {
-                            changed.extend(Uuid::try_parse(&event?.aggregate_id).ok());
+                            let event = event?;
+                            if taken.first_time(&event.id) {
+                                changed.extend(Uuid::try_parse(&event.aggregate_id).ok());
+                            }
                         }
                         changed
                     }
@@ -255,5 +274,49 @@ impl Alertmanagers {
             anyhow::bail!("HTTP {status}: {}", body.chars().take(300).collect::<String>());
         }
         Ok(())
+    }
+}
+
+/// The ids of the changes taken lately, from the live lane or the feed:
+/// each change is sent once though both bring it.
+#[derive(Default)]
+struct Taken {
+    ids: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl Taken {
+    /// How many ids are kept: far more than the lane delivers before the feed catches up with it.
+    const KEPT: usize = 100_000;
+
+    /// Notes `id`; false when it was taken already.
+    fn first_time(&mut self, id: &str) -> bool {
+        if !self.ids.insert(id.to_string()) {
+            return false;
+        }
+        self.order.push_back(id.to_string());
+        if self.order.len() > Self::KEPT
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.ids.remove(&oldest);
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Taken;
+
+    #[test]
+    fn a_change_both_the_lane_and_the_feed_bring_is_taken_once() {
+        let mut taken = Taken::default();
+        assert!(taken.first_time("a"));
+        assert!(!taken.first_time("a"), "the feed brings what the lane brought");
+        for n in 0..Taken::KEPT {
+            taken.first_time(&n.to_string());
+        }
+        assert!(taken.first_time("a"), "forgotten once far behind");
+        assert_eq!(taken.ids.len(), Taken::KEPT);
     }
 }

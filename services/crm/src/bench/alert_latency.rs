@@ -25,7 +25,7 @@ use crm_proto::{
     alerting::v1::{AlertRule, CreateAlertRuleRequest, alerting_service_client::AlertingServiceClient},
     events::v1::SubscribeRequest,
     interactions::v1::{
-        Channel, IngestInteractionsRequest, Interaction, Kind, RecordInteractionRequest,
+        Channel, IngestInteractionsRequest, Interaction, InteractionRecorded, Kind, RecordInteractionRequest,
         interactions_service_client::InteractionsServiceClient,
     },
     segmentation::v1::{SegmentEntered, segmentation_service_client::SegmentationServiceClient},
@@ -50,11 +50,43 @@ const GIVE_UP: Duration = Duration::from_secs(30);
 /// Rows per ingest request of the busy phase (20 requests a second at 20,000/s).
 const INGEST_BATCH: u64 = 1_000;
 
-/// When each breach was recorded, and when Alertmanager first showed it, by contact.
+/// When each breach was recorded, and when Alertmanager first showed it
+/// (or the segmentation feed), by contact; and when it passed the stages
+/// on the way, to tell where the time goes.
 #[derive(Default)]
 struct Breaches {
     recorded: HashMap<String, Instant>,
     seen: HashMap<String, Instant>,
+    stages: HashMap<Stage, HashMap<String, Instant>>,
+}
+
+/// A point on a breach's way, timed from the start of its `RecordInteraction`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Stage {
+    /// `RecordInteraction` answered.
+    Answered,
+    /// Its `InteractionRecorded` on the interactions feed's live lane.
+    Recorded,
+    /// Its `SegmentEntered` on the segmentation feed's live lane.
+    EnteredLive,
+}
+
+impl Stage {
+    const ALL: [Stage; 3] = [Stage::Answered, Stage::Recorded, Stage::EnteredLive];
+
+    fn describe(self) -> &'static str {
+        match self {
+            Stage::Answered => "RecordInteraction answered",
+            Stage::Recorded => "InteractionRecorded on the interactions live lane",
+            Stage::EnteredLive => "SegmentEntered on the segmentation live lane",
+        }
+    }
+}
+
+impl Breaches {
+    fn note(&mut self, stage: Stage, contact: &str, at: Instant) {
+        self.stages.entry(stage).or_default().entry(contact.to_string()).or_insert(at);
+    }
 }
 
 /// Where a breach is seen.
@@ -70,6 +102,7 @@ pub enum Watch {
 pub async fn run(transport: &Transport, ingest: Transport, watch: Watch, duration: Duration) -> anyhow::Result<()> {
     let breaches = Arc::new(Mutex::new(Breaches::default()));
     let stop = CancellationToken::new();
+    let recorded = tokio::spawn(follow_interactions(transport.clone(), breaches.clone(), stop.clone()));
     let (what, watcher) = match watch {
         Watch::Alertmanager(alertmanager) => {
             let rule = define_rule(transport).await?;
@@ -80,7 +113,12 @@ pub async fn run(transport: &Transport, ingest: Transport, watch: Watch, duratio
             let segment =
                 super::segments_seed::create(transport, "bench phone contacts", r#"channels_total["phone"] >= 1"#)
                     .await?;
-            let watcher = tokio::spawn(follow_segment(transport.clone(), segment, breaches.clone(), stop.clone()));
+            let live = tokio::spawn(follow_segment(transport.clone(), segment, true, breaches.clone(), stop.clone()));
+            let whole = follow_segment(transport.clone(), segment, false, breaches.clone(), stop.clone());
+            let watcher = tokio::spawn(async move {
+                whole.await?;
+                live.await?
+            });
             (
                 format!("segment latency, RecordInteraction start → SegmentEntered on Subscribe (segment {segment})"),
                 watcher,
@@ -91,9 +129,24 @@ pub async fn run(transport: &Transport, ingest: Transport, watch: Watch, duratio
     let busy = phase(transport, &breaches, duration, Some((ingest, BUSY_INGEST))).await?;
     stop.cancel();
     watcher.await??;
+    recorded.await??;
     println!("{what}:");
     for (name, phase) in [("quiet", quiet), ("busy", busy)] {
-        let found = latencies(&breaches, &phase.contacts);
+        let found = latencies(&breaches, &phase.contacts, None);
+        for stage in Stage::ALL {
+            let at = latencies(&breaches, &phase.contacts, Some(stage));
+            if !at.is_empty() {
+                println!(
+                    "  {name}, to {}: {} seen; p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
+                    stage.describe(),
+                    at.len(),
+                    at.value_at_quantile(0.5),
+                    at.value_at_quantile(0.9),
+                    at.value_at_quantile(0.99),
+                    at.max(),
+                );
+            }
+        }
         println!(
             "  {name}: {QUIET_RATE} interactions/s{} ({} calls, {} failed): {} breaches, {} seen, {} missed; p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
             match phase.ingested {
@@ -129,15 +182,17 @@ async fn define_rule(transport: &Transport) -> anyhow::Result<String> {
     Ok(name)
 }
 
-/// Follows the segmentation role's feed through the gateway until `stop`,
-/// noting when each contact's entry into `segment` arrives.
+/// Follows the segmentation role's feed (or its live lane) through the
+/// gateway until `stop`, noting when each contact's entry into `segment`
+/// arrives.
 async fn follow_segment(
     transport: Transport,
     segment: Uuid,
+    live: bool,
     breaches: Arc<Mutex<Breaches>>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let request = SubscribeRequest { after: None, event_types: vec![SegmentEntered::full_name()], live: false };
+    let request = SubscribeRequest { after: None, event_types: vec![SegmentEntered::full_name()], live };
     let mut stream = SegmentationServiceClient::new(transport).subscribe(request).await?.into_inner();
     let segment = segment.to_string();
     loop {
@@ -153,7 +208,36 @@ async fn follow_segment(
         let entered = SegmentEntered::decode(payload.as_slice())?;
         if entered.segment_id == segment {
             let mut breaches = breaches.lock().unwrap_or_else(|poison| poison.into_inner());
-            breaches.seen.entry(entered.contact_id).or_insert(at);
+            if live {
+                breaches.note(Stage::EnteredLive, &entered.contact_id, at);
+            } else {
+                breaches.seen.entry(entered.contact_id).or_insert(at);
+            }
+        }
+    }
+}
+
+/// Follows the interactions feed's live lane through the gateway until
+/// `stop`, noting when each breach's `InteractionRecorded` arrives.
+async fn follow_interactions(
+    transport: Transport,
+    breaches: Arc<Mutex<Breaches>>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let request = SubscribeRequest { after: None, event_types: vec![InteractionRecorded::full_name()], live: true };
+    let mut stream = InteractionsServiceClient::new(transport).subscribe(request).await?.into_inner();
+    loop {
+        let message = tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            message = stream.message() => message?,
+        };
+        let Some(event) = message.and_then(|message| message.event) else {
+            anyhow::bail!("the interactions feed ended");
+        };
+        let at = Instant::now();
+        let mut breaches = breaches.lock().unwrap_or_else(|poison| poison.into_inner());
+        if breaches.recorded.contains_key(&event.aggregate_id) {
+            breaches.note(Stage::Recorded, &event.aggregate_id, at);
         }
     }
 }
@@ -210,6 +294,13 @@ async fn phase(
             }
             let request = RecordInteractionRequest { interaction: Some(interaction), ..Default::default() };
             let outcome = InteractionsServiceClient::new(transport).record_interaction(request).await;
+            if breach && outcome.is_ok() {
+                breaches.lock().unwrap_or_else(|poison| poison.into_inner()).note(
+                    Stage::Answered,
+                    &contact,
+                    Instant::now(),
+                );
+            }
             if let Err(status) = &outcome {
                 // Not recorded: no alert to wait for.
                 tracing::warn!(%status, "a RecordInteraction of the benchmark failed");
@@ -323,13 +414,18 @@ async fn poll(
     Ok(())
 }
 
-/// The latencies (ms) of `contacts`' breaches that were seen.
-fn latencies(breaches: &Mutex<Breaches>, contacts: &[String]) -> Histogram<u64> {
+/// The latencies (ms) of `contacts`' breaches that were seen (at `stage`, when given).
+fn latencies(breaches: &Mutex<Breaches>, contacts: &[String], stage: Option<Stage>) -> Histogram<u64> {
     let breaches = breaches.lock().unwrap_or_else(|poison| poison.into_inner());
+    let none = HashMap::new();
+    let seen = match stage {
+        Some(stage) => breaches.stages.get(&stage).unwrap_or(&none),
+        None => &breaches.seen,
+    };
     let mut found = Histogram::new_with_bounds(1, 3_600_000, 3)
         .unwrap_or_else(|_| unreachable!("static histogram bounds are valid"));
     for contact in contacts {
-        if let (Some(recorded), Some(seen)) = (breaches.recorded.get(contact), breaches.seen.get(contact)) {
+        if let (Some(recorded), Some(seen)) = (breaches.recorded.get(contact), seen.get(contact)) {
             let ms = u64::try_from(seen.saturating_duration_since(*recorded).as_millis()).unwrap_or(u64::MAX);
             let _ = found.record(ms.clamp(1, 3_600_000));
         }
