@@ -314,3 +314,30 @@ async fn another_roles_open_transaction_does_not_hold_this_feed_back() {
     assert!(!read.held_back);
     theirs.rollback().await.unwrap();
 }
+
+/// A writer that asks for its wake-up after the commit does not NOTIFY in
+/// its transaction (which would hold PostgreSQL's notification lock while
+/// its commit is flushed); `outbox::wake` sends it after, and a follower
+/// hears it.
+#[tokio::test]
+async fn a_wake_up_asked_for_after_the_commit_is_sent_after_it_not_in_it() {
+    let test_db = TestDb::create().await.unwrap();
+    let pool = test_db.role_pool(Role::Contacts).await.unwrap();
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await.unwrap();
+    listener.listen("crm_outbox_contacts").await.unwrap();
+
+    let mut tx = pool.begin().await.unwrap();
+    outbox::wake_after_commit(&mut tx).await.unwrap();
+    outbox::append(&mut tx, &[test_event("quiet", 1)]).await.unwrap();
+    tx.commit().await.unwrap();
+    let heard = tokio::time::timeout(Duration::from_millis(500), listener.recv()).await;
+    assert!(heard.is_err(), "no NOTIFY in the transaction: {heard:?}");
+
+    outbox::wake(&pool, Role::Contacts);
+    let heard = tokio::time::timeout(Duration::from_secs(10), listener.recv()).await;
+    assert_eq!(heard.expect("the wake-up").unwrap().channel(), "crm_outbox_contacts");
+
+    commit_events(&pool, &[test_event("loud", 2)]).await;
+    let heard = tokio::time::timeout(Duration::from_secs(10), listener.recv()).await;
+    assert!(heard.is_ok(), "other writers keep the trigger's NOTIFY");
+}

@@ -213,10 +213,10 @@ impl<H: Handler> Consumer<H> {
             // Working off a backlog (a full burst) while users call: make
             // room, in small bursts each followed by a pause.
             let backlog = events.len() * 2 >= self.handler.max_batch().max(1);
-            let size = crate::foreground::burst(events.len(), backlog, crate::foreground::busy());
+            let size = crate::foreground::burst(events.len(), backlog, self.busy());
             for part in events.chunks(size) {
                 // While callers are served, the process's followers take turns.
-                let _turn = if backlog && crate::foreground::busy() {
+                let _turn = if backlog && self.busy() {
                     tokio::select! {
                         () = shutdown.cancelled() => return Ok(()),
                         turn = crate::foreground::turn() => Some(turn),
@@ -229,7 +229,7 @@ impl<H: Handler> Consumer<H> {
                 if let Some(last) = part.last() {
                     applied = applied.max(Position::from(last.position));
                 }
-                let pause = crate::foreground::pause(started.elapsed(), backlog, crate::foreground::busy());
+                let pause = crate::foreground::pause(started.elapsed(), backlog, self.busy());
                 if !pause.is_zero() {
                     tokio::select! {
                         () = shutdown.cancelled() => return Ok(()),
@@ -237,6 +237,18 @@ impl<H: Handler> Consumer<H> {
                     }
                 }
             }
+        }
+    }
+
+    /// Whether this follower makes room for callers now: while they are
+    /// served ([`crate::foreground::busy`]); one that follows the live lane
+    /// also while a bulk stream runs, since what callers wait on goes ahead
+    /// of the bulk backlog by the lane ([`crate::foreground::serving`]).
+    fn busy(&self) -> bool {
+        if self.handler.ahead_types().is_empty() {
+            crate::foreground::busy()
+        } else {
+            crate::foreground::serving()
         }
     }
 

@@ -95,6 +95,13 @@ pub fn busy() -> bool {
     yields(now_ms(), LAST_CALL.load(Ordering::Relaxed), LAST_BULK.load(Ordering::Relaxed))
 }
 
+/// Whether a foreground call started within the last [`WINDOW`], bulk
+/// stream or not: when background work whose callers' events go ahead of
+/// the bulk backlog by the feed's live lane makes room for them.
+pub fn serving() -> bool {
+    yields(now_ms(), LAST_CALL.load(Ordering::Relaxed), 0)
+}
+
 /// [`busy`] at `now`, given the last call's and the last bulk batch's times.
 fn yields(now: u64, last_call: u64, last_bulk: u64) -> bool {
     let recent = |at: u64| at != 0 && now.saturating_sub(at) <= WINDOW.as_millis() as u64;

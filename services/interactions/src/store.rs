@@ -158,6 +158,7 @@ impl InteractionStore {
         if bulk {
             outbox::mark_bulk(&mut tx).await?;
         }
+        outbox::wake_after_commit(&mut tx).await?;
         turn.after_previous(Stage::Claimed).await;
         let outcomes = claim(&mut tx, records).await?;
         turn.reach(Stage::Claimed);
@@ -180,6 +181,7 @@ impl InteractionStore {
         invoices::on_stored(&mut tx, &stored, request_id).await?;
         recurring::check(&mut tx, &stored, self.recurring, request_id).await?;
         tx.commit().await?;
+        outbox::wake(&self.pool, crm_platform::Role::Interactions);
         turn.reach(Stage::Committed);
         Ok(outcomes)
     }

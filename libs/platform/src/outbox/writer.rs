@@ -44,6 +44,55 @@ pub async fn mark_bulk(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// Leaves the wake-up of the feed's followers out of `tx`'s commit: the
+/// caller sends it with [`wake`] once the commit has returned. A
+/// transaction that NOTIFYs holds PostgreSQL's one notification lock until
+/// its commit is flushed to disk, so busy writers (a thousand recorded
+/// interactions a second) would otherwise commit one at a time.
+pub async fn wake_after_commit(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT set_config('crm.outbox_wake', 'after_commit', true)").execute(tx).await?;
+    Ok(())
+}
+
+/// Wakes the followers of `role`'s feed (after a commit that asked for
+/// [`wake_after_commit`]) from a connection of `pool`, in the background.
+/// Wake-ups asked for while one is being sent are sent as one more after it.
+pub fn wake(pool: &sqlx::PgPool, role: crate::Role) {
+    use std::sync::atomic::Ordering;
+    let state = &WAKE_STATE[role as usize];
+    // 0: idle; 1: sending; 2: sending, and another asked for.
+    loop {
+        match state.load(Ordering::Acquire) {
+            0 if state.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_ok() => break,
+            1 if state.compare_exchange(1, 2, Ordering::AcqRel, Ordering::Acquire).is_ok() => return,
+            2 => return,
+            _ => {}
+        }
+    }
+    {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            loop {
+                let sent = sqlx::query("SELECT pg_notify($1, '')")
+                    .bind(format!("crm_outbox_{}", role.schema()))
+                    .execute(&pool)
+                    .await;
+                if let Err(error) = sent {
+                    // The followers' periodic read still finds the events.
+                    tracing::warn!(%error, "could not wake the feed's followers");
+                }
+                if state.compare_exchange(1, 0, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                    return;
+                }
+                state.store(1, Ordering::Release);
+            }
+        });
+    }
+}
+
+/// Per role: whether a wake-up is being sent, and whether another waits.
+static WAKE_STATE: [std::sync::atomic::AtomicU8; 5] = [const { std::sync::atomic::AtomicU8::new(0) }; 5];
+
 /// Appends `events`, in order, to the outbox of the connection's schema.
 /// Call it on the transaction that makes the change.
 pub async fn append(tx: &mut PgConnection, events: &[NewEvent]) -> Result<(), sqlx::Error> {
