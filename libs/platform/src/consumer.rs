@@ -211,8 +211,12 @@ impl<H: Handler> Consumer<H> {
             }
             busy = true;
             // Working off a backlog (a full burst) while users call: make
-            // room, in small bursts each followed by a pause.
-            let backlog = events.len() * 2 >= self.handler.max_batch().max(1);
+            // room, in small bursts each followed by a pause. A follower with
+            // a live lane counts a bulk stream's events as backlog however
+            // few have arrived: what callers wait on goes ahead by the lane.
+            let ahead = !self.handler.ahead_types().is_empty();
+            let backlog =
+                events.len() * 2 >= self.handler.max_batch().max(1) || (ahead && events.iter().any(|event| event.bulk));
             let size = crate::foreground::burst(events.len(), backlog, self.busy());
             for part in events.chunks(size) {
                 // While callers are served, the process's followers take turns.
@@ -245,11 +249,7 @@ impl<H: Handler> Consumer<H> {
     /// also while a bulk stream runs, since what callers wait on goes ahead
     /// of the bulk backlog by the lane ([`crate::foreground::serving`]).
     fn busy(&self) -> bool {
-        if self.handler.ahead_types().is_empty() {
-            crate::foreground::busy()
-        } else {
-            crate::foreground::serving()
-        }
+        if self.handler.ahead_types().is_empty() { crate::foreground::busy() } else { crate::foreground::serving() }
     }
 
     /// Handles the events after the cursor and moves the cursor past the last,

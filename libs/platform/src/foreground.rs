@@ -17,6 +17,14 @@
 //! than half its maximum). It sees the calls of its own process
 //! only: a follower in a process of its own runs as before.
 //!
+//! A follower with a live lane (`consumer::Handler::ahead_types`) makes
+//! room for callers during a bulk stream too ([`serving`]), and counts
+//! the stream's events as backlog however few have arrived: what callers
+//! wait on goes ahead of the backlog by the lane, so the backlog can wait
+//! for them. Running at full speed beside an ingest, segmentation's 20
+//! segments re-evaluated for each ingested contact had kept recorded
+//! interactions waiting seconds for an answer (docs/benchmarks.md).
+//!
 //! The quarter is the process's, not each follower's: after an import
 //! three followers read the contacts feed in one process (interactions,
 //! segmentation, alerting's rules), and each taking a quarter of the time
