@@ -79,6 +79,10 @@ impl Serve {
             .env("CRM_METRICS_ADDR", "off")
             .env("CRM_LOG", "error")
             .env("CRM_SHUTDOWN_GRACE", "1s")
+            // Five roles' pools, with the connections of a killed process
+            // still closing beside them, within the shared server's 100
+            // (as the test suite's roles do: `crm_testkit::TestSuite`).
+            .env("CRM_DB_MAX_CONNECTIONS", "5")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);

@@ -91,6 +91,7 @@ async fn a_call_is_traced_as_a_server_client_server_chain_with_its_database_span
         .env("CRM_METRICS_ADDR", "off")
         .env("CRM_LOG", "warn")
         .env("CRM_SHUTDOWN_GRACE", "1s")
+        .env("CRM_DB_MAX_CONNECTIONS", "5")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
