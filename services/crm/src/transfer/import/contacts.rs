@@ -16,7 +16,33 @@ use crate::{
     transfer::report::{self, Counts, Tally},
 };
 
+/// How many times an import that lost a race for an external id resumes by itself.
+const RESUMES: u32 = 3;
+
+/// Runs the import; when it stops because another import of the same rows
+/// took an external id first (an earlier run, stopped, whose last messages
+/// the suite was still writing), it resumes by itself after a moment, as
+/// running the same command again would: the rows are found by their ids.
 pub async fn run(args: ImportContacts) -> anyhow::Result<()> {
+    let mut resumed = 0;
+    loop {
+        match run_once(args.clone()).await {
+            Err(error) if resumed < RESUMES && lost_a_race(&error) => {
+                resumed += 1;
+                eprintln!("another import of these rows took an external id first; resuming in a second");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Whether the import stopped because a concurrent write claimed an external id first.
+fn lost_a_race(error: &anyhow::Error) -> bool {
+    format!("{error:#}").contains("(AlreadyExists)")
+}
+
+async fn run_once(args: ImportContacts) -> anyhow::Result<()> {
     let input = &args.input;
     let policy = args.duplicates;
     let options = format!("{policy:?}|{:?}", args.country);
