@@ -156,17 +156,19 @@ impl<H: Handler> Consumer<H> {
         let Some(lock) = crate::leader::SessionLock::try_take(&self.pool, &key).await? else {
             return Ok(Leadership::Refused);
         };
-        let outcome = if self.handler.ahead_types().is_empty() {
-            self.follow(shutdown).await
+        // Asked once per leadership: the follower consults them for every burst.
+        let ahead_types = self.handler.ahead_types();
+        let outcome = if ahead_types.is_empty() {
+            self.follow(shutdown, &ahead_types).await
         } else {
             let ahead = CancellationToken::new();
             let (outcome, ()) = tokio::join!(
                 async {
-                    let outcome = self.follow(shutdown).await;
+                    let outcome = self.follow(shutdown, &ahead_types).await;
                     ahead.cancel();
                     outcome
                 },
-                self.follow_ahead(&ahead, shutdown),
+                self.follow_ahead(&ahead, shutdown, &ahead_types),
             );
             outcome
         };
@@ -180,7 +182,7 @@ impl<H: Handler> Consumer<H> {
     /// idle (caught up with the feed as far as it can tell), and the stored
     /// cursor is read: if someone moved it back (a rebuild of the read
     /// model), the follower subscribes again from there.
-    async fn follow(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    async fn follow(&self, shutdown: &CancellationToken, ahead_types: &[String]) -> anyhow::Result<()> {
         let after = self.cursor().await?;
         let mut messages =
             self.source.open(after, false, Vec::new()).await?.ready_chunks(self.handler.max_batch().max(1));
@@ -214,13 +216,13 @@ impl<H: Handler> Consumer<H> {
             // room, in small bursts each followed by a pause. A follower with
             // a live lane counts a bulk stream's events as backlog however
             // few have arrived: what callers wait on goes ahead by the lane.
-            let ahead = !self.handler.ahead_types().is_empty();
+            let ahead = !ahead_types.is_empty();
             let backlog =
                 events.len() * 2 >= self.handler.max_batch().max(1) || (ahead && events.iter().any(|event| event.bulk));
-            let size = crate::foreground::burst(events.len(), backlog, self.busy());
+            let size = crate::foreground::burst(events.len(), backlog, makes_room(ahead));
             for part in events.chunks(size) {
                 // While callers are served, the process's followers take turns.
-                let _turn = if backlog && self.busy() {
+                let _turn = if backlog && makes_room(ahead) {
                     tokio::select! {
                         () = shutdown.cancelled() => return Ok(()),
                         turn = crate::foreground::turn() => Some(turn),
@@ -229,11 +231,11 @@ impl<H: Handler> Consumer<H> {
                     None
                 };
                 let started = std::time::Instant::now();
-                self.apply(part, applied).await?;
+                self.apply(part, applied, ahead_types).await?;
                 if let Some(last) = part.last() {
                     applied = applied.max(Position::from(last.position));
                 }
-                let pause = crate::foreground::pause(started.elapsed(), backlog, self.busy());
+                let pause = crate::foreground::pause(started.elapsed(), backlog, makes_room(ahead));
                 if !pause.is_zero() {
                     tokio::select! {
                         () = shutdown.cancelled() => return Ok(()),
@@ -244,19 +246,11 @@ impl<H: Handler> Consumer<H> {
         }
     }
 
-    /// Whether this follower makes room for callers now: while they are
-    /// served ([`crate::foreground::busy`]); one that follows the live lane
-    /// also while a bulk stream runs, since what callers wait on goes ahead
-    /// of the bulk backlog by the lane ([`crate::foreground::serving`]).
-    fn busy(&self) -> bool {
-        if self.handler.ahead_types().is_empty() { crate::foreground::busy() } else { crate::foreground::serving() }
-    }
-
     /// Handles the events after the cursor and moves the cursor past the last,
     /// in one transaction. `applied` is where this follower left the cursor:
     /// a stored cursor behind it was moved back (a rebuild), and the events
     /// in hand must not be applied before the ones it goes back to.
-    async fn apply(&self, events: &[pb::Event], applied: Position) -> anyhow::Result<()> {
+    async fn apply(&self, events: &[pb::Event], applied: Position, ahead_types: &[String]) -> anyhow::Result<()> {
         let Some(last) = events.last() else { return Ok(()) };
         let mut tx = self.pool.begin().await?;
         // Creates the cursor on first use; either way locks it for this transaction and reads it.
@@ -279,7 +273,6 @@ impl<H: Handler> Consumer<H> {
         // Handled already: those at or before the cursor, and those the live lane applied.
         let mut fresh: Vec<&pb::Event> =
             events.iter().filter(|event| Position::from(event.position) > stored).collect();
-        let ahead_types = self.handler.ahead_types();
         if !ahead_types.is_empty() {
             let in_lane = |event: &pb::Event| !event.bulk && ahead_types.contains(&event.r#type);
             let lane: Vec<Position> =
@@ -314,9 +307,9 @@ impl<H: Handler> Consumer<H> {
     /// Follows the live lane until `stop` (the leader's follower ended) or
     /// `shutdown`, applying the handler's ahead types as they commit; after
     /// a failure it starts again from the cursor.
-    async fn follow_ahead(&self, stop: &CancellationToken, shutdown: &CancellationToken) {
+    async fn follow_ahead(&self, stop: &CancellationToken, shutdown: &CancellationToken, ahead_types: &[String]) {
         while !stop.is_cancelled() && !shutdown.is_cancelled() {
-            if let Err(error) = self.follow_lane(stop, shutdown).await {
+            if let Err(error) = self.follow_lane(stop, shutdown, ahead_types).await {
                 tracing::warn!(consumer = %self.name, error = format!("{error:#}"), "the live lane failed; the feed still brings every event");
             }
             tokio::select! {
@@ -327,9 +320,14 @@ impl<H: Handler> Consumer<H> {
         }
     }
 
-    async fn follow_lane(&self, stop: &CancellationToken, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    async fn follow_lane(
+        &self,
+        stop: &CancellationToken,
+        shutdown: &CancellationToken,
+        ahead_types: &[String],
+    ) -> anyhow::Result<()> {
         let after = self.cursor().await?;
-        let mut messages = self.source.open(after, true, self.handler.ahead_types()).await?.ready_chunks(MAX_BATCH);
+        let mut messages = self.source.open(after, true, ahead_types.to_vec()).await?.ready_chunks(MAX_BATCH);
         loop {
             let next = tokio::select! {
                 () = stop.cancelled() => return Ok(()),
@@ -387,6 +385,14 @@ pub async fn cursor_of(conn: &mut PgConnection, name: &str) -> Result<Position, 
     Ok(stored.map(|(transaction, sequence)| Position::from_columns(transaction, sequence)).unwrap_or_default())
 }
 
+/// Whether a follower makes room for callers now: while they are served
+/// ([`crate::foreground::busy`]); one that follows the live lane (`ahead`)
+/// also while a bulk stream runs, since what callers wait on goes ahead of
+/// the bulk backlog by the lane ([`crate::foreground::serving`]).
+fn makes_room(ahead: bool) -> bool {
+    if ahead { crate::foreground::serving() } else { crate::foreground::busy() }
+}
+
 /// Sends consumers `names` back to the start of their feeds (a rebuild of
 /// what they derive, emptied in the same transaction): their cursors go to
 /// zero and their claims are dropped, so every event is applied again.
@@ -404,7 +410,7 @@ pub async fn rewind(tx: &mut PgConnection, names: &[&str]) -> Result<(), sqlx::E
 /// Whether consumer `name` has applied each of the events at `positions`:
 /// in its turn (its cursor passed it) or ahead of it, from the live lane.
 pub async fn applied(conn: &mut PgConnection, name: &str, positions: &[Position]) -> Result<Vec<bool>, sqlx::Error> {
-    let (transactions, sequences): (Vec<i64>, Vec<i64>) = positions.iter().map(|position| position.columns()).unzip();
+    let (transactions, sequences) = columns(positions);
     // One statement, one snapshot: a claim is deleted as the cursor passes it.
     sqlx::query_scalar(
         "SELECT coalesce((c.transaction_id, c.sequence) >= (p.t, p.s), false)
@@ -421,6 +427,11 @@ pub async fn applied(conn: &mut PgConnection, name: &str, positions: &[Position]
     .await
 }
 
+/// `positions` as the two bigint arrays PostgreSQL takes them in.
+fn columns(positions: &[Position]) -> (Vec<i64>, Vec<i64>) {
+    positions.iter().map(|position| position.columns()).unzip()
+}
+
 /// Claims the events at `positions` for consumer `name` in `tx`: returns
 /// those it got, leaving out those another transaction claimed and
 /// committed (it waits for one still running). Claims are taken in feed
@@ -433,7 +444,7 @@ async fn claim(
     if positions.is_empty() {
         return Ok(Default::default());
     }
-    let (transactions, sequences): (Vec<i64>, Vec<i64>) = positions.iter().map(|position| position.columns()).unzip();
+    let (transactions, sequences) = columns(positions);
     let claimed: Vec<(i64, i64)> = sqlx::query_as(
         "INSERT INTO feed_claims (consumer, transaction_id, sequence)
          SELECT $1, t, s FROM unnest($2::bigint[], $3::bigint[]) AS c(t, s) ORDER BY t, s

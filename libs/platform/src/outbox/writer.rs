@@ -91,7 +91,8 @@ pub fn wake(pool: &sqlx::PgPool, role: crate::Role) {
 }
 
 /// Per role: whether a wake-up is being sent, and whether another waits.
-static WAKE_STATE: [std::sync::atomic::AtomicU8; 5] = [const { std::sync::atomic::AtomicU8::new(0) }; 5];
+static WAKE_STATE: [std::sync::atomic::AtomicU8; crate::Role::ALL.len()] =
+    [const { std::sync::atomic::AtomicU8::new(0) }; crate::Role::ALL.len()];
 
 /// Appends `events`, in order, to the outbox of the connection's schema.
 /// Call it on the transaction that makes the change.
