@@ -23,7 +23,7 @@ use std::{
 
 use crm_proto::{
     alerting::v1::{AlertRule, CreateAlertRuleRequest, alerting_service_client::AlertingServiceClient},
-    events::v1::SubscribeRequest,
+    events::v1::{Event, SubscribeRequest, SubscribeResponse},
     interactions::v1::{
         Channel, IngestInteractionsRequest, Interaction, InteractionRecorded, Kind, RecordInteractionRequest,
         interactions_service_client::InteractionsServiceClient,
@@ -193,17 +193,9 @@ async fn follow_segment(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let request = SubscribeRequest { after: None, event_types: vec![SegmentEntered::full_name()], live };
-    let mut stream = SegmentationServiceClient::new(transport).subscribe(request).await?.into_inner();
+    let stream = SegmentationServiceClient::new(transport).subscribe(request).await?.into_inner();
     let segment = segment.to_string();
-    loop {
-        let message = tokio::select! {
-            () = stop.cancelled() => return Ok(()),
-            message = stream.message() => message?,
-        };
-        let Some(event) = message.and_then(|message| message.event) else {
-            anyhow::bail!("the segmentation feed ended");
-        };
-        let at = Instant::now();
+    each_event(stream, &stop, "segmentation", |event, at| {
         let payload = event.payload.map(|any| any.value).unwrap_or_default();
         let entered = SegmentEntered::decode(payload.as_slice())?;
         if entered.segment_id == segment {
@@ -214,7 +206,9 @@ async fn follow_segment(
                 breaches.seen.entry(entered.contact_id).or_insert(at);
             }
         }
-    }
+        Ok(())
+    })
+    .await
 }
 
 /// Follows the interactions feed's live lane through the gateway until
@@ -225,20 +219,33 @@ async fn follow_interactions(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let request = SubscribeRequest { after: None, event_types: vec![InteractionRecorded::full_name()], live: true };
-    let mut stream = InteractionsServiceClient::new(transport).subscribe(request).await?.into_inner();
+    let stream = InteractionsServiceClient::new(transport).subscribe(request).await?.into_inner();
+    each_event(stream, &stop, "interactions", |event, at| {
+        let mut breaches = breaches.lock().unwrap_or_else(|poison| poison.into_inner());
+        if breaches.recorded.contains_key(&event.aggregate_id) {
+            breaches.note(Stage::Recorded, &event.aggregate_id, at);
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Hands each event of `role`'s `stream` to `note` with when it arrived, until `stop`.
+async fn each_event(
+    mut stream: tonic::Streaming<SubscribeResponse>,
+    stop: &CancellationToken,
+    role: &str,
+    mut note: impl FnMut(Event, Instant) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     loop {
         let message = tokio::select! {
             () = stop.cancelled() => return Ok(()),
             message = stream.message() => message?,
         };
         let Some(event) = message.and_then(|message| message.event) else {
-            anyhow::bail!("the interactions feed ended");
+            anyhow::bail!("the {role} feed ended");
         };
-        let at = Instant::now();
-        let mut breaches = breaches.lock().unwrap_or_else(|poison| poison.into_inner());
-        if breaches.recorded.contains_key(&event.aggregate_id) {
-            breaches.note(Stage::Recorded, &event.aggregate_id, at);
-        }
+        note(event, Instant::now())?;
     }
 }
 
