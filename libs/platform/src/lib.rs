@@ -42,6 +42,7 @@ pub mod outbox;
 pub mod page_token;
 pub mod principal;
 pub mod readiness;
+pub mod refusal;
 pub mod request_id;
 pub mod role;
 pub mod scope;

@@ -261,10 +261,12 @@ where
     S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
 {
     type Response = http::Response<tonic::body::Body>;
     type Error = S::Error;
-    type Future = futures_util::future::Either<S::Future, std::future::Ready<Result<Self::Response, S::Error>>>;
+    type Future = futures_util::future::Either<S::Future, crate::refusal::Answer<S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -279,8 +281,8 @@ where
                     request.extensions_mut().insert(principal);
                 }
                 Err(error) => {
-                    let response = tonic::Status::from(error).into_http();
-                    return futures_util::future::Either::Right(std::future::ready(Ok(response)));
+                    let refused = crate::refusal::answer_boxed(request.into_body(), tonic::Status::from(error));
+                    return futures_util::future::Either::Right(refused);
                 }
             }
         }

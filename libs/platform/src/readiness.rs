@@ -10,7 +10,6 @@
 //! them back to SERVING. Health and reflection stay answered.
 
 use std::{
-    future::Ready,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -27,7 +26,7 @@ use tonic::body::Body;
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tower::{Layer, Service};
 
-use crate::{Error, principal::is_public_path};
+use crate::{Error, principal::is_public_path, refusal};
 
 /// How often the database is probed.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
@@ -125,10 +124,13 @@ pub struct ReadinessGate<S> {
 impl<S, B> Service<Request<B>> for ReadinessGate<S>
 where
     S: Service<Request<B>, Response = http::Response<Body>>,
+    S::Error: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
 {
     type Response = http::Response<Body>;
     type Error = S::Error;
-    type Future = Either<S::Future, Ready<Result<Self::Response, S::Error>>>;
+    type Future = Either<S::Future, refusal::Answer<S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -142,6 +144,6 @@ where
             message: "the database is unreachable; retry shortly".into(),
             retry_after: RETRY_AFTER,
         });
-        Either::Right(std::future::ready(Ok(refused.into_http())))
+        Either::Right(refusal::answer_boxed(request.into_body(), refused))
     }
 }

@@ -72,6 +72,8 @@ where
     S::Future: Send + 'static,
     ResBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     ResBody::Error: Into<tower::BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
 {
     type Response = http::Response<Body>;
     type Error = Infallible;
@@ -87,10 +89,7 @@ where
                 let response = self.inner.call(request);
                 Box::pin(async move { Ok(response.await?.map(Body::new)) })
             }
-            Err(error) => {
-                let response = tonic::Status::from(error).into_http();
-                Box::pin(async move { Ok(response) })
-            }
+            Err(error) => crate::refusal::answer_boxed(request.into_body(), tonic::Status::from(error)),
         }
     }
 }

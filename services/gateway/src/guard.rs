@@ -17,6 +17,7 @@ use std::{
 use crm_platform::{
     Error,
     principal::{IdentitySigner, is_public_path},
+    refusal,
 };
 use tonic::{Status, body::Body, server::NamedService};
 use tower::Service;
@@ -124,7 +125,8 @@ impl<S, B> Service<http::Request<B>> for Guarded<S>
 where
     S: Service<http::Request<B>, Response = http::Response<Body>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    B: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
 {
     type Response = http::Response<Body>;
     type Error = Infallible;
@@ -146,7 +148,8 @@ where
                     let response = inner.call(request).await?;
                     Ok(response.map(|body| Body::new(SlotBody::new(body, slot))))
                 }
-                Err(error) => Ok(Status::from(error).into_http()),
+                // Answered once the request has ended (`crm_platform::refusal`).
+                Err(error) => Ok(refusal::answer(request.into_body(), Status::from(error)).await),
             }
         })
     }
