@@ -179,6 +179,12 @@ async fn a_single_calls_event_is_applied_ahead_of_an_open_bulk_transaction_and_o
     let (contacts, interactions) = (&following.contacts, &following.interactions);
     commit_events(contacts, &[test_event("before", 0)]).await;
     eventually(Duration::from_secs(60), "the first event", || async { consumed(interactions).await.0 == 1 }).await;
+    // Its claim is dropped once the feed's follower, which leaves the lane
+    // its events for a moment (`consumer::LANE_FIRST`), moves the cursor past it.
+    eventually(Duration::from_secs(60), "the first event's claim dropped", || async {
+        cursor_and_claims(interactions, "test.contacts-follower").await.1 == 0
+    })
+    .await;
 
     let mut bulk = contacts.begin().await.unwrap();
     outbox::mark_bulk(&mut bulk).await.unwrap();

@@ -28,10 +28,15 @@ pub fn date_to_proto(date: NaiveDate) -> crm_proto::common::v1::Date {
 
 /// How long ago `time` was: zero when it is missing or in the future.
 pub fn elapsed_since(time: Option<&prost_types::Timestamp>) -> Duration {
+    elapsed_between(time, SystemTime::now())
+}
+
+/// How long before `now` `time` was: zero when it is missing or later.
+pub fn elapsed_between(time: Option<&prost_types::Timestamp>, now: SystemTime) -> Duration {
     let Some(time) = time else { return Duration::ZERO };
     let seconds = u64::try_from(time.seconds).unwrap_or(0);
     let nanos = u32::try_from(time.nanos).unwrap_or(0);
-    SystemTime::now().duration_since(UNIX_EPOCH + Duration::new(seconds, nanos)).unwrap_or(Duration::ZERO)
+    now.duration_since(UNIX_EPOCH + Duration::new(seconds, nanos)).unwrap_or(Duration::ZERO)
 }
 
 #[cfg(test)]
