@@ -328,8 +328,13 @@ impl ContactStore {
                 // The holders first (a handful at most), so the planner cannot
                 // walk contacts in update order looking for them; the newest
                 // that really holds the key (not another sharing its hash).
+                // The term is read through a subquery: given it as a value,
+                // PostgreSQL estimated each term's holders from its statistics
+                // and planned every call afresh (a custom plan costs less than
+                // the generic one by the estimate), 0.1 ms a call, a fifth of
+                // the database's time in `GetServiceTier` by phone.
                 let holders = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "WITH holders AS MATERIALIZED (SELECT contact_id FROM contact_terms WHERE term = $1)
+                    "WITH holders AS MATERIALIZED (SELECT contact_id FROM contact_terms WHERE term = (SELECT $1::bigint))
                      SELECT {CONTACT_COLUMNS} FROM holders h JOIN contacts c ON c.id = h.contact_id
                      WHERE {LIVE} ORDER BY c.update_time DESC"
                 )))
