@@ -331,8 +331,8 @@ impl ContactStore {
                 // The term is read through a subquery: given it as a value,
                 // PostgreSQL estimated each term's holders from its statistics
                 // and planned every call afresh (a custom plan costs less than
-                // the generic one by the estimate), 0.1 ms a call, a fifth of
-                // the database's time in `GetServiceTier` by phone.
+                // the generic one by the estimate): 0.1 ms of planning for
+                // 0.03 ms of work (docs/benchmarks.md, "The lookup's plan").
                 let holders = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "WITH holders AS MATERIALIZED (SELECT contact_id FROM contact_terms WHERE term = (SELECT $1::bigint))
                      SELECT {CONTACT_COLUMNS} FROM holders h JOIN contacts c ON c.id = h.contact_id
