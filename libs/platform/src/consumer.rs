@@ -23,9 +23,10 @@
 //! whichever of the two followers reaches it first, in the transaction that
 //! applies it; the other skips it. The feed's follower gives the lane
 //! [`LANE_FIRST`] before it claims a lane event itself, so the two do not
-//! race for the same events and wait for each other's transactions. A claim's insert waits for a concurrent
-//! one's transaction and then conflicts, and the lane skips what the cursor
-//! has passed, so every event is applied exactly once.
+//! race for the same events and wait for each other's transactions. A
+//! claim's insert waits for a concurrent one's transaction and then
+//! conflicts, and the lane skips what the cursor has passed, so every event
+//! is applied exactly once.
 
 use std::{future::Future, pin::Pin, time::Duration};
 

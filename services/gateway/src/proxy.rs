@@ -16,7 +16,7 @@ use tonic::{Status, body::Body};
 use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
-use crm_platform::local::LocalRoles;
+use crm_platform::{local::LocalRoles, refusal};
 
 use crate::{deadline, routing::RoutingTable};
 
@@ -49,7 +49,8 @@ impl Service<http::Request<axum::body::Body>> for Proxy {
     fn call(&mut self, request: http::Request<axum::body::Body>) -> Self::Future {
         let path = request.uri().path().to_string();
         let Some(upstream) = self.routes.route(&path).cloned() else {
-            return ready(Status::unimplemented(format!("no service of the suite serves {path}")));
+            let refused = Status::unimplemented(format!("no service of the suite serves {path}"));
+            return refusal::answer_boxed(request.into_body(), refused);
         };
         // The hop to the role is a client span of its own, the role's server span its child.
         let span = crm_platform::trace_context::client_span(&path);
@@ -85,10 +86,9 @@ impl Service<http::Request<axum::body::Body>> for Proxy {
             );
         }
         let Some(channel) = upstream.pick() else {
-            return ready(Status::unavailable(format!(
-                "no replica of the {} role is healthy; retry shortly",
-                upstream.role
-            )));
+            let refused =
+                Status::unavailable(format!("no replica of the {} role is healthy; retry shortly", upstream.role));
+            return refusal::answer_boxed(forwarded.into_body(), refused);
         };
         Box::pin(
             async move {
@@ -122,10 +122,6 @@ fn deadline_expired(error: &(dyn std::error::Error + 'static)) -> bool {
         cause = current.source();
     }
     false
-}
-
-fn ready(status: Status) -> Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>> {
-    Box::pin(std::future::ready(Ok(status.into_http())))
 }
 
 pin_project_lite::pin_project! {
