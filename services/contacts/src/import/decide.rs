@@ -100,6 +100,8 @@ struct Known<'a> {
     owners: HashMap<ExternalId, Target>,
     /// Blocking key (its hash) -> the contacts holding it (of the base, or of this batch's rows).
     index: HashMap<i64, Vec<Target>>,
+    /// The wide keys among those the batch's rows probe.
+    wide: HashSet<i64>,
     /// Live contacts of the base sharing a key or an external id with a row.
     stored: HashMap<Uuid, ContactData>,
     /// The new contacts of the earlier batches in flight.
@@ -149,8 +151,15 @@ impl Known<'_> {
     }
 
     /// The contacts holding a blocking key: of the base, of the batches in
-    /// flight (those not committed yet; the others are in the base), of this batch.
-    fn holders(&self, key: i64) -> impl Iterator<Item = Target> + '_ {
+    /// flight (those not in what this batch read of the base), of this
+    /// batch; none for a wide key they hold more than
+    /// [`matching::MAX_BLOCK`] of together, as the base purges it.
+    fn holders(&self, key: i64) -> Vec<Target> {
+        let holders: Vec<Target> = self.known_holders(key).collect();
+        if self.wide.contains(&key) && holders.len() as i64 > matching::MAX_BLOCK { Vec::new() } else { holders }
+    }
+
+    fn known_holders(&self, key: i64) -> impl Iterator<Item = Target> + '_ {
         let own = self.index.get(&key).into_iter().flatten().copied();
         let earlier = self.in_flight.iter().enumerate().flat_map(move |(batch, published)| {
             published
@@ -234,15 +243,11 @@ pub fn fold(base: &ContactData, row: &ContactData) -> ContactData {
     survive(&record(base, now - chrono::Duration::seconds(1)), &[record(row, now)], &HashMap::new())
 }
 
-/// Decides the rows of a batch against the base (read in `tx`), the
-/// contacts of the earlier batches in flight, and each other.
-pub async fn decide(
-    rules: &Rules,
-    tx: &mut PgConnection,
-    rows: Vec<Parsed>,
-    in_flight: &[Arc<Published>],
-) -> Result<Decision, Error> {
-    let mut known = read_base(tx, &rows, in_flight).await?;
+/// Decides the rows of a batch against the base (as [`read_base`] read it),
+/// the contacts of the earlier batches in flight, and each other.
+pub fn decide(rules: &Rules, base: Base, rows: Vec<Parsed>, in_flight: &[Arc<Published>]) -> Decision {
+    let Base { owners, index, wide, stored } = base;
+    let mut known = Known { owners, index, wide, stored, in_flight, updated: HashMap::new(), created: Vec::new() };
 
     let mut results = Vec::with_capacity(rows.len());
     let mut absorbed = Vec::new();
@@ -302,16 +307,20 @@ pub async fn decide(
         result.contact_id = if rules.dry_run { String::new() } else { id.to_string() };
         results.push(result);
     }
-    Ok(Decision { results, absorbed, created: known.created })
+    Decision { results, absorbed, created: known.created }
 }
 
-/// What the base holds for these rows: the owners of their external ids,
-/// and the live contacts sharing a blocking key with one.
-async fn read_base<'a>(
-    tx: &mut PgConnection,
-    rows: &[Parsed],
-    in_flight: &'a [Arc<Published>],
-) -> Result<Known<'a>, Error> {
+/// What the base holds for a batch's rows: the owners of their external
+/// ids, and the live contacts sharing a blocking key with one.
+pub struct Base {
+    owners: HashMap<ExternalId, Target>,
+    index: HashMap<i64, Vec<Target>>,
+    wide: HashSet<i64>,
+    stored: HashMap<Uuid, ContactData>,
+}
+
+/// Reads [`Base`] in `tx`.
+pub async fn read_base(tx: &mut PgConnection, rows: &[Parsed]) -> Result<Base, Error> {
     let valid: Vec<&(ContactData, Vec<(i64, bool)>)> =
         rows.iter().filter_map(|row| row.outcome.as_ref().ok()).collect();
     let sources: Vec<&str> =
@@ -335,33 +344,38 @@ async fn read_base<'a>(
     probes.sort_unstable();
     probes.dedup();
     let mut index: HashMap<i64, Vec<Target>> = HashMap::new();
-    for (key, holder) in crate::store::key_holders(&mut *tx, &probes).await? {
-        index.entry(key).or_default().push(Target::Stored(holder));
+    let mut stored: HashMap<Uuid, ContactData> = HashMap::new();
+    let mut holders = crate::store::key_holders_with_data(&mut *tx, &probes).await?;
+    // In id order, as the terms' index lists a key's holders (a tie goes to the first).
+    holders.sort_unstable_by_key(|(holder, ..)| *holder);
+    for (holder, keys, data) in holders {
+        for key in keys {
+            index.entry(key).or_default().push(Target::Stored(holder));
+        }
+        stored.insert(holder, data);
     }
+    // The owners of external ids that hold no probed key: their data only
+    // (the writer reads, and locks, the ones it changes).
     let mut wanted: Vec<Uuid> = owners
         .values()
-        .chain(index.values().flatten())
         .filter_map(|target| match target {
-            Target::Stored(id) => Some(*id),
-            Target::Earlier { .. } | Target::Pending(_) => None,
+            Target::Stored(id) if !stored.contains_key(id) => Some(*id),
+            _ => None,
         })
         .collect();
     wanted.sort();
     wanted.dedup();
-    // Their data only: the writer reads (and locks) the ones it changes.
-    let stored: HashMap<Uuid, ContactData> = sqlx::query_as::<_, (Uuid, Json<ContactData>)>(sqlx::AssertSqlSafe(
-        format!("SELECT c.id, c.data FROM contacts c WHERE c.id = ANY($1) AND {LIVE}"),
-    ))
-    .bind(&wanted)
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(|(id, data)| (id, data.0))
-    .collect();
+    if !wanted.is_empty() {
+        let owned = sqlx::query_as::<_, (Uuid, Json<ContactData>)>(sqlx::AssertSqlSafe(format!(
+            "SELECT c.id, c.data FROM contacts c WHERE c.id = ANY($1) AND {LIVE}"
+        )))
+        .bind(&wanted)
+        .fetch_all(&mut *tx)
+        .await?;
+        stored.extend(owned.into_iter().map(|(id, data)| (id, data.0)));
+    }
     // Only live contacts own external ids and keys (deleted ones free theirs).
     owners.retain(|_, target| matches!(target, Target::Stored(id) if stored.contains_key(id)));
-    for targets in index.values_mut() {
-        targets.retain(|target| matches!(target, Target::Stored(id) if stored.contains_key(id)));
-    }
-    Ok(Known { owners, index, stored, in_flight, updated: HashMap::new(), created: Vec::new() })
+    let wide = probes.iter().filter(|(_, wide)| *wide).map(|(key, _)| *key).collect();
+    Ok(Base { owners, index, wide, stored })
 }

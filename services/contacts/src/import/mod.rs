@@ -15,10 +15,11 @@
 //! - [`window`]: the new contacts of the batches in flight.
 //! - [`write`]: applying a decision in the batch's transaction.
 //!
-//! Up to [`PIPELINE`] messages are in flight: each is validated as soon as
-//! it arrives, decides its rows once the message before it has decided
-//! (against the base and that message's new contacts, published in the
-//! window), then writes and commits while the next one decides. A row folded
+//! Up to [`PIPELINE`] messages are in flight: each is validated and reads
+//! the base for its rows as soon as it arrives, decides its rows once the
+//! message before it has decided (against what it read and the new contacts
+//! of the messages before it, published in the window), then writes and
+//! commits while the next one decides. A row folded
 //! into a contact that an earlier message created waits for that message to
 //! commit; changed contacts are locked in id order. The results are what
 //! sending the messages one at a time would give.
@@ -175,6 +176,7 @@ impl Importer {
         let results = messages
             .map(move |message| {
                 number += 1;
+                window.start(number);
                 let (importer, window, turn) = (self.clone(), window.clone(), turns());
                 tokio::spawn(async move { importer.message(message, number, turn, &window).await })
             })
@@ -197,13 +199,15 @@ impl Importer {
     ) -> Result<pb::ImportContactsResponse, Status> {
         crm_platform::foreground::bulk_batch();
         let rows = parse::parse(checked(message?)?.rows, self.region);
-        turn.after_previous(Stage::Decided).await;
         let mut tx = self.store.pool.begin().await.map_err(Error::from)?;
-        let in_flight = window.snapshot();
-        let decision = decide::decide(&self.rules, &mut tx, rows, &in_flight).await?;
+        // Read while the message before decides: the window has what the read may miss.
+        let base = decide::read_base(&mut tx, &rows).await?;
+        turn.after_previous(Stage::Decided).await;
+        let in_flight = window.snapshot(number);
+        let decision = decide::decide(&self.rules, base, rows, &in_flight);
         drop(in_flight);
         window.publish(number, decision.published());
-        let _retire = Retire { window, number };
+        let mut retire = Retire { window, number, committed: false };
         turn.reach(Stage::Decided);
         if decision.absorbed.iter().any(|absorbed| absorbed.earlier) {
             // It changes a contact an earlier message created: wait until that exists.
@@ -213,6 +217,8 @@ impl Importer {
         crm_platform::outbox::mark_bulk(&mut tx).await.map_err(Error::from)?;
         write::write(&mut tx, &decision, &self.author()).await?;
         tx.commit().await.map_err(Error::from)?;
+        retire.committed = true;
+        drop(retire);
         turn.after_previous(Stage::Committed).await;
         turn.reach(Stage::Committed);
         Ok(pb::ImportContactsResponse { results: decision.results })
@@ -228,7 +234,8 @@ impl Importer {
             futures_util::pin_mut!(messages);
             while let Some(message) = messages.next().await {
                 let rows = parse::parse(checked(message?)?.rows, self.region);
-                let decision = decide::decide(&self.rules, &mut tx, rows, &[]).await?;
+                let base = decide::read_base(&mut tx, &rows).await?;
+                let decision = decide::decide(&self.rules, base, rows, &[]);
                 write::write(&mut tx, &decision, &self.author()).await?;
                 yield pb::ImportContactsResponse { results: decision.results };
             }
@@ -252,14 +259,20 @@ fn checked(message: pb::ImportContactsRequest) -> Result<pb::ImportContactsReque
     Ok(message)
 }
 
-/// Takes a message's new contacts out of the window when it ends, committed or not.
+/// Tells the window how a message ended: committed, or not (then its new
+/// contacts leave the window at once).
 struct Retire<'a> {
     window: &'a Window,
     number: u64,
+    committed: bool,
 }
 
 impl Drop for Retire<'_> {
     fn drop(&mut self) {
-        self.window.retire(self.number);
+        if self.committed {
+            self.window.committed(self.number);
+        } else {
+            self.window.retire(self.number);
+        }
     }
 }

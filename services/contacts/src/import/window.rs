@@ -1,12 +1,16 @@
-//! The new contacts of an import's batches that may not be committed yet.
+//! The new contacts of an import's batches that may not be in the base a
+//! later batch read.
 //!
 //! A batch decides its rows against the base and against the rows the
-//! batches before it created. While those batches are still writing, their
-//! contacts are not in the base yet: they are here, published by each batch
-//! once it has decided and retired once it has committed. A batch takes its
-//! snapshot of the window before it reads the base, so every earlier
-//! contact is in one or the other (or both: the base wins).
-
+//! batches before it created. It reads the base while the batch before it
+//! is still deciding (the reads of one batch overlap the decisions of the
+//! one before), so contacts of earlier batches may be missing from what it
+//! read: not written yet, or committed only after its read. They are here,
+//! published by each batch once it has decided. A batch that fails leaves
+//! at once; a batch that committed stays until every batch that started
+//! before its commit (and so may have read the base before it) has taken
+//! its snapshot. Every earlier contact is then in the base a batch read or
+//! in its snapshot (or both: the base wins).
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
@@ -39,24 +43,104 @@ impl Published {
     }
 }
 
-/// The batches in flight, by their number in the import.
+/// The batches published, by their number in the import.
 #[derive(Default)]
 pub struct Window {
-    batches: Mutex<BTreeMap<u64, Arc<Published>>>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    batches: BTreeMap<u64, Batch>,
+    /// The number of the last batch started.
+    started: u64,
+}
+
+struct Batch {
+    published: Arc<Published>,
+    /// Once it committed: the last batch started by then. Batches after
+    /// that one started after the commit and read it in the base.
+    committed_while: Option<u64>,
 }
 
 impl Window {
-    /// The batches published and not yet retired.
-    pub fn snapshot(&self) -> Vec<Arc<Published>> {
-        self.batches.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).values().cloned().collect()
+    /// Batch `batch` started: it may read the base from now on.
+    pub fn start(&self, batch: u64) {
+        let mut state = self.lock();
+        state.started = state.started.max(batch);
+    }
+
+    /// The batches published before `batch` and still needed. Taken by
+    /// each batch in turn, after the one before it has published; the
+    /// committed batches every batch up to this one has now seen leave.
+    pub fn snapshot(&self, batch: u64) -> Vec<Arc<Published>> {
+        let mut state = self.lock();
+        let seen = state.batches.range(..batch).map(|(_, earlier)| earlier.published.clone()).collect();
+        state.batches.retain(|_, earlier| earlier.committed_while.is_none_or(|last| last > batch));
+        seen
     }
 
     pub fn publish(&self, batch: u64, published: Published) {
-        self.batches.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(batch, Arc::new(published));
+        self.lock().batches.insert(batch, Batch { published: Arc::new(published), committed_while: None });
     }
 
-    /// Forgets a batch that committed (or failed).
+    /// A batch committed: it stays for the batches that started before.
+    pub fn committed(&self, batch: u64) {
+        let mut state = self.lock();
+        let started = state.started;
+        if let Some(committed) = state.batches.get_mut(&batch) {
+            committed.committed_while = Some(started);
+        }
+    }
+
+    /// Forgets a batch that failed: nothing of it was written.
     pub fn retire(&self, batch: u64) {
-        self.batches.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&batch);
+        self.lock().batches.remove(&batch);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(id: u128) -> Published {
+        let mut published = Published::default();
+        published.add(Uuid::from_u128(id), Arc::new(ContactData::default()), &[id as i64]);
+        published
+    }
+
+    fn ids(snapshot: &[Arc<Published>]) -> Vec<u128> {
+        snapshot.iter().map(|published| published.contacts[0].0.as_u128()).collect()
+    }
+
+    #[test]
+    fn a_committed_batch_stays_until_the_batches_started_before_its_commit_have_seen_it() {
+        let window = Window::default();
+        for number in 1..=3 {
+            window.start(number);
+        }
+        window.publish(1, batch(1));
+        window.committed(1); // batches 2 and 3 may have read the base before this
+        assert_eq!(ids(&window.snapshot(2)), [1]);
+        window.publish(2, batch(2));
+        window.start(4); // reads the base after batch 1's commit
+        assert_eq!(ids(&window.snapshot(3)), [1, 2], "batch 3 started before batch 1 committed");
+        window.publish(3, batch(3));
+        assert_eq!(ids(&window.snapshot(4)), [2, 3], "batch 4 read batch 1 in the base");
+    }
+
+    #[test]
+    fn a_failed_batch_leaves_at_once_and_later_batches_are_not_shown_to_earlier_ones() {
+        let window = Window::default();
+        window.start(1);
+        window.start(2);
+        window.publish(1, batch(1));
+        window.retire(1);
+        window.publish(3, batch(3));
+        assert!(window.snapshot(2).is_empty());
     }
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use chrono::Utc;
 use crm_platform::{
-    Error,
+    Error, copy,
     outbox::{self, NewEvent},
 };
 use crm_proto::contacts::v1 as pb;
@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::decide::{Decision, NewContact, fold};
 use crate::{
-    model::{ContactData, ContactMeta, ContactRecord},
+    model::{ContactData, ContactMeta, ContactRecord, ExternalId},
     store::{
         Actor, CONTACT_COLUMNS, LIVE, contact_record, contacts::write_update, integer_array, postgres_array, search,
         term_rows,
@@ -141,31 +141,29 @@ async fn insert(tx: &mut PgConnection, created: &[NewContact], author: &Author<'
     .await?;
     let (terms_written, term_owners) =
         term_rows(created.iter().zip(&all_terms).map(|(row, all)| (row.id, all.as_slice())));
-    sqlx::query("INSERT INTO contact_terms (term, contact_id) SELECT * FROM unnest($1::bigint[], $2::uuid[])")
-        .bind(&terms_written)
-        .bind(&term_owners)
-        .execute(&mut *tx)
-        .await?;
+    // COPY: a message's 50,000 terms go in a quarter cheaper than by `unnest`
+    // (PostgreSQL stores a page of rows at a time; the index is the same work).
+    let term_rows: Vec<(i64, Uuid)> = terms_written.into_iter().zip(term_owners).collect();
+    copy::copy_in(&mut *tx, "COPY contact_terms (term, contact_id) FROM STDIN", &term_rows, |row, (term, owner)| {
+        row.plain(term).plain(owner);
+    })
+    .await?;
     let words: Vec<String> = created.iter().flat_map(|row| terms::words(&row.data)).collect();
     search::remember_words(tx, &words.iter().map(String::as_str).collect::<Vec<_>>()).await?;
 
-    let (mut external_owners, mut sources, mut externals) = (Vec::new(), Vec::new(), Vec::new());
-    for row in created {
-        for external in &row.data.external_ids {
-            external_owners.push(row.id);
-            sources.push(external.source.as_str());
-            externals.push(external.id.as_str());
-        }
+    let externals: Vec<(&ExternalId, Uuid)> =
+        created.iter().flat_map(|row| row.data.external_ids.iter().map(move |external| (external, row.id))).collect();
+    if !externals.is_empty() {
+        copy::copy_in(
+            &mut *tx,
+            "COPY contact_external_ids (source, external_id, contact_id) FROM STDIN",
+            &externals,
+            |row, (external, owner)| {
+                row.text(&external.source).text(&external.id).plain(owner);
+            },
+        )
+        .await?;
     }
-    sqlx::query(
-        "INSERT INTO contact_external_ids (source, external_id, contact_id)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[])",
-    )
-    .bind(&sources)
-    .bind(&externals)
-    .bind(&external_owners)
-    .execute(&mut *tx)
-    .await?;
 
     let now = Utc::now();
     let events: Vec<NewEvent> = created

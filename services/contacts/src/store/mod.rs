@@ -84,20 +84,43 @@ pub(crate) async fn key_holders<'e>(
     probes: &[(i64, bool)],
 ) -> Result<Vec<(i64, Uuid)>, Error> {
     let (keys, wide): (Vec<i64>, Vec<bool>) = probes.iter().copied().unzip();
-    Ok(sqlx::query_as(
-        "SELECT k.term, held.contact_id FROM unnest($1::bigint[], $2::bool[]) AS k(term, wide)
-         CROSS JOIN LATERAL (SELECT array_agg(t.contact_id) AS ids
-                             FROM (SELECT contact_id FROM contact_terms WHERE term = k.term
-                                   LIMIT CASE WHEN k.wide THEN $3 + 1 ELSE $4 END) AS t) AS block
-         CROSS JOIN LATERAL unnest(block.ids) AS held(contact_id)
-         WHERE NOT k.wide OR cardinality(block.ids) <= $3",
-    )
+    Ok(sqlx::query_as(KEY_HOLDERS)
+        .bind(keys)
+        .bind(wide)
+        .bind(crate::matching::MAX_BLOCK)
+        .bind(crate::matching::MAX_FAN_OUT)
+        .fetch_all(executor)
+        .await?)
+}
+
+/// [`key_holders`]' statement: (term, contact) rows.
+const KEY_HOLDERS: &str = "SELECT k.term, held.contact_id FROM unnest($1::bigint[], $2::bool[]) AS k(term, wide)
+     CROSS JOIN LATERAL (SELECT array_agg(t.contact_id) AS ids
+                         FROM (SELECT contact_id FROM contact_terms WHERE term = k.term
+                               LIMIT CASE WHEN k.wide THEN $3 + 1 ELSE $4 END) AS t) AS block
+     CROSS JOIN LATERAL unnest(block.ids) AS held(contact_id)
+     WHERE NOT k.wide OR cardinality(block.ids) <= $3";
+
+/// The live contacts [`key_holders`] finds, each once with the probed keys
+/// it holds and its data: one statement instead of the holders and then
+/// their rows (an import's message reads some 20,000 of them).
+pub(crate) async fn key_holders_with_data(
+    conn: &mut PgConnection,
+    probes: &[(i64, bool)],
+) -> Result<Vec<(Uuid, Vec<i64>, ContactData)>, Error> {
+    let (keys, wide): (Vec<i64>, Vec<bool>) = probes.iter().copied().unzip();
+    let rows: Vec<(Uuid, Vec<i64>, sqlx::types::Json<ContactData>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH held AS ({KEY_HOLDERS}),
+                  holders AS (SELECT contact_id, array_agg(term) AS terms FROM held GROUP BY contact_id)
+             SELECT c.id, h.terms, c.data FROM holders h JOIN contacts c ON c.id = h.contact_id WHERE {LIVE}"
+    )))
     .bind(keys)
     .bind(wide)
     .bind(crate::matching::MAX_BLOCK)
     .bind(crate::matching::MAX_FAN_OUT)
-    .fetch_all(executor)
-    .await?)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|(id, terms, data)| (id, terms, data.0)).collect())
 }
 
 /// The id a contact or organization id resolves to (`table`: contacts or
