@@ -491,9 +491,11 @@ impl SegmentationService for SegmentationApi {
             .await?
             .ok_or_else(|| Error::NotFound { resource: "contact features", id: contact_id.to_string() })?;
         let mut segments = Vec::new();
-        for (segment_id, name, rule_text, since) in store::of_contact(&mut conn, contact_id).await? {
-            // Why, now: the rule run over today's features.
-            let why = check(&rule_text)
+        for (segment_id, name, version, rule_text, since) in store::of_contact(&mut conn, contact_id).await? {
+            // Why, now: the rule (compiled once per version, as memberships use it) run over today's features.
+            let compiled = (!rule_text.is_empty()).then(|| self.segments.compiled(segment_id, version, &rule_text));
+            let why = compiled
+                .flatten()
                 .map(|checked| evaluate(&checked, &doc).why)
                 .unwrap_or_default()
                 .into_iter()

@@ -342,9 +342,9 @@ pub async fn list_members(
 pub async fn of_contact(
     conn: &mut PgConnection,
     contact: Uuid,
-) -> Result<Vec<(Uuid, String, String, DateTime<Utc>)>, Error> {
+) -> Result<Vec<(Uuid, String, i64, String, DateTime<Utc>)>, Error> {
     Ok(sqlx::query_as(
-        "SELECT s.id, s.name, s.rule, m.since FROM memberships m JOIN segments s ON s.id = m.segment_id
+        "SELECT s.id, s.name, s.version, s.rule, m.since FROM memberships m JOIN segments s ON s.id = m.segment_id
          WHERE m.contact_id = $1 AND s.delete_time IS NULL ORDER BY lower(s.name), s.id",
     )
     .bind(contact)
