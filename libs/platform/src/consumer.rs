@@ -77,8 +77,12 @@ pub trait Handler: Send + Sync + 'static {
     }
 
     /// Called when no event came for a while ([`IDLE_CHECK`]): the follower
-    /// has applied everything its feed had. By default nothing.
-    fn idle(&self, _pool: &PgPool) -> impl Future<Output = anyhow::Result<()>> + Send {
+    /// has applied everything its feed had, up to `applied`. By default
+    /// nothing. A handler that records having caught up must check, in the
+    /// transaction that records it, that its stored cursor is not behind
+    /// `applied` ([`cursor_of`]): a rebuild may have moved it back since the
+    /// follower last looked, and then the follower has not replayed yet.
+    fn idle(&self, _pool: &PgPool, _applied: Position) -> impl Future<Output = anyhow::Result<()>> + Send {
         async { Ok(()) }
     }
 
@@ -213,7 +217,7 @@ impl<H: Handler> Consumer<H> {
                         anyhow::bail!("the cursor was moved back (a rebuild); subscribing again from it");
                     }
                     if !busy {
-                        self.handler.idle(&self.pool).await?;
+                        self.handler.idle(&self.pool, applied).await?;
                     }
                     busy = false;
                     continue;

@@ -246,9 +246,20 @@ impl Segments {
     /// A consumer has been idle: during a rebuild it has caught up with its
     /// feed; when both have, memberships are brought up to date and the
     /// rebuild ends.
-    pub async fn caught_up(&self, pool: &sqlx::PgPool, consumer: &str, now: DateTime<Utc>) -> Result<(), Error> {
+    pub async fn caught_up(
+        &self,
+        pool: &sqlx::PgPool,
+        consumer: &str,
+        applied: crm_platform::outbox::Position,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
         let mut tx = pool.begin().await?;
         if !rebuild::rebuilding(&mut tx).await? {
+            return Ok(());
+        }
+        // A follower that went idle before the rebuild sent its cursor back
+        // has not replayed anything yet: it has not caught up.
+        if crm_platform::consumer::cursor_of(&mut tx, consumer).await? < applied {
             return Ok(());
         }
         if rebuild::caught_up(&mut tx, consumer).await? {

@@ -74,9 +74,9 @@ impl Handler for InteractionsFeed {
         vec![interactions::InteractionRecorded::full_name()]
     }
 
-    async fn idle(&self, pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    async fn idle(&self, pool: &sqlx::PgPool, applied: crm_platform::outbox::Position) -> anyhow::Result<()> {
         let consumer = crate::store::rebuild::CONSUMERS[1];
-        Ok(self.segments.caught_up(pool, consumer, self.clock.now()).await?)
+        Ok(self.segments.caught_up(pool, consumer, applied, self.clock.now()).await?)
     }
 
     async fn handle(&self, tx: &mut PgConnection, event: &Event) -> anyhow::Result<()> {
