@@ -287,3 +287,55 @@ async fn the_live_lane_and_the_feed_together_apply_every_committed_event_once() 
     .await;
     following.stop().await;
 }
+
+/// A rebuild sends a consumer back while its first burst, which creates its
+/// cursor, has not committed: the rewind waits for that burst and then sends
+/// the new cursor back. (An `UPDATE` did not see the uncommitted row: the
+/// burst then committed its cursor past events whose effects the rebuild
+/// emptied, and the replay never brought them back.)
+#[tokio::test]
+async fn a_rewind_sends_back_a_cursor_whose_first_burst_has_not_committed() {
+    let test_db = TestDb::create().await.unwrap();
+    let pool = test_db.role_pool(Role::Segmentation).await.unwrap();
+    let past = Position { transaction: 42, sequence: 1 };
+    let mut burst = pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO feed_cursors (consumer, transaction_id, sequence) VALUES ('test.first-burst', 0, 0)
+         ON CONFLICT (consumer) DO UPDATE SET consumer = excluded.consumer",
+    )
+    .execute(&mut *burst)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE feed_cursors SET transaction_id = $1, sequence = $2 WHERE consumer = 'test.first-burst'")
+        .bind(past.columns().0)
+        .bind(past.columns().1)
+        .execute(&mut *burst)
+        .await
+        .unwrap();
+
+    let rebuild = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let mut tx = pool.begin().await.unwrap();
+            crm_platform::consumer::rewind(&mut tx, &["test.first-burst"]).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+    });
+    eventually(Duration::from_secs(30), "the rewind waiting for the burst", || {
+        let pool = pool.clone();
+        async move {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%feed_cursors%'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            waiting == 1
+        }
+    })
+    .await;
+    burst.commit().await.unwrap();
+    rebuild.await.unwrap();
+    assert_eq!(cursor_and_claims(&pool, "test.first-burst").await.0, Position::default(), "sent back to the start");
+}

@@ -46,7 +46,7 @@ async fn subscribe_delivers_history_then_live_events_and_resumes_after_a_positio
     // A consumer that stopped after the third event resumes exactly there.
     let after: EventPosition = history[2].position.unwrap();
     let mut resumed = contacts
-        .subscribe(SubscribeRequest { after: Some(after), event_types: vec![], live: false })
+        .subscribe(SubscribeRequest { after: Some(after), event_types: vec![], live: false, ..Default::default() })
         .await
         .unwrap()
         .into_inner();
@@ -55,6 +55,56 @@ async fn subscribe_delivers_history_then_live_events_and_resumes_after_a_positio
         amounts.push(amount_of(&resumed.message().await.unwrap().unwrap().event.unwrap()));
     }
     assert_eq!(amounts, [4, 5, 6]);
+    suite.shutdown().await.unwrap();
+}
+
+async fn next(
+    stream: &mut tonic::Streaming<crm_proto::events::v1::SubscribeResponse>,
+) -> crm_proto::events::v1::SubscribeResponse {
+    tokio::time::timeout(Duration::from_secs(30), stream.message()).await.unwrap().unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn subscribe_says_when_it_has_caught_up_if_asked() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let pool = test_db.role_pool(Role::Contacts).await.unwrap();
+    for amount in 1..=3 {
+        commit_events(&pool, &[test_event("c1", amount)]).await;
+    }
+    let mut contacts = suite.contacts().await.unwrap();
+    let marked = SubscribeRequest { caught_up_markers: true, ..Default::default() };
+    let mut stream = contacts.subscribe(marked).await.unwrap().into_inner();
+    let mut history = Vec::new();
+    for _ in 0..3 {
+        let message = next(&mut stream).await;
+        assert!(message.caught_up.is_none(), "no marker before the backlog is delivered");
+        history.push(message.event.unwrap());
+    }
+    let marker = next(&mut stream).await;
+    assert!(marker.event.is_none());
+    assert_eq!(marker.caught_up, history[2].position, "caught up at the last event");
+
+    // A new event, then the marker again; nothing in between.
+    commit_events(&pool, &[test_event("c1", 4)]).await;
+    let live = next(&mut stream).await;
+    assert_eq!(amount_of(live.event.as_ref().unwrap()), 4);
+    let again = next(&mut stream).await;
+    assert_eq!(again.caught_up, live.event.unwrap().position);
+
+    // Unasked, no markers: the events only.
+    let mut plain = contacts.subscribe(SubscribeRequest::default()).await.unwrap().into_inner();
+    for amount in 1..=4 {
+        assert_eq!(amount_of(&next(&mut plain).await.event.unwrap()), amount);
+    }
+    commit_events(&pool, &[test_event("c1", 5)]).await;
+    assert_eq!(amount_of(&next(&mut plain).await.event.unwrap()), 5, "no marker before the new event");
+
+    // The live lane is never caught up.
+    let live_marked = SubscribeRequest { live: true, caught_up_markers: true, ..Default::default() };
+    let refused = contacts.subscribe(live_marked).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(crate::contacts::violated_fields(&refused)[0], "caught_up_markers");
     suite.shutdown().await.unwrap();
 }
 
@@ -72,13 +122,18 @@ async fn subscribe_delivers_only_the_event_types_asked_for() {
     commit_events(&pool, &[other_type.clone(), test_event("c1", 1), other_type, test_event("c1", 2)]).await;
 
     let mut contacts = suite.contacts().await.unwrap();
-    let only_money = SubscribeRequest { after: None, event_types: vec!["crm.common.v1.Money".into()], live: false };
+    let only_money = SubscribeRequest {
+        after: None,
+        event_types: vec!["crm.common.v1.Money".into()],
+        live: false,
+        ..Default::default()
+    };
     let mut stream = contacts.subscribe(only_money).await.unwrap().into_inner();
     let first = stream.message().await.unwrap().unwrap().event.unwrap();
     let second = stream.message().await.unwrap().unwrap().event.unwrap();
     assert_eq!((amount_of(&first), amount_of(&second)), (1, 2), "the other type is skipped");
 
-    let bad = SubscribeRequest { after: None, event_types: vec![String::new()], live: false };
+    let bad = SubscribeRequest { after: None, event_types: vec![String::new()], live: false, ..Default::default() };
     assert_eq!(contacts.subscribe(bad).await.unwrap_err().code(), Code::InvalidArgument);
     suite.shutdown().await.unwrap();
 }

@@ -75,7 +75,7 @@ async fn recurring_problems(suite: &TestSuite) -> tonic::Streaming<crm_proto::ev
     let subscribe = SubscribeRequest {
         after: None,
         event_types: vec!["crm.interactions.v1.RecurringProblemDetected".into()],
-        live: false,
+        ..Default::default()
     };
     suite.interactions().await.unwrap().subscribe(subscribe).await.unwrap().into_inner()
 }
@@ -156,7 +156,7 @@ async fn invoices_become_overdue_by_themselves_and_payments_settle_them() {
         .interactions()
         .await
         .unwrap()
-        .subscribe(SubscribeRequest { after: None, event_types: vec![], live: false })
+        .subscribe(SubscribeRequest { after: None, event_types: vec![], live: false, ..Default::default() })
         .await
         .unwrap()
         .into_inner();

@@ -76,8 +76,10 @@ pub trait Handler: Send + Sync + 'static {
         MAX_BATCH
     }
 
-    /// Called when no event came for a while ([`IDLE_CHECK`]): the follower
-    /// has applied everything its feed had, up to `applied`. By default
+    /// Called when no event came for a while ([`IDLE_CHECK`]) after the feed
+    /// said it had delivered every committed event (a caught-up marker,
+    /// `SubscribeRequest.caught_up_markers`): the follower has applied
+    /// everything its feed had, up to `applied`. By default
     /// nothing. A handler that records having caught up must check, in the
     /// transaction that records it, that its stored cursor is not behind
     /// `applied` ([`cursor_of`]): a rebuild may have moved it back since the
@@ -130,7 +132,8 @@ impl FeedSource {
         grpc.ready().await.map_err(|error| Status::unavailable(error.to_string()))?;
         let path = http::uri::PathAndQuery::try_from(format!("/{}/Subscribe", self.service))
             .map_err(|_| Status::internal("bad service name"))?;
-        let request = pb::SubscribeRequest { after: Some(after.into()), event_types, live };
+        // The whole feed says when it has caught up (the follower's idle check needs it).
+        let request = pb::SubscribeRequest { after: Some(after.into()), event_types, live, caught_up_markers: !live };
         let codec = tonic_prost::ProstCodec::<pb::SubscribeRequest, pb::SubscribeResponse>::default();
         let stream = grpc.server_streaming(tonic::Request::new(request), path, codec).await?.into_inner();
         Ok(Box::pin(stream))
@@ -198,7 +201,7 @@ impl<H: Handler> Consumer<H> {
     /// Reads the cursor, subscribes after it and handles events until shutdown.
     ///
     /// Every [`IDLE_CHECK`] without events, the handler hears that it is
-    /// idle (caught up with the feed as far as it can tell), and the stored
+    /// idle if the feed has said it is caught up, and the stored
     /// cursor is read: if someone moved it back (a rebuild of the read
     /// model), the follower subscribes again from there.
     async fn follow(&self, shutdown: &CancellationToken, ahead_types: &[String]) -> anyhow::Result<()> {
@@ -209,6 +212,10 @@ impl<H: Handler> Consumer<H> {
         let mut ticks = tokio::time::interval(IDLE_CHECK);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut busy = true;
+        // Whether the feed said it has delivered every event committed so
+        // far, and none came after: quiet alone is not caught up (a stream
+        // opened on a loaded server may take seconds to bring its backlog).
+        let mut caught_up = false;
         loop {
             let next = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
@@ -216,7 +223,7 @@ impl<H: Handler> Consumer<H> {
                     if self.cursor().await? < applied {
                         anyhow::bail!("the cursor was moved back (a rebuild); subscribing again from it");
                     }
-                    if !busy {
+                    if !busy && caught_up {
                         self.handler.idle(&self.pool, applied).await?;
                     }
                     busy = false;
@@ -228,7 +235,17 @@ impl<H: Handler> Consumer<H> {
             let mut events = Vec::with_capacity(received.len());
             for message in received {
                 // A stream error drops the events after the cursor: they come again on resume.
-                events.extend(message?.event);
+                let message = message?;
+                if let Some(event) = message.event {
+                    events.push(event);
+                    caught_up = false;
+                }
+                if message.caught_up.is_some() {
+                    caught_up = true;
+                }
+            }
+            if events.is_empty() {
+                continue;
             }
             busy = true;
             // Events of the live lane that just committed are the lane's to
@@ -435,16 +452,33 @@ fn makes_room(ahead: bool) -> bool {
     if ahead { crate::foreground::serving() } else { crate::foreground::busy() }
 }
 
-/// Sends consumers `names` back to the start of their feeds (a rebuild of
-/// what they derive, emptied in the same transaction): their cursors go to
-/// zero and their claims are dropped, so every event is applied again.
+/// Sends consumers `names` back to the start of their feeds, for a rebuild
+/// of what they derive, in the transaction that empties it. In this order:
+/// `rewind`, then the emptying, then [`forget_claims`].
+///
+/// The cursors go to zero by an upsert, before anything is emptied: a
+/// follower's transaction in flight holds its cursor row (or is creating
+/// it: an `UPDATE` does not see a row whose insert has not committed, and
+/// the follower's first burst then committed its cursor past events whose
+/// effects the rebuild emptied, found by the rebuild test under load), so
+/// this waits for it to commit, then holds the row: the follower's next
+/// transaction waits for the rebuild and finds its cursor moved back.
 pub async fn rewind(tx: &mut PgConnection, names: &[&str]) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE feed_cursors SET transaction_id = 0, sequence = 0, updated_at = now() WHERE consumer = ANY($1)",
+        "INSERT INTO feed_cursors (consumer, transaction_id, sequence) SELECT name, 0, 0 FROM unnest($1::text[]) AS name
+         ON CONFLICT (consumer) DO UPDATE SET transaction_id = 0, sequence = 0, updated_at = now()",
     )
     .bind(names)
     .execute(&mut *tx)
     .await?;
+    Ok(())
+}
+
+/// Drops the live lane's claims of consumers `names` (rewound by
+/// [`rewind`]), after what they derive is emptied: a lane transaction does
+/// not hold the cursor, and one the emptying waited for has committed its
+/// claims by then, so none is left to hide an event from the replay.
+pub async fn forget_claims(tx: &mut PgConnection, names: &[&str]) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM feed_claims WHERE consumer = ANY($1)").bind(names).execute(&mut *tx).await?;
     Ok(())
 }

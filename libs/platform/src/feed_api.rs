@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     RoleContext,
     error::{Error, Violations},
-    outbox::{Feed, Position, is_wanted},
+    outbox::{Delivery, Feed, Position, is_wanted},
     page_token::{PageTokens, Query},
 };
 
@@ -82,16 +82,30 @@ impl FeedApi {
         check_filter_values(&mut violations, "event_types", &request.event_types);
         violations.into_result()?;
         let after = Position::from(request.after);
-        let respond = |event: Result<pb::Event, Error>| match event {
-            Ok(event) => Ok(pb::SubscribeResponse { event: Some(event) }),
-            Err(error) => Err(Status::from(error)),
-        };
         if request.live {
+            if request.caught_up_markers {
+                return Err(Error::invalid(
+                    "caught_up_markers",
+                    "the live lane is not in feed order and is never caught up: ask for markers on the whole feed",
+                ));
+            }
+            let respond = |event: Result<pb::Event, Error>| match event {
+                Ok(event) => Ok(pb::SubscribeResponse { event: Some(event), caught_up: None }),
+                Err(error) => Err(Status::from(error)),
+            };
             let events = self.feed.follow_live(after, request.event_types, self.shutdown.clone());
             return Ok(Box::pin(events.map(respond)));
         }
-        let events = self.feed.follow(after, request.event_types, self.shutdown.clone());
-        Ok(Box::pin(events.map(respond)))
+        let markers = request.caught_up_markers;
+        let respond = move |delivery: Result<Delivery, Error>| match delivery {
+            Ok(Delivery::Event(event)) => Some(Ok(pb::SubscribeResponse { event: Some(event), caught_up: None })),
+            Ok(Delivery::CaughtUp(position)) => {
+                markers.then(|| Ok(pb::SubscribeResponse { event: None, caught_up: Some(position.into()) }))
+            }
+            Err(error) => Some(Err(Status::from(error))),
+        };
+        let deliveries = self.feed.follow_marked(after, request.event_types, self.shutdown.clone());
+        Ok(Box::pin(deliveries.filter_map(move |delivery| std::future::ready(respond(delivery)))))
     }
 
     /// One page of the feed.

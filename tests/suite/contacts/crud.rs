@@ -357,7 +357,7 @@ async fn contact_events_reach_a_subscriber_in_order() {
         .contacts()
         .await
         .unwrap()
-        .subscribe(SubscribeRequest { after: None, event_types: vec![], live: false })
+        .subscribe(SubscribeRequest { after: None, event_types: vec![], live: false, ..Default::default() })
         .await
         .unwrap()
         .into_inner();

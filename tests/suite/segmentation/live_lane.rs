@@ -66,7 +66,12 @@ async fn a_single_calls_interaction_moves_segments_and_fires_rules_while_a_bulk_
     outbox::mark_bulk(&mut bulk).await.unwrap();
     outbox::append(&mut bulk, &[test_event("held", 1)]).await.unwrap();
 
-    let lane = SubscribeRequest { live: true, event_types: vec![InteractionRecorded::full_name()], after: None };
+    let lane = SubscribeRequest {
+        live: true,
+        event_types: vec![InteractionRecorded::full_name()],
+        after: None,
+        ..Default::default()
+    };
     let mut lane = interactions.subscribe(lane).await.unwrap().into_inner();
     let call = Interaction {
         contact_id: caller.clone(),

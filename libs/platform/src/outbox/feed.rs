@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crm_proto::events::v1 as pb;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Row, postgres::PgListener};
 use tokio::sync::watch;
@@ -281,11 +281,33 @@ impl Feed {
         event_types: Vec<String>,
         stop: CancellationToken,
     ) -> impl Stream<Item = Result<pb::Event, Error>> + Send + use<> {
+        self.follow_marked(after, event_types, stop).filter_map(|delivery| {
+            std::future::ready(match delivery {
+                Ok(Delivery::Event(event)) => Some(Ok(event)),
+                Ok(Delivery::CaughtUp(_)) => None,
+                Err(error) => Some(Err(error)),
+            })
+        })
+    }
+
+    /// Follows the feed like [`Feed::follow`], and says when it has caught
+    /// up: a [`Delivery::CaughtUp`] follows the events each time a read
+    /// found no more committed ones (none held back behind a running
+    /// transaction either), so every event committed before that read has
+    /// been delivered. Said once when the stream starts at the end of the
+    /// feed, then again only after new events.
+    pub fn follow_marked(
+        &self,
+        after: Position,
+        event_types: Vec<String>,
+        stop: CancellationToken,
+    ) -> impl Stream<Item = Result<Delivery, Error>> + Send + use<> {
         let feed = self.clone();
         async_stream::stream! {
             let mut cursor = after;
             let mut wakeups = feed.wakeups.clone();
             let mut horizon_retry = HORIZON_RETRY_MIN;
+            let mut said = false;
             loop {
                 if stop.is_cancelled() {
                     yield Err(shutting_down());
@@ -301,13 +323,18 @@ impl Feed {
                     }
                 };
                 cursor = batch.scanned_to;
+                said &= batch.events.is_empty();
                 for event in batch.events {
                     if is_wanted(&event_types, &event) {
-                        yield Ok(event);
+                        yield Ok(Delivery::Event(event));
                     }
                 }
                 if batch.full {
                     continue;
+                }
+                if !batch.held_back && !said {
+                    said = true;
+                    yield Ok(Delivery::CaughtUp(cursor));
                 }
                 let wait = if batch.held_back {
                     let wait = horizon_retry;
@@ -328,6 +355,19 @@ impl Feed {
             }
         }
     }
+}
+
+/// What [`Feed::follow_marked`] delivers.
+// Nearly every delivery is an event: boxing them to shrink the rare marker
+// would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum Delivery {
+    /// The next event.
+    Event(pb::Event),
+    /// Every event committed before the last read is delivered; the stream
+    /// has read up to this position.
+    CaughtUp(Position),
 }
 
 /// Where a follower of the live lane stands: every event of the lane at or

@@ -19,5 +19,5 @@
 mod feed;
 mod writer;
 
-pub use feed::{Batch, Feed, Position, is_wanted, shutting_down};
+pub use feed::{Batch, Delivery, Feed, Position, is_wanted, shutting_down};
 pub use writer::{NewEvent, append, mark_bulk, rewrite, wake, wake_after_commit};

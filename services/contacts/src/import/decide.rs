@@ -154,9 +154,11 @@ impl Known<'_> {
     /// flight (those not in what this batch read of the base), of this
     /// batch; none for a wide key they hold more than
     /// [`matching::MAX_BLOCK`] of together, as the base purges it.
-    fn holders(&self, key: i64) -> Vec<Target> {
-        let holders: Vec<Target> = self.known_holders(key).collect();
-        if self.wide.contains(&key) && holders.len() as i64 > matching::MAX_BLOCK { Vec::new() } else { holders }
+    fn holders(&self, key: i64) -> impl Iterator<Item = Target> + '_ {
+        // Counted only for keys of a kind that is purged: the others never are.
+        let limit = usize::try_from(matching::MAX_BLOCK).unwrap_or(usize::MAX);
+        let purged = self.wide.contains(&key) && self.known_holders(key).take(limit + 1).count() > limit;
+        self.known_holders(key).filter(move |_| !purged)
     }
 
     fn known_holders(&self, key: i64) -> impl Iterator<Item = Target> + '_ {

@@ -139,12 +139,10 @@ async fn insert(tx: &mut PgConnection, created: &[NewContact], author: &Author<'
     .bind(&notes)
     .execute(&mut *tx)
     .await?;
-    let (terms_written, term_owners) =
-        term_rows(created.iter().zip(&all_terms).map(|(row, all)| (row.id, all.as_slice())));
     // COPY: a message's 50,000 terms go in a quarter cheaper than by `unnest`
     // (PostgreSQL stores a page of rows at a time; the index is the same work).
-    let term_rows: Vec<(i64, Uuid)> = terms_written.into_iter().zip(term_owners).collect();
-    copy::copy_in(&mut *tx, "COPY contact_terms (term, contact_id) FROM STDIN", &term_rows, |row, (term, owner)| {
+    let written = term_rows(created.iter().zip(&all_terms).map(|(row, all)| (row.id, all.as_slice())));
+    copy::copy_in(&mut *tx, "COPY contact_terms (term, contact_id) FROM STDIN", &written, |row, (term, owner)| {
         row.plain(term).plain(owner);
     })
     .await?;

@@ -190,7 +190,8 @@ pub(crate) async fn rewrite_terms(
     if live.is_empty() {
         return Ok(());
     }
-    let (terms_written, owners) = term_rows(live.iter().map(|(id, _, all)| (*id, all.as_slice())));
+    let (terms_written, owners): (Vec<i64>, Vec<Uuid>) =
+        term_rows(live.iter().map(|(id, _, all)| (*id, all.as_slice()))).into_iter().unzip();
     sqlx::query(
         "INSERT INTO contact_terms (term, contact_id)
          SELECT * FROM unnest($1::bigint[], $2::uuid[]) ON CONFLICT DO NOTHING",
@@ -217,10 +218,10 @@ pub(crate) async fn rewrite_terms(
 /// The `contact_terms` rows (term, contact) of these contacts, in term
 /// order: consecutive inserts then walk the index in one direction (its
 /// upper pages stay in cache), a third cheaper than in contact order.
-pub(crate) fn term_rows<'a>(contacts: impl Iterator<Item = (Uuid, &'a [i64])>) -> (Vec<i64>, Vec<Uuid>) {
+pub(crate) fn term_rows<'a>(contacts: impl Iterator<Item = (Uuid, &'a [i64])>) -> Vec<(i64, Uuid)> {
     let mut rows: Vec<(i64, Uuid)> = contacts.flat_map(|(id, all)| all.iter().map(move |term| (*term, id))).collect();
     rows.sort_unstable();
-    rows.into_iter().unzip()
+    rows
 }
 
 /// Deletes the terms the rows of these contacts record, and the record.

@@ -192,7 +192,8 @@ async fn follow_segment(
     breaches: Arc<Mutex<Breaches>>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let request = SubscribeRequest { after: None, event_types: vec![SegmentEntered::full_name()], live };
+    let request =
+        SubscribeRequest { after: None, event_types: vec![SegmentEntered::full_name()], live, ..Default::default() };
     let stream = SegmentationServiceClient::new(transport).subscribe(request).await?.into_inner();
     let segment = segment.to_string();
     each_event(stream, &stop, "segmentation", |event, at| {
@@ -218,7 +219,12 @@ async fn follow_interactions(
     breaches: Arc<Mutex<Breaches>>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let request = SubscribeRequest { after: None, event_types: vec![InteractionRecorded::full_name()], live: true };
+    let request = SubscribeRequest {
+        after: None,
+        event_types: vec![InteractionRecorded::full_name()],
+        live: true,
+        ..Default::default()
+    };
     let stream = InteractionsServiceClient::new(transport).subscribe(request).await?.into_inner();
     each_event(stream, &stop, "interactions", |event, at| {
         let mut breaches = breaches.lock().unwrap_or_else(|poison| poison.into_inner());

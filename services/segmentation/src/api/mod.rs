@@ -247,6 +247,8 @@ impl SegmentationService for SegmentationApi {
         _request: Request<pb::RebuildReadModelRequest>,
     ) -> Result<Response<pb::ReadModelStatus>, Status> {
         let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        // The cursors first: the followers' transactions take them before the lock below.
+        rebuild::rewind(&mut tx).await?;
         // No reconcile runs while the model is emptied (they hold the lock shared).
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('crm.segmentation.segments', 0))")
             .execute(&mut *tx)

@@ -60,20 +60,24 @@ fn id(raw: &str) -> anyhow::Result<Uuid> {
 }
 
 impl ContactsFeed {
-    /// Applies one event; returns the contacts whose features must be recomputed.
-    pub async fn apply(&self, tx: &mut PgConnection, event: &Event) -> anyhow::Result<Vec<Uuid>> {
+    /// The contact and its profile, when `event` creates or updates one.
+    fn profile_of(event: &Event) -> anyhow::Result<Option<(Uuid, Profile)>> {
         let kind = event.r#type.as_str();
-        if kind == contacts::ContactCreated::full_name() || kind == contacts::ContactUpdated::full_name() {
-            let contact = if kind == contacts::ContactCreated::full_name() {
-                decode::<contacts::ContactCreated>(event)?.contact
-            } else {
-                decode::<contacts::ContactUpdated>(event)?.contact
-            };
-            let Some(contact) = contact else { return Ok(Vec::new()) };
-            let contact_id = id(&contact.id)?;
-            read_model::save_profile(tx, contact_id, &profile(&contact)).await?;
-            return Ok(vec![contact_id]);
-        }
+        let contact = if kind == contacts::ContactCreated::full_name() {
+            decode::<contacts::ContactCreated>(event)?.contact
+        } else if kind == contacts::ContactUpdated::full_name() {
+            decode::<contacts::ContactUpdated>(event)?.contact
+        } else {
+            return Ok(None);
+        };
+        contact.map(|contact| Ok((id(&contact.id)?, profile(&contact)))).transpose()
+    }
+
+    /// Applies one event other than a creation or update (those are
+    /// [`Self::profile_of`]'s); returns the contacts whose features must be
+    /// recomputed.
+    async fn apply(&self, tx: &mut PgConnection, event: &Event) -> anyhow::Result<Vec<Uuid>> {
+        let kind = event.r#type.as_str();
         if kind == contacts::ContactMerged::full_name() {
             let merged = decode::<contacts::ContactMerged>(event)?;
             let survivor =
@@ -83,7 +87,7 @@ impl ContactsFeed {
             segments::merge(tx, survivor_id, &losers, self.clock.now()).await?;
             let mut touched = read_model::dependents(tx, &losers).await?;
             read_model::merge(tx, survivor_id, &losers).await?;
-            read_model::save_profile(tx, survivor_id, &profile(&survivor)).await?;
+            read_model::save_profiles(tx, &[(survivor_id, profile(&survivor))]).await?;
             touched.push(survivor_id);
             touched.extend(read_model::dependents(tx, &[survivor_id]).await?);
             return Ok(touched);
@@ -150,9 +154,18 @@ impl Handler for ContactsFeed {
         crate::store::lock_identities(tx, changes_identities).await?;
         segments::lock_shared(tx).await?;
         let mut touched = Vec::new();
+        // Runs of creations and updates are stored together, before the next other event.
+        let mut profiles = Vec::new();
         for event in events {
+            if let Some((contact_id, profile)) = Self::profile_of(event)? {
+                profiles.push((contact_id, profile));
+                touched.push(contact_id);
+                continue;
+            }
+            read_model::save_profiles(tx, &std::mem::take(&mut profiles)).await?;
             touched.extend(self.apply(tx, event).await?);
         }
+        read_model::save_profiles(tx, &profiles).await?;
         let now = self.clock.now();
         let computed = read_model::recompute(tx, &touched, now).await?;
         self.segments.reconcile(tx, &computed, &Default::default(), now).await?;

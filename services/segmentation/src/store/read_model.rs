@@ -38,15 +38,29 @@ pub async fn resolve(tx: &mut PgConnection, ids: &[Uuid]) -> Result<HashMap<Uuid
     Ok(resolved)
 }
 
-/// Stores what the contacts feed says of `contact_id` (unless it is gone).
-pub async fn save_profile(tx: &mut PgConnection, contact_id: Uuid, profile: &Profile) -> Result<(), Error> {
-    let data = serde_json::to_value(profile).map_err(|error| Error::Internal(error.into()))?;
+/// Stores what the contacts feed says of each contact (unless it is gone),
+/// in one statement however many: an import's burst of `ContactCreated`
+/// costs one round trip, not one a contact. A contact named twice keeps the
+/// later profile, as applying them one by one would.
+pub async fn save_profiles(tx: &mut PgConnection, profiles: &[(Uuid, Profile)]) -> Result<(), Error> {
+    let mut seen = HashSet::new();
+    let mut ids = Vec::with_capacity(profiles.len());
+    let mut data = Vec::with_capacity(profiles.len());
+    for (contact_id, profile) in profiles.iter().rev().filter(|(contact_id, _)| seen.insert(*contact_id)) {
+        ids.push(*contact_id);
+        data.push(sqlx::types::Json(profile));
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
     sqlx::query(
-        "INSERT INTO profiles (contact_id, data) SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM gone WHERE contact_id = $1)
+        "INSERT INTO profiles (contact_id, data)
+         SELECT p.contact_id, p.data FROM unnest($1::uuid[], $2::jsonb[]) AS p(contact_id, data)
+         WHERE NOT EXISTS (SELECT 1 FROM gone g WHERE g.contact_id = p.contact_id)
          ON CONFLICT (contact_id) DO UPDATE SET data = excluded.data, updated_at = now()",
     )
-    .bind(contact_id)
-    .bind(data)
+    .bind(&ids)
+    .bind(&data)
     .execute(tx)
     .await?;
     Ok(())

@@ -34,12 +34,21 @@ pub async fn status(conn: &mut PgConnection) -> Result<Status, Error> {
     Ok(Status { generation, rebuilding, started_at, finished_at, contacts_applied, interactions_applied })
 }
 
-/// Empties the read model and sends the consumers back to the start.
+/// Sends the consumers' cursors back to the start: first in a rebuild's
+/// transaction, before any lock a follower's transaction may wait for
+/// (`consumer::rewind` waits for the one in flight), then [`start`].
+pub async fn rewind(tx: &mut PgConnection) -> Result<(), Error> {
+    Ok(crm_platform::consumer::rewind(tx, &CONSUMERS).await?)
+}
+
+/// Empties the read model, once [`rewind`] has sent the consumers back,
+/// and drops their claims (after the emptying, as `consumer::forget_claims`
+/// asks).
 pub async fn start(tx: &mut PgConnection, now: DateTime<Utc>) -> Result<Status, Error> {
     sqlx::query("TRUNCATE profiles, activity, redirects, gone, invoices, problems, relationships, features")
         .execute(&mut *tx)
         .await?;
-    crm_platform::consumer::rewind(tx, &CONSUMERS).await?;
+    crm_platform::consumer::forget_claims(tx, &CONSUMERS).await?;
     sqlx::query(
         "UPDATE rebuild SET generation = generation + 1, rebuilding = true, started_at = $1, finished_at = NULL, caught_up = '{}'",
     )
