@@ -39,8 +39,7 @@ pub fn spawn(pool: PgPool, clock: Clock, segments: Arc<Segments>, shutdown: Canc
 pub async fn run_due(pool: &PgPool, clock: &Clock, segments: &Segments) -> Result<usize, Error> {
     let now = clock.now();
     let mut tx = pool.begin().await?;
-    crate::store::lock_identities(&mut tx, false).await?;
-    crate::segments::lock_shared(&mut tx).await?;
+    crate::store::lock_batch(&mut tx, false).await?;
     let due: Vec<Uuid> = sqlx::query_scalar(
         "SELECT contact_id FROM features WHERE next_change_at <= $1 ORDER BY next_change_at LIMIT $2",
     )

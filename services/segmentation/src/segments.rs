@@ -5,7 +5,7 @@
 //! Evaluating a new or changed rule over every contact and keeping
 //! memberships as features change must not miss each other: a consumer
 //! holds a shared advisory lock from the start of its batch (before it reads
-//! features or memberships, [`lock_shared`]), a segment's population the
+//! features or memberships, `store::lock_batch`), a segment's population the
 //! exclusive one, so a population sees every feature committed before it,
 //! and a reconcile after it sees the new rule.
 
@@ -30,8 +30,6 @@ use crate::{
     store::{rebuild, segments as store},
 };
 
-/// The lock that orders populations (exclusive) and reconciles (shared).
-const SEGMENTS_LOCK: &str = "crm.segmentation.segments";
 /// Feature documents read per page when a segment is populated.
 const PAGE: i64 = 2000;
 
@@ -88,16 +86,10 @@ pub async fn decide_all(
     Ok(())
 }
 
-/// Taken by a feed consumer or the schedule at the start of its batch,
-/// before it reads any feature or membership (see the module's doc).
-pub async fn lock_shared(tx: &mut PgConnection) -> Result<(), Error> {
-    lock(tx, false).await
-}
-
 async fn lock(tx: &mut PgConnection, exclusive: bool) -> Result<(), Error> {
     let function = if exclusive { "pg_advisory_xact_lock" } else { "pg_advisory_xact_lock_shared" };
     sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {function}(hashtextextended($1, 0))")))
-        .bind(SEGMENTS_LOCK)
+        .bind(crate::store::SEGMENTS_LOCK)
         .execute(tx)
         .await?;
     Ok(())
@@ -129,7 +121,9 @@ impl Segments {
     /// `moved`: for contacts whose features were applied to rather than
     /// recomputed, the features that may have changed; a segment whose rule
     /// reads none of them keeps its decision (memberships always agree with
-    /// the stored features) and is not run for that contact.
+    /// the stored features) and is not run for that contact. The caller
+    /// holds the segments lock shared since its batch began
+    /// (`store::lock_batch`).
     pub async fn reconcile(
         &self,
         tx: &mut PgConnection,
@@ -140,13 +134,9 @@ impl Segments {
         if computed.is_empty() {
             return Ok(());
         }
-        lock(tx, false).await?;
         // During a rebuild the features are incomplete: memberships wait for it to finish.
-        if rebuild::rebuilding(tx).await? {
-            return Ok(());
-        }
-        let segments: Vec<(Uuid, i64, Arc<Checked>)> = store::dynamic(tx)
-            .await?
+        let Some(dynamic) = store::dynamic_unless_rebuilding(tx).await? else { return Ok(()) };
+        let segments: Vec<(Uuid, i64, Arc<Checked>)> = dynamic
             .into_iter()
             .filter_map(|(id, version, rule)| Some((id, version, self.compiled(id, version, &rule)?)))
             .collect();

@@ -208,8 +208,7 @@ async fn refresh_locked(pool: &PgPool, segments: &Segments, now: DateTime<Utc>) 
     let (mut after, mut changed, mut seen) = (Uuid::nil(), 0, 0);
     loop {
         let mut tx = pool.begin().await?;
-        crate::store::lock_identities(&mut tx, false).await?;
-        crate::segments::lock_shared(&mut tx).await?;
+        crate::store::lock_batch(&mut tx, false).await?;
         let page = read_model::apply_analytics(&mut tx, after, REFRESH_PAGE, now).await?;
         let Some(last) = page.last else { break };
         segments.reconcile(&mut tx, &page.applied.computed, &page.applied.moved, now).await?;

@@ -250,7 +250,8 @@ impl SegmentationService for SegmentationApi {
         // The cursors first: the followers' transactions take them before the lock below.
         rebuild::rewind(&mut tx).await?;
         // No reconcile runs while the model is emptied (they hold the lock shared).
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('crm.segmentation.segments', 0))")
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(crate::store::SEGMENTS_LOCK)
             .execute(&mut *tx)
             .await
             .map_err(Error::from)?;

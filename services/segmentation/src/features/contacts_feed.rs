@@ -151,8 +151,7 @@ impl Handler for ContactsFeed {
             ]
             .contains(&event.r#type)
         });
-        crate::store::lock_identities(tx, changes_identities).await?;
-        segments::lock_shared(tx).await?;
+        crate::store::lock_batch(tx, changes_identities).await?;
         let mut touched = Vec::new();
         // Runs of creations and updates are stored together, before the next other event.
         let mut profiles = Vec::new();

@@ -84,8 +84,7 @@ impl Handler for InteractionsFeed {
     }
 
     async fn handle_batch(&self, tx: &mut PgConnection, events: &[&Event]) -> anyhow::Result<()> {
-        crate::store::lock_identities(tx, false).await?;
-        crate::segments::lock_shared(tx).await?;
+        crate::store::lock_batch(tx, false).await?;
         let mut rows = Vec::new();
         let mut touched = Vec::new();
         for event in events {

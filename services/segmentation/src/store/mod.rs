@@ -26,11 +26,28 @@ use uuid::Uuid;
 /// purchase either commits before a new colleague's features read the
 /// organization's revenue, or finds that colleague among its dependents
 /// after. Taken before any other lock of the role.
-pub async fn lock_identities(tx: &mut sqlx::PgConnection, exclusive: bool) -> Result<(), crm_platform::Error> {
-    let function = if exclusive { "pg_advisory_xact_lock" } else { "pg_advisory_xact_lock_shared" };
-    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {function}(hashtextextended('crm.segmentation.identities', 0))")))
-        .execute(tx)
-        .await?;
+const IDENTITIES_LOCK: &str = "crm.segmentation.identities";
+
+/// The lock that orders a segment's population (exclusive) and the
+/// reconciles of memberships (shared): `segments`' module doc says why.
+pub const SEGMENTS_LOCK: &str = "crm.segmentation.segments";
+
+/// Taken at the start of a batch that reads or writes features (a feed's
+/// burst, the schedule's, a refresh's page), before it reads anything:
+/// [`IDENTITIES_LOCK`] (exclusive when the batch merges, erases or
+/// relinks contacts) then [`SEGMENTS_LOCK`] shared, in that order, in one
+/// round trip (a live lane's transaction is some fifteen statements; each
+/// costs a round trip on two busy cores).
+pub async fn lock_batch(tx: &mut sqlx::PgConnection, identities_exclusive: bool) -> Result<(), crm_platform::Error> {
+    let identities = if identities_exclusive { "pg_advisory_xact_lock" } else { "pg_advisory_xact_lock_shared" };
+    // A target list is evaluated left to right: the identities lock first.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {identities}(hashtextextended($1, 0)), pg_advisory_xact_lock_shared(hashtextextended($2, 0))"
+    )))
+    .bind(IDENTITIES_LOCK)
+    .bind(SEGMENTS_LOCK)
+    .execute(tx)
+    .await?;
     Ok(())
 }
 

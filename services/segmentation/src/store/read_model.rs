@@ -15,26 +15,21 @@ use crate::features::{
 /// nowhere (`None`) for a contact that is gone, else the contact itself.
 pub async fn resolve(tx: &mut PgConnection, ids: &[Uuid]) -> Result<HashMap<Uuid, Option<Uuid>>, Error> {
     let mut resolved: HashMap<Uuid, Option<Uuid>> = ids.iter().map(|id| (*id, Some(*id))).collect();
-    let redirected: Vec<(Uuid, Uuid)> =
-        sqlx::query_as("SELECT loser_id, survivor_id FROM redirects WHERE loser_id = ANY($1)")
-            .bind(ids)
-            .fetch_all(&mut *tx)
-            .await?;
-    for (loser, survivor) in redirected {
-        resolved.insert(loser, Some(survivor));
+    if ids.is_empty() {
+        return Ok(resolved);
     }
-    let targets: Vec<Uuid> = resolved.values().flatten().copied().collect();
-    let gone: HashSet<Uuid> = sqlx::query_scalar("SELECT contact_id FROM gone WHERE contact_id = ANY($1)")
-        .bind(&targets)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .collect();
-    for target in resolved.values_mut() {
-        if target.is_some_and(|id| gone.contains(&id)) {
-            *target = None;
-        }
-    }
+    // Only the ids redirected or gone come back: the others are themselves.
+    let changed: Vec<(Uuid, Option<Uuid>)> = sqlx::query_as(
+        "SELECT i.id, CASE WHEN g.contact_id IS NULL THEN coalesce(r.survivor_id, i.id) END
+         FROM (SELECT DISTINCT id FROM unnest($1::uuid[]) AS id) AS i
+         LEFT JOIN redirects r ON r.loser_id = i.id
+         LEFT JOIN gone g ON g.contact_id = coalesce(r.survivor_id, i.id)
+         WHERE r.loser_id IS NOT NULL OR g.contact_id IS NOT NULL",
+    )
+    .bind(ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    resolved.extend(changed);
     Ok(resolved)
 }
 

@@ -173,6 +173,25 @@ pub async fn dynamic(conn: &mut PgConnection) -> Result<Vec<(Uuid, i64, String)>
         .await?)
 }
 
+/// Whether the read model is rebuilt, with a dynamic segment (id,
+/// version, rule; none when there is none).
+type RebuildingWithSegment = (bool, Option<Uuid>, Option<i64>, Option<String>);
+
+/// The live dynamic segments, as [`dynamic`]; `None` while the read model
+/// is rebuilt. One statement: a reconcile runs in every burst.
+pub async fn dynamic_unless_rebuilding(conn: &mut PgConnection) -> Result<Option<Vec<(Uuid, i64, String)>>, Error> {
+    let rows: Vec<RebuildingWithSegment> = sqlx::query_as(
+        "SELECT r.rebuilding, s.id, s.version, s.rule FROM rebuild r
+         LEFT JOIN segments s ON s.kind = 'dynamic' AND s.delete_time IS NULL",
+    )
+    .fetch_all(conn)
+    .await?;
+    if rows.iter().any(|(rebuilding, ..)| *rebuilding) {
+        return Ok(None);
+    }
+    Ok(Some(rows.into_iter().filter_map(|(_, id, version, rule)| Some((id?, version?, rule?))).collect()))
+}
+
 /// The kind of each of `segments` (`dynamic`, `static`, `snapshot`).
 pub async fn kinds(conn: &mut PgConnection, segments: &[Uuid]) -> Result<HashMap<Uuid, String>, Error> {
     let rows: Vec<(Uuid, String)> =
