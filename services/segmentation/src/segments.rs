@@ -86,9 +86,11 @@ pub async fn decide_all(
     Ok(())
 }
 
-async fn lock(tx: &mut PgConnection, exclusive: bool) -> Result<(), Error> {
-    let function = if exclusive { "pg_advisory_xact_lock" } else { "pg_advisory_xact_lock_shared" };
-    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {function}(hashtextextended($1, 0))")))
+/// Holds the segments lock exclusively (a population, a segment emptied, a
+/// rebuild): no reconcile runs meanwhile, since each holds it shared from
+/// the start of its batch (`store::lock_batch`).
+pub async fn lock_exclusive(tx: &mut PgConnection) -> Result<(), Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
         .bind(crate::store::SEGMENTS_LOCK)
         .execute(tx)
         .await?;
@@ -192,7 +194,7 @@ impl Segments {
         rule: &Checked,
         now: DateTime<Utc>,
     ) -> Result<i64, Error> {
-        lock(tx, true).await?;
+        lock_exclusive(tx).await?;
         let current = store::members(tx, id).await?;
         let mut members = HashSet::new();
         let (mut entries, mut events) = (Vec::new(), Vec::new());
@@ -263,7 +265,7 @@ impl Segments {
 
     /// Every member of segment `id` leaves it (the segment is deleted).
     pub async fn empty(&self, tx: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> Result<(), Error> {
-        lock(tx, true).await?;
+        lock_exclusive(tx).await?;
         let exits: Vec<(Uuid, Uuid)> = store::members(tx, id).await?.into_iter().map(|contact| (contact, id)).collect();
         let left = store::exit(tx, &exits, now).await?;
         let events: Vec<NewEvent> = left.iter().map(|(contact, _)| exited(id, *contact, "segment_deleted")).collect();
@@ -298,7 +300,7 @@ pub async fn change_static(
 
 /// A new snapshot `id` takes the members `source` has now.
 pub async fn freeze(tx: &mut PgConnection, id: Uuid, source: Uuid, now: DateTime<Utc>) -> Result<(), Error> {
-    lock(tx, true).await?;
+    lock_exclusive(tx).await?;
     let members: Vec<Uuid> = store::members(tx, source).await?.into_iter().collect();
     change_static(tx, id, 1, &members, true, now).await?;
     Ok(())

@@ -249,12 +249,8 @@ impl SegmentationService for SegmentationApi {
         let mut tx = self.pool.begin().await.map_err(Error::from)?;
         // The cursors first: the followers' transactions take them before the lock below.
         rebuild::rewind(&mut tx).await?;
-        // No reconcile runs while the model is emptied (they hold the lock shared).
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(crate::store::SEGMENTS_LOCK)
-            .execute(&mut *tx)
-            .await
-            .map_err(Error::from)?;
+        // No reconcile runs while the model is emptied.
+        crate::segments::lock_exclusive(&mut tx).await?;
         let status = rebuild::start(&mut tx, self.clock.now()).await?;
         tx.commit().await.map_err(Error::from)?;
         tracing::info!(generation = status.generation, "rebuilding the read model from the feeds");
