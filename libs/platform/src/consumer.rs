@@ -248,9 +248,18 @@ impl<H: Handler> Consumer<H> {
                 continue;
             }
             busy = true;
+            // A bulk stream's events as they commit: one runs now, maybe in
+            // another process, and whole-base computations here give way to it.
+            let now = std::time::SystemTime::now();
+            let freshest = events.iter().filter(|event| event.bulk);
+            if let Some(age) =
+                freshest.map(|event| crate::timestamp::elapsed_between(event.occurred_at.as_ref(), now)).min()
+            {
+                crate::foreground::bulk_event_seen(age);
+            }
             // Events of the live lane that just committed are the lane's to
             // apply: claiming them here too would race it and make it wait.
-            let wait = lane_first(&events, ahead_types, std::time::SystemTime::now());
+            let wait = lane_first(&events, ahead_types, now);
             if !wait.is_zero() {
                 tokio::select! {
                     () = shutdown.cancelled() => return Ok(()),

@@ -31,6 +31,14 @@
 //! left the callers a quarter between them. While busy, a burst and its
 //! pause are taken under the process's one [`turn`], so the followers
 //! yield to each other as well as to the callers.
+//!
+//! Whole-base computations (customer analytics) give way to bulk streams
+//! between their steps ([`GiveWay`]): an ingest from billing is what the
+//! business waits on, a nightly score is not. A process learns that a
+//! bulk stream runs from its own servers ([`stream_started`], from the
+//! call's start to its answer's end) or, when the stream is stored by
+//! another process, from a follower receiving its events as they commit
+//! ([`bulk_event_seen`]).
 
 use std::{
     sync::{
@@ -92,6 +100,73 @@ pub fn bulk_batch() {
     LAST_BULK.store(now_ms(), Ordering::Relaxed);
 }
 
+/// Bulk streams that write (an import, an ingest, an upload), of the
+/// bulk streams in [`BULK`].
+const BULK_WRITES: [&str; 3] = ["/ImportContacts", "/IngestInteractions", "/UploadInteractions"];
+
+/// How many bulk streams that write are open in this process now.
+static OPEN_BULK: AtomicU64 = AtomicU64::new(0);
+
+/// A bulk stream that writes, counted open until this is dropped (with
+/// the call's response).
+#[derive(Debug)]
+pub struct BulkStream(());
+
+impl Drop for BulkStream {
+    fn drop(&mut self) {
+        OPEN_BULK.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts a call to `path` open, when it is a bulk stream that writes,
+/// until the answer is dropped: whole-base computations give way to it
+/// for as long as it runs, however far apart its batches (a batch waited
+/// seconds for the database beside a computation, and the gap between two
+/// batches said nothing about whether the stream had ended).
+pub fn stream_started(path: &str) -> Option<BulkStream> {
+    BULK_WRITES.iter().any(|method| path.ends_with(method)).then(|| {
+        OPEN_BULK.fetch_add(1, Ordering::Relaxed);
+        BulkStream(())
+    })
+}
+
+/// How old a bulk stream's event may be, when a follower receives it, to
+/// say that the stream still runs: a batch commits and reaches the
+/// followers within a fraction of this; a backlog worked off long after
+/// an import says nothing about now. Also how long after such an event
+/// the stream counts as running.
+pub const BULK_FRESH: Duration = Duration::from_secs(2);
+
+/// Like [`LAST_CALL`], of the last fresh bulk event a follower received.
+static LAST_BULK_EVENT: AtomicU64 = AtomicU64::new(0);
+
+/// Marks a bulk stream's event a follower received, committed `age` ago:
+/// a fresh one means a bulk stream runs now, maybe in another process (a
+/// role in a process of its own sees no other role's calls, but it follows
+/// their feeds).
+pub fn bulk_event_seen(age: Duration) {
+    if says_a_stream_runs(age) {
+        LAST_BULK_EVENT.store(now_ms(), Ordering::Relaxed);
+    }
+}
+
+fn says_a_stream_runs(age: Duration) -> bool {
+    age <= BULK_FRESH
+}
+
+/// Whether a bulk stream that writes runs: open in this process, or, as
+/// its feed told a follower here within [`BULK_FRESH`], in another.
+pub fn bulk_running() -> bool {
+    let last_event = LAST_BULK_EVENT.load(Ordering::Relaxed);
+    OPEN_BULK.load(Ordering::Relaxed) > 0
+        || (last_event != 0 && now_ms().saturating_sub(last_event) <= BULK_FRESH.as_millis() as u64)
+}
+
+/// Whether `at` (0: never) is within [`WINDOW`] of `now`.
+fn recent(now: u64, at: u64) -> bool {
+    at != 0 && now.saturating_sub(at) <= WINDOW.as_millis() as u64
+}
+
 /// Whether background work makes room for callers: a foreground call
 /// started within the last [`WINDOW`], and no bulk stream stored a batch
 /// in it. A bulk stream keeps the machine busy for as long as it runs, and
@@ -112,8 +187,7 @@ pub fn serving() -> bool {
 
 /// [`busy`] at `now`, given the last call's and the last bulk batch's times.
 fn yields(now: u64, last_call: u64, last_bulk: u64) -> bool {
-    let recent = |at: u64| at != 0 && now.saturating_sub(at) <= WINDOW.as_millis() as u64;
-    recent(last_call) && !recent(last_bulk)
+    recent(now, last_call) && !recent(now, last_bulk)
 }
 
 /// Events in one burst of a follower working off a backlog while callers
@@ -145,6 +219,58 @@ pub async fn turn() -> SemaphorePermit<'static> {
     TURN.acquire().await.expect("the background turn is never closed")
 }
 
+/// The longest a whole-base computation gives way to bulk streams in all:
+/// an ingest that never ends must not put off the nightly scores forever.
+pub const MAX_GIVE_WAY: Duration = Duration::from_secs(300);
+/// How often a computation giving way looks whether the stream has ended.
+const GIVE_WAY_POLL: Duration = Duration::from_millis(100);
+
+/// A whole-base computation giving way to bulk streams between its steps
+/// (each slice of a whole-base read, storing the results, each page of a
+/// refresh): before each, it waits while a bulk stream runs
+/// ([`bulk_running`]), up to [`MAX_GIVE_WAY`] over the whole computation,
+/// then runs at full speed.
+/// Its steps are PostgreSQL's work on the ingest's cores (at a million
+/// customers, a computation beside an ingest slowed it by a quarter to
+/// three quarters); a step under way when a stream starts runs to its end.
+#[derive(Debug)]
+pub struct GiveWay {
+    waited: Duration,
+    limit: Duration,
+}
+
+impl Default for GiveWay {
+    fn default() -> Self {
+        GiveWay { waited: Duration::ZERO, limit: MAX_GIVE_WAY }
+    }
+}
+
+impl GiveWay {
+    /// Waits, if a bulk stream runs, until it ends or the computation has
+    /// given way for [`MAX_GIVE_WAY`].
+    pub async fn before_step(&mut self) {
+        self.wait_while(bulk_running).await;
+    }
+
+    async fn wait_while(&mut self, running: impl Fn() -> bool) {
+        while let Some(wait) = give_way(running(), self.waited, self.limit) {
+            tokio::time::sleep(wait).await;
+            self.waited += wait;
+        }
+    }
+
+    /// How long the computation has given way so far.
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
+}
+
+/// How long a computation that has given way for `waited` of its `limit`
+/// waits next, when a bulk stream runs (`bulk`); `None`: it goes on.
+fn give_way(bulk: bool, waited: Duration, limit: Duration) -> Option<Duration> {
+    (bulk && waited < limit).then(|| GIVE_WAY_POLL.min(limit - waited))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +282,52 @@ mod tests {
         assert_eq!(pause(took, false, true), Duration::ZERO, "caught up: every event at once");
         assert_eq!(pause(took, true, false), Duration::ZERO, "a quiet machine: full speed");
         assert_eq!(pause(Duration::from_secs(2), true, true), MAX_PAUSE);
+    }
+
+    #[test]
+    fn a_computation_gives_way_while_a_bulk_stream_runs_up_to_a_limit() {
+        let limit = MAX_GIVE_WAY;
+        assert_eq!(give_way(false, Duration::ZERO, limit), None, "no stream: straight on");
+        assert_eq!(give_way(true, Duration::ZERO, limit), Some(GIVE_WAY_POLL));
+        let nearly = limit - Duration::from_millis(30);
+        assert_eq!(give_way(true, nearly, limit), Some(Duration::from_millis(30)));
+        assert_eq!(give_way(true, limit, limit), None, "given way long enough: on at full speed");
+    }
+
+    #[tokio::test]
+    async fn giving_way_stops_at_the_limit_however_long_the_stream() {
+        // The limit made short: the waits add up by what was asked, not by a clock.
+        let limit = GIVE_WAY_POLL + Duration::from_millis(20);
+        let mut way = GiveWay { limit, ..GiveWay::default() };
+        // A stream that never ends, as the computation sees it at every look.
+        way.wait_while(|| true).await;
+        assert_eq!(way.waited(), limit);
+        way.wait_while(|| true).await;
+        assert_eq!(way.waited(), limit, "the limit is the computation's, not each step's");
+        let mut way = GiveWay::default();
+        way.wait_while(|| false).await;
+        assert_eq!(way.waited(), Duration::ZERO, "no stream, no wait");
+    }
+
+    #[test]
+    fn a_bulk_write_counts_open_until_its_answer_is_dropped() {
+        assert!(stream_started("/crm.contacts.v1.ContactsService/GetContact").is_none());
+        assert!(stream_started("/crm.contacts.v1.ContactsService/ExportContacts").is_none(), "a read");
+        // Other tests may hold streams open: compare counts.
+        let ingest = stream_started("/crm.interactions.v1.InteractionsService/IngestInteractions").unwrap();
+        let upload = stream_started("/crm.interactions.v1.InteractionsService/UploadInteractions").unwrap();
+        let open = OPEN_BULK.load(Ordering::Relaxed);
+        assert!(open >= 2 && bulk_running());
+        drop(ingest);
+        assert!(OPEN_BULK.load(Ordering::Relaxed) < open);
+        drop(upload);
+    }
+
+    #[test]
+    fn only_a_fresh_bulk_event_says_a_stream_runs() {
+        assert!(says_a_stream_runs(Duration::from_millis(20)));
+        assert!(says_a_stream_runs(BULK_FRESH));
+        assert!(!says_a_stream_runs(BULK_FRESH + Duration::from_millis(1)), "a backlog's old event");
     }
 
     #[test]

@@ -319,12 +319,14 @@ where
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
         crate::foreground::call_started(request.uri().path());
+        let stream = crate::foreground::stream_started(request.uri().path());
         let call = CallInfo::new(self.server, request.uri().path());
         let metrics = self.metrics.clone();
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await?;
-            let recorder = Arc::new(Recorder { metrics, call, done: std::sync::atomic::AtomicBool::new(false) });
+            let recorder =
+                Arc::new(Recorder { metrics, call, done: std::sync::atomic::AtomicBool::new(false), _stream: stream });
             // Trailers-only responses (errors before any message) carry the status in the headers.
             if let Some(status) = grpc_status_name(response.headers()) {
                 recorder.finish(status);
@@ -339,6 +341,8 @@ struct Recorder {
     metrics: Metrics,
     call: CallInfo,
     done: std::sync::atomic::AtomicBool,
+    /// A bulk stream that writes, counted open as long as its answer lives.
+    _stream: Option<crate::foreground::BulkStream>,
 }
 
 impl Recorder {

@@ -14,7 +14,7 @@ use crm_proto::{
         Consent, ConsentChannel, ConsentStatus, Contact, CreateContactRequest, EraseContactRequest,
         MergeContactsRequest,
     },
-    interactions::v1::{Channel, Interaction, Kind, ProductLine, RecordInteractionRequest},
+    interactions::v1::{Channel, IngestInteractionsRequest, Interaction, Kind, ProductLine, RecordInteractionRequest},
     segmentation::v1::{
         Comparison, ComputeAssociationRulesRequest, ComputeRfmRequest, CreateSegmentRequest, CustomerMovement, DataGap,
         FitLifetimeValueRequest, GetAssociationRulesRequest, GetContactFeaturesRequest, GetContactLifetimeValueRequest,
@@ -807,5 +807,56 @@ async fn lifetime_value_is_fitted_on_the_base_and_answered_per_contact() {
         .unwrap()
         .into_inner();
     assert!(!none.customer && none.predicted_value == 0);
+    suite.shutdown().await.unwrap();
+}
+
+/// A whole-base computation gives way to a bulk ingest: asked while an
+/// ingest stores batch after batch, it has not answered a second later,
+/// and answers once the stream has ended. (The process's bulk mark is shared by the tests running
+/// beside this one: their computations wait for this stream too, at most
+/// for its length.)
+#[tokio::test]
+async fn a_computation_gives_way_to_an_ingest_while_it_runs() {
+    let Shop { _db, suite, mut contacts, mut interactions, segmentation } = open_shop(Clock::system()).await;
+    let created = contacts
+        .create_contact(CreateContactRequest {
+            contact: Some(customer("Ingrid", "Stream", "", "", 3)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // The ingest: one purchase a batch, each sent once the last is acknowledged, until told to end.
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    let mut acks = interactions
+        .ingest_interactions(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await
+        .unwrap()
+        .into_inner();
+    let batch = |n: usize| IngestInteractionsRequest {
+        batch_id: format!("gives-way-{n}"),
+        interactions: vec![basket_purchase(&created.id, &["KAYAK", "PADDLE"], days_ago(2))],
+    };
+    sender.send(batch(0)).await.unwrap();
+    acks.message().await.unwrap().unwrap();
+
+    let computation = tokio::spawn({
+        let mut client = segmentation.clone();
+        async move { client.compute_association_rules(ComputeAssociationRulesRequest::default()).await }
+    });
+    let started = std::time::Instant::now();
+    let mut sent = 1;
+    while started.elapsed() < Duration::from_secs(1) {
+        sender.send(batch(sent)).await.unwrap();
+        acks.message().await.unwrap().unwrap();
+        sent += 1;
+    }
+    assert!(!computation.is_finished(), "the computation ran beside the ingest ({sent} batches)");
+    drop(sender);
+    while acks.message().await.unwrap().is_some() {}
+
+    let answer =
+        tokio::time::timeout(Duration::from_secs(60), computation).await.expect("answered once the stream ended");
+    answer.unwrap().unwrap();
     suite.shutdown().await.unwrap();
 }

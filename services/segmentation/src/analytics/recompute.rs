@@ -6,11 +6,17 @@
 //! customers buy. The rules are computed at once on an install that never
 //! had them; RFM and lifetime value once they have been asked for (they
 //! need a currency).
+//!
+//! Each gives way to bulk streams between its steps (each slice of the
+//! whole-base read, storing the results, each page of the features' refresh:
+//! `foreground::GiveWay`): run beside an ingest at a million customers, a
+//! computation slowed it by a quarter to three quarters. A computation asked during an ingest
+//! therefore answers after it, or after five minutes of giving way.
 
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use crm_platform::{Error, clock::Clock, leader::SessionLock};
+use crm_platform::{Error, clock::Clock, foreground::GiveWay, leader::SessionLock};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -48,9 +54,8 @@ impl Default for Params {
 /// stores them in place of the last ones; returns the run.
 pub async fn compute(pool: &PgPool, params: Params, now: DateTime<Utc>, by: &str) -> Result<RulesRun, Error> {
     let window = Span { start: now - chrono::Duration::days(params.window_days.into()), end: now };
-    let mut conn = pool.acquire().await?;
-    let baskets = store::baskets(&mut conn, window).await?;
-    drop(conn);
+    let mut way = GiveWay::default();
+    let baskets = store::baskets(pool, &mut way, window).await?;
     let rules = crate::parallel::background({
         let Params { min_support, min_confidence, .. } = params;
         move || (baskets.len() as i64, associations::rules(&baskets, min_support, min_confidence))
@@ -64,9 +69,11 @@ pub async fn compute(pool: &PgPool, params: Params, now: DateTime<Utc>, by: &str
         baskets,
         total_rules: rules.len() as i64,
     };
+    way.before_step().await;
     let mut tx = pool.begin().await?;
     store::save_rules(&mut tx, &run, &rules, by).await?;
     tx.commit().await?;
+    gave_way("association rules", &way);
     Ok(run)
 }
 
@@ -82,18 +89,19 @@ pub async fn compute_rfm(
     by: &str,
 ) -> Result<RfmRun, Error> {
     let window = Span { start: now - chrono::Duration::days(window_days.into()), end: now };
-    let mut conn = pool.acquire().await?;
-    let customers = store::rfm_totals(&mut conn, currency, window).await?;
-    drop(conn);
+    let mut way = GiveWay::default();
+    let customers = store::rfm_totals(pool, &mut way, currency, window).await?;
     let totals: Vec<rfm::Totals> = customers.iter().map(|(_, totals)| *totals).collect();
     let scores = crate::parallel::background(move || rfm::score(&totals)).await.map_err(Error::Internal)?;
     let scored: Vec<_> =
         customers.iter().zip(scores).map(|((contact, totals), scores)| (*contact, *totals, scores)).collect();
     let run = RfmRun { computed_at: now, currency: currency.to_string(), window_days, customers: scored.len() as i64 };
+    way.before_step().await;
     let mut tx = pool.begin().await?;
     store::save_rfm(&mut tx, &run, &scored, by).await?;
     tx.commit().await?;
-    refresh_features(pool, segments, now).await?;
+    refresh_giving_way(pool, segments, now, &mut way).await?;
+    gave_way("RFM", &way);
     Ok(run)
 }
 
@@ -110,9 +118,8 @@ pub async fn fit_clv(
     now: DateTime<Utc>,
     by: &str,
 ) -> Result<ClvFit, Error> {
-    let mut conn = pool.acquire().await?;
-    let customers = store::purchase_days(&mut conn, currency, now).await?;
-    drop(conn);
+    let mut way = GiveWay::default();
+    let customers = store::purchase_days(pool, &mut way, currency, now).await?;
     let summaries: Vec<clv::Summary> = customers.iter().map(|(_, days)| clv::summarise(days, now)).collect();
     let repeat: Vec<(f64, f64)> = summaries
         .iter()
@@ -166,10 +173,12 @@ pub async fn fit_clv(
         gamma_gamma_log_likelihood,
     };
     let values: Vec<_> = customers.iter().map(|(contact, _)| *contact).zip(values).collect();
+    way.before_step().await;
     let mut tx = pool.begin().await?;
     store::save_clv(&mut tx, &fit, &values, by).await?;
     tx.commit().await?;
-    refresh_features(pool, segments, now).await?;
+    refresh_giving_way(pool, segments, now, &mut way).await?;
+    gave_way("lifetime value", &way);
     Ok(fit)
 }
 
@@ -188,6 +197,27 @@ const REFRESH_WAIT: Duration = Duration::from_millis(100);
 /// asked while another runs waits for it, then does only what is left.
 /// Returns how many documents changed.
 pub async fn refresh_features(pool: &PgPool, segments: &Segments, now: DateTime<Utc>) -> Result<usize, Error> {
+    let mut way = GiveWay::default();
+    let refreshed = refresh_giving_way(pool, segments, now, &mut way).await;
+    gave_way("the analytics features' refresh", &way);
+    refreshed
+}
+
+/// Logs how long a computation gave way to bulk streams, if it did.
+fn gave_way(computation: &str, way: &GiveWay) {
+    if !way.waited().is_zero() {
+        tracing::info!(computation, seconds = way.waited().as_secs_f64(), "gave way to a bulk stream");
+    }
+}
+
+/// [`refresh_features`], giving way to bulk streams before each page as
+/// the computation that asked for it does (`way`).
+async fn refresh_giving_way(
+    pool: &PgPool,
+    segments: &Segments,
+    now: DateTime<Utc>,
+    way: &mut GiveWay,
+) -> Result<usize, Error> {
     // Nothing asked (the leader's every look): no connection opened for the lock.
     if store::refresh_pending(&mut *pool.acquire().await?).await?.is_none() {
         return Ok(0);
@@ -198,15 +228,21 @@ pub async fn refresh_features(pool: &PgPool, segments: &Segments, now: DateTime<
         }
         tokio::time::sleep(REFRESH_WAIT).await;
     };
-    let refreshed = refresh_locked(pool, segments, now).await;
+    let refreshed = refresh_locked(pool, segments, now, way).await;
     session.release().await;
     refreshed
 }
 
-async fn refresh_locked(pool: &PgPool, segments: &Segments, now: DateTime<Utc>) -> Result<usize, Error> {
+async fn refresh_locked(
+    pool: &PgPool,
+    segments: &Segments,
+    now: DateTime<Utc>,
+    way: &mut GiveWay,
+) -> Result<usize, Error> {
     let Some(request) = store::refresh_pending(&mut *pool.acquire().await?).await? else { return Ok(0) };
     let (mut after, mut changed, mut seen) = (Uuid::nil(), 0, 0);
     loop {
+        way.before_step().await;
         let mut tx = pool.begin().await?;
         crate::store::lock_batch(&mut tx, false).await?;
         let page = read_model::apply_analytics(&mut tx, after, REFRESH_PAGE, now).await?;
