@@ -3,7 +3,8 @@
 //! gateway alone, then beside an ingest: the ingest's rate for the same
 //! length of time alone and with the computation running is printed, with
 //! their ratio (issue #16 asks for under 10% slower), and how long the
-//! computation took beside it (it gives way to the ingest). Every phase starts
+//! computation took beside it (it gives way to the ingest). Every ingest
+//! phase starts once the followers have caught up and no vacuum runs. Every phase starts
 //! with the interactions feed's followers caught up, so that none works off
 //! another's backlog. The interactions ingested here are new ones (numbered
 //! past any `--interactions` seed) over the seeded timelines.
@@ -93,11 +94,11 @@ pub async fn time_computations(
     // Past any seed, and apart for every phase: each ingest stores new interactions.
     let mut next = 1usize << 40;
     for computation in Computation::ALL {
-        caught_up(database_url).await?;
+        settled(database_url).await?;
         let alone = computation.run(gateway.clone()).await?;
         println!("analytics: {} over the whole base: {:.1}s", computation.name(), alone.as_secs_f64());
 
-        caught_up(database_url).await?;
+        settled(database_url).await?;
         let phase = alone.min(INGEST_PHASE);
         let stop = Arc::new(AtomicBool::new(false));
         let timer = tokio::spawn({
@@ -111,7 +112,7 @@ pub async fn time_computations(
         timer.await?;
         next += rows_alone + BATCH;
 
-        caught_up(database_url).await?;
+        settled(database_url).await?;
         // The ingest runs for the phase, or until the computation ends if
         // it ends first; the computation runs to its end either way (it
         // gives way to the ingest, so it may end after it).
@@ -180,5 +181,35 @@ async fn caught_up(database_url: Option<&str>) -> anyhow::Result<()> {
     match database_url {
         Some(url) => timeline_seed::drained(url).await,
         None => Ok(()),
+    }
+}
+
+/// The longest the bench waits for vacuums to end before an ingest phase.
+const SETTLE: Duration = Duration::from_secs(180);
+
+/// Waits, when the database is known, for the followers to catch up and
+/// for every vacuum and analyse to end (a computation's own tidying of the
+/// table it refreshed, 15–25 s at a million, or an autovacuum), so that
+/// an ingest phase "alone" is alone: one that ran beside the tidying of
+/// the computation before stored 3,879 rows/s, the next 7,717.
+async fn settled(database_url: Option<&str>) -> anyhow::Result<()> {
+    caught_up(database_url).await?;
+    let Some(url) = database_url else { return Ok(()) };
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url).await?;
+    let started = Instant::now();
+    loop {
+        let running: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM pg_stat_progress_vacuum) + (SELECT count(*) FROM pg_stat_progress_analyze)",
+        )
+        .fetch_one(&mut conn)
+        .await?;
+        if running == 0 {
+            return Ok(());
+        }
+        if started.elapsed() > SETTLE {
+            println!("analytics: {running} vacuums still running after {}s; measuring beside them", SETTLE.as_secs());
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
