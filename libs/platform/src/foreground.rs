@@ -157,14 +157,12 @@ fn says_a_stream_runs(age: Duration) -> bool {
 /// Whether a bulk stream that writes runs: open in this process, or, as
 /// its feed told a follower here within [`BULK_FRESH`], in another.
 pub fn bulk_running() -> bool {
-    let last_event = LAST_BULK_EVENT.load(Ordering::Relaxed);
-    OPEN_BULK.load(Ordering::Relaxed) > 0
-        || (last_event != 0 && now_ms().saturating_sub(last_event) <= BULK_FRESH.as_millis() as u64)
+    OPEN_BULK.load(Ordering::Relaxed) > 0 || recent(now_ms(), LAST_BULK_EVENT.load(Ordering::Relaxed), BULK_FRESH)
 }
 
-/// Whether `at` (0: never) is within [`WINDOW`] of `now`.
-fn recent(now: u64, at: u64) -> bool {
-    at != 0 && now.saturating_sub(at) <= WINDOW.as_millis() as u64
+/// Whether `at` (0: never) is within `within` of `now`.
+fn recent(now: u64, at: u64, within: Duration) -> bool {
+    at != 0 && now.saturating_sub(at) <= within.as_millis() as u64
 }
 
 /// Whether background work makes room for callers: a foreground call
@@ -187,7 +185,7 @@ pub fn serving() -> bool {
 
 /// [`busy`] at `now`, given the last call's and the last bulk batch's times.
 fn yields(now: u64, last_call: u64, last_bulk: u64) -> bool {
-    recent(now, last_call) && !recent(now, last_bulk)
+    recent(now, last_call, WINDOW) && !recent(now, last_bulk, WINDOW)
 }
 
 /// Events in one burst of a follower working off a backlog while callers
