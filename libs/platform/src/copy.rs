@@ -93,20 +93,59 @@ pub async fn copy_in<T>(
     items: &[T],
     mut row: impl FnMut(&mut CopyRows, &T),
 ) -> Result<u64, sqlx::Error> {
-    let mut copy = conn.copy_in_raw(statement).await?;
-    let mut rows = CopyRows::new();
-    for (index, item) in items.iter().enumerate() {
-        row(&mut rows, item);
-        rows.end_row();
-        if rows.text.len() >= PIECE || index + 1 == items.len() {
-            if let Err(error) = copy.send(rows.text.as_slice()).await {
-                let _ = copy.abort("the rows could not be sent").await;
-                return Err(error);
-            }
-            rows.text.clear();
-        }
+    let mut copy = CopyWriter::start(conn, statement).await?;
+    for item in items {
+        row(copy.row(), item);
+        copy.end_row().await?;
     }
     copy.finish().await
+}
+
+/// A COPY fed as its rows become known (rows decided a page at a time, say):
+/// the server stores each piece while the caller works out the next, where
+/// [`copy_in`] needs them all first. The connection is the writer's until
+/// [`CopyWriter::finish`]; dropped unfinished, the COPY fails and with it
+/// the transaction.
+pub struct CopyWriter<'c> {
+    copy: sqlx::postgres::PgCopyIn<&'c mut PgConnection>,
+    rows: CopyRows,
+}
+
+impl<'c> CopyWriter<'c> {
+    /// Starts `statement` (`COPY table (columns) FROM STDIN`) on `conn`.
+    pub async fn start(conn: &'c mut PgConnection, statement: &str) -> Result<CopyWriter<'c>, sqlx::Error> {
+        Ok(CopyWriter { copy: conn.copy_in_raw(statement).await?, rows: CopyRows::new() })
+    }
+
+    /// The row being written: its fields in the statement's column order,
+    /// then [`CopyWriter::end_row`].
+    pub fn row(&mut self) -> &mut CopyRows {
+        &mut self.rows
+    }
+
+    /// Ends the row; sends what is written once it reaches a piece.
+    pub async fn end_row(&mut self) -> Result<(), sqlx::Error> {
+        self.rows.end_row();
+        if self.rows.text.len() >= PIECE { self.send().await } else { Ok(()) }
+    }
+
+    /// Sends the rows written so far, however few (the end of a page: the
+    /// server stores them while the next is worked out).
+    pub async fn send(&mut self) -> Result<(), sqlx::Error> {
+        if self.rows.text.is_empty() {
+            return Ok(());
+        }
+        // On an error the caller drops the writer, whose COPY then fails.
+        self.copy.send(self.rows.text.as_slice()).await?;
+        self.rows.text.clear();
+        Ok(())
+    }
+
+    /// Sends the rest and ends the COPY; returns how many rows the server stored.
+    pub async fn finish(mut self) -> Result<u64, sqlx::Error> {
+        self.send().await?;
+        self.copy.finish().await
+    }
 }
 
 #[cfg(test)]

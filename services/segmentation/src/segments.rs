@@ -59,27 +59,63 @@ fn exited(segment: Uuid, contact: Uuid, reason: &str) -> NewEvent {
     NewEvent::new("contact", contact.to_string(), &event, "")
 }
 
-/// Decides `rule` for every contact with stored features, in contact order:
-/// pages read one ahead (`store::stored_pages`), parsed only for the features
-/// the rule reads and decided on every core; `visit` gets each contact, its
-/// features so read, and whether it meets the rule.
+/// A segment's first members announced at once (see `SegmentPopulated`).
+fn populated(segment: Uuid, version: i64, members: i64) -> NewEvent {
+    let event =
+        pb::SegmentPopulated { segment_id: segment.to_string(), segment_version: version, member_count: members };
+    NewEvent::new("segment", segment.to_string(), &event, "")
+}
+
+/// Which evaluation of a segment's rule a population is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Evaluation {
+    /// A new segment's: its members are announced by one `SegmentPopulated`.
+    First,
+    /// A new rule's, or a rebuild's end: each change is an event.
+    Again,
+}
+
+/// The decisions of a rule for every contact with stored features, a page
+/// at a time in contact order: pages read one ahead (`store::stored_pages`),
+/// parsed only for the features the rule reads and decided on every core.
+pub struct Decisions<'r> {
+    rule: &'r Checked,
+    pages: tokio::sync::mpsc::Receiver<Result<store::StoredPage, Error>>,
+}
+
+impl<'r> Decisions<'r> {
+    pub fn start(pool: &sqlx::PgPool, rule: &'r Checked) -> Decisions<'r> {
+        Decisions { rule, pages: store::stored_pages(pool, PAGE) }
+    }
+
+    /// The next page: each contact, its features so read, and whether it
+    /// meets the rule; `None` after the last.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<(Uuid, crate::features::FeatureDoc, bool)>>, Error> {
+        let Some(page) = self.pages.recv().await else { return Ok(None) };
+        let page = page?;
+        if page.is_empty() {
+            return Ok(None);
+        }
+        let rule = self.rule;
+        Ok(Some(crate::parallel::map(page, |(contact, stored)| {
+            let doc = crate::features::doc_from_bytes_only(&stored, &rule.features);
+            let member = decide(rule, &doc);
+            (contact, doc, member)
+        })))
+    }
+}
+
+/// Decides `rule` for every contact with stored features ([`Decisions`]);
+/// `visit` gets each contact, its features so read, and whether it meets
+/// the rule.
 pub async fn decide_all(
     pool: &sqlx::PgPool,
     rule: &Checked,
     mut visit: impl FnMut(Uuid, crate::features::FeatureDoc, bool),
 ) -> Result<(), Error> {
-    let mut pages = store::stored_pages(pool, PAGE);
-    while let Some(page) = pages.recv().await {
-        let page = page?;
-        if page.is_empty() {
-            break;
-        }
-        let decided = crate::parallel::map(page, |(contact, stored)| {
-            let doc = crate::features::doc_from_bytes_only(&stored, &rule.features);
-            let member = decide(rule, &doc);
-            (contact, doc, member)
-        });
-        for (contact, doc, member) in decided {
+    let mut decisions = Decisions::start(pool, rule);
+    while let Some(page) = decisions.next_page().await? {
+        for (contact, doc, member) in page {
             visit(contact, doc, member);
         }
     }
@@ -184,7 +220,12 @@ impl Segments {
     }
 
     /// Evaluates segment `id`'s rule over every contact and makes its
-    /// memberships match; returns how many contacts are members.
+    /// memberships match; returns how many contacts are members. New
+    /// members are stored as each page is decided ([`store::NewMembers`]);
+    /// on the [`Evaluation::First`] they are announced by one event (a
+    /// broad segment's million `SegmentEntered` events had taken two thirds
+    /// of its creation).
+    #[allow(clippy::too_many_arguments)]
     pub async fn populate(
         &self,
         tx: &mut PgConnection,
@@ -192,32 +233,46 @@ impl Segments {
         id: Uuid,
         version: i64,
         rule: &Checked,
+        evaluation: Evaluation,
         now: DateTime<Utc>,
     ) -> Result<i64, Error> {
         lock_exclusive(tx).await?;
         let current = store::members(tx, id).await?;
-        let mut members = HashSet::new();
-        let (mut entries, mut events) = (Vec::new(), Vec::new());
+        // The current members that stay: the others exit.
+        let mut staying = HashSet::new();
+        let mut events = Vec::new();
+        let mut new_members = store::NewMembers::new(tx, id, now);
         // Read on another connection: with the lock held exclusively no burst
         // writes features, so it sees what this transaction would.
-        decide_all(pool, rule, |contact, doc, member| {
-            if member {
-                members.insert(contact);
-                if !current.contains(&contact) {
-                    entries.push((contact, id));
-                    events.push(entered(id, version, contact, &evaluate(rule, &doc)));
+        let mut decisions = Decisions::start(pool, rule);
+        while let Some(page) = decisions.next_page().await? {
+            for (contact, doc, member) in page {
+                if !member {
+                    continue;
+                }
+                if current.contains(&contact) {
+                    staying.insert(contact);
+                } else {
+                    new_members.push(contact);
+                    if evaluation == Evaluation::Again {
+                        events.push(entered(id, version, contact, &evaluate(rule, &doc)));
+                    }
                 }
             }
-        })
-        .await?;
+            new_members.end_page().await?;
+        }
+        let added = new_members.finish().await?;
+        store::count_added(tx, id, added, now).await?;
         let exits: Vec<(Uuid, Uuid)> =
-            current.iter().filter(|contact| !members.contains(contact)).map(|contact| (*contact, id)).collect();
+            current.iter().filter(|contact| !staying.contains(contact)).map(|contact| (*contact, id)).collect();
         events.extend(exits.iter().map(|(contact, _)| exited(id, *contact, "rule")));
-        // Under the exclusive lock, read in this transaction: none of them is a member.
-        store::enter_new(tx, &entries, now).await?;
         store::exit(tx, &exits, now).await?;
+        let members = staying.len() as i64 + added;
+        if evaluation == Evaluation::First {
+            events.push(populated(id, version, members));
+        }
         outbox::append(tx, &events).await?;
-        Ok(members.len() as i64)
+        Ok(members)
     }
 
     /// Evaluates every dynamic segment over every contact (a rebuild's end).
@@ -229,7 +284,7 @@ impl Segments {
     ) -> Result<(), Error> {
         for (id, version, rule) in store::dynamic(tx).await? {
             if let Some(checked) = self.compiled(id, version, &rule) {
-                self.populate(tx, pool, id, version, &checked, now).await?;
+                self.populate(tx, pool, id, version, &checked, Evaluation::Again, now).await?;
             }
         }
         Ok(())
@@ -298,11 +353,15 @@ pub async fn change_static(
     Ok(changed.len())
 }
 
-/// A new snapshot `id` takes the members `source` has now.
+/// A new snapshot `id` takes the members `source` has now, announced by
+/// one `SegmentPopulated` as a new dynamic segment's are.
 pub async fn freeze(tx: &mut PgConnection, id: Uuid, source: Uuid, now: DateTime<Utc>) -> Result<(), Error> {
     lock_exclusive(tx).await?;
-    let members: Vec<Uuid> = store::members(tx, source).await?.into_iter().collect();
-    change_static(tx, id, 1, &members, true, now).await?;
+    let members: Vec<(Uuid, Uuid)> =
+        store::members(tx, source).await?.into_iter().map(|contact| (contact, id)).collect();
+    // Under the exclusive lock, and the segment new: none of them is a member.
+    store::enter_new(tx, &members, now).await?;
+    outbox::append(tx, &[populated(id, 1, members.len() as i64)]).await?;
     Ok(())
 }
 

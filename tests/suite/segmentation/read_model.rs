@@ -24,7 +24,7 @@ use crm_proto::{
 use crm_segmentation::{
     features::{contacts_feed::ContactsFeed, interactions_feed::InteractionsFeed},
     schedule,
-    segments::Segments,
+    segments::{Evaluation, Segments},
 };
 use crm_testkit::TestDb;
 use prost::{Message, Name};
@@ -408,7 +408,7 @@ async fn clear(pool: &PgPool, segments: &Segments, now: DateTime<Utc>) {
             .await
             .unwrap();
         let checked = segments.compiled(id, 1, rule).unwrap();
-        segments.populate(&mut tx, pool, id, 1, &checked, now).await.unwrap();
+        segments.populate(&mut tx, pool, id, 1, &checked, Evaluation::First, now).await.unwrap();
     }
     tx.commit().await.unwrap();
 }
@@ -581,7 +581,7 @@ async fn a_burst_holds_a_bounded_number_of_locks_however_many_contacts_it_touche
         .await
         .unwrap();
     let rule = segments.compiled(again, 1, "purchases_total >= 2").unwrap();
-    let populated = segments.populate(&mut tx, &pool, again, 1, &rule, now).await.unwrap();
+    let populated = segments.populate(&mut tx, &pool, again, 1, &rule, Evaluation::First, now).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(populated, contacts as i64, "the first evaluation finds every member");
 }

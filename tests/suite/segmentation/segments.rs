@@ -11,7 +11,8 @@ use crm_proto::{
     interactions::v1::{Channel, Interaction, Kind, RecordInteractionRequest},
     segmentation::v1::{
         CreateSegmentRequest, DeleteSegmentRequest, GetContactSegmentsRequest, ListSegmentMembersRequest,
-        ListSegmentsRequest, PreviewSegmentRequest, Segment, SegmentEntered, SegmentExited, UpdateSegmentRequest,
+        ListSegmentsRequest, PreviewSegmentRequest, Segment, SegmentEntered, SegmentExited, SegmentPopulated,
+        UpdateSegmentRequest,
     },
 };
 use crm_testkit::{TestDb, TestSuite};
@@ -102,8 +103,14 @@ async fn members_enter_and_exit_as_features_change_and_every_answer_says_why() {
     let taken = segmentation.create_segment(segment("big vip SPENDERS", "true")).await.unwrap_err();
     assert_eq!(taken.code(), Code::AlreadyExists);
 
-    // Follow the role's feed from now, then make Vera a big spender.
+    // Follow the role's feed from its start: the new segment was announced,
+    // empty. Then make Vera a big spender.
     let mut feed = segmentation.subscribe(SubscribeRequest::default()).await.unwrap().into_inner();
+    let event = tokio::time::timeout(Duration::from_secs(20), feed.message()).await.unwrap().unwrap().unwrap();
+    let event = event.event.unwrap();
+    assert_eq!(event.r#type, SegmentPopulated::full_name());
+    let populated = SegmentPopulated::decode(event.payload.unwrap().value.as_slice()).unwrap();
+    assert_eq!((populated.segment_id.as_str(), populated.member_count), (big_spenders.id.as_str(), 0));
     for (external_id, cents) in [("V-1", 6000), ("V-2", 5000)] {
         let request =
             RecordInteractionRequest { interaction: Some(purchase(&vip.id, external_id, cents)), contact_lookup: None };
@@ -165,9 +172,20 @@ async fn members_enter_and_exit_as_features_change_and_every_answer_says_why() {
     assert_eq!(event.r#type, SegmentExited::full_name());
     assert_eq!(SegmentExited::decode(event.payload.unwrap().value.as_slice()).unwrap().reason, "rule");
 
-    // Everyone is in `true`; deleting it empties it with events.
+    // Everyone is in `true`: its first members are announced by one event,
+    // not an entry each (creating a segment is nothing its members did).
     let everyone = segmentation.create_segment(segment("Everyone", "true")).await.unwrap().into_inner();
     assert_eq!(everyone.member_count, 2);
+    let event = tokio::time::timeout(Duration::from_secs(20), feed.message()).await.unwrap().unwrap().unwrap();
+    let event = event.event.unwrap();
+    assert_eq!(event.r#type, SegmentPopulated::full_name());
+    assert_eq!((event.aggregate_type.as_str(), event.aggregate_id.as_str()), ("segment", everyone.id.as_str()));
+    let populated = SegmentPopulated::decode(event.payload.unwrap().value.as_slice()).unwrap();
+    assert_eq!(
+        (populated.segment_id.as_str(), populated.segment_version, populated.member_count),
+        (everyone.id.as_str(), 1, 2)
+    );
+    // Deleting it empties it with events.
     let listed = segmentation.list_segments(ListSegmentsRequest::default()).await.unwrap().into_inner().segments;
     assert_eq!(
         listed.iter().map(|segment| segment.name.as_str()).collect::<Vec<_>>(),
@@ -191,36 +209,55 @@ async fn members_enter_and_exit_as_features_change_and_every_answer_says_why() {
     suite.shutdown().await.unwrap();
 }
 
-/// Many new memberships at once (a broad segment's first evaluation) go by
-/// COPY: stored and counted in the day's size exactly as those entered by
-/// the statement a burst uses.
+/// Many new memberships at once (a broad segment's first evaluation, a
+/// snapshot) go by COPY, streamed page by page as they are decided: stored
+/// and counted in the day's size exactly as those entered by the statement
+/// a burst uses, and as a few held to the end are.
 #[tokio::test]
 async fn many_new_members_at_once_are_stored_and_counted_as_a_few_are() {
-    use crm_segmentation::store::segments::{enter, enter_new, list_members, sizes};
+    use crm_segmentation::store::segments::{NewMembers, count_added, enter, enter_new, list_members, sizes};
 
     let test_db = TestDb::create().await.unwrap();
     let suite = TestSuite::start(&test_db).await.unwrap();
     let pool = test_db.role_pool(crm_platform::Role::Segmentation).await.unwrap();
-    let contacts: Vec<uuid::Uuid> = (0..crm_platform::copy::WORTH_COPYING + 3).map(|_| uuid::Uuid::now_v7()).collect();
-    let (copied, inserted) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    // Two pages and a half before a COPY is worth it, then two pages copied.
+    let contacts: Vec<uuid::Uuid> =
+        (0..crm_platform::copy::WORTH_COPYING + 4_003).map(|_| uuid::Uuid::now_v7()).collect();
+    let (copied, inserted, streamed, few) =
+        (uuid::Uuid::now_v7(), uuid::Uuid::now_v7(), uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
     let now = chrono::Utc::now();
     let mut tx = pool.begin().await.unwrap();
     let pairs = |segment: uuid::Uuid| contacts.iter().map(|contact| (*contact, segment)).collect::<Vec<_>>();
     enter_new(&mut tx, &pairs(copied), now).await.unwrap();
     enter(&mut tx, &pairs(inserted), now).await.unwrap();
+    for (segment, count) in [(streamed, contacts.len()), (few, 10)] {
+        let mut new_members = NewMembers::new(&mut tx, segment, now);
+        for page in contacts[..count].chunks(2_000) {
+            for contact in page {
+                new_members.push(*contact);
+            }
+            new_members.end_page().await.unwrap();
+        }
+        let added = new_members.finish().await.unwrap();
+        assert_eq!(added, count as i64);
+        count_added(&mut tx, segment, added, now).await.unwrap();
+    }
     tx.commit().await.unwrap();
 
     let mut conn = pool.acquire().await.unwrap();
     let day = now.date_naive();
-    for segment in [copied, inserted] {
+    for (segment, count) in
+        [(copied, contacts.len()), (inserted, contacts.len()), (streamed, contacts.len()), (few, 10)]
+    {
         let members = list_members(&mut conn, segment, None, 100_000).await.unwrap();
-        assert_eq!(members.len(), contacts.len(), "segment {segment}");
+        assert_eq!(members.len(), count, "segment {segment}");
+        let expected: std::collections::HashSet<&uuid::Uuid> = contacts[..count].iter().collect();
         for (contact, since) in members {
-            assert!(contacts.contains(&contact));
+            assert!(expected.contains(&contact));
             // The timestamp's text (COPY) and binary (the statement) forms round alike to the microsecond.
             assert!((since - now).num_microseconds().unwrap().abs() <= 1, "since {since:?} is not {now:?}");
         }
-        assert_eq!(sizes(&mut conn, segment, day, day).await.unwrap(), vec![(day, contacts.len() as i64)]);
+        assert_eq!(sizes(&mut conn, segment, day, day).await.unwrap(), vec![(day, count as i64)]);
     }
     drop(conn);
     suite.shutdown().await.unwrap();

@@ -5,12 +5,13 @@
 //! one for every contact each burst touches (issue #13 asks for 20).
 //! Once the role has applied the ingest, [`time_evaluations`] times what a
 //! whole-base evaluation costs: `PreviewSegment` and a new segment's first
-//! evaluation (its `CreateSegment`).
+//! evaluation (its `CreateSegment`), then deletes the new segments, timed
+//! too, so that each run starts from the same base.
 
 use std::time::Instant;
 
 use crm_proto::segmentation::v1::{
-    CreateSegmentRequest, GetSegmentRequest, PreviewSegmentRequest, Segment, SegmentKind,
+    CreateSegmentRequest, DeleteSegmentRequest, GetSegmentRequest, PreviewSegmentRequest, Segment, SegmentKind,
     segmentation_service_client::SegmentationServiceClient,
 };
 
@@ -90,6 +91,11 @@ pub async fn time_evaluations(transport: &Transport) -> anyhow::Result<()> {
             segment.member_count,
             elapsed * 1000.0
         );
+        let started = Instant::now();
+        let mut request = tonic::Request::new(DeleteSegmentRequest { id: segment.id, etag: segment.etag });
+        request.set_timeout(WHOLE_BASE);
+        segmentation.delete_segment(request).await?;
+        println!("  deleted again (each member exits) in {:.0} ms", started.elapsed().as_secs_f64() * 1000.0);
     }
     Ok(())
 }

@@ -322,7 +322,9 @@ impl SegmentationService for SegmentationApi {
         store::insert_from(&mut tx, segment_id, &name, &description, kind, rule_text, source).await?;
         match (kind, &checked, source) {
             ("dynamic", Some(checked), _) => {
-                self.segments.populate(&mut tx, &self.pool, segment_id, 1, checked, now).await?;
+                self.segments
+                    .populate(&mut tx, &self.pool, segment_id, 1, checked, segments::Evaluation::First, now)
+                    .await?;
             }
             ("snapshot", _, Some(source)) => segments::freeze(&mut tx, segment_id, source, now).await?,
             _ => {}
@@ -383,7 +385,15 @@ impl SegmentationService for SegmentationApi {
         .await?;
         if let (true, Some(checked)) = (new_rule, &checked) {
             self.segments
-                .populate(&mut tx, &self.pool, segment_id, current.version + 1, checked, self.clock.now())
+                .populate(
+                    &mut tx,
+                    &self.pool,
+                    segment_id,
+                    current.version + 1,
+                    checked,
+                    segments::Evaluation::Again,
+                    self.clock.now(),
+                )
                 .await?;
         }
         tx.commit().await.map_err(Error::from)?;

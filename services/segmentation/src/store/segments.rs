@@ -229,6 +229,17 @@ pub async fn enter(
     entries: &[(Uuid, Uuid)],
     since: DateTime<Utc>,
 ) -> Result<Vec<(Uuid, Uuid)>, Error> {
+    let entered = insert_memberships(tx, entries, since).await?;
+    count(tx, &entered, 1, since).await?;
+    Ok(entered)
+}
+
+/// [`enter`] without the counting.
+async fn insert_memberships(
+    tx: &mut PgConnection,
+    entries: &[(Uuid, Uuid)],
+    since: DateTime<Utc>,
+) -> Result<Vec<(Uuid, Uuid)>, Error> {
     if entries.is_empty() {
         return Ok(Vec::new());
     }
@@ -243,12 +254,11 @@ pub async fn enter(
     .bind(since)
     .fetch_all(&mut *tx)
     .await?;
-    count(tx, &entered, 1, since).await?;
     Ok(entered)
 }
 
-/// [`enter`] for memberships the caller knows are new (a segment's
-/// evaluation under the exclusive segments lock, which read its members in
+/// [`enter`] for memberships the caller knows are new (a snapshot's frozen
+/// members, under the exclusive segments lock, which read its members in
 /// the same transaction): many at once go by COPY, which has no `ON CONFLICT`.
 pub async fn enter_new(tx: &mut PgConnection, entries: &[(Uuid, Uuid)], since: DateTime<Utc>) -> Result<(), Error> {
     if entries.len() < crm_platform::copy::WORTH_COPYING {
@@ -256,13 +266,90 @@ pub async fn enter_new(tx: &mut PgConnection, entries: &[(Uuid, Uuid)], since: D
         return Ok(());
     }
     let since_text = since.to_rfc3339();
-    let statement = "COPY memberships (contact_id, segment_id, since) FROM STDIN";
-    crm_platform::copy::copy_in(tx, statement, entries, |row, (contact, segment)| {
+    crm_platform::copy::copy_in(tx, COPY_MEMBERSHIPS, entries, |row, (contact, segment)| {
         row.plain(contact).plain(segment).plain(&since_text);
     })
     .await?;
     count(tx, entries, 1, since).await?;
     Ok(())
+}
+
+const COPY_MEMBERSHIPS: &str = "COPY memberships (contact_id, segment_id, since) FROM STDIN";
+
+/// New members of one segment stored as its evaluation decides them, page
+/// by page, under the exclusive segments lock (which proves them new): held
+/// until there are enough to be worth a COPY, then streamed, so the server
+/// stores a page while the role decides the next. The transaction is the
+/// writer's until [`NewMembers::finish`], which counts them in the
+/// segment's size of the day.
+pub struct NewMembers<'c> {
+    segment: Uuid,
+    since: DateTime<Utc>,
+    since_text: String,
+    /// `None` only while changing from holding to copying.
+    writing: Option<Writing<'c>>,
+    stored: i64,
+}
+
+enum Writing<'c> {
+    Held(&'c mut PgConnection, Vec<Uuid>),
+    Copying(crm_platform::copy::CopyWriter<'c>),
+}
+
+impl<'c> NewMembers<'c> {
+    pub fn new(tx: &'c mut PgConnection, segment: Uuid, since: DateTime<Utc>) -> NewMembers<'c> {
+        let writing = Some(Writing::Held(tx, Vec::new()));
+        NewMembers { segment, since, since_text: since.to_rfc3339(), writing, stored: 0 }
+    }
+
+    /// Adds `contact` to the segment.
+    pub fn push(&mut self, contact: Uuid) {
+        self.stored += 1;
+        match self.writing.as_mut() {
+            Some(Writing::Held(_, held)) => held.push(contact),
+            Some(Writing::Copying(copy)) => {
+                copy.row().plain(contact).plain(self.segment).plain(&self.since_text).end_row()
+            }
+            None => unreachable!("NewMembers is holding or copying between calls"),
+        }
+    }
+
+    /// A page is decided: its members go to the server (once there are
+    /// enough to copy).
+    pub async fn end_page(&mut self) -> Result<(), Error> {
+        let writing = match self.writing.take() {
+            Some(Writing::Held(tx, held)) if held.len() >= crm_platform::copy::WORTH_COPYING => {
+                let mut copy = crm_platform::copy::CopyWriter::start(tx, COPY_MEMBERSHIPS).await?;
+                for contact in held {
+                    copy.row().plain(contact).plain(self.segment).plain(&self.since_text).end_row();
+                }
+                Writing::Copying(copy)
+            }
+            Some(writing) => writing,
+            None => unreachable!("NewMembers is holding or copying between calls"),
+        };
+        let writing = self.writing.insert(writing);
+        if let Writing::Copying(copy) = writing {
+            copy.send().await?;
+        }
+        Ok(())
+    }
+
+    /// Stores the rest; returns how many members were added, for
+    /// [`count_added`] (the writer's COPY keeps the transaction to the end).
+    pub async fn finish(mut self) -> Result<i64, Error> {
+        match self.writing.take() {
+            Some(Writing::Held(tx, held)) => {
+                let entries: Vec<(Uuid, Uuid)> = held.into_iter().map(|contact| (contact, self.segment)).collect();
+                Ok(insert_memberships(tx, &entries, self.since).await?.len() as i64)
+            }
+            Some(Writing::Copying(copy)) => {
+                copy.finish().await?;
+                Ok(self.stored)
+            }
+            None => unreachable!("NewMembers is holding or copying between calls"),
+        }
+    }
 }
 
 /// Removes `(contact, segment)` memberships at `at`, counted in the sizes of
@@ -296,6 +383,16 @@ async fn count(tx: &mut PgConnection, changes: &[(Uuid, Uuid)], sign: i64, at: D
     for (_, segment) in changes {
         *deltas.entry(*segment).or_default() += sign;
     }
+    resize(tx, deltas, at).await
+}
+
+/// Adds `added` members to `segment`'s size of `at`'s day.
+pub async fn count_added(tx: &mut PgConnection, segment: Uuid, added: i64, at: DateTime<Utc>) -> Result<(), Error> {
+    resize(tx, HashMap::from([(segment, added)]), at).await
+}
+
+/// Adds each segment's delta to its size of `at`'s day.
+async fn resize(tx: &mut PgConnection, deltas: HashMap<Uuid, i64>, at: DateTime<Utc>) -> Result<(), Error> {
     if deltas.is_empty() {
         return Ok(());
     }
