@@ -132,6 +132,13 @@ impl SegmentationApi {
         let mut conn = self.pool.acquire().await?;
         Ok(to_proto_segment(&store::get(&mut conn, id, false).await?))
     }
+
+    /// [`Self::read`] after an evaluation that counted the members: `Some(count)`.
+    async fn read_evaluated(&self, id: Uuid, evaluated: Option<i64>) -> Result<pb::Segment, Error> {
+        let Some(member_count) = evaluated else { return self.read(id).await };
+        let mut conn = self.pool.acquire().await?;
+        Ok(to_proto_segment(&store::get_counted(&mut conn, id, member_count).await?))
+    }
 }
 
 /// The most events one `GetReadModelStatus` asks about.
@@ -320,17 +327,20 @@ impl SegmentationService for SegmentationApi {
         }
         let rule_text = if kind == "dynamic" { input.rule.trim() } else { "" };
         store::insert_from(&mut tx, segment_id, &name, &description, kind, rule_text, source).await?;
-        match (kind, &checked, source) {
-            ("dynamic", Some(checked), _) => {
+        let evaluated = match (kind, &checked, source) {
+            ("dynamic", Some(checked), _) => Some(
                 self.segments
                     .populate(&mut tx, &self.pool, segment_id, 1, checked, segments::Evaluation::First, now)
-                    .await?;
+                    .await?,
+            ),
+            ("snapshot", _, Some(source)) => {
+                segments::freeze(&mut tx, segment_id, source, now).await?;
+                None
             }
-            ("snapshot", _, Some(source)) => segments::freeze(&mut tx, segment_id, source, now).await?,
-            _ => {}
-        }
+            _ => None,
+        };
         tx.commit().await.map_err(Error::from)?;
-        Ok(Response::new(self.read(segment_id).await?))
+        Ok(Response::new(self.read_evaluated(segment_id, evaluated).await?))
     }
 
     async fn get_segment(&self, request: Request<pb::GetSegmentRequest>) -> Result<Response<pb::Segment>, Status> {
@@ -383,8 +393,10 @@ impl SegmentationService for SegmentationApi {
             new_rule,
         )
         .await?;
+        let mut evaluated = None;
         if let (true, Some(checked)) = (new_rule, &checked) {
-            self.segments
+            evaluated = self
+                .segments
                 .populate(
                     &mut tx,
                     &self.pool,
@@ -394,10 +406,11 @@ impl SegmentationService for SegmentationApi {
                     segments::Evaluation::Again,
                     self.clock.now(),
                 )
-                .await?;
+                .await
+                .map(Some)?;
         }
         tx.commit().await.map_err(Error::from)?;
-        Ok(Response::new(self.read(segment_id).await?))
+        Ok(Response::new(self.read_evaluated(segment_id, evaluated).await?))
     }
 
     async fn list_segments(

@@ -26,9 +26,11 @@ pub struct SegmentRecord {
     pub update_time: DateTime<Utc>,
 }
 
-const COLUMNS: &str =
-    "s.id, s.name, s.description, s.kind, s.rule, s.version, s.create_time, s.update_time, s.source_segment_id,
-     (SELECT count(*) FROM memberships m WHERE m.segment_id = s.id) AS member_count";
+/// A segment's columns but its member count.
+const FIELDS: &str =
+    "s.id, s.name, s.description, s.kind, s.rule, s.version, s.create_time, s.update_time, s.source_segment_id";
+/// Its member count, counted.
+const COUNTED: &str = "(SELECT count(*) FROM memberships m WHERE m.segment_id = s.id) AS member_count";
 
 fn record(row: &PgRow) -> Result<SegmentRecord, Error> {
     Ok(SegmentRecord {
@@ -97,9 +99,24 @@ pub async fn insert_from(
 pub async fn get(conn: &mut PgConnection, id: Uuid, lock: bool) -> Result<SegmentRecord, Error> {
     let suffix = if lock { " FOR UPDATE OF s" } else { "" };
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM segments s WHERE s.id = $1 AND s.delete_time IS NULL{suffix}"
+        "SELECT {FIELDS}, {COUNTED} FROM segments s WHERE s.id = $1 AND s.delete_time IS NULL{suffix}"
     )))
     .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| Error::NotFound { resource: "segment", id: id.to_string() })?;
+    record(&row)
+}
+
+/// [`get`] for a segment whose members the caller has just counted (its
+/// evaluation, in the transaction that committed them): counting a million
+/// memberships not yet vacuumed again takes 130 ms.
+pub async fn get_counted(conn: &mut PgConnection, id: Uuid, member_count: i64) -> Result<SegmentRecord, Error> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {FIELDS}, $2::bigint AS member_count FROM segments s WHERE s.id = $1 AND s.delete_time IS NULL"
+    )))
+    .bind(id)
+    .bind(member_count)
     .fetch_optional(conn)
     .await?
     .ok_or_else(|| Error::NotFound { resource: "segment", id: id.to_string() })?;
@@ -154,7 +171,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<SegmentRecord>, Error> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM segments s WHERE s.delete_time IS NULL
+        "SELECT {FIELDS}, {COUNTED} FROM segments s WHERE s.delete_time IS NULL
            AND ($1::text IS NULL OR (lower(s.name), s.id) > (lower($1), $2))
          ORDER BY lower(s.name), s.id LIMIT $3"
     )))
