@@ -68,7 +68,29 @@ impl LocalPostgres {
             tracing::info!(port, "reusing the private PostgreSQL already running");
             return Ok(LocalPostgres { port, ..cluster });
         }
-        let port = free_port()?;
+        let log = dir.join("postgres.log");
+        // A free port may be taken by another process between finding it
+        // and the server binding it (tests start clusters side by side):
+        // then the server says so in its log, and another port is tried.
+        let mut attempt = 0;
+        let port = loop {
+            attempt += 1;
+            let port = free_port()?;
+            let logged_before = fs::metadata(&log).map(|meta| meta.len()).unwrap_or(0);
+            match cluster.start_on(port, options, &log) {
+                Ok(()) => break port,
+                Err(_) if attempt < 3 && port_was_taken(&log, logged_before) => {
+                    tracing::warn!(port, "the port was taken before PostgreSQL bound it; trying another");
+                }
+                Err(error) => return Err(error),
+            }
+        };
+        tracing::info!(port, "private PostgreSQL started");
+        Ok(LocalPostgres { port, ..cluster })
+    }
+
+    /// Starts the server on `port`, logging to `log`.
+    fn start_on(&self, port: u16, options: &Options, log: &Path) -> anyhow::Result<()> {
         let mut server_options =
             format!("-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=300");
         for (name, value) in tuning(memory_bytes()) {
@@ -77,15 +99,12 @@ impl LocalPostgres {
         if options.unsafe_no_fsync {
             server_options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
         }
-        let log = path_str(&dir.join("postgres.log"))?;
-        cluster
-            .run(
-                "pg_ctl",
-                &["start", "-w", "-t", "60", "-D", &path_str(&cluster.data_dir)?, "-l", &log, "-o", &server_options],
-            )
-            .with_context(|| format!("starting PostgreSQL; its log is {log}"))?;
-        tracing::info!(port, "private PostgreSQL started");
-        Ok(LocalPostgres { port, ..cluster })
+        let log = path_str(log)?;
+        self.run(
+            "pg_ctl",
+            &["start", "-w", "-t", "60", "-D", &path_str(&self.data_dir)?, "-l", &log, "-o", &server_options],
+        )
+        .with_context(|| format!("starting PostgreSQL; its log is {log}"))
     }
 
     /// A URL for the `postgres` database as the `postgres` superuser.
@@ -258,6 +277,14 @@ fn memory_bytes() -> Option<u64> {
     Some(kilobytes * 1024)
 }
 
+/// Whether the server's log, past its first `from` bytes, says its port was in use.
+fn port_was_taken(log: &Path, from: u64) -> bool {
+    fs::read(log).is_ok_and(|text| {
+        let since = &text[(from as usize).min(text.len())..];
+        String::from_utf8_lossy(since).contains("Address already in use")
+    })
+}
+
 fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port for PostgreSQL")?;
     Ok(listener.local_addr()?.port())
@@ -269,7 +296,21 @@ fn path_str(path: &Path) -> anyhow::Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::tuning;
+    use super::{port_was_taken, tuning};
+
+    #[test]
+    fn a_port_taken_is_read_only_from_the_attempt_s_own_lines() {
+        let log = std::env::temp_dir().join(format!("crm-localpg-log-{}", std::process::id()));
+        let taken = "LOG:  could not bind IPv4 address \"127.0.0.1\": Address already in use\n";
+        std::fs::write(&log, taken).unwrap();
+        assert!(port_was_taken(&log, 0));
+        let earlier = std::fs::metadata(&log).unwrap().len();
+        assert!(!port_was_taken(&log, earlier), "an earlier attempt's lines are not this one's");
+        std::fs::write(&log, format!("{taken}LOG:  database system is ready to accept connections\n")).unwrap();
+        assert!(!port_was_taken(&log, earlier));
+        assert!(!port_was_taken(&log.with_extension("absent"), 0));
+        std::fs::remove_file(&log).unwrap();
+    }
 
     fn setting(settings: &[(&str, String)], name: &str) -> Option<String> {
         settings.iter().find(|(key, _)| *key == name).map(|(_, value)| value.clone())
