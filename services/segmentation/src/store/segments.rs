@@ -284,7 +284,7 @@ pub async fn enter_new(tx: &mut PgConnection, entries: &[(Uuid, Uuid)], since: D
     }
     let since_text = since.to_rfc3339();
     crm_platform::copy::copy_in(tx, COPY_MEMBERSHIPS, entries, |row, (contact, segment)| {
-        row.plain(contact).plain(segment).plain(&since_text);
+        membership_row(row, *contact, *segment, &since_text);
     })
     .await?;
     count(tx, entries, 1, since).await?;
@@ -293,12 +293,17 @@ pub async fn enter_new(tx: &mut PgConnection, entries: &[(Uuid, Uuid)], since: D
 
 const COPY_MEMBERSHIPS: &str = "COPY memberships (contact_id, segment_id, since) FROM STDIN";
 
+/// A membership's fields in [`COPY_MEMBERSHIPS`]'s column order.
+fn membership_row(row: &mut crm_platform::copy::CopyRows, contact: Uuid, segment: Uuid, since_text: &str) {
+    row.plain(contact).plain(segment).plain(since_text);
+}
+
 /// New members of one segment stored as its evaluation decides them, page
 /// by page, under the exclusive segments lock (which proves them new): held
 /// until there are enough to be worth a COPY, then streamed, so the server
 /// stores a page while the role decides the next. The transaction is the
-/// writer's until [`NewMembers::finish`], which counts them in the
-/// segment's size of the day.
+/// writer's until [`NewMembers::finish`]; the caller then counts them in
+/// the segment's size of the day ([`count_added`]).
 pub struct NewMembers<'c> {
     segment: Uuid,
     since: DateTime<Utc>,
@@ -325,7 +330,8 @@ impl<'c> NewMembers<'c> {
         match self.writing.as_mut() {
             Some(Writing::Held(_, held)) => held.push(contact),
             Some(Writing::Copying(copy)) => {
-                copy.row().plain(contact).plain(self.segment).plain(&self.since_text).end_row()
+                membership_row(copy.row(), contact, self.segment, &self.since_text);
+                copy.row().end_row();
             }
             None => unreachable!("NewMembers is holding or copying between calls"),
         }
@@ -338,7 +344,8 @@ impl<'c> NewMembers<'c> {
             Some(Writing::Held(tx, held)) if held.len() >= crm_platform::copy::WORTH_COPYING => {
                 let mut copy = crm_platform::copy::CopyWriter::start(tx, COPY_MEMBERSHIPS).await?;
                 for contact in held {
-                    copy.row().plain(contact).plain(self.segment).plain(&self.since_text).end_row();
+                    membership_row(copy.row(), contact, self.segment, &self.since_text);
+                    copy.row().end_row();
                 }
                 Writing::Copying(copy)
             }
