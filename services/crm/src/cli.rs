@@ -103,6 +103,10 @@ pub enum Command {
         /// with and without it; the analytics reads of the mix read what they computed.
         #[arg(long)]
         analytics: bool,
+        /// Rounds of the ingest alone and beside each computation under --analytics
+        /// (0: each computation timed alone only).
+        #[arg(long, default_value_t = 3)]
+        analytics_rounds: usize,
     },
     /// Tools of the alerting role that work against a running install.
     Alerting {

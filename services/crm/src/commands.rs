@@ -59,6 +59,7 @@ pub async fn run(command: Command, config: Config, telemetry: &Telemetry) -> any
             alert_latency,
             segment_latency,
             analytics,
+            analytics_rounds,
         } => {
             let options = bench::BenchOptions {
                 gateway,
@@ -74,7 +75,7 @@ pub async fn run(command: Command, config: Config, telemetry: &Telemetry) -> any
                 segments,
                 alert_latency,
                 segment_latency,
-                analytics,
+                analytics: analytics.then_some(analytics_rounds),
             };
             bench::run(options, config).await
         }

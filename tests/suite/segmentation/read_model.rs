@@ -641,11 +641,23 @@ async fn a_refresh_a_crash_interrupted_is_finished_by_the_leader() {
                 .await
                 .unwrap();
         let pending: bool =
-            sqlx::query_scalar("SELECT requested > done FROM analytics_refresh").fetch_one(&pool).await.unwrap();
+            sqlx::query_scalar("SELECT exists (SELECT FROM analytics_dirty)").fetch_one(&pool).await.unwrap();
         member && group().await == crm_segmentation::features::Value::Str("champions".into()) && !pending
     })
     .await;
     shutdown.cancel();
+}
+
+/// `count` random contacts (`contact_id(0..count)`), created through the contacts feed.
+async fn create_contacts(pool: &PgPool, seed: u64, count: usize, now: DateTime<Utc>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let feed = ContactsFeed { clock: Clock::manual(now), segments: std::sync::Arc::new(Segments::default()) };
+    let created: Vec<Event> = (0..count)
+        .map(|index| {
+            event(&contacts::ContactCreated { contact: Some(contact(&mut rng, index, now)), ..Default::default() })
+        })
+        .collect();
+    apply(pool, &feed, &created).await;
 }
 
 /// A refresh that rewrote a large part of the documents leaves them (and
@@ -664,15 +676,8 @@ async fn a_large_refresh_leaves_the_features_vacuumed_and_analysed() {
     let pool = db.role_pool(Role::Segmentation).await.unwrap();
     let now = DateTime::parse_from_rfc3339("2026-06-01T09:30:00Z").unwrap().with_timezone(&Utc);
     let segments = Segments::default();
-    let mut rng = StdRng::seed_from_u64(11);
     let count = crm_platform::db::TIDY_AFTER + 100;
-    let feed = ContactsFeed { clock: Clock::manual(now), segments: std::sync::Arc::new(Segments::default()) };
-    let created: Vec<Event> = (0..count)
-        .map(|index| {
-            event(&contacts::ContactCreated { contact: Some(contact(&mut rng, index, now)), ..Default::default() })
-        })
-        .collect();
-    apply(&pool, &feed, &created).await;
+    create_contacts(&pool, 11, count, now).await;
     let scores = Scores { recency: 3, frequency: 3, monetary: 3, group: Group::of(3, 3) };
     let totals = Totals { recency_days: 40, frequency: 2, monetary: 5_000 };
     let scored: Vec<_> = (0..count).map(|index| (contact_id(index), totals, scores)).collect();
@@ -691,4 +696,103 @@ async fn a_large_refresh_leaves_the_features_vacuumed_and_analysed() {
         .unwrap()
     })
     .await;
+}
+
+/// A computation marks only the contacts whose scores, group or predicted
+/// value changed (or went), and the refresh rewrites only those: the same
+/// scores stored again mark nobody; one customer's new group and another's
+/// lost scores mark those two; a fit marks the values that moved.
+#[tokio::test]
+async fn a_computation_marks_and_refreshes_only_the_contacts_whose_analytics_changed() {
+    use crm_segmentation::{
+        analytics::{
+            clv::{BgNbd, GammaGamma},
+            recompute::refresh_features,
+            rfm::{Group, Scores, Totals},
+        },
+        features::{Value, doc_from_bytes},
+        store::analytics::{ClvFit, ClvValue, RfmRun, save_clv, save_rfm},
+    };
+    let db = TestDb::create().await.unwrap();
+    let pool = db.role_pool(Role::Segmentation).await.unwrap();
+    let now = DateTime::parse_from_rfc3339("2026-06-01T09:30:00Z").unwrap().with_timezone(&Utc);
+    let segments = Segments::default();
+    let count = 40;
+    create_contacts(&pool, 13, count, now).await;
+    let marked = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM analytics_dirty").fetch_one(&pool).await.unwrap()
+    };
+    let group_of = |index: usize| {
+        let pool = pool.clone();
+        async move {
+            let doc: Vec<u8> = sqlx::query_scalar("SELECT doc FROM features WHERE contact_id = $1")
+                .bind(contact_id(index))
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            doc_from_bytes(&doc)["rfm_group"].clone()
+        }
+    };
+    let save = |scored: Vec<(Uuid, Totals, Scores)>| {
+        let pool = pool.clone();
+        async move {
+            let run = RfmRun { computed_at: now, currency: "EUR".into(), window_days: 365, customers: 0 };
+            let mut tx = pool.begin().await.unwrap();
+            save_rfm(&mut tx, &run, &scored, "test").await.unwrap();
+            tx.commit().await.unwrap();
+        }
+    };
+    let totals = Totals { recency_days: 40, frequency: 2, monetary: 5_000 };
+    let middling = Scores { recency: 3, frequency: 3, monetary: 3, group: Group::of(3, 3) };
+    let mut scored: Vec<_> = (0..count).map(|index| (contact_id(index), totals, middling)).collect();
+
+    save(scored.clone()).await;
+    assert_eq!(marked().await, count as i64, "a first computation marks every customer");
+    assert_eq!(refresh_features(&pool, &segments, now).await.unwrap(), count);
+    assert_eq!(marked().await, 0, "the refresh unmarks what it brought up to date");
+
+    // The same scores, with other totals (not features): nobody marked.
+    let later = Totals { recency_days: 41, ..totals };
+    save(scored.iter().map(|(contact, _, scores)| (*contact, later, *scores)).collect()).await;
+    assert_eq!(marked().await, 0, "unchanged scores mark nobody");
+    assert_eq!(refresh_features(&pool, &segments, now).await.unwrap(), 0);
+
+    // One champion more, one customer no longer scored.
+    scored[7].2 = Scores { recency: 5, frequency: 5, monetary: 5, group: Group::of(5, 5) };
+    scored.remove(8);
+    save(scored.clone()).await;
+    assert_eq!(marked().await, 2);
+    assert_eq!(refresh_features(&pool, &segments, now).await.unwrap(), 2);
+    assert_eq!(group_of(7).await, Value::Str("champions".into()));
+    assert_eq!(group_of(8).await, Value::Str(String::new()), "unscored: no group");
+    assert_eq!(group_of(9).await, Value::Str("need_attention".into()));
+
+    // A fit: the values that moved are marked, the rest not.
+    let value = |predicted_value| ClvValue {
+        historic_value: 100,
+        repeat_purchases: 1,
+        probability_alive: 0.5,
+        expected_purchases: 1.0,
+        expected_spend: 100.0,
+        predicted_value,
+    };
+    let fit = ClvFit {
+        fitted_at: now,
+        currency: "EUR".into(),
+        horizon_days: 365,
+        customers: 3,
+        repeat_customers: 0,
+        purchases: BgNbd { r: 1.0, alpha: 1.0, a: 1.0, b: 1.0 },
+        bgnbd_log_likelihood: 0.0,
+        spend: GammaGamma { p: 1.0, q: 1.0, gamma: 1.0 },
+        gamma_gamma_log_likelihood: 0.0,
+    };
+    for (values, expected) in [([100, 200, 300], 3), ([100, 250, 300], 1)] {
+        let values: Vec<_> = values.into_iter().enumerate().map(|(index, v)| (contact_id(index), value(v))).collect();
+        let mut tx = pool.begin().await.unwrap();
+        save_clv(&mut tx, &fit, &values, "test").await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(marked().await, expected);
+        assert_eq!(refresh_features(&pool, &segments, now).await.unwrap(), expected as usize);
+    }
 }

@@ -5,9 +5,9 @@
 //! (issue #16 asks for under 10% slower), and how long the computation took
 //! beside it (it gives way to the ingest). The ingest's rate alone drifts
 //! between phases of one run by more than the 10% asked, so each
-//! computation has [`ROUNDS`] rounds of the two phases in alternating order
-//! (alone first, then beside first), and the median of their ratios is
-//! printed beside each. Every phase starts once the interactions feed's
+//! computation has `--analytics-rounds` rounds (3 by default; 0 times it
+//! alone only) of the two phases in alternating order (alone first, then
+//! beside first), and the median of their ratios is printed beside each. Every phase starts once the interactions feed's
 //! followers have caught up (none works off another's backlog), no vacuum
 //! runs and a checkpoint has written out what came before. The
 //! interactions ingested here are new ones (numbered past any
@@ -39,8 +39,6 @@ use super::{
 const WHOLE_BASE: Duration = Duration::from_secs(600);
 /// The longest an ingest phase runs (shorter when the computation ends first).
 const INGEST_PHASE: Duration = Duration::from_secs(15);
-/// Rounds of the ingest alone and beside a computation, per computation.
-const ROUNDS: usize = 3;
 
 /// One of the three computations.
 #[derive(Clone, Copy, Debug)]
@@ -88,11 +86,13 @@ impl Computation {
     }
 }
 
-/// Times each computation alone and beside an ingest over `contacts`, printing the figures.
+/// Times each computation alone and beside an ingest over `contacts`
+/// (`rounds` of the ingest alone and beside it; 0: alone only), printing the figures.
 pub async fn time_computations(
     gateway: &Transport,
     database_url: Option<&str>,
     contacts: &[Uuid],
+    rounds: usize,
 ) -> anyhow::Result<()> {
     if contacts.is_empty() {
         anyhow::bail!("--analytics needs purchases to analyse: load some with --interactions N");
@@ -105,7 +105,7 @@ pub async fn time_computations(
         println!("analytics: {} over the whole base: {:.1}s", computation.name(), alone.as_secs_f64());
         let phase = alone.min(INGEST_PHASE);
         let mut ratios = Vec::new();
-        for round in 0..ROUNDS {
+        for round in 0..rounds {
             let (mut rate_alone, mut rate_beside, mut took_beside) = (0.0, 0.0, Duration::ZERO);
             for beside in if round % 2 == 0 { [false, true] } else { [true, false] } {
                 settled(database_url).await?;
@@ -127,11 +127,14 @@ pub async fn time_computations(
                 took_beside.as_secs_f64()
             );
         }
+        if ratios.is_empty() {
+            continue;
+        }
         ratios.sort_by(f64::total_cmp);
         println!(
-            "analytics: ingest beside {} / alone, median of {ROUNDS} rounds: {:.2} (each: {})",
+            "analytics: ingest beside {} / alone, median of {rounds} rounds: {:.2} (each: {})",
             computation.name(),
-            ratios[ROUNDS / 2],
+            ratios[rounds / 2],
             ratios.iter().map(|ratio| format!("{ratio:.2}")).collect::<Vec<_>>().join(", ")
         );
     }

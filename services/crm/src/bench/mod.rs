@@ -61,8 +61,9 @@ pub struct BenchOptions {
     pub alert_latency: bool,
     /// Measure the latency to `SegmentEntered` on a Subscribe stream instead of the load phases.
     pub segment_latency: bool,
-    /// Time the customer analytics' whole-base computations before the load phases.
-    pub analytics: bool,
+    /// Time the customer analytics' whole-base computations before the load
+    /// phases, with this many rounds of an ingest beside each (0: alone only).
+    pub analytics: Option<usize>,
 }
 
 /// One target's results in both load shapes.
@@ -140,7 +141,7 @@ async fn prepare(options: &BenchOptions, gateway: &Transport, database_url: Opti
         segments_seed::define(gateway, options.segments).await?;
         timeline_seed::seed(gateway, database_url, options.interactions, &contacts, options.alerting).await?;
         let _ = operations::TIMELINES.set(contacts);
-    } else if options.analytics || options.mix.0.iter().any(|(operation, _)| operation.needs_timelines()) {
+    } else if options.analytics.is_some() || options.mix.0.iter().any(|(operation, _)| operation.needs_timelines()) {
         let Some(url) = database_url else {
             anyhow::bail!(
                 "the mix reads timelines: load some with --interactions N, or set DATABASE_URL to draw them from the install"
@@ -163,9 +164,9 @@ async fn prepare(options: &BenchOptions, gateway: &Transport, database_url: Opti
     if options.mix.0.iter().any(|(operation, _)| operation.needs_score_model()) {
         scores_seed::define(gateway).await?;
     }
-    if options.analytics {
+    if let Some(rounds) = options.analytics {
         let contacts = operations::TIMELINES.get().cloned().unwrap_or_default();
-        analytics::time_computations(gateway, database_url, &contacts).await?;
+        analytics::time_computations(gateway, database_url, &contacts, rounds).await?;
     }
     Ok(())
 }

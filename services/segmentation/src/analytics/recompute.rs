@@ -55,7 +55,9 @@ impl Default for Params {
 pub async fn compute(pool: &PgPool, params: Params, now: DateTime<Utc>, by: &str) -> Result<RulesRun, Error> {
     let window = Span { start: now - chrono::Duration::days(params.window_days.into()), end: now };
     let mut way = GiveWay::default();
+    let mut phases = Phases::start("association rules");
     let baskets = store::baskets(pool, &mut way, window).await?;
+    phases.done("read");
     let rules = crate::parallel::background({
         let Params { min_support, min_confidence, .. } = params;
         move || (baskets.len() as i64, associations::rules(&baskets, min_support, min_confidence))
@@ -69,11 +71,13 @@ pub async fn compute(pool: &PgPool, params: Params, now: DateTime<Utc>, by: &str
         baskets,
         total_rules: rules.len() as i64,
     };
+    phases.done("count");
     way.before_step().await;
     let mut tx = pool.begin().await?;
     store::save_rules(&mut tx, &run, &rules, by).await?;
     tx.commit().await?;
-    gave_way("association rules", &way);
+    phases.done("save");
+    phases.log(&way);
     Ok(run)
 }
 
@@ -90,18 +94,23 @@ pub async fn compute_rfm(
 ) -> Result<RfmRun, Error> {
     let window = Span { start: now - chrono::Duration::days(window_days.into()), end: now };
     let mut way = GiveWay::default();
+    let mut phases = Phases::start("RFM");
     let customers = store::rfm_totals(pool, &mut way, currency, window).await?;
+    phases.done("read");
     let totals: Vec<rfm::Totals> = customers.iter().map(|(_, totals)| *totals).collect();
     let scores = crate::parallel::background(move || rfm::score(&totals)).await.map_err(Error::Internal)?;
     let scored: Vec<_> =
         customers.iter().zip(scores).map(|((contact, totals), scores)| (*contact, *totals, scores)).collect();
     let run = RfmRun { computed_at: now, currency: currency.to_string(), window_days, customers: scored.len() as i64 };
+    phases.done("score");
     way.before_step().await;
     let mut tx = pool.begin().await?;
     store::save_rfm(&mut tx, &run, &scored, by).await?;
     tx.commit().await?;
+    phases.done("save");
     refresh_giving_way(pool, segments, now, &mut way).await?;
-    gave_way("RFM", &way);
+    phases.done("refresh");
+    phases.log(&way);
     Ok(run)
 }
 
@@ -119,7 +128,9 @@ pub async fn fit_clv(
     by: &str,
 ) -> Result<ClvFit, Error> {
     let mut way = GiveWay::default();
+    let mut phases = Phases::start("lifetime value");
     let customers = store::purchase_days(pool, &mut way, currency, now).await?;
+    phases.done("read");
     let summaries: Vec<clv::Summary> = customers.iter().map(|(_, days)| clv::summarise(days, now)).collect();
     let repeat: Vec<(f64, f64)> = summaries
         .iter()
@@ -173,12 +184,15 @@ pub async fn fit_clv(
         gamma_gamma_log_likelihood,
     };
     let values: Vec<_> = customers.iter().map(|(contact, _)| *contact).zip(values).collect();
+    phases.done("fit");
     way.before_step().await;
     let mut tx = pool.begin().await?;
     store::save_clv(&mut tx, &fit, &values, by).await?;
     tx.commit().await?;
+    phases.done("save");
     refresh_giving_way(pool, segments, now, &mut way).await?;
-    gave_way("lifetime value", &way);
+    phases.done("refresh");
+    phases.log(&way);
     Ok(fit)
 }
 
@@ -189,24 +203,50 @@ const REFRESH_LOCK: &str = "crm.segmentation.analytics.refresh";
 /// How often a refresh waiting for another looks again.
 const REFRESH_WAIT: Duration = Duration::from_millis(100);
 
-/// Brings every contact's analytics features, and the memberships of the
-/// segments that read them, up to what the stored RFM scores and lifetime
-/// values say, when a computation asked for it and no refresh answered it
-/// yet (`store::request_refresh`): a page of contacts a transaction, with
-/// their segments' events. One refresh at a time (a session lock): one
-/// asked while another runs waits for it, then does only what is left.
-/// Returns how many documents changed.
+/// Brings the analytics features of the contacts a computation marked
+/// (`store::save_rfm`, `store::save_clv`: those whose scores, group or
+/// predicted value changed), and the memberships of the segments that read
+/// them, up to what the stored RFM scores and lifetime values say: a page of
+/// contacts a transaction, with their segments' events. One refresh at a
+/// time (a session lock): one asked while another runs waits for it, then
+/// does only what is left. Returns how many documents changed.
 pub async fn refresh_features(pool: &PgPool, segments: &Segments, now: DateTime<Utc>) -> Result<usize, Error> {
     let mut way = GiveWay::default();
-    let refreshed = refresh_giving_way(pool, segments, now, &mut way).await;
-    gave_way("the analytics features' refresh", &way);
-    refreshed
+    refresh_giving_way(pool, segments, now, &mut way).await
 }
 
-/// Logs how long a computation gave way to bulk streams, if it did.
-fn gave_way(computation: &str, way: &GiveWay) {
-    if !way.waited().is_zero() {
-        tracing::info!(computation, seconds = way.waited().as_secs_f64(), "gave way to a bulk stream");
+/// Where a computation's time went, logged when it ends: the whole-base
+/// read, the arithmetic, the save and the features' refresh, each with the
+/// time it gave way to bulk streams in it.
+struct Phases {
+    computation: &'static str,
+    started: std::time::Instant,
+    last: std::time::Instant,
+    took: Vec<(&'static str, f64)>,
+}
+
+impl Phases {
+    fn start(computation: &'static str) -> Phases {
+        let now = std::time::Instant::now();
+        Phases { computation, started: now, last: now, took: Vec::new() }
+    }
+
+    /// Ends the phase `name`, begun when the last one ended.
+    fn done(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.took.push((name, (now - self.last).as_secs_f64()));
+        self.last = now;
+    }
+
+    fn log(&self, way: &GiveWay) {
+        let phases: Vec<String> = self.took.iter().map(|(name, seconds)| format!("{name} {seconds:.1} s")).collect();
+        tracing::info!(
+            computation = self.computation,
+            seconds = self.started.elapsed().as_secs_f64(),
+            gave_way_seconds = way.waited().as_secs_f64(),
+            phases = phases.join(", "),
+            "computed"
+        );
     }
 }
 
@@ -218,8 +258,8 @@ async fn refresh_giving_way(
     now: DateTime<Utc>,
     way: &mut GiveWay,
 ) -> Result<usize, Error> {
-    // Nothing asked (the leader's every look): no connection opened for the lock.
-    if store::refresh_pending(&mut *pool.acquire().await?).await?.is_none() {
+    // Nothing marked (the leader's every look): no connection opened for the lock.
+    if !store::refresh_pending(&mut *pool.acquire().await?).await? {
         return Ok(0);
     }
     let session = loop {
@@ -239,26 +279,38 @@ async fn refresh_locked(
     now: DateTime<Utc>,
     way: &mut GiveWay,
 ) -> Result<usize, Error> {
-    let Some(request) = store::refresh_pending(&mut *pool.acquire().await?).await? else { return Ok(0) };
+    let started = std::time::Instant::now();
     let (mut after, mut changed, mut seen) = (Uuid::nil(), 0, 0);
     loop {
         way.before_step().await;
         let mut tx = pool.begin().await?;
         crate::store::lock_batch(&mut tx, false).await?;
+        store::lock_against_refresh(&mut tx).await?;
         let page = read_model::apply_analytics(&mut tx, after, REFRESH_PAGE, now).await?;
-        let Some(last) = page.last else { break };
+        let Some(last) = page.last else {
+            tx.commit().await?;
+            // A computation saved while this ran may have marked contacts
+            // before `after`: done once a pass from the start finds none.
+            if after.is_nil() {
+                break;
+            }
+            after = Uuid::nil();
+            continue;
+        };
         segments.reconcile(&mut tx, &page.applied.computed, &page.applied.moved, now).await?;
         tx.commit().await?;
         changed += page.applied.computed.len();
         seen += page.seen;
         after = last;
     }
-    store::refresh_done(pool, request).await?;
+    tracing::info!(marked = seen, changed, seconds = started.elapsed().as_secs_f64(), "analytics features refreshed");
     // A refresh that rewrote a fifth or more of the documents vacuums the
     // features and the replaced scores at once: at a million, the autovacuum
     // that came minutes later slowed the offers' p99 from 6–8 ms to 19–26 ms.
-    if crm_platform::db::worth_tidying(changed, seen) {
-        let tables = ["features", "rfm_scores", "clv_values"].map(String::from);
+    if changed >= crm_platform::db::TIDY_AFTER
+        && crm_platform::db::worth_tidying(changed, read_model::documents(pool).await?)
+    {
+        let tables = ["features", "rfm_scores", "clv_values", "analytics_dirty"].map(String::from);
         tokio::spawn({
             let pool = pool.clone();
             async move { crm_platform::db::tidy(&pool, &tables, "an analytics refresh").await }

@@ -341,14 +341,28 @@ pub struct RfmRun {
     pub customers: i64,
 }
 
-/// Replaces the stored RFM scores and their groups' totals, and asks for
-/// the features to follow ([`request_refresh`]).
+/// Replaces the stored RFM scores and their groups' totals, and marks for
+/// the features' refresh the contacts whose scores or group changed
+/// ([`mark_changed`]).
 pub async fn save_rfm(
     tx: &mut PgConnection,
     run: &RfmRun,
     scored: &[(Uuid, Totals, Scores)],
     by: &str,
 ) -> Result<(), Error> {
+    lock_against_refresh(tx).await?;
+    let before: HashMap<Uuid, ([i32; 3], String)> = sqlx::query_as::<_, (Uuid, i32, i32, i32, String)>(
+        "SELECT contact_id, recency_score, frequency_score, monetary_score, rfm_group FROM rfm_scores",
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(|(contact, recency, frequency, monetary, group)| (contact, ([recency, frequency, monetary], group)))
+    .collect();
+    let after = scored.iter().map(|(contact, _, scores)| {
+        (*contact, ([scores.recency, scores.frequency, scores.monetary], scores.group.name().to_string()))
+    });
+    mark_changed(tx, &changed(before, after)).await?;
     sqlx::query("DELETE FROM rfm_scores").execute(&mut *tx).await?;
     sqlx::query(
         "INSERT INTO rfm_scores (contact_id, recency_days, frequency, monetary,
@@ -394,7 +408,6 @@ pub async fn save_rfm(
     .bind(groups.values().map(|(_, revenue)| *revenue).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await?;
-    request_refresh(tx).await?;
     Ok(())
 }
 
@@ -528,9 +541,18 @@ pub struct ClvValue {
     pub predicted_value: i64,
 }
 
-/// Replaces the stored fit and values, and asks for the features to
-/// follow ([`request_refresh`]).
+/// Replaces the stored fit and values, and marks for the features' refresh
+/// the contacts whose predicted value changed ([`mark_changed`]).
 pub async fn save_clv(tx: &mut PgConnection, fit: &ClvFit, values: &[(Uuid, ClvValue)], by: &str) -> Result<(), Error> {
+    lock_against_refresh(tx).await?;
+    let before: HashMap<Uuid, i64> =
+        sqlx::query_as::<_, (Uuid, i64)>("SELECT contact_id, predicted_value FROM clv_values")
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+    let after = values.iter().map(|(contact, value)| (*contact, value.predicted_value));
+    mark_changed(tx, &changed(before, after)).await?;
     sqlx::query("DELETE FROM clv_values").execute(&mut *tx).await?;
     sqlx::query(
         "INSERT INTO clv_values (contact_id, historic_value, repeat_purchases, probability_alive,
@@ -570,7 +592,6 @@ pub async fn save_clv(tx: &mut PgConnection, fit: &ClvFit, values: &[(Uuid, ClvV
     .bind(by)
     .execute(&mut *tx)
     .await?;
-    request_refresh(tx).await?;
     Ok(())
 }
 
@@ -627,27 +648,62 @@ async fn analyse(tx: &mut PgConnection, table: &'static str) -> Result<(), Error
     Ok(())
 }
 
-/// Records, in the transaction that replaced RFM scores or lifetime
-/// values, that the stored features must follow them; answers the request's
-/// number. A refresh that began before it does not answer it
-/// ([`refresh_pending`]), so a crash between the commit and the refresh's
-/// end leaves it pending for the leader to finish.
-pub async fn request_refresh(tx: &mut PgConnection) -> Result<i64, Error> {
-    Ok(sqlx::query_scalar("UPDATE analytics_refresh SET requested = requested + 1 RETURNING requested")
-        .fetch_one(tx)
-        .await?)
+/// The contacts whose stored value (what the features show of it) differs
+/// between `before` and `after`, or is in only one of them: in id order, as
+/// [`crate::store::read_model::apply_analytics`] takes them.
+fn changed<V: PartialEq>(mut before: HashMap<Uuid, V>, after: impl Iterator<Item = (Uuid, V)>) -> Vec<Uuid> {
+    let mut changed: Vec<Uuid> = Vec::new();
+    for (contact, value) in after {
+        if before.remove(&contact).is_none_or(|old| old != value) {
+            changed.push(contact);
+        }
+    }
+    changed.extend(before.into_keys());
+    changed.sort_unstable();
+    changed
 }
 
-/// The newest request for a refresh of the features that no refresh has
-/// answered yet, if any.
-pub async fn refresh_pending(conn: &mut PgConnection) -> Result<Option<i64>, Error> {
-    Ok(sqlx::query_scalar("SELECT requested FROM analytics_refresh WHERE requested > done")
-        .fetch_optional(conn)
-        .await?)
-}
-
-/// Records that the features follow every computation up to request `request`.
-pub async fn refresh_done(pool: &PgPool, request: i64) -> Result<(), Error> {
-    sqlx::query("UPDATE analytics_refresh SET done = greatest(done, $1)").bind(request).execute(pool).await?;
+/// Records, in the transaction that replaced RFM scores or lifetime values,
+/// that the features of `contacts` must follow them (`analytics_dirty`):
+/// the refresh reads those documents, not the whole base, and one a crash
+/// interrupted leaves them marked for the leader to finish.
+async fn mark_changed(tx: &mut PgConnection, contacts: &[Uuid]) -> Result<(), Error> {
+    sqlx::query("INSERT INTO analytics_dirty (contact_id) SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING")
+        .bind(contacts)
+        .execute(tx)
+        .await?;
     Ok(())
+}
+
+/// Holds, until commit, the lock that a computation's save and each page of
+/// the refresh take: a page reads the marked contacts and their stored
+/// analytics wholly before a save or wholly after it, so a contact a save
+/// marks while a page brings it up to date is never unmarked with the
+/// values from before.
+pub async fn lock_against_refresh(tx: &mut PgConnection) -> Result<(), Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('crm.segmentation.analytics.changed', 0))")
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// Whether some contacts' features have yet to follow a computation.
+pub async fn refresh_pending(conn: &mut PgConnection) -> Result<bool, Error> {
+    Ok(sqlx::query_scalar("SELECT exists (SELECT FROM analytics_dirty)").fetch_one(conn).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_contact_is_marked_when_its_value_changed_came_or_went_and_only_then() {
+        let id = Uuid::from_u128;
+        let before: HashMap<Uuid, i64> = [(id(1), 10), (id(2), 20), (id(3), 30)].into();
+        // 1 kept, 2 changed, 3 gone, 4 new.
+        let after = [(id(4), 40), (id(2), 21), (id(1), 10)].into_iter();
+        assert_eq!(changed(before, after), vec![id(2), id(3), id(4)]);
+        let same: HashMap<Uuid, i64> = [(id(1), 10)].into();
+        assert!(changed(same, [(id(1), 10)].into_iter()).is_empty());
+    }
 }

@@ -283,12 +283,18 @@ async fn current_docs(
     .await?)
 }
 
+/// How many contacts have a features document.
+pub async fn documents(pool: &sqlx::PgPool) -> Result<usize, Error> {
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM features").fetch_one(pool).await?;
+    Ok(count as usize)
+}
+
 /// What [`apply_analytics`] did with one page of contacts.
 #[derive(Default)]
 pub struct AnalyticsPage {
     /// The last contact of the page; `None`: no contact was left after the one asked.
     pub last: Option<Uuid>,
-    /// How many documents the page held.
+    /// How many contacts the page held.
     pub seen: usize,
     /// The features whose analytics changed, stored; `moved` names the
     /// analytics features for each.
@@ -296,15 +302,19 @@ pub struct AnalyticsPage {
 }
 
 /// Brings the analytics features ([`features::ANALYTICS_FEATURES`]) of the
-/// next `limit` contacts with features after `after` (in id order) to what
-/// the stored RFM scores and lifetime values say, under their locks: a
-/// document that already says it is only read (the five features, the rest
-/// stepped over), one that does not is patched and stored; one due to
-/// change by time is left to the schedule's recompute (it reads the stored
-/// analytics), one stored by an older catalogue is made due now. After a
-/// computation a million documents follow without recomputing any
-/// (marking them due for the schedule's full recompute took 170 s, and the
-/// recomputes hours).
+/// next `limit` contacts marked by a computation (`analytics_dirty`) after
+/// `after` (in id order) to what the stored RFM scores and lifetime values
+/// say, under their locks, and unmarks them: a document that already says
+/// it is only read (the five features, the rest stepped over), one that
+/// does not is patched and stored; one due to change by time is left to the
+/// schedule's recompute (it reads the stored analytics), one stored by an
+/// older catalogue is made due now; a contact with no document (merged or
+/// erased since: their marks are left to this, as a merge or an erasure
+/// taking them would wait on a page that waits on its document) is only
+/// unmarked. After a computation the documents follow
+/// without recomputing any (marking them due for the schedule's full
+/// recompute took 170 s at a million, and the recomputes hours). The caller
+/// holds [`super::analytics::lock_against_refresh`].
 pub async fn apply_analytics(
     tx: &mut PgConnection,
     after: Uuid,
@@ -312,13 +322,14 @@ pub async fn apply_analytics(
     now: DateTime<Utc>,
 ) -> Result<AnalyticsPage, Error> {
     let page: Vec<Uuid> =
-        sqlx::query_scalar("SELECT contact_id FROM features WHERE contact_id > $1 ORDER BY contact_id LIMIT $2")
+        sqlx::query_scalar("SELECT contact_id FROM analytics_dirty WHERE contact_id > $1 ORDER BY contact_id LIMIT $2")
             .bind(after)
             .bind(limit)
             .fetch_all(&mut *tx)
             .await?;
     let Some(last) = page.last().copied() else { return Ok(AnalyticsPage::default()) };
     super::lock_contacts(tx, &page).await?;
+    sqlx::query("DELETE FROM analytics_dirty WHERE contact_id = ANY($1)").bind(&page).execute(&mut *tx).await?;
     let stored = current_docs(tx, &page, now).await?;
     let analytics = analytics(tx, &page).await?;
     let wanted: Vec<String> = features::ANALYTICS_FEATURES.map(String::from).to_vec();
