@@ -25,7 +25,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{
-    features::Computed,
+    features::{Computed, FeatureDoc},
     rules::{Checked, Outcome, check, decide, evaluate},
     store::{rebuild, segments as store},
 };
@@ -169,6 +169,35 @@ impl Segments {
         moved: &HashMap<Uuid, HashSet<&'static str>>,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
+        let docs: Vec<(Uuid, &FeatureDoc)> =
+            computed.iter().map(|(contact, computed)| (*contact, &computed.doc)).collect();
+        self.reconcile_docs(tx, &docs, moved, now).await
+    }
+
+    /// The features read by the dynamic segments whose rules read any of
+    /// `moved`: what [`Segments::reconcile_docs`] needs of a document whose
+    /// `moved` features alone changed (none: no membership can move).
+    pub async fn features_read_with(&self, tx: &mut PgConnection, moved: &[&str]) -> Result<Vec<String>, Error> {
+        let Some(dynamic) = store::dynamic_unless_rebuilding(tx).await? else { return Ok(Vec::new()) };
+        let mut read = std::collections::BTreeSet::new();
+        for (id, version, rule) in dynamic {
+            let Some(rule) = self.compiled(id, version, &rule) else { continue };
+            if rule.features.iter().any(|feature| moved.contains(&feature.as_str())) {
+                read.extend(rule.features.iter().cloned());
+            }
+        }
+        Ok(read.into_iter().collect())
+    }
+
+    /// [`Segments::reconcile`] over documents that need hold only the
+    /// features the segments read ([`Segments::features_read_with`]).
+    pub async fn reconcile_docs(
+        &self,
+        tx: &mut PgConnection,
+        computed: &[(Uuid, &FeatureDoc)],
+        moved: &HashMap<Uuid, HashSet<&'static str>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
         if computed.is_empty() {
             return Ok(());
         }
@@ -191,12 +220,12 @@ impl Segments {
                     continue;
                 }
                 // Explained only when it enters: most contacts stay where they were.
-                match (decide(rule, &features.doc), member_of.contains(segment)) {
+                match (decide(rule, features), member_of.contains(segment)) {
                     (true, false) => changes.push((
                         true,
                         *contact,
                         *segment,
-                        entered(*segment, *version, *contact, &evaluate(rule, &features.doc)),
+                        entered(*segment, *version, *contact, &evaluate(rule, features)),
                     )),
                     (false, true) => changes.push((false, *contact, *segment, exited(*segment, *contact, "rule"))),
                     _ => {}

@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use super::{Span, associations, clv, rfm};
 use crate::{
+    features::{self, FeatureDoc},
     segments::Segments,
     store::{
         analytics::{self as store, ClvFit, ClvValue, RfmRun, RulesRun},
@@ -286,7 +287,8 @@ async fn refresh_locked(
         let mut tx = pool.begin().await?;
         crate::store::lock_batch(&mut tx, false).await?;
         store::lock_against_refresh(&mut tx).await?;
-        let page = read_model::apply_analytics(&mut tx, after, REFRESH_PAGE, now).await?;
+        let read = segments.features_read_with(&mut tx, &features::ANALYTICS_FEATURES).await?;
+        let page = read_model::apply_analytics(&mut tx, after, REFRESH_PAGE, &read, now).await?;
         let Some(last) = page.last else {
             tx.commit().await?;
             // A computation saved while this ran may have marked contacts
@@ -297,9 +299,10 @@ async fn refresh_locked(
             after = Uuid::nil();
             continue;
         };
-        segments.reconcile(&mut tx, &page.applied.computed, &page.applied.moved, now).await?;
+        let docs: Vec<(Uuid, &FeatureDoc)> = page.changed.iter().map(|(contact, doc)| (*contact, doc)).collect();
+        segments.reconcile_docs(&mut tx, &docs, &page.moved, now).await?;
         tx.commit().await?;
-        changed += page.applied.computed.len();
+        changed += page.changed.len();
         seen += page.seen;
         after = last;
     }

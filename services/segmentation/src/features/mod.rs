@@ -16,7 +16,9 @@ pub mod contacts_feed;
 pub mod interactions_feed;
 mod stored;
 
-pub use stored::{computed_from_bytes, doc_from_bytes, doc_from_bytes_only, doc_from_json, doc_to_bytes, doc_to_json};
+pub use stored::{
+    computed_from_bytes, doc_from_bytes, doc_from_bytes_only, doc_from_json, doc_to_bytes, doc_to_json, patched_bytes,
+};
 
 use std::collections::BTreeMap;
 

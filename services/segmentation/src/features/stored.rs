@@ -128,18 +128,83 @@ impl Serialize for Stored<'_> {
         let mut map = serializer.serialize_map(Some(self.0.doc.len() + 1))?;
         map.serialize_entry(TALLY, &self.0.tally)?;
         for (name, value) in &self.0.doc {
-            match value {
-                Value::Int(number) => map.serialize_entry(name, number)?,
-                Value::Double(number) => map.serialize_entry(name, number)?,
-                Value::Str(text) => map.serialize_entry(name, text)?,
-                Value::Bool(flag) => map.serialize_entry(name, flag)?,
-                Value::Time(at) => map.serialize_entry(name, &at.as_ref().map(time_text))?,
-                Value::List(items) => map.serialize_entry(name, items)?,
-                Value::Map(entries) if fixed_keys(name).is_some() => map.serialize_entry(name, &NonZero(entries))?,
-                Value::Map(entries) => map.serialize_entry(name, entries)?,
-            }
+            map.serialize_entry(name, &StoredValue(name, value))?;
         }
         map.end()
+    }
+}
+
+/// One feature's value as stored (feature `.0`, value `.1`).
+struct StoredValue<'a>(&'a str, &'a Value);
+
+impl Serialize for StoredValue<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.1 {
+            Value::Int(number) => number.serialize(serializer),
+            Value::Double(number) => number.serialize(serializer),
+            Value::Str(text) => text.serialize(serializer),
+            Value::Bool(flag) => flag.serialize(serializer),
+            Value::Time(at) => at.as_ref().map(time_text).serialize(serializer),
+            Value::List(items) => items.serialize(serializer),
+            Value::Map(entries) if fixed_keys(self.0).is_some() => NonZero(entries).serialize(serializer),
+            Value::Map(entries) => entries.serialize(serializer),
+        }
+    }
+}
+
+/// The stored bytes of a document with `values` (features of the catalogue,
+/// each already in it) put in place of its own, every other entry copied as
+/// written: the analytics refresh changes five features of up to every
+/// document, and reading each whole to write it back took most of its
+/// minute at a million. `None` when the text is not a document of the
+/// current catalogue (a feature or the tally missing: recompute it).
+pub fn patched_bytes(bytes: &[u8], values: &FeatureDoc) -> Option<Vec<u8>> {
+    let Entries(entries) = serde_json::from_slice(bytes).ok()?;
+    let (mut features, mut replaced, mut tally) = (0, 0, false);
+    let mut patched = Vec::with_capacity(bytes.len() + 16);
+    patched.push(b'{');
+    for (index, (name, raw)) in entries.into_iter().enumerate() {
+        if index > 0 {
+            patched.push(b',');
+        }
+        serde_json::to_writer(&mut patched, name).ok()?;
+        patched.push(b':');
+        match values.get(name) {
+            Some(value) => {
+                serde_json::to_writer(&mut patched, &StoredValue(name, value)).ok()?;
+                replaced += 1;
+            }
+            None => patched.extend_from_slice(raw.get().as_bytes()),
+        }
+        tally |= name == TALLY;
+        features += usize::from(catalogue::feature(name).is_some());
+    }
+    patched.push(b'}');
+    (tally && features == catalogue::features().len() && replaced == values.len()).then_some(patched)
+}
+
+/// A stored document's entries in their order, each value's text as written.
+struct Entries<'a>(Vec<(&'a str, &'a serde_json::value::RawValue)>);
+
+impl<'de> Deserialize<'de> for Entries<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor;
+        impl<'de> Visitor<'de> for EntriesVisitor {
+            type Value = Entries<'de>;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a stored feature document")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<'de>, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(64));
+                while let Some(name) = map.next_key::<&'de str>()? {
+                    entries.push((name, map.next_value()?));
+                }
+                Ok(Entries(entries))
+            }
+        }
+        deserializer.deserialize_map(EntriesVisitor)
     }
 }
 

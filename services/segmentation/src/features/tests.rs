@@ -196,3 +196,28 @@ fn a_document_missing_a_feature_is_not_applied_to() {
     let bytes = doc_to_bytes(&computed);
     assert_eq!(computed_from_bytes(&bytes, None), None, "an older catalogue's document is recomputed");
 }
+
+#[test]
+fn a_patched_document_is_byte_for_byte_the_document_written_whole() {
+    let activity = vec![purchase("2026-05-20T12:00:00Z", 1500), purchase("2026-01-10T08:00:00Z", 500)];
+    let computed = compute(None, &activity, at("2026-06-01T00:00:00Z"));
+    let stored = doc_to_bytes(&computed);
+    for analytics in [
+        Analytics { rfm: Some(([5, 4, 3], "champions".into())), predicted_value: Some(12_345) },
+        Analytics::default(),
+        Analytics { rfm: Some(([1, 1, 1], "quote \" and \\ backslash".into())), predicted_value: None },
+    ] {
+        let mut values = FeatureDoc::new();
+        set_analytics(&mut values, analytics);
+        let mut whole = computed.clone();
+        whole.doc.extend(values.clone());
+        assert_eq!(patched_bytes(&stored, &values).as_deref(), Some(doc_to_bytes(&whole).as_slice()));
+    }
+    // Not a document of this catalogue: read whole (recomputed) instead.
+    let mut older = computed.clone();
+    older.doc.remove("purchases_30d");
+    let mut values = FeatureDoc::new();
+    set_analytics(&mut values, Analytics::default());
+    assert_eq!(patched_bytes(&doc_to_bytes(&older), &values), None);
+    assert_eq!(patched_bytes(b"{\"rfm_group\": 1", &values), None, "not JSON");
+}

@@ -296,9 +296,11 @@ pub struct AnalyticsPage {
     pub last: Option<Uuid>,
     /// How many contacts the page held.
     pub seen: usize,
-    /// The features whose analytics changed, stored; `moved` names the
-    /// analytics features for each.
-    pub applied: Applied,
+    /// The contacts whose documents changed, each with the features asked
+    /// for (`read`: those the segments reading analytics read).
+    pub changed: Vec<(Uuid, FeatureDoc)>,
+    /// For each of those contacts, the features that changed (the analytics ones).
+    pub moved: HashMap<Uuid, HashSet<&'static str>>,
 }
 
 /// Brings the analytics features ([`features::ANALYTICS_FEATURES`]) of the
@@ -306,19 +308,22 @@ pub struct AnalyticsPage {
 /// `after` (in id order) to what the stored RFM scores and lifetime values
 /// say, under their locks, and unmarks them: a document that already says
 /// it is only read (the five features, the rest stepped over), one that
-/// does not is patched and stored; one due to change by time is left to the
-/// schedule's recompute (it reads the stored analytics), one stored by an
-/// older catalogue is made due now; a contact with no document (merged or
-/// erased since: their marks are left to this, as a merge or an erasure
-/// taking them would wait on a page that waits on its document) is only
-/// unmarked. After a computation the documents follow
-/// without recomputing any (marking them due for the schedule's full
-/// recompute took 170 s at a million, and the recomputes hours). The caller
-/// holds [`super::analytics::lock_against_refresh`].
+/// does not gets the five spliced into its stored text
+/// ([`features::patched_bytes`]: the rest is neither parsed nor written
+/// anew) and answers the features in `read`; one due to change by time is
+/// left to the schedule's recompute (it reads the stored analytics), one
+/// stored by an older catalogue is made due now; a contact with no document
+/// (merged or erased since: their marks are left to this, as a merge or an
+/// erasure taking them would wait on a page that waits on its document) is
+/// only unmarked. After a computation the documents follow without
+/// recomputing any (marking them due for the schedule's full recompute took
+/// 170 s at a million, and the recomputes hours). The caller holds
+/// [`super::analytics::lock_against_refresh`].
 pub async fn apply_analytics(
     tx: &mut PgConnection,
     after: Uuid,
     limit: i64,
+    read: &[String],
     now: DateTime<Utc>,
 ) -> Result<AnalyticsPage, Error> {
     let page: Vec<Uuid> =
@@ -335,42 +340,54 @@ pub async fn apply_analytics(
     let wanted: Vec<String> = features::ANALYTICS_FEATURES.map(String::from).to_vec();
     enum Outcome {
         Unchanged,
-        Patched(Uuid, Computed),
+        Patched(Uuid, Vec<u8>, FeatureDoc),
         Stale(Uuid),
     }
-    let outcomes = crate::parallel::map(stored, |(contact, doc, next_change)| {
+    let outcomes = crate::parallel::map(stored, |(contact, doc, _)| {
         let mut target = FeatureDoc::new();
         features::set_analytics(&mut target, analytics.get(&contact).cloned().unwrap_or_default());
         if features::doc_from_bytes_only(&doc, &wanted) == target {
             return Outcome::Unchanged;
         }
-        match features::computed_from_bytes(&doc, next_change) {
-            Some(mut computed) => {
-                computed.doc.extend(target);
-                Outcome::Patched(contact, computed)
+        match features::patched_bytes(&doc, &target) {
+            Some(patched) => {
+                let features =
+                    if read.is_empty() { FeatureDoc::new() } else { features::doc_from_bytes_only(&patched, read) };
+                Outcome::Patched(contact, patched, features)
             }
             None => Outcome::Stale(contact),
         }
     });
-    let mut applied = Applied::default();
+    let (mut ids, mut docs, mut stale) = (Vec::new(), Vec::new(), Vec::new());
+    let mut done = AnalyticsPage { last: Some(last), seen: page.len(), ..Default::default() };
     let moved: HashSet<&'static str> = features::ANALYTICS_FEATURES.into_iter().collect();
     for outcome in outcomes {
         match outcome {
             Outcome::Unchanged => {}
-            Outcome::Patched(contact, computed) => {
-                applied.moved.insert(contact, moved.clone());
-                applied.computed.push((contact, computed));
+            Outcome::Patched(contact, patched, features) => {
+                ids.push(contact);
+                docs.push(patched);
+                done.moved.insert(contact, moved.clone());
+                done.changed.push((contact, features));
             }
-            Outcome::Stale(contact) => applied.stale.push(contact),
+            Outcome::Stale(contact) => stale.push(contact),
         }
     }
     sqlx::query("UPDATE features SET next_change_at = $2 WHERE contact_id = ANY($1)")
-        .bind(&applied.stale)
+        .bind(&stale)
         .bind(now)
         .execute(&mut *tx)
         .await?;
-    store(tx, &applied.computed, now).await?;
-    Ok(AnalyticsPage { last: Some(last), seen: page.len(), applied })
+    sqlx::query(
+        "UPDATE features SET doc = t.d, computed_at = $3 FROM unnest($1::uuid[], $2::bytea[]) AS t(c, d)
+         WHERE contact_id = t.c",
+    )
+    .bind(&ids)
+    .bind(&docs)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(done)
 }
 
 /// Writes computed features.
