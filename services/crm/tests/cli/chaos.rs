@@ -139,11 +139,18 @@ fn prost_types_timestamp(offset: usize) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: 1_767_225_600 + offset as i64, nanos: 0 }
 }
 
+/// How long the resending loops keep at it before failing: a bound on
+/// waiting (a server that refuses every call, as on a full disk, would
+/// otherwise keep a CI run until its time ran out), not a performance limit.
+const GIVE_UP: Duration = Duration::from_secs(600);
+
 /// Sends `batches` batches through IngestInteractions, resending from the
 /// last acknowledged one whenever the stream breaks, until all are acknowledged.
 async fn ingest_all(gateway: String, batches: usize) {
     let mut next = 0;
+    let deadline = tokio::time::Instant::now() + GIVE_UP;
     while next < batches {
+        assert!(tokio::time::Instant::now() < deadline, "the ingest never finished: read the server's log above");
         let Some(channel) = channel(&gateway).await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
@@ -167,7 +174,9 @@ async fn ingest_all(gateway: String, batches: usize) {
 /// last acknowledged message whenever the stream breaks.
 async fn import_all(gateway: String, messages: usize) {
     let mut next = 0;
+    let deadline = tokio::time::Instant::now() + GIVE_UP;
     while next < messages {
+        assert!(tokio::time::Instant::now() < deadline, "the import never finished: read the server's log above");
         let Some(channel) = channel(&gateway).await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
