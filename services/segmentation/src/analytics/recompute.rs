@@ -299,8 +299,11 @@ async fn refresh_locked(
             after = Uuid::nil();
             continue;
         };
-        let docs: Vec<(Uuid, &FeatureDoc)> = page.changed.iter().map(|(contact, doc)| (*contact, doc)).collect();
-        segments.reconcile_docs(&mut tx, &docs, &page.moved, now).await?;
+        // No segment reads an analytics feature: no membership can move.
+        if !read.is_empty() {
+            let docs: Vec<(Uuid, &FeatureDoc)> = page.changed.iter().map(|(contact, doc)| (*contact, doc)).collect();
+            segments.reconcile_docs(&mut tx, &docs, &page.moved, now).await?;
+        }
         tx.commit().await?;
         changed += page.changed.len();
         seen += page.seen;

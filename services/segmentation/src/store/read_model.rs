@@ -326,15 +326,20 @@ pub async fn apply_analytics(
     read: &[String],
     now: DateTime<Utc>,
 ) -> Result<AnalyticsPage, Error> {
-    let page: Vec<Uuid> =
-        sqlx::query_scalar("SELECT contact_id FROM analytics_dirty WHERE contact_id > $1 ORDER BY contact_id LIMIT $2")
-            .bind(after)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
+    // Unmarked at once (one statement): only saves and pages touch the
+    // marks, and the caller's lock keeps saves out until this commits.
+    let mut page: Vec<Uuid> = sqlx::query_scalar(
+        "DELETE FROM analytics_dirty WHERE contact_id IN
+             (SELECT contact_id FROM analytics_dirty WHERE contact_id > $1 ORDER BY contact_id LIMIT $2)
+         RETURNING contact_id",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    page.sort_unstable();
     let Some(last) = page.last().copied() else { return Ok(AnalyticsPage::default()) };
     super::lock_contacts(tx, &page).await?;
-    sqlx::query("DELETE FROM analytics_dirty WHERE contact_id = ANY($1)").bind(&page).execute(&mut *tx).await?;
     let stored = current_docs(tx, &page, now).await?;
     let analytics = analytics(tx, &page).await?;
     let wanted: Vec<String> = features::ANALYTICS_FEATURES.map(String::from).to_vec();
@@ -373,20 +378,24 @@ pub async fn apply_analytics(
             Outcome::Stale(contact) => stale.push(contact),
         }
     }
-    sqlx::query("UPDATE features SET next_change_at = $2 WHERE contact_id = ANY($1)")
-        .bind(&stale)
+    if !stale.is_empty() {
+        sqlx::query("UPDATE features SET next_change_at = $2 WHERE contact_id = ANY($1)")
+            .bind(&stale)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if !ids.is_empty() {
+        sqlx::query(
+            "UPDATE features SET doc = t.d, computed_at = $3 FROM unnest($1::uuid[], $2::bytea[]) AS t(c, d)
+             WHERE contact_id = t.c",
+        )
+        .bind(&ids)
+        .bind(&docs)
         .bind(now)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
-        "UPDATE features SET doc = t.d, computed_at = $3 FROM unnest($1::uuid[], $2::bytea[]) AS t(c, d)
-         WHERE contact_id = t.c",
-    )
-    .bind(&ids)
-    .bind(&docs)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    }
     Ok(done)
 }
 
