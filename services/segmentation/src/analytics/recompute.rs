@@ -217,8 +217,8 @@ pub async fn refresh_features(pool: &PgPool, segments: &Segments, now: DateTime<
 }
 
 /// Where a computation's time went, logged when it ends: the whole-base
-/// read, the arithmetic, the save and the features' refresh, each with the
-/// time it gave way to bulk streams in it.
+/// read, the arithmetic, the save and the features' refresh, and how long
+/// it gave way to bulk streams in all.
 struct Phases {
     computation: &'static str,
     started: std::time::Instant,
