@@ -796,3 +796,52 @@ async fn a_computation_marks_and_refreshes_only_the_contacts_whose_analytics_cha
         assert_eq!(refresh_features(&pool, &segments, now).await.unwrap(), expected as usize);
     }
 }
+
+/// Computations saved while a refresh runs: every document ends with the
+/// group stored last, whichever page read what when (a save and each page
+/// of the refresh take one lock, so no contact is unmarked with the scores
+/// from before a save), and no mark is left.
+#[tokio::test]
+async fn computations_saved_while_a_refresh_runs_leave_every_document_at_the_last_scores() {
+    use crm_segmentation::{
+        analytics::{
+            recompute::refresh_features,
+            rfm::{Group, Scores, Totals},
+        },
+        features::{Value, doc_from_bytes},
+        store::analytics::{RfmRun, save_rfm},
+    };
+    let db = TestDb::create().await.unwrap();
+    let pool = db.role_pool(Role::Segmentation).await.unwrap();
+    let now = DateTime::parse_from_rfc3339("2026-06-01T09:30:00Z").unwrap().with_timezone(&Utc);
+    let segments = std::sync::Arc::new(Segments::default());
+    let count = 5000;
+    create_contacts(&pool, 17, count, now).await;
+    let totals = Totals { recency_days: 40, frequency: 2, monetary: 5_000 };
+    let run = RfmRun { computed_at: now, currency: "EUR".into(), window_days: 365, customers: count as i64 };
+    let mut last = Group::Lost;
+    for round in 0..6 {
+        // Each round moves every customer to another group: every document is marked.
+        let (recency, frequency) = [(5, 5), (1, 1), (3, 3)][round % 3];
+        last = Group::of(recency, frequency);
+        let scores = Scores { recency, frequency, monetary: 3, group: last };
+        let refresh = tokio::spawn({
+            let (pool, segments) = (pool.clone(), segments.clone());
+            async move { refresh_features(&pool, &segments, now).await.unwrap() }
+        });
+        // The save lands before, between or after the running refresh's pages.
+        tokio::time::sleep(std::time::Duration::from_millis(15 * round as u64)).await;
+        let scored: Vec<_> = (0..count).map(|index| (contact_id(index), totals, scores)).collect();
+        let mut tx = pool.begin().await.unwrap();
+        save_rfm(&mut tx, &run, &scored, "test").await.unwrap();
+        tx.commit().await.unwrap();
+        refresh.await.unwrap();
+    }
+    refresh_features(&pool, &segments, now).await.unwrap();
+    let docs: Vec<Vec<u8>> = sqlx::query_scalar("SELECT doc FROM features").fetch_all(&pool).await.unwrap();
+    assert_eq!(docs.len(), count);
+    let stale = docs.iter().filter(|doc| doc_from_bytes(doc)["rfm_group"] != Value::Str(last.name().into())).count();
+    assert_eq!(stale, 0, "documents left with a group from before the last save");
+    let marked: i64 = sqlx::query_scalar("SELECT count(*) FROM analytics_dirty").fetch_one(&pool).await.unwrap();
+    assert_eq!(marked, 0);
+}
