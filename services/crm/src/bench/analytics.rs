@@ -7,11 +7,11 @@
 //! between phases of one run by more than the 10% asked, so each
 //! computation has `--analytics-rounds` rounds (3 by default; 0 times it
 //! alone only) of the two phases in alternating order (alone first, then
-//! beside first), and the median of their ratios is printed beside each. Every phase starts once the interactions feed's
-//! followers have caught up (none works off another's backlog), no vacuum
-//! runs and a checkpoint has written out what came before. The
-//! interactions ingested here are new ones (numbered past any
-//! `--interactions` seed) over the seeded timelines.
+//! beside first), and the median of their ratios is printed beside each.
+//! Every phase starts once the interactions feed's followers have caught up
+//! (none works off another's backlog), no vacuum runs and a checkpoint has
+//! written out what came before. The interactions ingested here are new
+//! ones (numbered past any `--interactions` seed) over the seeded timelines.
 
 use std::{
     sync::{

@@ -294,8 +294,13 @@ pub async fn enter_new(tx: &mut PgConnection, entries: &[(Uuid, Uuid)], since: D
 const COPY_MEMBERSHIPS: &str = "COPY memberships (contact_id, segment_id, since) FROM STDIN";
 
 /// A membership's fields in [`COPY_MEMBERSHIPS`]'s column order.
-fn membership_row(row: &mut crm_platform::copy::CopyRows, contact: Uuid, segment: Uuid, since_text: &str) {
-    row.plain(contact).plain(segment).plain(since_text);
+fn membership_row<'r>(
+    row: &'r mut crm_platform::copy::CopyRows,
+    contact: Uuid,
+    segment: Uuid,
+    since_text: &str,
+) -> &'r mut crm_platform::copy::CopyRows {
+    row.plain(contact).plain(segment).plain(since_text)
 }
 
 /// New members of one segment stored as its evaluation decides them, page
@@ -330,8 +335,7 @@ impl<'c> NewMembers<'c> {
         match self.writing.as_mut() {
             Some(Writing::Held(_, held)) => held.push(contact),
             Some(Writing::Copying(copy)) => {
-                membership_row(copy.row(), contact, self.segment, &self.since_text);
-                copy.row().end_row();
+                membership_row(copy.row(), contact, self.segment, &self.since_text).end_row();
             }
             None => unreachable!("NewMembers is holding or copying between calls"),
         }
@@ -344,8 +348,7 @@ impl<'c> NewMembers<'c> {
             Some(Writing::Held(tx, held)) if held.len() >= crm_platform::copy::WORTH_COPYING => {
                 let mut copy = crm_platform::copy::CopyWriter::start(tx, COPY_MEMBERSHIPS).await?;
                 for contact in held {
-                    membership_row(copy.row(), contact, self.segment, &self.since_text);
-                    copy.row().end_row();
+                    membership_row(copy.row(), contact, self.segment, &self.since_text).end_row();
                 }
                 Writing::Copying(copy)
             }
