@@ -70,6 +70,7 @@ fn consumer(
     Consumer {
         name: "test.contacts-follower".into(),
         pool: pool.clone(),
+        background: pool.clone(),
         source: FeedSource { channel, service: "crm.contacts.v1.ContactsService" },
         handler,
         metrics: Metrics::new(telemetry),
@@ -338,4 +339,99 @@ async fn a_rewind_sends_back_a_cursor_whose_first_burst_has_not_committed() {
     burst.commit().await.unwrap();
     rebuild.await.unwrap();
     assert_eq!(cursor_and_claims(&pool, "test.first-burst").await.0, Position::default(), "sent back to the start");
+}
+
+/// Field `field` (1-based, as proc(5) numbers them) of process `pid`'s
+/// `/proc/<pid>/stat`.
+fn stat_field(pid: i32, field: usize) -> i64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The command name, field 2, may hold spaces: count from the parenthesis that ends it.
+    let after_name = &stat[stat.rfind(')').unwrap() + 1..];
+    after_name.split_whitespace().nth(field - 3).unwrap().parse().unwrap()
+}
+
+/// Whether this process may lower process `pid`'s priority: as root, or as its owner.
+fn may_lower(pid: i32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let own = std::fs::metadata("/proc/self").unwrap().uid();
+    own == 0 || std::fs::metadata(format!("/proc/{pid}")).unwrap().uid() == own
+}
+
+#[tokio::test]
+async fn a_backlog_worked_off_while_callers_are_served_runs_in_database_processes_below_their_priority() {
+    let test_db = TestDb::create().await.unwrap();
+    let suite = TestSuite::start(&test_db).await.unwrap();
+    let admin = PgPool::connect(&test_db.url).await.unwrap();
+    let sessions = || async {
+        sqlx::query_as::<_, (String, i32)>(
+            "SELECT application_name, pid FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name LIKE 'crm-%'",
+        )
+        .fetch_all(&admin)
+        .await
+        .unwrap()
+    };
+    let background =
+        || async { sessions().await.into_iter().filter(|(name, _)| name.ends_with("-background")).count() };
+    assert_eq!(background().await, 0, "nothing is background work on a quiet install");
+
+    // A caller every 20 ms, and a backlog of 3,000 contacts created on the
+    // contacts feed: its followers work it off in small bursts, on their
+    // background pools.
+    let stop = CancellationToken::new();
+    let caller = tokio::spawn({
+        let (mut contacts, stop) = (suite.contacts().await.unwrap(), stop.clone());
+        async move {
+            while !stop.is_cancelled() {
+                let request = crm_proto::contacts::v1::GetContactRequest { id: uuid::Uuid::new_v4().to_string() };
+                let answer = contacts.get_contact(request).await;
+                assert_eq!(answer.unwrap_err().code(), tonic::Code::NotFound);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    let now = crm_platform::timestamp::to_proto(chrono::Utc::now());
+    let backlog: Vec<_> = (0..3_000)
+        .map(|_| {
+            let id = uuid::Uuid::new_v4().to_string();
+            let contact = crm_proto::contacts::v1::Contact {
+                id: id.clone(),
+                lifecycle_stage: 1,
+                create_time: Some(now),
+                ..Default::default()
+            };
+            let created = crm_proto::contacts::v1::ContactCreated { contact: Some(contact), duplicate_override: false };
+            outbox::NewEvent::new("contact", id, &created, "req-test")
+        })
+        .collect();
+    commit_events(&test_db.role_pool(Role::Contacts).await.unwrap(), &backlog).await;
+    // (Alerting's rules count a backlog from 2,500 events a burst: this one is too short for them.)
+    eventually(
+        Duration::from_secs(60),
+        "interactions' and segmentation's followers on their background pools",
+        || async {
+            let names: HashSet<String> = sessions().await.into_iter().map(|(name, _)| name).collect();
+            ["interactions", "segmentation"].iter().all(|role| names.contains(&format!("crm-{role}-background")))
+        },
+    )
+    .await;
+    stop.cancel();
+    caller.await.unwrap();
+
+    let sessions = sessions().await;
+    assert!(
+        sessions.iter().all(|(_, pid)| std::path::Path::new(&format!("/proc/{pid}")).exists()),
+        "this test reads the priority of PostgreSQL's processes: run it beside its server (DATABASE_URL on this machine)"
+    );
+    for (name, pid) in sessions {
+        let (nice, server) = (stat_field(pid, 19), stat_field(pid, 4) as i32);
+        if name.ends_with("-background") {
+            let lowered = if may_lower(pid) { crm_platform::foreground::BACKGROUND_NICE.into() } else { nice };
+            assert_eq!(nice, lowered, "{name}'s process {pid} runs below the callers");
+        } else {
+            // Sessions of the callers' pools keep the server's own priority.
+            assert_eq!(nice, stat_field(server, 19), "{name}'s process {pid} keeps the callers' priority");
+        }
+    }
+    suite.shutdown().await.unwrap();
 }

@@ -28,7 +28,7 @@
 //! conflicts, and the lane skips what the cursor has passed, so every event
 //! is applied exactly once.
 
-use std::{future::Future, pin::Pin, time::Duration};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use crm_proto::events::v1 as pb;
 use futures_util::{Stream, StreamExt};
@@ -146,6 +146,10 @@ pub struct Consumer<H> {
     pub name: String,
     /// The consumer's own pool (its role's schema, where `feed_cursors` lives).
     pub pool: PgPool,
+    /// Where the bursts of a backlog worked off while callers are served
+    /// are applied: the role's background pool, below the callers'
+    /// priority (`db::connect_background`).
+    pub background: PgPool,
     pub source: FeedSource,
     pub handler: H,
     /// Where the consumer's progress and lag are recorded.
@@ -155,13 +159,15 @@ pub struct Consumer<H> {
 impl<H: Handler> Consumer<H> {
     /// Runs until `shutdown`, leading when it holds the lock and waiting otherwise.
     pub fn spawn(self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let consumer = Arc::new(self);
         tokio::spawn(async move {
+            let this = &consumer;
             while !shutdown.is_cancelled() {
-                match self.lead(&shutdown).await {
+                match this.lead(&shutdown).await {
                     Ok(Leadership::Done) => return,
                     Ok(Leadership::Refused) => {}
                     Err(error) => {
-                        tracing::warn!(consumer = %self.name, error = format!("{error:#}"), "consumer failed; resuming from its cursor")
+                        tracing::warn!(consumer = %this.name, error = format!("{error:#}"), "consumer failed; resuming from its cursor")
                     }
                 }
                 tokio::select! {
@@ -173,7 +179,7 @@ impl<H: Handler> Consumer<H> {
     }
 
     /// Follows the feed while holding the consumer's advisory lock.
-    async fn lead(&self, shutdown: &CancellationToken) -> anyhow::Result<Leadership> {
+    async fn lead(self: &Arc<Self>, shutdown: &CancellationToken) -> anyhow::Result<Leadership> {
         let key = format!("crm.consumer.{}", self.name);
         let Some(lock) = crate::leader::SessionLock::try_take(&self.pool, &key).await? else {
             return Ok(Leadership::Refused);
@@ -204,7 +210,7 @@ impl<H: Handler> Consumer<H> {
     /// idle if the feed has said it is caught up, and the stored
     /// cursor is read: if someone moved it back (a rebuild of the read
     /// model), the follower subscribes again from there.
-    async fn follow(&self, shutdown: &CancellationToken, ahead_types: &[String]) -> anyhow::Result<()> {
+    async fn follow(self: &Arc<Self>, shutdown: &CancellationToken, ahead_types: &[String]) -> anyhow::Result<()> {
         let after = self.cursor().await?;
         let mut messages =
             self.source.open(after, false, Vec::new()).await?.ready_chunks(self.handler.max_batch().max(1));
@@ -275,8 +281,10 @@ impl<H: Handler> Consumer<H> {
                 events.len() * 2 >= self.handler.max_batch().max(1) || (ahead && events.iter().any(|event| event.bulk));
             let size = crate::foreground::burst(events.len(), backlog, makes_room(ahead));
             for part in events.chunks(size) {
-                // While callers are served, the process's followers take turns.
-                let _turn = if backlog && makes_room(ahead) {
+                // While callers are served, the process's followers take
+                // turns, and a burst runs below the callers' priority.
+                let yielding = backlog && makes_room(ahead);
+                let _turn = if yielding {
                     tokio::select! {
                         () = shutdown.cancelled() => return Ok(()),
                         turn = crate::foreground::turn() => Some(turn),
@@ -285,7 +293,11 @@ impl<H: Handler> Consumer<H> {
                     None
                 };
                 let started = std::time::Instant::now();
-                self.apply(part, applied, ahead_types).await?;
+                if yielding {
+                    self.apply_in_background(part, applied, ahead_types).await?;
+                } else {
+                    self.apply(&self.pool, part, applied, ahead_types).await?;
+                }
                 if let Some(last) = part.last() {
                     applied = applied.max(Position::from(last.position));
                 }
@@ -301,12 +313,18 @@ impl<H: Handler> Consumer<H> {
     }
 
     /// Handles the events after the cursor and moves the cursor past the last,
-    /// in one transaction. `applied` is where this follower left the cursor:
+    /// in one transaction on `pool`. `applied` is where this follower left the cursor:
     /// a stored cursor behind it was moved back (a rebuild), and the events
     /// in hand must not be applied before the ones it goes back to.
-    async fn apply(&self, events: &[pb::Event], applied: Position, ahead_types: &[String]) -> anyhow::Result<()> {
+    async fn apply(
+        &self,
+        pool: &PgPool,
+        events: &[pb::Event],
+        applied: Position,
+        ahead_types: &[String],
+    ) -> anyhow::Result<()> {
         let Some(last) = events.last() else { return Ok(()) };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = pool.begin().await?;
         // Creates the cursor on first use; either way locks it for this transaction and reads it.
         let (transaction, sequence): (i64, i64) = sqlx::query_as(
             "INSERT INTO feed_cursors (consumer, transaction_id, sequence) VALUES ($1, 0, 0)
@@ -356,6 +374,25 @@ impl<H: Handler> Consumer<H> {
             self.metrics.record_consumed(&self.name, crate::timestamp::elapsed_since(event.occurred_at.as_ref()));
         }
         Ok(())
+    }
+
+    /// [`Consumer::apply`] as background work: on the process's background
+    /// threads and the role's background pool, both below the callers'
+    /// priority where the system allows (`foreground::in_background`,
+    /// `db::connect_background`). After a million-contact import three
+    /// followers work off its events for minutes; at the callers' priority
+    /// a lookup arriving during a burst waited for a core behind them.
+    async fn apply_in_background(
+        self: &Arc<Self>,
+        events: &[pb::Event],
+        applied: Position,
+        ahead_types: &[String],
+    ) -> anyhow::Result<()> {
+        let (consumer, events, ahead_types) = (Arc::clone(self), events.to_vec(), ahead_types.to_vec());
+        crate::foreground::in_background(async move {
+            consumer.apply(&consumer.background, &events, applied, &ahead_types).await
+        })
+        .await
     }
 
     /// Follows the live lane until `stop` (the leader's follower ended) or
@@ -564,6 +601,7 @@ pub fn follow<H: Handler>(
     let consumer = Consumer {
         name: name.into(),
         pool: ctx.pool.clone(),
+        background: ctx.background.clone(),
         source: FeedSource { channel: SignedChannel::new(channel, ctx.identity.clone(), principal), service },
         handler,
         metrics: ctx.metrics.clone(),

@@ -15,6 +15,9 @@ pub struct RoleContext {
     pub role: Role,
     /// A pool whose `search_path` is the role's own schema, already migrated.
     pub pool: PgPool,
+    /// The pool of background work (the feed followers' bursts), below the
+    /// callers' priority where it can be (`db::connect_background`).
+    pub background: PgPool,
     /// Where lag-tolerant reads go: the replicas when `DATABASE_READ_URL` is set.
     pub reads: crate::db::ReadPool,
     pub page_tokens: PageTokens,

@@ -25,6 +25,15 @@
 //! segments re-evaluated for each ingested contact had kept recorded
 //! interactions waiting seconds for an answer (docs/benchmarks.md).
 //!
+//! Those bursts are background work in the scheduler's eyes too: they run
+//! on the process's background threads ([`in_background`]) and on the
+//! role's background pool, whose PostgreSQL processes run at the same
+//! lower priority ([`BACKGROUND_NICE`], `db::connect_background`), so on a
+//! busy machine the kernel runs a caller's threads and database process
+//! first. Pauses alone left a lookup that arrived during a burst waiting
+//! for a core (p99 3.4–3.9 ms at 1,000 lookups/s straight after a
+//! million-contact import).
+//!
 //! The quarter is the process's, not each follower's: after an import
 //! three followers read the contacts feed in one process (interactions,
 //! segmentation, alerting's rules), and each taking a quarter of the time
@@ -41,6 +50,7 @@
 //! ([`bulk_event_seen`]).
 
 use std::{
+    future::Future,
     sync::{
         OnceLock,
         atomic::{AtomicU64, Ordering},
@@ -49,6 +59,10 @@ use std::{
 };
 
 use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// The nice value of background work's threads and database processes:
+/// below the callers' (0), so that the kernel runs a caller's work first.
+pub const BACKGROUND_NICE: i32 = 10;
 
 /// How recent a call must be for the process to count as busy.
 pub const WINDOW: Duration = Duration::from_millis(250);
@@ -217,6 +231,44 @@ pub async fn turn() -> SemaphorePermit<'static> {
     TURN.acquire().await.expect("the background turn is never closed")
 }
 
+/// The process's runtime for background work: as many threads as cores,
+/// each at [`BACKGROUND_NICE`] (threads they start inherit it). `None`
+/// where it could not be built; the work then runs where it is asked.
+fn background_runtime() -> Option<&'static tokio::runtime::Runtime> {
+    static RUNTIME: OnceLock<Option<tokio::runtime::Runtime>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            let built = tokio::runtime::Builder::new_multi_thread()
+                .thread_name("crm-background")
+                .on_thread_start(|| {
+                    // Where the system refuses, the threads keep the usual priority.
+                    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), BACKGROUND_NICE);
+                })
+                .enable_all()
+                .build();
+            built
+                .inspect_err(
+                    |error| tracing::warn!(%error, "no background threads: background work runs beside the callers"),
+                )
+                .ok()
+        })
+        .as_ref()
+}
+
+/// Runs `work` on the process's background threads, below the callers'
+/// priority, and answers when it ends: on a busy machine the kernel runs
+/// the callers' threads first, and a call does not wait for a core behind
+/// it. A panic in `work` is resumed here.
+pub async fn in_background<T: Send + 'static>(work: impl Future<Output = T> + Send + 'static) -> T {
+    let Some(runtime) = background_runtime() else { return work.await };
+    match runtime.spawn(work).await {
+        Ok(answer) => answer,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        // The runtime is never shut down (a static), so its tasks are never cancelled.
+        Err(error) => panic!("background work was cancelled: {error}"),
+    }
+}
+
 /// The longest a whole-base computation gives way to bulk streams in all:
 /// an ingest that never ends must not put off the nightly scores forever.
 pub const MAX_GIVE_WAY: Duration = Duration::from_secs(300);
@@ -272,6 +324,25 @@ fn give_way(bulk: bool, waited: Duration, limit: Duration) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn own_priority() -> i32 {
+        rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn background_work_runs_on_threads_below_the_callers_priority() {
+        let caller = own_priority();
+        let (own, spawned) = in_background(async {
+            let spawned = std::thread::scope(|scope| scope.spawn(own_priority).join().unwrap());
+            (own_priority(), spawned)
+        })
+        .await;
+        assert_eq!(own, BACKGROUND_NICE.max(caller), "the caller's nice: {caller}");
+        assert_eq!(spawned, own, "threads it starts inherit its priority");
+        assert_eq!(own_priority(), caller, "the caller's own priority is untouched");
+        let panicked = tokio::spawn(in_background(async { panic!("a burst failed") })).await;
+        assert!(panicked.unwrap_err().is_panic(), "a panic reaches the caller");
+    }
 
     #[test]
     fn a_backlog_yields_three_quarters_of_the_time_to_callers_and_nothing_otherwise() {

@@ -118,9 +118,11 @@ impl RunningSuite {
                 Some(url) => db::ReadPool::with_replicas(url.expose(), role, &install.config.db, pool.clone())?,
                 None => db::ReadPool::primary_only(pool.clone()),
             };
+            let background = db::connect_background(install.database_url.expose(), role, &install.config.db)?;
             let ctx = RoleContext {
                 role,
                 pool,
+                background,
                 reads,
                 page_tokens: page_tokens.clone(),
                 identity: identity.clone(),

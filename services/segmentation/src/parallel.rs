@@ -5,6 +5,8 @@
 //! while the others idled (a backlog catch-up on two cores ran at half the
 //! machine).
 
+use crm_platform::foreground::BACKGROUND_NICE;
+
 /// Below this many items the work stays on the calling thread (a live
 /// feed's bursts are a few events: threads would cost more than they save).
 const MIN_PARALLEL: usize = 256;
@@ -68,9 +70,6 @@ pub fn sum<T: Sync>(items: &[T], f: impl Fn(&[T]) -> f64 + Sync) -> f64 {
     })
 }
 
-/// The nice value of [`background`]'s thread: below the callers' (0).
-const BACKGROUND_NICE: i32 = 10;
-
 /// `f` on a thread of its own at a lower scheduling priority, answered
 /// when it ends: a whole-base computation (fitting lifetime value over a
 /// million customers, counting co-purchases) then takes what the online
@@ -103,7 +102,7 @@ mod tests {
         })
         .await
         .unwrap();
-        assert!(own >= super::BACKGROUND_NICE.max(caller), "nice {own}, the caller's {caller}");
+        assert!(own >= crm_platform::foreground::BACKGROUND_NICE.max(caller), "nice {own}, the caller's {caller}");
         assert_eq!(spawned, own, "threads started from it inherit its priority");
         assert_eq!(own_priority(), caller, "the caller's own priority is untouched");
         let panicked = super::background(|| -> i32 { panic!("a computation failed") }).await;

@@ -62,7 +62,7 @@ async fn killing_the_alerting_sessions_mid_evaluation_neither_loses_nor_repeats_
             while !stop.is_cancelled() {
                 let ended: Vec<bool> = sqlx::query_scalar(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                     WHERE application_name = 'crm-alerting' AND datname = current_database()",
+                     WHERE application_name LIKE 'crm-alerting%' AND datname = current_database()",
                 )
                 .fetch_all(&pool)
                 .await
