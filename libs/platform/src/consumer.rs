@@ -161,13 +161,12 @@ impl<H: Handler> Consumer<H> {
     pub fn spawn(self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
         let consumer = Arc::new(self);
         tokio::spawn(async move {
-            let this = &consumer;
             while !shutdown.is_cancelled() {
-                match this.lead(&shutdown).await {
+                match consumer.lead(&shutdown).await {
                     Ok(Leadership::Done) => return,
                     Ok(Leadership::Refused) => {}
                     Err(error) => {
-                        tracing::warn!(consumer = %this.name, error = format!("{error:#}"), "consumer failed; resuming from its cursor")
+                        tracing::warn!(consumer = %consumer.name, error = format!("{error:#}"), "consumer failed; resuming from its cursor")
                     }
                 }
                 tokio::select! {

@@ -64,6 +64,13 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 /// below the callers' (0), so that the kernel runs a caller's work first.
 pub const BACKGROUND_NICE: i32 = 10;
 
+/// Lowers the calling thread to [`BACKGROUND_NICE`] (on Linux the priority
+/// is the thread's; threads it starts inherit it). Where the system
+/// refuses, the thread keeps the usual priority.
+pub fn lower_this_thread() {
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), BACKGROUND_NICE);
+}
+
 /// How recent a call must be for the process to count as busy.
 pub const WINDOW: Duration = Duration::from_millis(250);
 /// While busy, background work gets one part in this many of the time.
@@ -240,10 +247,7 @@ fn background_runtime() -> Option<&'static tokio::runtime::Runtime> {
         .get_or_init(|| {
             let built = tokio::runtime::Builder::new_multi_thread()
                 .thread_name("crm-background")
-                .on_thread_start(|| {
-                    // Where the system refuses, the threads keep the usual priority.
-                    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), BACKGROUND_NICE);
-                })
+                .on_thread_start(lower_this_thread)
                 .enable_all()
                 .build();
             built

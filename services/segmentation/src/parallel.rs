@@ -5,7 +5,7 @@
 //! while the others idled (a backlog catch-up on two cores ran at half the
 //! machine).
 
-use crm_platform::foreground::BACKGROUND_NICE;
+use crm_platform::foreground::lower_this_thread;
 
 /// Below this many items the work stays on the calling thread (a live
 /// feed's bursts are a few events: threads would cost more than they save).
@@ -81,7 +81,7 @@ pub fn sum<T: Sync>(items: &[T], f: impl Fn(&[T]) -> f64 + Sync) -> f64 {
 pub async fn background<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> anyhow::Result<R> {
     let (answer, answered) = tokio::sync::oneshot::channel();
     std::thread::Builder::new().name("crm-background".into()).spawn(move || {
-        let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), BACKGROUND_NICE);
+        lower_this_thread();
         let _ = answer.send(f());
     })?;
     answered.await.map_err(|_| anyhow::anyhow!("a background computation panicked"))
